@@ -1,0 +1,1 @@
+-- tables are added by the services' engineers
