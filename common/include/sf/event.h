@@ -1,0 +1,144 @@
+/* event: the event envelope and its Avro codec (schemas/envelope.avsc).
+ *
+ * Every state change of stockflow is one event: an envelope (event id, type,
+ * time, store, product, stream version, actor, command id, idempotency key,
+ * correlation id) around one payload record of a union. Events are written
+ * with Avro single-object encoding: 0xC3 0x01, the 8-byte little-endian
+ * CRC-64-AVRO fingerprint of the schema's parsing canonical form, then the
+ * Avro binary datum, so any consumer can pick the schema from schemas/.
+ *
+ * Decoding never trusts a length: every string length, array count and union
+ * index is checked against the bytes that remain before anything is
+ * allocated (avro-c 1.11 allocates whatever a crafted length asks for,
+ * AVRO-4293). A codec is created once and may be used by one thread at a
+ * time; separate codecs are independent. */
+#ifndef SF_EVENT_H
+#define SF_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sf/uuid.h"
+
+#define SF_ID_LEN (SF_UUID_STR_LEN + 1)
+
+typedef enum sf_event_type {
+  SF_EV_PRODUCT_CREATED = 0,
+  SF_EV_PRODUCT_UPDATED,
+  SF_EV_PRODUCT_DISCONTINUED,
+  SF_EV_STORE_OPENED,
+  SF_EV_STORE_UPDATED,
+  SF_EV_STORE_CLOSED,
+  SF_EV_STOCK_MOVED,       /* receipt, sale, return, adjustment, count */
+  SF_EV_TRANSFER_OUT,      /* source leg of a transfer (stock leaves) */
+  SF_EV_TRANSFER_IN,       /* destination leg (stock arrives) */
+  SF_EV_ORDER_PLACED,      /* reserves every line */
+  SF_EV_ORDER_FULFILLED,   /* reserved units leave on hand */
+  SF_EV_ORDER_CANCELLED,   /* reservation released */
+  SF_EV__COUNT
+} sf_event_type_t;
+
+typedef enum sf_movement {
+  SF_MOVE_RECEIPT = 0,
+  SF_MOVE_SALE,
+  SF_MOVE_RETURN,
+  SF_MOVE_ADJUSTMENT,
+  SF_MOVE_COUNT,
+  SF_MOVE__COUNT
+} sf_movement_t;
+
+/* "ProductCreated", ... (the Avro record names); NULL if out of range. */
+const char *sf_event_type_name(sf_event_type_t t);
+/* "receipt", "sale", "return", "adjustment", "count"; NULL if out of range. */
+const char *sf_movement_name(sf_movement_t m);
+/* Returns 0 and sets *out, or SF_EINVAL for an unknown name. */
+int sf_movement_parse(const char *name, sf_movement_t *out);
+
+typedef struct sf_order_line {
+  char product_id[SF_ID_LEN];
+  int64_t quantity;
+} sf_order_line_t;
+
+/* A decoded or to-be-encoded event. Id fields are fixed arrays ("" when
+ * absent). Pointer fields are NULL when absent; after sf_event_decode they
+ * point into memory owned by the event (freed by sf_event_clear); when
+ * encoding they are borrowed from the caller. */
+typedef struct sf_event {
+  /* envelope */
+  char event_id[SF_ID_LEN];
+  sf_event_type_t type;
+  int64_t occurred_at_us;   /* Unix microseconds (timestamp-micros) */
+  char store_id[SF_ID_LEN]; /* "" for product events */
+  char product_id[SF_ID_LEN]; /* "" for store and order events */
+  int64_t stream_version;   /* version of store x product after this event;
+                               of the product/store/order for the others */
+  char actor[SF_ID_LEN];    /* acting user id, "" when none */
+  char command_id[SF_ID_LEN]; /* the command that caused it (dedupe key) */
+  const char *idempotency_key; /* NULL when none */
+  const char *correlation_id;  /* NULL when none */
+
+  /* payload: which members are meaningful depends on type */
+  struct {
+    const char *sku, *name, *category, *price; /* price: decimal string */
+    int64_t reorder_level;
+    bool has_reorder_level;
+  } product; /* PRODUCT_CREATED (sku, name, price required), PRODUCT_UPDATED
+                (any subset), PRODUCT_DISCONTINUED (none) */
+  struct {
+    const char *name, *location, *manager_id;
+  } store; /* STORE_OPENED (name, location required), STORE_UPDATED, CLOSED */
+  struct {
+    sf_movement_t movement;
+    int64_t quantity;  /* as given by the command (count: units counted) */
+    int64_t delta;     /* signed change of on_hand */
+    int64_t on_hand;   /* after the event */
+    int64_t reserved;  /* after the event */
+    const char *reason, *reference;
+    char transfer_id[SF_ID_LEN]; /* TRANSFER_*: the transfer; "" otherwise */
+    char counterpart_store_id[SF_ID_LEN]; /* TRANSFER_*: the other store */
+  } stock; /* STOCK_MOVED, TRANSFER_OUT, TRANSFER_IN */
+  struct {
+    char order_id[SF_ID_LEN];
+    const sf_order_line_t *lines; /* ORDER_PLACED: the lines */
+    size_t n_lines;
+    const char *reference;
+  } order; /* ORDER_*; fulfil/cancel repeat the lines */
+
+  void *mem_; /* private: decode arena */
+} sf_event_t;
+
+/* Zeroes e (all optional fields absent). */
+void sf_event_init(sf_event_t *e);
+/* Frees decode memory and re-inits e. */
+void sf_event_clear(sf_event_t *e);
+
+typedef struct sf_event_codec sf_event_codec_t;
+
+/* Creates a codec for the schema compiled into the binary (from
+ * schemas/envelope.avsc). Returns 0, SF_ENOMEM or SF_ESCHEMA. */
+int sf_event_codec_new(sf_event_codec_t **out);
+void sf_event_codec_destroy(sf_event_codec_t *c);
+
+/* The 8-byte CRC-64-AVRO fingerprint of the writer schema. */
+uint64_t sf_event_codec_fingerprint(const sf_event_codec_t *c);
+
+/* Encodes e (single-object encoding) into a malloc'd buffer owned by the
+ * caller. Returns 0, SF_EINVAL (a required field is missing), SF_ENOMEM. */
+int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
+                    size_t *out_len);
+
+/* Decodes buf (borrowed) into e (initialised by the call; release with
+ * sf_event_clear even on failure). Returns 0, SF_EPARSE (bad marker or
+ * datum), SF_ESCHEMA (unknown fingerprint), SF_ETRUNCATED (a length or count
+ * exceeds the bytes that remain), SF_ETOOBIG (over SF_EVENT_MAX_BYTES). */
+int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
+                    sf_event_t *e);
+
+#define SF_EVENT_MAX_BYTES (1024 * 1024)
+#define SF_EVENT_MAX_LINES 1000
+
+/* The CRC-64-AVRO (Rabin) fingerprint of bytes, as the Avro spec defines. */
+uint64_t sf_avro_crc64(const void *bytes, size_t len);
+
+#endif

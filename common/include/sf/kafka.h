@@ -1,0 +1,163 @@
+/* kafka: producer and consumer wrappers over librdkafka.
+ *
+ * The producer is idempotent (acks=all, enable.idempotence) and, when given
+ * a transactional id, transactional. It lives on a libuv loop: delivery
+ * reports are dispatched on the loop's thread (librdkafka's queue IO event
+ * wakes a uv_poll), so a handler can answer its HTTP request from the
+ * delivery callback. Keys are partitioned with murmur2_random, the Java
+ * client's partitioner, so every client maps a store to the same partition.
+ *
+ * The consumer reads with isolation.level=read_committed and never commits
+ * offsets itself (enable.auto.commit=false, enable.auto.offset.store=false):
+ * the owner stores offsets where it applies the data. It is driven by the
+ * thread that calls sf_kafka_consumer_poll (no loop needed), and may be used
+ * with a consumer group (subscribe, with assign/revoke callbacks that can
+ * choose the start offsets) or without (explicit assign).
+ *
+ * Errors are logged with context (topic, partition, broker reason) and
+ * returned as SF_EKAFKA (retriable) or SF_EKAFKA_FATAL. */
+#ifndef SF_KAFKA_H
+#define SF_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sf/log.h"
+
+typedef struct sf_kafka_header {
+  const char *name;
+  const void *value;
+  size_t len;
+} sf_kafka_header_t;
+
+/* ---- producer ---- */
+
+typedef struct sf_kafka_producer sf_kafka_producer_t;
+
+typedef struct sf_kafka_producer_opts {
+  const char *brokers;          /* "127.0.0.1:9092" */
+  const char *transactional_id; /* NULL: idempotent, not transactional */
+  const char *client_id;        /* for broker logs; may be NULL */
+  int linger_ms;                /* batching delay; default 1 when < 0 */
+  int message_timeout_ms;       /* delivery timeout; default 30000 when <= 0 */
+} sf_kafka_producer_opts_t;
+
+/* Fires once per accepted sf_kafka_produce, on the loop thread. err is 0 or
+ * SF_EKAFKA/SF_EKAFKA_FATAL; errstr is borrowed for the call. */
+typedef void (*sf_kafka_delivery_cb)(void *ud, int err, int32_t partition,
+                                     int64_t offset, const char *errstr);
+
+/* Creates the producer and hooks it to loop (borrowed). With a
+ * transactional id, also runs init_transactions (blocking, bounded by 30 s).
+ * Returns 0, SF_ECONFIG, SF_EKAFKA. */
+int sf_kafka_producer_new(sf_kafka_producer_t **out, uv_loop_t *loop,
+                          const sf_kafka_producer_opts_t *opts, sf_log_t *log);
+
+/* Produces one message. partition < 0 partitions by key. key, value and
+ * headers are copied. Returns 0 (cb will fire exactly once) or a negative
+ * code (cb never fires): SF_EUNAVAILABLE when the local queue is full,
+ * SF_EKAFKA_FATAL when the producer is fenced or broken. */
+int sf_kafka_produce(sf_kafka_producer_t *p, const char *topic,
+                     int32_t partition, const void *key, size_t key_len,
+                     const void *value, size_t value_len,
+                     const sf_kafka_header_t *headers, size_t n_headers,
+                     sf_kafka_delivery_cb cb, void *ud);
+
+/* Transactions (only with a transactional id). begin is immediate;
+ * commit and abort block up to timeout_ms. */
+int sf_kafka_txn_begin(sf_kafka_producer_t *p);
+int sf_kafka_txn_commit(sf_kafka_producer_t *p, int timeout_ms);
+int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms);
+
+/* Messages produced but not yet delivered. */
+int sf_kafka_producer_inflight(const sf_kafka_producer_t *p);
+/* Waits up to timeout_ms for every delivery (callbacks fire inside). */
+int sf_kafka_producer_flush(sf_kafka_producer_t *p, int timeout_ms);
+/* True once a fatal error (fencing, broken idempotence) happened. */
+bool sf_kafka_producer_fatal(const sf_kafka_producer_t *p);
+/* Stops the uv_poll and destroys the producer after a bounded flush.
+ * done fires on the loop when the handle is closed; then it is freed. */
+void sf_kafka_producer_close(sf_kafka_producer_t *p, void (*done)(void *),
+                             void *ud);
+
+/* ---- consumer ---- */
+
+typedef struct sf_kafka_consumer sf_kafka_consumer_t;
+
+typedef struct sf_kafka_tp {
+  const char *topic;  /* borrowed for the callback */
+  int32_t partition;
+  int64_t offset;     /* start offset to use; SF_KAFKA_OFFSET_* allowed */
+} sf_kafka_tp_t;
+
+#define SF_KAFKA_OFFSET_BEGINNING (-2)
+#define SF_KAFKA_OFFSET_END (-1)
+#define SF_KAFKA_OFFSET_STORED (-1000)
+
+/* On assignment the callback may set each tp's offset (default BEGINNING
+ * when nothing is stored); on revoke it gets the partitions being taken
+ * away. Runs on the polling thread, inside sf_kafka_consumer_poll. */
+typedef void (*sf_kafka_assign_cb)(void *ud, sf_kafka_tp_t *tps, size_t n);
+typedef void (*sf_kafka_revoke_cb)(void *ud, const sf_kafka_tp_t *tps,
+                                   size_t n);
+
+typedef struct sf_kafka_consumer_opts {
+  const char *brokers;
+  const char *group_id;   /* NULL: no group, use sf_kafka_consumer_assign */
+  const char *client_id;
+  sf_kafka_assign_cb on_assign; /* may be NULL */
+  sf_kafka_revoke_cb on_revoke; /* may be NULL */
+  void *cb_ud;
+} sf_kafka_consumer_opts_t;
+
+typedef struct sf_kafka_msg {
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+  const void *key;
+  size_t key_len;
+  const void *value;
+  size_t value_len;
+  int64_t timestamp_ms;
+  void *priv_; /* private: the rd_kafka_message_t */
+} sf_kafka_msg_t;
+
+int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
+                          const sf_kafka_consumer_opts_t *opts, sf_log_t *log);
+/* Closes (leaving the group) and frees. */
+void sf_kafka_consumer_destroy(sf_kafka_consumer_t *c);
+
+int sf_kafka_consumer_subscribe(sf_kafka_consumer_t *c,
+                                const char *const *topics, size_t n);
+/* Assigns explicit partitions and start offsets (no group). */
+int sf_kafka_consumer_assign(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
+                             size_t n);
+
+/* Waits up to timeout_ms and fills msgs with at most max messages (owned
+ * by the caller: release each with sf_kafka_msg_destroy). Returns the
+ * count (0 on timeout) or a negative code. Partition EOF and transient
+ * errors are logged, not returned. */
+int sf_kafka_consumer_poll(sf_kafka_consumer_t *c, sf_kafka_msg_t *msgs,
+                           size_t max, int timeout_ms);
+void sf_kafka_msg_destroy(sf_kafka_msg_t *m);
+
+/* Finds header name in m; returns 0 with value/len borrowed from m, or
+ * SF_ENOTFOUND. */
+int sf_kafka_msg_header(const sf_kafka_msg_t *m, const char *name,
+                        const void **value, size_t *len);
+
+/* Number of partitions of topic (0 if missing), waits up to timeout_ms. */
+int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
+                             int timeout_ms, int32_t *count);
+/* Low and high watermark (the next offset to be written; with
+ * read_committed, the last stable offset). */
+int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
+                        int32_t partition, int timeout_ms, int64_t *low,
+                        int64_t *high);
+/* Current position (next offset to read) of an assigned partition. */
+int sf_kafka_position(sf_kafka_consumer_t *c, const char *topic,
+                      int32_t partition, int64_t *offset);
+
+#endif
