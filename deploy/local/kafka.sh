@@ -12,6 +12,7 @@
 #
 # See docs/operations.md for the version choice and the layout.
 set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_STATE="$STATE/kafka"

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Common settings and helpers for the local-stack scripts in deploy/local/.
 # Sourced, never run: `. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"`.
 #

@@ -12,6 +12,7 @@
 # As root the server runs as the unprivileged 'postgres' user (initdb refuses
 # root); otherwise as the current user. See docs/operations.md.
 set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_STATE="$STATE/pg"
