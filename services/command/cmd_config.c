@@ -1,0 +1,53 @@
+/* cmd_config: the command service's configuration table. */
+#include "cmd_config.h"
+
+#include <stddef.h>
+
+#define E(key, type, def, min, max, env, help, field)                          \
+  {key, type, def, min, max, env, help, offsetof(cmd_settings_t, field)}
+
+static const sf_cfg_entry_t entries[] = {
+    E("listen", SF_CFG_STRING, "127.0.0.1:8081", 0, 0,
+      "STOCKFLOW_COMMAND_LISTEN", "HTTP listen address host:port", listen),
+    E("kafka-brokers", SF_CFG_STRING, "127.0.0.1:9092", 0, 0,
+      "STOCKFLOW_KAFKA_BROKERS", "Kafka bootstrap servers", kafka_brokers),
+    E("topic-catalog", SF_CFG_STRING, "inventory.catalog", 0, 0,
+      "STOCKFLOW_TOPIC_CATALOG", "topic of product and store events",
+      topic_catalog),
+    E("topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
+      "STOCKFLOW_TOPIC_STOCK", "topic of stock events, keyed by store id",
+      topic_stock),
+    E("transactional-id", SF_CFG_STRING, "stockflow-command-0", 0, 0,
+      "STOCKFLOW_COMMAND_TXN_ID",
+      "Kafka transactional.id; a second instance with the same id fences "
+      "the first",
+      transactional_id),
+    E("log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",
+      "debug, info, warn, error or off", log_level),
+    E("max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
+      "largest accepted request body in bytes (413 above)", max_body),
+    E("max-batch", SF_CFG_INT, "1000", 1, 100000, "STOCKFLOW_COMMIT_MAX_BATCH",
+      "most Kafka messages per group-commit transaction", max_batch),
+    E("commit-linger-us", SF_CFG_INT, "0", 0, 100000,
+      "STOCKFLOW_COMMIT_LINGER_US",
+      "extra wait before a commit to gather a fuller batch (0: commit at "
+      "once; batches still form while a commit is in flight)",
+      linger_us),
+    E("txn-timeout-ms", SF_CFG_INT, "10000", 100, 600000,
+      "STOCKFLOW_COMMIT_TIMEOUT_MS",
+      "bound on one transaction's flush and commit", txn_timeout_ms),
+    E("header-timeout-ms", SF_CFG_INT, "10000", 10, 600000,
+      "STOCKFLOW_HTTP_HEADER_TIMEOUT_MS",
+      "time a client has to send a request's headers", header_timeout_ms),
+    E("idle-timeout-ms", SF_CFG_INT, "60000", 10, 3600000,
+      "STOCKFLOW_HTTP_IDLE_TIMEOUT_MS", "keep-alive idle timeout",
+      idle_timeout_ms),
+};
+
+static const sf_cfg_spec_t spec = {
+    "stockflow-command",
+    "stockflow command service: validates stock commands against the state "
+    "rebuilt from the log and appends them as Avro events to Kafka.",
+    entries, sizeof(entries) / sizeof(entries[0])};
+
+const sf_cfg_spec_t *cmd_config_spec(void) { return &spec; }

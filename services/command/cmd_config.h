@@ -1,0 +1,29 @@
+/* cmd_config: the command service's settings and the table that parses
+ * them (flags, STOCKFLOW_* environment, defaults, --help, --print-config,
+ * docs/configuration.md). */
+#ifndef CMD_CONFIG_H
+#define CMD_CONFIG_H
+
+#include <stdbool.h>
+
+#include "sf/config.h"
+
+typedef struct cmd_settings {
+  const char *listen;
+  const char *kafka_brokers;
+  const char *topic_catalog;
+  const char *topic_stock;
+  const char *transactional_id;
+  const char *log_level;
+  long long max_body;
+  long long max_batch;
+  long long linger_us;
+  long long txn_timeout_ms;
+  long long header_timeout_ms;
+  long long idle_timeout_ms;
+} cmd_settings_t;
+
+/* The spec for sf_config_parse (static storage). */
+const sf_cfg_spec_t *cmd_config_spec(void);
+
+#endif

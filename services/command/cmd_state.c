@@ -1,0 +1,503 @@
+/* cmd_state: the write-side fold and the rules of every command. See
+ * cmd_state.h for the contract. Hash tables are uthash (Debian uthash-dev):
+ * stock rows are keyed by the 32 raw bytes of the two UUIDs so that a
+ * million store x product pairs stay around 120 bytes each. */
+#include "cmd_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "sf/err.h"
+
+typedef struct product {
+  sf_uuid_t id;
+  char *sku, *name, *category, *price;
+  int64_t reorder_level, version;
+  bool discontinued;
+  UT_hash_handle hh;     /* by id */
+  UT_hash_handle hh_sku; /* by sku */
+} product_t;
+
+typedef struct store {
+  sf_uuid_t id;
+  char *name, *location, *manager_id;
+  int64_t version;
+  bool closed;
+  UT_hash_handle hh;
+} store_t;
+
+typedef struct stock_key {
+  uint8_t b[32]; /* store uuid then product uuid */
+} stock_key_t;
+
+typedef struct stock {
+  stock_key_t key;
+  int64_t on_hand, reserved, version;
+  UT_hash_handle hh;
+} stock_t;
+
+struct cmd_state {
+  product_t *products;
+  product_t *by_sku;
+  store_t *stores;
+  stock_t *stock;
+};
+
+int cmd_state_new(cmd_state_t **out) {
+  cmd_state_t *s = calloc(1, sizeof(*s));
+  if (!s)
+    return SF_ENOMEM;
+  *out = s;
+  return 0;
+}
+
+static void product_free(product_t *p) {
+  free(p->sku);
+  free(p->name);
+  free(p->category);
+  free(p->price);
+  free(p);
+}
+
+static void store_free(store_t *st) {
+  free(st->name);
+  free(st->location);
+  free(st->manager_id);
+  free(st);
+}
+
+void cmd_state_destroy(cmd_state_t *s) {
+  if (!s)
+    return;
+  product_t *p, *ptmp;
+  HASH_CLEAR(hh_sku, s->by_sku);
+  HASH_ITER(hh, s->products, p, ptmp) {
+    HASH_DEL(s->products, p);
+    product_free(p);
+  }
+  store_t *st, *sttmp;
+  HASH_ITER(hh, s->stores, st, sttmp) {
+    HASH_DEL(s->stores, st);
+    store_free(st);
+  }
+  stock_t *k, *ktmp;
+  HASH_ITER(hh, s->stock, k, ktmp) {
+    HASH_DEL(s->stock, k);
+    free(k);
+  }
+  free(s);
+}
+
+/* Replaces *dst with a copy of src (NULL keeps NULL). */
+static int set_str(char **dst, const char *src) {
+  char *copy = NULL;
+  if (src) {
+    copy = strdup(src);
+    if (!copy)
+      return SF_ENOMEM;
+  }
+  free(*dst);
+  *dst = copy;
+  return 0;
+}
+
+static product_t *find_product(const cmd_state_t *s, const char *id) {
+  sf_uuid_t u;
+  if (!id || sf_uuid_parse(id, &u) != 0)
+    return NULL;
+  product_t *p = NULL;
+  HASH_FIND(hh, s->products, &u, sizeof(u), p);
+  return p;
+}
+
+static store_t *find_store(const cmd_state_t *s, const char *id) {
+  sf_uuid_t u;
+  if (!id || sf_uuid_parse(id, &u) != 0)
+    return NULL;
+  store_t *st = NULL;
+  HASH_FIND(hh, s->stores, &u, sizeof(u), st);
+  return st;
+}
+
+static int make_stock_key(const char *store_id, const char *product_id,
+                          stock_key_t *k) {
+  sf_uuid_t a, b;
+  if (sf_uuid_parse(store_id, &a) != 0 || sf_uuid_parse(product_id, &b) != 0)
+    return SF_EINVAL;
+  memcpy(k->b, a.b, 16);
+  memcpy(k->b + 16, b.b, 16);
+  return 0;
+}
+
+static stock_t *find_stock(const cmd_state_t *s, const char *store_id,
+                           const char *product_id) {
+  stock_key_t k;
+  if (make_stock_key(store_id, product_id, &k) != 0)
+    return NULL;
+  stock_t *row = NULL;
+  HASH_FIND(hh, s->stock, &k, sizeof(k), row);
+  return row;
+}
+
+/* ---- apply ---- */
+
+static int apply_product(cmd_state_t *s, const sf_event_t *e,
+                         cmd_apply_result_t *res) {
+  product_t *p = find_product(s, e->product_id);
+  if (e->type == SF_EV_PRODUCT_CREATED) {
+    if (p) {
+      *res = CMD_APPLY_DUPLICATE;
+      return 0;
+    }
+    if (!e->product.sku || !e->product.name || !e->product.price)
+      return SF_EINVAL;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+      return SF_ENOMEM;
+    if (sf_uuid_parse(e->product_id, &p->id) != 0) {
+      free(p);
+      return SF_EINVAL;
+    }
+    if (set_str(&p->sku, e->product.sku) || set_str(&p->name, e->product.name) ||
+        set_str(&p->category, e->product.category) ||
+        set_str(&p->price, e->product.price)) {
+      product_free(p);
+      return SF_ENOMEM;
+    }
+    p->reorder_level = e->product.has_reorder_level ? e->product.reorder_level : 0;
+    p->version = e->stream_version;
+    HASH_ADD(hh, s->products, id, sizeof(p->id), p);
+    HASH_ADD_KEYPTR(hh_sku, s->by_sku, p->sku, strlen(p->sku), p);
+    *res = CMD_APPLY_APPLIED;
+    return 0;
+  }
+  if (!p)
+    return SF_EINVAL; /* update of a product the log never created */
+  if (e->stream_version <= p->version) {
+    *res = CMD_APPLY_DUPLICATE;
+    return 0;
+  }
+  if (e->type == SF_EV_PRODUCT_UPDATED) {
+    if ((e->product.name && set_str(&p->name, e->product.name)) ||
+        (e->product.category && set_str(&p->category, e->product.category)) ||
+        (e->product.price && set_str(&p->price, e->product.price)))
+      return SF_ENOMEM;
+    if (e->product.has_reorder_level)
+      p->reorder_level = e->product.reorder_level;
+  } else {
+    p->discontinued = true;
+  }
+  p->version = e->stream_version;
+  *res = CMD_APPLY_APPLIED;
+  return 0;
+}
+
+static int apply_store(cmd_state_t *s, const sf_event_t *e,
+                       cmd_apply_result_t *res) {
+  store_t *st = find_store(s, e->store_id);
+  if (e->type == SF_EV_STORE_OPENED) {
+    if (st) {
+      *res = CMD_APPLY_DUPLICATE;
+      return 0;
+    }
+    if (!e->store.name || !e->store.location)
+      return SF_EINVAL;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+      return SF_ENOMEM;
+    if (sf_uuid_parse(e->store_id, &st->id) != 0) {
+      free(st);
+      return SF_EINVAL;
+    }
+    if (set_str(&st->name, e->store.name) ||
+        set_str(&st->location, e->store.location) ||
+        set_str(&st->manager_id, e->store.manager_id)) {
+      store_free(st);
+      return SF_ENOMEM;
+    }
+    st->version = e->stream_version;
+    HASH_ADD(hh, s->stores, id, sizeof(st->id), st);
+    *res = CMD_APPLY_APPLIED;
+    return 0;
+  }
+  if (!st)
+    return SF_EINVAL;
+  if (e->stream_version <= st->version) {
+    *res = CMD_APPLY_DUPLICATE;
+    return 0;
+  }
+  if (e->type == SF_EV_STORE_UPDATED) {
+    if ((e->store.name && set_str(&st->name, e->store.name)) ||
+        (e->store.location && set_str(&st->location, e->store.location)) ||
+        (e->store.manager_id && set_str(&st->manager_id, e->store.manager_id)))
+      return SF_ENOMEM;
+  } else {
+    st->closed = true;
+  }
+  st->version = e->stream_version;
+  *res = CMD_APPLY_APPLIED;
+  return 0;
+}
+
+static int apply_stock(cmd_state_t *s, const sf_event_t *e,
+                       cmd_apply_result_t *res) {
+  stock_key_t k;
+  if (make_stock_key(e->store_id, e->product_id, &k) != 0)
+    return SF_EINVAL;
+  if (e->stock.on_hand < 0 || e->stock.reserved < 0 ||
+      e->stock.reserved > e->stock.on_hand || e->stream_version < 1)
+    return SF_EINVAL;
+  stock_t *row = NULL;
+  HASH_FIND(hh, s->stock, &k, sizeof(k), row);
+  if (row && e->stream_version <= row->version) {
+    *res = CMD_APPLY_DUPLICATE;
+    return 0;
+  }
+  if (!row) {
+    row = calloc(1, sizeof(*row));
+    if (!row)
+      return SF_ENOMEM;
+    row->key = k;
+    HASH_ADD(hh, s->stock, key, sizeof(row->key), row);
+  }
+  /* Events carry the values after the event: folding sets them. */
+  row->on_hand = e->stock.on_hand;
+  row->reserved = e->stock.reserved;
+  row->version = e->stream_version;
+  *res = CMD_APPLY_APPLIED;
+  return 0;
+}
+
+int cmd_state_apply(cmd_state_t *s, const sf_event_t *e,
+                    cmd_apply_result_t *res) {
+  switch (e->type) {
+  case SF_EV_PRODUCT_CREATED:
+  case SF_EV_PRODUCT_UPDATED:
+  case SF_EV_PRODUCT_DISCONTINUED:
+    return apply_product(s, e, res);
+  case SF_EV_STORE_OPENED:
+  case SF_EV_STORE_UPDATED:
+  case SF_EV_STORE_CLOSED:
+    return apply_store(s, e, res);
+  case SF_EV_STOCK_MOVED:
+  case SF_EV_TRANSFER_OUT:
+  case SF_EV_TRANSFER_IN:
+    return apply_stock(s, e, res);
+  default:
+    *res = CMD_APPLY_IGNORED;
+    return 0;
+  }
+}
+
+/* ---- lookups ---- */
+
+bool cmd_state_product(const cmd_state_t *s, const char *id,
+                       cmd_product_view_t *out) {
+  const product_t *p = find_product(s, id);
+  if (!p)
+    return false;
+  out->sku = p->sku;
+  out->name = p->name;
+  out->category = p->category;
+  out->price = p->price;
+  out->reorder_level = p->reorder_level;
+  out->version = p->version;
+  out->discontinued = p->discontinued;
+  return true;
+}
+
+bool cmd_state_store(const cmd_state_t *s, const char *id,
+                     cmd_store_view_t *out) {
+  const store_t *st = find_store(s, id);
+  if (!st)
+    return false;
+  out->name = st->name;
+  out->location = st->location;
+  out->manager_id = st->manager_id;
+  out->version = st->version;
+  out->closed = st->closed;
+  return true;
+}
+
+void cmd_state_stock(const cmd_state_t *s, const char *store_id,
+                     const char *product_id, cmd_stock_row_t *out) {
+  const stock_t *row = find_stock(s, store_id, product_id);
+  out->on_hand = row ? row->on_hand : 0;
+  out->reserved = row ? row->reserved : 0;
+  out->version = row ? row->version : 0;
+}
+
+bool cmd_state_sku_taken(const cmd_state_t *s, const char *sku) {
+  product_t *p = NULL;
+  HASH_FIND(hh_sku, s->by_sku, sku, strlen(sku), p);
+  return p != NULL;
+}
+
+size_t cmd_state_n_products(const cmd_state_t *s) {
+  return HASH_CNT(hh, s->products);
+}
+size_t cmd_state_n_stores(const cmd_state_t *s) {
+  return HASH_CNT(hh, s->stores);
+}
+size_t cmd_state_n_stock(const cmd_state_t *s) { return HASH_CNT(hh, s->stock); }
+
+/* ---- decisions ---- */
+
+const char *cmd_check_movement(sf_movement_t m, int64_t quantity,
+                               const char *reason) {
+  switch (m) {
+  case SF_MOVE_RECEIPT:
+  case SF_MOVE_SALE:
+  case SF_MOVE_RETURN:
+    if (quantity < 1 || quantity > CMD_MAX_QUANTITY)
+      return "quantity: must be an integer between 1 and 2147483647";
+    return NULL;
+  case SF_MOVE_ADJUSTMENT:
+    if (quantity == 0 || quantity > CMD_MAX_QUANTITY ||
+        quantity < -CMD_MAX_QUANTITY)
+      return "quantity: must be a non-zero integer between -2147483647 and "
+             "2147483647";
+    if (!reason || !*reason)
+      return "reason: required for an adjustment";
+    return NULL;
+  case SF_MOVE_COUNT:
+    if (quantity < 0 || quantity > CMD_MAX_QUANTITY)
+      return "quantity: must be an integer between 0 and 2147483647";
+    return NULL;
+  default:
+    return "type: must be one of receipt, sale, return, adjustment, count";
+  }
+}
+
+cmd_verdict_t cmd_decide_movement(const cmd_state_t *s,
+                                  const cmd_movement_cmd_t *c, sf_event_t *e) {
+  const store_t *st = find_store(s, c->store_id);
+  if (!st)
+    return CMD_NOT_FOUND_STORE;
+  const product_t *p = find_product(s, c->product_id);
+  if (!p)
+    return CMD_NOT_FOUND_PRODUCT;
+  if (st->closed)
+    return CMD_STORE_CLOSED;
+  if (p->discontinued && c->movement == SF_MOVE_RECEIPT)
+    return CMD_PRODUCT_DISCONTINUED;
+  cmd_stock_row_t row;
+  cmd_state_stock(s, c->store_id, c->product_id, &row);
+  if (c->if_match >= 0 && c->if_match != row.version)
+    return CMD_VERSION_CONFLICT;
+
+  int64_t delta = 0;
+  switch (c->movement) {
+  case SF_MOVE_RECEIPT:
+  case SF_MOVE_RETURN:
+    delta = c->quantity;
+    break;
+  case SF_MOVE_SALE:
+    delta = -c->quantity;
+    break;
+  case SF_MOVE_ADJUSTMENT:
+    delta = c->quantity;
+    break;
+  case SF_MOVE_COUNT:
+    if (c->quantity < row.reserved)
+      return CMD_COUNT_BELOW_RESERVED;
+    delta = c->quantity - row.on_hand;
+    break;
+  default:
+    return CMD_NOT_FOUND_PRODUCT; /* unreachable: checked by the caller */
+  }
+  int64_t on_hand = row.on_hand + delta;
+  if (on_hand - row.reserved < 0)
+    return CMD_INSUFFICIENT_STOCK;
+  if (on_hand > CMD_MAX_STOCK)
+    return CMD_STOCK_LIMIT;
+
+  e->type = SF_EV_STOCK_MOVED;
+  memcpy(e->store_id, c->store_id, sizeof(e->store_id) - 1);
+  e->store_id[sizeof(e->store_id) - 1] = '\0';
+  memcpy(e->product_id, c->product_id, sizeof(e->product_id) - 1);
+  e->product_id[sizeof(e->product_id) - 1] = '\0';
+  e->stream_version = row.version + 1;
+  e->stock.movement = c->movement;
+  e->stock.quantity = c->quantity;
+  e->stock.delta = delta;
+  e->stock.on_hand = on_hand;
+  e->stock.reserved = row.reserved;
+  e->stock.reason = c->reason;
+  e->stock.reference = c->reference;
+  return CMD_OK;
+}
+
+static void copy_id(char dst[SF_ID_LEN], const char *src) {
+  size_t n = strlen(src);
+  if (n > SF_ID_LEN - 1)
+    n = SF_ID_LEN - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+cmd_verdict_t cmd_decide_product_create(const cmd_state_t *s,
+                                        const char *product_id,
+                                        const char *sku, const char *name,
+                                        const char *category,
+                                        const char *price,
+                                        int64_t reorder_level, sf_event_t *e) {
+  if (cmd_state_sku_taken(s, sku))
+    return CMD_DUPLICATE_SKU;
+  e->type = SF_EV_PRODUCT_CREATED;
+  copy_id(e->product_id, product_id);
+  e->store_id[0] = '\0';
+  e->stream_version = 1;
+  e->product.sku = sku;
+  e->product.name = name;
+  e->product.category = category;
+  e->product.price = price;
+  e->product.reorder_level = reorder_level;
+  e->product.has_reorder_level = true;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_store_open(const cmd_state_t *s, const char *store_id,
+                                    const char *name, const char *location,
+                                    const char *manager_id, sf_event_t *e) {
+  (void)s;
+  e->type = SF_EV_STORE_OPENED;
+  copy_id(e->store_id, store_id);
+  e->product_id[0] = '\0';
+  e->stream_version = 1;
+  e->store.name = name;
+  e->store.location = location;
+  e->store.manager_id = manager_id;
+  return CMD_OK;
+}
+
+int cmd_verdict_status(cmd_verdict_t v) {
+  switch (v) {
+  case CMD_OK:
+    return 201;
+  case CMD_NOT_FOUND_STORE:
+  case CMD_NOT_FOUND_PRODUCT:
+    return 404;
+  case CMD_VERSION_CONFLICT:
+    return 412;
+  default:
+    return 409;
+  }
+}
+
+const char *cmd_verdict_code(cmd_verdict_t v) {
+  switch (v) {
+  case CMD_OK: return "ok";
+  case CMD_NOT_FOUND_STORE: return "not_found";
+  case CMD_NOT_FOUND_PRODUCT: return "not_found";
+  case CMD_DUPLICATE_SKU: return "duplicate_sku";
+  case CMD_STORE_CLOSED: return "store_closed";
+  case CMD_PRODUCT_DISCONTINUED: return "product_discontinued";
+  case CMD_INSUFFICIENT_STOCK: return "insufficient_stock";
+  case CMD_COUNT_BELOW_RESERVED: return "count_below_reserved";
+  case CMD_STOCK_LIMIT: return "stock_limit_exceeded";
+  case CMD_VERSION_CONFLICT: return "version_conflict";
+  }
+  return "internal";
+}

@@ -1,0 +1,129 @@
+/* cmd_state: the command service's write-side state, and the rules.
+ *
+ * The state is the fold of the event log: the catalog (products, stores) and,
+ * per store x product, on_hand, reserved and the stream version. The same
+ * function folds an event into the state at startup (replaying the log) and
+ * after a command is decided (so the next command sees it at once): there is
+ * one path from events to state.
+ *
+ * "Decide" functions check a command against the state and fill an event
+ * without changing anything; the caller then applies the event with
+ * cmd_state_apply(). An event whose stream version is not above the
+ * current one is a replay or a broker-side duplicate: apply skips it and
+ * says so (CMD_APPLY_DUPLICATE); the command id it carries was applied
+ * already because one command produces the event of one stream version.
+ *
+ * Pure logic, no I/O; one thread at a time. Strings given to decide are
+ * borrowed until the event is encoded; the state copies what it keeps. */
+#ifndef CMD_STATE_H
+#define CMD_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sf/event.h"
+#include "sf/uuid.h"
+
+/* Quantities are at most 2^31 - 1 per command (API contract); on hand is
+ * kept well inside int64 by refusing anything that would pass CMD_MAX_STOCK. */
+#define CMD_MAX_QUANTITY INT64_C(2147483647)
+#define CMD_MAX_STOCK (INT64_C(1) << 53)
+
+typedef struct cmd_state cmd_state_t;
+
+/* Why a command was refused; maps 1:1 to an HTTP status and problem code. */
+typedef enum cmd_verdict {
+  CMD_OK = 0,
+  CMD_NOT_FOUND_STORE,        /* 404 not_found */
+  CMD_NOT_FOUND_PRODUCT,      /* 404 not_found */
+  CMD_DUPLICATE_SKU,          /* 409 duplicate_sku */
+  CMD_STORE_CLOSED,           /* 409 store_closed */
+  CMD_PRODUCT_DISCONTINUED,   /* 409 product_discontinued */
+  CMD_INSUFFICIENT_STOCK,     /* 409 insufficient_stock */
+  CMD_COUNT_BELOW_RESERVED,   /* 409 count_below_reserved */
+  CMD_STOCK_LIMIT,            /* 409 stock_limit_exceeded */
+  CMD_VERSION_CONFLICT        /* 412 version_conflict */
+} cmd_verdict_t;
+
+typedef struct cmd_stock_row {
+  int64_t on_hand, reserved, version;
+} cmd_stock_row_t;
+
+typedef struct cmd_product_view {
+  const char *sku, *name, *category, *price;
+  int64_t reorder_level, version;
+  bool discontinued;
+} cmd_product_view_t;
+
+typedef struct cmd_store_view {
+  const char *name, *location, *manager_id;
+  int64_t version;
+  bool closed;
+} cmd_store_view_t;
+
+typedef enum cmd_apply_result {
+  CMD_APPLY_APPLIED = 0,
+  CMD_APPLY_DUPLICATE, /* stream version already applied: skipped */
+  CMD_APPLY_IGNORED    /* type this state does not track (yet): skipped */
+} cmd_apply_result_t;
+
+int cmd_state_new(cmd_state_t **out);
+void cmd_state_destroy(cmd_state_t *s);
+
+/* Folds e into the state. Returns 0 with *res set, SF_ENOMEM, or SF_EINVAL
+ * for an event that breaks the state's invariants (logged by the caller;
+ * the state is unchanged). */
+int cmd_state_apply(cmd_state_t *s, const sf_event_t *e,
+                    cmd_apply_result_t *res);
+
+/* Lookups by id string; false when unknown (views borrow from the state and
+ * stay valid until the next apply). */
+bool cmd_state_product(const cmd_state_t *s, const char *id,
+                       cmd_product_view_t *out);
+bool cmd_state_store(const cmd_state_t *s, const char *id,
+                     cmd_store_view_t *out);
+/* The stock row (zeros with version 0 when never moved). */
+void cmd_state_stock(const cmd_state_t *s, const char *store_id,
+                     const char *product_id, cmd_stock_row_t *out);
+bool cmd_state_sku_taken(const cmd_state_t *s, const char *sku);
+
+/* Counts for metrics and the startup log. */
+size_t cmd_state_n_products(const cmd_state_t *s);
+size_t cmd_state_n_stores(const cmd_state_t *s);
+size_t cmd_state_n_stock(const cmd_state_t *s);
+
+/* ---- decisions: fill e (envelope ids, time and command id are set by the
+ * caller before or after; these set type, stream ids, version, payload) ---- */
+
+typedef struct cmd_movement_cmd {
+  const char *store_id, *product_id;
+  sf_movement_t movement;
+  int64_t quantity; /* validated range by the caller: see cmd_check_quantity */
+  const char *reason, *reference; /* NULL when absent */
+  int64_t if_match; /* expected stream version, or -1 for none */
+} cmd_movement_cmd_t;
+
+/* Range rules of the contract for the quantity of a movement: receipt, sale
+ * and return 1..2^31-1; adjustment non-zero within +-(2^31-1) and a reason;
+ * count 0..2^31-1. Returns NULL when valid, else a message naming the rule. */
+const char *cmd_check_movement(sf_movement_t m, int64_t quantity,
+                               const char *reason);
+
+cmd_verdict_t cmd_decide_movement(const cmd_state_t *s,
+                                  const cmd_movement_cmd_t *c, sf_event_t *e);
+cmd_verdict_t cmd_decide_product_create(const cmd_state_t *s,
+                                        const char *product_id,
+                                        const char *sku, const char *name,
+                                        const char *category,
+                                        const char *price,
+                                        int64_t reorder_level, sf_event_t *e);
+cmd_verdict_t cmd_decide_store_open(const cmd_state_t *s, const char *store_id,
+                                    const char *name, const char *location,
+                                    const char *manager_id, sf_event_t *e);
+
+/* HTTP status and stable problem code for a verdict. */
+int cmd_verdict_status(cmd_verdict_t v);
+const char *cmd_verdict_code(cmd_verdict_t v);
+
+#endif
