@@ -42,6 +42,8 @@ typedef struct sf_kafka_producer_opts {
   const char *client_id;        /* for broker logs; may be NULL */
   int linger_ms;                /* batching delay; default 1 when < 0 */
   int message_timeout_ms;       /* delivery timeout; default 30000 when <= 0 */
+  int queue_max_messages; /* local queue bound (queue.buffering.max.messages);
+                             librdkafka's default (100000) when <= 0 */
 } sf_kafka_producer_opts_t;
 
 /* Fires once per accepted sf_kafka_produce, on the loop thread. err is 0 or
@@ -66,7 +68,11 @@ int sf_kafka_produce(sf_kafka_producer_t *p, const char *topic,
                      sf_kafka_delivery_cb cb, void *ud);
 
 /* Transactions (only with a transactional id). begin is immediate;
- * commit and abort block up to timeout_ms. */
+ * commit and abort block up to timeout_ms (delivery callbacks of the
+ * transaction's messages fire inside commit). Failures: SF_ETIMEOUT when the
+ * same call may simply be retried; SF_EKAFKA when the transaction must be
+ * aborted (sf_kafka_txn_abort) and redone; SF_EKAFKA_FATAL when the producer
+ * is fenced or broken (recreate it); SF_ESTATE when called out of order. */
 int sf_kafka_txn_begin(sf_kafka_producer_t *p);
 int sf_kafka_txn_commit(sf_kafka_producer_t *p, int timeout_ms);
 int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms);

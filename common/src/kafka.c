@@ -1,0 +1,801 @@
+/* kafka: producer and consumer wrappers over librdkafka. See sf/kafka.h.
+ *
+ * The producer is married to a libuv loop: librdkafka writes a byte to a
+ * pipe whenever its main queue (delivery reports, errors) becomes non-empty;
+ * a uv_poll on the read end drains the pipe and serves the queue with
+ * rd_kafka_poll(rk, 0), so every delivery callback runs on the loop thread.
+ * A 100 ms timer serves the queue too, as a safety net. Each accepted
+ * message carries a small heap record (callback, user data) as its opaque;
+ * the records form a list so that messages librdkafka drops at destroy
+ * still get their one callback.
+ *
+ * The consumer is driven by whoever calls sf_kafka_consumer_poll. With a
+ * group it uses the EAGER rebalance protocol (librdkafka's default
+ * range,roundrobin assignors): every rebalance revokes everything and assigns
+ * afresh, which keeps the assign/revoke callbacks simple. Offsets are never
+ * committed here; the owner stores them where it applies the data. */
+#include "sf/kafka.h"
+
+#include "sf/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOD "kafka"
+#define POLL_SAFETY_MS 100
+#define CLOSE_FLUSH_MS 5000
+#define INIT_TXN_MS 30000
+
+_Static_assert(SF_KAFKA_OFFSET_BEGINNING == RD_KAFKA_OFFSET_BEGINNING,
+               "offset constants match librdkafka");
+_Static_assert(SF_KAFKA_OFFSET_END == RD_KAFKA_OFFSET_END,
+               "offset constants match librdkafka");
+_Static_assert(SF_KAFKA_OFFSET_STORED == RD_KAFKA_OFFSET_STORED,
+               "offset constants match librdkafka");
+
+/* ---- shared helpers ---- */
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                         const char *buf) {
+  sf_log_t *log = rd_kafka_opaque(rk) ? *(sf_log_t **)rd_kafka_opaque(rk)
+                                      : NULL;
+  sf_log_level_t lv = level <= 3   ? SF_LOG_ERROR
+                      : level == 4 ? SF_LOG_WARN
+                      : level <= 6 ? SF_LOG_INFO
+                                   : SF_LOG_DEBUG;
+  SF_LOG(log, lv, MOD, "%s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, sf_log_t *log, const char *key,
+                    const char *value) {
+  char errstr[512];
+  if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) !=
+      RD_KAFKA_CONF_OK) {
+    SF_ERROR(log, MOD, "config %s=%s: %s", key, value, errstr);
+    return SF_ECONFIG;
+  }
+  return 0;
+}
+
+static int conf_set_int(rd_kafka_conf_t *conf, sf_log_t *log, const char *key,
+                        int value) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "%d", value);
+  return conf_set(conf, log, key, buf);
+}
+
+static bool err_is_fatal(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR__FATAL || err == RD_KAFKA_RESP_ERR__FENCED ||
+         err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* ---- producer ---- */
+
+/* One per accepted message; owned by the producer's pending list until its
+ * callback has fired. */
+typedef struct pending {
+  struct pending *prev, *next;
+  sf_kafka_delivery_cb cb;
+  void *ud;
+} pending_t;
+
+struct sf_kafka_producer {
+  sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
+  uv_loop_t *loop;
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *mainq;
+  uv_poll_t poll;
+  uv_timer_t timer;
+  int pipefd[2];
+  int open_handles;
+  int inflight;
+  bool fatal;
+  bool transactional;
+  bool closing;
+  pending_t pending; /* list head (sentinel) */
+  void (*done)(void *);
+  void *done_ud;
+};
+
+static void pending_unlink(pending_t *pm) {
+  pm->prev->next = pm->next;
+  pm->next->prev = pm->prev;
+}
+
+static void producer_note_fatal(sf_kafka_producer_t *p) {
+  char reason[512] = "";
+  rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(p->rk, reason,
+                                                  sizeof(reason));
+  if (!p->fatal)
+    SF_ERROR(p->log, MOD, "producer %s fatal error: %s: %s",
+             rd_kafka_name(p->rk), rd_kafka_err2name(ferr), reason);
+  p->fatal = true;
+}
+
+static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason,
+                              void *opaque) {
+  sf_kafka_producer_t *p = opaque;
+  (void)rk;
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    producer_note_fatal(p);
+    return;
+  }
+  SF_WARN(p->log, MOD, "producer %s: %s: %s", rd_kafka_name(p->rk),
+          rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                           void *opaque) {
+  sf_kafka_producer_t *p = opaque;
+  pending_t *pm = m->_private;
+  (void)rk;
+  if (!pm)
+    return;
+  int err = 0;
+  const char *errstr = NULL;
+  if (m->err) {
+    err = err_is_fatal(m->err) ? SF_EKAFKA_FATAL : SF_EKAFKA;
+    if (err == SF_EKAFKA_FATAL)
+      producer_note_fatal(p);
+    errstr = rd_kafka_message_errstr(m);
+    SF_WARN(p->log, MOD, "delivery to %s [%d] failed: %s: %s",
+            m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
+            rd_kafka_err2name(m->err), errstr);
+  }
+  pending_unlink(pm);
+  p->inflight--;
+  pm->cb(pm->ud, err, m->partition, m->err ? -1 : m->offset, errstr);
+  free(pm);
+}
+
+static void producer_serve(sf_kafka_producer_t *p) {
+  if (p->rk && !p->closing)
+    rd_kafka_poll(p->rk, 0);
+}
+
+static void producer_poll_cb(uv_poll_t *h, int status, int events) {
+  sf_kafka_producer_t *p = h->data;
+  char buf[64];
+  (void)events;
+  if (status < 0)
+    SF_WARN(p->log, MOD, "producer wakeup pipe: %s", uv_strerror(status));
+  while (read(p->pipefd[0], buf, sizeof(buf)) > 0)
+    ;
+  producer_serve(p);
+}
+
+static void producer_timer_cb(uv_timer_t *t) {
+  producer_serve(t->data);
+}
+
+static int make_pipe(int fds[2]) {
+  if (pipe(fds) != 0)
+    return SF_EIO;
+  for (int i = 0; i < 2; i++) {
+    int fl = fcntl(fds[i], F_GETFL);
+    if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return SF_EIO;
+    }
+  }
+  return 0;
+}
+
+static int producer_conf(sf_kafka_producer_t *p, rd_kafka_conf_t *conf,
+                         const sf_kafka_producer_opts_t *o) {
+  int rc = 0;
+  rc = rc ? rc : conf_set(conf, p->log, "bootstrap.servers", o->brokers);
+  rc = rc ? rc : conf_set(conf, p->log, "enable.idempotence", "true");
+  rc = rc ? rc : conf_set(conf, p->log, "acks", "all");
+  rc = rc ? rc : conf_set(conf, p->log, "partitioner", "murmur2_random");
+  rc = rc ? rc : conf_set(conf, p->log, "compression.type", "lz4");
+  rc = rc ? rc
+          : conf_set_int(conf, p->log, "linger.ms",
+                         o->linger_ms < 0 ? 1 : o->linger_ms);
+  rc = rc ? rc
+          : conf_set_int(conf, p->log, "message.timeout.ms",
+                         o->message_timeout_ms <= 0 ? 30000
+                                                    : o->message_timeout_ms);
+  if (!rc && o->queue_max_messages > 0)
+    rc = conf_set_int(conf, p->log, "queue.buffering.max.messages",
+                      o->queue_max_messages);
+  if (!rc && o->client_id)
+    rc = conf_set(conf, p->log, "client.id", o->client_id);
+  if (!rc && o->transactional_id)
+    rc = conf_set(conf, p->log, "transactional.id", o->transactional_id);
+  return rc;
+}
+
+/* Maps a transactional API error; logs it with op as context. */
+static int txn_error(sf_kafka_producer_t *p, const char *op,
+                     rd_kafka_error_t *e) {
+  if (!e)
+    return 0;
+  int rc;
+  if (rd_kafka_error_is_fatal(e)) {
+    rc = SF_EKAFKA_FATAL;
+    p->fatal = true;
+  } else if (rd_kafka_error_txn_requires_abort(e)) {
+    rc = SF_EKAFKA;
+  } else if (rd_kafka_error_is_retriable(e)) {
+    rc = SF_ETIMEOUT;
+  } else if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__STATE) {
+    rc = SF_ESTATE;
+  } else {
+    rc = SF_EKAFKA;
+  }
+  SF_LOG(p->log, rc == SF_EKAFKA_FATAL ? SF_LOG_ERROR : SF_LOG_WARN, MOD,
+         "producer %s: %s: %s (%s)", rd_kafka_name(p->rk), op,
+         rd_kafka_error_string(e), sf_err_name(rc));
+  rd_kafka_error_destroy(e);
+  return rc;
+}
+
+int sf_kafka_producer_new(sf_kafka_producer_t **out, uv_loop_t *loop,
+                          const sf_kafka_producer_opts_t *opts, sf_log_t *log) {
+  char errstr[512];
+  int rc;
+  if (!out || !loop || !opts || !opts->brokers)
+    return SF_EINVAL;
+  sf_kafka_producer_t *p = calloc(1, sizeof(*p));
+  if (!p)
+    return SF_ENOMEM;
+  p->log = log;
+  p->loop = loop;
+  p->pending.prev = p->pending.next = &p->pending;
+  p->transactional = opts->transactional_id != NULL;
+
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (!conf) {
+    rc = SF_ENOMEM;
+    goto fail_conf;
+  }
+  rc = producer_conf(p, conf, opts);
+  if (rc)
+    goto fail_conf;
+  rd_kafka_conf_set_opaque(conf, p);
+  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+  rd_kafka_conf_set_error_cb(conf, producer_error_cb);
+  rd_kafka_conf_set_dr_msg_cb(conf, producer_dr_cb);
+  /* rd_kafka_new owns conf on success only. */
+  p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (!p->rk) {
+    SF_ERROR(log, MOD, "cannot create producer: %s", errstr);
+    rc = SF_ECONFIG;
+    goto fail_conf;
+  }
+  conf = NULL;
+
+  rc = make_pipe(p->pipefd);
+  if (rc) {
+    SF_ERROR(log, MOD, "producer wakeup pipe: %s", strerror(errno));
+    goto fail_pipe;
+  }
+  p->mainq = rd_kafka_queue_get_main(p->rk);
+  rd_kafka_queue_io_event_enable(p->mainq, p->pipefd[1], "1", 1);
+
+  if (p->transactional) {
+    rc = txn_error(p, "init_transactions",
+                   rd_kafka_init_transactions(p->rk, INIT_TXN_MS));
+    if (rc) {
+      rc = rc == SF_EKAFKA_FATAL ? rc : SF_EKAFKA;
+      goto fail_txn;
+    }
+  }
+
+  int uvrc = uv_poll_init(loop, &p->poll, p->pipefd[0]);
+  if (uvrc) {
+    SF_ERROR(log, MOD, "uv_poll_init: %s", uv_strerror(uvrc));
+    rc = SF_EIO;
+    goto fail_txn;
+  }
+  p->poll.data = p;
+  uv_timer_init(loop, &p->timer);
+  p->timer.data = p;
+  p->open_handles = 2;
+  uv_poll_start(&p->poll, UV_READABLE, producer_poll_cb);
+  uv_timer_start(&p->timer, producer_timer_cb, POLL_SAFETY_MS, POLL_SAFETY_MS);
+  *out = p;
+  return 0;
+
+fail_txn:
+  rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
+  rd_kafka_queue_destroy(p->mainq);
+  close(p->pipefd[0]);
+  close(p->pipefd[1]);
+fail_pipe:
+  rd_kafka_destroy(p->rk);
+fail_conf:
+  if (conf)
+    rd_kafka_conf_destroy(conf);
+  free(p);
+  return rc;
+}
+
+int sf_kafka_produce(sf_kafka_producer_t *p, const char *topic,
+                     int32_t partition, const void *key, size_t key_len,
+                     const void *value, size_t value_len,
+                     const sf_kafka_header_t *headers, size_t n_headers,
+                     sf_kafka_delivery_cb cb, void *ud) {
+  if (!p || !topic || !cb || (n_headers && !headers))
+    return SF_EINVAL;
+  if (p->closing)
+    return SF_ESTATE;
+  if (p->fatal)
+    return SF_EKAFKA_FATAL;
+  pending_t *pm = malloc(sizeof(*pm));
+  if (!pm)
+    return SF_ENOMEM;
+  pm->cb = cb;
+  pm->ud = ud;
+  rd_kafka_headers_t *hdrs = NULL;
+  if (n_headers) {
+    hdrs = rd_kafka_headers_new(n_headers);
+    for (size_t i = 0; i < n_headers; i++)
+      rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                          (ssize_t)headers[i].len);
+  }
+  /* On success librdkafka owns hdrs; on failure we still do. */
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      p->rk, RD_KAFKA_V_TOPIC(topic),
+      RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+      RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_OPAQUE(pm), RD_KAFKA_V_END);
+  if (err) {
+    if (hdrs)
+      rd_kafka_headers_destroy(hdrs);
+    free(pm);
+    int rc;
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      rc = SF_EUNAVAILABLE;
+    else if (err_is_fatal(err) || rd_kafka_fatal_error(p->rk, NULL, 0))
+      rc = SF_EKAFKA_FATAL;
+    else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+      rc = SF_ETOOBIG;
+    else if (err == RD_KAFKA_RESP_ERR__STATE)
+      rc = SF_ESTATE;
+    else
+      rc = SF_EKAFKA;
+    if (rc == SF_EKAFKA_FATAL)
+      producer_note_fatal(p);
+    SF_LOG(p->log, rc == SF_EUNAVAILABLE ? SF_LOG_DEBUG : SF_LOG_WARN, MOD,
+           "produce to %s [%d]: %s", topic, (int)partition,
+           rd_kafka_err2str(err));
+    return rc;
+  }
+  pm->next = &p->pending;
+  pm->prev = p->pending.prev;
+  pm->prev->next = pm;
+  p->pending.prev = pm;
+  p->inflight++;
+  return 0;
+}
+
+int sf_kafka_txn_begin(sf_kafka_producer_t *p) {
+  if (!p || !p->transactional)
+    return SF_ESTATE;
+  if (p->fatal)
+    return SF_EKAFKA_FATAL;
+  return txn_error(p, "begin_transaction", rd_kafka_begin_transaction(p->rk));
+}
+
+int sf_kafka_txn_commit(sf_kafka_producer_t *p, int timeout_ms) {
+  if (!p || !p->transactional)
+    return SF_ESTATE;
+  if (p->fatal)
+    return SF_EKAFKA_FATAL;
+  return txn_error(p, "commit_transaction",
+                   rd_kafka_commit_transaction(p->rk, timeout_ms));
+}
+
+int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms) {
+  if (!p || !p->transactional)
+    return SF_ESTATE;
+  if (p->fatal)
+    return SF_EKAFKA_FATAL;
+  int rc = txn_error(p, "abort_transaction",
+                     rd_kafka_abort_transaction(p->rk, timeout_ms));
+  /* Purged messages report their failure through the main queue. */
+  rd_kafka_poll(p->rk, 0);
+  return rc;
+}
+
+int sf_kafka_producer_inflight(const sf_kafka_producer_t *p) {
+  return p ? p->inflight : 0;
+}
+
+int sf_kafka_producer_flush(sf_kafka_producer_t *p, int timeout_ms) {
+  if (!p || p->closing)
+    return SF_ESTATE;
+  rd_kafka_resp_err_t err = rd_kafka_flush(p->rk, timeout_ms);
+  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT)
+    return SF_ETIMEOUT;
+  return err ? SF_EKAFKA : 0;
+}
+
+bool sf_kafka_producer_fatal(const sf_kafka_producer_t *p) {
+  return p && p->fatal;
+}
+
+static void producer_handle_closed(uv_handle_t *h) {
+  sf_kafka_producer_t *p = h->data;
+  if (--p->open_handles > 0)
+    return;
+  close(p->pipefd[0]);
+  close(p->pipefd[1]);
+  if (p->done)
+    p->done(p->done_ud);
+  free(p);
+}
+
+void sf_kafka_producer_close(sf_kafka_producer_t *p, void (*done)(void *),
+                             void *ud) {
+  if (!p || p->closing)
+    return;
+  p->done = done;
+  p->done_ud = ud;
+  uv_poll_stop(&p->poll);
+  uv_timer_stop(&p->timer);
+
+  /* Delivery callbacks fire inside flush; anything still undelivered after
+   * the bound is purged so that its failure is reported too. */
+  if (rd_kafka_flush(p->rk, CLOSE_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    SF_WARN(p->log, MOD, "producer %s: %d message(s) undelivered at close",
+            rd_kafka_name(p->rk), p->inflight);
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(p->rk, 500);
+  }
+  p->closing = true;
+  rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
+  rd_kafka_queue_destroy(p->mainq);
+  rd_kafka_destroy(p->rk);
+  p->rk = NULL;
+
+  /* Whatever librdkafka dropped without a report still gets its one
+   * callback. */
+  while (p->pending.next != &p->pending) {
+    pending_t *pm = p->pending.next;
+    pending_unlink(pm);
+    p->inflight--;
+    pm->cb(pm->ud, SF_EKAFKA, -1, -1, "producer closed before delivery");
+    free(pm);
+  }
+  uv_close((uv_handle_t *)&p->poll, producer_handle_closed);
+  uv_close((uv_handle_t *)&p->timer, producer_handle_closed);
+}
+
+/* ---- consumer ---- */
+
+struct sf_kafka_consumer {
+  sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
+  rd_kafka_t *rk;
+  sf_kafka_assign_cb on_assign;
+  sf_kafka_revoke_cb on_revoke;
+  void *cb_ud;
+  bool has_group;
+  bool fatal;
+};
+
+static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason,
+                              void *opaque) {
+  sf_kafka_consumer_t *c = opaque;
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[512] = "";
+    rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+    SF_ERROR(c->log, MOD, "consumer %s fatal error: %s: %s",
+             rd_kafka_name(rk), rd_kafka_err2name(ferr), buf);
+    c->fatal = true;
+    return;
+  }
+  SF_WARN(c->log, MOD, "consumer %s: %s: %s", rd_kafka_name(rk),
+          rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* Converts parts to a tp array (topics borrowed from parts); NULL on OOM. */
+static sf_kafka_tp_t *tps_from_list(const rd_kafka_topic_partition_list_t *l) {
+  sf_kafka_tp_t *tps = calloc(l->cnt ? (size_t)l->cnt : 1, sizeof(*tps));
+  if (!tps)
+    return NULL;
+  for (int i = 0; i < l->cnt; i++) {
+    tps[i].topic = l->elems[i].topic;
+    tps[i].partition = l->elems[i].partition;
+    tps[i].offset = SF_KAFKA_OFFSET_BEGINNING;
+  }
+  return tps;
+}
+
+static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *parts,
+                                  void *opaque) {
+  sf_kafka_consumer_t *c = opaque;
+  sf_kafka_tp_t *tps = tps_from_list(parts);
+  if (!tps)
+    SF_ERROR(c->log, MOD, "rebalance: out of memory, callbacks skipped");
+  rd_kafka_resp_err_t aerr;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (tps && c->on_assign)
+      c->on_assign(c->cb_ud, tps, (size_t)parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+      parts->elems[i].offset = tps ? tps[i].offset : RD_KAFKA_OFFSET_BEGINNING;
+    SF_INFO(c->log, MOD, "consumer %s: assigned %d partition(s)",
+            rd_kafka_name(rk), parts->cnt);
+    aerr = rd_kafka_assign(rk, parts);
+  } else {
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+      SF_WARN(c->log, MOD, "rebalance error: %s", rd_kafka_err2str(err));
+    if (tps && c->on_revoke)
+      c->on_revoke(c->cb_ud, tps, (size_t)parts->cnt);
+    SF_INFO(c->log, MOD, "consumer %s: revoked %d partition(s)",
+            rd_kafka_name(rk), parts->cnt);
+    aerr = rd_kafka_assign(rk, NULL);
+  }
+  if (aerr)
+    SF_ERROR(c->log, MOD, "rebalance assign: %s", rd_kafka_err2str(aerr));
+  free(tps);
+}
+
+int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
+                          const sf_kafka_consumer_opts_t *opts,
+                          sf_log_t *log) {
+  char errstr[512];
+  int rc = 0;
+  if (!out || !opts || !opts->brokers)
+    return SF_EINVAL;
+  sf_kafka_consumer_t *c = calloc(1, sizeof(*c));
+  if (!c)
+    return SF_ENOMEM;
+  c->log = log;
+  c->on_assign = opts->on_assign;
+  c->on_revoke = opts->on_revoke;
+  c->cb_ud = opts->cb_ud;
+  c->has_group = opts->group_id != NULL;
+
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (!conf) {
+    rc = SF_ENOMEM;
+    goto fail_conf;
+  }
+  rc = rc ? rc : conf_set(conf, log, "bootstrap.servers", opts->brokers);
+  rc = rc ? rc : conf_set(conf, log, "isolation.level", "read_committed");
+  rc = rc ? rc : conf_set(conf, log, "enable.auto.commit", "false");
+  rc = rc ? rc : conf_set(conf, log, "enable.auto.offset.store", "false");
+  rc = rc ? rc : conf_set(conf, log, "auto.offset.reset", "earliest");
+  rc = rc ? rc : conf_set(conf, log, "enable.partition.eof", "false");
+  /* librdkafka 2.0 wants a group.id even for rd_kafka_assign; without a
+   * group we give it a placeholder that is never joined nor committed to. */
+  rc = rc ? rc
+          : conf_set(conf, log, "group.id",
+                     opts->group_id ? opts->group_id : "stockflow-assign-only");
+  if (!rc && opts->client_id)
+    rc = conf_set(conf, log, "client.id", opts->client_id);
+  if (rc)
+    goto fail_conf;
+  rd_kafka_conf_set_opaque(conf, c);
+  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+  rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+  rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
+  c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (!c->rk) {
+    SF_ERROR(log, MOD, "cannot create consumer: %s", errstr);
+    rc = SF_ECONFIG;
+    goto fail_conf;
+  }
+  /* Errors, logs and rebalances are served by sf_kafka_consumer_poll. */
+  rd_kafka_poll_set_consumer(c->rk);
+  *out = c;
+  return 0;
+
+fail_conf:
+  if (conf)
+    rd_kafka_conf_destroy(conf);
+  free(c);
+  return rc;
+}
+
+void sf_kafka_consumer_destroy(sf_kafka_consumer_t *c) {
+  if (!c)
+    return;
+  rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+  if (err)
+    SF_WARN(c->log, MOD, "consumer close: %s", rd_kafka_err2str(err));
+  rd_kafka_destroy(c->rk);
+  free(c);
+}
+
+int sf_kafka_consumer_subscribe(sf_kafka_consumer_t *c,
+                                const char *const *topics, size_t n) {
+  if (!c || (n && !topics))
+    return SF_EINVAL;
+  if (!c->has_group) {
+    SF_ERROR(c->log, MOD, "subscribe needs a group id");
+    return SF_ESTATE;
+  }
+  rd_kafka_topic_partition_list_t *l =
+      rd_kafka_topic_partition_list_new((int)n);
+  for (size_t i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    SF_ERROR(c->log, MOD, "subscribe: %s", rd_kafka_err2str(err));
+    return err == RD_KAFKA_RESP_ERR__INVALID_ARG ? SF_ECONFIG : SF_EKAFKA;
+  }
+  return 0;
+}
+
+int sf_kafka_consumer_assign(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
+                             size_t n) {
+  if (!c || (n && !tps))
+    return SF_EINVAL;
+  rd_kafka_topic_partition_list_t *l =
+      rd_kafka_topic_partition_list_new((int)n);
+  for (size_t i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, tps[i].topic, tps[i].partition)
+        ->offset = tps[i].offset;
+  rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    SF_ERROR(c->log, MOD, "assign: %s", rd_kafka_err2str(err));
+    return SF_EKAFKA;
+  }
+  return 0;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sf_kafka_consumer_poll(sf_kafka_consumer_t *c, sf_kafka_msg_t *msgs,
+                           size_t max, int timeout_ms) {
+  if (!c || (max && !msgs))
+    return SF_EINVAL;
+  size_t n = 0;
+  int64_t deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+  while (n < max) {
+    int wait = 0;
+    if (n == 0) {
+      int64_t left = deadline - now_ms();
+      wait = left > 0 ? (int)left : 0;
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, wait);
+    if (!m) {
+      if (n > 0 || wait == 0)
+        break;
+      continue;
+    }
+    if (m->err) {
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        SF_DEBUG(c->log, MOD, "end of %s [%d] at %lld",
+                 m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
+                 (int)m->partition, (long long)m->offset);
+      else
+        SF_WARN(c->log, MOD, "consume %s [%d]: %s: %s",
+                m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
+                (int)m->partition, rd_kafka_err2name(m->err),
+                rd_kafka_message_errstr(m));
+      if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+        c->fatal = true;
+      rd_kafka_message_destroy(m);
+      if (c->fatal)
+        break;
+      continue;
+    }
+    sf_kafka_msg_t *o = &msgs[n++];
+    o->topic = rd_kafka_topic_name(m->rkt);
+    o->partition = m->partition;
+    o->offset = m->offset;
+    o->key = m->key;
+    o->key_len = m->key_len;
+    o->value = m->payload;
+    o->value_len = m->len;
+    o->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
+    o->priv_ = m;
+  }
+  if (n == 0 && c->fatal)
+    return SF_EKAFKA_FATAL;
+  return (int)n;
+}
+
+void sf_kafka_msg_destroy(sf_kafka_msg_t *m) {
+  if (!m || !m->priv_)
+    return;
+  rd_kafka_message_destroy(m->priv_);
+  memset(m, 0, sizeof(*m));
+}
+
+int sf_kafka_msg_header(const sf_kafka_msg_t *m, const char *name,
+                        const void **value, size_t *len) {
+  if (!m || !m->priv_ || !name || !value || !len)
+    return SF_EINVAL;
+  rd_kafka_headers_t *hdrs = NULL;
+  if (rd_kafka_message_headers(m->priv_, &hdrs) || !hdrs)
+    return SF_ENOTFOUND;
+  if (rd_kafka_header_get_last(hdrs, name, value, len))
+    return SF_ENOTFOUND;
+  return 0;
+}
+
+int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
+                             int timeout_ms, int32_t *count) {
+  if (!c || !topic || !count)
+    return SF_EINVAL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, topic, NULL);
+  if (!rkt)
+    return SF_EKAFKA;
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy(rkt);
+  if (err) {
+    SF_WARN(c->log, MOD, "metadata for %s: %s", topic, rd_kafka_err2str(err));
+    return err == RD_KAFKA_RESP_ERR__TIMED_OUT ? SF_ETIMEOUT : SF_EKAFKA;
+  }
+  int rc = 0;
+  *count = 0;
+  for (int i = 0; i < md->topic_cnt; i++) {
+    const struct rd_kafka_metadata_topic *t = &md->topics[i];
+    if (strcmp(t->topic, topic) != 0)
+      continue;
+    if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+      *count = t->partition_cnt;
+    else if (t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+             t->err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+      SF_WARN(c->log, MOD, "metadata for %s: %s", topic,
+              rd_kafka_err2str(t->err));
+      rc = SF_EKAFKA;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return rc;
+}
+
+int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
+                        int32_t partition, int timeout_ms, int64_t *low,
+                        int64_t *high) {
+  if (!c || !topic || !low || !high)
+    return SF_EINVAL;
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+      c->rk, topic, partition, low, high, timeout_ms);
+  if (err) {
+    SF_WARN(c->log, MOD, "watermarks of %s [%d]: %s", topic, (int)partition,
+            rd_kafka_err2str(err));
+    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT)
+      return SF_ETIMEOUT;
+    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+        err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+      return SF_ENOTFOUND;
+    return SF_EKAFKA;
+  }
+  return 0;
+}
+
+int sf_kafka_position(sf_kafka_consumer_t *c, const char *topic,
+                      int32_t partition, int64_t *offset) {
+  if (!c || !topic || !offset)
+    return SF_EINVAL;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_t *tp =
+      rd_kafka_topic_partition_list_add(l, topic, partition);
+  rd_kafka_resp_err_t err = rd_kafka_position(c->rk, l);
+  int rc = 0;
+  if (err || tp->err)
+    rc = SF_ENOTFOUND; /* not assigned */
+  else if (tp->offset == RD_KAFKA_OFFSET_INVALID)
+    rc = SF_ENOTFOUND; /* assigned, nothing consumed yet */
+  else
+    *offset = tp->offset;
+  rd_kafka_topic_partition_list_destroy(l);
+  return rc;
+}
