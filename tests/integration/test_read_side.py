@@ -1,0 +1,100 @@
+"""The query service's read endpoints over what the command service wrote."""
+
+import time
+
+import api
+from client import expect_json, expect_problem, get, new_uuid, with_position
+
+
+def test_store_inventory_row_history_and_totals(ctx):
+    s1 = api.create_store(ctx)["id"]
+    s2 = api.create_store(ctx)["id"]
+    pa = api.create_product(ctx)
+    pb = api.create_product(ctx)
+    a, b = pa["id"], pb["id"]
+    api.txn(ctx, s1, a, "receipt", 10, on_hand=10, version=1)
+    api.txn(ctx, s1, b, "receipt", 4, on_hand=4, version=1)
+    api.txn(ctx, s1, a, "sale", 2, on_hand=8, version=2)
+    api.txn(ctx, s2, a, "receipt", 5, on_hand=5, version=1)
+    last_s1 = api.txn(ctx, s1, b, "return", 1, on_hand=5, version=2)
+    last_s2 = api.txn(ctx, s2, a, "sale", 1, on_hand=4, version=2)
+
+    # Store inventory lists both products with their stock.
+    items = api.list_all(ctx, f"/v1/stores/{s1}/inventory",
+                         last_s1["position"])
+    rows = {i.get("product_id"): i for i in items}
+    assert set(rows) == {a, b}, f"store inventory products: {list(rows)}"
+    assert (rows[a].get("on_hand"), rows[a].get("version")) == (8, 2), rows[a]
+    assert (rows[b].get("on_hand"), rows[b].get("version")) == (5, 2), rows[b]
+    assert rows[a].get("sku") == pa["sku"] and rows[a].get("name") == pa["name"]
+    for r in rows.values():
+        assert r.get("available") == r["on_hand"] - r.get("reserved", 0), r
+
+    # One row, with its ETag.
+    api.expect_stock(ctx, s1, a, on_hand=8, version=2)
+
+    # History, newest first, and filtered by type.
+    hist = api.history(ctx, s1)
+    got = [(i.get("product_id"), i.get("type"), i.get("quantity")) for i in hist]
+    assert got == [(b, "return", 1), (a, "sale", 2), (b, "receipt", 4),
+                   (a, "receipt", 10)], got
+    sales = api.history(ctx, s1, type_="sale")
+    assert [(i.get("product_id"), i.get("delta")) for i in sales] == \
+        [(a, -2)], sales
+    receipts = api.history(ctx, s1, product_id=a, type_="receipt")
+    assert [i.get("quantity") for i in receipts] == [10], receipts
+
+    # Product with the total on hand across both stores.
+    r = get(ctx.qry, with_position(f"/v1/products/{a}", last_s2["position"]))
+    body = expect_json(r, 200, "GET product")
+    assert body.get("total_on_hand") == 8 + 4, body
+    assert body.get("total_available") == 8 + 4, body
+
+    # Unknown ids.
+    for path in (f"/v1/stores/{new_uuid()}/inventory",
+                 f"/v1/stores/{s1}/inventory/{new_uuid()}",
+                 f"/v1/stores/{new_uuid()}/inventory/{a}",
+                 f"/v1/stores/{new_uuid()}/transactions",
+                 f"/v1/products/{new_uuid()}",
+                 "/v1/stores/nope/inventory"):
+        expect_problem(get(ctx.qry, path), 404, "not_found", path)
+
+
+def test_list_paging(ctx):
+    store, product = api.store_and_product(ctx)
+    for i in range(7):
+        last = api.txn(ctx, store, product, "receipt", 1, on_hand=i + 1,
+                       version=i + 1)
+    seen = []
+    cursor = None
+    pages = 0
+    while True:
+        path = f"/v1/stores/{store}/transactions?limit=3"
+        if cursor:
+            path += f"&cursor={cursor}"
+        path = with_position(path, last["position"])
+        body = expect_json(get(ctx.qry, path), 200, "page")
+        pages += 1
+        assert len(body["items"]) <= 3, body
+        seen += [i.get("version") for i in body["items"]]
+        cursor = body.get("next_cursor")
+        if not cursor:
+            break
+        assert pages < 10, "paging does not end"
+    assert seen == [7, 6, 5, 4, 3, 2, 1], seen
+    assert pages == 3, pages
+    for bad in ("limit=abc", "limit=-1", "cursor=%00garbage"):
+        r = get(ctx.qry, f"/v1/stores/{store}/transactions?{bad}")
+        expect_problem(r, (400, 422), None, bad)
+
+
+def test_min_position_timeout(ctx):
+    """A position far in the future is never applied: 504 after the wait
+    limit, and a malformed position is refused."""
+    store, _ = api.store_and_product(ctx)
+    t0 = time.monotonic()
+    r = get(ctx.qry, f"/v1/stores/{store}/inventory?min_position=stock-0-999999999")
+    expect_problem(r, 504, None, "unreachable position")
+    assert time.monotonic() - t0 < 30, "504 took too long"
+    r = get(ctx.qry, f"/v1/stores/{store}/inventory?min_position=bogus")
+    expect_problem(r, (400, 422), None, "malformed position")

@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds the normal and the
+# sanitizer build, starts a private Kafka and PostgreSQL, runs the unit tests
+# (ctest) and the integration tests (tests/integration/run.py) of both
+# builds, and ends with one line `N passed, N failed` (unit test executables
+# plus integration test cases of both builds). Exits 1 if anything failed or
+# could not run. Kafka, PostgreSQL and every service it started are stopped
+# by pid when it exits, however it exits.
+#
+# The test stack is isolated from a dev stack (deploy/local/up.sh): its own
+# state folder and ports. Environment (all optional):
+#   STOCKFLOW_BUILD_DIR          normal build folder   (default <repo>/build)
+#   STOCKFLOW_ASAN_BUILD_DIR     sanitizer build folder (default <repo>/build-asan)
+#   STOCKFLOW_TEST_STATE_DIR     state folder (default <repo>/.local/test; wiped
+#                                at the start of each run)
+#   STOCKFLOW_TEST_KAFKA_PORT    broker port (default 19092)
+#   STOCKFLOW_TEST_KAFKA_CONTROLLER_PORT  (default 19093)
+#   STOCKFLOW_TEST_PG_PORT       PostgreSQL port (default 55433)
+#   STOCKFLOW_TEST_PORTS_NORMAL  command,query,projector ports for the normal
+#                                build's services (default 18081,18082,18083)
+#   STOCKFLOW_TEST_PORTS_ASAN    same for the sanitizer build (28081,28082,28083)
+#   STOCKFLOW_TEST_BUILDS        which builds to test (default "normal asan")
+#   STOCKFLOW_TEST_FILTER        run only integration tests whose name
+#                                contains this
+#   STOCKFLOW_TEST_JOBS          parallel build jobs (default: nproc)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+LOCAL="$ROOT/deploy/local"
+
+BUILD_DIR="${STOCKFLOW_BUILD_DIR:-$ROOT/build}"
+ASAN_BUILD_DIR="${STOCKFLOW_ASAN_BUILD_DIR:-$ROOT/build-asan}"
+TEST_STATE="${STOCKFLOW_TEST_STATE_DIR:-$ROOT/.local/test}"
+KAFKA_PORT="${STOCKFLOW_TEST_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${STOCKFLOW_TEST_KAFKA_CONTROLLER_PORT:-19093}"
+PG_PORT="${STOCKFLOW_TEST_PG_PORT:-55433}"
+PORTS_NORMAL="${STOCKFLOW_TEST_PORTS_NORMAL:-18081,18082,18083}"
+PORTS_ASAN="${STOCKFLOW_TEST_PORTS_ASAN:-28081,28082,28083}"
+BUILDS="${STOCKFLOW_TEST_BUILDS:-normal asan}"
+FILTER="${STOCKFLOW_TEST_FILTER:-}"
+JOBS="${STOCKFLOW_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+RUN_ID="$(date +%s)$$"
+
+SAN_ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+SAN_UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+PASSED=0
+FAILED=0
+FAILURES=()
+CHILD=""
+STACK_TOUCHED=0
+T0=$SECONDS
+
+say() { printf '== %s\n' "$*"; }
+warn() { printf 'run.sh: %s\n' "$*" >&2; }
+
+# fail NAME: one failed item (counted in the closing line).
+fail() {
+  FAILED=$((FAILED + 1))
+  FAILURES+=("$1")
+}
+
+# finish: the closing line, then exit (the EXIT trap stops the stack).
+finish() {
+  echo
+  if [ "${#FAILURES[@]}" -gt 0 ]; then
+    echo "failed:"
+    printf '  %s\n' "${FAILURES[@]}"
+  fi
+  echo "run took $((SECONDS - T0))s; logs in $TEST_STATE/log"
+  echo "$PASSED passed, $FAILED failed"
+  if [ "$FAILED" -gt 0 ]; then exit 1; fi
+  exit 0
+}
+
+# fatal MESSAGE: something the run cannot go on without.
+fatal() {
+  warn "$*"
+  fail "$*"
+  finish
+}
+
+# run_child CMD...: runs CMD in the background and waits for it, so that a
+# signal to this script is handled at once (the trap forwards it).
+run_child() {
+  "$@" &
+  CHILD=$!
+  wait "$CHILD"
+  local rc=$?
+  CHILD=""
+  return $rc
+}
+
+# shellcheck disable=SC2317  # cleanup and on_signal run from traps
+# Stops every service process a runner left behind (by the pid files
+# tests/integration/stack.py keeps), then Kafka and PostgreSQL.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
+    kill -TERM "$CHILD" 2>/dev/null
+    wait "$CHILD" 2>/dev/null
+  fi
+  local f pid
+  for f in "$TEST_STATE"/it-*/pids/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(tr -dc '0-9' <"$f")"
+    if [ -n "$pid" ] && grep -q stockflow- "/proc/$pid/cmdline" 2>/dev/null; then
+      warn "stopping leftover service pid $pid ($f)"
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    rm -f "$f"
+  done
+  if [ "$STACK_TOUCHED" = 1 ]; then
+    "$LOCAL/kafka.sh" stop >/dev/null 2>&1 || warn "kafka.sh stop failed"
+    "$LOCAL/pg.sh" stop >/dev/null 2>&1 || warn "pg.sh stop failed"
+  fi
+  exit "$rc"
+}
+
+# shellcheck disable=SC2317
+on_signal() {
+  warn "interrupted by SIG$1"
+  fail "interrupted by SIG$1"
+  if [ -n "$CHILD" ]; then
+    kill -TERM "$CHILD" 2>/dev/null
+    wait "$CHILD" 2>/dev/null
+    CHILD=""
+  fi
+  finish
+}
+
+trap cleanup EXIT
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+# port_busy PORT: true if something listens on 127.0.0.1:PORT.
+port_busy() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ---- 1. packages ----
+say "installing dependencies (deploy/local/install-deps.sh)"
+run_child "$LOCAL/install-deps.sh" || fatal "install-deps.sh failed"
+
+# ---- the test stack's settings ----
+# As root, PostgreSQL runs as 'postgres', which must reach the state folder;
+# a clone under /root (mode 700) cannot: fall back to a folder under /tmp.
+mkdir -p "$TEST_STATE" || fatal "cannot create $TEST_STATE"
+TEST_STATE="$(cd "$TEST_STATE" && pwd)"
+if [ "$(id -u)" -eq 0 ] && id -u postgres >/dev/null 2>&1 \
+    && ! runuser -u postgres -- test -x "$TEST_STATE"; then
+  alt="/tmp/stockflow-test-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  warn "user postgres cannot reach $TEST_STATE; using $alt instead"
+  TEST_STATE="$alt"
+fi
+export STOCKFLOW_STATE_DIR="$TEST_STATE"
+export STOCKFLOW_KAFKA_PORT="$KAFKA_PORT"
+export STOCKFLOW_KAFKA_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT"
+export STOCKFLOW_PG_PORT="$PG_PORT"
+export STOCKFLOW_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export STOCKFLOW_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=stockflow user=postgres"
+export STOCKFLOW_TEST_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=postgres user=postgres"
+
+# A previous run that was killed may have left its stack running: stop it
+# (by its pid files in this state folder), then start from a clean folder.
+STACK_TOUCHED=1
+"$LOCAL/kafka.sh" stop >/dev/null 2>&1
+"$LOCAL/pg.sh" stop >/dev/null 2>&1
+rm -rf "$TEST_STATE"
+mkdir -p "$TEST_STATE/log" || fatal "cannot create $TEST_STATE"
+LOGS="$TEST_STATE/log"
+
+# ---- 2. builds ----
+declare -A BUILD_OF=([normal]="$BUILD_DIR" [asan]="$ASAN_BUILD_DIR")
+declare -A BUILT=()
+for b in $BUILDS; do
+  dir="${BUILD_OF[$b]:-}"
+  [ -n "$dir" ] || fatal "unknown build '$b' in STOCKFLOW_TEST_BUILDS (normal, asan)"
+  if [ "$b" = asan ]; then
+    opts=(-DCMAKE_BUILD_TYPE=Debug -DSF_SANITIZE=ON)
+  else
+    opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSF_SANITIZE=OFF)
+  fi
+  say "building $b into $dir (${opts[*]})"
+  t=$SECONDS
+  if run_child cmake -S "$ROOT" -B "$dir" "${opts[@]}" >"$LOGS/build-$b.log" 2>&1 \
+      && run_child cmake --build "$dir" -j"$JOBS" >>"$LOGS/build-$b.log" 2>&1; then
+    BUILT[$b]=1
+    say "build $b done in $((SECONDS - t))s"
+  else
+    tail -n 40 "$LOGS/build-$b.log"
+    warn "build $b failed (log $LOGS/build-$b.log)"
+    fail "build $b"
+  fi
+done
+
+# ---- 3. the stack ----
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT" \
+         ${PORTS_NORMAL//,/ } ${PORTS_ASAN//,/ }; do
+  port_busy "$p" && fatal "port $p is in use (another test stack?); see the STOCKFLOW_TEST_*PORT* settings in tests/run.sh"
+done
+say "starting Kafka on :$KAFKA_PORT and PostgreSQL on :$PG_PORT (state $TEST_STATE)"
+run_child "$LOCAL/kafka.sh" fetch || fatal "kafka.sh fetch failed"
+run_child "$LOCAL/kafka.sh" start || fatal "kafka.sh start failed"
+run_child "$LOCAL/pg.sh" init || fatal "pg.sh init failed"
+run_child "$LOCAL/pg.sh" start || fatal "pg.sh start failed"
+
+# ---- 4. unit tests ----
+# count_junit FILE: prints "passed failed" from ctest's JUnit file.
+count_junit() {
+  python3 - "$1" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+cases = root.iter("testcase")
+passed = failed = 0
+names = []
+for c in cases:
+    bad = c.get("status") not in (None, "run") or \
+        c.find("failure") is not None or c.find("error") is not None
+    if bad:
+        failed += 1
+        names.append(c.get("name"))
+    else:
+        passed += 1
+print(passed, failed, *names)
+EOF
+}
+
+unit_tests() {
+  local b="$1" dir="${BUILD_OF[$1]}" junit="$LOGS/unit-$1.xml"
+  say "unit tests ($b build)"
+  rm -f "$junit"
+  local envs=()
+  if [ "$b" = asan ]; then
+    envs=("ASAN_OPTIONS=$SAN_ASAN_OPTIONS" "UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS")
+  fi
+  run_child env "${envs[@]}" ctest --test-dir "$dir" --output-on-failure \
+    --timeout 300 --no-tests=ignore --output-junit "$junit"
+  local rc=$?
+  if [ ! -s "$junit" ]; then
+    fail "unit tests $b: ctest did not run (exit $rc)"
+    return
+  fi
+  local counts p f names
+  counts="$(count_junit "$junit")" || { fail "unit tests $b: unreadable $junit"; return; }
+  read -r p f names <<<"$counts"
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+  local n
+  for n in $names; do FAILURES+=("unit $b: $n"); done
+  if [ "$f" -eq 0 ] && [ "$rc" -ne 0 ]; then
+    fail "unit tests $b: ctest exited $rc"
+  fi
+  say "unit tests $b: $p passed, $f failed"
+}
+
+for b in $BUILDS; do
+  [ -n "${BUILT[$b]:-}" ] && unit_tests "$b"
+done
+
+# ---- 5. integration tests ----
+integration_tests() {
+  local b="$1" dir="${BUILD_OF[$1]}" ports db prefix group summary
+  if [ "$b" = asan ]; then ports="$PORTS_ASAN"; else ports="$PORTS_NORMAL"; fi
+  local cmd_port qry_port proj_port
+  IFS=, read -r cmd_port qry_port proj_port <<<"$ports"
+  db="sf_it_${b}_${RUN_ID}"
+  prefix="it${RUN_ID}${b}"
+  group="sf-it-${RUN_ID}-${b}"
+  summary="$TEST_STATE/it-$b/summary.json"
+  mkdir -p "$TEST_STATE/it-$b"
+  say "integration tests ($b build): database $db, topics $prefix.*"
+  if ! run_child "$LOCAL/pg.sh" migrate "$db"; then
+    fail "integration $b: pg.sh migrate $db failed"
+    return
+  fi
+  if ! run_child "$LOCAL/kafka.sh" topics "$prefix.inventory.catalog:1" \
+      "$prefix.inventory.stock:6" "$prefix.inventory.dlq:1"; then
+    fail "integration $b: kafka.sh topics failed"
+    return
+  fi
+  local args=(--bin-dir "$dir/services" --state-dir "$TEST_STATE/it-$b"
+              --summary-file "$summary"
+              --env "STOCKFLOW_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+              --env "STOCKFLOW_PG_DSN=host=127.0.0.1 port=$PG_PORT dbname=$db user=postgres"
+              --env "STOCKFLOW_TOPIC_CATALOG=$prefix.inventory.catalog"
+              --env "STOCKFLOW_TOPIC_STOCK=$prefix.inventory.stock"
+              --env "STOCKFLOW_TOPIC_DLQ=$prefix.inventory.dlq"
+              --env "STOCKFLOW_PROJECTOR_GROUP=$group"
+              --env "STOCKFLOW_COMMAND_LISTEN=127.0.0.1:$cmd_port"
+              --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
+              --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port")
+  if [ "$b" = asan ]; then
+    args+=(--sanitized --env "ASAN_OPTIONS=$SAN_ASAN_OPTIONS"
+           --env "UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS")
+  fi
+  [ -n "$FILTER" ] && args+=(-k "$FILTER")
+  rm -f "$summary"
+  run_child python3 "$ROOT/tests/integration/run.py" "${args[@]}"
+  local rc=$?
+  if [ ! -s "$summary" ]; then
+    fail "integration $b: the runner ended without a summary (exit $rc)"
+    return
+  fi
+  local p f names
+  read -r p f names < <(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(s["passed"], s["failed"], *[n.replace(" ", "_") for n in s["failures"]])
+' "$summary")
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+  local n
+  for n in $names; do FAILURES+=("integration $b: $n"); done
+  if [ "$f" -eq 0 ] && [ "$rc" -ne 0 ]; then
+    fail "integration $b: runner exited $rc"
+  fi
+}
+
+for b in $BUILDS; do
+  [ -n "${BUILT[$b]:-}" ] && integration_tests "$b"
+done
+
+finish
