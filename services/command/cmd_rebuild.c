@@ -135,6 +135,13 @@ static int replay_topic(rd_kafka_t *rk, const char *topic,
   return rc;
 }
 
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+  sf_log_t *log = rd_kafka_opaque(rk);
+  SF_LOG(log, level <= 3 ? SF_LOG_ERROR : level <= 5 ? SF_LOG_WARN : SF_LOG_DEBUG,
+         "rdkafka", "%s: %s", fac, buf);
+}
+
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
                     const char *topic_stock, const atomic_bool *stop,
                     sf_log_t *log, cmd_state_t **out,
@@ -176,6 +183,8 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
       goto fail;
     }
   }
+  rd_kafka_conf_set_log_cb(conf, log_cb);
+  rd_kafka_conf_set_opaque(conf, log);
   rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
   if (!rk) {
     SF_ERROR(log, "rebuild", "creating consumer: %s", errstr);

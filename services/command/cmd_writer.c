@@ -160,6 +160,18 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason,
           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* librdkafka's own log lines go through sf_log (they arrive on its
+ * threads; sf_log is thread-safe). */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+  cmd_writer_t *w = rd_kafka_opaque(rk);
+  sf_log_level_t l = level <= 3 ? SF_LOG_ERROR
+                     : level <= 5 ? SF_LOG_WARN
+                     : level == 6 ? SF_LOG_INFO
+                                  : SF_LOG_DEBUG;
+  SF_LOG(w->log, l, "rdkafka", "%s: %s", fac, buf);
+}
+
 static rd_kafka_t *make_producer(cmd_writer_t *w) {
   char errstr[512];
   char timeout[32];
@@ -189,6 +201,7 @@ static rd_kafka_t *make_producer(cmd_writer_t *w) {
   }
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
+  rd_kafka_conf_set_log_cb(conf, log_cb);
   rd_kafka_conf_set_opaque(conf, w);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (!rk) {
