@@ -1,0 +1,91 @@
+/* qry_call: the life of one query request, shared by the handlers of
+ * qry_handlers.c and the service core in qry_service.c.
+ *
+ * A handler calls qry_call_begin (the one place where checks common to every
+ * query endpoint happen: service closing, min_position parsing and, later,
+ * authentication), fills the statement parameters, and calls qry_call_run.
+ * qry_call_run waits for the position when one was given, runs the
+ * statement and hands the result to the handler's render function, which
+ * must answer the request. Errors on the way are answered here: 504
+ * position_timeout, 503 unavailable, 500 internal.
+ *
+ * The call lives in the request's memory (sf_http_req_alloc) and so is
+ * freed when the request is answered. Loop thread only. */
+#ifndef QRY_CALL_H
+#define QRY_CALL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "qry_params.h"
+#include "qry_rows.h"
+#include "qry_service.h"
+#include "qry_wait.h"
+#include "sf/http.h"
+
+#define QRY_CALL_MAX_PARAMS 8
+#define QRY_CALL_TEXT_CAP 48 /* a UUID, an int64 or a bool as text */
+
+typedef struct qry_call qry_call_t;
+
+/* Answers the request from a successful result. res is borrowed for the
+ * duration of the call. */
+typedef void (*qry_render_fn)(qry_call_t *c, const PGresult *res);
+
+struct qry_call {
+  qry_service_t *svc;
+  sf_http_req_t *req;
+  const char *stmt;
+  int n_params;
+  const char *params[QRY_CALL_MAX_PARAMS]; /* borrowed: text[] or request */
+  char text[QRY_CALL_MAX_PARAMS][QRY_CALL_TEXT_CAP];
+  char like[QRY_LIKE_CAP]; /* ILIKE pattern of ?q= */
+  int limit;               /* page size asked for; the statement gets +1 */
+  qry_render_fn render;
+  bool has_pos;
+  qry_position_t pos;
+  qry_wait_t *wait; /* while waiting for pos */
+};
+
+/* Starts a query request: answers 503 when the service is shutting down,
+ * 400 bad_position when min_position is malformed, 500 on out of memory,
+ * and returns NULL then (the request is answered). Otherwise returns the
+ * call, owned by the request. */
+qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req);
+
+/* Sets parameter i to value (borrowed; NULL = SQL NULL). */
+void qry_call_param(qry_call_t *c, int i, const char *value);
+
+/* Sets parameter i to a copy of value formatted as decimal text. */
+void qry_call_param_i64(qry_call_t *c, int i, long long value);
+
+/* Runs stmt with parameters 0..n_params-1 (after the position wait, if any)
+ * and calls render with the result. Always leads to exactly one answer. */
+void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
+                  qry_render_fn render);
+
+/* Answers a page built by qry_page_build from res: 200, or 404 not_found
+ * naming owner when the owner row is missing (owner NULL: no owner row
+ * expected), or 500. extra, if not NULL, is merged into the page (ownership
+ * taken). */
+void qry_call_respond_page(qry_call_t *c, const PGresult *res,
+                           const char *key_col, qry_cursor_kind_t kind,
+                           qry_row_fn fn, const char *owner, json_t *extra);
+
+/* Common answers. */
+void qry_respond_not_found(sf_http_req_t *req, const char *what);
+void qry_respond_invalid(sf_http_req_t *req, const char *detail);
+void qry_respond_bad_cursor(sf_http_req_t *req);
+void qry_respond_internal(qry_call_t *c, const char *what);
+
+/* Registers the /v1 routes of qry_handlers.c with ud = s. */
+int qry_handlers_register(qry_service_t *s, sf_http_server_t *http);
+
+/* Parses ?limit= and ?cursor= of a list: sets c->limit, parameter after_i
+ * to the keyset bound (the cursor's id, or QRY_UUID_MIN / QRY_UUID_MAX when
+ * absent, by descending) and parameter limit_i to limit + 1. On bad input
+ * answers 422 validation_failed or 400 bad_cursor and returns false. */
+bool qry_call_page_params(qry_call_t *c, qry_cursor_kind_t kind,
+                          bool descending, int after_i, int limit_i);
+
+#endif

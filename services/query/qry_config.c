@@ -1,0 +1,49 @@
+/* qry_config: the settings table of stockflow-query. See qry_config.h. */
+#include "qry_config.h"
+
+#include <stddef.h>
+
+#define E(key, type, def, min, max, env, help, field)                          \
+  {key, type, def, min, max, env, help, offsetof(qry_settings_t, field)}
+
+static const sf_cfg_entry_t entries[] = {
+    E("query-listen", SF_CFG_STRING, "127.0.0.1:8082", 0, 0,
+      "STOCKFLOW_QUERY_LISTEN", "HTTP listen address (host:port)", listen),
+    E("pg-dsn", SF_CFG_STRING,
+      "host=127.0.0.1 port=55432 dbname=stockflow user=postgres", 0, 0,
+      "STOCKFLOW_PG_DSN", "libpq connection string of the read models",
+      pg_dsn),
+    E("pg-pool", SF_CFG_INT, "4", 1, 256, "STOCKFLOW_PG_POOL",
+      "PostgreSQL connections in the pool", pg_pool),
+    E("pg-statement-timeout-ms", SF_CFG_INT, "30000", 0, 3600000,
+      "STOCKFLOW_PG_STATEMENT_TIMEOUT_MS",
+      "statement_timeout of each connection in ms (0: none)",
+      pg_statement_timeout_ms),
+    E("min-position-wait-ms", SF_CFG_INT, "5000", 0, 600000,
+      "STOCKFLOW_MIN_POSITION_WAIT_MS",
+      "how long a read waits for ?min_position= before 504", min_position_wait_ms),
+    E("projector-group", SF_CFG_STRING, "stockflow-projector", 0, 0,
+      "STOCKFLOW_PROJECTOR_GROUP",
+      "projector consumer group whose offsets position tokens are checked against",
+      projector_group),
+    E("topic-catalog", SF_CFG_STRING, "inventory.catalog", 0, 0,
+      "STOCKFLOW_TOPIC_CATALOG", "catalog topic (position tokens catalog-*)",
+      topic_catalog),
+    E("topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
+      "STOCKFLOW_TOPIC_STOCK", "stock topic (position tokens stock-*)",
+      topic_stock),
+    E("max-body", SF_CFG_INT, "65536", 0, 16777216, "STOCKFLOW_MAX_BODY",
+      "largest request body in bytes (413 beyond)", max_body),
+    E("log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",
+      "debug, info, warn, error or off", log_level),
+};
+
+static const sf_cfg_spec_t spec = {
+    .prog = "stockflow-query",
+    .summary = "stockflow query service: HTTP reads over the PostgreSQL read "
+               "models",
+    .entries = entries,
+    .n_entries = sizeof(entries) / sizeof(entries[0]),
+};
+
+const sf_cfg_spec_t *qry_config_spec(void) { return &spec; }

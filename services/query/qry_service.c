@@ -1,0 +1,402 @@
+/* qry_service: the service core. It owns the waiter set, the counters and
+ * the shutdown flag, answers the operational endpoints (/healthz, /readyz,
+ * /metrics) and runs the life of each query request (qry_call.h): position
+ * wait, one prepared statement, result -> render, and the mapping of
+ * failures to 503 / 504 / 500. The /v1 handlers are in qry_handlers.c. */
+#include "qry_service.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qry_call.h"
+#include "qry_sql.h"
+#include "sf/err.h"
+
+struct qry_service {
+  uv_loop_t *loop;
+  sf_http_server_t *http;
+  sf_pg_t *pg;
+  sf_log_t *log;
+  qry_service_opts_t opts;
+  qry_waits_t *waits;
+  bool closing;
+  uint64_t db_queries;     /* statements sent */
+  uint64_t db_errors;      /* statements that failed */
+  uint64_t db_unavailable; /* requests answered 503 for the database */
+};
+
+/* ---- common answers ---- */
+
+void qry_respond_not_found(sf_http_req_t *req, const char *what) {
+  char detail[64];
+  snprintf(detail, sizeof(detail), "%s not found", what);
+  sf_http_respond_problem(req, 404, "not_found", detail, NULL);
+}
+
+void qry_respond_invalid(sf_http_req_t *req, const char *detail) {
+  sf_http_respond_problem(req, 422, "validation_failed", detail, NULL);
+}
+
+void qry_respond_bad_cursor(sf_http_req_t *req) {
+  sf_http_respond_problem(req, 400, "bad_cursor",
+                          "cursor is not one returned by this list", NULL);
+}
+
+void qry_respond_internal(qry_call_t *c, const char *what) {
+  SF_ERROR(c->svc->log, "query", "request %s (%s): %s",
+           sf_http_req_id(c->req), sf_http_req_route(c->req), what);
+  sf_http_respond_problem(c->req, 500, "internal", "internal error", NULL);
+}
+
+static void respond_unavailable(qry_call_t *c, const char *detail) {
+  c->svc->db_unavailable++;
+  sf_http_respond_problem(c->req, 503, "unavailable", detail, NULL);
+}
+
+/* ---- the life of a call ---- */
+
+qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
+  if (s->closing) {
+    sf_http_respond_problem(req, 503, "unavailable", "service shutting down",
+                            NULL);
+    return NULL;
+  }
+  /* Authentication and store permissions will be checked here, once for
+   * every query endpoint. */
+  qry_call_t *c = sf_http_req_alloc(req, sizeof(*c));
+  if (!c) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return NULL;
+  }
+  memset(c, 0, sizeof(*c));
+  c->svc = s;
+  c->req = req;
+  const char *tok = sf_http_req_query(req, "min_position");
+  if (!tok)
+    tok = sf_http_req_header(req, "X-Min-Position");
+  if (tok) {
+    if (qry_position_parse(tok, &c->pos) != 0) {
+      sf_http_respond_problem(req, 400, "bad_position",
+                              "min_position must look like stock-3-1234 or "
+                              "catalog-0-17",
+                              NULL);
+      return NULL;
+    }
+    c->has_pos = true;
+  }
+  return c;
+}
+
+void qry_call_param(qry_call_t *c, int i, const char *value) {
+  c->params[i] = value;
+}
+
+void qry_call_param_i64(qry_call_t *c, int i, long long value) {
+  snprintf(c->text[i], sizeof(c->text[i]), "%lld", value);
+  c->params[i] = c->text[i];
+}
+
+bool qry_call_page_params(qry_call_t *c, qry_cursor_kind_t kind,
+                          bool descending, int after_i, int limit_i) {
+  if (qry_parse_limit(sf_http_req_query(c->req, "limit"), &c->limit) != 0) {
+    qry_respond_invalid(c->req, "limit must be an integer from 1 to 500");
+    return false;
+  }
+  const char *cursor = sf_http_req_query(c->req, "cursor");
+  if (cursor) {
+    if (qry_cursor_decode(cursor, kind, c->text[after_i]) != 0) {
+      qry_respond_bad_cursor(c->req);
+      return false;
+    }
+    c->params[after_i] = c->text[after_i];
+  } else {
+    c->params[after_i] = descending ? QRY_UUID_MAX : QRY_UUID_MIN;
+  }
+  qry_call_param_i64(c, limit_i, (long long)c->limit + 1);
+  return true;
+}
+
+/* True for failures worth a 503: the connection, resources, the operator
+ * (including statement timeouts) or a transient conflict. Other SQLSTATEs
+ * are bugs of ours and answer 500. */
+static bool sqlstate_retriable(const char *sqlstate) {
+  if (!sqlstate || !*sqlstate)
+    return true;
+  return strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
+         strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "40", 2) == 0;
+}
+
+static void on_result(void *ud, int err, const PGresult *res,
+                      const char *sqlstate, const char *errmsg) {
+  qry_call_t *c = ud;
+  qry_service_t *s = c->svc;
+  if (err) {
+    s->db_errors++;
+    if (err == SF_ECANCELED) {
+      respond_unavailable(c, "service shutting down");
+      return;
+    }
+    if (sqlstate_retriable(sqlstate)) {
+      SF_WARN(s->log, "query", "request %s: %s failed (sqlstate %s): %s",
+              sf_http_req_id(c->req), c->stmt, sqlstate ? sqlstate : "",
+              errmsg ? errmsg : "");
+      respond_unavailable(c, "database unavailable");
+      return;
+    }
+    char what[256];
+    snprintf(what, sizeof(what), "%s failed (sqlstate %s): %s", c->stmt,
+             sqlstate, errmsg ? errmsg : "");
+    qry_respond_internal(c, what);
+    return;
+  }
+  c->render(c, res);
+}
+
+static void submit(qry_call_t *c) {
+  qry_service_t *s = c->svc;
+  if (s->closing) {
+    respond_unavailable(c, "service shutting down");
+    return;
+  }
+  int rc = sf_pg_query(s->pg, c->stmt, c->n_params, c->params, on_result, c);
+  if (rc != 0) {
+    SF_WARN(s->log, "query", "request %s: %s not queued: %s",
+            sf_http_req_id(c->req), c->stmt, sf_strerror(rc));
+    respond_unavailable(c, "database unavailable");
+    return;
+  }
+  s->db_queries++;
+}
+
+static void on_waited(void *ud, qry_wait_outcome_t outcome) {
+  qry_call_t *c = ud;
+  c->wait = NULL;
+  switch (outcome) {
+  case QRY_WAIT_APPLIED:
+    submit(c);
+    return;
+  case QRY_WAIT_TIMEOUT:
+    sf_http_respond_problem(c->req, 504, "position_timeout",
+                            "the read model has not reached min_position yet",
+                            NULL);
+    return;
+  case QRY_WAIT_ERROR:
+    respond_unavailable(c, "database unavailable");
+    return;
+  case QRY_WAIT_CANCELED:
+    respond_unavailable(c, "request canceled");
+    return;
+  }
+}
+
+/* The peer went away while we wait for its position: stop polling. The
+ * request is still answered (and dropped) from on_waited. */
+static void on_peer_gone(sf_http_req_t *req, void *ud) {
+  (void)req;
+  qry_call_t *c = ud;
+  if (c->wait)
+    qry_wait_cancel(c->wait);
+}
+
+void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
+                  qry_render_fn render) {
+  c->stmt = stmt;
+  c->n_params = n_params;
+  c->render = render;
+  if (!c->has_pos) {
+    submit(c);
+    return;
+  }
+  int rc = qry_wait_start(c->svc->waits, &c->pos, on_waited, c, &c->wait);
+  if (rc != 0) {
+    SF_WARN(c->svc->log, "query", "request %s: position wait not started: %s",
+            sf_http_req_id(c->req), sf_strerror(rc));
+    respond_unavailable(c, "database unavailable");
+    return;
+  }
+  sf_http_req_on_close(c->req, on_peer_gone, c);
+}
+
+void qry_call_respond_page(qry_call_t *c, const PGresult *res,
+                           const char *key_col, qry_cursor_kind_t kind,
+                           qry_row_fn fn, const char *owner, json_t *extra) {
+  json_t *page = NULL;
+  int rc = qry_page_build(res, key_col, c->limit, kind, fn, owner != NULL,
+                          &page);
+  if (rc == SF_ENOTFOUND) {
+    json_decref(extra);
+    qry_respond_not_found(c->req, owner);
+    return;
+  }
+  if (rc != 0) {
+    json_decref(extra);
+    qry_respond_internal(c, rc == SF_ENOMEM ? "out of memory"
+                                            : "malformed result row");
+    return;
+  }
+  if (extra && json_object_update(page, extra) != 0) {
+    json_decref(extra);
+    json_decref(page);
+    qry_respond_internal(c, "out of memory");
+    return;
+  }
+  json_decref(extra);
+  sf_http_respond_json(c->req, 200, page);
+}
+
+/* ---- operational endpoints ---- */
+
+static void h_healthz(sf_http_req_t *req, void *ud) {
+  (void)ud;
+  json_t *body = json_pack("{s:s}", "status", "ok");
+  if (!body) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  sf_http_respond_json(req, 200, body);
+}
+
+static void h_readyz(sf_http_req_t *req, void *ud) {
+  qry_service_t *s = ud;
+  if (s->closing) {
+    sf_http_respond_problem(req, 503, "unavailable", "service shutting down",
+                            NULL);
+    return;
+  }
+  if (!sf_pg_ready(s->pg)) {
+    sf_http_respond_problem(req, 503, "unavailable",
+                            "postgresql: no connection ready", NULL);
+    return;
+  }
+  json_t *body = json_pack("{s:s}", "status", "ready");
+  if (!body) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  sf_http_respond_json(req, 200, body);
+}
+
+static void h_metrics(sf_http_req_t *req, void *ud) {
+  qry_service_t *s = ud;
+  char *base = sf_http_server_metrics(s->http, "stockflow_query");
+  if (!base) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  uint64_t waits, timeouts, checks;
+  qry_waits_stats(s->waits, &waits, &timeouts, &checks);
+  char own[2048];
+  int n = snprintf(
+      own, sizeof(own),
+      "# HELP stockflow_query_db_queries_total Statements sent to PostgreSQL.\n"
+      "# TYPE stockflow_query_db_queries_total counter\n"
+      "stockflow_query_db_queries_total %" PRIu64 "\n"
+      "# HELP stockflow_query_db_errors_total Statements that failed.\n"
+      "# TYPE stockflow_query_db_errors_total counter\n"
+      "stockflow_query_db_errors_total %" PRIu64 "\n"
+      "# HELP stockflow_query_db_unavailable_total Requests answered 503 "
+      "for the database.\n"
+      "# TYPE stockflow_query_db_unavailable_total counter\n"
+      "stockflow_query_db_unavailable_total %" PRIu64 "\n"
+      "# HELP stockflow_query_db_ready 1 when a PostgreSQL connection is "
+      "ready.\n"
+      "# TYPE stockflow_query_db_ready gauge\n"
+      "stockflow_query_db_ready %d\n"
+      "# HELP stockflow_query_position_waits_total Requests that waited for "
+      "min_position.\n"
+      "# TYPE stockflow_query_position_waits_total counter\n"
+      "stockflow_query_position_waits_total %" PRIu64 "\n"
+      "# HELP stockflow_query_position_timeouts_total Position waits that "
+      "timed out.\n"
+      "# TYPE stockflow_query_position_timeouts_total counter\n"
+      "stockflow_query_position_timeouts_total %" PRIu64 "\n"
+      "# HELP stockflow_query_position_checks_total projector_offsets "
+      "look-ups.\n"
+      "# TYPE stockflow_query_position_checks_total counter\n"
+      "stockflow_query_position_checks_total %" PRIu64 "\n"
+      "# HELP stockflow_query_position_waiting Position waits in progress.\n"
+      "# TYPE stockflow_query_position_waiting gauge\n"
+      "stockflow_query_position_waiting %zu\n",
+      s->db_queries, s->db_errors, s->db_unavailable,
+      sf_pg_ready(s->pg) ? 1 : 0, waits, timeouts, checks,
+      qry_waits_pending(s->waits));
+  if (n < 0 || (size_t)n >= sizeof(own)) {
+    free(base);
+    sf_http_respond_problem(req, 500, "internal", "metrics overflow", NULL);
+    return;
+  }
+  size_t blen = strlen(base);
+  char *all = malloc(blen + (size_t)n + 1);
+  if (!all) {
+    free(base);
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  memcpy(all, base, blen);
+  memcpy(all + blen, own, (size_t)n + 1);
+  free(base);
+  sf_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", all,
+                  blen + (size_t)n);
+  free(all);
+}
+
+/* ---- lifecycle ---- */
+
+int qry_service_new(qry_service_t **out, uv_loop_t *loop,
+                    sf_http_server_t *http, sf_pg_t *pg,
+                    const qry_service_opts_t *opts, sf_log_t *log) {
+  if (!out || !loop || !http || !pg || !opts)
+    return SF_EINVAL;
+  qry_service_t *s = calloc(1, sizeof(*s));
+  if (!s)
+    return SF_ENOMEM;
+  s->loop = loop;
+  s->http = http;
+  s->pg = pg;
+  s->log = log;
+  s->opts = *opts;
+  qry_wait_opts_t wo = {.group = opts->projector_group,
+                        .topic_catalog = opts->topic_catalog,
+                        .topic_stock = opts->topic_stock,
+                        .max_wait_ms = opts->min_position_wait_ms,
+                        .interval_ms = 10};
+  int rc = qry_waits_new(&s->waits, loop, pg, &wo, log);
+  if (rc != 0)
+    goto fail_waits;
+  rc = qry_sql_prepare_all(pg);
+  if (rc != 0) {
+    SF_ERROR(log, "query", "preparing statements: %s", sf_strerror(rc));
+    goto fail_setup;
+  }
+  if ((rc = sf_http_route(http, "GET", "/healthz", h_healthz, s)) != 0 ||
+      (rc = sf_http_route(http, "GET", "/readyz", h_readyz, s)) != 0 ||
+      (rc = sf_http_route(http, "GET", "/metrics", h_metrics, s)) != 0 ||
+      (rc = qry_handlers_register(s, http)) != 0) {
+    SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
+    goto fail_setup;
+  }
+  *out = s;
+  return 0;
+
+fail_setup:
+  qry_waits_destroy(s->waits);
+fail_waits:
+  free(s);
+  return rc;
+}
+
+void qry_service_shutdown(qry_service_t *s) {
+  if (!s || s->closing)
+    return;
+  s->closing = true;
+  qry_waits_cancel_all(s->waits);
+}
+
+void qry_service_destroy(qry_service_t *s) {
+  if (!s)
+    return;
+  qry_waits_destroy(s->waits);
+  free(s);
+}

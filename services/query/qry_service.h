@@ -1,0 +1,50 @@
+/* qry_service: the query service's HTTP endpoints over the PostgreSQL read
+ * models.
+ *
+ * qry_service_new registers the service's statements with the pool and its
+ * routes (the /v1 queries of API.md plus /healthz, /readyz and /metrics) with
+ * the HTTP server. Every handler validates its input, optionally waits for
+ * a position token (?min_position= or X-Min-Position), runs one prepared
+ * statement and answers from the result callback; nothing blocks the loop.
+ *
+ * Shutdown order (main.c): qry_service_shutdown (new requests get 503,
+ * position waits are canceled), then sf_pg_close (queued queries fail and
+ * their requests are answered), then sf_http_server_close, and once the loop
+ * has run dry qry_service_destroy. Everything on the loop thread; not
+ * thread-safe. */
+#ifndef QRY_SERVICE_H
+#define QRY_SERVICE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "sf/http.h"
+#include "sf/log.h"
+#include "sf/pg.h"
+
+typedef struct qry_service qry_service_t;
+
+typedef struct qry_service_opts {
+  uint64_t min_position_wait_ms; /* STOCKFLOW_MIN_POSITION_WAIT_MS */
+  const char *projector_group;   /* consumer group in projector_offsets */
+  const char *topic_catalog;     /* topic of "catalog-" position tokens */
+  const char *topic_stock;       /* topic of "stock-" position tokens */
+} qry_service_opts_t;
+
+/* Creates the service: prepares statements on pg and adds routes to http.
+ * loop, http, pg, log and the strings of opts are borrowed and must outlive
+ * the service. Returns 0, SF_EINVAL, SF_ENOMEM or an error of
+ * sf_pg_prepare / sf_http_route. */
+int qry_service_new(qry_service_t **out, uv_loop_t *loop,
+                    sf_http_server_t *http, sf_pg_t *pg,
+                    const qry_service_opts_t *opts, sf_log_t *log);
+
+/* Stops taking work: later requests are answered 503 unavailable and
+ * position waits are canceled (their requests get 503 from the loop). The
+ * pool must not be used by the service afterwards; call before sf_pg_close. */
+void qry_service_shutdown(qry_service_t *s);
+
+/* Frees the service once the loop has no more of its callbacks pending. */
+void qry_service_destroy(qry_service_t *s);
+
+#endif

@@ -1,0 +1,71 @@
+/* qry_sql: every SQL statement of the query service, prepared once per
+ * connection through sf_pg. Each name below is documented with its
+ * parameters (all text; the statement casts them) and its columns, which are
+ * named after the JSON fields qry_rows.c maps them to.
+ *
+ * Lists fetch limit + 1 rows so that the caller knows whether a next page
+ * exists. Keyset pagination never uses OFFSET: a list with no cursor passes
+ * the smallest (or, newest-first, the largest) UUID as its bound so the
+ * index condition is always the same. Lists that belong to an owner (a
+ * store's stock, a product's holdings) drive the query from the owner's row
+ * with a LEFT JOIN LATERAL: zero rows means the owner does not exist, one
+ * row with NULL key means it exists and holds nothing. */
+#ifndef QRY_SQL_H
+#define QRY_SQL_H
+
+#include "sf/pg.h"
+
+/* Lower and upper keyset bounds used when a list has no cursor. */
+#define QRY_UUID_MIN "00000000-0000-0000-0000-000000000000"
+#define QRY_UUID_MAX "ffffffff-ffff-ffff-ffff-ffffffffffff"
+
+/* $1 store id, $2 after product_id, $3 below_reorder (bool), $4 row limit.
+ * Columns: owner_id, product_id, sku, name, on_hand, reserved, version,
+ * updated_us; ordered by product_id. */
+#define QRY_SQL_STORE_INVENTORY "qry_store_inventory"
+
+/* As QRY_SQL_STORE_INVENTORY plus $5 as_of (microseconds since the epoch):
+ * the latest transaction per product created at or before as_of; updated_us
+ * is that transaction's time. */
+#define QRY_SQL_STORE_INVENTORY_AS_OF "qry_store_inventory_as_of"
+
+/* $1 store id, $2 product id. Always one row: store_id and product_id are
+ * NULL when that one does not exist; a pair without stock events has
+ * on_hand, reserved and version 0 and updated_us NULL. */
+#define QRY_SQL_INVENTORY_ROW "qry_inventory_row"
+
+/* $1 store id, $2 before transaction id, $3 product id or NULL, $4 type or
+ * NULL, $5 since (us) or NULL, $6 until (us) or NULL, $7 row limit.
+ * Columns: owner_id, transaction_id, store_id, product_id, type, quantity,
+ * delta, on_hand, reserved, version, reason, reference, actor, created_us;
+ * newest first. */
+#define QRY_SQL_TRANSACTIONS "qry_transactions"
+
+/* $1 product id. Columns of qry_row_product; zero rows when unknown. */
+#define QRY_SQL_PRODUCT "qry_product"
+
+/* $1 after product id, $2 category or NULL, $3 ILIKE pattern or NULL, $4 row
+ * limit. Columns of qry_row_product, ordered by id. */
+#define QRY_SQL_PRODUCTS "qry_products"
+
+/* $1 product id, $2 after store id, $3 row limit. Columns: owner_id,
+ * total_on_hand, total_available (over every store), then store_id,
+ * store_name, product_id, on_hand, reserved, version, updated_us; ordered
+ * by store_id. */
+#define QRY_SQL_PRODUCT_INVENTORY "qry_product_inventory"
+
+/* $1 after store id, $2 row limit. Columns of qry_row_store, by id. */
+#define QRY_SQL_STORES "qry_stores"
+
+/* $1 store id. Columns of qry_row_store; zero rows when unknown. */
+#define QRY_SQL_STORE "qry_store"
+
+/* $1 consumer group, $2 topic, $3 partition. Column next_offset; zero rows
+ * when the projector has not committed that partition yet. */
+#define QRY_SQL_POSITION "qry_position"
+
+/* Registers every statement above with the pool. Returns 0 or the first
+ * error of sf_pg_prepare. */
+int qry_sql_prepare_all(sf_pg_t *pg);
+
+#endif

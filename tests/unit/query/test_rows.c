@@ -1,0 +1,336 @@
+/* Unit tests for services/query/qry_rows.c: result rows -> JSON and page
+ * building. Results are built in memory with libpq's PQmakeEmptyPGresult /
+ * PQsetResultAttrs / PQsetvalue, so no server is needed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "qry_params.h"
+#include "qry_rows.h"
+#include "sf/err.h"
+#include "sf/json.h"
+
+#define MAX_COLS 16
+
+/* Builds a TUPLES_OK result with the given column names and rows; a NULL
+ * cell is SQL NULL. Caller PQclear()s. */
+static PGresult *make_result(int ncols, const char *const *cols, int nrows,
+                             const char *const (*rows)[MAX_COLS]) {
+  PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+  assert_non_null(res);
+  PGresAttDesc attrs[MAX_COLS];
+  memset(attrs, 0, sizeof(attrs));
+  for (int c = 0; c < ncols; c++) {
+    attrs[c].name = (char *)cols[c];
+    attrs[c].format = 0;
+    attrs[c].typid = 25; /* text */
+    attrs[c].typlen = -1;
+    attrs[c].atttypmod = -1;
+  }
+  assert_int_equal(PQsetResultAttrs(res, ncols, attrs), 1);
+  for (int r = 0; r < nrows; r++)
+    for (int c = 0; c < ncols; c++) {
+      const char *v = rows[r][c];
+      assert_int_equal(
+          PQsetvalue(res, r, c, (char *)v, v ? (int)strlen(v) : -1), 1);
+    }
+  return res;
+}
+
+/* Compares the compact serialisation of v with want; frees v. */
+static void assert_json(json_t *v, const char *want) {
+  assert_non_null(v);
+  char *got = sf_json_dumps(v);
+  assert_non_null(got);
+  assert_string_equal(got, want);
+  free(got);
+  json_decref(v);
+}
+
+static const char *const inv_cols[] = {"owner_id",   "product_id", "sku",
+                                       "name",       "on_hand",    "reserved",
+                                       "version",    "updated_us"};
+#define INV_NCOLS 8
+#define STORE "0190f3a1-0000-7000-8000-000000000001"
+#define P1 "0190f3a1-0000-7000-8000-00000000000a"
+#define P2 "0190f3a1-0000-7000-8000-00000000000b"
+#define P3 "0190f3a1-0000-7000-8000-00000000000c"
+
+static void test_inventory_row(void **state) {
+  (void)state;
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P1, "SKU-1", "Widget \"big\"", "10", "3", "4",
+       "1795705200123456"},
+      {STORE, P2, "SKU-2", "Gadget", "0", "0", "0", NULL}};
+  PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
+  assert_json(qry_row_inventory(res, 0),
+              "{\"product_id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget "
+              "\\\"big\\\"\",\"on_hand\":10,\"reserved\":3,\"available\":7,"
+              "\"version\":4,\"updated_at\":\"2026-11-26T15:00:00.123456Z\"}");
+  assert_json(qry_row_inventory(res, 1),
+              "{\"product_id\":\"" P2 "\",\"sku\":\"SKU-2\",\"name\":\"Gadget\","
+              "\"on_hand\":0,\"reserved\":0,\"available\":0,\"version\":0,"
+              "\"updated_at\":null}");
+  /* out of range rows */
+  assert_null(qry_row_inventory(res, 2));
+  assert_null(qry_row_inventory(res, -1));
+  /* store_id column missing: the _at variant refuses */
+  assert_null(qry_row_inventory_at(res, 0));
+  PQclear(res);
+}
+
+static void test_inventory_row_bad_cells(void **state) {
+  (void)state;
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P1, "S", "N", "10x", "3", "4", "1"},     /* bad integer */
+      {STORE, P1, "S", "N", NULL, "3", "4", "1"},      /* NULL on_hand */
+      {STORE, P1, NULL, "N", "1", "0", "1", "1"},      /* NULL sku */
+      {STORE, P1, "S", "N", "1", "0", "", "1"},        /* empty version */
+      {STORE, P1, "S", "N", "1", "0", "1", "12:00"},   /* bad time */
+      {STORE, P1, "S", "N", "99999999999999999999", "0", "1", "1"}};
+  PGresult *res = make_result(INV_NCOLS, inv_cols, 6, rows);
+  for (int r = 0; r < 6; r++)
+    assert_null(qry_row_inventory(res, r));
+  PQclear(res);
+}
+
+static void test_inventory_at_row(void **state) {
+  (void)state;
+  const char *const cols[] = {"store_id", "product_id", "sku",     "name",
+                              "on_hand",  "reserved",   "version", "updated_us"};
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P1, "S", "N", "-2", "1", "9", "0"}};
+  PGresult *res = make_result(8, cols, 1, rows);
+  assert_json(qry_row_inventory_at(res, 0),
+              "{\"store_id\":\"" STORE "\",\"product_id\":\"" P1
+              "\",\"sku\":\"S\",\"name\":\"N\",\"on_hand\":-2,\"reserved\":1,"
+              "\"available\":-3,\"version\":9,"
+              "\"updated_at\":\"1970-01-01T00:00:00.000000Z\"}");
+  PQclear(res);
+}
+
+static void test_transaction_row(void **state) {
+  (void)state;
+  const char *const cols[] = {
+      "owner_id", "transaction_id", "store_id", "product_id", "type",
+      "quantity", "delta",          "on_hand",  "reserved",   "version",
+      "reason",   "reference",      "actor",    "created_us"};
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P3, STORE, P1, "sale", "2", "-2", "8", "1", "5", NULL, "PO-1",
+       NULL, "1795705200000001"},
+      {STORE, P2, STORE, P1, "adjustment", "-1", "-1", "7", "0", "6",
+       "broken", NULL, P1, "1795705200000002"},
+      {STORE, P2, STORE, P1, "adjustment", "-1", "-1", "7", "0", "6",
+       "broken", NULL, P1, NULL} /* created_at must not be NULL */};
+  PGresult *res = make_result(14, cols, 3, rows);
+  assert_json(qry_row_transaction(res, 0),
+              "{\"transaction_id\":\"" P3 "\",\"store_id\":\"" STORE
+              "\",\"product_id\":\"" P1 "\",\"type\":\"sale\",\"quantity\":2,"
+              "\"delta\":-2,\"on_hand\":8,\"reserved\":1,\"available\":7,"
+              "\"version\":5,\"reason\":null,\"reference\":\"PO-1\","
+              "\"actor\":null,\"created_at\":\"2026-11-26T15:00:00.000001Z\"}");
+  json_t *t = qry_row_transaction(res, 1);
+  assert_non_null(t);
+  assert_string_equal(json_string_value(json_object_get(t, "reason")),
+                      "broken");
+  assert_string_equal(json_string_value(json_object_get(t, "actor")), P1);
+  assert_true(json_is_null(json_object_get(t, "reference")));
+  json_decref(t);
+  assert_null(qry_row_transaction(res, 2));
+  PQclear(res);
+}
+
+static const char *const product_cols[] = {
+    "id",      "sku",        "name",       "category",      "price",
+    "reorder_level", "discontinued", "version", "created_us", "updated_us",
+    "total_on_hand", "total_available"};
+
+static void test_product_row(void **state) {
+  (void)state;
+  const char *const rows[][MAX_COLS] = {
+      {P1, "SKU-1", "Widget", "tools", "19.9900", "5", "f", "2",
+       "1795705200000000", "1795705260500000", "12", "10"},
+      {P2, "SKU-2", "Gadget", NULL, "3.0000", "0", "t", "1", "0", "0", "0",
+       "0"},
+      {P3, "SKU-3", "Bad", NULL, "3.0000", "0", "x", "1", "0", "0", "0", "0"},
+      {P3, "SKU-3", "Bad", NULL, "-3", "0", "f", "1", "0", "0", "0", "0"}};
+  PGresult *res = make_result(12, product_cols, 4, rows);
+  assert_json(qry_row_product(res, 0),
+              "{\"id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget\","
+              "\"category\":\"tools\",\"price\":\"19.99\","
+              "\"reorder_level\":5,\"discontinued\":false,\"version\":2,"
+              "\"created_at\":\"2026-11-26T15:00:00.000000Z\","
+              "\"updated_at\":\"2026-11-26T15:01:00.500000Z\","
+              "\"total_on_hand\":12,\"total_available\":10}");
+  json_t *p = qry_row_product(res, 1);
+  assert_non_null(p);
+  assert_true(json_is_null(json_object_get(p, "category")));
+  assert_true(json_is_true(json_object_get(p, "discontinued")));
+  assert_string_equal(json_string_value(json_object_get(p, "price")), "3.00");
+  json_decref(p);
+  assert_null(qry_row_product(res, 2)); /* bad boolean */
+  assert_null(qry_row_product(res, 3)); /* bad price */
+  PQclear(res);
+}
+
+static void test_store_row(void **state) {
+  (void)state;
+  const char *const cols[] = {"id",      "name",       "location",  "manager_id",
+                              "closed",  "version",    "created_us", "updated_us"};
+  const char *const rows[][MAX_COLS] = {
+      {STORE, "Main", "Berlin", NULL, "f", "1", "0", "1000000"}};
+  PGresult *res = make_result(8, cols, 1, rows);
+  assert_json(qry_row_store(res, 0),
+              "{\"id\":\"" STORE "\",\"name\":\"Main\",\"location\":\"Berlin\","
+              "\"manager_id\":null,\"closed\":false,\"version\":1,"
+              "\"created_at\":\"1970-01-01T00:00:00.000000Z\","
+              "\"updated_at\":\"1970-01-01T00:00:01.000000Z\"}");
+  PQclear(res);
+}
+
+static void test_row_i64(void **state) {
+  (void)state;
+  const char *const cols[] = {"a", "b", "c"};
+  const char *const rows[][MAX_COLS] = {{"-9223372036854775808", NULL, "7 "}};
+  PGresult *res = make_result(3, cols, 1, rows);
+  int64_t v = 0;
+  assert_int_equal(qry_row_i64(res, 0, "a", &v), 0);
+  assert_true(v == INT64_MIN);
+  assert_int_equal(qry_row_i64(res, 0, "b", &v), SF_ENOTFOUND);
+  assert_int_equal(qry_row_i64(res, 0, "c", &v), SF_EPARSE);
+  assert_int_equal(qry_row_i64(res, 0, "zz", &v), SF_ENOTFOUND);
+  assert_int_equal(qry_row_i64(res, 1, "a", &v), SF_ENOTFOUND);
+  PQclear(res);
+}
+
+static const char *const page_rows[][MAX_COLS] = {
+    {STORE, P1, "S1", "N1", "1", "0", "1", "0"},
+    {STORE, P2, "S2", "N2", "2", "0", "1", "0"},
+    {STORE, P3, "S3", "N3", "3", "0", "1", "0"}};
+
+static void test_page_more_rows(void **state) {
+  (void)state;
+  PGresult *res = make_result(INV_NCOLS, inv_cols, 3, page_rows);
+  json_t *page = NULL;
+  assert_int_equal(qry_page_build(res, "product_id", 2,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   0);
+  json_t *items = json_object_get(page, "items");
+  assert_int_equal(json_array_size(items), 2);
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(items, 1), "product_id")),
+      P2);
+  const char *cur = json_string_value(json_object_get(page, "next_cursor"));
+  assert_non_null(cur);
+  char back[SF_UUID_STR_LEN + 1];
+  assert_int_equal(qry_cursor_decode(cur, QRY_CURSOR_STORE_INVENTORY, back), 0);
+  assert_string_equal(back, P2); /* the last row kept, not the extra one */
+  json_decref(page);
+
+  /* exactly limit rows: no next page */
+  assert_int_equal(qry_page_build(res, "product_id", 3,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   0);
+  assert_int_equal(json_array_size(json_object_get(page, "items")), 3);
+  assert_true(json_is_null(json_object_get(page, "next_cursor")));
+  json_decref(page);
+  PQclear(res);
+}
+
+static void test_page_owner_cases(void **state) {
+  (void)state;
+  json_t *page = NULL;
+  /* no owner row: the store does not exist */
+  PGresult *none = make_result(INV_NCOLS, inv_cols, 0, NULL);
+  assert_int_equal(qry_page_build(none, "product_id", 50,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   SF_ENOTFOUND);
+  assert_null(page);
+  /* an unowned list may be empty */
+  assert_int_equal(qry_page_build(none, "product_id", 50,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  false, &page),
+                   0);
+  assert_json(page, "{\"items\":[],\"next_cursor\":null}");
+  PQclear(none);
+
+  /* the owner exists and holds nothing: one row with a NULL key */
+  const char *const empty_rows[][MAX_COLS] = {
+      {STORE, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+  PGresult *empty = make_result(INV_NCOLS, inv_cols, 1, empty_rows);
+  page = NULL;
+  assert_int_equal(qry_page_build(empty, "product_id", 50,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   0);
+  assert_json(page, "{\"items\":[],\"next_cursor\":null}");
+  PQclear(empty);
+}
+
+static void test_page_errors(void **state) {
+  (void)state;
+  json_t *page = NULL;
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P1, "S1", "N1", "1", "0", "1", "0"},
+      {STORE, P2, "S2", "N2", "oops", "0", "1", "0"}};
+  PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
+  assert_int_equal(qry_page_build(res, "product_id", 5,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   SF_EPARSE);
+  assert_null(page);
+  /* the bad row is beyond the page: not mapped, no error */
+  assert_int_equal(qry_page_build(res, "product_id", 1,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   0);
+  assert_int_equal(json_array_size(json_object_get(page, "items")), 1);
+  json_decref(page);
+  page = NULL;
+  /* unknown key column, bad limit */
+  assert_int_equal(qry_page_build(res, "nope", 5, QRY_CURSOR_STORE_INVENTORY,
+                                  qry_row_inventory, true, &page),
+                   SF_EPARSE);
+  assert_int_equal(qry_page_build(res, "product_id", 0,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   SF_EPARSE);
+  assert_null(page);
+  PQclear(res);
+
+  /* a key that is not a UUID cannot become a cursor */
+  const char *const badkey[][MAX_COLS] = {
+      {STORE, "x", "S1", "N1", "1", "0", "1", "0"},
+      {STORE, "y", "S2", "N2", "1", "0", "1", "0"}};
+  res = make_result(INV_NCOLS, inv_cols, 2, badkey);
+  assert_int_equal(qry_page_build(res, "product_id", 1,
+                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  true, &page),
+                   SF_EPARSE);
+  assert_null(page);
+  PQclear(res);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_inventory_row),
+      cmocka_unit_test(test_inventory_row_bad_cells),
+      cmocka_unit_test(test_inventory_at_row),
+      cmocka_unit_test(test_transaction_row),
+      cmocka_unit_test(test_product_row),
+      cmocka_unit_test(test_store_row),
+      cmocka_unit_test(test_row_i64),
+      cmocka_unit_test(test_page_more_rows),
+      cmocka_unit_test(test_page_owner_cases),
+      cmocka_unit_test(test_page_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
