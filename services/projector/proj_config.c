@@ -1,0 +1,51 @@
+/* proj_config: the projector's configuration table (see proj_config.h). */
+#include "proj_config.h"
+
+#include <stddef.h>
+
+#define F(field) offsetof(proj_config_t, field)
+
+static const sf_cfg_entry_t k_entries[] = {
+    {"kafka-brokers", SF_CFG_STRING, "127.0.0.1:9092", 0, 0,
+     "STOCKFLOW_KAFKA_BROKERS", "Kafka bootstrap servers (host:port,...)",
+     F(kafka_brokers)},
+    {"pg-dsn", SF_CFG_STRING,
+     "host=127.0.0.1 port=55432 dbname=stockflow user=postgres", 0, 0,
+     "STOCKFLOW_PG_DSN", "libpq connection string of the read-model database",
+     F(pg_dsn)},
+    {"projector-listen", SF_CFG_STRING, "127.0.0.1:8083", 0, 0,
+     "STOCKFLOW_PROJECTOR_LISTEN",
+     "host:port of the operations endpoints (/healthz, /readyz, /metrics)",
+     F(listen)},
+    {"log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",
+     "debug, info, warn, error or off", F(log_level)},
+    {"topic-catalog", SF_CFG_STRING, "inventory.catalog", 0, 0,
+     "STOCKFLOW_TOPIC_CATALOG", "topic of product and store events",
+     F(topic_catalog)},
+    {"topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
+     "STOCKFLOW_TOPIC_STOCK", "topic of stock events (keyed by store)",
+     F(topic_stock)},
+    {"projector-group", SF_CFG_STRING, "stockflow-projector", 0, 0,
+     "STOCKFLOW_PROJECTOR_GROUP",
+     "consumer group; also the key of the stored offsets in projector_offsets",
+     F(group)},
+    {"projector-batch-max", SF_CFG_INT, "1000", 1, 10000,
+     "STOCKFLOW_PROJECTOR_BATCH_MAX",
+     "most messages applied in one PostgreSQL transaction", F(batch_max)},
+    {"projector-batch-wait-ms", SF_CFG_INT, "20", 0, 10000,
+     "STOCKFLOW_PROJECTOR_BATCH_WAIT_MS",
+     "how long a batch waits for more messages after its first one",
+     F(batch_wait_ms)},
+    {"max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
+     "largest HTTP request body in bytes", F(max_body)},
+};
+
+static const sf_cfg_spec_t k_spec = {
+    .prog = "stockflow-projector",
+    .summary = "Applies inventory.catalog and inventory.stock events to the "
+               "PostgreSQL read models, exactly once.",
+    .entries = k_entries,
+    .n_entries = sizeof k_entries / sizeof k_entries[0],
+};
+
+const sf_cfg_spec_t *proj_config_spec(void) { return &k_spec; }
