@@ -33,6 +33,9 @@ typedef struct sf_pg_opts {
   int pool_size;        /* connections; default 4 when <= 0 */
   int max_queue;        /* waiting queries; default 10000 when <= 0 */
   int statement_timeout_ms; /* 0: none */
+  int unavailable_after_ms; /* no connection up for this long: queries fail
+                               fast with SF_EUNAVAILABLE and queued ones with
+                               SF_EPG; default 5000 when <= 0 */
 } sf_pg_opts_t;
 
 /* Creates the pool and starts connecting (asynchronously; failures are
@@ -52,6 +55,16 @@ int sf_pg_query(sf_pg_t *pg, const char *stmt, int n_params,
 
 /* Runs a plain SQL text (no parameters), e.g. LISTEN; same contract. */
 int sf_pg_exec(sf_pg_t *pg, const char *sql, sf_pg_result_cb cb, void *ud);
+
+/* Receives NOTIFY payloads for channel on a dedicated connection (opened on
+ * the first call, re-LISTENed after reconnects; notifications sent while it
+ * is down are lost). channel is copied; cb runs on the loop with channel and
+ * payload borrowed for the call. Returns 0, SF_EEXISTS, SF_ENOMEM,
+ * SF_EINVAL. */
+typedef void (*sf_pg_notify_cb)(void *ud, const char *channel,
+                                const char *payload);
+int sf_pg_listen(sf_pg_t *pg, const char *channel, sf_pg_notify_cb cb,
+                 void *ud);
 
 /* True while at least one connection is up and prepared. */
 bool sf_pg_ready(const sf_pg_t *pg);
