@@ -135,6 +135,8 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
 /* Closes (leaving the group) and frees. */
 void sf_kafka_consumer_destroy(sf_kafka_consumer_t *c);
 
+/* Needs opts.group_id (SF_ESTATE otherwise). Rebalances use the eager
+ * protocol: a revoke of everything, then a fresh assign. */
 int sf_kafka_consumer_subscribe(sf_kafka_consumer_t *c,
                                 const char *const *topics, size_t n);
 /* Assigns explicit partitions and start offsets (no group). */
@@ -162,7 +164,9 @@ int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
 int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
                         int32_t partition, int timeout_ms, int64_t *low,
                         int64_t *high);
-/* Current position (next offset to read) of an assigned partition. */
+/* Current position (next offset to read) of an assigned partition. Returns
+ * 0, or SF_ENOTFOUND when the partition is not assigned or nothing has been
+ * consumed from it yet. */
 int sf_kafka_position(sf_kafka_consumer_t *c, const char *topic,
                       int32_t partition, int64_t *offset);
 

@@ -49,7 +49,8 @@ int sf_pg_prepare(sf_pg_t *pg, const char *name, const char *sql);
 
 /* Runs a registered statement with text parameters (copied; NULL value =
  * SQL NULL). Returns 0 (cb fires exactly once) or SF_EUNAVAILABLE (queue
- * full or no connection for a while; cb never fires). */
+ * full or no connection for a while; cb never fires); SF_ENOTFOUND for a
+ * statement never registered, SF_EINVAL for bad arguments. */
 int sf_pg_query(sf_pg_t *pg, const char *stmt, int n_params,
                 const char *const *values, sf_pg_result_cb cb, void *ud);
 
