@@ -17,7 +17,26 @@
  *
  * Everything here runs on the loop's thread; nothing is thread-safe. Memory
  * of a request (sf_http_req_alloc, header and parameter strings) lives until
- * the request is answered and freed. */
+ * the request is answered and freed.
+ *
+ * Details the implementation guarantees:
+ * - The process must ignore SIGPIPE (main.c): libuv writes with write(2).
+ * - EOF from the peer while a request is pending or streaming counts as a
+ *   disconnect (a half-closed client cannot be told apart).
+ * - Every answer carries X-Request-Id; "Connection: close" when the
+ *   connection closes after it (HTTP/1.0 keep-alive answers say
+ *   "Connection: keep-alive"). 204/304 carry no body or Content-Length; a
+ *   HEAD request (when routed) gets the headers only.
+ * - Timeouts: a new connection must deliver full headers within
+ *   header_timeout_ms of accept; on a kept-alive connection, within
+ *   header_timeout_ms of the request's first byte; idle_timeout_ms applies
+ *   between requests, between body reads, and to flushing a final answer.
+ * - After a closing answer the server shuts its write side down and drains
+ *   the peer for up to 1 s, so the peer reads the answer rather than a
+ *   reset. "Expect: 100-continue" is answered with 100 when the declared
+ *   body fits max_body.
+ * - Requests with Upgrade (or CONNECT) reach their handler; the connection
+ *   closes after the answer. */
 #ifndef SF_HTTP_H
 #define SF_HTTP_H
 
@@ -68,12 +87,19 @@ int sf_http_bound_port(const sf_http_server_t *s);
 
 /* Stops listening and closes every connection; done fires on the loop once
  * every handle is closed (pending requests are canceled first). After done,
- * call sf_http_server_destroy. */
+ * call sf_http_server_destroy. done waits until every canceled request has
+ * been answered (handlers must answer them, usually from on_close). A server
+ * on which sf_http_listen was never called may be destroyed directly;
+ * otherwise (even if listen failed) close it and run the loop to done. */
 void sf_http_server_close(sf_http_server_t *s, sf_http_done_cb done, void *ud);
 void sf_http_server_destroy(sf_http_server_t *s);
 
-/* Prometheus text for this server: sf_http_requests_total{route,status} and
- * a latency histogram per route. Returns a malloc'd string the caller frees,
+/* Prometheus text for this server:
+ * <prefix>_http_requests_total{route,method,status} and
+ * <prefix>_http_request_duration_seconds{route} (buckets 0.0005 .. 2.5 s,
+ * time from the end of the request to the answer, or to the stream's
+ * headers). route is the pattern, or "unmatched" for 404s and requests the
+ * parser rejected; canceled requests are not counted. Returns a malloc'd string the caller frees,
  * or NULL on out of memory. prefix names the metric family, e.g.
  * "stockflow_command". */
 char *sf_http_server_metrics(const sf_http_server_t *s, const char *prefix);
@@ -105,12 +131,16 @@ void *sf_http_req_alloc(sf_http_req_t *r, size_t size);
 void sf_http_req_set_data(sf_http_req_t *r, void *data);
 void *sf_http_req_data(const sf_http_req_t *r);
 /* cb fires once, on the loop, if the peer disconnects before the answer
- * ends (also for streams). */
+ * ends (also for streams, and when sf_http_server_close cancels the
+ * request). Set after the request was already canceled, it does not fire:
+ * check sf_http_req_canceled. cb may answer the request. */
 void sf_http_req_on_close(sf_http_req_t *r, sf_http_close_cb cb, void *ud);
 
 /* ---- answering: exactly one of these per request ---- */
 
-/* Adds a response header (copied) before the answer is sent. */
+/* Adds a response header (copied) before the answer is sent. Returns 0,
+ * SF_EINVAL (empty name, or CR/LF/control bytes: no header injection) or
+ * SF_ENOMEM. */
 int sf_http_add_header(sf_http_req_t *r, const char *name, const char *value);
 /* Sends status, Content-Type and body (copied). */
 void sf_http_respond(sf_http_req_t *r, int status, const char *content_type,
@@ -126,10 +156,13 @@ void sf_http_respond_problem(sf_http_req_t *r, int status, const char *code,
 /* ---- streaming answers (Server-Sent Events) ---- */
 
 /* Sends the status line and headers of a streaming answer (no
- * Content-Length; the connection closes when the stream ends). */
+ * Content-Length; the connection closes when the stream ends). Returns 0,
+ * SF_ECANCELED if the peer is gone, SF_ESTATE if already started. Bytes the
+ * peer sends during a stream are discarded. */
 int sf_http_stream_start(sf_http_req_t *r, int status,
                          const char *content_type);
-/* Queues bytes (copied). Returns 0, SF_ECANCELED if the peer is gone. */
+/* Queues bytes (copied). Returns 0, SF_ECANCELED if the peer is gone,
+ * SF_ESTATE before sf_http_stream_start. */
 int sf_http_stream_write(sf_http_req_t *r, const char *data, size_t len);
 /* Bytes queued but not yet written to the socket. */
 size_t sf_http_stream_pending(const sf_http_req_t *r);

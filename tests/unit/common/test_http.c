@@ -762,6 +762,35 @@ static void test_metrics(void **state) {
   assert_true(has(m, "test_http_request_duration_seconds_sum{route=\"/echo\"} "));
 }
 
+static void c_max_conns(fixture_t *f) {
+  cli_t a, b;
+  if (cli_connect(&a, f->port) != 0)
+    return;
+  cli_send(&a, "GET /problem HTTP/1.1\r\n\r\n");
+  cli_response(&a, f->rec[0], RECSZ);
+  if (cli_connect(&b, f->port) != 0)
+    return;
+  long t0 = now_ms();
+  f->flag[1] = cli_closed(&b); /* over the limit: accepted and closed */
+  f->ms[1] = now_ms() - t0;
+  cli_end(&b);
+  cli_send(&a, "GET /problem HTTP/1.1\r\n\r\n"); /* a still works */
+  cli_response(&a, f->rec[2], RECSZ);
+  cli_end(&a);
+}
+
+static void test_max_connections(void **state) {
+  fixture_t *f = *state;
+  sf_http_limits_t lim;
+  sf_http_limits_default(&lim);
+  lim.max_connections = 1;
+  run(f, &lim, c_max_conns);
+  assert_true(has(f->rec[0], "HTTP/1.1 422"));
+  assert_true(f->flag[1]);
+  assert_true(f->ms[1] < 500);
+  assert_true(has(f->rec[2], "HTTP/1.1 422"));
+}
+
 static void noop_handler(sf_http_req_t *r, void *ud) {
   (void)ud;
   sf_http_respond(r, 204, NULL, NULL, 0);
@@ -820,6 +849,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_server_close_with_connections,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
