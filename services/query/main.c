@@ -3,10 +3,10 @@
  * main only wires, in this order: settings (qry_config) -> logger -> libuv
  * loop -> PostgreSQL pool -> HTTP server -> query service (statements and
  * routes) -> listen -> signals; then runs the loop. SIGINT or SIGTERM stops
- * in reverse: the service refuses new work and cancels position waits, the
- * pool closes (queued queries fail, their requests are answered), then the
- * HTTP server closes; when the loop has run dry everything is freed and the
- * process exits 0. */
+ * in reverse: the service refuses new work (503), cancels position waits and
+ * lets statements already sent finish; once it is drained the pool closes,
+ * then the HTTP server; when the loop has run dry everything is freed and
+ * the process exits 0. */
 #include <signal.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -44,6 +44,15 @@ static void on_pg_closed(void *ud) {
     sf_http_server_close(a->http, on_http_closed, a);
 }
 
+/* The service has answered everything it started: close the pool. */
+static void on_service_drained(void *ud) {
+  app_t *a = ud;
+  if (a->pg)
+    sf_pg_close(a->pg, on_pg_closed, a);
+  else if (a->http)
+    sf_http_server_close(a->http, on_http_closed, a);
+}
+
 /* Starts the shutdown sequence once; safe to call with a partial setup. */
 static void begin_stop(app_t *a) {
   if (a->stopping)
@@ -54,11 +63,10 @@ static void begin_stop(app_t *a) {
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     a->signals_open = false;
   }
-  qry_service_shutdown(a->svc);
-  if (a->pg)
-    sf_pg_close(a->pg, on_pg_closed, a);
-  else if (a->http)
-    sf_http_server_close(a->http, on_http_closed, a);
+  if (a->svc)
+    qry_service_shutdown(a->svc, on_service_drained, a);
+  else
+    on_service_drained(a);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {

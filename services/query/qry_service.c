@@ -22,6 +22,9 @@ struct qry_service {
   qry_service_opts_t opts;
   qry_waits_t *waits;
   bool closing;
+  uint64_t inflight;         /* statements sent, result not yet handled */
+  qry_drained_cb drained_cb; /* set by qry_service_shutdown until it fires */
+  void *drained_ud;
   uint64_t db_queries;     /* statements sent */
   uint64_t db_errors;      /* statements that failed */
   uint64_t db_unavailable; /* requests answered 503 for the database */
@@ -56,6 +59,18 @@ static void respond_unavailable(qry_call_t *c, const char *detail) {
 }
 
 /* ---- the life of a call ---- */
+
+/* Fires the shutdown callback once nothing of ours is pending. */
+static void maybe_drained(qry_service_t *s) {
+  if (!s->closing || !s->drained_cb || s->inflight > 0 ||
+      qry_waits_pending(s->waits) > 0)
+    return;
+  qry_drained_cb cb = s->drained_cb;
+  s->drained_cb = NULL;
+  cb(s->drained_ud);
+}
+
+static void on_waits_idle(void *ud) { maybe_drained(ud); }
 
 qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
   if (s->closing) {
@@ -132,26 +147,27 @@ static void on_result(void *ud, int err, const PGresult *res,
                       const char *sqlstate, const char *errmsg) {
   qry_call_t *c = ud;
   qry_service_t *s = c->svc;
-  if (err) {
+  s->inflight--;
+  if (!err) {
+    c->render(c, res);
+  } else if (err == SF_ECANCELED) {
     s->db_errors++;
-    if (err == SF_ECANCELED) {
-      respond_unavailable(c, "service shutting down");
-      return;
-    }
-    if (sqlstate_retriable(sqlstate)) {
-      SF_WARN(s->log, "query", "request %s: %s failed (sqlstate %s): %s",
-              sf_http_req_id(c->req), c->stmt, sqlstate ? sqlstate : "",
-              errmsg ? errmsg : "");
-      respond_unavailable(c, "database unavailable");
-      return;
-    }
+    respond_unavailable(c, "service shutting down");
+  } else if (sqlstate_retriable(sqlstate)) {
+    s->db_errors++;
+    SF_WARN(s->log, "query", "request %s: %s failed (sqlstate %s): %s",
+            sf_http_req_id(c->req), c->stmt, sqlstate ? sqlstate : "",
+            errmsg ? errmsg : "");
+    respond_unavailable(c, "database unavailable");
+  } else {
+    s->db_errors++;
     char what[256];
     snprintf(what, sizeof(what), "%s failed (sqlstate %s): %s", c->stmt,
              sqlstate, errmsg ? errmsg : "");
     qry_respond_internal(c, what);
-    return;
   }
-  c->render(c, res);
+  /* c is freed with the answer above; s lives on. */
+  maybe_drained(s);
 }
 
 static void submit(qry_call_t *c) {
@@ -168,6 +184,7 @@ static void submit(qry_call_t *c) {
     return;
   }
   s->db_queries++;
+  s->inflight++;
 }
 
 static void on_waited(void *ud, qry_wait_outcome_t outcome) {
@@ -186,7 +203,8 @@ static void on_waited(void *ud, qry_wait_outcome_t outcome) {
     respond_unavailable(c, "database unavailable");
     return;
   case QRY_WAIT_CANCELED:
-    respond_unavailable(c, "request canceled");
+    respond_unavailable(c, c->svc->closing ? "service shutting down"
+                                           : "request canceled");
     return;
   }
 }
@@ -387,11 +405,16 @@ fail_waits:
   return rc;
 }
 
-void qry_service_shutdown(qry_service_t *s) {
+void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
+                          void *ud) {
   if (!s || s->closing)
     return;
   s->closing = true;
+  s->drained_cb = drained;
+  s->drained_ud = ud;
+  qry_waits_set_idle_cb(s->waits, on_waits_idle, s);
   qry_waits_cancel_all(s->waits);
+  maybe_drained(s);
 }
 
 void qry_service_destroy(qry_service_t *s) {

@@ -8,10 +8,10 @@
  * statement and answers from the result callback; nothing blocks the loop.
  *
  * Shutdown order (main.c): qry_service_shutdown (new requests get 503,
- * position waits are canceled), then sf_pg_close (queued queries fail and
- * their requests are answered), then sf_http_server_close, and once the loop
- * has run dry qry_service_destroy. Everything on the loop thread; not
- * thread-safe. */
+ * position waits are canceled, statements already sent finish and are
+ * answered), then, once it reports drained, sf_pg_close and
+ * sf_http_server_close, and once the loop has run dry qry_service_destroy.
+ * Everything on the loop thread; not thread-safe. */
 #ifndef QRY_SERVICE_H
 #define QRY_SERVICE_H
 
@@ -39,10 +39,17 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
                     sf_http_server_t *http, sf_pg_t *pg,
                     const qry_service_opts_t *opts, sf_log_t *log);
 
-/* Stops taking work: later requests are answered 503 unavailable and
- * position waits are canceled (their requests get 503 from the loop). The
- * pool must not be used by the service afterwards; call before sf_pg_close. */
-void qry_service_shutdown(qry_service_t *s);
+/* Fires once when a shut-down service has no request of its own left in
+ * flight. */
+typedef void (*qry_drained_cb)(void *ud);
+
+/* Stops taking work: later requests are answered 503 unavailable, position
+ * waits are canceled (their requests get 503), statements already sent run
+ * to their answer. drained fires once nothing of the service is pending,
+ * possibly before this function returns when nothing was; after it the
+ * service no longer uses the pool, so it may be closed. Calling again does
+ * nothing. */
+void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained, void *ud);
 
 /* Frees the service once the loop has no more of its callbacks pending. */
 void qry_service_destroy(qry_service_t *s);

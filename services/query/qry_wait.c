@@ -41,6 +41,8 @@ struct qry_waits {
   qry_wait_opts_t opts;
   qry_wait_t *head;
   size_t pending; /* allocated waits, until their close callback ran */
+  void (*idle_cb)(void *ud);
+  void *idle_ud;
   uint64_t started, timeouts, checks;
 };
 
@@ -83,6 +85,8 @@ static void on_closed(uv_handle_t *h) {
     w->cb(w->ud, w->outcome);
   }
   free(w);
+  if (ws->pending == 0 && ws->idle_cb)
+    ws->idle_cb(ws->idle_ud);
 }
 
 static void finish(qry_wait_t *w, qry_wait_outcome_t outcome) {
@@ -225,6 +229,11 @@ void qry_waits_cancel_all(qry_waits_t *ws) {
     qry_wait_cancel(w);
     w = next;
   }
+}
+
+void qry_waits_set_idle_cb(qry_waits_t *ws, void (*cb)(void *ud), void *ud) {
+  ws->idle_cb = cb;
+  ws->idle_ud = ud;
 }
 
 size_t qry_waits_pending(const qry_waits_t *ws) { return ws ? ws->pending : 0; }

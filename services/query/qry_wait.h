@@ -59,7 +59,11 @@ void qry_wait_cancel(qry_wait_t *w);
 /* Cancels every pending wait (shutdown). */
 void qry_waits_cancel_all(qry_waits_t *ws);
 
-/* Number of waits whose callback has not fired yet. */
+/* Sets a hook called (on the loop) each time the number of pending waits
+ * drops to zero; NULL clears it. Used to drain at shutdown. */
+void qry_waits_set_idle_cb(qry_waits_t *ws, void (*cb)(void *ud), void *ud);
+
+/* Number of waits not yet finished (including their close). */
 size_t qry_waits_pending(const qry_waits_t *ws);
 
 /* Counters for /metrics: waits started, timeouts, checks (queries) made. */
