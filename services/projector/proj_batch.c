@@ -387,6 +387,13 @@ static int cmp_plain_index(const void *x, const void *y) {
   return cmp_index(x, y);
 }
 
+/* qsort, which must not get a NULL base even for zero elements. */
+static void sort_keys(sortkey_t *keys, size_t m,
+                      int (*cmp)(const void *, const void *)) {
+  if (m > 1)
+    qsort(keys, m, sizeof *keys, cmp);
+}
+
 typedef enum kind { K_NONE, K_PRODUCT, K_STORE, K_STOCK } kind_t;
 
 static kind_t kind_of(sf_event_type_t t) {
@@ -516,7 +523,7 @@ static void plan_catalog(proj_plan_t *p, const proj_input_t *in, size_t n,
                          kind_t k) {
   sortkey_t *keys = p->keys_;
   size_t m = collect(p, in, n, k);
-  qsort(keys, m, sizeof *keys, k == K_PRODUCT ? cmp_product : cmp_store);
+  sort_keys(keys, m, k == K_PRODUCT ? cmp_product : cmp_store);
   sf_event_type_t created_type =
       k == K_PRODUCT ? SF_EV_PRODUCT_CREATED : SF_EV_STORE_OPENED;
   size_t g = 0;
@@ -583,13 +590,13 @@ static void mark_dups(proj_plan_t *p, sortkey_t *keys, size_t m,
 static void plan_stock(proj_plan_t *p, const proj_input_t *in, size_t n) {
   sortkey_t *keys = p->keys_;
   size_t m = collect(p, in, n, K_STOCK);
-  qsort(keys, m, sizeof *keys, cmp_event_id);
+  sort_keys(keys, m, cmp_event_id);
   mark_dups(p, keys, m, cmp_event_id);
   m = collect(p, in, n, K_STOCK);
-  qsort(keys, m, sizeof *keys, cmp_command);
+  sort_keys(keys, m, cmp_command);
   mark_dups(p, keys, m, cmp_command);
   m = collect(p, in, n, K_STOCK);
-  qsort(keys, m, sizeof *keys, cmp_plain_index); /* back to consume order */
+  sort_keys(keys, m, cmp_plain_index); /* back to consume order */
 
   proj_stmt_t s = PROJ_STMT_STOCK;
   for (size_t j = 0; j < m; j++) {

@@ -61,7 +61,7 @@ static void set_err(proj_pg_t *pg, proj_pg_error_t *err, const char *stmt,
   snprintf(err->message, sizeof err->message, "%s", msg);
   /* libpq messages end with a newline; logs want one line. */
   for (char *c = err->message; *c; c++)
-    if (*c == '\n' || *c == '\r')
+    if (*c == '\n' || *c == '\r' || *c == '\t')
       *c = (c[1] ? ' ' : '\0');
 }
 

@@ -85,14 +85,18 @@ static int next_backoff(int ms) {
   return ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
 }
 
-/* "inventory.stock[3]@17, inventory.stock[4]@beginning" into buf. */
+/* "inventory.stock[3]@17, inventory.stock[4]@beginning" into buf; without
+ * offsets, just "inventory.stock[3], ...". */
 static void describe_tps(char *buf, size_t cap, const sf_kafka_tp_t *tps,
-                         size_t n) {
+                         size_t n, bool offsets) {
   size_t len = 0;
   buf[0] = '\0';
   for (size_t i = 0; i < n && len < cap; i++) {
     int k;
-    if (tps[i].offset >= 0)
+    if (!offsets)
+      k = snprintf(buf + len, cap - len, "%s%s[%d]", i ? ", " : "",
+                   tps[i].topic, (int)tps[i].partition);
+    else if (tps[i].offset >= 0)
       k = snprintf(buf + len, cap - len, "%s%s[%d]@%" PRId64, i ? ", " : "",
                    tps[i].topic, (int)tps[i].partition, tps[i].offset);
     else
@@ -143,7 +147,7 @@ static void on_assign_cb(void *ud, sf_kafka_tp_t *tps, size_t n) {
     backoff = next_backoff(backoff);
   }
   char desc[2048];
-  describe_tps(desc, sizeof desc, tps, n);
+  describe_tps(desc, sizeof desc, tps, n, true);
   SF_INFO(w->log, MOD, "assigned %zu partition(s), starting at: %s", n,
           n ? desc : "(none)");
   proj_status_set_assigned(w->st, true);
@@ -152,7 +156,7 @@ static void on_assign_cb(void *ud, sf_kafka_tp_t *tps, size_t n) {
 static void on_revoke_cb(void *ud, const sf_kafka_tp_t *tps, size_t n) {
   proj_worker_t *w = ud;
   char desc[2048];
-  describe_tps(desc, sizeof desc, tps, n);
+  describe_tps(desc, sizeof desc, tps, n, false);
   SF_INFO(w->log, MOD, "revoked %zu partition(s): %s", n, n ? desc : "(none)");
   proj_status_set_assigned(w->st, false);
 }
