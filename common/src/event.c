@@ -407,7 +407,8 @@ static int vprog_compile(vprog_t *p, avro_schema_t s, int depth,
 
 typedef struct vstate {
   const uint8_t *p, *end;
-  size_t items; /* array and map items so far */
+  size_t items; /* array and map items so far, at most SF_EVENT_MAX_LINES
+                   (the only array of the envelope is the order lines) */
 } vstate_t;
 
 /* Reads one zig-zag varint: at most 10 bytes, and the 10th may only carry
@@ -436,6 +437,42 @@ static int v_skip(vstate_t *v, size_t n) {
   return 0;
 }
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, at most
+ * U+10FFFF. Avro strings are UTF-8 and other implementations (Java, Python)
+ * fail or substitute on anything else, so neither side lets it through. */
+static bool utf8_valid(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (n - i < len)
+      return false;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
 static int v_bytes(vstate_t *v, bool text) {
   int64_t n;
   int rc = v_long(v, &n);
@@ -446,7 +483,7 @@ static int v_bytes(vstate_t *v, bool text) {
   if ((uint64_t)n > (size_t)(v->end - v->p))
     return SF_ETRUNCATED;
   /* sf_event_t strings are C strings: an embedded NUL would cut them */
-  if (text && memchr(v->p, 0, (size_t)n))
+  if (text && (memchr(v->p, 0, (size_t)n) || !utf8_valid(v->p, (size_t)n)))
     return SF_EPARSE;
   v->p += n;
   return 0;
@@ -643,12 +680,12 @@ static bool id_ok(const char *id) { return sf_uuid_valid(id); }
 static bool id_opt_ok(const char *id) { return !id[0] || sf_uuid_valid(id); }
 static bool text_ok(const char *s) { return s && s[0]; }
 
-/* Optional short text (NULL and "" both mean absent). */
+/* Optional short text: NULL (absent) or 1 to 255 printable bytes. */
 static bool short_text_ok(const char *s) {
   if (!s)
     return true;
   size_t n = strlen(s);
-  if (n > SF__MAX_TEXT)
+  if (n == 0 || n > SF__MAX_TEXT)
     return false;
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
@@ -746,16 +783,22 @@ static int put_long(avro_value_t *rec, const char *name, int64_t x) {
   return rc ? rc : avro_value_set_long(&f, x);
 }
 
-/* ["null","string"]: NULL and "" are both written as null. */
+/* ["null","string"]: NULL is written as null, anything else (even "") as
+ * the string, so that decoding gives back exactly what was encoded. */
 static int put_opt_str(avro_value_t *rec, const char *name, const char *s) {
   avro_value_t f, b;
-  bool some = s && s[0];
+  bool some = s != NULL;
   int rc = avro_value_get_by_name(rec, name, &f, NULL);
   if (!rc)
     rc = avro_value_set_branch(&f, some, &b);
   if (!rc)
     rc = some ? avro_value_set_string(&b, s) : avro_value_set_null(&b);
   return rc;
+}
+
+/* Fixed-array ids: "" is absent and written as null. */
+static int put_opt_id(avro_value_t *rec, const char *name, const char *id) {
+  return put_opt_str(rec, name, id[0] ? id : NULL);
 }
 
 static int put_opt_long(avro_value_t *rec, const char *name, bool some,
@@ -865,10 +908,10 @@ static int put_event(sf_event_codec_t *c, const sf_event_t *e) {
   if (!rc && !(rc = put_str(v, "event_id", e->event_id)) &&
       !(rc = put_str(v, "event_type", sf__type_names[e->type])) &&
       !(rc = put_long(v, "occurred_at", e->occurred_at_us)) &&
-      !(rc = put_opt_str(v, "store_id", e->store_id)) &&
-      !(rc = put_opt_str(v, "product_id", e->product_id)) &&
+      !(rc = put_opt_id(v, "store_id", e->store_id)) &&
+      !(rc = put_opt_id(v, "product_id", e->product_id)) &&
       !(rc = put_long(v, "stream_version", e->stream_version)) &&
-      !(rc = put_opt_str(v, "actor", e->actor)) &&
+      !(rc = put_opt_id(v, "actor", e->actor)) &&
       !(rc = put_str(v, "command_id", e->command_id)) &&
       !(rc = put_opt_str(v, "idempotency_key", e->idempotency_key)) &&
       !(rc = put_opt_str(v, "correlation_id", e->correlation_id)) &&
@@ -902,6 +945,13 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
       avro_writer_tell(c->writer) != (int64_t)size) {
     free(buf);
     return SF_EINTERNAL;
+  }
+  /* Never write what a reader would refuse: the same walk as decoding
+   * (catches text that is not UTF-8, which event_ok does not look at). */
+  vstate_t v = {buf + SF__HEADER_LEN, buf + SF__HEADER_LEN + size, 0};
+  if (v_walk(&c->prog, &v, c->root, 0) != 0 || v.p != v.end) {
+    free(buf);
+    return SF_EINVAL;
   }
   *out = buf;
   *out_len = SF__HEADER_LEN + size;
@@ -998,7 +1048,8 @@ static int get_opt_id(avro_value_t *rec, const char *name,
     return SF_EPARSE;
   if (disc == 0)
     return 0;
-  if (avro_value_get_string(&b, &s, &size) || size == 0 || size > SF_ID_LEN)
+  /* a present id is never "": that is how absence reads in sf_event_t */
+  if (avro_value_get_string(&b, &s, &size) || size <= 1 || size > SF_ID_LEN)
     return SF_EPARSE;
   memcpy(dst, s, size);
   return 0;
@@ -1165,7 +1216,7 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
   sf_event_init(e);
   if (len > SF_EVENT_MAX_BYTES)
     return SF_ETOOBIG;
-  if (len < 2 || len < SF__HEADER_LEN)
+  if (len < SF__HEADER_LEN)
     return (len >= 1 && buf[0] != SF__AVRO_MAGIC0) ||
                    (len >= 2 && buf[1] != SF__AVRO_MAGIC1)
                ? SF_EPARSE

@@ -353,7 +353,7 @@ static void test_absent_optionals(void **state) {
   sample(&in, SF_EV_PRODUCT_UPDATED, false);
   in.product.name = NULL;
   in.product.price = NULL;
-  in.idempotency_key = ""; /* "" is written as null */
+
   uint8_t *buf = NULL;
   size_t len = 0;
   assert_int_equal(sf_event_encode(c, &in, &buf, &len), 0);
@@ -369,6 +369,30 @@ static void test_absent_optionals(void **state) {
   assert_string_equal(out.store_id, "");
   sf_event_clear(&out);
   free(buf);
+}
+
+/* NULL is absent, "" is a present empty value: both survive a round trip,
+ * except where the contract forbids "" (short texts: 1 to 255 bytes). */
+static void test_empty_strings(void **state) {
+  sf_event_codec_t *c = *state;
+  sf_event_t in, out;
+  sample(&in, SF_EV_STOCK_MOVED, true);
+  in.stock.reason = "";
+  in.stock.reference = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  assert_int_equal(sf_event_encode(c, &in, &buf, &len), 0);
+  assert_int_equal(sf_event_decode(c, buf, len, &out), 0);
+  assert_non_null(out.stock.reason);
+  assert_string_equal(out.stock.reason, "");
+  assert_null(out.stock.reference);
+  sf_event_clear(&out);
+  free(buf);
+  in.idempotency_key = "";
+  assert_int_equal(sf_event_encode(c, &in, &buf, &len), SF_EINVAL);
+  in.idempotency_key = NULL;
+  in.correlation_id = "";
+  assert_int_equal(sf_event_encode(c, &in, &buf, &len), SF_EINVAL);
 }
 
 static void test_large_order(void **state) {
@@ -470,6 +494,12 @@ static void test_encode_rejects(void **state) {
   expect_einval(c, &e);
   sample(&e, SF_EV_ORDER_FULFILLED, true);
   e.order.lines = NULL;
+  expect_einval(c, &e);
+  sample(&e, SF_EV_PRODUCT_CREATED, true);
+  e.product.name = "caf\xe9"; /* Latin-1, not UTF-8 */
+  expect_einval(c, &e);
+  sample(&e, SF_EV_STOCK_MOVED, true);
+  e.stock.reference = "\xc0\xaf"; /* overlong '/' */
   expect_einval(c, &e);
   static const sf_order_line_t bad_qty[1] = {{ID_PROD, 0}};
   sample(&e, SF_EV_ORDER_CANCELLED, true);
@@ -629,6 +659,34 @@ static void test_crafted_huge_lengths(void **state) {
   w_header(&w);
   w_raw(&w, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 10);
   assert_int_equal(decode(c, &w), SF_EPARSE);
+  /* text that is not strict UTF-8, in the idempotency key */
+  static const char *const bad_utf8[] = {
+      "\xff", "\xc3", "\xc0\x80", "\xe0\x80\xaf", "\xed\xa0\x80",
+      "\xf4\x90\x80\x80", "a\x80" "b"};
+  for (size_t i = 0; i <= sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+    /* the last round uses valid 2-, 3- and 4-byte sequences */
+    const char *key = i < sizeof(bad_utf8) / sizeof(bad_utf8[0])
+                          ? bad_utf8[i]
+                          : "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+    w_header(&w);
+    w_str(&w, ID_EVENT);
+    w_str(&w, "StoreClosed");
+    w_long(&w, 1000);
+    w_long(&w, 1);
+    w_str(&w, ID_STORE);
+    w_long(&w, 0);
+    w_long(&w, 1);
+    w_long(&w, 0);
+    w_str(&w, ID_CMD);
+    w_long(&w, 1);
+    w_str(&w, key);
+    w_long(&w, 0);
+    w_long(&w, SF_EV_STORE_CLOSED);
+    w_str(&w, ID_STORE);
+    assert_int_equal(decode(c, &w),
+                     i < sizeof(bad_utf8) / sizeof(bad_utf8[0]) ? SF_EPARSE
+                                                                 : 0);
+  }
   /* a string with an embedded NUL */
   w_header(&w);
   w_long(&w, 3);
@@ -732,6 +790,34 @@ static void test_crafted_semantics(void **state) {
   w_long(&w, 0);
   w_long(&w, 0);
   assert_int_equal(decode(c, &w), SF_EPARSE);
+  /* an optional id that is present but empty */
+  w_header(&w);
+  w_str(&w, ID_EVENT);
+  w_str(&w, "StoreClosed");
+  w_long(&w, 1000);
+  w_long(&w, 1);
+  w_str(&w, ID_STORE);
+  size_t at = w.n;
+  w_long(&w, 1);
+  w_str(&w, ""); /* product_id "" instead of null */
+  w_long(&w, 1);
+  w_long(&w, 0);
+  w_str(&w, ID_CMD);
+  w_long(&w, 0);
+  w_long(&w, 0);
+  w_long(&w, SF_EV_STORE_CLOSED);
+  w_str(&w, ID_STORE);
+  assert_int_equal(decode(c, &w), SF_EPARSE);
+  w.n = at; /* the same with product_id null */
+  w_long(&w, 0);
+  w_long(&w, 1);
+  w_long(&w, 0);
+  w_str(&w, ID_CMD);
+  w_long(&w, 0);
+  w_long(&w, 0);
+  w_long(&w, SF_EV_STORE_CLOSED);
+  w_str(&w, ID_STORE);
+  assert_int_equal(decode(c, &w), 0);
   /* envelope product id differs from the payload's */
   w_header(&w);
   w_str(&w, ID_EVENT);
@@ -800,6 +886,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_all),
       cmocka_unit_test(test_round_trip_movements),
       cmocka_unit_test(test_absent_optionals),
+      cmocka_unit_test(test_empty_strings),
       cmocka_unit_test(test_large_order),
       cmocka_unit_test(test_encode_rejects),
       cmocka_unit_test(test_encode_too_big),
