@@ -289,6 +289,8 @@ integration_tests() {
               --env "STOCKFLOW_TOPIC_STOCK=$prefix.inventory.stock"
               --env "STOCKFLOW_TOPIC_DLQ=$prefix.inventory.dlq"
               --env "STOCKFLOW_PROJECTOR_GROUP=$group"
+              --env "STOCKFLOW_COMMAND_TXN_ID=sf-it-${RUN_ID}-${b}"
+              --env "STOCKFLOW_HTTP_HEADER_TIMEOUT_MS=3000"
               --env "STOCKFLOW_COMMAND_LISTEN=127.0.0.1:$cmd_port"
               --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
               --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port")

@@ -178,9 +178,7 @@ def list_all(ctx, path, position=None, limit=500, max_pages=50):
 
 def txn_item_id(item):
     """The id of a transaction in the history list."""
-    tid = item.get("transaction_id", item.get("id"))
-    expect_uuid(tid, "history transaction id")
-    return tid
+    return expect_uuid(item.get("transaction_id"), "history transaction_id")
 
 
 def history(ctx, store_id, product_id=None, type_=None, position=None):

@@ -200,10 +200,10 @@ def raw_connect(port, timeout=10.0):
     return s
 
 
-def read_until_close(sock, timeout=10.0, limit=1 << 20):
-    """Reads until the peer closes, the timeout passes or limit bytes came.
-    Returns (bytes, closed): closed is True when the peer closed (EOF or
-    reset), False on timeout."""
+def read_until_close(sock, timeout=10.0, limit=1 << 20, until_close=False):
+    """Reads until the peer closes, the timeout passes, limit bytes came or
+    (unless until_close) one whole response came. Returns (bytes, closed):
+    closed is True when the peer closed (EOF or reset)."""
     sock.settimeout(0.2)
     deadline = time.monotonic() + timeout
     buf = b""
@@ -217,7 +217,7 @@ def read_until_close(sock, timeout=10.0, limit=1 << 20):
         if not chunk:
             return buf, True
         buf += chunk
-        if _complete_response(buf):
+        if not until_close and _complete_response(buf):
             return buf, False
     return buf, False
 
@@ -241,10 +241,11 @@ def parse_status(raw):
     return int(m.group(1)) if m else None
 
 
-def raw_exchange(port, data, timeout=10.0, shut_wr=False):
+def raw_exchange(port, data, timeout=10.0, shut_wr=False, until_close=False):
     """Sends data on a new connection (optionally half-closing after), reads
-    the answer. Returns (status or None, raw bytes, closed). A reset while
-    sending counts as closed."""
+    the answer (and, if until_close, on until the server closes). Returns
+    (status or None, raw bytes, closed). A reset while sending counts as
+    closed."""
     s = raw_connect(port, timeout)
     try:
         try:
@@ -253,7 +254,7 @@ def raw_exchange(port, data, timeout=10.0, shut_wr=False):
                 s.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             return None, b"", True
-        raw, closed = read_until_close(s, timeout)
+        raw, closed = read_until_close(s, timeout, until_close=until_close)
         return parse_status(raw), raw, closed
     finally:
         s.close()

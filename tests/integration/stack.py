@@ -54,6 +54,27 @@ class Service:
         self.log_offset = 0      # where the current instance's log begins
         self.last_exit = None    # returncode of the last instance that ended
 
+    # ---- configuration ----
+
+    def help_text(self):
+        """The binary's --help output (cached), or "" if it cannot run."""
+        if not hasattr(self, "_help"):
+            try:
+                out = subprocess.run([self.binary, "--help"], env=self.env,
+                                     capture_output=True, timeout=20)
+                self._help = (out.stdout + out.stderr).decode("utf-8",
+                                                              "replace")
+            except (OSError, subprocess.TimeoutExpired):
+                self._help = ""
+        return self._help
+
+    def setting(self, env_var):
+        """The value this service runs with for env_var, if its --help lists
+        that variable and the environment sets it; else None."""
+        if env_var in self.help_text() and self.env.get(env_var):
+            return self.env[env_var]
+        return None
+
     # ---- life cycle ----
 
     def start(self):

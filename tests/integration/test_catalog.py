@@ -24,7 +24,10 @@ def test_create_product_and_duplicate_sku(ctx):
     assert isinstance(body.get("price"), str) and \
         float(body["price"]) == 4.5, f"price {body.get('price')!r}"
     assert body.get("reorder_level") == 12
+    assert body.get("discontinued") is False, body
+    assert body.get("version") == 1, body
     assert body.get("total_on_hand") == 0, body
+    assert body.get("total_available") == 0, body
 
 
 def test_create_store(ctx):

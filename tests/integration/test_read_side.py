@@ -4,6 +4,7 @@ import time
 
 import api
 from client import expect_json, expect_problem, get, new_uuid, with_position
+from client import unique as client_unique
 
 
 def test_store_inventory_row_history_and_totals(ctx):
@@ -49,6 +50,15 @@ def test_store_inventory_row_history_and_totals(ctx):
     body = expect_json(r, 200, "GET product")
     assert body.get("total_on_hand") == 8 + 4, body
     assert body.get("total_available") == 8 + 4, body
+
+    # One row per store holding the product, plus totals.
+    r = get(ctx.qry, f"/v1/products/{a}/inventory")
+    body = expect_json(r, 200, "GET product inventory")
+    per_store = {i.get("store_id"): (i.get("on_hand"), i.get("version"))
+                 for i in body.get("items", [])}
+    assert per_store == {s1: (8, 2), s2: (4, 2)}, per_store
+    assert (body.get("total_on_hand"), body.get("total_available")) == \
+        (12, 12), body
 
     # Unknown ids.
     for path in (f"/v1/stores/{new_uuid()}/inventory",
@@ -98,3 +108,27 @@ def test_min_position_timeout(ctx):
     assert time.monotonic() - t0 < 30, "504 took too long"
     r = get(ctx.qry, f"/v1/stores/{store}/inventory?min_position=bogus")
     expect_problem(r, (400, 422), None, "malformed position")
+
+
+def test_list_filters(ctx):
+    """?category= on products and ?below_reorder= on a store's inventory
+    return exactly the matching rows."""
+    category = client_unique("cat")
+    store = api.create_store(ctx)["id"]
+    low = api.create_product(ctx, category=category, reorder_level=5)
+    high = api.create_product(ctx, category=category, reorder_level=5)
+    other = api.create_product(ctx, category=client_unique("cat"))
+    api.txn(ctx, store, low["id"], "receipt", 3, on_hand=3, version=1)
+    api.txn(ctx, store, high["id"], "receipt", 9, on_hand=9, version=1)
+    last = api.txn(ctx, store, other["id"], "receipt", 1, on_hand=1,
+                   version=1)
+    items = api.list_all(ctx, f"/v1/products?category={category}",
+                         last["position"])
+    got = sorted((i.get("id"), i.get("total_on_hand")) for i in items)
+    assert got == sorted([(low["id"], 3), (high["id"], 9)]), got
+    items = api.list_all(ctx, f"/v1/stores/{store}/inventory?below_reorder=true")
+    got = sorted(i.get("product_id") for i in items)
+    # other has reorder_level 5 by default (api.product_body) and holds 1.
+    assert got == sorted([low["id"], other["id"]]), got
+    r = get(ctx.qry, f"/v1/stores/{store}/inventory?below_reorder=maybe")
+    expect_problem(r, (400, 422), None, "below_reorder=maybe")

@@ -41,10 +41,10 @@ def test_receipt_sale_oversell_crash_restart(ctx):
     # newest first, with the right deltas.
     items = api.history(ctx, store, product, position=t3["position"])
     got = [(api.txn_item_id(i), i.get("type"), i.get("quantity"),
-            i.get("delta")) for i in items]
-    want = [(t3["transaction_id"], "sale", 7, -7),
-            (t2["transaction_id"], "sale", 3, -3),
-            (t1["transaction_id"], "receipt", 10, 10)]
+            i.get("delta"), i.get("on_hand"), i.get("version")) for i in items]
+    want = [(t3["transaction_id"], "sale", 7, -7, 0, 3),
+            (t2["transaction_id"], "sale", 3, -3, 7, 2),
+            (t1["transaction_id"], "receipt", 10, 10, 10, 1)]
     assert got == want, f"history {got} != {want}"
     # Same answer for the whole store (only this product was moved there).
     items = api.history(ctx, store, position=t3["position"])
