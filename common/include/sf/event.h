@@ -124,7 +124,10 @@ void sf_event_codec_destroy(sf_event_codec_t *c);
 uint64_t sf_event_codec_fingerprint(const sf_event_codec_t *c);
 
 /* Encodes e (single-object encoding) into a malloc'd buffer owned by the
- * caller. Returns 0, SF_EINVAL (a required field is missing), SF_ENOMEM. */
+ * caller. Returns 0, SF_EINVAL (a required field is missing, an id is not a
+ * UUID, a text is not UTF-8, ...), SF_ETOOBIG (over SF_EVENT_MAX_BYTES),
+ * SF_ENOMEM. Optional pointer fields: NULL is written as null, "" as an
+ * empty string. */
 int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
                     size_t *out_len);
 
