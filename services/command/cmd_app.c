@@ -47,7 +47,7 @@ typedef struct pending {
   cmd_app_t *app;
   sf_http_req_t *req;
   json_t *body; /* the answer, without position yet */
-  const char *position_kind; /* "stock" or "catalog" */
+  int status;   /* of the answer on success */
 } pending_t;
 
 static int64_t now_us(void) {
@@ -148,50 +148,79 @@ static cmd_msg_t *make_msg(cmd_app_t *a, const sf_event_t *e, const char *topic,
   return m;
 }
 
-/* Encodes e, folds it into the state and queues it; the answer (body,
- * ownership taken) is sent when its transaction ends. */
-static void commit_event(cmd_app_t *a, sf_http_req_t *req, sf_event_t *e,
-                         const char *topic, const char *key,
-                         const char *position_kind, json_t *body) {
-  cmd_msg_t *m = make_msg(a, e, topic, key);
-  cmd_unit_t *u = m ? calloc(1, sizeof(*u)) : NULL;
+/* One event of a command, with where it goes. */
+typedef struct outgoing {
+  sf_event_t *e;
+  const char *topic;
+  const char *key;
+} outgoing_t;
+
+/* Builds the answer after the events are folded into the state. */
+typedef json_t *(*body_fn)(cmd_app_t *a, void *ctx);
+
+/* Encodes the events of one command, folds them into the state (in order)
+ * and queues them as one unit: they commit together or not at all. The
+ * answer is body (ownership taken) or, when body is NULL, build(ctx) called
+ * after the fold; it is sent with status when the transaction ends, with
+ * "position" added (a comma-separated list when there are several). */
+static void commit_events(cmd_app_t *a, sf_http_req_t *req, outgoing_t *evs,
+                          size_t n, int status, json_t *body, body_fn build,
+                          void *ctx) {
+  cmd_unit_t *u = calloc(1, sizeof(*u));
   pending_t *p = u ? calloc(1, sizeof(*p)) : NULL;
-  if (!p) {
-    free(u);
-    if (m) {
-      free(m->value);
-      free(m);
+  if (!p)
+    goto fail;
+  cmd_msg_t **tail = &u->msgs;
+  for (size_t i = 0; i < n; i++) {
+    cmd_msg_t *m = make_msg(a, evs[i].e, evs[i].topic, evs[i].key);
+    if (!m)
+      goto fail;
+    *tail = m;
+    tail = &m->next;
+    u->n_msgs++;
+  }
+  for (size_t i = 0; i < n; i++) {
+    cmd_apply_result_t res;
+    int rc = cmd_state_apply(a->state, evs[i].e, &res);
+    if (rc) {
+      /* The decision and the fold disagree: a bug, not the client's fault.
+       * Earlier events of this unit may be folded already: rebuild. */
+      SF_ERROR(a->log, "command", "folding event %s failed: %s",
+               evs[i].e->event_id, sf_err_name(rc));
+      goto fail;
     }
-    json_decref(body);
-    a->failed++;
-    problem(req, 500, "internal", "could not encode the event");
-    return;
   }
-  cmd_apply_result_t res;
-  int rc = cmd_state_apply(a->state, e, &res);
-  if (rc) {
-    /* The decision and the fold disagree: a bug, not the client's fault. */
-    SF_ERROR(a->log, "command", "folding event %s failed: %s", e->event_id,
-             sf_err_name(rc));
-    free(p);
-    free(u);
-    free(m->value);
-    free(m);
-    json_decref(body);
-    a->failed++;
-    problem(req, 500, "internal", "the event could not be applied");
-    return;
-  }
+  if (!body)
+    body = build(a, ctx);
+  if (!body)
+    goto fail;
   p->app = a;
   p->req = req;
   p->body = body;
-  p->position_kind = position_kind;
-  u->msgs = m;
-  u->n_msgs = 1;
+  p->status = status;
   u->generation = a->generation;
   u->ud = p;
   a->pending++;
   cmd_writer_submit(a->writer, u);
+  return;
+
+fail:
+  free(p);
+  cmd_unit_free(u);
+  json_decref(body);
+  a->failed++;
+  problem(req, 500, "internal", "the command could not be encoded or applied");
+}
+
+static void commit_event(cmd_app_t *a, sf_http_req_t *req, sf_event_t *e,
+                         const char *topic, const char *key, int status,
+                         json_t *body) {
+  outgoing_t o = {e, topic, key};
+  commit_events(a, req, &o, 1, status, body, NULL, NULL);
+}
+
+static const char *position_kind(const cmd_app_t *a, const char *topic) {
+  return strcmp(topic, a->cfg->topic_catalog) == 0 ? "catalog" : "stock";
 }
 
 static void unit_done_cb(void *ud, cmd_unit_t *u) {
@@ -211,11 +240,16 @@ static void unit_done_cb(void *ud, cmd_unit_t *u) {
                   "log)");
   } else {
     a->accepted++;
-    char pos[96];
-    snprintf(pos, sizeof(pos), "%s-%" PRId32 "-%" PRId64, p->position_kind,
-             u->msgs->partition, u->msgs->offset);
+    char pos[256];
+    size_t len = 0;
+    pos[0] = '\0';
+    for (cmd_msg_t *m = u->msgs; m && len < sizeof(pos); m = m->next)
+      len += (size_t)snprintf(pos + len, sizeof(pos) - len,
+                              "%s%s-%" PRId32 "-%" PRId64, len ? "," : "",
+                              position_kind(a, m->topic), m->partition,
+                              m->offset);
     json_object_set_new(p->body, "position", json_string(pos));
-    sf_http_respond_json(p->req, 201, p->body);
+    sf_http_respond_json(p->req, p->status, p->body);
   }
   free(p);
   cmd_unit_free(u);
@@ -397,7 +431,7 @@ static void h_create_product(sf_http_req_t *req, void *ud) {
                            "price", price, "reorder_level", (json_int_t)reorder,
                            "discontinued", 0, "version", (json_int_t)1,
                            "created_at", when);
-  commit_event(a, req, &e, a->cfg->topic_catalog, id, "catalog", body);
+  commit_event(a, req, &e, a->cfg->topic_catalog, id, 201, body);
 out:
   json_decref(obj);
 }
@@ -440,7 +474,7 @@ static void h_create_store(sf_http_req_t *req, void *ud) {
                            manager ? json_string(manager) : json_null(),
                            "closed", 0, "version", (json_int_t)1, "created_at",
                            when);
-  commit_event(a, req, &e, a->cfg->topic_catalog, id, "catalog", body);
+  commit_event(a, req, &e, a->cfg->topic_catalog, id, 201, body);
 out:
   json_decref(obj);
 }
@@ -592,7 +626,315 @@ static void h_stock_transaction(sf_http_req_t *req, void *ud) {
       (json_int_t)e.stream_version, "reason",
       reason ? json_string(reason) : json_null(), "reference",
       reference ? json_string(reference) : json_null(), "created_at", when);
-  commit_event(a, req, &e, a->cfg->topic_stock, e.store_id, "stock", body);
+  commit_event(a, req, &e, a->cfg->topic_stock, e.store_id, 201, body);
+out:
+  json_decref(obj);
+}
+
+/* ---- catalog changes ---- */
+
+static json_t *product_json(cmd_app_t *a, void *ctx) {
+  const char *id = ctx;
+  cmd_product_view_t v;
+  if (!cmd_state_product(a->state, id, &v))
+    return NULL;
+  return json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:b, s:I}", "id", id, "sku",
+                   v.sku, "name", v.name, "category",
+                   v.category ? json_string(v.category) : json_null(), "price",
+                   v.price, "reorder_level", (json_int_t)v.reorder_level,
+                   "discontinued", v.discontinued, "version",
+                   (json_int_t)v.version);
+}
+
+static json_t *store_json(cmd_app_t *a, void *ctx) {
+  const char *id = ctx;
+  cmd_store_view_t v;
+  if (!cmd_state_store(a->state, id, &v))
+    return NULL;
+  return json_pack("{s:s, s:s, s:s, s:o, s:b, s:I}", "id", id, "name", v.name,
+                   "location", v.location, "manager_id",
+                   v.manager_id ? json_string(v.manager_id) : json_null(),
+                   "closed", v.closed, "version", (json_int_t)v.version);
+}
+
+static void catalog_verdict(cmd_app_t *a, sf_http_req_t *req, cmd_verdict_t v,
+                            const char *what, const char *id) {
+  char detail[160];
+  switch (v) {
+  case CMD_NOT_FOUND_PRODUCT:
+  case CMD_NOT_FOUND_STORE:
+    snprintf(detail, sizeof(detail), "no such %s: %s", what, id);
+    break;
+  case CMD_INVALID_STATE:
+    snprintf(detail, sizeof(detail), "%s %s is already %s", what, id,
+             strcmp(what, "store") == 0 ? "closed" : "discontinued");
+    break;
+  case CMD_PRODUCT_DISCONTINUED:
+    snprintf(detail, sizeof(detail), "product %s is discontinued", id);
+    break;
+  case CMD_STORE_CLOSED:
+    snprintf(detail, sizeof(detail), "store %s is closed", id);
+    break;
+  default:
+    snprintf(detail, sizeof(detail), "%s %s: refused", what, id);
+  }
+  refuse(a, req, v, detail);
+}
+
+static const char *const product_patch_keys[] = {"name", "category", "price",
+                                                 "reorder_level", NULL};
+
+static void h_update_product(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  if (!writable(a, req))
+    return;
+  json_t *obj = parse_body(a, req);
+  if (!obj)
+    return;
+  char err[256];
+  const char *name = NULL, *category = NULL, *price = NULL;
+  int64_t reorder = 0;
+  bool has_reorder = false;
+  if (sf_json_only_keys(obj, product_patch_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "name", false, MAX_NAME, &name, err, sizeof(err)) ||
+      sf_json_get_string(obj, "category", false, MAX_NAME, &category, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "price", false, 32, &price, err, sizeof(err)) ||
+      sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
+                      &has_reorder, err, sizeof(err))) {
+    invalid(a, req, err);
+    goto out;
+  }
+  if (name && !*name) {
+    invalid(a, req, "name: must not be empty");
+    goto out;
+  }
+  if (price && sf_json_check_decimal(price) != 0) {
+    invalid(a, req, "price: must be a decimal string such as \"19.99\"");
+    goto out;
+  }
+  if (!name && !category && !price && !has_reorder) {
+    invalid(a, req, "body: give at least one of name, category, price, "
+                    "reorder_level");
+    goto out;
+  }
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, req, CMD_NOT_FOUND_PRODUCT, "product", id);
+    goto out;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  sf_uuid_v7_str(&a->ids, eid);
+  envelope(a, &e, eid);
+  cmd_verdict_t v = cmd_decide_product_update(a->state, id, name, category,
+                                              price, has_reorder, reorder, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, req, v, "product", id);
+    goto out;
+  }
+  outgoing_t o = {&e, a->cfg->topic_catalog, id};
+  commit_events(a, req, &o, 1, 200, NULL, product_json, (void *)id);
+out:
+  json_decref(obj);
+}
+
+static void h_discontinue_product(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  if (!writable(a, req))
+    return;
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, req, CMD_NOT_FOUND_PRODUCT, "product", id);
+    return;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  sf_uuid_v7_str(&a->ids, eid);
+  envelope(a, &e, eid);
+  cmd_verdict_t v = cmd_decide_product_discontinue(a->state, id, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, req, v, "product", id);
+    return;
+  }
+  outgoing_t o = {&e, a->cfg->topic_catalog, id};
+  commit_events(a, req, &o, 1, 200, NULL, product_json, (void *)id);
+}
+
+static void h_update_store(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  if (!writable(a, req))
+    return;
+  json_t *obj = parse_body(a, req);
+  if (!obj)
+    return;
+  char err[256];
+  const char *name = NULL, *location = NULL, *manager = NULL;
+  if (sf_json_only_keys(obj, store_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "name", false, MAX_NAME, &name, err, sizeof(err)) ||
+      sf_json_get_string(obj, "location", false, MAX_TEXT, &location, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "manager_id", false, SF_UUID_STR_LEN, &manager,
+                         err, sizeof(err))) {
+    invalid(a, req, err);
+    goto out;
+  }
+  if ((name && !*name) || (location && !*location)) {
+    invalid(a, req, "name, location: must not be empty");
+    goto out;
+  }
+  if (manager && !sf_uuid_valid(manager)) {
+    invalid(a, req, "manager_id: must be a user id (UUID)");
+    goto out;
+  }
+  if (!name && !location && !manager) {
+    invalid(a, req, "body: give at least one of name, location, manager_id");
+    goto out;
+  }
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, req, CMD_NOT_FOUND_STORE, "store", id);
+    goto out;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  sf_uuid_v7_str(&a->ids, eid);
+  envelope(a, &e, eid);
+  cmd_verdict_t v =
+      cmd_decide_store_update(a->state, id, name, location, manager, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, req, v, "store", id);
+    goto out;
+  }
+  outgoing_t o = {&e, a->cfg->topic_catalog, id};
+  commit_events(a, req, &o, 1, 200, NULL, store_json, (void *)id);
+out:
+  json_decref(obj);
+}
+
+static void h_close_store(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  if (!writable(a, req))
+    return;
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, req, CMD_NOT_FOUND_STORE, "store", id);
+    return;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  sf_uuid_v7_str(&a->ids, eid);
+  envelope(a, &e, eid);
+  cmd_verdict_t v = cmd_decide_store_close(a->state, id, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, req, v, "store", id);
+    return;
+  }
+  outgoing_t o = {&e, a->cfg->topic_catalog, id};
+  commit_events(a, req, &o, 1, 200, NULL, store_json, (void *)id);
+}
+
+/* ---- transfers ---- */
+
+static const char *const transfer_keys[] = {"from_store_id", "to_store_id",
+                                            "product_id", "quantity",
+                                            "reference", NULL};
+
+static void h_transfer(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  if (!writable(a, req))
+    return;
+  json_t *obj = parse_body(a, req);
+  if (!obj)
+    return;
+  char err[256];
+  const char *from = NULL, *to = NULL, *product = NULL, *reference = NULL;
+  int64_t quantity = 0;
+  bool has_q = false;
+  if (sf_json_only_keys(obj, transfer_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "from_store_id", true, 64, &from, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "to_store_id", true, 64, &to, err, sizeof(err)) ||
+      sf_json_get_string(obj, "product_id", true, 64, &product, err,
+                         sizeof(err)) ||
+      sf_json_get_int(obj, "quantity", true, 1, CMD_MAX_QUANTITY, &quantity,
+                      &has_q, err, sizeof(err)) ||
+      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
+                         sizeof(err))) {
+    invalid(a, req, err);
+    goto out;
+  }
+  if (!sf_uuid_valid(from) || !sf_uuid_valid(to) || !sf_uuid_valid(product)) {
+    invalid(a, req, "from_store_id, to_store_id, product_id: must be UUIDs");
+    goto out;
+  }
+  char transfer_id[SF_ID_LEN], out_id[SF_ID_LEN], in_id[SF_ID_LEN];
+  sf_uuid_v7_str(&a->ids, transfer_id);
+  sf_uuid_v7_str(&a->ids, out_id);
+  sf_uuid_v7_str(&a->ids, in_id);
+  sf_event_t eo, ei;
+  sf_event_init(&eo);
+  sf_event_init(&ei);
+  envelope(a, &eo, out_id);
+  envelope(a, &ei, in_id);
+  /* one command: both legs share the command id and the time */
+  memcpy(ei.command_id, eo.command_id, sizeof(ei.command_id));
+  ei.occurred_at_us = eo.occurred_at_us;
+  cmd_verdict_t v = cmd_decide_transfer(a->state, from, to, product, quantity,
+                                        reference, transfer_id, &eo, &ei);
+  if (v != CMD_OK) {
+    char detail[256];
+    cmd_stock_row_t row;
+    cmd_state_stock(a->state, from, product, &row);
+    switch (v) {
+    case CMD_NOT_FOUND_STORE:
+      snprintf(detail, sizeof(detail), "no such store");
+      break;
+    case CMD_NOT_FOUND_PRODUCT:
+      snprintf(detail, sizeof(detail), "no such product: %s", product);
+      break;
+    case CMD_SAME_STORE:
+      snprintf(detail, sizeof(detail),
+               "from_store_id and to_store_id must differ");
+      break;
+    case CMD_STORE_CLOSED:
+      snprintf(detail, sizeof(detail), "a closed store takes no transfers");
+      break;
+    case CMD_INSUFFICIENT_STOCK:
+      snprintf(detail, sizeof(detail),
+               "transfer of %" PRId64 " would take available stock of the "
+               "source below zero (on_hand %" PRId64 ", reserved %" PRId64 ")",
+               quantity, row.on_hand, row.reserved);
+      break;
+    default:
+      snprintf(detail, sizeof(detail), "on hand would exceed the limit");
+    }
+    refuse(a, req, v, detail);
+    goto out;
+  }
+  char when[40];
+  format_time(eo.occurred_at_us, when, sizeof(when));
+  json_t *body = json_pack(
+      "{s:s, s:s, s:s, s:s, s:I, s:o, s:s,"
+      " s:{s:s, s:I, s:I, s:I, s:I},"
+      " s:{s:s, s:I, s:I, s:I, s:I}}",
+      "transfer_id", transfer_id, "from_store_id", from, "to_store_id", to,
+      "product_id", product, "quantity", (json_int_t)quantity, "reference",
+      reference ? json_string(reference) : json_null(), "created_at", when,
+      "from", "transaction_id", out_id, "on_hand", (json_int_t)eo.stock.on_hand,
+      "reserved", (json_int_t)eo.stock.reserved, "available",
+      (json_int_t)(eo.stock.on_hand - eo.stock.reserved), "version",
+      (json_int_t)eo.stream_version, "to", "transaction_id", in_id, "on_hand",
+      (json_int_t)ei.stock.on_hand, "reserved", (json_int_t)ei.stock.reserved,
+      "available", (json_int_t)(ei.stock.on_hand - ei.stock.reserved),
+      "version", (json_int_t)ei.stream_version);
+  outgoing_t legs[2] = {{&eo, a->cfg->topic_stock, from},
+                        {&ei, a->cfg->topic_stock, to}};
+  commit_events(a, req, legs, 2, 201, body, NULL, NULL);
 out:
   json_decref(obj);
 }
@@ -631,6 +973,11 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
       {"POST", "/v1/products", h_create_product},
       {"POST", "/v1/stores", h_create_store},
       {"POST", "/v1/stores/{store_id}/transactions", h_stock_transaction},
+      {"PATCH", "/v1/products/{id}", h_update_product},
+      {"DELETE", "/v1/products/{id}", h_discontinue_product},
+      {"PATCH", "/v1/stores/{id}", h_update_store},
+      {"DELETE", "/v1/stores/{id}", h_close_store},
+      {"POST", "/v1/transfers", h_transfer},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
     rc = sf_http_route(a->http, routes[i].method, routes[i].path, routes[i].cb,

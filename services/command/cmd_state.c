@@ -472,10 +472,131 @@ cmd_verdict_t cmd_decide_store_open(const cmd_state_t *s, const char *store_id,
   return CMD_OK;
 }
 
+cmd_verdict_t cmd_decide_product_update(const cmd_state_t *s, const char *id,
+                                        const char *name, const char *category,
+                                        const char *price,
+                                        bool has_reorder_level,
+                                        int64_t reorder_level, sf_event_t *e) {
+  const product_t *p = find_product(s, id);
+  if (!p)
+    return CMD_NOT_FOUND_PRODUCT;
+  if (p->discontinued)
+    return CMD_PRODUCT_DISCONTINUED;
+  e->type = SF_EV_PRODUCT_UPDATED;
+  copy_id(e->product_id, id);
+  e->store_id[0] = '\0';
+  e->stream_version = p->version + 1;
+  e->product.name = name;
+  e->product.category = category;
+  e->product.price = price;
+  e->product.has_reorder_level = has_reorder_level;
+  e->product.reorder_level = reorder_level;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_product_discontinue(const cmd_state_t *s,
+                                             const char *id, sf_event_t *e) {
+  const product_t *p = find_product(s, id);
+  if (!p)
+    return CMD_NOT_FOUND_PRODUCT;
+  if (p->discontinued)
+    return CMD_INVALID_STATE;
+  e->type = SF_EV_PRODUCT_DISCONTINUED;
+  copy_id(e->product_id, id);
+  e->store_id[0] = '\0';
+  e->stream_version = p->version + 1;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_store_update(const cmd_state_t *s, const char *id,
+                                      const char *name, const char *location,
+                                      const char *manager_id, sf_event_t *e) {
+  const store_t *st = find_store(s, id);
+  if (!st)
+    return CMD_NOT_FOUND_STORE;
+  if (st->closed)
+    return CMD_STORE_CLOSED;
+  e->type = SF_EV_STORE_UPDATED;
+  copy_id(e->store_id, id);
+  e->product_id[0] = '\0';
+  e->stream_version = st->version + 1;
+  e->store.name = name;
+  e->store.location = location;
+  e->store.manager_id = manager_id;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_store_close(const cmd_state_t *s, const char *id,
+                                     sf_event_t *e) {
+  const store_t *st = find_store(s, id);
+  if (!st)
+    return CMD_NOT_FOUND_STORE;
+  if (st->closed)
+    return CMD_INVALID_STATE;
+  e->type = SF_EV_STORE_CLOSED;
+  copy_id(e->store_id, id);
+  e->product_id[0] = '\0';
+  e->stream_version = st->version + 1;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_transfer(const cmd_state_t *s, const char *from_store,
+                                  const char *to_store, const char *product_id,
+                                  int64_t quantity, const char *reference,
+                                  const char *transfer_id, sf_event_t *out,
+                                  sf_event_t *in) {
+  const store_t *from = find_store(s, from_store);
+  const store_t *to = find_store(s, to_store);
+  if (!from || !to)
+    return CMD_NOT_FOUND_STORE;
+  if (from == to)
+    return CMD_SAME_STORE;
+  if (!find_product(s, product_id))
+    return CMD_NOT_FOUND_PRODUCT;
+  if (from->closed || to->closed)
+    return CMD_STORE_CLOSED;
+  cmd_stock_row_t src, dst;
+  cmd_state_stock(s, from_store, product_id, &src);
+  cmd_state_stock(s, to_store, product_id, &dst);
+  if (src.on_hand - src.reserved - quantity < 0)
+    return CMD_INSUFFICIENT_STOCK;
+  if (dst.on_hand + quantity > CMD_MAX_STOCK)
+    return CMD_STOCK_LIMIT;
+
+  out->type = SF_EV_TRANSFER_OUT;
+  copy_id(out->store_id, from_store);
+  copy_id(out->product_id, product_id);
+  out->stream_version = src.version + 1;
+  out->stock.movement = SF_MOVE_ADJUSTMENT; /* unused for transfers */
+  out->stock.quantity = quantity;
+  out->stock.delta = -quantity;
+  out->stock.on_hand = src.on_hand - quantity;
+  out->stock.reserved = src.reserved;
+  out->stock.reference = reference;
+  copy_id(out->stock.transfer_id, transfer_id);
+  copy_id(out->stock.counterpart_store_id, to_store);
+
+  in->type = SF_EV_TRANSFER_IN;
+  copy_id(in->store_id, to_store);
+  copy_id(in->product_id, product_id);
+  in->stream_version = dst.version + 1;
+  in->stock.movement = SF_MOVE_ADJUSTMENT;
+  in->stock.quantity = quantity;
+  in->stock.delta = quantity;
+  in->stock.on_hand = dst.on_hand + quantity;
+  in->stock.reserved = dst.reserved;
+  in->stock.reference = reference;
+  copy_id(in->stock.transfer_id, transfer_id);
+  copy_id(in->stock.counterpart_store_id, from_store);
+  return CMD_OK;
+}
+
 int cmd_verdict_status(cmd_verdict_t v) {
   switch (v) {
   case CMD_OK:
     return 201;
+  case CMD_SAME_STORE:
+    return 422;
   case CMD_NOT_FOUND_STORE:
   case CMD_NOT_FOUND_PRODUCT:
     return 404;
@@ -498,6 +619,8 @@ const char *cmd_verdict_code(cmd_verdict_t v) {
   case CMD_COUNT_BELOW_RESERVED: return "count_below_reserved";
   case CMD_STOCK_LIMIT: return "stock_limit_exceeded";
   case CMD_VERSION_CONFLICT: return "version_conflict";
+  case CMD_INVALID_STATE: return "invalid_state";
+  case CMD_SAME_STORE: return "validation_failed";
   }
   return "internal";
 }

@@ -43,7 +43,9 @@ typedef enum cmd_verdict {
   CMD_INSUFFICIENT_STOCK,     /* 409 insufficient_stock */
   CMD_COUNT_BELOW_RESERVED,   /* 409 count_below_reserved */
   CMD_STOCK_LIMIT,            /* 409 stock_limit_exceeded */
-  CMD_VERSION_CONFLICT        /* 412 version_conflict */
+  CMD_VERSION_CONFLICT,       /* 412 version_conflict */
+  CMD_INVALID_STATE,          /* 409 invalid_state (already closed, ...) */
+  CMD_SAME_STORE              /* 422 validation_failed */
 } cmd_verdict_t;
 
 typedef struct cmd_stock_row {
@@ -121,6 +123,32 @@ cmd_verdict_t cmd_decide_product_create(const cmd_state_t *s,
 cmd_verdict_t cmd_decide_store_open(const cmd_state_t *s, const char *store_id,
                                     const char *name, const char *location,
                                     const char *manager_id, sf_event_t *e);
+
+/* Catalog changes. NULL fields are left unchanged; has_reorder_level tells
+ * whether reorder_level is given. */
+cmd_verdict_t cmd_decide_product_update(const cmd_state_t *s, const char *id,
+                                        const char *name, const char *category,
+                                        const char *price,
+                                        bool has_reorder_level,
+                                        int64_t reorder_level, sf_event_t *e);
+cmd_verdict_t cmd_decide_product_discontinue(const cmd_state_t *s,
+                                             const char *id, sf_event_t *e);
+cmd_verdict_t cmd_decide_store_update(const cmd_state_t *s, const char *id,
+                                      const char *name, const char *location,
+                                      const char *manager_id, sf_event_t *e);
+cmd_verdict_t cmd_decide_store_close(const cmd_state_t *s, const char *id,
+                                     sf_event_t *e);
+
+/* A transfer: two stock events that commit in one Kafka transaction, the
+ * source leg (out, delta -quantity) and the destination leg (in, +quantity).
+ * Both stores must exist and be open, the product must exist, the source
+ * must have the units available. transfer_id is copied into both. Deciding
+ * the second leg assumes the first: the caller applies out then in. */
+cmd_verdict_t cmd_decide_transfer(const cmd_state_t *s, const char *from_store,
+                                  const char *to_store, const char *product_id,
+                                  int64_t quantity, const char *reference,
+                                  const char *transfer_id, sf_event_t *out,
+                                  sf_event_t *in);
 
 /* HTTP status and stable problem code for a verdict. */
 int cmd_verdict_status(cmd_verdict_t v);
