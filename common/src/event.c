@@ -723,7 +723,8 @@ static bool event_ok(const sf_event_t *e) {
   if (!id_ok(e->event_id) || !id_ok(e->command_id) || !id_opt_ok(e->actor) ||
       !id_opt_ok(e->store_id) || !id_opt_ok(e->product_id) ||
       e->occurred_at_us < 0 || e->stream_version < 0 ||
-      !short_text_ok(e->idempotency_key) || !short_text_ok(e->correlation_id))
+      !short_text_ok(e->idempotency_key) || !short_text_ok(e->correlation_id) ||
+      !short_text_ok(e->request_hash))
     return false;
   switch (e->type) {
   case SF_EV_PRODUCT_CREATED:
@@ -850,6 +851,12 @@ static int put_order(avro_value_t *p, const sf_event_t *e) {
       rc = put_str(&line, "product_id", e->order.lines[i].product_id);
     if (!rc)
       rc = put_long(&line, "quantity", e->order.lines[i].quantity);
+    if (!rc)
+      rc = put_long(&line, "on_hand", e->order.lines[i].on_hand);
+    if (!rc)
+      rc = put_long(&line, "reserved", e->order.lines[i].reserved);
+    if (!rc)
+      rc = put_long(&line, "version", e->order.lines[i].version);
   }
   if (!rc)
     rc = put_opt_str(p, "reference", e->order.reference);
@@ -915,6 +922,7 @@ static int put_event(sf_event_codec_t *c, const sf_event_t *e) {
       !(rc = put_str(v, "command_id", e->command_id)) &&
       !(rc = put_opt_str(v, "idempotency_key", e->idempotency_key)) &&
       !(rc = put_opt_str(v, "correlation_id", e->correlation_id)) &&
+      !(rc = put_opt_str(v, "request_hash", e->request_hash)) &&
       !(rc = avro_value_get_by_name(v, "payload", &pf, NULL)) &&
       !(rc = avro_value_set_branch(&pf, (int)e->type, &p)))
     rc = put_payload(&p, e);
@@ -1107,7 +1115,10 @@ static int get_order(avro_value_t *p, sf_event_t *e, arena_t *a,
   for (size_t i = 0; i < n_lines; i++) {
     if (avro_value_get_by_index(&arr, i, &line, NULL) ||
         (rc = get_id(&line, "product_id", lines[i].product_id)) ||
-        (rc = get_long(&line, "quantity", &lines[i].quantity)))
+        (rc = get_long(&line, "quantity", &lines[i].quantity)) ||
+        (rc = get_long(&line, "on_hand", &lines[i].on_hand)) ||
+        (rc = get_long(&line, "reserved", &lines[i].reserved)) ||
+        (rc = get_long(&line, "version", &lines[i].version)))
       return SF_EPARSE;
   }
   e->order.lines = lines;
@@ -1206,7 +1217,8 @@ static int get_event(sf_event_codec_t *c, sf_event_t *e, size_t strings_cap) {
       (rc = get_opt_id(v, "actor", e->actor)) ||
       (rc = get_id(v, "command_id", e->command_id)) ||
       (rc = get_opt_str(v, "idempotency_key", &a, &e->idempotency_key)) ||
-      (rc = get_opt_str(v, "correlation_id", &a, &e->correlation_id)))
+      (rc = get_opt_str(v, "correlation_id", &a, &e->correlation_id)) ||
+      (rc = get_opt_str(v, "request_hash", &a, &e->request_hash)))
     return rc;
   return get_payload(&p, e, &a, e->mem_, n_lines);
 }

@@ -58,6 +58,9 @@ int sf_movement_parse(const char *name, sf_movement_t *out);
 typedef struct sf_order_line {
   char product_id[SF_ID_LEN];
   int64_t quantity;
+  int64_t on_hand;  /* of the store x product after the event */
+  int64_t reserved; /* of the store x product after the event */
+  int64_t version;  /* stream version of the store x product after it */
 } sf_order_line_t;
 
 /* A decoded or to-be-encoded event. Id fields are fixed arrays ("" when
@@ -77,6 +80,7 @@ typedef struct sf_event {
   char command_id[SF_ID_LEN]; /* the command that caused it (dedupe key) */
   const char *idempotency_key; /* NULL when none */
   const char *correlation_id;  /* NULL when none */
+  const char *request_hash;    /* hex SHA-256 of the request, NULL when none */
 
   /* payload: which members are meaningful depends on type */
   struct {
