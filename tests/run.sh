@@ -20,6 +20,7 @@
 #                                build's services (default 18081,18082,18083)
 #   STOCKFLOW_TEST_PORTS_ASAN    same for the sanitizer build (28081,28082,28083)
 #   STOCKFLOW_TEST_BUILDS        which builds to test (default "normal asan")
+#   STOCKFLOW_TEST_TIERS         which tiers to run (default "unit integration")
 #   STOCKFLOW_TEST_FILTER        run only integration tests whose name
 #                                contains this
 #   STOCKFLOW_TEST_JOBS          parallel build jobs (default: nproc)
@@ -38,6 +39,7 @@ PG_PORT="${STOCKFLOW_TEST_PG_PORT:-55433}"
 PORTS_NORMAL="${STOCKFLOW_TEST_PORTS_NORMAL:-18081,18082,18083}"
 PORTS_ASAN="${STOCKFLOW_TEST_PORTS_ASAN:-28081,28082,28083}"
 BUILDS="${STOCKFLOW_TEST_BUILDS:-normal asan}"
+TIERS="${STOCKFLOW_TEST_TIERS:-unit integration}"
 FILTER="${STOCKFLOW_TEST_FILTER:-}"
 JOBS="${STOCKFLOW_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 RUN_ID="$(date +%s)$$"
@@ -161,16 +163,27 @@ export STOCKFLOW_KAFKA_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT"
 export STOCKFLOW_PG_PORT="$PG_PORT"
 export STOCKFLOW_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export STOCKFLOW_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=stockflow user=postgres"
-export STOCKFLOW_TEST_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=postgres user=postgres"
 
 # A previous run that was killed may have left its stack running: stop it
 # (by its pid files in this state folder), then start from a clean folder.
+# Only a folder this script made (it holds the marker) is ever wiped.
+MARKER=.stockflow-test-state
+if [ -n "$(ls -A "$TEST_STATE" 2>/dev/null)" ] && [ ! -f "$TEST_STATE/$MARKER" ]; then
+  fatal "$TEST_STATE is not empty and was not made by tests/run.sh; refusing to wipe it"
+fi
 STACK_TOUCHED=1
 "$LOCAL/kafka.sh" stop >/dev/null 2>&1
 "$LOCAL/pg.sh" stop >/dev/null 2>&1
 rm -rf "$TEST_STATE"
 mkdir -p "$TEST_STATE/log" || fatal "cannot create $TEST_STATE"
+touch "$TEST_STATE/$MARKER"
 LOGS="$TEST_STATE/log"
+
+# Before anything slow: the ports must be free.
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT" \
+         ${PORTS_NORMAL//,/ } ${PORTS_ASAN//,/ }; do
+  port_busy "$p" && fatal "port $p is in use (another test stack?); see the STOCKFLOW_TEST_*PORT* settings in tests/run.sh"
+done
 
 # ---- 2. builds ----
 declare -A BUILD_OF=([normal]="$BUILD_DIR" [asan]="$ASAN_BUILD_DIR")
@@ -197,15 +210,16 @@ for b in $BUILDS; do
 done
 
 # ---- 3. the stack ----
-for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT" \
-         ${PORTS_NORMAL//,/ } ${PORTS_ASAN//,/ }; do
-  port_busy "$p" && fatal "port $p is in use (another test stack?); see the STOCKFLOW_TEST_*PORT* settings in tests/run.sh"
-done
 say "starting Kafka on :$KAFKA_PORT and PostgreSQL on :$PG_PORT (state $TEST_STATE)"
 run_child "$LOCAL/kafka.sh" fetch || fatal "kafka.sh fetch failed"
 run_child "$LOCAL/kafka.sh" start || fatal "kafka.sh start failed"
 run_child "$LOCAL/pg.sh" init || fatal "pg.sh init failed"
 run_child "$LOCAL/pg.sh" start || fatal "pg.sh start failed"
+# The unit tests that need PostgreSQL (they skip without this) get a
+# migrated database of their own.
+UNIT_DB="sf_unit_${RUN_ID}"
+run_child "$LOCAL/pg.sh" migrate "$UNIT_DB" || fatal "pg.sh migrate $UNIT_DB failed"
+export STOCKFLOW_TEST_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=$UNIT_DB user=postgres"
 
 # ---- 4. unit tests ----
 # count_junit FILE: prints "passed failed" from ctest's JUnit file.
@@ -256,9 +270,11 @@ unit_tests() {
   say "unit tests $b: $p passed, $f failed"
 }
 
-for b in $BUILDS; do
-  [ -n "${BUILT[$b]:-}" ] && unit_tests "$b"
-done
+if [[ " $TIERS " == *" unit "* ]]; then
+  for b in $BUILDS; do
+    [ -n "${BUILT[$b]:-}" ] && unit_tests "$b"
+  done
+fi
 
 # ---- 5. integration tests ----
 integration_tests() {
@@ -321,8 +337,10 @@ print(s["passed"], s["failed"], *[n.replace(" ", "_") for n in s["failures"]])
   fi
 }
 
-for b in $BUILDS; do
-  [ -n "${BUILT[$b]:-}" ] && integration_tests "$b"
-done
+if [[ " $TIERS " == *" integration "* ]]; then
+  for b in $BUILDS; do
+    [ -n "${BUILT[$b]:-}" ] && integration_tests "$b"
+  done
+fi
 
 finish
