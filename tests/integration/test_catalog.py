@@ -55,6 +55,7 @@ def test_product_validation(ctx):
         body = {k: v for k, v in body.items() if v is not None}
         r = post(ctx.cmd, "/v1/products", body)
         expect_problem(r, 422, "validation_failed", what)
+    api.healthz_all(ctx)
     # Nothing was created: a valid product with one of those skus is new.
     sku = bad["name empty"]["sku"]
     api.create_product(ctx, sku=sku)
@@ -69,6 +70,7 @@ def test_store_validation(ctx):
     }.items():
         r = post(ctx.cmd, "/v1/stores", body)
         expect_problem(r, 422, "validation_failed", what)
+    api.healthz_all(ctx)
 
 
 def test_catalog_malformed_and_unknown(ctx):

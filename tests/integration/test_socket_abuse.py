@@ -152,6 +152,13 @@ def abuse_one(ctx, name, port, failures):
             b"Content-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
             (400,)))
+        big = b"x" * (70 * 1024)
+        check("70 KiB body to any endpoint", lambda: expect_answer(
+            port, "70 KiB body",
+            b"POST /healthz HTTP/1.1\r\nHost: it\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(big) + big,
+            (413,), must_close=False))
         check("unknown method", lambda: expect_answer(
             port, "unknown method", b"BREW /healthz HTTP/1.1\r\nHost: it\r\n\r\n",
             (400, 405, 501)))
