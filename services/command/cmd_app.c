@@ -1,24 +1,21 @@
-/* cmd_app: routes and handlers of the command service. See cmd_app.h. */
+/* cmd_app: lifecycle, routes and the write pipeline of the command
+ * service. See cmd_app.h. */
 #include "cmd_app.h"
 
 #include <inttypes.h>
-#include <stdatomic.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cmd_state.h"
+#include "cmd_catalog.h"
+#include "cmd_reply.h"
+#include "cmd_stock.h"
 #include "cmd_writer.h"
 #include "sf/err.h"
-#include "sf/event.h"
-#include "sf/http.h"
 #include "sf/json.h"
 #include "sf/uuid.h"
-
-#define MAX_TEXT 500  /* reason, reference, location */
-#define MAX_NAME 200
-#define MAX_SKU 64
 
 struct cmd_app {
   uv_loop_t *loop;
@@ -28,6 +25,7 @@ struct cmd_app {
   cmd_writer_t *writer;
   sf_event_codec_t *codec;
   sf_uuidgen_t ids;
+  uv_timer_t idem_timer;
   cmd_state_t *state;   /* NULL until the first rebuild is done */
   uint64_t generation;  /* of state */
   bool resyncing;
@@ -37,15 +35,21 @@ struct cmd_app {
   uint64_t rebuild_events;
   uint64_t pending;     /* commands waiting for their commit */
   /* counters for /metrics */
-  uint64_t accepted, rejected, failed;
+  uint64_t accepted, rejected, failed, replayed;
   void (*stop_done)(void *);
   void *stop_ud;
 };
 
-/* What a pending command needs when its transaction ends. */
+struct cmd_req {
+  sf_http_req_t *req;
+  const char *idem_key; /* the Idempotency-Key header, or NULL */
+  char hash[2 * crypto_hash_sha256_BYTES + 1];
+};
+
+/* What a queued command needs when its transaction ends. */
 typedef struct pending {
   cmd_app_t *app;
-  sf_http_req_t *req;
+  cmd_req_t *c;
   json_t *body; /* the answer, without position yet */
   int status;   /* of the answer on success */
 } pending_t;
@@ -56,63 +60,185 @@ static int64_t now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ---- answers ---- */
-
-static void problem(sf_http_req_t *req, int status, const char *code,
-                    const char *detail) {
-  sf_http_respond_problem(req, status, code, detail, NULL);
+static int64_t idem_retention_us(const cmd_app_t *a) {
+  return (int64_t)a->cfg->idem_retention_s * 1000000;
 }
 
-static void count_rejected(cmd_app_t *a) { a->rejected++; }
+sf_http_req_t *cmd_req_http(cmd_req_t *c) { return c->req; }
+const cmd_state_t *cmd_app_state(const cmd_app_t *a) { return a->state; }
+void cmd_app_new_id(cmd_app_t *a, char out[SF_ID_LEN]) {
+  sf_uuid_v7_str(&a->ids, out);
+}
 
-/* Common gate of every write: 503 while the state is not there. */
-static bool writable(cmd_app_t *a, sf_http_req_t *req) {
-  if (a->fatal) {
-    problem(req, 503, "unavailable", a->fatal_reason);
-    return false;
+/* ---- answers ---- */
+
+/* Sends a finished answer and, under an Idempotency-Key, records it. */
+static void send_recorded(cmd_app_t *a, cmd_req_t *c, int status,
+                          const char *content_type, const char *text) {
+  if (c->idem_key && a->state &&
+      cmd_state_idem_finish(a->state, c->idem_key, c->hash, status, text,
+                            now_us() + idem_retention_us(a)) != 0)
+    SF_WARN(a->log, "command", "could not record the answer of an "
+            "idempotency key (out of memory)");
+  sf_http_respond(c->req, status, content_type, text, strlen(text));
+}
+
+void cmd_app_problem(cmd_app_t *a, cmd_req_t *c, int status, const char *code,
+                     const char *detail, json_t *extra) {
+  if (status >= 400 && status < 500)
+    a->rejected++;
+  char type[160];
+  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
+  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type, "title",
+                        sf_http_status_text(status), "status", status,
+                        "detail", detail ? detail : sf_http_status_text(status),
+                        "code", code, "request_id", sf_http_req_id(c->req));
+  if (p && extra)
+    json_object_update_missing(p, extra);
+  json_decref(extra);
+  char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+  json_decref(p);
+  if (!text) {
+    sf_http_respond_problem(c->req, 500, "internal", "out of memory", NULL);
+    return;
   }
-  if (!a->state || a->resyncing) {
-    sf_http_add_header(req, "Retry-After", "1");
-    problem(req, 503, "unavailable",
-            "the command service is rebuilding its state from the event log; "
-            "nothing was written");
+  send_recorded(a, c, status, "application/problem+json", text);
+  free(text);
+}
+
+void cmd_app_invalid(cmd_app_t *a, cmd_req_t *c, const char *detail) {
+  cmd_app_problem(a, c, 422, "validation_failed", detail, NULL);
+}
+
+void cmd_app_refuse(cmd_app_t *a, cmd_req_t *c, cmd_verdict_t v,
+                    const char *detail, json_t *extra) {
+  cmd_app_problem(a, c, cmd_verdict_status(v), cmd_verdict_code(v), detail,
+                  extra);
+}
+
+/* 503 answers are never recorded: nothing was written, a retry may work. */
+static void unavailable(sf_http_req_t *req, const char *detail) {
+  sf_http_add_header(req, "Retry-After", "1");
+  sf_http_respond_problem(req, 503, "unavailable", detail, NULL);
+}
+
+/* ---- the write pipeline ---- */
+
+static bool valid_idem_key(const char *k) {
+  size_t n = strlen(k);
+  if (n < 1 || n > 255)
     return false;
-  }
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)k[i] < 0x20 || (unsigned char)k[i] > 0x7e)
+      return false;
   return true;
 }
 
-/* Parses the JSON object body; answers 415/400 itself on failure. */
-static json_t *parse_body(cmd_app_t *a, sf_http_req_t *req) {
-  if (!sf_http_req_is_json(req)) {
-    count_rejected(a);
-    problem(req, 415, "unsupported_media_type",
-            "Content-Type must be application/json");
+/* SHA-256 over method, path and body: what "the same request" means. */
+static void request_hash(sf_http_req_t *req, char *out, size_t cap) {
+  crypto_hash_sha256_state st;
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  size_t len;
+  const char *body = sf_http_req_body(req, &len);
+  const char *method = sf_http_req_method(req);
+  const char *path = sf_http_req_path(req);
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, (const unsigned char *)method, strlen(method));
+  crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
+  crypto_hash_sha256_update(&st, (const unsigned char *)path, strlen(path));
+  crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
+  crypto_hash_sha256_update(&st, (const unsigned char *)body, len);
+  crypto_hash_sha256_final(&st, digest);
+  sodium_bin2hex(out, cap, digest, sizeof(digest));
+}
+
+cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req) {
+  if (a->fatal) {
+    unavailable(req, a->fatal_reason);
+    return NULL;
+  }
+  if (!a->state || a->resyncing) {
+    unavailable(req, "the command service is rebuilding its state from the "
+                     "event log; nothing was written");
+    return NULL;
+  }
+  cmd_req_t *c = sf_http_req_alloc(req, sizeof(*c));
+  if (!c) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return NULL;
+  }
+  memset(c, 0, sizeof(*c));
+  c->req = req;
+  const char *key = sf_http_req_header(req, "Idempotency-Key");
+  if (!key)
+    return c;
+  if (!valid_idem_key(key)) {
+    a->rejected++;
+    sf_http_respond_problem(req, 400, "bad_idempotency_key",
+                            "Idempotency-Key must be 1 to 255 printable "
+                            "characters", NULL);
+    return NULL;
+  }
+  request_hash(req, c->hash, sizeof(c->hash));
+  cmd_idem_view_t v;
+  if (cmd_state_idem_get(a->state, key, &v)) {
+    if (strcmp(v.request_hash, c->hash) != 0) {
+      a->rejected++;
+      sf_http_respond_problem(req, 422, "idempotency_key_reused",
+                              "this Idempotency-Key was used with a different "
+                              "request", NULL);
+    } else if (v.pending) {
+      sf_http_add_header(req, "Retry-After", "1");
+      sf_http_respond_problem(req, 409, "idempotency_key_in_flight",
+                              "the first request with this Idempotency-Key is "
+                              "still being committed; retry shortly", NULL);
+    } else {
+      a->replayed++;
+      sf_http_add_header(req, "Idempotent-Replayed", "true");
+      sf_http_respond(req, v.status,
+                      v.status >= 400 ? "application/problem+json"
+                                      : "application/json",
+                      v.body, strlen(v.body));
+    }
+    return NULL;
+  }
+  if (cmd_state_idem_begin(a->state, key, c->hash,
+                           now_us() + idem_retention_us(a)) != 0) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return NULL;
+  }
+  c->idem_key = key;
+  return c;
+}
+
+json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c) {
+  if (!sf_http_req_is_json(c->req)) {
+    cmd_app_problem(a, c, 415, "unsupported_media_type",
+                    "Content-Type must be application/json", NULL);
     return NULL;
   }
   size_t len;
-  const char *body = sf_http_req_body(req, &len);
+  const char *body = sf_http_req_body(c->req, &len);
   json_t *obj = NULL;
   char err[256];
   if (sf_json_parse_object(body, len, &obj, err, sizeof(err)) != 0) {
-    count_rejected(a);
-    problem(req, 400, "malformed_json", err);
+    cmd_app_problem(a, c, 400, "malformed_json", err, NULL);
     return NULL;
   }
   return obj;
 }
 
-static void invalid(cmd_app_t *a, sf_http_req_t *req, const char *detail) {
-  count_rejected(a);
-  problem(req, 422, "validation_failed", detail);
+void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
+                      const char *event_id, const char *command_id) {
+  snprintf(e->event_id, sizeof(e->event_id), "%s", event_id);
+  if (command_id)
+    snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
+  else
+    sf_uuid_v7_str(&a->ids, e->command_id);
+  e->occurred_at_us = now_us();
+  e->idempotency_key = c->idem_key;
+  e->request_hash = c->idem_key ? c->hash : NULL;
 }
-
-static void refuse(cmd_app_t *a, sf_http_req_t *req, cmd_verdict_t v,
-                   const char *detail) {
-  count_rejected(a);
-  problem(req, cmd_verdict_status(v), cmd_verdict_code(v), detail);
-}
-
-/* ---- the hand-off to the writer ---- */
 
 static void format_time(int64_t us, char *out, size_t cap) {
   sf_json_format_time(us, out, cap);
@@ -148,31 +274,19 @@ static cmd_msg_t *make_msg(cmd_app_t *a, const sf_event_t *e, const char *topic,
   return m;
 }
 
-/* One event of a command, with where it goes. */
-typedef struct outgoing {
-  sf_event_t *e;
-  const char *topic;
-  const char *key;
-} outgoing_t;
-
-/* Builds the answer after the events are folded into the state. */
-typedef json_t *(*body_fn)(cmd_app_t *a, void *ctx);
-
-/* Encodes the events of one command, folds them into the state (in order)
- * and queues them as one unit: they commit together or not at all. The
- * answer is body (ownership taken) or, when body is NULL, build(ctx) called
- * after the fold; it is sent with status when the transaction ends, with
- * "position" added (a comma-separated list when there are several). */
-static void commit_events(cmd_app_t *a, sf_http_req_t *req, outgoing_t *evs,
-                          size_t n, int status, json_t *body, body_fn build,
-                          void *ctx) {
+void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
+                    size_t n) {
   cmd_unit_t *u = calloc(1, sizeof(*u));
   pending_t *p = u ? calloc(1, sizeof(*p)) : NULL;
+  json_t *body = NULL;
   if (!p)
     goto fail;
   cmd_msg_t **tail = &u->msgs;
   for (size_t i = 0; i < n; i++) {
-    cmd_msg_t *m = make_msg(a, evs[i].e, evs[i].topic, evs[i].key);
+    cmd_msg_t *m = make_msg(a, evs[i].e,
+                            evs[i].catalog ? a->cfg->topic_catalog
+                                           : a->cfg->topic_stock,
+                            evs[i].key);
     if (!m)
       goto fail;
     *tail = m;
@@ -184,20 +298,22 @@ static void commit_events(cmd_app_t *a, sf_http_req_t *req, outgoing_t *evs,
     int rc = cmd_state_apply(a->state, evs[i].e, &res);
     if (rc) {
       /* The decision and the fold disagree: a bug, not the client's fault.
-       * Earlier events of this unit may be folded already: rebuild. */
+       * Earlier events of this unit may be folded: their unit never
+       * commits, and the next failure of any kind rebuilds the state. */
       SF_ERROR(a->log, "command", "folding event %s failed: %s",
                evs[i].e->event_id, sf_err_name(rc));
       goto fail;
     }
   }
-  if (!body)
-    body = build(a, ctx);
+  const sf_event_t *list[2];
+  for (size_t i = 0; i < n && i < 2; i++)
+    list[i] = evs[i].e;
+  body = n <= 2 ? cmd_reply_build(a->state, list, n, &p->status) : NULL;
   if (!body)
     goto fail;
   p->app = a;
-  p->req = req;
+  p->c = c;
   p->body = body;
-  p->status = status;
   u->generation = a->generation;
   u->ud = p;
   a->pending++;
@@ -209,48 +325,49 @@ fail:
   cmd_unit_free(u);
   json_decref(body);
   a->failed++;
-  problem(req, 500, "internal", "the command could not be encoded or applied");
-}
-
-static void commit_event(cmd_app_t *a, sf_http_req_t *req, sf_event_t *e,
-                         const char *topic, const char *key, int status,
-                         json_t *body) {
-  outgoing_t o = {e, topic, key};
-  commit_events(a, req, &o, 1, status, body, NULL, NULL);
-}
-
-static const char *position_kind(const cmd_app_t *a, const char *topic) {
-  return strcmp(topic, a->cfg->topic_catalog) == 0 ? "catalog" : "stock";
+  if (c->idem_key)
+    cmd_state_idem_drop(a->state, c->idem_key);
+  sf_http_respond_problem(c->req, 500, "internal",
+                          "the command could not be encoded or applied", NULL);
 }
 
 static void unit_done_cb(void *ud, cmd_unit_t *u) {
   cmd_app_t *a = ud;
   pending_t *p = u->ud;
+  cmd_req_t *c = p->c;
   a->pending--;
   if (u->err) {
     a->failed++;
-    json_decref(p->body);
-    sf_http_add_header(p->req, "Retry-After", "1");
-    problem(p->req, 503, "unavailable",
-            u->err == SF_ECANCELED
-                ? "the service is shutting down; the command was not committed"
-                : "the event bus did not commit the command; it was not "
-                  "applied (if the broker committed it before failing, "
-                  "the event log has it and the state is rebuilt from the "
-                  "log)");
+    if (c->idem_key && a->state)
+      cmd_state_idem_drop(a->state, c->idem_key);
+    unavailable(c->req,
+                u->err == SF_ECANCELED
+                    ? "the service is shutting down; the command was not "
+                      "committed"
+                    : "the event bus did not commit the command; it was not "
+                      "applied (if the broker committed it before failing, "
+                      "the event log has it and the state is rebuilt from "
+                      "the log: retry with the same Idempotency-Key)");
   } else {
     a->accepted++;
-    char pos[256];
-    size_t len = 0;
-    pos[0] = '\0';
-    for (cmd_msg_t *m = u->msgs; m && len < sizeof(pos); m = m->next)
-      len += (size_t)snprintf(pos + len, sizeof(pos) - len,
-                              "%s%s-%" PRId32 "-%" PRId64, len ? "," : "",
-                              position_kind(a, m->topic), m->partition,
-                              m->offset);
-    json_object_set_new(p->body, "position", json_string(pos));
-    sf_http_respond_json(p->req, p->status, p->body);
+    char positions[8][64];
+    const char *plist[8];
+    size_t n = 0;
+    for (cmd_msg_t *m = u->msgs; m && n < 8; m = m->next, n++) {
+      cmd_reply_position(positions[n], sizeof(positions[n]),
+                         strcmp(m->topic, a->cfg->topic_catalog) == 0,
+                         m->partition, m->offset);
+      plist[n] = positions[n];
+    }
+    char *text = cmd_reply_finish(p->body, plist, n);
+    if (text) {
+      send_recorded(a, c, p->status, "application/json", text);
+      free(text);
+    } else {
+      sf_http_respond_problem(c->req, 500, "internal", "out of memory", NULL);
+    }
   }
+  json_decref(p->body);
   free(p);
   cmd_unit_free(u);
 }
@@ -285,7 +402,12 @@ static void fatal_cb(void *ud, const char *reason) {
   SF_ERROR(a->log, "command", "%s", a->fatal_reason);
 }
 
-/* ---- handlers ---- */
+/* ---- operations ---- */
+
+static void problem_plain(sf_http_req_t *req, int status, const char *code,
+                          const char *detail) {
+  sf_http_respond_problem(req, status, code, detail, NULL);
+}
 
 static void h_healthz(sf_http_req_t *req, void *ud) {
   (void)ud;
@@ -295,12 +417,12 @@ static void h_healthz(sf_http_req_t *req, void *ud) {
 static void h_readyz(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   if (a->fatal)
-    problem(req, 503, "unavailable", a->fatal_reason);
+    problem_plain(req, 503, "unavailable", a->fatal_reason);
   else if (!a->state)
-    problem(req, 503, "unavailable",
+    problem_plain(req, 503, "unavailable",
             "connecting to Kafka and rebuilding the state from the log");
   else if (a->resyncing)
-    problem(req, 503, "unavailable", "rebuilding the state after a failed commit");
+    problem_plain(req, 503, "unavailable", "rebuilding the state after a failed commit");
   else
     sf_http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
 }
@@ -315,7 +437,7 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   FILE *f = open_memstream(&buf, &len);
   if (!f) {
     free(http);
-    problem(req, 500, "internal", "out of memory");
+    problem_plain(req, 500, "internal", "out of memory");
     return;
   }
   fprintf(f,
@@ -345,6 +467,10 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
           "stockflow_command_state_rows{kind=\"products\"} %zu\n"
           "stockflow_command_state_rows{kind=\"stores\"} %zu\n"
           "stockflow_command_state_rows{kind=\"stock\"} %zu\n"
+          "# TYPE stockflow_command_idempotent_replays_total counter\n"
+          "stockflow_command_idempotent_replays_total %" PRIu64 "\n"
+          "# TYPE stockflow_command_idempotency_keys gauge\n"
+          "stockflow_command_idempotency_keys %zu\n"
           "# TYPE stockflow_command_ready gauge\n"
           "stockflow_command_ready %d\n",
           a->accepted, a->rejected, a->failed, a->pending, ws.batches,
@@ -352,7 +478,8 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
           ws.commit_seconds_sum, ws.batches, a->rebuild_seconds,
           a->rebuild_events, a->state ? cmd_state_n_products(a->state) : 0,
           a->state ? cmd_state_n_stores(a->state) : 0,
-          a->state ? cmd_state_n_stock(a->state) : 0,
+          a->state ? cmd_state_n_stock(a->state) : 0, a->replayed,
+          a->state ? cmd_state_n_idem(a->state) : 0,
           a->state && !a->resyncing && !a->fatal);
   if (http)
     fputs(http, f);
@@ -362,584 +489,14 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   free(buf);
 }
 
-/* Fills envelope fields common to every event of a command. */
-static void envelope(cmd_app_t *a, sf_event_t *e, const char *event_id) {
-  snprintf(e->event_id, sizeof(e->event_id), "%s", event_id);
-  sf_uuid_v7_str(&a->ids, e->command_id);
-  e->occurred_at_us = now_us();
+static void idem_timer_cb(uv_timer_t *t) {
+  cmd_app_t *a = t->data;
+  if (!a->state)
+    return;
+  size_t n = cmd_state_idem_expire(a->state, now_us());
+  if (n)
+    SF_DEBUG(a->log, "command", "%zu idempotency keys expired", n);
 }
-
-static const char *const product_keys[] = {"sku", "name", "category", "price",
-                                           "reorder_level", NULL};
-
-static bool valid_sku(const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if (*p <= 0x20 || *p == 0x7f)
-      return false;
-  return true;
-}
-
-static void h_create_product(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  if (!writable(a, req))
-    return;
-  json_t *obj = parse_body(a, req);
-  if (!obj)
-    return;
-  char err[256];
-  const char *sku = NULL, *name = NULL, *category = NULL, *price = NULL;
-  int64_t reorder = 0;
-  bool has_reorder = false;
-  if (sf_json_only_keys(obj, product_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "sku", true, MAX_SKU, &sku, err, sizeof(err)) ||
-      sf_json_get_string(obj, "name", true, MAX_NAME, &name, err, sizeof(err)) ||
-      sf_json_get_string(obj, "category", false, MAX_NAME, &category, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "price", true, 32, &price, err, sizeof(err)) ||
-      sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
-                      &has_reorder, err, sizeof(err))) {
-    invalid(a, req, err);
-    goto out;
-  }
-  if (!valid_sku(sku)) {
-    invalid(a, req, "sku: must not contain spaces or control characters");
-    goto out;
-  }
-  if (sf_json_check_decimal(price) != 0) {
-    invalid(a, req, "price: must be a decimal string such as \"19.99\" "
-                    "(up to 4 fraction digits, not negative)");
-    goto out;
-  }
-  char id[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, id);
-  sf_event_t e;
-  sf_event_init(&e);
-  envelope(a, &e, id);
-  cmd_verdict_t v = cmd_decide_product_create(a->state, id, sku, name, category,
-                                              price, reorder, &e);
-  if (v != CMD_OK) {
-    char detail[160];
-    snprintf(detail, sizeof(detail), "a product with sku \"%s\" exists", sku);
-    refuse(a, req, v, detail);
-    goto out;
-  }
-  char when[40];
-  format_time(e.occurred_at_us, when, sizeof(when));
-  json_t *body = json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:b, s:I, s:s}",
-                           "id", id, "sku", sku, "name", name, "category",
-                           category ? json_string(category) : json_null(),
-                           "price", price, "reorder_level", (json_int_t)reorder,
-                           "discontinued", 0, "version", (json_int_t)1,
-                           "created_at", when);
-  commit_event(a, req, &e, a->cfg->topic_catalog, id, 201, body);
-out:
-  json_decref(obj);
-}
-
-static const char *const store_keys[] = {"name", "location", "manager_id",
-                                         NULL};
-
-static void h_create_store(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  if (!writable(a, req))
-    return;
-  json_t *obj = parse_body(a, req);
-  if (!obj)
-    return;
-  char err[256];
-  const char *name = NULL, *location = NULL, *manager = NULL;
-  if (sf_json_only_keys(obj, store_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "name", true, MAX_NAME, &name, err, sizeof(err)) ||
-      sf_json_get_string(obj, "location", true, MAX_TEXT, &location, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "manager_id", false, SF_UUID_STR_LEN, &manager,
-                         err, sizeof(err))) {
-    invalid(a, req, err);
-    goto out;
-  }
-  if (manager && !sf_uuid_valid(manager)) {
-    invalid(a, req, "manager_id: must be a user id (UUID)");
-    goto out;
-  }
-  char id[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, id);
-  sf_event_t e;
-  sf_event_init(&e);
-  envelope(a, &e, id);
-  cmd_decide_store_open(a->state, id, name, location, manager, &e);
-  char when[40];
-  format_time(e.occurred_at_us, when, sizeof(when));
-  json_t *body = json_pack("{s:s, s:s, s:s, s:o, s:b, s:I, s:s}", "id", id,
-                           "name", name, "location", location, "manager_id",
-                           manager ? json_string(manager) : json_null(),
-                           "closed", 0, "version", (json_int_t)1, "created_at",
-                           when);
-  commit_event(a, req, &e, a->cfg->topic_catalog, id, 201, body);
-out:
-  json_decref(obj);
-}
-
-/* Parses If-Match: "<version>" (quotes optional; W/ not accepted).
- * Returns -1 when absent, -2 when malformed, else the version. */
-static int64_t parse_if_match(const char *h) {
-  if (!h)
-    return -1;
-  while (*h == ' ')
-    h++;
-  bool quoted = *h == '"';
-  if (quoted)
-    h++;
-  if (*h < '0' || *h > '9')
-    return -2;
-  int64_t v = 0;
-  while (*h >= '0' && *h <= '9') {
-    if (v > (INT64_MAX - 9) / 10)
-      return -2;
-    v = v * 10 + (*h - '0');
-    h++;
-  }
-  if (quoted) {
-    if (*h != '"')
-      return -2;
-    h++;
-  }
-  while (*h == ' ')
-    h++;
-  return *h ? -2 : v;
-}
-
-static const char *const movement_keys[] = {"product_id", "type", "quantity",
-                                            "reason", "reference", NULL};
-
-static void h_stock_transaction(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  const char *store_id = sf_http_req_param(req, "store_id");
-  if (!writable(a, req))
-    return;
-  json_t *obj = parse_body(a, req);
-  if (!obj)
-    return;
-  char err[256];
-  const char *product_id = NULL, *type = NULL, *reason = NULL,
-             *reference = NULL;
-  int64_t quantity = 0;
-  bool has_q = false;
-  sf_movement_t movement;
-  if (sf_json_only_keys(obj, movement_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "product_id", true, 64, &product_id, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "type", true, 32, &type, err, sizeof(err)) ||
-      sf_json_get_int(obj, "quantity", true, -CMD_MAX_QUANTITY,
-                      CMD_MAX_QUANTITY, &quantity, &has_q, err, sizeof(err)) ||
-      sf_json_get_string(obj, "reason", false, MAX_TEXT, &reason, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
-                         sizeof(err))) {
-    invalid(a, req, err);
-    goto out;
-  }
-  if (sf_movement_parse(type, &movement) != 0) {
-    invalid(a, req,
-            "type: must be one of receipt, sale, return, adjustment, count");
-    goto out;
-  }
-  if (!sf_uuid_valid(product_id)) {
-    invalid(a, req, "product_id: must be a product id (UUID)");
-    goto out;
-  }
-  const char *rule = cmd_check_movement(movement, quantity, reason);
-  if (rule) {
-    invalid(a, req, rule);
-    goto out;
-  }
-  int64_t if_match = parse_if_match(sf_http_req_header(req, "If-Match"));
-  if (if_match == -2) {
-    invalid(a, req, "If-Match: must be a version in quotes, e.g. \"3\"");
-    goto out;
-  }
-  if (!sf_uuid_valid(store_id)) {
-    refuse(a, req, CMD_NOT_FOUND_STORE, "no such store");
-    goto out;
-  }
-  char txn_id[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, txn_id);
-  sf_event_t e;
-  sf_event_init(&e);
-  envelope(a, &e, txn_id);
-  cmd_movement_cmd_t c = {store_id, product_id, movement, quantity,
-                          reason,   reference,  if_match};
-  cmd_verdict_t v = cmd_decide_movement(a->state, &c, &e);
-  if (v != CMD_OK) {
-    char detail[256];
-    cmd_stock_row_t row;
-    cmd_state_stock(a->state, store_id, product_id, &row);
-    switch (v) {
-    case CMD_NOT_FOUND_STORE:
-      snprintf(detail, sizeof(detail), "no such store: %s", store_id);
-      break;
-    case CMD_NOT_FOUND_PRODUCT:
-      snprintf(detail, sizeof(detail), "no such product: %s", product_id);
-      break;
-    case CMD_INSUFFICIENT_STOCK:
-      snprintf(detail, sizeof(detail),
-               "%s of %" PRId64 " would take available stock below zero "
-               "(on_hand %" PRId64 ", reserved %" PRId64 ")",
-               type, quantity, row.on_hand, row.reserved);
-      break;
-    case CMD_COUNT_BELOW_RESERVED:
-      snprintf(detail, sizeof(detail),
-               "count of %" PRId64 " is below the %" PRId64 " units reserved",
-               quantity, row.reserved);
-      break;
-    case CMD_VERSION_CONFLICT:
-      snprintf(detail, sizeof(detail),
-               "If-Match %" PRId64 " does not match the current version %" PRId64,
-               if_match, row.version);
-      break;
-    case CMD_STORE_CLOSED:
-      snprintf(detail, sizeof(detail), "store %s is closed", store_id);
-      break;
-    case CMD_PRODUCT_DISCONTINUED:
-      snprintf(detail, sizeof(detail),
-               "product %s is discontinued and takes no receipts", product_id);
-      break;
-    default:
-      snprintf(detail, sizeof(detail), "on hand would exceed the limit");
-    }
-    if (v == CMD_VERSION_CONFLICT) {
-      char etag[32];
-      snprintf(etag, sizeof(etag), "\"%" PRId64 "\"", row.version);
-      sf_http_add_header(req, "ETag", etag);
-    }
-    refuse(a, req, v, detail);
-    goto out;
-  }
-  char when[40];
-  format_time(e.occurred_at_us, when, sizeof(when));
-  json_t *body = json_pack(
-      "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:s}",
-      "transaction_id", txn_id, "store_id", e.store_id, "product_id",
-      e.product_id, "type", type, "quantity", (json_int_t)quantity, "delta",
-      (json_int_t)e.stock.delta, "on_hand", (json_int_t)e.stock.on_hand,
-      "reserved", (json_int_t)e.stock.reserved, "available",
-      (json_int_t)(e.stock.on_hand - e.stock.reserved), "version",
-      (json_int_t)e.stream_version, "reason",
-      reason ? json_string(reason) : json_null(), "reference",
-      reference ? json_string(reference) : json_null(), "created_at", when);
-  commit_event(a, req, &e, a->cfg->topic_stock, e.store_id, 201, body);
-out:
-  json_decref(obj);
-}
-
-/* ---- catalog changes ---- */
-
-static json_t *product_json(cmd_app_t *a, void *ctx) {
-  const char *id = ctx;
-  cmd_product_view_t v;
-  if (!cmd_state_product(a->state, id, &v))
-    return NULL;
-  return json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:b, s:I}", "id", id, "sku",
-                   v.sku, "name", v.name, "category",
-                   v.category ? json_string(v.category) : json_null(), "price",
-                   v.price, "reorder_level", (json_int_t)v.reorder_level,
-                   "discontinued", v.discontinued, "version",
-                   (json_int_t)v.version);
-}
-
-static json_t *store_json(cmd_app_t *a, void *ctx) {
-  const char *id = ctx;
-  cmd_store_view_t v;
-  if (!cmd_state_store(a->state, id, &v))
-    return NULL;
-  return json_pack("{s:s, s:s, s:s, s:o, s:b, s:I}", "id", id, "name", v.name,
-                   "location", v.location, "manager_id",
-                   v.manager_id ? json_string(v.manager_id) : json_null(),
-                   "closed", v.closed, "version", (json_int_t)v.version);
-}
-
-static void catalog_verdict(cmd_app_t *a, sf_http_req_t *req, cmd_verdict_t v,
-                            const char *what, const char *id) {
-  char detail[160];
-  switch (v) {
-  case CMD_NOT_FOUND_PRODUCT:
-  case CMD_NOT_FOUND_STORE:
-    snprintf(detail, sizeof(detail), "no such %s: %s", what, id);
-    break;
-  case CMD_INVALID_STATE:
-    snprintf(detail, sizeof(detail), "%s %s is already %s", what, id,
-             strcmp(what, "store") == 0 ? "closed" : "discontinued");
-    break;
-  case CMD_PRODUCT_DISCONTINUED:
-    snprintf(detail, sizeof(detail), "product %s is discontinued", id);
-    break;
-  case CMD_STORE_CLOSED:
-    snprintf(detail, sizeof(detail), "store %s is closed", id);
-    break;
-  default:
-    snprintf(detail, sizeof(detail), "%s %s: refused", what, id);
-  }
-  refuse(a, req, v, detail);
-}
-
-static const char *const product_patch_keys[] = {"name", "category", "price",
-                                                 "reorder_level", NULL};
-
-static void h_update_product(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  const char *id = sf_http_req_param(req, "id");
-  if (!writable(a, req))
-    return;
-  json_t *obj = parse_body(a, req);
-  if (!obj)
-    return;
-  char err[256];
-  const char *name = NULL, *category = NULL, *price = NULL;
-  int64_t reorder = 0;
-  bool has_reorder = false;
-  if (sf_json_only_keys(obj, product_patch_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "name", false, MAX_NAME, &name, err, sizeof(err)) ||
-      sf_json_get_string(obj, "category", false, MAX_NAME, &category, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "price", false, 32, &price, err, sizeof(err)) ||
-      sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
-                      &has_reorder, err, sizeof(err))) {
-    invalid(a, req, err);
-    goto out;
-  }
-  if (name && !*name) {
-    invalid(a, req, "name: must not be empty");
-    goto out;
-  }
-  if (price && sf_json_check_decimal(price) != 0) {
-    invalid(a, req, "price: must be a decimal string such as \"19.99\"");
-    goto out;
-  }
-  if (!name && !category && !price && !has_reorder) {
-    invalid(a, req, "body: give at least one of name, category, price, "
-                    "reorder_level");
-    goto out;
-  }
-  if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, req, CMD_NOT_FOUND_PRODUCT, "product", id);
-    goto out;
-  }
-  sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, eid);
-  envelope(a, &e, eid);
-  cmd_verdict_t v = cmd_decide_product_update(a->state, id, name, category,
-                                              price, has_reorder, reorder, &e);
-  if (v != CMD_OK) {
-    catalog_verdict(a, req, v, "product", id);
-    goto out;
-  }
-  outgoing_t o = {&e, a->cfg->topic_catalog, id};
-  commit_events(a, req, &o, 1, 200, NULL, product_json, (void *)id);
-out:
-  json_decref(obj);
-}
-
-static void h_discontinue_product(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  const char *id = sf_http_req_param(req, "id");
-  if (!writable(a, req))
-    return;
-  if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, req, CMD_NOT_FOUND_PRODUCT, "product", id);
-    return;
-  }
-  sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, eid);
-  envelope(a, &e, eid);
-  cmd_verdict_t v = cmd_decide_product_discontinue(a->state, id, &e);
-  if (v != CMD_OK) {
-    catalog_verdict(a, req, v, "product", id);
-    return;
-  }
-  outgoing_t o = {&e, a->cfg->topic_catalog, id};
-  commit_events(a, req, &o, 1, 200, NULL, product_json, (void *)id);
-}
-
-static void h_update_store(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  const char *id = sf_http_req_param(req, "id");
-  if (!writable(a, req))
-    return;
-  json_t *obj = parse_body(a, req);
-  if (!obj)
-    return;
-  char err[256];
-  const char *name = NULL, *location = NULL, *manager = NULL;
-  if (sf_json_only_keys(obj, store_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "name", false, MAX_NAME, &name, err, sizeof(err)) ||
-      sf_json_get_string(obj, "location", false, MAX_TEXT, &location, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "manager_id", false, SF_UUID_STR_LEN, &manager,
-                         err, sizeof(err))) {
-    invalid(a, req, err);
-    goto out;
-  }
-  if ((name && !*name) || (location && !*location)) {
-    invalid(a, req, "name, location: must not be empty");
-    goto out;
-  }
-  if (manager && !sf_uuid_valid(manager)) {
-    invalid(a, req, "manager_id: must be a user id (UUID)");
-    goto out;
-  }
-  if (!name && !location && !manager) {
-    invalid(a, req, "body: give at least one of name, location, manager_id");
-    goto out;
-  }
-  if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, req, CMD_NOT_FOUND_STORE, "store", id);
-    goto out;
-  }
-  sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, eid);
-  envelope(a, &e, eid);
-  cmd_verdict_t v =
-      cmd_decide_store_update(a->state, id, name, location, manager, &e);
-  if (v != CMD_OK) {
-    catalog_verdict(a, req, v, "store", id);
-    goto out;
-  }
-  outgoing_t o = {&e, a->cfg->topic_catalog, id};
-  commit_events(a, req, &o, 1, 200, NULL, store_json, (void *)id);
-out:
-  json_decref(obj);
-}
-
-static void h_close_store(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  const char *id = sf_http_req_param(req, "id");
-  if (!writable(a, req))
-    return;
-  if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, req, CMD_NOT_FOUND_STORE, "store", id);
-    return;
-  }
-  sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, eid);
-  envelope(a, &e, eid);
-  cmd_verdict_t v = cmd_decide_store_close(a->state, id, &e);
-  if (v != CMD_OK) {
-    catalog_verdict(a, req, v, "store", id);
-    return;
-  }
-  outgoing_t o = {&e, a->cfg->topic_catalog, id};
-  commit_events(a, req, &o, 1, 200, NULL, store_json, (void *)id);
-}
-
-/* ---- transfers ---- */
-
-static const char *const transfer_keys[] = {"from_store_id", "to_store_id",
-                                            "product_id", "quantity",
-                                            "reference", NULL};
-
-static void h_transfer(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  if (!writable(a, req))
-    return;
-  json_t *obj = parse_body(a, req);
-  if (!obj)
-    return;
-  char err[256];
-  const char *from = NULL, *to = NULL, *product = NULL, *reference = NULL;
-  int64_t quantity = 0;
-  bool has_q = false;
-  if (sf_json_only_keys(obj, transfer_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "from_store_id", true, 64, &from, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "to_store_id", true, 64, &to, err, sizeof(err)) ||
-      sf_json_get_string(obj, "product_id", true, 64, &product, err,
-                         sizeof(err)) ||
-      sf_json_get_int(obj, "quantity", true, 1, CMD_MAX_QUANTITY, &quantity,
-                      &has_q, err, sizeof(err)) ||
-      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
-                         sizeof(err))) {
-    invalid(a, req, err);
-    goto out;
-  }
-  if (!sf_uuid_valid(from) || !sf_uuid_valid(to) || !sf_uuid_valid(product)) {
-    invalid(a, req, "from_store_id, to_store_id, product_id: must be UUIDs");
-    goto out;
-  }
-  char transfer_id[SF_ID_LEN], out_id[SF_ID_LEN], in_id[SF_ID_LEN];
-  sf_uuid_v7_str(&a->ids, transfer_id);
-  sf_uuid_v7_str(&a->ids, out_id);
-  sf_uuid_v7_str(&a->ids, in_id);
-  sf_event_t eo, ei;
-  sf_event_init(&eo);
-  sf_event_init(&ei);
-  envelope(a, &eo, out_id);
-  envelope(a, &ei, in_id);
-  /* one command: both legs share the command id and the time */
-  memcpy(ei.command_id, eo.command_id, sizeof(ei.command_id));
-  ei.occurred_at_us = eo.occurred_at_us;
-  cmd_verdict_t v = cmd_decide_transfer(a->state, from, to, product, quantity,
-                                        reference, transfer_id, &eo, &ei);
-  if (v != CMD_OK) {
-    char detail[256];
-    cmd_stock_row_t row;
-    cmd_state_stock(a->state, from, product, &row);
-    switch (v) {
-    case CMD_NOT_FOUND_STORE:
-      snprintf(detail, sizeof(detail), "no such store");
-      break;
-    case CMD_NOT_FOUND_PRODUCT:
-      snprintf(detail, sizeof(detail), "no such product: %s", product);
-      break;
-    case CMD_SAME_STORE:
-      snprintf(detail, sizeof(detail),
-               "from_store_id and to_store_id must differ");
-      break;
-    case CMD_STORE_CLOSED:
-      snprintf(detail, sizeof(detail), "a closed store takes no transfers");
-      break;
-    case CMD_INSUFFICIENT_STOCK:
-      snprintf(detail, sizeof(detail),
-               "transfer of %" PRId64 " would take available stock of the "
-               "source below zero (on_hand %" PRId64 ", reserved %" PRId64 ")",
-               quantity, row.on_hand, row.reserved);
-      break;
-    default:
-      snprintf(detail, sizeof(detail), "on hand would exceed the limit");
-    }
-    refuse(a, req, v, detail);
-    goto out;
-  }
-  char when[40];
-  format_time(eo.occurred_at_us, when, sizeof(when));
-  json_t *body = json_pack(
-      "{s:s, s:s, s:s, s:s, s:I, s:o, s:s,"
-      " s:{s:s, s:I, s:I, s:I, s:I},"
-      " s:{s:s, s:I, s:I, s:I, s:I}}",
-      "transfer_id", transfer_id, "from_store_id", from, "to_store_id", to,
-      "product_id", product, "quantity", (json_int_t)quantity, "reference",
-      reference ? json_string(reference) : json_null(), "created_at", when,
-      "from", "transaction_id", out_id, "on_hand", (json_int_t)eo.stock.on_hand,
-      "reserved", (json_int_t)eo.stock.reserved, "available",
-      (json_int_t)(eo.stock.on_hand - eo.stock.reserved), "version",
-      (json_int_t)eo.stream_version, "to", "transaction_id", in_id, "on_hand",
-      (json_int_t)ei.stock.on_hand, "reserved", (json_int_t)ei.stock.reserved,
-      "available", (json_int_t)(ei.stock.on_hand - ei.stock.reserved),
-      "version", (json_int_t)ei.stream_version);
-  outgoing_t legs[2] = {{&eo, a->cfg->topic_stock, from},
-                        {&ei, a->cfg->topic_stock, to}};
-  commit_events(a, req, legs, 2, 201, body, NULL, NULL);
-out:
-  json_decref(obj);
-}
-
-/* ---- lifecycle ---- */
 
 int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
                 sf_log_t *log) {
@@ -970,14 +527,6 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
       {"GET", "/healthz", h_healthz},
       {"GET", "/readyz", h_readyz},
       {"GET", "/metrics", h_metrics},
-      {"POST", "/v1/products", h_create_product},
-      {"POST", "/v1/stores", h_create_store},
-      {"POST", "/v1/stores/{store_id}/transactions", h_stock_transaction},
-      {"PATCH", "/v1/products/{id}", h_update_product},
-      {"DELETE", "/v1/products/{id}", h_discontinue_product},
-      {"PATCH", "/v1/stores/{id}", h_update_store},
-      {"DELETE", "/v1/stores/{id}", h_close_store},
-      {"POST", "/v1/transfers", h_transfer},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
     rc = sf_http_route(a->http, routes[i].method, routes[i].path, routes[i].cb,
@@ -985,6 +534,13 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
     if (rc)
       goto fail_route;
   }
+  rc = cmd_catalog_routes(a, a->http);
+  if (!rc)
+    rc = cmd_stock_routes(a, a->http);
+  if (rc)
+    goto fail_route;
+  uv_timer_init(loop, &a->idem_timer);
+  a->idem_timer.data = a;
   *out = a;
   return 0;
 
@@ -1016,7 +572,9 @@ int cmd_app_start(cmd_app_t *a) {
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
+      .idem_retention_us = idem_retention_us(a),
   };
+  uv_timer_start(&a->idem_timer, idem_timer_cb, 60000, 60000);
   cmd_writer_cbs_t cbs = {unit_done_cb, state_cb, fatal_cb, resync_cb, a};
   return cmd_writer_new(&a->writer, a->loop, &wo, &cbs, a->log);
 }
@@ -1034,6 +592,7 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
    * before the server closes the connections. */
   cmd_writer_destroy(a->writer);
   a->writer = NULL;
+  uv_close((uv_handle_t *)&a->idem_timer, NULL);
   sf_http_server_close(a->http, http_closed_cb, a);
 }
 

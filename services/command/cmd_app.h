@@ -1,21 +1,29 @@
-/* cmd_app: the command service: HTTP routes, command handling, and the
- * hand-off to the group-commit writer.
+/* cmd_app: the command service: lifecycle, routes, and the write pipeline
+ * that every command handler goes through.
  *
- * A command is parsed and validated, decided against the in-memory state,
- * encoded as an Avro event, folded into the state at once (so the next
- * command sees it), and queued for the writer. Its HTTP answer waits for the
- * transaction that carries it: 201 with the event's position after the
- * commit, 503 if the commit failed (the writer then rebuilds the state from
- * the log, so the state is as if the command never happened; while it does,
- * writes answer 503 and /readyz 503).
+ * A write is: cmd_app_begin_write (503 while the state is not there; the
+ * Idempotency-Key gate: replay of the first answer, 422 for a reused key
+ * with another body), parse and validate, decide against the state, then
+ * cmd_app_commit: the events are encoded, folded into the state at once (so
+ * the next command sees them) and queued for the group-commit writer. The
+ * HTTP answer waits for the transaction that carries them: the body built
+ * by cmd_reply from the events plus their position, or 503 if the commit
+ * failed (the writer then rebuilds the state from the log, so the state is
+ * as if the command never happened; meanwhile writes answer 503).
  *
- * Everything here runs on the loop thread. */
+ * The handler modules (cmd_catalog.c, cmd_stock.c) use the pipeline API
+ * below. Everything here runs on the loop thread. */
 #ifndef CMD_APP_H
 #define CMD_APP_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <uv.h>
 
 #include "cmd_config.h"
+#include "cmd_state.h"
+#include "sf/event.h"
+#include "sf/http.h"
 #include "sf/log.h"
 
 typedef struct cmd_app cmd_app_t;
@@ -26,9 +34,57 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
                 sf_log_t *log);
 /* Listens and starts the writer (which rebuilds the state). */
 int cmd_app_start(cmd_app_t *a);
-/* Stops listening, stops the writer (pending commands are answered),
+/* Stops the writer (pending commands are answered), stops listening,
  * closes handles; done fires on the loop when everything is closed. */
 void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud);
 void cmd_app_destroy(cmd_app_t *a);
+
+/* ---- the write pipeline, for the handler modules ---- */
+
+/* A write in progress; lives in the request's memory. */
+typedef struct cmd_req cmd_req_t;
+
+/* Starts a write. Returns NULL when the request is already answered (503
+ * not ready, 400 bad Idempotency-Key, an idempotent replay, 422
+ * idempotency_key_reused, 409 idempotency_key_in_flight). */
+cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req);
+
+/* The JSON object body (caller owns it), or NULL after answering 415/400. */
+json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c);
+
+/* Answers a problem (recorded under the request's Idempotency-Key, so a
+ * retry gets the same answer). extra (ownership taken, may be NULL) is
+ * merged into the problem object. */
+void cmd_app_problem(cmd_app_t *a, cmd_req_t *c, int status, const char *code,
+                     const char *detail, json_t *extra);
+/* 422 validation_failed. */
+void cmd_app_invalid(cmd_app_t *a, cmd_req_t *c, const char *detail);
+/* The status and code of a verdict, with detail. */
+void cmd_app_refuse(cmd_app_t *a, cmd_req_t *c, cmd_verdict_t v,
+                    const char *detail, json_t *extra);
+
+/* The state commands are decided against (valid during a handler). */
+const cmd_state_t *cmd_app_state(const cmd_app_t *a);
+/* A fresh UUIDv7 (strictly increasing). */
+void cmd_app_new_id(cmd_app_t *a, char out[SF_ID_LEN]);
+/* Fills the envelope: event id, a new command id (or command_id when
+ * given: the events of one command share it), time, actor, idempotency key
+ * and request hash. */
+void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
+                      const char *event_id, const char *command_id);
+
+typedef struct cmd_outgoing {
+  sf_event_t *e;   /* borrowed until cmd_app_commit returns */
+  bool catalog;    /* inventory.catalog, else inventory.stock */
+  const char *key; /* partition key: store id, product id */
+} cmd_outgoing_t;
+
+/* Folds the events of one command into the state and queues them as one
+ * unit: they commit together or not at all. The answer is sent when the
+ * transaction ends. */
+void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
+                    size_t n);
+
+sf_http_req_t *cmd_req_http(cmd_req_t *c);
 
 #endif

@@ -42,6 +42,9 @@ static const sf_cfg_entry_t entries[] = {
     E("idle-timeout-ms", SF_CFG_INT, "60000", 10, 3600000,
       "STOCKFLOW_HTTP_IDLE_TIMEOUT_MS", "keep-alive idle timeout",
       idle_timeout_ms),
+    E("idempotency-retention-s", SF_CFG_INT, "86400", 60, 2592000,
+      "STOCKFLOW_IDEMPOTENCY_RETENTION_S",
+      "how long an Idempotency-Key remembers its first answer", idem_retention_s),
 };
 
 static const sf_cfg_spec_t spec = {

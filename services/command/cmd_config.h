@@ -21,6 +21,7 @@ typedef struct cmd_settings {
   long long txn_timeout_ms;
   long long header_timeout_ms;
   long long idle_timeout_ms;
+  long long idem_retention_s;
 } cmd_settings_t;
 
 /* The spec for sf_config_parse (static storage). */

@@ -10,8 +10,95 @@
 #include <string.h>
 #include <time.h>
 
+#include "cmd_reply.h"
 #include "sf/err.h"
 #include "sf/event.h"
+
+/* What a replay needs besides the state: the first legs of transfers
+ * waiting for their second leg (to rebuild an idempotent answer). */
+typedef struct held_leg {
+  struct held_leg *next;
+  sf_event_t e; /* owns its decode memory */
+  char position[64];
+} held_leg_t;
+
+typedef struct replay {
+  cmd_state_t *state;
+  sf_event_codec_t *codec;
+  int64_t idem_retention_us;
+  int64_t now_us;
+  held_leg_t *held;
+  sf_log_t *log;
+  cmd_rebuild_stats_t *st;
+} replay_t;
+
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void remember_answer(replay_t *r, const sf_event_t *const *evs,
+                            size_t n, const char *const *positions) {
+  int status = 0;
+  json_t *body = cmd_reply_build(r->state, evs, n, &status);
+  char *text = body ? cmd_reply_finish(body, positions, n) : NULL;
+  if (!text ||
+      cmd_state_idem_finish(r->state, evs[0]->idempotency_key,
+                            evs[0]->request_hash, status, text,
+                            evs[0]->occurred_at_us + r->idem_retention_us)) {
+    SF_WARN(r->log, "rebuild", "could not restore the answer of idempotency "
+            "key of command %s", evs[0]->command_id);
+  } else {
+    r->st->idempotency_keys++;
+  }
+  free(text);
+  json_decref(body);
+}
+
+/* Called after e was applied. Takes ownership of e when it returns true
+ * (a first transfer leg held for its partner). */
+static bool after_apply(replay_t *r, sf_event_t *e, const char *position) {
+  if (!e->idempotency_key ||
+      e->occurred_at_us + r->idem_retention_us < r->now_us)
+    return false;
+  if (e->type != SF_EV_TRANSFER_OUT && e->type != SF_EV_TRANSFER_IN) {
+    const sf_event_t *one = e;
+    remember_answer(r, &one, 1, &position);
+    return false;
+  }
+  for (held_leg_t **pp = &r->held; *pp; pp = &(*pp)->next) {
+    held_leg_t *h = *pp;
+    if (strcmp(h->e.command_id, e->command_id) != 0)
+      continue;
+    *pp = h->next;
+    bool out_first = h->e.type == SF_EV_TRANSFER_OUT;
+    const sf_event_t *legs[2] = {out_first ? &h->e : e, out_first ? e : &h->e};
+    const char *pos[2] = {out_first ? h->position : position,
+                          out_first ? position : h->position};
+    remember_answer(r, legs, 2, pos);
+    sf_event_clear(&h->e);
+    free(h);
+    return false;
+  }
+  held_leg_t *h = calloc(1, sizeof(*h));
+  if (!h)
+    return false;
+  h->e = *e;
+  snprintf(h->position, sizeof(h->position), "%s", position);
+  h->next = r->held;
+  r->held = h;
+  return true;
+}
+
+static void release_held(replay_t *r) {
+  while (r->held) {
+    held_leg_t *h = r->held;
+    r->held = h->next;
+    sf_event_clear(&h->e);
+    free(h);
+  }
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -46,10 +133,12 @@ static int partition_count(rd_kafka_t *rk, const char *topic, sf_log_t *log,
   return rc;
 }
 
-static int replay_topic(rd_kafka_t *rk, const char *topic,
-                        sf_event_codec_t *codec, cmd_state_t *state,
-                        const atomic_bool *stop, sf_log_t *log,
-                        cmd_rebuild_stats_t *st) {
+static int replay_topic(rd_kafka_t *rk, const char *topic, bool catalog,
+                        replay_t *r, const atomic_bool *stop) {
+  sf_event_codec_t *codec = r->codec;
+  cmd_state_t *state = r->state;
+  sf_log_t *log = r->log;
+  cmd_rebuild_stats_t *st = r->st;
   int n = 0;
   int rc = partition_count(rk, topic, log, &n);
   if (rc)
@@ -124,6 +213,11 @@ static int replay_topic(rd_kafka_t *rk, const char *topic,
           st->duplicates++;
         } else {
           st->events++;
+          char position[64];
+          cmd_reply_position(position, sizeof(position), catalog, m->partition,
+                             m->offset);
+          if (after_apply(r, &e, position))
+            sf_event_init(&e); /* held: ownership moved */
         }
       }
       sf_event_clear(&e);
@@ -143,8 +237,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
 }
 
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
-                    const char *topic_stock, const atomic_bool *stop,
-                    sf_log_t *log, cmd_state_t **out,
+                    const char *topic_stock, int64_t idem_retention_us,
+                    const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
                     cmd_rebuild_stats_t *stats) {
   char errstr[512];
   memset(stats, 0, sizeof(*stats));
@@ -195,10 +289,11 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   rd_kafka_poll_set_consumer(rk);
 
   /* Catalog first: stock events refer to its products and stores. */
-  rc = replay_topic(rk, topic_catalog, codec, state, stop, log, stats);
-  if (rc)
-    goto fail;
-  rc = replay_topic(rk, topic_stock, codec, state, stop, log, stats);
+  replay_t r = {state, codec, idem_retention_us, wall_us(), NULL, log, stats};
+  rc = replay_topic(rk, topic_catalog, true, &r, stop);
+  if (!rc)
+    rc = replay_topic(rk, topic_stock, false, &r, stop);
+  release_held(&r);
   if (rc)
     goto fail;
 

@@ -20,15 +20,18 @@
 #include "sf/log.h"
 
 typedef struct cmd_rebuild_stats {
-  uint64_t events, duplicates, skipped;
+  uint64_t events, duplicates, skipped, idempotency_keys;
   double seconds;
 } cmd_rebuild_stats_t;
 
 /* Returns 0 with *out (caller owns) or SF_EKAFKA / SF_ENOMEM /
  * SF_ECANCELED (stop became true). */
+/* Events carrying an idempotency key younger than idem_retention_us also
+ * restore the key's first answer (cmd_reply), so a retry after a restart
+ * is answered exactly as the first time. */
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
-                    const char *topic_stock, const atomic_bool *stop,
-                    sf_log_t *log, cmd_state_t **out,
+                    const char *topic_stock, int64_t idem_retention_us,
+                    const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
                     cmd_rebuild_stats_t *stats);
 
 #endif

@@ -4,6 +4,7 @@
  * million store x product pairs stay around 120 bytes each. */
 #include "cmd_state.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
@@ -37,11 +38,33 @@ typedef struct stock {
   UT_hash_handle hh;
 } stock_t;
 
+typedef struct order {
+  sf_uuid_t id;
+  char store_id[SF_ID_LEN];
+  cmd_order_status_t status;
+  int64_t version;
+  size_t n_lines;
+  sf_order_line_t *lines; /* product and quantity; levels unused */
+  UT_hash_handle hh;
+} order_t;
+
+typedef struct idem {
+  char *key;
+  char hash[72];
+  bool pending;
+  int status;
+  char *body;
+  int64_t expires_us;
+  UT_hash_handle hh;
+} idem_t;
+
 struct cmd_state {
   product_t *products;
   product_t *by_sku;
   store_t *stores;
   stock_t *stock;
+  order_t *orders;
+  idem_t *idem;
 };
 
 int cmd_state_new(cmd_state_t **out) {
@@ -85,6 +108,19 @@ void cmd_state_destroy(cmd_state_t *s) {
   HASH_ITER(hh, s->stock, k, ktmp) {
     HASH_DEL(s->stock, k);
     free(k);
+  }
+  order_t *o, *otmp;
+  HASH_ITER(hh, s->orders, o, otmp) {
+    HASH_DEL(s->orders, o);
+    free(o->lines);
+    free(o);
+  }
+  idem_t *i, *itmp;
+  HASH_ITER(hh, s->idem, i, itmp) {
+    HASH_DEL(s->idem, i);
+    free(i->key);
+    free(i->body);
+    free(i);
   }
   free(s);
 }
@@ -269,6 +305,101 @@ static int apply_stock(cmd_state_t *s, const sf_event_t *e,
   return 0;
 }
 
+static order_t *find_order(const cmd_state_t *s, const char *id) {
+  sf_uuid_t u;
+  if (!id || sf_uuid_parse(id, &u) != 0)
+    return NULL;
+  order_t *o = NULL;
+  HASH_FIND(hh, s->orders, &u, sizeof(u), o);
+  return o;
+}
+
+/* Sets each line's stock row to its after-levels (per-line version guard).
+ * Checks every line before changing anything. */
+static int apply_order_lines(cmd_state_t *s, const sf_event_t *e) {
+  for (size_t i = 0; i < e->order.n_lines; i++) {
+    const sf_order_line_t *l = &e->order.lines[i];
+    stock_key_t k;
+    if (make_stock_key(e->store_id, l->product_id, &k) != 0 || l->on_hand < 0 ||
+        l->reserved < 0 || l->reserved > l->on_hand || l->version < 1)
+      return SF_EINVAL;
+  }
+  for (size_t i = 0; i < e->order.n_lines; i++) {
+    const sf_order_line_t *l = &e->order.lines[i];
+    stock_key_t k;
+    make_stock_key(e->store_id, l->product_id, &k);
+    stock_t *row = NULL;
+    HASH_FIND(hh, s->stock, &k, sizeof(k), row);
+    if (row && l->version <= row->version)
+      continue;
+    if (!row) {
+      row = calloc(1, sizeof(*row));
+      if (!row)
+        return SF_ENOMEM;
+      row->key = k;
+      HASH_ADD(hh, s->stock, key, sizeof(row->key), row);
+    }
+    row->on_hand = l->on_hand;
+    row->reserved = l->reserved;
+    row->version = l->version;
+  }
+  return 0;
+}
+
+static int apply_order(cmd_state_t *s, const sf_event_t *e,
+                       cmd_apply_result_t *res) {
+  order_t *o = find_order(s, e->order.order_id);
+  if (e->type == SF_EV_ORDER_PLACED) {
+    if (o) {
+      *res = CMD_APPLY_DUPLICATE;
+      return 0;
+    }
+    if (e->order.n_lines == 0 || !e->store_id[0])
+      return SF_EINVAL;
+    o = calloc(1, sizeof(*o));
+    if (!o)
+      return SF_ENOMEM;
+    o->lines = calloc(e->order.n_lines, sizeof(*o->lines));
+    if (!o->lines) {
+      free(o);
+      return SF_ENOMEM;
+    }
+    if (sf_uuid_parse(e->order.order_id, &o->id) != 0) {
+      free(o->lines);
+      free(o);
+      return SF_EINVAL;
+    }
+    int rc = apply_order_lines(s, e);
+    if (rc) {
+      free(o->lines);
+      free(o);
+      return rc;
+    }
+    memcpy(o->lines, e->order.lines, e->order.n_lines * sizeof(*o->lines));
+    o->n_lines = e->order.n_lines;
+    snprintf(o->store_id, sizeof(o->store_id), "%s", e->store_id);
+    o->status = CMD_ORDER_PLACED;
+    o->version = e->stream_version;
+    HASH_ADD(hh, s->orders, id, sizeof(o->id), o);
+    *res = CMD_APPLY_APPLIED;
+    return 0;
+  }
+  if (!o)
+    return SF_EINVAL;
+  if (e->stream_version <= o->version) {
+    *res = CMD_APPLY_DUPLICATE;
+    return 0;
+  }
+  int rc = apply_order_lines(s, e);
+  if (rc)
+    return rc;
+  o->status = e->type == SF_EV_ORDER_FULFILLED ? CMD_ORDER_FULFILLED
+                                               : CMD_ORDER_CANCELLED;
+  o->version = e->stream_version;
+  *res = CMD_APPLY_APPLIED;
+  return 0;
+}
+
 int cmd_state_apply(cmd_state_t *s, const sf_event_t *e,
                     cmd_apply_result_t *res) {
   switch (e->type) {
@@ -284,6 +415,10 @@ int cmd_state_apply(cmd_state_t *s, const sf_event_t *e,
   case SF_EV_TRANSFER_OUT:
   case SF_EV_TRANSFER_IN:
     return apply_stock(s, e, res);
+  case SF_EV_ORDER_PLACED:
+  case SF_EV_ORDER_FULFILLED:
+  case SF_EV_ORDER_CANCELLED:
+    return apply_order(s, e, res);
   default:
     *res = CMD_APPLY_IGNORED;
     return 0;
@@ -591,12 +726,203 @@ cmd_verdict_t cmd_decide_transfer(const cmd_state_t *s, const char *from_store,
   return CMD_OK;
 }
 
+const char *cmd_order_status_name(cmd_order_status_t st) {
+  switch (st) {
+  case CMD_ORDER_PLACED: return "placed";
+  case CMD_ORDER_FULFILLED: return "fulfilled";
+  case CMD_ORDER_CANCELLED: return "cancelled";
+  }
+  return "unknown";
+}
+
+cmd_verdict_t cmd_decide_order_place(const cmd_state_t *s, const char *store_id,
+                                     const char *order_id,
+                                     const sf_order_line_t *lines, size_t n,
+                                     const char *reference,
+                                     sf_order_line_t *lines_out, bool *shorts,
+                                     sf_event_t *e) {
+  const store_t *st = find_store(s, store_id);
+  if (!st)
+    return CMD_NOT_FOUND_STORE;
+  for (size_t i = 0; i < n; i++) {
+    if (!find_product(s, lines[i].product_id))
+      return CMD_NOT_FOUND_PRODUCT;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(lines[i].product_id, lines[j].product_id) == 0)
+        return CMD_DUPLICATE_LINE;
+  }
+  if (st->closed)
+    return CMD_STORE_CLOSED;
+  bool short_any = false;
+  for (size_t i = 0; i < n; i++) {
+    cmd_stock_row_t row;
+    cmd_state_stock(s, store_id, lines[i].product_id, &row);
+    shorts[i] = row.on_hand - row.reserved < lines[i].quantity;
+    short_any = short_any || shorts[i];
+    lines_out[i] = lines[i];
+    lines_out[i].on_hand = row.on_hand;
+    lines_out[i].reserved = row.reserved + lines[i].quantity;
+    lines_out[i].version = row.version + 1;
+  }
+  if (short_any)
+    return CMD_INSUFFICIENT_STOCK;
+  e->type = SF_EV_ORDER_PLACED;
+  copy_id(e->store_id, store_id);
+  e->product_id[0] = '\0';
+  e->stream_version = 1;
+  copy_id(e->order.order_id, order_id);
+  e->order.lines = lines_out;
+  e->order.n_lines = n;
+  e->order.reference = reference;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_order_finish(const cmd_state_t *s,
+                                      const char *order_id, bool fulfil,
+                                      sf_order_line_t *lines_out,
+                                      sf_event_t *e) {
+  const order_t *o = find_order(s, order_id);
+  if (!o)
+    return CMD_NOT_FOUND_ORDER;
+  if (o->status != CMD_ORDER_PLACED)
+    return CMD_INVALID_STATE;
+  for (size_t i = 0; i < o->n_lines; i++) {
+    cmd_stock_row_t row;
+    cmd_state_stock(s, o->store_id, o->lines[i].product_id, &row);
+    int64_t q = o->lines[i].quantity;
+    if (row.reserved < q)
+      return CMD_INVALID_STATE; /* cannot happen: the reservation is held */
+    lines_out[i] = o->lines[i];
+    lines_out[i].on_hand = fulfil ? row.on_hand - q : row.on_hand;
+    lines_out[i].reserved = row.reserved - q;
+    lines_out[i].version = row.version + 1;
+  }
+  e->type = fulfil ? SF_EV_ORDER_FULFILLED : SF_EV_ORDER_CANCELLED;
+  copy_id(e->store_id, o->store_id);
+  e->product_id[0] = '\0';
+  e->stream_version = o->version + 1;
+  copy_id(e->order.order_id, order_id);
+  e->order.lines = lines_out;
+  e->order.n_lines = o->n_lines;
+  return CMD_OK;
+}
+
+bool cmd_state_order(const cmd_state_t *s, const char *order_id,
+                     char store_id[SF_ID_LEN], cmd_order_status_t *status,
+                     int64_t *version) {
+  const order_t *o = find_order(s, order_id);
+  if (!o)
+    return false;
+  memcpy(store_id, o->store_id, SF_ID_LEN);
+  *status = o->status;
+  *version = o->version;
+  return true;
+}
+
+/* ---- idempotency ---- */
+
+static idem_t *find_idem(const cmd_state_t *s, const char *key) {
+  idem_t *i = NULL;
+  HASH_FIND_STR(s->idem, key, i);
+  return i;
+}
+
+bool cmd_state_idem_get(const cmd_state_t *s, const char *key,
+                        cmd_idem_view_t *out) {
+  const idem_t *i = find_idem(s, key);
+  if (!i)
+    return false;
+  out->request_hash = i->hash;
+  out->pending = i->pending;
+  out->status = i->status;
+  out->body = i->body;
+  return true;
+}
+
+static idem_t *idem_add(cmd_state_t *s, const char *key,
+                        const char *request_hash, int64_t expires_us) {
+  idem_t *i = calloc(1, sizeof(*i));
+  if (!i)
+    return NULL;
+  i->key = strdup(key);
+  if (!i->key) {
+    free(i);
+    return NULL;
+  }
+  snprintf(i->hash, sizeof(i->hash), "%s", request_hash ? request_hash : "");
+  i->expires_us = expires_us;
+  HASH_ADD_KEYPTR(hh, s->idem, i->key, strlen(i->key), i);
+  return i;
+}
+
+int cmd_state_idem_begin(cmd_state_t *s, const char *key,
+                         const char *request_hash, int64_t expires_us) {
+  if (find_idem(s, key))
+    return SF_EEXISTS;
+  idem_t *i = idem_add(s, key, request_hash, expires_us);
+  if (!i)
+    return SF_ENOMEM;
+  i->pending = true;
+  return 0;
+}
+
+int cmd_state_idem_finish(cmd_state_t *s, const char *key,
+                          const char *request_hash, int status,
+                          const char *body, int64_t expires_us) {
+  idem_t *i = find_idem(s, key);
+  if (!i) {
+    i = idem_add(s, key, request_hash, expires_us);
+    if (!i)
+      return SF_ENOMEM;
+  } else if (!i->pending) {
+    return 0; /* the first answer stays (a duplicate event in the log) */
+  }
+  char *copy = strdup(body);
+  if (!copy)
+    return SF_ENOMEM;
+  free(i->body);
+  i->body = copy;
+  i->status = status;
+  i->pending = false;
+  return 0;
+}
+
+void cmd_state_idem_drop(cmd_state_t *s, const char *key) {
+  idem_t *i = find_idem(s, key);
+  if (!i || !i->pending)
+    return;
+  HASH_DEL(s->idem, i);
+  free(i->key);
+  free(i->body);
+  free(i);
+}
+
+size_t cmd_state_idem_expire(cmd_state_t *s, int64_t now_us) {
+  size_t n = 0;
+  idem_t *i, *tmp;
+  HASH_ITER(hh, s->idem, i, tmp) {
+    if (!i->pending && i->expires_us < now_us) {
+      HASH_DEL(s->idem, i);
+      free(i->key);
+      free(i->body);
+      free(i);
+      n++;
+    }
+  }
+  return n;
+}
+
+size_t cmd_state_n_idem(const cmd_state_t *s) { return HASH_CNT(hh, s->idem); }
+
 int cmd_verdict_status(cmd_verdict_t v) {
   switch (v) {
   case CMD_OK:
     return 201;
   case CMD_SAME_STORE:
+  case CMD_DUPLICATE_LINE:
     return 422;
+  case CMD_NOT_FOUND_ORDER:
+    return 404;
   case CMD_NOT_FOUND_STORE:
   case CMD_NOT_FOUND_PRODUCT:
     return 404;
@@ -621,6 +947,8 @@ const char *cmd_verdict_code(cmd_verdict_t v) {
   case CMD_VERSION_CONFLICT: return "version_conflict";
   case CMD_INVALID_STATE: return "invalid_state";
   case CMD_SAME_STORE: return "validation_failed";
+  case CMD_NOT_FOUND_ORDER: return "not_found";
+  case CMD_DUPLICATE_LINE: return "validation_failed";
   }
   return "internal";
 }

@@ -45,7 +45,9 @@ typedef enum cmd_verdict {
   CMD_STOCK_LIMIT,            /* 409 stock_limit_exceeded */
   CMD_VERSION_CONFLICT,       /* 412 version_conflict */
   CMD_INVALID_STATE,          /* 409 invalid_state (already closed, ...) */
-  CMD_SAME_STORE              /* 422 validation_failed */
+  CMD_SAME_STORE,             /* 422 validation_failed */
+  CMD_NOT_FOUND_ORDER,        /* 404 not_found */
+  CMD_DUPLICATE_LINE          /* 422 validation_failed */
 } cmd_verdict_t;
 
 typedef struct cmd_stock_row {
@@ -149,6 +151,73 @@ cmd_verdict_t cmd_decide_transfer(const cmd_state_t *s, const char *from_store,
                                   int64_t quantity, const char *reference,
                                   const char *transfer_id, sf_event_t *out,
                                   sf_event_t *in);
+
+/* ---- orders ---- */
+
+typedef enum cmd_order_status {
+  CMD_ORDER_PLACED = 0,
+  CMD_ORDER_FULFILLED,
+  CMD_ORDER_CANCELLED
+} cmd_order_status_t;
+
+const char *cmd_order_status_name(cmd_order_status_t st);
+
+/* Places an order reserving every line or none. lines_out must have room
+ * for n lines; it receives each line with its after-levels and is what the
+ * event points to (e->order.lines), so it must outlive the encoding. On
+ * CMD_INSUFFICIENT_STOCK, short[i] is set true for each short line (short
+ * has n entries). The order id is copied. */
+cmd_verdict_t cmd_decide_order_place(const cmd_state_t *s, const char *store_id,
+                                     const char *order_id,
+                                     const sf_order_line_t *lines, size_t n,
+                                     const char *reference,
+                                     sf_order_line_t *lines_out, bool *shorts,
+                                     sf_event_t *e);
+/* Fulfils (fulfil = true) or cancels a placed order; CMD_NOT_FOUND_ORDER,
+ * CMD_INVALID_STATE when it is not placed any more. lines_out needs room
+ * for CMD_MAX_LINES entries. */
+cmd_verdict_t cmd_decide_order_finish(const cmd_state_t *s,
+                                      const char *order_id, bool fulfil,
+                                      sf_order_line_t *lines_out,
+                                      sf_event_t *e);
+/* The order's store, status and version; false when unknown. */
+bool cmd_state_order(const cmd_state_t *s, const char *order_id,
+                     char store_id[SF_ID_LEN], cmd_order_status_t *status,
+                     int64_t *version);
+
+#define CMD_MAX_LINES SF_EVENT_MAX_LINES
+
+/* ---- idempotency keys ----
+ * A key remembers the first answer to a write (status and body) and the
+ * hash of its request, until it expires. A key whose first request is
+ * still in flight is pending. Keys of committed commands are rebuilt from
+ * the log (the key and request hash ride in the event); answers that wrote
+ * nothing (4xx) are remembered in memory only. */
+
+typedef struct cmd_idem_view {
+  const char *request_hash; /* hex */
+  bool pending;
+  int status;
+  const char *body; /* NULL while pending */
+} cmd_idem_view_t;
+
+bool cmd_state_idem_get(const cmd_state_t *s, const char *key,
+                        cmd_idem_view_t *out);
+/* Marks key pending for request_hash (both copied). SF_EEXISTS if the key
+ * is present. */
+int cmd_state_idem_begin(cmd_state_t *s, const char *key,
+                         const char *request_hash, int64_t expires_us);
+/* Records the answer of key (creating the entry when absent, e.g. during
+ * the rebuild); body copied. */
+int cmd_state_idem_finish(cmd_state_t *s, const char *key,
+                          const char *request_hash, int status,
+                          const char *body, int64_t expires_us);
+/* Forgets key if it is still pending (its command wrote nothing and may be
+ * retried); an answered key stays. */
+void cmd_state_idem_drop(cmd_state_t *s, const char *key);
+/* Forgets every key that expired before now_us; returns how many. */
+size_t cmd_state_idem_expire(cmd_state_t *s, int64_t now_us);
+size_t cmd_state_n_idem(const cmd_state_t *s);
 
 /* HTTP status and stable problem code for a verdict. */
 int cmd_verdict_status(cmd_verdict_t v);

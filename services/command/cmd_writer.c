@@ -349,14 +349,16 @@ static int rebuild(cmd_writer_t *w) {
     SF_INFO(w->log, "rebuild", "rebuilding state from %s and %s",
             w->opts.topic_catalog, w->opts.topic_stock);
     int rc = cmd_rebuild_run(w->opts.brokers, w->opts.topic_catalog,
-                             w->opts.topic_stock, &w->stop, w->log, &state,
-                             &st);
+                             w->opts.topic_stock, w->opts.idem_retention_us,
+                             &w->stop, w->log, &state, &st);
     if (rc == 0) {
       SF_INFO(w->log, "rebuild", "state rebuilt in %.3f s: %llu events "
-              "applied, %llu duplicates skipped, %llu undecodable skipped",
+              "applied, %llu duplicates skipped, %llu undecodable skipped, %llu "
+              "idempotency keys restored",
               st.seconds, (unsigned long long)st.events,
               (unsigned long long)st.duplicates,
-              (unsigned long long)st.skipped);
+              (unsigned long long)st.skipped,
+              (unsigned long long)st.idempotency_keys);
       outbox_t *o = outbox_new(OUT_STATE);
       o->state = state;
       o->seconds = st.seconds;

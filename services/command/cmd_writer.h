@@ -76,6 +76,7 @@ typedef struct cmd_writer_opts {
   size_t max_batch;        /* messages per transaction */
   int64_t linger_us;       /* extra wait for a fuller batch; 0: none */
   int txn_timeout_ms;      /* commit/abort bound */
+  int64_t idem_retention_us; /* idempotency keys restored by the rebuild */
 } cmd_writer_opts_t;
 
 /* Fires once per unit on the loop thread; takes ownership of unit. */

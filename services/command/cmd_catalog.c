@@ -1,0 +1,319 @@
+/* cmd_catalog: handlers of the catalog commands. See cmd_catalog.h. */
+#include "cmd_catalog.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "sf/json.h"
+#include "sf/uuid.h"
+
+#define MAX_TEXT 500
+#define MAX_NAME 200
+#define MAX_SKU 64
+
+static bool valid_sku(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p <= 0x20 || *p == 0x7f)
+      return false;
+  return true;
+}
+
+static void catalog_verdict(cmd_app_t *a, cmd_req_t *c, cmd_verdict_t v,
+                            const char *what, const char *id) {
+  char detail[200];
+  switch (v) {
+  case CMD_NOT_FOUND_PRODUCT:
+  case CMD_NOT_FOUND_STORE:
+    snprintf(detail, sizeof(detail), "no such %s: %s", what, id);
+    break;
+  case CMD_INVALID_STATE:
+    snprintf(detail, sizeof(detail), "%s %s is already %s", what, id,
+             strcmp(what, "store") == 0 ? "closed" : "discontinued");
+    break;
+  case CMD_PRODUCT_DISCONTINUED:
+    snprintf(detail, sizeof(detail), "product %s is discontinued", id);
+    break;
+  case CMD_STORE_CLOSED:
+    snprintf(detail, sizeof(detail), "store %s is closed", id);
+    break;
+  case CMD_DUPLICATE_SKU:
+    snprintf(detail, sizeof(detail), "a product with sku \"%s\" exists", id);
+    break;
+  default:
+    snprintf(detail, sizeof(detail), "%s %s: refused", what, id);
+  }
+  cmd_app_refuse(a, c, v, detail, NULL);
+}
+
+/* Commits one catalog event keyed by id. */
+static void commit_catalog(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
+                           const char *id) {
+  cmd_outgoing_t o = {e, true, id};
+  cmd_app_commit(a, c, &o, 1);
+}
+
+static const char *const product_keys[] = {"sku", "name", "category", "price",
+                                           "reorder_level", NULL};
+
+static void h_create_product(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  char err[256];
+  const char *sku = NULL, *name = NULL, *category = NULL, *price = NULL;
+  int64_t reorder = 0;
+  bool has_reorder = false;
+  if (sf_json_only_keys(obj, product_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "sku", true, MAX_SKU, &sku, err, sizeof(err)) ||
+      sf_json_get_string(obj, "name", true, MAX_NAME, &name, err, sizeof(err)) ||
+      sf_json_get_string(obj, "category", false, MAX_NAME, &category, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "price", true, 32, &price, err, sizeof(err)) ||
+      sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
+                      &has_reorder, err, sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  if (!valid_sku(sku)) {
+    cmd_app_invalid(a, c, "sku: must not contain spaces or control characters");
+    goto out;
+  }
+  if (sf_json_check_decimal(price) != 0) {
+    cmd_app_invalid(a, c, "price: must be a decimal string such as \"19.99\" "
+                          "(up to 4 fraction digits, not negative)");
+    goto out;
+  }
+  char id[SF_ID_LEN];
+  cmd_app_new_id(a, id);
+  sf_event_t e;
+  sf_event_init(&e);
+  cmd_app_envelope(a, c, &e, id, NULL);
+  cmd_verdict_t v = cmd_decide_product_create(cmd_app_state(a), id, sku, name,
+                                              category, price, reorder, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, c, v, "product", sku);
+    goto out;
+  }
+  commit_catalog(a, c, &e, id);
+out:
+  json_decref(obj);
+}
+
+static const char *const product_patch_keys[] = {"name", "category", "price",
+                                                 "reorder_level", NULL};
+
+static void h_update_product(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  char err[256];
+  const char *name = NULL, *category = NULL, *price = NULL;
+  int64_t reorder = 0;
+  bool has_reorder = false;
+  if (sf_json_only_keys(obj, product_patch_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "name", false, MAX_NAME, &name, err, sizeof(err)) ||
+      sf_json_get_string(obj, "category", false, MAX_NAME, &category, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "price", false, 32, &price, err, sizeof(err)) ||
+      sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
+                      &has_reorder, err, sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  if (name && !*name) {
+    cmd_app_invalid(a, c, "name: must not be empty");
+    goto out;
+  }
+  if (price && sf_json_check_decimal(price) != 0) {
+    cmd_app_invalid(a, c, "price: must be a decimal string such as \"19.99\"");
+    goto out;
+  }
+  if (!name && !category && !price && !has_reorder) {
+    cmd_app_invalid(a, c, "body: give at least one of name, category, price, "
+                          "reorder_level");
+    goto out;
+  }
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, c, CMD_NOT_FOUND_PRODUCT, "product", id);
+    goto out;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  cmd_app_new_id(a, eid);
+  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_verdict_t v = cmd_decide_product_update(cmd_app_state(a), id, name,
+                                              category, price, has_reorder,
+                                              reorder, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, c, v, "product", id);
+    goto out;
+  }
+  commit_catalog(a, c, &e, id);
+out:
+  json_decref(obj);
+}
+
+static void h_discontinue_product(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, c, CMD_NOT_FOUND_PRODUCT, "product", id);
+    return;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  cmd_app_new_id(a, eid);
+  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_verdict_t v = cmd_decide_product_discontinue(cmd_app_state(a), id, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, c, v, "product", id);
+    return;
+  }
+  commit_catalog(a, c, &e, id);
+}
+
+static const char *const store_keys[] = {"name", "location", "manager_id",
+                                         NULL};
+
+/* Reads name, location and manager_id; required says whether name and
+ * location must be there. Answers 422 itself and returns false. */
+static bool store_fields(cmd_app_t *a, cmd_req_t *c, json_t *obj,
+                         bool required, const char **name,
+                         const char **location, const char **manager) {
+  char err[256];
+  if (sf_json_only_keys(obj, store_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "name", required, MAX_NAME, name, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "location", required, MAX_TEXT, location, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "manager_id", false, SF_UUID_STR_LEN, manager,
+                         err, sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    return false;
+  }
+  if ((*name && !**name) || (*location && !**location)) {
+    cmd_app_invalid(a, c, "name, location: must not be empty");
+    return false;
+  }
+  if (*manager && !sf_uuid_valid(*manager)) {
+    cmd_app_invalid(a, c, "manager_id: must be a user id (UUID)");
+    return false;
+  }
+  return true;
+}
+
+static void h_create_store(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  const char *name = NULL, *location = NULL, *manager = NULL;
+  if (store_fields(a, c, obj, true, &name, &location, &manager)) {
+    char id[SF_ID_LEN];
+    cmd_app_new_id(a, id);
+    sf_event_t e;
+    sf_event_init(&e);
+    cmd_app_envelope(a, c, &e, id, NULL);
+    cmd_decide_store_open(cmd_app_state(a), id, name, location, manager, &e);
+    commit_catalog(a, c, &e, id);
+  }
+  json_decref(obj);
+}
+
+static void h_update_store(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  const char *name = NULL, *location = NULL, *manager = NULL;
+  if (!store_fields(a, c, obj, false, &name, &location, &manager))
+    goto out;
+  if (!name && !location && !manager) {
+    cmd_app_invalid(a, c, "body: give at least one of name, location, "
+                          "manager_id");
+    goto out;
+  }
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, c, CMD_NOT_FOUND_STORE, "store", id);
+    goto out;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  cmd_app_new_id(a, eid);
+  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_verdict_t v = cmd_decide_store_update(cmd_app_state(a), id, name,
+                                            location, manager, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, c, v, "store", id);
+    goto out;
+  }
+  commit_catalog(a, c, &e, id);
+out:
+  json_decref(obj);
+}
+
+static void h_close_store(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, c, CMD_NOT_FOUND_STORE, "store", id);
+    return;
+  }
+  sf_event_t e;
+  sf_event_init(&e);
+  char eid[SF_ID_LEN];
+  cmd_app_new_id(a, eid);
+  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_verdict_t v = cmd_decide_store_close(cmd_app_state(a), id, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, c, v, "store", id);
+    return;
+  }
+  commit_catalog(a, c, &e, id);
+}
+
+int cmd_catalog_routes(cmd_app_t *a, sf_http_server_t *http) {
+  struct {
+    const char *method, *path;
+    sf_http_handler_cb cb;
+  } routes[] = {
+      {"POST", "/v1/products", h_create_product},
+      {"PATCH", "/v1/products/{id}", h_update_product},
+      {"DELETE", "/v1/products/{id}", h_discontinue_product},
+      {"POST", "/v1/stores", h_create_store},
+      {"PATCH", "/v1/stores/{id}", h_update_store},
+      {"DELETE", "/v1/stores/{id}", h_close_store},
+  };
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    int rc = sf_http_route(http, routes[i].method, routes[i].path,
+                           routes[i].cb, a);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}

@@ -1,0 +1,414 @@
+/* cmd_stock: handlers of movements, transfers and orders. See cmd_stock.h. */
+#include "cmd_stock.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sf/json.h"
+#include "sf/uuid.h"
+
+#define MAX_TEXT 500
+
+/* Parses If-Match: "<version>" (quotes optional; W/ not accepted).
+ * Returns -1 when absent, -2 when malformed, else the version. */
+static int64_t parse_if_match(const char *h) {
+  if (!h)
+    return -1;
+  while (*h == ' ')
+    h++;
+  bool quoted = *h == '"';
+  if (quoted)
+    h++;
+  if (*h < '0' || *h > '9')
+    return -2;
+  int64_t v = 0;
+  while (*h >= '0' && *h <= '9') {
+    if (v > (INT64_MAX - 9) / 10)
+      return -2;
+    v = v * 10 + (*h - '0');
+    h++;
+  }
+  if (quoted) {
+    if (*h != '"')
+      return -2;
+    h++;
+  }
+  while (*h == ' ')
+    h++;
+  return *h ? -2 : v;
+}
+
+static const char *const movement_keys[] = {"product_id", "type", "quantity",
+                                            "reason", "reference", NULL};
+
+static void h_movement(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *store_id = sf_http_req_param(req, "store_id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  char err[256];
+  const char *product_id = NULL, *type = NULL, *reason = NULL,
+             *reference = NULL;
+  int64_t quantity = 0;
+  bool has_q = false;
+  sf_movement_t movement;
+  if (sf_json_only_keys(obj, movement_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "product_id", true, 64, &product_id, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "type", true, 32, &type, err, sizeof(err)) ||
+      sf_json_get_int(obj, "quantity", true, -CMD_MAX_QUANTITY,
+                      CMD_MAX_QUANTITY, &quantity, &has_q, err, sizeof(err)) ||
+      sf_json_get_string(obj, "reason", false, MAX_TEXT, &reason, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
+                         sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  if (sf_movement_parse(type, &movement) != 0) {
+    cmd_app_invalid(
+        a, c, "type: must be one of receipt, sale, return, adjustment, count");
+    goto out;
+  }
+  if (!sf_uuid_valid(product_id)) {
+    cmd_app_invalid(a, c, "product_id: must be a product id (UUID)");
+    goto out;
+  }
+  const char *rule = cmd_check_movement(movement, quantity, reason);
+  if (rule) {
+    cmd_app_invalid(a, c, rule);
+    goto out;
+  }
+  int64_t if_match = parse_if_match(sf_http_req_header(req, "If-Match"));
+  if (if_match == -2) {
+    cmd_app_invalid(a, c, "If-Match: must be a version in quotes, e.g. \"3\"");
+    goto out;
+  }
+  if (!sf_uuid_valid(store_id)) {
+    cmd_app_refuse(a, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
+    goto out;
+  }
+  const cmd_state_t *st = cmd_app_state(a);
+  char txn_id[SF_ID_LEN];
+  cmd_app_new_id(a, txn_id);
+  sf_event_t e;
+  sf_event_init(&e);
+  cmd_app_envelope(a, c, &e, txn_id, NULL);
+  cmd_movement_cmd_t mc = {store_id, product_id, movement, quantity,
+                           reason,   reference,  if_match};
+  cmd_verdict_t v = cmd_decide_movement(st, &mc, &e);
+  if (v != CMD_OK) {
+    char detail[256];
+    cmd_stock_row_t row;
+    cmd_state_stock(st, store_id, product_id, &row);
+    switch (v) {
+    case CMD_NOT_FOUND_STORE:
+      snprintf(detail, sizeof(detail), "no such store: %s", store_id);
+      break;
+    case CMD_NOT_FOUND_PRODUCT:
+      snprintf(detail, sizeof(detail), "no such product: %s", product_id);
+      break;
+    case CMD_INSUFFICIENT_STOCK:
+      snprintf(detail, sizeof(detail),
+               "%s of %" PRId64 " would take available stock below zero "
+               "(on_hand %" PRId64 ", reserved %" PRId64 ")",
+               type, quantity, row.on_hand, row.reserved);
+      break;
+    case CMD_COUNT_BELOW_RESERVED:
+      snprintf(detail, sizeof(detail),
+               "count of %" PRId64 " is below the %" PRId64 " units reserved",
+               quantity, row.reserved);
+      break;
+    case CMD_VERSION_CONFLICT: {
+      snprintf(detail, sizeof(detail),
+               "If-Match %" PRId64 " does not match the current version %" PRId64,
+               if_match, row.version);
+      char etag[32];
+      snprintf(etag, sizeof(etag), "\"%" PRId64 "\"", row.version);
+      sf_http_add_header(req, "ETag", etag);
+      break;
+    }
+    case CMD_STORE_CLOSED:
+      snprintf(detail, sizeof(detail), "store %s is closed", store_id);
+      break;
+    case CMD_PRODUCT_DISCONTINUED:
+      snprintf(detail, sizeof(detail),
+               "product %s is discontinued and takes no receipts", product_id);
+      break;
+    default:
+      snprintf(detail, sizeof(detail), "on hand would exceed the limit");
+    }
+    cmd_app_refuse(a, c, v, detail, NULL);
+    goto out;
+  }
+  cmd_outgoing_t o = {&e, false, e.store_id};
+  cmd_app_commit(a, c, &o, 1);
+out:
+  json_decref(obj);
+}
+
+static const char *const transfer_keys[] = {"from_store_id", "to_store_id",
+                                            "product_id", "quantity",
+                                            "reference", NULL};
+
+static void h_transfer(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  char err[256];
+  const char *from = NULL, *to = NULL, *product = NULL, *reference = NULL;
+  int64_t quantity = 0;
+  bool has_q = false;
+  if (sf_json_only_keys(obj, transfer_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "from_store_id", true, 64, &from, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "to_store_id", true, 64, &to, err, sizeof(err)) ||
+      sf_json_get_string(obj, "product_id", true, 64, &product, err,
+                         sizeof(err)) ||
+      sf_json_get_int(obj, "quantity", true, 1, CMD_MAX_QUANTITY, &quantity,
+                      &has_q, err, sizeof(err)) ||
+      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
+                         sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  if (!sf_uuid_valid(from) || !sf_uuid_valid(to) || !sf_uuid_valid(product)) {
+    cmd_app_invalid(a, c,
+                    "from_store_id, to_store_id, product_id: must be UUIDs");
+    goto out;
+  }
+  const cmd_state_t *st = cmd_app_state(a);
+  char transfer_id[SF_ID_LEN], out_id[SF_ID_LEN], in_id[SF_ID_LEN];
+  cmd_app_new_id(a, transfer_id);
+  cmd_app_new_id(a, out_id);
+  cmd_app_new_id(a, in_id);
+  sf_event_t eo, ei;
+  sf_event_init(&eo);
+  sf_event_init(&ei);
+  cmd_app_envelope(a, c, &eo, out_id, NULL);
+  /* one command: both legs share the command id and the time */
+  cmd_app_envelope(a, c, &ei, in_id, eo.command_id);
+  ei.occurred_at_us = eo.occurred_at_us;
+  cmd_verdict_t v = cmd_decide_transfer(st, from, to, product, quantity,
+                                        reference, transfer_id, &eo, &ei);
+  if (v != CMD_OK) {
+    char detail[256];
+    cmd_stock_row_t row;
+    cmd_state_stock(st, from, product, &row);
+    switch (v) {
+    case CMD_NOT_FOUND_STORE:
+      snprintf(detail, sizeof(detail), "no such store");
+      break;
+    case CMD_NOT_FOUND_PRODUCT:
+      snprintf(detail, sizeof(detail), "no such product: %s", product);
+      break;
+    case CMD_SAME_STORE:
+      snprintf(detail, sizeof(detail),
+               "from_store_id and to_store_id must differ");
+      break;
+    case CMD_STORE_CLOSED:
+      snprintf(detail, sizeof(detail), "a closed store takes no transfers");
+      break;
+    case CMD_INSUFFICIENT_STOCK:
+      snprintf(detail, sizeof(detail),
+               "transfer of %" PRId64 " would take available stock of the "
+               "source below zero (on_hand %" PRId64 ", reserved %" PRId64 ")",
+               quantity, row.on_hand, row.reserved);
+      break;
+    default:
+      snprintf(detail, sizeof(detail), "on hand would exceed the limit");
+    }
+    cmd_app_refuse(a, c, v, detail, NULL);
+    goto out;
+  }
+  cmd_outgoing_t legs[2] = {{&eo, false, from}, {&ei, false, to}};
+  cmd_app_commit(a, c, legs, 2);
+out:
+  json_decref(obj);
+}
+
+static const char *const order_keys[] = {"lines", "reference", NULL};
+static const char *const line_keys[] = {"product_id", "quantity", NULL};
+
+static void h_place_order(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *store_id = sf_http_req_param(req, "store_id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  sf_order_line_t *in = NULL, *out_lines = NULL;
+  bool *shorts = NULL;
+  char err[256];
+  const char *reference = NULL;
+  if (sf_json_only_keys(obj, order_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
+                         sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  json_t *lines = json_object_get(obj, "lines");
+  size_t n = json_is_array(lines) ? json_array_size(lines) : 0;
+  if (n < 1 || n > CMD_MAX_LINES) {
+    cmd_app_invalid(a, c, "lines: must be an array of 1 to 1000 lines");
+    goto out;
+  }
+  in = calloc(n, sizeof(*in));
+  out_lines = calloc(n, sizeof(*out_lines));
+  shorts = calloc(n, sizeof(*shorts));
+  if (!in || !out_lines || !shorts) {
+    cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *l = json_array_get(lines, i);
+    const char *pid = NULL;
+    int64_t q = 0;
+    bool has_q = false;
+    char lerr[200];
+    if (!json_is_object(l) ||
+        sf_json_only_keys(l, line_keys, lerr, sizeof(lerr)) ||
+        sf_json_get_string(l, "product_id", true, 64, &pid, lerr,
+                           sizeof(lerr)) ||
+        sf_json_get_int(l, "quantity", true, 1, CMD_MAX_QUANTITY, &q, &has_q,
+                        lerr, sizeof(lerr)) ||
+        !sf_uuid_valid(pid)) {
+      snprintf(err, sizeof(err), "lines[%zu]: %s", i,
+               json_is_object(l) ? (pid && !sf_uuid_valid(pid)
+                                        ? "product_id: must be a UUID"
+                                        : lerr)
+                                 : "must be an object {product_id, quantity}");
+      cmd_app_invalid(a, c, err);
+      goto out;
+    }
+    snprintf(in[i].product_id, sizeof(in[i].product_id), "%s", pid);
+    in[i].quantity = q;
+  }
+  if (!sf_uuid_valid(store_id)) {
+    cmd_app_refuse(a, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
+    goto out;
+  }
+  char order_id[SF_ID_LEN];
+  cmd_app_new_id(a, order_id);
+  sf_event_t e;
+  sf_event_init(&e);
+  cmd_app_envelope(a, c, &e, order_id, NULL);
+  const cmd_state_t *st = cmd_app_state(a);
+  cmd_verdict_t v = cmd_decide_order_place(st, store_id, order_id, in, n,
+                                           reference, out_lines, shorts, &e);
+  if (v == CMD_INSUFFICIENT_STOCK) {
+    json_t *short_lines = json_array();
+    for (size_t i = 0; i < n; i++) {
+      if (!shorts[i])
+        continue;
+      cmd_stock_row_t row;
+      cmd_state_stock(st, store_id, in[i].product_id, &row);
+      json_array_append_new(
+          short_lines,
+          json_pack("{s:s, s:I, s:I}", "product_id", in[i].product_id,
+                    "requested", (json_int_t)in[i].quantity, "available",
+                    (json_int_t)(row.on_hand - row.reserved)));
+    }
+    cmd_app_refuse(a, c, v,
+                   "some lines are short of available stock; nothing was "
+                   "reserved",
+                   json_pack("{s:o}", "lines", short_lines));
+    goto out;
+  }
+  if (v != CMD_OK) {
+    const char *detail = v == CMD_NOT_FOUND_STORE     ? "no such store"
+                         : v == CMD_NOT_FOUND_PRODUCT ? "a line names an unknown product"
+                         : v == CMD_DUPLICATE_LINE
+                             ? "lines: a product appears twice"
+                         : v == CMD_STORE_CLOSED ? "the store is closed"
+                                                 : "refused";
+    cmd_app_refuse(a, c, v, detail, NULL);
+    goto out;
+  }
+  cmd_outgoing_t o = {&e, false, store_id};
+  cmd_app_commit(a, c, &o, 1);
+out:
+  free(in);
+  free(out_lines);
+  free(shorts);
+  json_decref(obj);
+}
+
+static void finish_order(sf_http_req_t *req, cmd_app_t *a, bool fulfil) {
+  const char *order_id = sf_http_req_param(req, "id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  if (!sf_uuid_valid(order_id)) {
+    cmd_app_refuse(a, c, CMD_NOT_FOUND_ORDER, "no such order", NULL);
+    return;
+  }
+  sf_order_line_t *lines = calloc(CMD_MAX_LINES, sizeof(*lines));
+  if (!lines) {
+    cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  char eid[SF_ID_LEN];
+  cmd_app_new_id(a, eid);
+  sf_event_t e;
+  sf_event_init(&e);
+  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_verdict_t v =
+      cmd_decide_order_finish(cmd_app_state(a), order_id, fulfil, lines, &e);
+  if (v != CMD_OK) {
+    char detail[160];
+    char store[SF_ID_LEN];
+    cmd_order_status_t status;
+    int64_t version;
+    if (v == CMD_INVALID_STATE &&
+        cmd_state_order(cmd_app_state(a), order_id, store, &status, &version))
+      snprintf(detail, sizeof(detail), "order %s is already %s", order_id,
+               cmd_order_status_name(status));
+    else
+      snprintf(detail, sizeof(detail), "no such order: %s", order_id);
+    cmd_app_refuse(a, c, v, detail, NULL);
+  } else {
+    cmd_outgoing_t o = {&e, false, e.store_id};
+    cmd_app_commit(a, c, &o, 1);
+  }
+  free(lines);
+}
+
+static void h_fulfil(sf_http_req_t *req, void *ud) {
+  finish_order(req, ud, true);
+}
+static void h_cancel(sf_http_req_t *req, void *ud) {
+  finish_order(req, ud, false);
+}
+
+int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http) {
+  struct {
+    const char *method, *path;
+    sf_http_handler_cb cb;
+  } routes[] = {
+      {"POST", "/v1/stores/{store_id}/transactions", h_movement},
+      {"POST", "/v1/transfers", h_transfer},
+      {"POST", "/v1/stores/{store_id}/orders", h_place_order},
+      {"POST", "/v1/orders/{id}/fulfil", h_fulfil},
+      {"POST", "/v1/orders/{id}/cancel", h_cancel},
+  };
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    int rc = sf_http_route(http, routes[i].method, routes[i].path,
+                           routes[i].cb, a);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
