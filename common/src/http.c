@@ -74,6 +74,8 @@ struct sf_http_req {
   char id[72];
   bool keep_alive, http10, head, canceled, streaming;
   sf_http_close_cb close_cb;
+  sf_http_data_cb data_cb; /* set by sf_http_upgrade: peer bytes go here */
+  void *data_ud;
   void *close_ud;
   void *data;
   resp_header_t *rh_head, **rh_tail;
@@ -167,6 +169,7 @@ void sf_http_limits_default(sf_http_limits_t *l) {
 const char *sf_http_status_text(int status) {
   switch (status) {
   case 100: return "Continue";
+  case 101: return "Switching Protocols";
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
@@ -435,17 +438,49 @@ static void conn_close_after_flush(conn_t *c) {
 typedef struct wreq {
   uv_write_t req;
   conn_t *c;
+  sf_http_done_cb done; /* shared writes: fires once the bytes are gone */
+  void *done_ud;
   char data[];
 } wreq_t;
 
+/* Write callbacks also run (with UV_ECANCELED) while the TCP handle closes,
+ * before its close callback, so c is still allocated here. */
 static void write_cb(uv_write_t *req, int status) {
   wreq_t *w = (wreq_t *)req;
   conn_t *c = w->c;
+  sf_http_done_cb done = w->done;
+  void *done_ud = w->done_ud;
   free(w);
-  if (c->closing || status >= 0)
-    return;
-  SF_DEBUG(c->srv->log, MODULE, "write failed: %s", uv_strerror(status));
-  conn_close(c);
+  if (!c->closing && status < 0) {
+    SF_DEBUG(c->srv->log, MODULE, "write failed: %s", uv_strerror(status));
+    conn_close(c);
+  }
+  if (done)
+    done(done_ud);
+}
+
+/* Queues len bytes of data (borrowed until done fires) on the connection.
+ * On failure the connection is closed, done does not fire and SF_ENOMEM /
+ * SF_EIO is returned. */
+static int conn_write_shared(conn_t *c, const char *data, size_t len,
+                             sf_http_done_cb done, void *ud) {
+  wreq_t *w = malloc(sizeof(*w));
+  if (!w) {
+    conn_close(c);
+    return SF_ENOMEM;
+  }
+  w->c = c;
+  w->done = done;
+  w->done_ud = ud;
+  uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
+  if (rc < 0) {
+    free(w);
+    SF_DEBUG(c->srv->log, MODULE, "write failed: %s", uv_strerror(rc));
+    conn_close(c);
+    return SF_EIO;
+  }
+  return 0;
 }
 
 /* Queues a then b (copied) on the connection. On failure the connection is
@@ -458,6 +493,8 @@ static int conn_write(conn_t *c, const char *a, size_t alen, const char *b,
     return SF_ENOMEM;
   }
   w->c = c;
+  w->done = NULL;
+  w->done_ud = NULL;
   memcpy(w->data, a, alen);
   if (blen)
     memcpy(w->data + alen, b, blen);
@@ -481,7 +518,7 @@ static double elapsed_s(const sf_http_req_t *r) {
 /* Builds status line and headers. Returns 0 or SF_ENOMEM. */
 static int build_head(sf_http_req_t *r, gbuf_t *g, int status,
                       const char *ctype, bool has_length, size_t len,
-                      bool keep) {
+                      bool keep, const char *upgrade) {
   char line[256];
   int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
                    sf_http_status_text(status));
@@ -503,7 +540,11 @@ static int build_head(sf_http_req_t *r, gbuf_t *g, int status,
   }
   for (resp_header_t *h = r->rh_head; rc == 0 && h; h = h->next)
     rc = gbuf_append(g, h->text, strlen(h->text));
-  if (rc == 0 && !keep)
+  if (rc == 0 && upgrade) {
+    n = snprintf(line, sizeof(line), "Upgrade: %s\r\nConnection: Upgrade\r\n",
+                 upgrade);
+    rc = gbuf_append(g, line, (size_t)n);
+  } else if (rc == 0 && !keep)
     rc = gbuf_append(g, "Connection: close\r\n", 19);
   else if (rc == 0 && r->http10)
     rc = gbuf_append(g, "Connection: keep-alive\r\n", 24);
@@ -529,7 +570,7 @@ void sf_http_respond(sf_http_req_t *r, int status, const char *content_type,
   bool keep = r->keep_alive && !r->srv->closing;
   gbuf_t g = {0};
   if (build_head(r, &g, status, no_body ? NULL : content_type, !no_body,
-                 no_body ? 0 : len, keep) != 0) {
+                 no_body ? 0 : len, keep, NULL) != 0) {
     gbuf_free(&g);
     conn_close(c);
     req_release(r);
@@ -641,7 +682,7 @@ int sf_http_stream_start(sf_http_req_t *r, int status,
   if (r->streaming)
     return SF_ESTATE;
   gbuf_t g = {0};
-  int rc = build_head(r, &g, status, content_type, false, 0, false);
+  int rc = build_head(r, &g, status, content_type, false, 0, false, NULL);
   if (rc == 0)
     rc = conn_write(c, g.p, g.len, NULL, 0);
   gbuf_free(&g);
@@ -665,10 +706,73 @@ int sf_http_stream_write(sf_http_req_t *r, const char *data, size_t len) {
   return rc == 0 ? 0 : SF_ECANCELED;
 }
 
+int sf_http_stream_write_shared(sf_http_req_t *r, const char *data,
+                                size_t len, sf_http_done_cb done, void *ud) {
+  conn_t *c = r->conn;
+  if (!data || len == 0 || len > UINT32_MAX || !done)
+    return SF_EINVAL;
+  if (r->canceled || c->closing)
+    return SF_ECANCELED;
+  if (!r->streaming)
+    return SF_ESTATE;
+  int rc = conn_write_shared(c, data, len, done, ud);
+  return rc == 0 ? 0 : SF_ECANCELED;
+}
+
 size_t sf_http_stream_pending(const sf_http_req_t *r) {
   if (r->canceled || r->conn->closing)
     return 0;
   return uv_stream_get_write_queue_size((const uv_stream_t *)&r->conn->tcp);
+}
+
+/* Hands bytes buffered before the upgrade (c->in) to the data callback, one
+ * loop iteration after sf_http_upgrade returned. */
+static void upgrade_flush_cb(uv_timer_t *t) {
+  conn_t *c = t->data;
+  sf_http_req_t *r = c->active;
+  if (c->closing || c->close_after_flush || !r || !r->data_cb ||
+      c->in_len == 0)
+    return;
+  size_t n = c->in_len;
+  c->in_len = 0; /* before the callback: it may read more into c->in */
+  r->data_cb(r, c->in, n, r->data_ud); /* may end r */
+}
+
+static bool token_ok(const char *s) {
+  if (!*s)
+    return false;
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch <= ' ' || ch >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", ch))
+      return false;
+  }
+  return true;
+}
+
+int sf_http_upgrade(sf_http_req_t *r, const char *protocol,
+                    sf_http_data_cb on_data, void *ud) {
+  conn_t *c = r->conn;
+  if (!protocol || !token_ok(protocol) || !on_data)
+    return SF_EINVAL;
+  if (r->canceled || c->closing)
+    return SF_ECANCELED;
+  if (r->streaming)
+    return SF_ESTATE;
+  gbuf_t g = {0};
+  int rc = build_head(r, &g, 101, NULL, false, 0, false, protocol);
+  if (rc == 0)
+    rc = conn_write(c, g.p, g.len, NULL, 0);
+  gbuf_free(&g);
+  if (rc != 0)
+    return c->closing ? SF_ECANCELED : rc;
+  r->streaming = true;
+  r->data_cb = on_data;
+  r->data_ud = ud;
+  sf__http_stats_record(r->stats, r->method, 101, elapsed_s(r));
+  if (c->in_len > 0)
+    uv_timer_start(&c->timer, upgrade_flush_cb, 0, 0);
+  conn_arm(c); /* reading may have stopped at PIPELINE_CAP */
+  return 0;
 }
 
 void sf_http_stream_end(sf_http_req_t *r) {
@@ -972,7 +1076,16 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       conn_close(c);
     return;
   }
-  if (c->close_after_flush || (c->active && c->active->streaming))
+  sf_http_req_t *r = c->active;
+  if (!c->close_after_flush && r && r->data_cb) {
+    /* Upgraded: bytes go to the protocol handler, after any bytes still
+     * buffered from before the upgrade (so order is kept). */
+    size_t n = c->in_len + (size_t)nread;
+    c->in_len = 0;
+    r->data_cb(r, c->in, n, r->data_ud); /* may end r */
+    return;
+  }
+  if (c->close_after_flush || (r && r->streaming))
     return; /* nothing more is parsed on this connection; discard */
   c->in_len += (size_t)nread;
   conn_process(c);

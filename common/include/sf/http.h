@@ -36,7 +36,8 @@
  *   reset. "Expect: 100-continue" is answered with 100 when the declared
  *   body fits max_body.
  * - Requests with Upgrade (or CONNECT) reach their handler; the connection
- *   closes after the answer. */
+ *   closes after the answer, unless the handler switches protocols with
+ *   sf_http_upgrade. */
 #ifndef SF_HTTP_H
 #define SF_HTTP_H
 
@@ -168,6 +169,40 @@ int sf_http_stream_write(sf_http_req_t *r, const char *data, size_t len);
 size_t sf_http_stream_pending(const sf_http_req_t *r);
 /* Ends the stream, closes the connection once flushed, frees the request. */
 void sf_http_stream_end(sf_http_req_t *r);
+
+/* Queues len bytes without copying them: data must stay valid and
+ * unchanged until done(ud) fires. done fires exactly once, on the loop and
+ * never inside this call, when the bytes were written or dropped (the
+ * connection closed); on an error return it does not fire. This lets one
+ * buffer (a change event) be written to many streams and freed after its
+ * last write. Returns 0, SF_EINVAL (NULL data or done, len 0),
+ * SF_ECANCELED if the peer is gone, SF_ESTATE before sf_http_stream_start
+ * or sf_http_upgrade. */
+int sf_http_stream_write_shared(sf_http_req_t *r, const char *data,
+                                size_t len, sf_http_done_cb done, void *ud);
+
+/* ---- protocol upgrades (WebSocket) ---- */
+
+/* Bytes the peer sent on an upgraded connection, borrowed for the call.
+ * The callback may write and may end the stream (sf_http_stream_end); after
+ * ending it it must not touch r. */
+typedef void (*sf_http_data_cb)(sf_http_req_t *r, const char *data,
+                                size_t len, void *ud);
+
+/* Answers 101 Switching Protocols with "Upgrade: <protocol>",
+ * "Connection: Upgrade" and the headers added with sf_http_add_header, then
+ * turns the connection into a raw byte stream both ways:
+ * sf_http_stream_write, sf_http_stream_write_shared, sf_http_stream_pending
+ * and sf_http_stream_end work as on a stream, and every byte the peer sends
+ * from now on goes to on_data, in order (bytes that arrived after the
+ * request and before this call are delivered one loop iteration later, never
+ * inside this call). The handler validates the handshake itself (Upgrade
+ * and protocol headers). EOF or an error from the peer cancels the request
+ * as for a stream (the on_close callback fires; the handler still ends it).
+ * Returns 0, SF_EINVAL (protocol not a token, on_data NULL), SF_ECANCELED
+ * (peer gone), SF_ESTATE (already streaming). */
+int sf_http_upgrade(sf_http_req_t *r, const char *protocol,
+                    sf_http_data_cb on_data, void *ud);
 
 /* Reason phrase for a status code ("Not Found"), never NULL. */
 const char *sf_http_status_text(int status);

@@ -46,6 +46,9 @@ struct fixture {
   int answered_canceled;  /* deferred answers given after a cancel */
   int stream_write_rc;    /* stream_write after the peer left */
   bool answer_in_on_close;
+  int shared_done;        /* sf_http_stream_write_shared done callbacks */
+  int ws_closes;          /* on_close of upgraded requests */
+  char *big;              /* a large shared buffer (owned by the test) */
   /* Client side records, read after the thread is joined. */
   char rec[NREC][RECSZ];
   long ms[NREC];
@@ -235,6 +238,73 @@ static void h_stream(sf_http_req_t *r, void *ud) {
   sf_http_req_on_close(r, stream_close_cb, f);
 }
 
+/* /upgrade: switches to the "echo" protocol; every byte is echoed back,
+ * and the text "bye" ends the stream. */
+static void echo_data_cb(sf_http_req_t *r, const char *data, size_t len,
+                         void *ud) {
+  (void)ud;
+  assert_int_equal(sf_http_stream_write(r, data, len), 0);
+  if (len >= 3 && memcmp(data + len - 3, "bye", 3) == 0)
+    sf_http_stream_end(r);
+}
+
+static void upgrade_close_cb(sf_http_req_t *r, void *ud) {
+  fixture_t *f = ud;
+  f->ws_closes++;
+  sf_http_stream_end(r);
+}
+
+static void h_upgrade(sf_http_req_t *r, void *ud) {
+  fixture_t *f = ud;
+  assert_int_equal(sf_http_upgrade(r, "bad proto", echo_data_cb, f),
+                   SF_EINVAL);
+  assert_int_equal(sf_http_upgrade(r, "echo", NULL, f), SF_EINVAL);
+  assert_int_equal(sf_http_add_header(r, "X-Proto", "echo/1"), 0);
+  assert_int_equal(sf_http_upgrade(r, "echo", echo_data_cb, f), 0);
+  assert_int_equal(sf_http_upgrade(r, "echo", echo_data_cb, f), SF_ESTATE);
+  sf_http_req_on_close(r, upgrade_close_cb, f);
+}
+
+static void shared_done_cb(void *ud) {
+  fixture_t *f = ud;
+  f->shared_done++;
+}
+
+/* /shared: two shared writes of one static buffer, then the end; with
+ * ?big=1, one 8 MiB shared write to a peer that never reads. */
+static void shared_close_cb(sf_http_req_t *r, void *ud) {
+  fixture_t *f = ud;
+  f->closes++;
+  sf_http_stream_end(r);
+}
+
+static void h_shared(sf_http_req_t *r, void *ud) {
+  fixture_t *f = ud;
+  static const char ev[] = "id: 1\nevent: change\ndata: {}\n\n";
+  assert_int_equal(
+      sf_http_stream_write_shared(r, ev, sizeof(ev) - 1, shared_done_cb, f),
+      SF_ESTATE);
+  assert_int_equal(sf_http_stream_start(r, 200, "text/event-stream"), 0);
+  assert_int_equal(sf_http_stream_write_shared(r, ev, 0, shared_done_cb, f),
+                   SF_EINVAL);
+  int before = f->shared_done;
+  if (sf_http_req_query(r, "big")) {
+    assert_int_equal(sf_http_stream_write_shared(r, f->big, 8u << 20,
+                                                 shared_done_cb, f),
+                     0);
+    assert_true(sf_http_stream_pending(r) > 0);
+    assert_int_equal(f->shared_done, before); /* never inside the call */
+    sf_http_req_on_close(r, shared_close_cb, f);
+    return;
+  }
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(sf_http_stream_write_shared(r, ev, sizeof(ev) - 1,
+                                                 shared_done_cb, f),
+                     0);
+  assert_int_equal(f->shared_done, before);
+  sf_http_stream_end(r);
+}
+
 static void h_problem(sf_http_req_t *r, void *ud) {
   (void)ud;
   sf_http_respond_problem(r, 422, "validation_failed", "quantity must be > 0",
@@ -287,6 +357,8 @@ static void run(fixture_t *f, const sf_http_limits_t *limits, client_fn fn) {
   assert_int_equal(sf_http_route(s, "GET", "/hang", h_deferred, f), 0);
   assert_int_equal(sf_http_route(s, "GET", "/stream", h_stream, f), 0);
   assert_int_equal(sf_http_route(s, "GET", "/problem", h_problem, f), 0);
+  assert_int_equal(sf_http_route(s, "GET", "/upgrade", h_upgrade, f), 0);
+  assert_int_equal(sf_http_route(s, "GET", "/shared", h_shared, f), 0);
   assert_int_equal(sf_http_route(s, "GET", "/metrics", h_metrics, f), 0);
   assert_int_equal(sf_http_listen(s, "127.0.0.1", 0), 0);
   f->port = sf_http_bound_port(s);
@@ -696,6 +768,94 @@ static void test_stream(void **state) {
   assert_int_equal(f->stream_write_rc, SF_ECANCELED);
 }
 
+/* Reads until needle is in c->buf (NUL-terminated) or 3 s pass. */
+static bool cli_wait_for(cli_t *c, const char *needle) {
+  for (;;) {
+    c->buf[c->len] = '\0';
+    if (find_bytes(c->buf, c->len, needle))
+      return true;
+    ssize_t k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+    if (k <= 0)
+      return false;
+    c->len += (size_t)k;
+  }
+}
+
+static void c_upgrade(fixture_t *f) {
+  cli_t c;
+  if (cli_connect(&c, f->port) != 0)
+    return;
+  /* Bytes right behind the request must reach the protocol, in order. */
+  cli_send(&c, "GET /upgrade HTTP/1.1\r\nUpgrade: echo\r\n"
+               "Connection: Upgrade\r\n\r\nearly;");
+  f->flag[0] = cli_wait_for(&c, "\r\n\r\nearly;");
+  memcpy(f->rec[0], c.buf, c.len < RECSZ - 1 ? c.len : RECSZ - 1);
+  cli_send(&c, "second;");
+  f->flag[1] = cli_wait_for(&c, "early;second;");
+  cli_send(&c, "bye");
+  f->flag[2] = cli_wait_for(&c, "early;second;bye");
+  f->flag[3] = cli_closed(&c);
+  cli_end(&c);
+  /* A peer that goes away: on_close fires once. */
+  if (cli_connect(&c, f->port) != 0)
+    return;
+  cli_send(&c, "GET /upgrade HTTP/1.1\r\nUpgrade: echo\r\n"
+               "Connection: Upgrade\r\n\r\n");
+  f->flag[4] = cli_wait_for(&c, "\r\n\r\n");
+  cli_end(&c);
+  sleep_ms(100);
+}
+
+static void test_upgrade(void **state) {
+  fixture_t *f = *state;
+  run(f, NULL, c_upgrade);
+  const char *r = f->rec[0];
+  assert_true(f->flag[0]);
+  assert_true(has(r, "HTTP/1.1 101 Switching Protocols\r\n"));
+  assert_true(has(r, "Upgrade: echo\r\nConnection: Upgrade\r\n"));
+  assert_true(has(r, "X-Proto: echo/1\r\n"));
+  assert_false(has(r, "Connection: close"));
+  assert_false(has(r, "Content-Length"));
+  assert_true(f->flag[1]);
+  assert_true(f->flag[2]);
+  assert_true(f->flag[3]); /* "bye" ended the stream: EOF */
+  assert_true(f->flag[4]);
+  assert_int_equal(f->ws_closes, 1);
+}
+
+static void c_shared(fixture_t *f) {
+  cli_t c;
+  if (cli_connect(&c, f->port) != 0)
+    return;
+  cli_send(&c, "GET /shared HTTP/1.1\r\n\r\n");
+  cli_response(&c, f->rec[0], RECSZ); /* up to EOF */
+  cli_end(&c);
+  /* 8 MiB to a peer that reads nothing, then leaves: the write is
+   * dropped and its done callback still fires once. */
+  if (cli_connect(&c, f->port) != 0)
+    return;
+  int small = 4096;
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  cli_send(&c, "GET /shared?big=1 HTTP/1.1\r\n\r\n");
+  sleep_ms(200);
+  cli_end(&c);
+  sleep_ms(200);
+}
+
+static void test_shared_writes(void **state) {
+  fixture_t *f = *state;
+  f->big = malloc(8u << 20);
+  assert_non_null(f->big);
+  memset(f->big, 'x', 8u << 20);
+  run(f, NULL, c_shared);
+  free(f->big);
+  assert_true(has(f->rec[0], "HTTP/1.1 200 OK\r\n"));
+  assert_true(has(f->rec[0], "\r\n\r\nid: 1\nevent: change\ndata: {}\n\n"
+                             "id: 1\nevent: change\ndata: {}\n\n"));
+  assert_int_equal(f->shared_done, 3);
+  assert_int_equal(f->closes, 1);
+}
+
 static void c_server_close(fixture_t *f) {
   cli_t a, b;
   if (cli_connect(&a, f->port) != 0)
@@ -846,6 +1006,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_upgrade, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_writes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_close_with_connections,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
