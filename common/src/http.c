@@ -300,6 +300,19 @@ bool sf_http_req_is_json(const sf_http_req_t *r) {
 }
 
 bool sf_http_req_canceled(const sf_http_req_t *r) { return r->canceled; }
+
+int sf_http_req_peer(const sf_http_req_t *r, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (cap)
+    out[0] = '\0';
+  if (uv_tcp_getpeername(&r->conn->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return SF_EIO;
+  int rc = ss.ss_family == AF_INET6
+               ? uv_ip6_name((const struct sockaddr_in6 *)&ss, out, cap)
+               : uv_ip4_name((const struct sockaddr_in *)&ss, out, cap);
+  return rc == 0 ? 0 : SF_EIO;
+}
 void sf_http_req_set_data(sf_http_req_t *r, void *data) { r->data = data; }
 void *sf_http_req_data(const sf_http_req_t *r) { return r->data; }
 

@@ -126,6 +126,10 @@ const char *sf_http_req_id(const sf_http_req_t *r);
 bool sf_http_req_is_json(const sf_http_req_t *r);
 /* True once the peer went away; answers are then dropped. */
 bool sf_http_req_canceled(const sf_http_req_t *r);
+/* The peer's IP address as text ("127.0.0.1", "::1") into out (cap bytes;
+ * 46 is enough), for per-client limits such as the login limiter. Returns
+ * 0, or SF_EIO when the socket has no peer any more (out is then ""). */
+int sf_http_req_peer(const sf_http_req_t *r, char *out, size_t cap);
 /* Memory freed with the request; NULL on out of memory. */
 void *sf_http_req_alloc(sf_http_req_t *r, size_t size);
 /* Per-request user pointer for the handler's own state. */
