@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cmd_batch.h"
 #include "cmd_catalog.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
@@ -46,12 +47,30 @@ struct cmd_req {
   char hash[2 * crypto_hash_sha256_BYTES + 1];
 };
 
+/* One message of a batch: where its answer goes. */
+typedef struct batch_item {
+  size_t index;
+  json_t *body;   /* without position */
+  char *key;      /* the item's idempotency key, or NULL */
+  char hash[2 * crypto_hash_sha256_BYTES + 1];
+} batch_item_t;
+
+struct cmd_batch {
+  cmd_req_t *c;
+  json_t *results;
+  cmd_unit_t *unit;
+  cmd_msg_t **tail;
+  batch_item_t *items; /* one per message, in message order */
+  size_t n_items, cap_items;
+};
+
 /* What a queued command needs when its transaction ends. */
 typedef struct pending {
   cmd_app_t *app;
   cmd_req_t *c;
   json_t *body; /* the answer, without position yet */
   int status;   /* of the answer on success */
+  cmd_batch_t *batch; /* set for a batch: then body is unused */
 } pending_t;
 
 static int64_t now_us(void) {
@@ -65,6 +84,7 @@ static int64_t idem_retention_us(const cmd_app_t *a) {
 }
 
 sf_http_req_t *cmd_req_http(cmd_req_t *c) { return c->req; }
+const char *cmd_req_idem_key(const cmd_req_t *c) { return c->idem_key; }
 const cmd_state_t *cmd_app_state(const cmd_app_t *a) { return a->state; }
 void cmd_app_new_id(cmd_app_t *a, char out[SF_ID_LEN]) {
   sf_uuid_v7_str(&a->ids, out);
@@ -331,11 +351,147 @@ fail:
                           "the command could not be encoded or applied", NULL);
 }
 
+static void batch_free(cmd_batch_t *b) {
+  if (!b)
+    return;
+  for (size_t i = 0; i < b->n_items; i++) {
+    json_decref(b->items[i].body);
+    free(b->items[i].key);
+  }
+  free(b->items);
+  json_decref(b->results);
+  cmd_unit_free(b->unit);
+  free(b);
+}
+
+void cmd_app_batch_discard(cmd_batch_t *b) { batch_free(b); }
+
+cmd_batch_t *cmd_app_batch_new(cmd_app_t *a, cmd_req_t *c, json_t *results) {
+  cmd_batch_t *b = calloc(1, sizeof(*b));
+  if (b)
+    b->unit = calloc(1, sizeof(*b->unit));
+  if (!b || !b->unit) {
+    free(b);
+    json_decref(results);
+    cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
+    return NULL;
+  }
+  b->c = c;
+  b->results = results;
+  b->tail = &b->unit->msgs;
+  return b;
+}
+
+int cmd_app_batch_add(cmd_app_t *a, cmd_batch_t *b, const sf_event_t *e,
+                      size_t index, json_t *body, const char *item_key,
+                      const char *item_hash) {
+  if (b->n_items == b->cap_items) {
+    size_t cap = b->cap_items ? b->cap_items * 2 : 64;
+    batch_item_t *items = realloc(b->items, cap * sizeof(*items));
+    if (!items) {
+      json_decref(body);
+      return SF_ENOMEM;
+    }
+    b->items = items;
+    b->cap_items = cap;
+  }
+  cmd_msg_t *m = make_msg(a, e, a->cfg->topic_stock, e->store_id);
+  if (!m) {
+    json_decref(body);
+    return SF_EINVAL;
+  }
+  batch_item_t *it = &b->items[b->n_items];
+  memset(it, 0, sizeof(*it));
+  it->index = index;
+  it->body = body;
+  if (item_key) {
+    it->key = strdup(item_key);
+    snprintf(it->hash, sizeof(it->hash), "%s", item_hash ? item_hash : "");
+  }
+  b->n_items++;
+  *b->tail = m;
+  b->tail = &m->next;
+  b->unit->n_msgs++;
+  return 0;
+}
+
+static void batch_answer(cmd_app_t *a, cmd_batch_t *b) {
+  json_t *answer = json_pack("{s:O}", "results", b->results);
+  char *text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+  json_decref(answer);
+  if (text)
+    send_recorded(a, b->c, 200, "application/json", text);
+  else
+    sf_http_respond_problem(b->c->req, 500, "internal", "out of memory", NULL);
+  free(text);
+}
+
+void cmd_app_batch_commit(cmd_app_t *a, cmd_batch_t *b) {
+  if (b->unit->n_msgs == 0) {
+    batch_answer(a, b);
+    batch_free(b);
+    return;
+  }
+  pending_t *p = calloc(1, sizeof(*p));
+  if (!p) {
+    cmd_app_problem(a, b->c, 500, "internal", "out of memory", NULL);
+    batch_free(b);
+    return;
+  }
+  p->app = a;
+  p->c = b->c;
+  p->batch = b;
+  cmd_unit_t *u = b->unit;
+  u->generation = a->generation;
+  u->ud = p;
+  a->pending++;
+  cmd_writer_submit(a->writer, u);
+}
+
+/* The batch's transaction ended: fill in positions, remember item keys,
+ * answer. The unit is freed by the caller, not by batch_free. */
+static void batch_done(cmd_app_t *a, cmd_batch_t *b, cmd_unit_t *u) {
+  b->unit = NULL;
+  if (u->err) {
+    a->failed++;
+    if (b->c->idem_key && a->state)
+      cmd_state_idem_drop(a->state, b->c->idem_key);
+    unavailable(b->c->req, "the event bus did not commit the batch; none of "
+                           "it was applied");
+    batch_free(b);
+    return;
+  }
+  size_t i = 0;
+  for (cmd_msg_t *m = u->msgs; m && i < b->n_items; m = m->next, i++) {
+    batch_item_t *it = &b->items[i];
+    char pos[64];
+    const char *plist[1] = {pos};
+    cmd_reply_position(pos, sizeof(pos), false, m->partition, m->offset);
+    char *text = cmd_reply_finish(it->body, plist, 1);
+    if (text && it->key && a->state)
+      cmd_state_idem_finish(a->state, it->key, it->hash, 201, text,
+                            now_us() + idem_retention_us(a));
+    free(text);
+    json_t *slot = json_array_get(b->results, it->index);
+    if (slot)
+      json_object_set(slot, "body", it->body);
+    a->accepted++;
+  }
+  batch_answer(a, b);
+  batch_free(b);
+}
+
 static void unit_done_cb(void *ud, cmd_unit_t *u) {
   cmd_app_t *a = ud;
   pending_t *p = u->ud;
   cmd_req_t *c = p->c;
   a->pending--;
+  if (p->batch) {
+    batch_done(a, p->batch, u);
+    free(p);
+    cmd_unit_free(u);
+    return;
+  }
   if (u->err) {
     a->failed++;
     if (c->idem_key && a->state)
@@ -537,6 +693,8 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   rc = cmd_catalog_routes(a, a->http);
   if (!rc)
     rc = cmd_stock_routes(a, a->http);
+  if (!rc)
+    rc = cmd_batch_routes(a, a->http);
   if (rc)
     goto fail_route;
   uv_timer_init(loop, &a->idem_timer);

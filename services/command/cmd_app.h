@@ -86,5 +86,29 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
                     size_t n);
 
 sf_http_req_t *cmd_req_http(cmd_req_t *c);
+/* The Idempotency-Key of the write and its request hash, or NULL. */
+const char *cmd_req_idem_key(const cmd_req_t *c);
+
+/* ---- batches: many commands, one transaction, one answer ---- */
+
+typedef struct cmd_batch cmd_batch_t;
+
+/* Starts a batch answering c. results is a JSON array (ownership taken),
+ * one object per item in order; items that will not be committed already
+ * hold their final answer. NULL on out of memory (then c is answered). */
+cmd_batch_t *cmd_app_batch_new(cmd_app_t *a, cmd_req_t *c, json_t *results);
+/* Adds the message of e (already folded into the state by the caller).
+ * When the batch commits, results[index].body (body: ownership taken) gets
+ * "position", and item_key (may be NULL; copied) remembers that body as its
+ * first answer. Returns 0 or SF_ENOMEM / SF_EINVAL. */
+int cmd_app_batch_add(cmd_app_t *a, cmd_batch_t *b, const sf_event_t *e,
+                      size_t index, json_t *body, const char *item_key,
+                      const char *item_hash);
+/* Commits the batch's messages in one transaction and answers 200
+ * {"results": [...]} after it (at once when there are none); 503 for the
+ * whole batch if the commit fails. Consumes b. */
+void cmd_app_batch_commit(cmd_app_t *a, cmd_batch_t *b);
+/* Frees an uncommitted batch (the caller answers the request). */
+void cmd_app_batch_discard(cmd_batch_t *b);
 
 #endif

@@ -58,7 +58,17 @@ typedef struct idem {
   UT_hash_handle hh;
 } idem_t;
 
+/* One undo record of a savepoint: a stock row as it was. */
+typedef struct undo {
+  stock_key_t key;
+  bool existed;
+  int64_t on_hand, reserved, version;
+} undo_t;
+
 struct cmd_state {
+  undo_t *undo; /* savepoint log (stock rows only), NULL when none */
+  size_t n_undo, cap_undo;
+  bool recording;
   product_t *products;
   product_t *by_sku;
   store_t *stores;
@@ -122,6 +132,7 @@ void cmd_state_destroy(cmd_state_t *s) {
     free(i->body);
     free(i);
   }
+  free(s->undo);
   free(s);
 }
 
@@ -276,6 +287,59 @@ static int apply_store(cmd_state_t *s, const sf_event_t *e,
   return 0;
 }
 
+/* Records the row's current values before a change when a savepoint is
+ * open. */
+static int remember(cmd_state_t *s, const stock_key_t *k, const stock_t *row) {
+  if (!s->recording)
+    return 0;
+  if (s->n_undo == s->cap_undo) {
+    size_t cap = s->cap_undo ? s->cap_undo * 2 : 64;
+    undo_t *u = realloc(s->undo, cap * sizeof(*u));
+    if (!u)
+      return SF_ENOMEM;
+    s->undo = u;
+    s->cap_undo = cap;
+  }
+  undo_t *u = &s->undo[s->n_undo++];
+  u->key = *k;
+  u->existed = row != NULL;
+  u->on_hand = row ? row->on_hand : 0;
+  u->reserved = row ? row->reserved : 0;
+  u->version = row ? row->version : 0;
+  return 0;
+}
+
+void cmd_state_savepoint(cmd_state_t *s) {
+  s->n_undo = 0;
+  s->recording = true;
+}
+
+void cmd_state_release(cmd_state_t *s) {
+  s->recording = false;
+  s->n_undo = 0;
+}
+
+void cmd_state_rollback(cmd_state_t *s) {
+  for (size_t i = s->n_undo; i-- > 0;) {
+    const undo_t *u = &s->undo[i];
+    stock_t *row = NULL;
+    HASH_FIND(hh, s->stock, &u->key, sizeof(u->key), row);
+    if (!u->existed) {
+      if (row) {
+        HASH_DEL(s->stock, row);
+        free(row);
+      }
+      continue;
+    }
+    if (row) {
+      row->on_hand = u->on_hand;
+      row->reserved = u->reserved;
+      row->version = u->version;
+    }
+  }
+  cmd_state_release(s);
+}
+
 static int apply_stock(cmd_state_t *s, const sf_event_t *e,
                        cmd_apply_result_t *res) {
   stock_key_t k;
@@ -290,6 +354,8 @@ static int apply_stock(cmd_state_t *s, const sf_event_t *e,
     *res = CMD_APPLY_DUPLICATE;
     return 0;
   }
+  if (remember(s, &k, row))
+    return SF_ENOMEM;
   if (!row) {
     row = calloc(1, sizeof(*row));
     if (!row)

@@ -219,6 +219,14 @@ void cmd_state_idem_drop(cmd_state_t *s, const char *key);
 size_t cmd_state_idem_expire(cmd_state_t *s, int64_t now_us);
 size_t cmd_state_n_idem(const cmd_state_t *s);
 
+/* ---- savepoints (stock rows only) ----
+ * An atomic batch folds its commands one by one (each must see the ones
+ * before it) and, if one is refused, puts every stock row back. Only stock
+ * movements may be applied while a savepoint is open. */
+void cmd_state_savepoint(cmd_state_t *s);
+void cmd_state_rollback(cmd_state_t *s);
+void cmd_state_release(cmd_state_t *s);
+
 /* HTTP status and stable problem code for a verdict. */
 int cmd_verdict_status(cmd_verdict_t v);
 const char *cmd_verdict_code(cmd_verdict_t v);

@@ -1,0 +1,244 @@
+/* cmd_batch: POST /v1/batches. See cmd_batch.h.
+ *
+ * Items are decided in order against the state, each folded at once so the
+ * next sees it (two sales of the last unit: the second is refused). Under a
+ * batch Idempotency-Key K, item i's event carries the key "K#i" with the
+ * hash of the item, so after a restart a retried batch replays the items
+ * that were committed (rebuilt from the log) instead of applying them
+ * twice; the whole-batch answer itself is remembered in memory only. */
+#include "cmd_batch.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd_reply.h"
+#include "sf/json.h"
+#include "sf/uuid.h"
+
+#define MAX_TEXT 500
+
+static const char *const item_keys[] = {"store_id", "product_id", "type",
+                                        "quantity", "reason", "reference",
+                                        NULL};
+
+static json_t *problem_json(int status, const char *code, const char *detail) {
+  char type[160];
+  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
+  return json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
+                   sf_http_status_text(status), "status", status, "detail",
+                   detail, "code", code);
+}
+
+static void set_result(json_t *results, size_t i, int status, json_t *body) {
+  json_array_append_new(results, json_pack("{s:I, s:i, s:o}", "index",
+                                           (json_int_t)i, "status", status,
+                                           "body", body));
+}
+
+static void item_hash(json_t *item, char *out, size_t cap) {
+  char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, (const unsigned char *)(text ? text : ""),
+                     text ? strlen(text) : 0);
+  sodium_bin2hex(out, cap, digest, sizeof(digest));
+  free(text);
+}
+
+/* Decides one item. On success fills e (folded by the caller) and returns
+ * 0; else sets *status and *problem. */
+static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
+                       int *status, json_t **problem) {
+  char err[256];
+  const char *store_id = NULL, *product_id = NULL, *type = NULL,
+             *reason = NULL, *reference = NULL;
+  int64_t q = 0;
+  bool has_q = false;
+  sf_movement_t m;
+  if (!json_is_object(item)) {
+    *status = 422;
+    *problem = problem_json(422, "validation_failed",
+                            "each transaction must be an object");
+    return -1;
+  }
+  if (sf_json_only_keys(item, item_keys, err, sizeof(err)) ||
+      sf_json_get_string(item, "store_id", true, 64, &store_id, err,
+                         sizeof(err)) ||
+      sf_json_get_string(item, "product_id", true, 64, &product_id, err,
+                         sizeof(err)) ||
+      sf_json_get_string(item, "type", true, 32, &type, err, sizeof(err)) ||
+      sf_json_get_int(item, "quantity", true, -CMD_MAX_QUANTITY,
+                      CMD_MAX_QUANTITY, &q, &has_q, err, sizeof(err)) ||
+      sf_json_get_string(item, "reason", false, MAX_TEXT, &reason, err,
+                         sizeof(err)) ||
+      sf_json_get_string(item, "reference", false, MAX_TEXT, &reference, err,
+                         sizeof(err))) {
+    *status = 422;
+    *problem = problem_json(422, "validation_failed", err);
+    return -1;
+  }
+  const char *rule = NULL;
+  if (sf_movement_parse(type, &m) != 0)
+    rule = "type: must be one of receipt, sale, return, adjustment, count";
+  else if (!sf_uuid_valid(store_id) || !sf_uuid_valid(product_id))
+    rule = "store_id, product_id: must be UUIDs";
+  else
+    rule = cmd_check_movement(m, q, reason);
+  if (rule) {
+    *status = 422;
+    *problem = problem_json(422, "validation_failed", rule);
+    return -1;
+  }
+  cmd_movement_cmd_t mc = {store_id, product_id, m, q, reason, reference, -1};
+  cmd_verdict_t v = cmd_decide_movement(st, &mc, e);
+  if (v != CMD_OK) {
+    char detail[200];
+    cmd_stock_row_t row;
+    cmd_state_stock(st, store_id, product_id, &row);
+    if (v == CMD_INSUFFICIENT_STOCK)
+      snprintf(detail, sizeof(detail),
+               "%s of %" PRId64 " would take available stock below zero "
+               "(on_hand %" PRId64 ", reserved %" PRId64 ")",
+               type, q, row.on_hand, row.reserved);
+    else
+      snprintf(detail, sizeof(detail), "%s", cmd_verdict_code(v));
+    *status = cmd_verdict_status(v);
+    *problem = problem_json(*status, cmd_verdict_code(v), detail);
+    return -1;
+  }
+  return 0;
+}
+
+static void h_batch(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *atomic_q = sf_http_req_query(req, "atomic");
+  bool atomic = atomic_q && (strcmp(atomic_q, "true") == 0 ||
+                             strcmp(atomic_q, "1") == 0);
+  if (atomic_q && !atomic && strcmp(atomic_q, "false") != 0 &&
+      strcmp(atomic_q, "0") != 0) {
+    sf_http_respond_problem(req, 422, "validation_failed",
+                            "atomic: must be true or false", NULL);
+    return;
+  }
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  static const char *const keys[] = {"transactions", NULL};
+  char err[256];
+  json_t *items = json_object_get(obj, "transactions");
+  size_t n = json_is_array(items) ? json_array_size(items) : 0;
+  if (sf_json_only_keys(obj, keys, err, sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  if (n < 1 || n > CMD_BATCH_MAX_ITEMS) {
+    cmd_app_invalid(a, c, "transactions: must be an array of 1 to 1000 "
+                          "stock transactions");
+    goto out;
+  }
+  cmd_state_t *st = (cmd_state_t *)cmd_app_state(a);
+  const char *batch_key = cmd_req_idem_key(c);
+  json_t *results = json_array();
+  cmd_batch_t *b = results ? cmd_app_batch_new(a, c, results) : NULL;
+  if (!b)
+    goto out;
+  cmd_state_savepoint(st);
+  size_t refused = 0;
+  for (size_t i = 0; i < n; i++) {
+    json_t *item = json_array_get(items, i);
+    char key[300], hash[2 * crypto_hash_sha256_BYTES + 1];
+    if (batch_key) {
+      snprintf(key, sizeof(key), "%s#%zu", batch_key, i);
+      item_hash(item, hash, sizeof(hash));
+      cmd_idem_view_t v;
+      if (cmd_state_idem_get(st, key, &v) && !v.pending) {
+        /* committed before (e.g. the batch is retried after a restart) */
+        json_t *prev = strcmp(v.request_hash, hash) == 0
+                           ? json_loads(v.body, 0, NULL)
+                           : NULL;
+        if (prev) {
+          set_result(results, i, v.status, prev);
+          continue;
+        }
+        set_result(results, i, 422,
+                   problem_json(422, "idempotency_key_reused",
+                                "this item differs from the one first sent "
+                                "under this Idempotency-Key"));
+        refused++;
+        continue;
+      }
+    }
+    char txn_id[SF_ID_LEN];
+    cmd_app_new_id(a, txn_id);
+    sf_event_t e;
+    sf_event_init(&e);
+    cmd_app_envelope(a, c, &e, txn_id, NULL);
+    e.idempotency_key = batch_key ? key : NULL;
+    e.request_hash = batch_key ? hash : NULL;
+    int status = 0;
+    json_t *problem = NULL;
+    if (decide_item(st, item, &e, &status, &problem) != 0) {
+      set_result(results, i, status, problem);
+      refused++;
+      continue;
+    }
+    cmd_apply_result_t res;
+    int status201 = 0;
+    const sf_event_t *one = &e;
+    json_t *body = NULL;
+    if (cmd_state_apply(st, &e, &res) != 0 ||
+        !(body = cmd_reply_build(st, &one, 1, &status201)) ||
+        cmd_app_batch_add(a, b, &e, i, body, batch_key ? key : NULL,
+                          hash) != 0) {
+      /* The state may hold a fold without its message: put every row
+       * back and write nothing. */
+      cmd_state_rollback(st);
+      cmd_app_batch_discard(b);
+      cmd_app_problem(a, c, 500, "internal",
+                      "a transaction could not be encoded; nothing was "
+                      "written", NULL);
+      goto out;
+    }
+    /* the body slot is filled with position after the commit */
+    set_result(results, i, 201, json_null());
+  }
+  if (atomic && refused) {
+    cmd_state_rollback(st);
+    /* Nothing is written: committed-looking items become "not applied". */
+    json_t *res_copy = json_deep_copy(results);
+    cmd_app_batch_discard(b);
+    size_t idx;
+    json_t *r;
+    json_array_foreach(res_copy, idx, r) {
+      if (json_integer_value(json_object_get(r, "status")) == 201) {
+        json_object_set_new(r, "status", json_integer(409));
+        json_object_set_new(
+            r, "body",
+            problem_json(409, "not_applied",
+                         "another transaction of this atomic batch was "
+                         "refused; nothing was written"));
+      }
+    }
+    char detail[120];
+    snprintf(detail, sizeof(detail),
+             "%zu of %zu transactions were refused; with atomic=true nothing "
+             "was written",
+             refused, n);
+    cmd_app_problem(a, c, 409, "batch_rejected", detail,
+                    json_pack("{s:o}", "results", res_copy));
+    goto out;
+  }
+  cmd_state_release(st);
+  cmd_app_batch_commit(a, b);
+out:
+  json_decref(obj);
+}
+
+int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http) {
+  return sf_http_route(http, "POST", "/v1/batches", h_batch, a);
+}
