@@ -14,6 +14,8 @@
 #define STORE2 "0190f5a0-0000-7000-8000-000000000002"
 #define PROD "0190f5a0-0000-7000-8000-0000000000a1"
 #define PROD2 "0190f5a0-0000-7000-8000-0000000000a2"
+#define ORDER "0190f5a0-0000-7000-8000-0000000000d1"
+#define ORDER2 "0190f5a0-0000-7000-8000-0000000000d2"
 
 static void open_store(cmd_state_t *s, const char *id) {
   sf_event_t e;
@@ -245,6 +247,169 @@ static void test_verdict_mapping(void **st) {
   assert_string_equal(cmd_verdict_code(CMD_DUPLICATE_SKU), "duplicate_sku");
 }
 
+static void test_orders_reserve_and_finish(void **st) {
+  cmd_state_t *s = *st;
+  assert_int_equal(move(s, SF_MOVE_RECEIPT, 10, -1), CMD_OK);
+  sf_order_line_t in[1] = {{PROD, 4, 0, 0, 0}}, out[1];
+  bool shorts[1];
+  sf_event_t e;
+  sf_event_init(&e);
+  assert_int_equal(cmd_decide_order_place(s, STORE, ORDER, in, 1, "po", out,
+                                          shorts, &e),
+                   CMD_OK);
+  assert_int_equal(out[0].reserved, 4);
+  assert_int_equal(out[0].on_hand, 10);
+  assert_int_equal(out[0].version, 2);
+  cmd_apply_result_t r;
+  assert_int_equal(cmd_state_apply(s, &e, &r), 0);
+  /* available is 6 now: a sale of 7 is refused, 6 is fine */
+  assert_int_equal(move(s, SF_MOVE_SALE, 7, -1), CMD_INSUFFICIENT_STOCK);
+  /* a count below the reservation is refused */
+  assert_int_equal(move(s, SF_MOVE_COUNT, 3, -1), CMD_COUNT_BELOW_RESERVED);
+  /* a second order for 7 is short and names its line */
+  sf_order_line_t in2[1] = {{PROD, 7, 0, 0, 0}};
+  sf_event_t e2;
+  sf_event_init(&e2);
+  assert_int_equal(cmd_decide_order_place(s, STORE, ORDER2, in2, 1, NULL, out,
+                                          shorts, &e2),
+                   CMD_INSUFFICIENT_STOCK);
+  assert_true(shorts[0]);
+  /* fulfil: reserved units leave on hand */
+  sf_order_line_t fin[CMD_MAX_LINES];
+  sf_event_t f;
+  sf_event_init(&f);
+  assert_int_equal(cmd_decide_order_finish(s, ORDER, true, fin, &f), CMD_OK);
+  assert_int_equal(cmd_state_apply(s, &f, &r), 0);
+  cmd_stock_row_t row;
+  cmd_state_stock(s, STORE, PROD, &row);
+  assert_int_equal(row.on_hand, 6);
+  assert_int_equal(row.reserved, 0);
+  /* a second fulfil or a cancel is invalid_state */
+  assert_int_equal(cmd_decide_order_finish(s, ORDER, true, fin, &f),
+                   CMD_INVALID_STATE);
+  assert_int_equal(cmd_decide_order_finish(s, ORDER, false, fin, &f),
+                   CMD_INVALID_STATE);
+  assert_int_equal(cmd_decide_order_finish(s, ORDER2, false, fin, &f),
+                   CMD_NOT_FOUND_ORDER);
+}
+
+static void test_order_cancel_releases(void **st) {
+  cmd_state_t *s = *st;
+  assert_int_equal(move(s, SF_MOVE_RECEIPT, 5, -1), CMD_OK);
+  sf_order_line_t in[1] = {{PROD, 5, 0, 0, 0}}, out[1];
+  bool shorts[1];
+  sf_event_t e;
+  sf_event_init(&e);
+  assert_int_equal(
+      cmd_decide_order_place(s, STORE, ORDER, in, 1, NULL, out, shorts, &e),
+      CMD_OK);
+  cmd_apply_result_t r;
+  assert_int_equal(cmd_state_apply(s, &e, &r), 0);
+  assert_int_equal(move(s, SF_MOVE_SALE, 1, -1), CMD_INSUFFICIENT_STOCK);
+  sf_order_line_t fin[CMD_MAX_LINES];
+  sf_event_t c;
+  sf_event_init(&c);
+  assert_int_equal(cmd_decide_order_finish(s, ORDER, false, fin, &c), CMD_OK);
+  assert_int_equal(cmd_state_apply(s, &c, &r), 0);
+  assert_int_equal(move(s, SF_MOVE_SALE, 5, -1), CMD_OK);
+  /* duplicate lines are refused */
+  sf_order_line_t dup[2] = {{PROD, 1, 0, 0, 0}, {PROD, 1, 0, 0, 0}};
+  sf_order_line_t out2[2];
+  bool shorts2[2];
+  assert_int_equal(cmd_decide_order_place(s, STORE, ORDER2, dup, 2, NULL, out2,
+                                          shorts2, &e),
+                   CMD_DUPLICATE_LINE);
+}
+
+static void test_transfer_legs(void **st) {
+  cmd_state_t *s = *st;
+  open_store(s, STORE2);
+  assert_int_equal(move(s, SF_MOVE_RECEIPT, 8, -1), CMD_OK);
+  sf_event_t out, in;
+  sf_event_init(&out);
+  sf_event_init(&in);
+  assert_int_equal(cmd_decide_transfer(s, STORE, STORE2, PROD, 9, NULL, ORDER,
+                                       &out, &in),
+                   CMD_INSUFFICIENT_STOCK);
+  assert_int_equal(cmd_decide_transfer(s, STORE, STORE, PROD, 1, NULL, ORDER,
+                                       &out, &in),
+                   CMD_SAME_STORE);
+  assert_int_equal(cmd_decide_transfer(s, STORE, STORE2, PROD, 8, "t", ORDER,
+                                       &out, &in),
+                   CMD_OK);
+  assert_int_equal(out.stock.delta, -8);
+  assert_int_equal(in.stock.delta, 8);
+  cmd_apply_result_t r;
+  assert_int_equal(cmd_state_apply(s, &out, &r), 0);
+  assert_int_equal(cmd_state_apply(s, &in, &r), 0);
+  cmd_stock_row_t a, b;
+  cmd_state_stock(s, STORE, PROD, &a);
+  cmd_state_stock(s, STORE2, PROD, &b);
+  assert_int_equal(a.on_hand + b.on_hand, 8); /* nothing created or lost */
+  assert_int_equal(b.on_hand, 8);
+}
+
+static void test_savepoint_rollback(void **st) {
+  cmd_state_t *s = *st;
+  assert_int_equal(move(s, SF_MOVE_RECEIPT, 3, -1), CMD_OK);
+  cmd_state_savepoint(s);
+  assert_int_equal(move(s, SF_MOVE_SALE, 2, -1), CMD_OK);
+  assert_int_equal(move(s, SF_MOVE_RECEIPT, 10, -1), CMD_OK);
+  cmd_state_rollback(s);
+  cmd_stock_row_t row;
+  cmd_state_stock(s, STORE, PROD, &row);
+  assert_int_equal(row.on_hand, 3);
+  assert_int_equal(row.version, 1);
+  /* a row created inside the savepoint disappears */
+  open_store(s, STORE2);
+  cmd_state_savepoint(s);
+  sf_event_t e;
+  sf_event_init(&e);
+  cmd_movement_cmd_t c = {STORE2, PROD, SF_MOVE_RECEIPT, 1, NULL, NULL, -1};
+  assert_int_equal(cmd_decide_movement(s, &c, &e), CMD_OK);
+  cmd_apply_result_t r;
+  assert_int_equal(cmd_state_apply(s, &e, &r), 0);
+  size_t before = cmd_state_n_stock(s);
+  cmd_state_rollback(s);
+  assert_int_equal(cmd_state_n_stock(s), before - 1);
+  /* release keeps the changes */
+  cmd_state_savepoint(s);
+  assert_int_equal(move(s, SF_MOVE_SALE, 1, -1), CMD_OK);
+  cmd_state_release(s);
+  cmd_state_stock(s, STORE, PROD, &row);
+  assert_int_equal(row.on_hand, 2);
+}
+
+static void test_idempotency_keys(void **st) {
+  cmd_state_t *s = *st;
+  cmd_idem_view_t v;
+  assert_false(cmd_state_idem_get(s, "k", &v));
+  assert_int_equal(cmd_state_idem_begin(s, "k", "h1", 100), 0);
+  assert_int_equal(cmd_state_idem_begin(s, "k", "h1", 100), SF_EEXISTS);
+  assert_true(cmd_state_idem_get(s, "k", &v));
+  assert_true(v.pending);
+  assert_int_equal(cmd_state_idem_finish(s, "k", "h1", 201, "{\"a\":1}", 100),
+                   0);
+  assert_true(cmd_state_idem_get(s, "k", &v));
+  assert_false(v.pending);
+  assert_int_equal(v.status, 201);
+  assert_string_equal(v.body, "{\"a\":1}");
+  assert_string_equal(v.request_hash, "h1");
+  /* the first answer stays; dropping an answered key does nothing */
+  assert_int_equal(cmd_state_idem_finish(s, "k", "h1", 409, "{}", 100), 0);
+  cmd_state_idem_drop(s, "k");
+  assert_true(cmd_state_idem_get(s, "k", &v));
+  assert_int_equal(v.status, 201);
+  /* a pending key can be dropped */
+  assert_int_equal(cmd_state_idem_begin(s, "p", "h2", 100), 0);
+  cmd_state_idem_drop(s, "p");
+  assert_false(cmd_state_idem_get(s, "p", &v));
+  /* expiry */
+  assert_int_equal(cmd_state_idem_expire(s, 99), 0);
+  assert_int_equal(cmd_state_idem_expire(s, 101), 1);
+  assert_int_equal(cmd_state_n_idem(s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_receipt_sale_oversell, setup, teardown),
@@ -259,6 +424,13 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_invalid_events_rejected, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_orders_reserve_and_finish, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_order_cancel_releases, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_transfer_legs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_savepoint_rollback, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_idempotency_keys, setup, teardown),
       cmocka_unit_test(test_quantity_rules),
       cmocka_unit_test(test_verdict_mapping),
   };
