@@ -38,12 +38,16 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user_idx ON sessions (user_id);
 CREATE INDEX sessions_expires_idx ON sessions (expires_at);
 
--- A session revoked (logout) or deleted: its user's cached sessions go.
+-- A session revoked (logout) or a live one deleted: its user's cached
+-- sessions go. Deleting sessions that are already revoked or expired (the
+-- command service's clean-up) sends nothing.
 CREATE FUNCTION stockflow_auth_session_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    PERFORM pg_notify('stockflow_auth', OLD.user_id::text);
+    IF OLD.revoked_at IS NULL AND OLD.expires_at > now() THEN
+      PERFORM pg_notify('stockflow_auth', OLD.user_id::text);
+    END IF;
     RETURN OLD;
   END IF;
   IF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
