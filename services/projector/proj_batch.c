@@ -73,36 +73,62 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " AS u(id, name, location, manager_id, closed, version, updated_us)"
          " WHERE s.id = u.id AND s.version < u.version",
          7},
+    [PROJ_STMT_ORDER_UPSERT] =
+        {"proj_order_upsert",
+         "INSERT INTO orders (id, store_id, status, reference, version,"
+         " created_at, updated_at)"
+         " SELECT u.id, u.store_id, u.status, u.reference, u.version, "
+         US_EXPR("u.created_us") ", " US_EXPR("u.updated_us")
+         " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+         " $5::bigint[], $6::bigint[], $7::bigint[])"
+         " AS u(id, store_id, status, reference, version, created_us,"
+         " updated_us)"
+         " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+         " reference = COALESCE(orders.reference, EXCLUDED.reference),"
+         " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
+         " WHERE orders.version < EXCLUDED.version",
+         7},
+    [PROJ_STMT_ORDER_LINES] =
+        {"proj_order_lines",
+         "INSERT INTO order_lines (order_id, product_id, quantity)"
+         " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[])"
+         " ON CONFLICT DO NOTHING",
+         3},
+    /* Returns the ids of the transactions rows it inserted, in plan order
+     * (the order of the arrays): the change log is written from them. */
     [PROJ_STMT_STOCK] =
         {"proj_stock",
          "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[],"
          " $4::uuid[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],"
          " $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::uuid[],"
-         " $14::bigint[], $15::integer[], $16::bigint[])"
+         " $14::bigint[], $15::integer[], $16::bigint[], $17::bigint[])"
+         " WITH ORDINALITY"
          " AS u(id, command_id, store_id, product_id, type, quantity, delta,"
          " on_hand_after, reserved_after, version, reason, reference, actor,"
-         " created_us, kafka_partition, kafka_offset)),"
+         " created_us, kafka_partition, kafka_offset, reserved_delta, seq)),"
          " ins AS (INSERT INTO transactions (id, command_id, store_id,"
          " product_id, type, quantity, delta, reserved_delta, on_hand_after,"
          " reserved_after, version, reason, reference, actor, created_at,"
          " kafka_partition, kafka_offset)"
          " SELECT id, command_id, store_id, product_id, type, quantity, delta,"
-         " 0, on_hand_after, reserved_after, version, reason, reference, actor, "
-         US_EXPR("created_us") ", kafka_partition, kafka_offset FROM u"
+         " reserved_delta, on_hand_after, reserved_after, version, reason,"
+         " reference, actor, " US_EXPR("created_us")
+         ", kafka_partition, kafka_offset FROM u"
          " ON CONFLICT DO NOTHING"
-         " RETURNING store_id, product_id, on_hand_after, reserved_after,"
+         " RETURNING id, store_id, product_id, on_hand_after, reserved_after,"
          " version, created_at),"
          " best AS (SELECT DISTINCT ON (store_id, product_id) * FROM ins"
-         " ORDER BY store_id, product_id, version DESC)"
-         " INSERT INTO inventory (store_id, product_id, on_hand, reserved,"
-         " version, updated_at)"
+         " ORDER BY store_id, product_id, version DESC),"
+         " inv AS (INSERT INTO inventory (store_id, product_id, on_hand,"
+         " reserved, version, updated_at)"
          " SELECT store_id, product_id, on_hand_after, reserved_after, version,"
          " created_at FROM best"
          " ON CONFLICT (store_id, product_id) DO UPDATE SET"
          " on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
          " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
-         " WHERE inventory.version < EXCLUDED.version",
-         16},
+         " WHERE inventory.version < EXCLUDED.version)"
+         " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
+         17},
     [PROJ_STMT_OFFSETS] =
         {"proj_offsets",
          "INSERT INTO projector_offsets (consumer_group, topic, partition,"
@@ -240,6 +266,36 @@ static const char *check_stock(const sf_event_t *e) {
     return "unknown movement";
   if (!text_ok(e->stock.reason) || !text_ok(e->stock.reference))
     return "text is not UTF-8";
+  return NULL;
+}
+
+static const char *check_order(const sf_event_t *e) {
+  if (!sf_uuid_valid(e->event_id) || !sf_uuid_valid(e->command_id))
+    return "event_id or command_id is not a uuid";
+  if (!sf_uuid_valid(e->store_id) || !sf_uuid_valid(e->order.order_id))
+    return "store_id or order_id is not a uuid";
+  if (e->actor[0] && !sf_uuid_valid(e->actor))
+    return "actor is not a uuid";
+  if (e->stream_version < 1)
+    return "stream_version below 1";
+  if (!time_ok(e->occurred_at_us))
+    return "occurred_at out of range";
+  if (e->order.n_lines < 1 || !e->order.lines)
+    return "order without lines";
+  if (e->order.n_lines > 0xFFFF)
+    return "too many order lines";
+  if (!text_ok(e->order.reference))
+    return "text is not UTF-8";
+  for (size_t i = 0; i < e->order.n_lines; i++) {
+    const sf_order_line_t *l = &e->order.lines[i];
+    if (!sf_uuid_valid(l->product_id))
+      return "order line product_id is not a uuid";
+    if (l->quantity < 1 || l->version < 1)
+      return "order line quantity or version below 1";
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(e->order.lines[j].product_id, l->product_id) == 0)
+        return "two order lines share a product";
+  }
   return NULL;
 }
 
@@ -383,6 +439,12 @@ static int cmp_command(const void *x, const void *y) {
   return c ? c : cmp_index(a, b);
 }
 
+static int cmp_order(const void *x, const void *y) {
+  const sortkey_t *a = x, *b = y;
+  int c = strcmp(a->ev->order.order_id, b->ev->order.order_id);
+  return c ? c : cmp_index(a, b);
+}
+
 static int cmp_plain_index(const void *x, const void *y) {
   return cmp_index(x, y);
 }
@@ -394,7 +456,7 @@ static void sort_keys(sortkey_t *keys, size_t m,
     qsort(keys, m, sizeof *keys, cmp);
 }
 
-typedef enum kind { K_NONE, K_PRODUCT, K_STORE, K_STOCK } kind_t;
+typedef enum kind { K_NONE, K_PRODUCT, K_STORE, K_STOCK, K_ORDER } kind_t;
 
 static kind_t kind_of(sf_event_type_t t) {
   switch (t) {
@@ -410,6 +472,10 @@ static kind_t kind_of(sf_event_type_t t) {
   case SF_EV_TRANSFER_OUT:
   case SF_EV_TRANSFER_IN:
     return K_STOCK;
+  case SF_EV_ORDER_PLACED:
+  case SF_EV_ORDER_FULFILLED:
+  case SF_EV_ORDER_CANCELLED:
+    return K_ORDER;
   default:
     return K_NONE;
   }
@@ -587,6 +653,133 @@ static void mark_dups(proj_plan_t *p, sortkey_t *keys, size_t m,
   }
 }
 
+static const char *order_status(sf_event_type_t t) {
+  switch (t) {
+  case SF_EV_ORDER_PLACED:
+    return "placed";
+  case SF_EV_ORDER_FULFILLED:
+    return "fulfilled";
+  default:
+    return "cancelled";
+  }
+}
+
+/* Orders: drops events already in the batch (same event id, or a version
+ * not above the one the batch holds for the order), then emits one upsert
+ * row per order (sorted by id) and the order_lines rows of every applied
+ * event. Transactions rows of the lines are emitted by plan_stock, which
+ * keeps consume order across stock and order events. */
+static void plan_orders(proj_plan_t *p, const proj_input_t *in, size_t n) {
+  sortkey_t *keys = p->keys_;
+  size_t m = collect(p, in, n, K_ORDER);
+  sort_keys(keys, m, cmp_event_id);
+  mark_dups(p, keys, m, cmp_event_id);
+  m = collect(p, in, n, K_ORDER);
+  sort_keys(keys, m, cmp_order);
+  proj_stmt_t so = PROJ_STMT_ORDER_UPSERT;
+  size_t g = 0;
+  while (g < m) {
+    const sf_event_t *first = keys[g].ev;
+    const sf_event_t *last = first;
+    int64_t created_us = first->occurred_at_us;
+    const char *reference = NULL;
+    size_t j = g;
+    for (; j < m; j++) {
+      const sf_event_t *e = keys[j].ev;
+      if (strcmp(e->order.order_id, first->order.order_id) != 0)
+        break;
+      if (j > g && e->stream_version <= last->stream_version) {
+        p->verdicts[keys[j].i] = PROJ_DUPLICATE;
+        continue;
+      }
+      if (e->type == SF_EV_ORDER_PLACED)
+        created_us = e->occurred_at_us;
+      if (!reference && e->order.reference)
+        reference = e->order.reference;
+      last = e;
+    }
+    add_text(p, so, 0, first->order.order_id);
+    add_text(p, so, 1, first->store_id);
+    add_text(p, so, 2, order_status(last->type));
+    add_text(p, so, 3, reference);
+    add_int(p, so, 4, last->stream_version);
+    add_int(p, so, 5, created_us);
+    add_int(p, so, 6, last->occurred_at_us);
+    p->rows[so]++;
+    g = j;
+  }
+  /* lines of every applied order event (duplicates rows are harmless:
+   * ON CONFLICT DO NOTHING) */
+  m = collect(p, in, n, K_ORDER);
+  sort_keys(keys, m, cmp_plain_index);
+  proj_stmt_t sl = PROJ_STMT_ORDER_LINES;
+  for (size_t k = 0; k < m; k++) {
+    const sf_event_t *e = keys[k].ev;
+    for (size_t l = 0; l < e->order.n_lines; l++) {
+      add_text(p, sl, 0, e->order.order_id);
+      add_text(p, sl, 1, e->order.lines[l].product_id);
+      add_int(p, sl, 2, e->order.lines[l].quantity);
+      p->rows[sl]++;
+    }
+  }
+}
+
+/* The id of line l's transactions row: the event id with its last four hex
+ * digits replaced by l (l <= 0xFFFF, checked by check_order). */
+static void line_txn_id(char out[SF_ID_LEN], const char *event_id, size_t l) {
+  static const char hex[] = "0123456789abcdef";
+  memcpy(out, event_id, SF_ID_LEN);
+  size_t len = strlen(out);
+  for (size_t d = 0; d < 4 && d < len; d++)
+    out[len - 1 - d] = hex[(l >> (4 * d)) & 0xF];
+}
+
+static void add_stock_row(proj_plan_t *p, const sf_event_t *e,
+                          const proj_input_t *src, const char *id,
+                          const char *product_id, const char *type,
+                          int64_t quantity, int64_t delta,
+                          int64_t reserved_delta, int64_t on_hand,
+                          int64_t reserved, int64_t version,
+                          const char *reason, const char *reference) {
+  proj_stmt_t s = PROJ_STMT_STOCK;
+  add_text(p, s, 0, id);
+  add_text(p, s, 1, e->command_id);
+  add_text(p, s, 2, e->store_id);
+  add_text(p, s, 3, product_id);
+  add_text(p, s, 4, type);
+  add_int(p, s, 5, quantity);
+  add_int(p, s, 6, delta);
+  add_int(p, s, 7, on_hand);
+  add_int(p, s, 8, reserved);
+  add_int(p, s, 9, version);
+  add_text(p, s, 10, reason);
+  add_text(p, s, 11, reference);
+  add_text(p, s, 12, empty_to_null(e->actor));
+  add_int(p, s, 13, e->occurred_at_us);
+  add_int(p, s, 14, src->partition);
+  add_int(p, s, 15, src->offset);
+  add_int(p, s, 16, reserved_delta);
+  p->rows[s]++;
+}
+
+static void add_order_lines(proj_plan_t *p, const sf_event_t *e,
+                            const proj_input_t *src) {
+  const char *type = e->type == SF_EV_ORDER_PLACED      ? "order_placed"
+                     : e->type == SF_EV_ORDER_FULFILLED ? "order_fulfilled"
+                                                        : "order_cancelled";
+  for (size_t l = 0; l < e->order.n_lines; l++) {
+    const sf_order_line_t *ln = &e->order.lines[l];
+    int64_t q = ln->quantity;
+    int64_t delta = e->type == SF_EV_ORDER_FULFILLED ? -q : 0;
+    int64_t rdelta = e->type == SF_EV_ORDER_PLACED ? q : -q;
+    char id[SF_ID_LEN];
+    line_txn_id(id, e->event_id, l);
+    add_stock_row(p, e, src, id, ln->product_id, type, q, delta, rdelta,
+                  ln->on_hand, ln->reserved, ln->version, NULL,
+                  e->order.reference);
+  }
+}
+
 static void plan_stock(proj_plan_t *p, const proj_input_t *in, size_t n) {
   sortkey_t *keys = p->keys_;
   size_t m = collect(p, in, n, K_STOCK);
@@ -595,30 +788,20 @@ static void plan_stock(proj_plan_t *p, const proj_input_t *in, size_t n) {
   m = collect(p, in, n, K_STOCK);
   sort_keys(keys, m, cmp_command);
   mark_dups(p, keys, m, cmp_command);
-  m = collect(p, in, n, K_STOCK);
-  sort_keys(keys, m, cmp_plain_index); /* back to consume order */
 
-  proj_stmt_t s = PROJ_STMT_STOCK;
-  for (size_t j = 0; j < m; j++) {
-    const sf_event_t *e = keys[j].ev;
-    const proj_input_t *src = &in[keys[j].i];
-    add_text(p, s, 0, e->event_id);
-    add_text(p, s, 1, e->command_id);
-    add_text(p, s, 2, e->store_id);
-    add_text(p, s, 3, e->product_id);
-    add_text(p, s, 4, txn_type(e));
-    add_int(p, s, 5, e->stock.quantity);
-    add_int(p, s, 6, e->stock.delta);
-    add_int(p, s, 7, e->stock.on_hand);
-    add_int(p, s, 8, e->stock.reserved);
-    add_int(p, s, 9, e->stream_version);
-    add_text(p, s, 10, e->stock.reason);
-    add_text(p, s, 11, e->stock.reference);
-    add_text(p, s, 12, empty_to_null(e->actor));
-    add_int(p, s, 13, e->occurred_at_us);
-    add_int(p, s, 14, src->partition);
-    add_int(p, s, 15, src->offset);
-    p->rows[s]++;
+  /* stock and order events still applied, in consume order */
+  for (size_t i = 0; i < n; i++) {
+    if (p->verdicts[i] != PROJ_APPLY)
+      continue;
+    const sf_event_t *e = in[i].ev;
+    kind_t k = kind_of(e->type);
+    if (k == K_STOCK)
+      add_stock_row(p, e, &in[i], e->event_id, e->product_id, txn_type(e),
+                    e->stock.quantity, e->stock.delta, 0, e->stock.on_hand,
+                    e->stock.reserved, e->stream_version, e->stock.reason,
+                    e->stock.reference);
+    else if (k == K_ORDER)
+      add_order_lines(p, e, &in[i]);
   }
 }
 
@@ -679,6 +862,9 @@ int proj_plan_build(proj_plan_t *p, const char *group, const proj_input_t *in,
     case K_STOCK:
       p->why[i] = check_stock(e);
       break;
+    case K_ORDER:
+      p->why[i] = check_order(e);
+      break;
     case K_NONE:
       p->verdicts[i] = PROJ_SKIPPED;
       continue;
@@ -689,6 +875,7 @@ int proj_plan_build(proj_plan_t *p, const char *group, const proj_input_t *in,
 
   plan_catalog(p, in, n, K_PRODUCT);
   plan_catalog(p, in, n, K_STORE);
+  plan_orders(p, in, n);
   plan_stock(p, in, n);
 
   for (size_t i = 0; i < n; i++)

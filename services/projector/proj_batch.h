@@ -24,14 +24,26 @@
  *    store x product to the highest stream_version, WHERE inventory.version
  *    < EXCLUDED.version: an event whose command was already applied in an
  *    earlier batch changes nothing.
+ *  - orders (ORDER_PLACED, ORDER_FULFILLED, ORDER_CANCELLED) are collapsed
+ *    per order id like the catalog: one upsert row with the status and
+ *    version of the newest event, applied WHERE orders.version < that
+ *    version; each order event's lines give order_lines rows (ON CONFLICT
+ *    DO NOTHING) and, per line, one transactions row for the stock
+ *    statement (id = the event id with its last four hex digits replaced by
+ *    the line index, so replays dedupe; type order_placed / ..., delta and
+ *    reserved_delta from the line, after-values and version of the line).
+ *    An order event whose version is not above what the batch already holds
+ *    for its order is a duplicate.
+ *  - the stock statement gets its rows in consume order (order lines in
+ *    line order) and returns the ids of the rows it inserted in that order;
+ *    proj_pg writes one changes row for each of them.
  *  - offsets: one row per topic x partition seen, next_offset = highest
  *    offset + 1, whatever happened to the messages (poison, skipped,
  *    duplicate): they are consumed once they are in a committed batch.
  * Events that decode but cannot be stored (a missing or malformed id, a
  * malformed price, text that is not UTF-8) are rejected here with a reason,
  * as poison: retrying them could never succeed and must not stall the
- * projector. Event types the projector does not handle yet (orders) are
- * skipped.
+ * projector. Event types the projector does not know are skipped.
  *
  * Not thread-safe; a plan belongs to one thread. No global state. */
 #ifndef PROJ_BATCH_H
@@ -49,12 +61,14 @@ typedef enum proj_stmt {
   PROJ_STMT_PRODUCT_UPDATE,
   PROJ_STMT_STORE_INSERT,
   PROJ_STMT_STORE_UPDATE,
-  PROJ_STMT_STOCK,
+  PROJ_STMT_ORDER_UPSERT, /* before ORDER_LINES: the lines reference orders */
+  PROJ_STMT_ORDER_LINES,
+  PROJ_STMT_STOCK, /* returns the inserted transaction ids (change log) */
   PROJ_STMT_OFFSETS,
   PROJ_STMT__COUNT
 } proj_stmt_t;
 
-#define PROJ_MAX_PARAMS 16
+#define PROJ_MAX_PARAMS 18
 
 typedef struct proj_stmt_def {
   const char *name; /* prepared statement name, e.g. "proj_stock" */

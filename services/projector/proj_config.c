@@ -25,6 +25,9 @@ static const sf_cfg_entry_t k_entries[] = {
     {"topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
      "STOCKFLOW_TOPIC_STOCK", "topic of stock events (keyed by store)",
      F(topic_stock)},
+    {"topic-dlq", SF_CFG_STRING, "inventory.dlq", 0, 0, "STOCKFLOW_TOPIC_DLQ",
+     "dead-letter topic: messages that do not decode or cannot be stored",
+     F(topic_dlq)},
     {"projector-group", SF_CFG_STRING, "stockflow-projector", 0, 0,
      "STOCKFLOW_PROJECTOR_GROUP",
      "consumer group; also the key of the stored offsets in projector_offsets",
@@ -38,6 +41,14 @@ static const sf_cfg_entry_t k_entries[] = {
      F(batch_wait_ms)},
     {"max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
      "largest HTTP request body in bytes", F(max_body)},
+    {"changes-retention-s", SF_CFG_INT, "604800", 60, 315360000,
+     "STOCKFLOW_CHANGES_RETENTION_S",
+     "seconds the change log keeps a row (pruned every 60 s)",
+     F(changes_retention_s)},
+    {"rebuild", SF_CFG_BOOL, "false", 0, 0, "STOCKFLOW_REBUILD",
+     "one-shot: replay both topics into fresh tables, switch them in "
+     "atomically, exit (see docs/operations.md)",
+     F(rebuild)},
 };
 
 static const sf_cfg_spec_t k_spec = {

@@ -18,10 +18,13 @@ typedef struct proj_config {
   const char *log_level;
   const char *topic_catalog;
   const char *topic_stock;
+  const char *topic_dlq;
   const char *group;
   long long batch_max;
   long long batch_wait_ms;
   long long max_body;
+  long long changes_retention_s;
+  bool rebuild; /* run the one-shot rebuild instead of the service */
 } proj_config_t;
 
 /* The static spec (program name, summary, table). */

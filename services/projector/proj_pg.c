@@ -3,7 +3,10 @@
  *
  * Every PGresult is checked and cleared; an error leaves its SQLSTATE and
  * message in a proj_pg_error_t for the caller's log line, which carries the
- * batch context this module does not know. */
+ * batch context this module does not know. Besides the plan's statements
+ * (proj_batch), this module owns the few statements that depend on what an
+ * earlier statement returned: the change log, the notifications and the
+ * retention pruning. */
 #include "proj_pg.h"
 
 #include <inttypes.h>
@@ -14,20 +17,51 @@
 
 #include "sf/err.h"
 
+/* One changes row per transactions id in $1, in array order: INSERT ...
+ * SELECT ... ORDER BY hands out the bigserial ids in that order. */
+#define SQL_CHANGES                                                           \
+  "WITH c AS (INSERT INTO changes (store_id, product_id, on_hand, reserved,"  \
+  " version, cause, transaction_id, occurred_at)"                             \
+  " SELECT t.store_id, t.product_id, t.on_hand_after, t.reserved_after,"      \
+  " t.version, t.type, t.id, t.created_at"                                    \
+  " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                    \
+  " JOIN transactions t ON t.id = u.id ORDER BY u.ord RETURNING id)"          \
+  " SELECT count(*), COALESCE(max(id), 0) FROM c"
+#define SQL_NOTIFY                                                            \
+  "SELECT CASE WHEN $1::bigint > 0 THEN"                                      \
+  " pg_notify('stockflow_changes', $1::text) END,"                            \
+  " pg_notify('stockflow_offsets', '')"
+/* The prefix of ids up to the newest row recorded before the cutoff. */
+#define SQL_PRUNE                                                             \
+  "WITH cut AS (SELECT max(id) AS id FROM changes"                            \
+  " WHERE recorded_at < now() - $1::bigint * interval '1 second'),"           \
+  " d AS (DELETE FROM changes WHERE id <= (SELECT id FROM cut) RETURNING id),"  \
+  " m AS (UPDATE changes_meta SET pruned_through = (SELECT id FROM cut)"      \
+  " WHERE (SELECT id FROM cut) IS NOT NULL"                                   \
+  " AND pruned_through < (SELECT id FROM cut) RETURNING pruned_through)"      \
+  " SELECT (SELECT count(*) FROM d),"                                         \
+  " COALESCE((SELECT pruned_through FROM m),"                                 \
+  " (SELECT pruned_through FROM changes_meta))"
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 struct proj_pg {
   PGconn *conn; /* owned; NULL when not connected */
-  const char *dsn, *group;
+  proj_pg_opts_t o;
   sf_log_t *log;
+  proj_sqlarr_t ids; /* scratch: the inserted transaction ids of a batch */
 };
 
-int proj_pg_new(proj_pg_t **out, const char *dsn, const char *group,
-                sf_log_t *log) {
+int proj_pg_new(proj_pg_t **out, const proj_pg_opts_t *opts, sf_log_t *log) {
+  if (!out || !opts || !opts->dsn || !opts->group)
+    return SF_EINVAL;
   proj_pg_t *pg = calloc(1, sizeof *pg);
   if (!pg)
     return SF_ENOMEM;
-  pg->dsn = dsn;
-  pg->group = group;
+  pg->o = *opts;
   pg->log = log;
+  proj_sqlarr_init(&pg->ids);
   *out = pg;
   return 0;
 }
@@ -42,6 +76,7 @@ void proj_pg_destroy(proj_pg_t *pg) {
   if (!pg)
     return;
   drop_conn(pg);
+  proj_sqlarr_free(&pg->ids);
   free(pg);
 }
 
@@ -49,13 +84,18 @@ bool proj_pg_connected(const proj_pg_t *pg) {
   return pg->conn && PQstatus(pg->conn) == CONNECTION_OK;
 }
 
-/* Fills err from res (may be NULL) or, lacking that, from the connection. */
-static void set_err(proj_pg_t *pg, proj_pg_error_t *err, const char *stmt,
-                    const PGresult *res) {
+struct pg_conn *proj_pg_conn(proj_pg_t *pg) {
+  return proj_pg_connected(pg) ? pg->conn : NULL;
+}
+
+void proj_pg_set_error(proj_pg_t *pg, proj_pg_error_t *err, const char *stmt,
+                       const PGresult *res) {
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   const char *msg = res ? PQresultErrorMessage(res) : NULL;
   if (!msg || !*msg)
     msg = pg->conn ? PQerrorMessage(pg->conn) : "no connection";
+  if (!msg || !*msg)
+    msg = "unexpected result";
   snprintf(err->sqlstate, sizeof err->sqlstate, "%s", state ? state : "");
   snprintf(err->stmt, sizeof err->stmt, "%s", stmt);
   snprintf(err->message, sizeof err->message, "%s", msg);
@@ -70,11 +110,29 @@ static int check(proj_pg_t *pg, PGresult *res, ExecStatusType want,
                  const char *stmt, proj_pg_error_t *err) {
   int rc = 0;
   if (!res || PQresultStatus(res) != want) {
-    set_err(pg, err, stmt, res);
+    proj_pg_set_error(pg, err, stmt, res);
     rc = SF_EPG;
   }
   PQclear(res);
   return rc;
+}
+
+/* A result that is not the one row expected: error filled, result cleared. */
+static int fail_result(proj_pg_t *pg, PGresult *res, const char *stmt,
+                       proj_pg_error_t *err) {
+  proj_pg_set_error(pg, err, stmt, res);
+  PQclear(res);
+  return SF_EPG;
+}
+
+static bool one_row(const PGresult *res) {
+  return res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+}
+
+static int prepare(proj_pg_t *pg, const char *name, const char *sql,
+                   proj_pg_error_t *err) {
+  return check(pg, PQprepare(pg->conn, name, sql, 0, NULL), PGRES_COMMAND_OK,
+               name, err);
 }
 
 int proj_pg_connect(proj_pg_t *pg, proj_pg_error_t *err) {
@@ -84,21 +142,47 @@ int proj_pg_connect(proj_pg_t *pg, proj_pg_error_t *err) {
   const char *const keys[] = {"connect_timeout", "application_name",
                               "keepalives_idle", "keepalives_interval",
                               "keepalives_count", "dbname", NULL};
-  const char *const vals[] = {"5", "stockflow-projector", "30", "10", "3",
-                              pg->dsn, NULL};
+  const char *const vals[] = {"5",
+                              pg->o.schema ? "stockflow-projector-rebuild"
+                                           : "stockflow-projector",
+                              "30", "10", "3", pg->o.dsn, NULL};
   pg->conn = PQconnectdbParams(keys, vals, 1);
   if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
-    set_err(pg, err, "connect", NULL);
+    proj_pg_set_error(pg, err, "connect", NULL);
     drop_conn(pg);
     return SF_EPG;
   }
+  if (pg->o.schema) {
+    /* Before preparing: a statement resolves its tables on the search_path
+     * of its (re-)analysis. */
+    char *ident = PQescapeIdentifier(pg->conn, pg->o.schema,
+                                     strlen(pg->o.schema));
+    char sql[256];
+    int rc = SF_EPG;
+    if (ident && snprintf(sql, sizeof sql, "SET search_path TO %s", ident) <
+                     (int)sizeof sql)
+      rc = check(pg, PQexec(pg->conn, sql), PGRES_COMMAND_OK, "search_path",
+                 err);
+    else
+      proj_pg_set_error(pg, err, "search_path", NULL);
+    PQfreemem(ident);
+    if (rc) {
+      drop_conn(pg);
+      return rc;
+    }
+  }
   for (int s = 0; s < PROJ_STMT__COUNT; s++) {
     const proj_stmt_def_t *d = proj_stmt_def((proj_stmt_t)s);
-    PGresult *res = PQprepare(pg->conn, d->name, d->sql, 0, NULL);
-    if (check(pg, res, PGRES_COMMAND_OK, d->name, err)) {
+    if (prepare(pg, d->name, d->sql, err)) {
       drop_conn(pg);
       return SF_EPG;
     }
+  }
+  if (prepare(pg, "proj_changes", SQL_CHANGES, err) ||
+      prepare(pg, "proj_notify", SQL_NOTIFY, err) ||
+      prepare(pg, "proj_prune", SQL_PRUNE, err)) {
+    drop_conn(pg);
+    return SF_EPG;
   }
   return 0;
 }
@@ -114,7 +198,7 @@ int proj_pg_load_offsets(proj_pg_t *pg, sf_kafka_tp_t *tps, size_t n,
   int rc = ensure_conn(pg, err);
   if (rc)
     return rc;
-  const char *params[1] = {pg->group};
+  const char *params[1] = {pg->o.group};
   PGresult *res = PQexecParams(
       pg->conn,
       "SELECT topic, partition, next_offset FROM projector_offsets"
@@ -148,27 +232,115 @@ static void rollback(proj_pg_t *pg) {
   PQclear(res);
 }
 
+/* Runs the stock statement and keeps the ids it returns (in order) in
+ * pg->ids. */
+static int run_stock(proj_pg_t *pg, const proj_plan_t *plan,
+                     proj_pg_error_t *err) {
+  const proj_stmt_def_t *d = proj_stmt_def(PROJ_STMT_STOCK);
+  PGresult *res = PQexecPrepared(pg->conn, d->name, d->n_params,
+                                 plan->params[PROJ_STMT_STOCK], NULL, NULL, 0);
+  if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+    return check(pg, res, PGRES_TUPLES_OK, d->name, err);
+  int rows = PQntuples(res);
+  for (int r = 0; r < rows; r++)
+    (void)proj_sqlarr_add_text(&pg->ids, PQgetvalue(res, r, 0)); /* sticky */
+  SF_DEBUG(pg->log, "pg", "%s: %zu rows in, %d inserted", d->name,
+           plan->rows[PROJ_STMT_STOCK], rows);
+  PQclear(res);
+  if (!proj_sqlarr_text(&pg->ids)) {
+    snprintf(err->sqlstate, sizeof err->sqlstate, "%s", "");
+    snprintf(err->stmt, sizeof err->stmt, "%s", d->name);
+    snprintf(err->message, sizeof err->message, "%s", "out of memory");
+    return SF_EPG;
+  }
+  return 0;
+}
+
+/* The lock, then one changes row per id in pg->ids. */
+static int run_changes(proj_pg_t *pg, proj_pg_result_t *res,
+                       proj_pg_error_t *err) {
+  int rc = check(pg,
+                 PQexec(pg->conn, "SELECT pg_advisory_xact_lock(" XSTR(
+                                      PROJ_CHANGES_LOCK) ")"),
+                 PGRES_TUPLES_OK, "changes lock", err);
+  if (rc)
+    return rc;
+  const char *params[1] = {proj_sqlarr_text(&pg->ids)};
+  PGresult *r =
+      PQexecPrepared(pg->conn, "proj_changes", 1, params, NULL, NULL, 0);
+  if (!one_row(r))
+    return fail_result(pg, r, "proj_changes", err);
+  res->changes = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  res->max_change = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  return 0;
+}
+
+static int apply_statements(proj_pg_t *pg, const proj_plan_t *plan,
+                            proj_pg_result_t *res, proj_pg_error_t *err) {
+  proj_sqlarr_reset(&pg->ids);
+  *res = (proj_pg_result_t){0, 0};
+  for (int s = 0; s < PROJ_STMT__COUNT; s++) {
+    if (plan->rows[s] == 0)
+      continue;
+    int rc;
+    if (s == PROJ_STMT_OFFSETS && pg->o.change_log && pg->ids.count > 0) {
+      rc = run_changes(pg, res, err);
+      if (rc)
+        return rc;
+    }
+    if (s == PROJ_STMT_STOCK) {
+      rc = run_stock(pg, plan, err);
+    } else {
+      const proj_stmt_def_t *d = proj_stmt_def((proj_stmt_t)s);
+      PGresult *r = PQexecPrepared(pg->conn, d->name, d->n_params,
+                                   plan->params[s], NULL, NULL, 0);
+      if (r && PQresultStatus(r) == PGRES_COMMAND_OK)
+        SF_DEBUG(pg->log, "pg", "%s: %zu rows in, %s changed", d->name,
+                 plan->rows[s], PQcmdTuples(r));
+      rc = check(pg, r, PGRES_COMMAND_OK, d->name, err);
+    }
+    if (rc)
+      return rc;
+  }
+  if (pg->o.change_log) {
+    char max[24];
+    snprintf(max, sizeof max, "%" PRId64, res->max_change);
+    const char *params[1] = {max};
+    int rc = check(pg,
+                   PQexecPrepared(pg->conn, "proj_notify", 1, params, NULL,
+                                  NULL, 0),
+                   PGRES_TUPLES_OK, "proj_notify", err);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+int proj_pg_apply_open(proj_pg_t *pg, const proj_plan_t *plan,
+                       proj_pg_result_t *res, proj_pg_error_t *err) {
+  proj_pg_result_t dummy;
+  if (!proj_pg_connected(pg)) {
+    proj_pg_set_error(pg, err, "apply", NULL);
+    return SF_EPG;
+  }
+  return apply_statements(pg, plan, res ? res : &dummy, err);
+}
+
 int proj_pg_apply(proj_pg_t *pg, const proj_plan_t *plan,
-                  proj_pg_error_t *err) {
+                  proj_pg_result_t *res, proj_pg_error_t *err) {
+  proj_pg_result_t dummy;
+  if (!res)
+    res = &dummy;
   int rc = ensure_conn(pg, err);
   if (rc)
     return rc;
   rc = check(pg, PQexec(pg->conn, "BEGIN"), PGRES_COMMAND_OK, "BEGIN", err);
   if (rc)
     goto fail;
-  for (int s = 0; s < PROJ_STMT__COUNT; s++) {
-    if (plan->rows[s] == 0)
-      continue;
-    const proj_stmt_def_t *d = proj_stmt_def((proj_stmt_t)s);
-    PGresult *res = PQexecPrepared(pg->conn, d->name, d->n_params,
-                                   plan->params[s], NULL, NULL, 0);
-    if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
-      SF_DEBUG(pg->log, "pg", "%s: %zu rows in, %s changed", d->name,
-               plan->rows[s], PQcmdTuples(res));
-    rc = check(pg, res, PGRES_COMMAND_OK, d->name, err);
-    if (rc)
-      goto fail;
-  }
+  rc = apply_statements(pg, plan, res, err);
+  if (rc)
+    goto fail;
   rc = check(pg, PQexec(pg->conn, "COMMIT"), PGRES_COMMAND_OK, "COMMIT", err);
   if (rc)
     goto fail; /* a failed COMMIT rolled back: nothing was applied */
@@ -177,4 +349,23 @@ int proj_pg_apply(proj_pg_t *pg, const proj_plan_t *plan,
 fail:
   rollback(pg);
   return rc;
+}
+
+int proj_pg_prune(proj_pg_t *pg, long long retention_s, int64_t *deleted,
+                  int64_t *pruned_through, proj_pg_error_t *err) {
+  int rc = ensure_conn(pg, err);
+  if (rc)
+    return rc;
+  char secs[24];
+  snprintf(secs, sizeof secs, "%lld", retention_s);
+  const char *params[1] = {secs};
+  /* One statement: its own implicit transaction. */
+  PGresult *r =
+      PQexecPrepared(pg->conn, "proj_prune", 1, params, NULL, NULL, 0);
+  if (!one_row(r))
+    return fail_result(pg, r, "proj_prune", err);
+  *deleted = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  *pruned_through = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  return 0;
 }

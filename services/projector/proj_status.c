@@ -19,10 +19,15 @@ static const double k_dur_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                        0.1,   0.25,   0.5,   1.0,  2.5,   5.0};
 #define N_DUR (sizeof k_dur_buckets / sizeof k_dur_buckets[0])
 
+static const double k_size_buckets[] = {1, 10, 50, 100, 250, 500, 1000, 2500,
+                                        5000, 10000};
+#define N_SIZE (sizeof k_size_buckets / sizeof k_size_buckets[0])
+
 typedef struct part {
   char topic[TOPIC_MAX];
   int32_t partition;
   int64_t last_offset; /* last offset in a committed batch */
+  int64_t lag;         /* high watermark - next offset; < 0: unknown */
 } part_t;
 
 struct proj_status {
@@ -31,6 +36,9 @@ struct proj_status {
   uint64_t events_applied, batches, batch_failures;
   uint64_t poison, invalid, skipped, duplicates;
   uint64_t batch_size_sum;
+  uint64_t size_bucket[N_SIZE]; /* non-cumulative counts */
+  uint64_t changes, dead_letters, dlq_failures, pruned;
+  int64_t pruned_through;
   double dur_sum;
   uint64_t dur_bucket[N_DUR]; /* non-cumulative counts */
   part_t *parts;
@@ -87,6 +95,7 @@ static part_t *part_of(proj_status_t *st, const char *topic, int32_t p) {
   snprintf(pt->topic, sizeof pt->topic, "%s", topic);
   pt->partition = p;
   pt->last_offset = -1;
+  pt->lag = -1;
   return pt;
 }
 
@@ -102,6 +111,12 @@ int proj_status_batch_committed(proj_status_t *st, const proj_plan_t *plan,
   st->duplicates += v[PROJ_DUPLICATE];
   st->batches++;
   st->batch_size_sum += plan->n_inputs;
+  for (size_t b = 0; b < N_SIZE; b++) {
+    if ((double)plan->n_inputs <= k_size_buckets[b]) {
+      st->size_bucket[b]++;
+      break;
+    }
+  }
   st->dur_sum += seconds;
   for (size_t b = 0; b < N_DUR; b++) {
     if (seconds <= k_dur_buckets[b]) {
@@ -126,6 +141,53 @@ int proj_status_batch_committed(proj_status_t *st, const proj_plan_t *plan,
 void proj_status_batch_failed(proj_status_t *st) {
   pthread_mutex_lock(&st->mu);
   st->batch_failures++;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void proj_status_add_changes(proj_status_t *st, size_t n) {
+  pthread_mutex_lock(&st->mu);
+  st->changes += n;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void proj_status_add_dead_letters(proj_status_t *st, size_t n) {
+  pthread_mutex_lock(&st->mu);
+  st->dead_letters += n;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void proj_status_dlq_failed(proj_status_t *st) {
+  pthread_mutex_lock(&st->mu);
+  st->dlq_failures++;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void proj_status_pruned(proj_status_t *st, int64_t deleted,
+                        int64_t pruned_through) {
+  pthread_mutex_lock(&st->mu);
+  if (deleted > 0)
+    st->pruned += (uint64_t)deleted;
+  st->pruned_through = pruned_through;
+  pthread_mutex_unlock(&st->mu);
+}
+
+int proj_status_set_lag(proj_status_t *st, const char *topic,
+                        int32_t partition, int64_t lag) {
+  int rc = 0;
+  pthread_mutex_lock(&st->mu);
+  part_t *pt = part_of(st, topic, partition);
+  if (pt)
+    pt->lag = lag;
+  else
+    rc = SF_ENOMEM;
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+void proj_status_clear_lag(proj_status_t *st) {
+  pthread_mutex_lock(&st->mu);
+  for (size_t i = 0; i < st->n_parts; i++)
+    st->parts[i].lag = -1;
   pthread_mutex_unlock(&st->mu);
 }
 
@@ -233,12 +295,37 @@ char *proj_status_metrics(proj_status_t *st, const char *prefix) {
           "Events of types the projector does not handle yet.", st->skipped);
   counter(&t, prefix, "duplicates_total",
           "Events dropped as duplicates within a batch.", st->duplicates);
+  counter(&t, prefix, "changes_total",
+          "Rows written to the change log (changes).", st->changes);
+  counter(&t, prefix, "dlq_total",
+          "Dead letters acknowledged by the broker (messages that did not "
+          "decode or could not be stored).",
+          st->dead_letters);
+  counter(&t, prefix, "dlq_failures_total",
+          "Attempts to deliver a batch's dead letters that failed (the batch "
+          "was retried).",
+          st->dlq_failures);
+  counter(&t, prefix, "changes_pruned_total",
+          "Change log rows deleted by retention.", st->pruned);
+  gauge(&t, prefix, "changes_pruned_through",
+        "changes_meta.pruned_through after the last retention run.",
+        (long long)st->pruned_through);
   tprintf(&t,
           "# HELP %s_batch_size Messages per committed batch.\n"
-          "# TYPE %s_batch_size summary\n"
+          "# TYPE %s_batch_size histogram\n",
+          prefix, prefix);
+  uint64_t scum = 0;
+  for (size_t b = 0; b < N_SIZE; b++) {
+    scum += st->size_bucket[b];
+    tprintf(&t, "%s_batch_size_bucket{le=\"%g\"} %llu\n", prefix,
+            k_size_buckets[b], (unsigned long long)scum);
+  }
+  tprintf(&t,
+          "%s_batch_size_bucket{le=\"+Inf\"} %llu\n"
           "%s_batch_size_sum %llu\n%s_batch_size_count %llu\n",
-          prefix, prefix, prefix, (unsigned long long)st->batch_size_sum,
-          prefix, (unsigned long long)st->batches);
+          prefix, (unsigned long long)st->batches, prefix,
+          (unsigned long long)st->batch_size_sum, prefix,
+          (unsigned long long)st->batches);
   tprintf(&t,
           "# HELP %s_batch_duration_seconds Time from a batch's first message "
           "to its commit.\n# TYPE %s_batch_duration_seconds histogram\n",
@@ -264,6 +351,19 @@ char *proj_status_metrics(proj_status_t *st, const char *prefix) {
     tlabel(&t, st->parts[i].topic);
     tprintf(&t, "\",partition=\"%d\"} %lld\n", (int)st->parts[i].partition,
             (long long)st->parts[i].last_offset);
+  }
+  tprintf(&t,
+          "# HELP %s_consumer_lag Messages behind the high watermark (last "
+          "stable offset), per assigned partition.\n"
+          "# TYPE %s_consumer_lag gauge\n",
+          prefix, prefix);
+  for (size_t i = 0; i < st->n_parts; i++) {
+    if (st->parts[i].lag < 0)
+      continue;
+    tprintf(&t, "%s_consumer_lag{topic=\"", prefix);
+    tlabel(&t, st->parts[i].topic);
+    tprintf(&t, "\",partition=\"%d\"} %lld\n", (int)st->parts[i].partition,
+            (long long)st->parts[i].lag);
   }
   gauge(&t, prefix, "pg_connected", "1 when PostgreSQL is connected.",
         st->pg_connected);

@@ -34,6 +34,23 @@ int proj_status_batch_committed(proj_status_t *st, const proj_plan_t *plan,
 /* Counts a failed attempt to apply a batch (it will be retried). */
 void proj_status_batch_failed(proj_status_t *st);
 
+/* Adds n changes rows written by a committed batch. */
+void proj_status_add_changes(proj_status_t *st, size_t n);
+/* Adds n dead letters acknowledged by the broker. */
+void proj_status_add_dead_letters(proj_status_t *st, size_t n);
+/* Counts a failed attempt to deliver a batch's dead letters. */
+void proj_status_dlq_failed(proj_status_t *st);
+/* Records a retention run: rows deleted and the resulting pruned_through. */
+void proj_status_pruned(proj_status_t *st, int64_t deleted,
+                        int64_t pruned_through);
+/* Sets the consumer lag of topic x partition (high watermark minus the
+ * next offset to apply); lag < 0 means unknown, and unknown partitions are
+ * left out of /metrics. Returns 0 or SF_ENOMEM. */
+int proj_status_set_lag(proj_status_t *st, const char *topic,
+                        int32_t partition, int64_t lag);
+/* Marks every partition's lag unknown (after a revoke). */
+void proj_status_clear_lag(proj_status_t *st);
+
 /* True when PostgreSQL is connected and the consumer has its assignment;
  * otherwise false and *missing (if not NULL) names what is missing (static
  * string). */

@@ -12,7 +12,11 @@
  * messages kept in memory, so the consumer never has to seek backwards. If
  * the retries outlast max.poll.interval.ms the consumer leaves the group and
  * rejoins at the next poll; the new assignment re-reads the stored offsets,
- * which by then include the batch. */
+ * which by then include the batch.
+ *
+ * Dead letters go out before the batch's transaction and are awaited; once
+ * delivered they are not produced again for the same batch when only the
+ * PostgreSQL part has to be retried. */
 #include "proj_worker.h"
 
 #include <inttypes.h>
@@ -24,6 +28,8 @@
 #include <time.h>
 
 #include "proj_batch.h"
+#include "proj_dlq.h"
+#include "proj_intake.h"
 #include "proj_pg.h"
 #include "sf/err.h"
 #include "sf/event.h"
@@ -34,6 +40,18 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define STATS_DEFAULT_MS 10000
+#define PRUNE_DEFAULT_MS 60000
+#define LAG_DEFAULT_MS 5000
+#define WATERMARK_TIMEOUT_MS 1000
+#define DLQ_FLUSH_MS 20000
+#define TOPIC_MAX 256
+
+/* A partition of the current assignment. */
+typedef struct owned_tp {
+  char topic[TOPIC_MAX];
+  int32_t partition;
+  int64_t start; /* the stored offset it was assigned at (or BEGINNING) */
+} owned_tp_t;
 
 struct proj_worker {
   proj_worker_opts_t o;
@@ -44,33 +62,26 @@ struct proj_worker {
   bool started;
   int exit_rc;
 
-  sf_event_codec_t *codec;
   sf_kafka_consumer_t *consumer; /* closed by the thread as it ends */
   proj_pg_t *pg;
+  proj_dlq_t *dlq;
+  proj_intake_t in; /* the batch in hand */
 
-  /* the batch in hand; msgs[0..n) are owned until released */
-  sf_kafka_msg_t *msgs;
-  sf_event_t *events;
-  proj_input_t *inputs;
-  size_t n;
-  proj_plan_t plan;
+  owned_tp_t *owned; /* the assignment, for the lag gauges */
+  size_t n_owned;
 };
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(proj_worker_t *w) {
   return atomic_load_explicit(&w->stop, memory_order_relaxed);
 }
 
+static bool stop_cb(void *ud) { return stopping(ud); }
+
 /* Sleeps ms in short slices; returns false when a stop was requested. */
 static bool nap(proj_worker_t *w, int ms) {
-  int64_t until = now_ms() + ms;
+  int64_t until = proj_now_ms() + ms;
   while (!stopping(w)) {
-    int64_t left = until - now_ms();
+    int64_t left = until - proj_now_ms();
     if (left <= 0)
       return true;
     if (left > 50)
@@ -123,10 +134,32 @@ static void describe_batch(char *buf, size_t cap, const proj_plan_t *p) {
   }
 }
 
+/* Remembers the assignment (topics copied) for the lag gauges. */
+static void remember_assignment(proj_worker_t *w, const sf_kafka_tp_t *tps,
+                                size_t n) {
+  free(w->owned);
+  w->owned = NULL;
+  w->n_owned = 0;
+  if (n == 0)
+    return;
+  w->owned = calloc(n, sizeof *w->owned);
+  if (!w->owned) {
+    SF_WARN(w->log, MOD, "out of memory: no lag gauges for this assignment");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    snprintf(w->owned[i].topic, sizeof w->owned[i].topic, "%s", tps[i].topic);
+    w->owned[i].partition = tps[i].partition;
+    w->owned[i].start = tps[i].offset;
+  }
+  w->n_owned = n;
+}
+
 /* Assignment: seek every partition to its stored next offset. Without the
  * stored offsets we cannot start anywhere safely, so this retries until
  * PostgreSQL answers or a stop is requested (then the batch loop applies
- * nothing). */
+ * nothing). Runs on every assignment, so a second instance taking over a
+ * partition starts from what the first one committed. */
 static void on_assign_cb(void *ud, sf_kafka_tp_t *tps, size_t n) {
   proj_worker_t *w = ud;
   int backoff = BACKOFF_MIN_MS;
@@ -150,6 +183,7 @@ static void on_assign_cb(void *ud, sf_kafka_tp_t *tps, size_t n) {
   describe_tps(desc, sizeof desc, tps, n, true);
   SF_INFO(w->log, MOD, "assigned %zu partition(s), starting at: %s", n,
           n ? desc : "(none)");
+  remember_assignment(w, tps, n);
   proj_status_set_assigned(w->st, true);
 }
 
@@ -158,40 +192,49 @@ static void on_revoke_cb(void *ud, const sf_kafka_tp_t *tps, size_t n) {
   char desc[2048];
   describe_tps(desc, sizeof desc, tps, n, false);
   SF_INFO(w->log, MOD, "revoked %zu partition(s): %s", n, n ? desc : "(none)");
+  remember_assignment(w, NULL, 0);
+  proj_status_clear_lag(w->st);
   proj_status_set_assigned(w->st, false);
 }
 
 int proj_worker_new(proj_worker_t **out, const proj_worker_opts_t *opts,
                     proj_status_t *st, sf_log_t *log) {
   if (!out || !opts || !st || !opts->brokers || !opts->group ||
-      !opts->topic_catalog || !opts->topic_stock || !opts->pg_dsn ||
-      opts->batch_max < 1 || opts->batch_wait_ms < 0)
+      !opts->topic_catalog || !opts->topic_stock || !opts->topic_dlq ||
+      !opts->pg_dsn || opts->batch_max < 1 || opts->batch_wait_ms < 0)
     return SF_EINVAL;
-  int rc = SF_ENOMEM;
   proj_worker_t *w = calloc(1, sizeof *w);
   if (!w)
     return SF_ENOMEM;
   w->o = *opts;
   if (w->o.stats_interval_ms <= 0)
     w->o.stats_interval_ms = STATS_DEFAULT_MS;
+  if (w->o.prune_interval_ms <= 0)
+    w->o.prune_interval_ms = PRUNE_DEFAULT_MS;
+  if (w->o.lag_interval_ms <= 0)
+    w->o.lag_interval_ms = LAG_DEFAULT_MS;
   w->st = st;
   w->log = log;
   atomic_init(&w->stop, false);
-  proj_plan_init(&w->plan);
 
-  w->msgs = calloc(opts->batch_max, sizeof *w->msgs);
-  w->events = calloc(opts->batch_max, sizeof *w->events);
-  w->inputs = calloc(opts->batch_max, sizeof *w->inputs);
-  if (!w->msgs || !w->events || !w->inputs)
-    goto fail_arrays;
-  rc = sf_event_codec_new(&w->codec);
+  int rc = proj_intake_init(&w->in, opts->batch_max);
   if (rc) {
-    SF_ERROR(log, MOD, "cannot create the event codec: %s", sf_strerror(rc));
-    goto fail_arrays;
+    SF_ERROR(log, MOD, "cannot set up the batch buffers: %s", sf_strerror(rc));
+    goto fail_intake;
   }
-  rc = proj_pg_new(&w->pg, opts->pg_dsn, opts->group, log);
+  proj_pg_opts_t po = {.dsn = opts->pg_dsn,
+                       .group = opts->group,
+                       .schema = NULL,
+                       .change_log = true};
+  rc = proj_pg_new(&w->pg, &po, log);
   if (rc)
     goto fail_pg;
+  rc = proj_dlq_new(&w->dlq, opts->brokers, opts->topic_dlq, log);
+  if (rc) {
+    SF_ERROR(log, MOD, "cannot create the dead-letter producer: %s",
+             sf_strerror(rc));
+    goto fail_dlq;
+  }
   sf_kafka_consumer_opts_t co = {
       .brokers = opts->brokers,
       .group_id = opts->group,
@@ -209,120 +252,86 @@ int proj_worker_new(proj_worker_t **out, const proj_worker_opts_t *opts,
   return 0;
 
 fail_consumer:
+  proj_dlq_destroy(w->dlq);
+fail_dlq:
   proj_pg_destroy(w->pg);
 fail_pg:
-  sf_event_codec_destroy(w->codec);
-fail_arrays:
-  free(w->inputs);
-  free(w->events);
-  free(w->msgs);
+  proj_intake_free(&w->in);
+fail_intake:
   free(w);
   return rc;
 }
 
-/* Releases the batch in hand (messages and decoded events). */
-static void release_batch(proj_worker_t *w) {
-  for (size_t i = 0; i < w->n; i++) {
-    sf_event_clear(&w->events[i]);
-    sf_kafka_msg_destroy(&w->msgs[i]);
-  }
-  w->n = 0;
-}
-
-/* Polls one batch into w->msgs: returns once batch_max messages are in,
- * batch_wait_ms after the first one, or on stop. *t0 gets the time of the
- * first message. Returns 0 or SF_EKAFKA_FATAL. */
-static int fill_batch(proj_worker_t *w, int64_t *t0) {
-  int64_t deadline = 0;
-  while (w->n < w->o.batch_max && !stopping(w)) {
-    int timeout = IDLE_POLL_MS;
-    if (w->n > 0) {
-      int64_t left = deadline - now_ms();
-      if (left <= 0)
-        break;
-      timeout = (int)left;
+/* Produces the batch's dead letters and waits for their acknowledgement.
+ * Returns the number delivered (>= 0) or a negative code. */
+static int send_dead_letters(proj_worker_t *w) {
+  size_t n = 0;
+  for (size_t i = 0; i < w->in.n; i++) {
+    if (!proj_intake_is_dead(&w->in, i))
+      continue;
+    const sf_kafka_msg_t *m = &w->in.msgs[i];
+    char why[256];
+    proj_intake_error(&w->in, i, why, sizeof why);
+    int rc = proj_dlq_add(w->dlq, m->key, m->key_len, m->value, m->value_len,
+                          why, m->topic, m->partition, m->offset);
+    if (rc) {
+      (void)proj_dlq_flush(w->dlq, DLQ_FLUSH_MS); /* settle what was queued */
+      return rc;
     }
-    int k = sf_kafka_consumer_poll(w->consumer, w->msgs + w->n,
-                                   w->o.batch_max - w->n, timeout);
-    if (k < 0) {
-      if (k == SF_EKAFKA_FATAL)
-        return k;
-      SF_WARN(w->log, MOD, "poll: %s", sf_strerror(k));
-      if (w->n == 0)
-        continue;
-      break;
-    }
-    if (k > 0 && w->n == 0) {
-      *t0 = now_ms();
-      deadline = *t0 + w->o.batch_wait_ms;
-    }
-    w->n += (size_t)k;
+    n++;
   }
-  return 0;
-}
-
-/* Decodes the batch and builds its plan; logs every message that will not
- * be applied. Returns 0 or SF_ENOMEM. */
-static int plan_batch(proj_worker_t *w) {
-  for (size_t i = 0; i < w->n; i++) {
-    const sf_kafka_msg_t *m = &w->msgs[i];
-    sf_event_t *e = &w->events[i];
-    proj_input_t *in = &w->inputs[i];
-    *in = (proj_input_t){m->topic, m->partition, m->offset, NULL};
-    int rc = SF_EPARSE;
-    if (m->value && m->value_len > 0)
-      rc = sf_event_decode(w->codec, m->value, m->value_len, e);
-    else
-      sf_event_init(e);
-    if (rc == 0)
-      in->ev = e;
-    else
-      SF_ERROR(w->log, MOD,
-               "poison message %s[%d]@%" PRId64 " (%zu bytes): %s, skipped",
-               m->topic, (int)m->partition, m->offset, m->value_len,
-               sf_err_name(rc));
-  }
-  int rc = proj_plan_build(&w->plan, w->o.group, w->inputs, w->n);
+  if (n == 0)
+    return 0;
+  int rc = proj_dlq_flush(w->dlq, DLQ_FLUSH_MS);
   if (rc)
     return rc;
-  for (size_t i = 0; i < w->n; i++) {
-    const proj_input_t *in = &w->inputs[i];
-    if (w->plan.verdicts[i] == PROJ_INVALID)
-      SF_ERROR(w->log, MOD,
-               "invalid event %s[%d]@%" PRId64 " (%s %s): %s, skipped",
-               in->topic, (int)in->partition, in->offset,
-               sf_event_type_name(in->ev->type), in->ev->event_id,
-               w->plan.why[i]);
-    else if (w->plan.verdicts[i] == PROJ_SKIPPED)
-      SF_DEBUG(w->log, MOD, "event %s[%d]@%" PRId64 " of type %s not handled",
-               in->topic, (int)in->partition, in->offset,
-               sf_event_type_name(in->ev->type));
-    else if (w->plan.verdicts[i] == PROJ_DUPLICATE)
-      SF_DEBUG(w->log, MOD, "duplicate event %s[%d]@%" PRId64 " (%s)",
-               in->topic, (int)in->partition, in->offset, in->ev->event_id);
-  }
-  return 0;
+  SF_WARN(w->log, MOD, "%zu message(s) dead-lettered to %s", n,
+          proj_dlq_topic(w->dlq));
+  return (int)n;
 }
 
-/* Applies the plan until it commits. Returns 0, or SF_ECANCELED when a stop
- * came first (the transaction was rolled back; nothing of the batch is
- * stored, so it is consumed again at the next start). */
-static int apply_batch(proj_worker_t *w) {
+/* Applies the batch until it commits: dead letters first (once), then the
+ * PostgreSQL transaction. Returns 0, or SF_ECANCELED when a stop came first
+ * (nothing of the batch is stored, so it is consumed again at the next
+ * start; its dead letters may then be written twice). */
+static int apply_batch(proj_worker_t *w, proj_pg_result_t *res) {
   int backoff = BACKOFF_MIN_MS;
+  bool dead_done = w->in.plan.n_by_verdict[PROJ_POISON] +
+                       w->in.plan.n_by_verdict[PROJ_INVALID] ==
+                   0;
+  char desc[1024];
   for (;;) {
+    if (!dead_done) {
+      int k = send_dead_letters(w);
+      if (k >= 0) {
+        dead_done = true;
+        proj_status_add_dead_letters(w->st, (size_t)k);
+      } else {
+        proj_status_dlq_failed(w->st);
+        describe_batch(desc, sizeof desc, &w->in.plan);
+        SF_ERROR(w->log, MOD,
+                 "batch of %zu message(s) (%s): dead letters not delivered "
+                 "to %s (%s); retrying in %d ms",
+                 w->in.n, desc, proj_dlq_topic(w->dlq), sf_strerror(k),
+                 backoff);
+        if (!nap(w, backoff))
+          return SF_ECANCELED;
+        backoff = next_backoff(backoff);
+        continue;
+      }
+    }
     proj_pg_error_t err;
-    if (proj_pg_apply(w->pg, &w->plan, &err) == 0) {
+    if (proj_pg_apply(w->pg, &w->in.plan, res, &err) == 0) {
       proj_status_set_pg(w->st, true);
       return 0;
     }
     proj_status_batch_failed(w->st);
     proj_status_set_pg(w->st, proj_pg_connected(w->pg));
-    char desc[1024];
-    describe_batch(desc, sizeof desc, &w->plan);
+    describe_batch(desc, sizeof desc, &w->in.plan);
     SF_ERROR(w->log, MOD,
              "batch of %zu message(s) (%s) failed at %s: SQLSTATE %s: %s; "
              "rolled back, retrying in %d ms",
-             w->n, desc, err.stmt, err.sqlstate[0] ? err.sqlstate : "-",
+             w->in.n, desc, err.stmt, err.sqlstate[0] ? err.sqlstate : "-",
              err.message, backoff);
     if (!nap(w, backoff))
       return SF_ECANCELED;
@@ -349,6 +358,51 @@ static bool connect_pg(proj_worker_t *w) {
   }
 }
 
+/* Lag of every assigned partition: high watermark (the last stable offset
+ * under read_committed) minus the consumer's position, which between
+ * batches is the next offset to apply. Before anything was consumed from a
+ * partition the position is unknown; the offset it was assigned at (or the
+ * low watermark for "beginning") stands in. */
+static void refresh_lag(proj_worker_t *w) {
+  for (size_t i = 0; i < w->n_owned && !stopping(w); i++) {
+    const owned_tp_t *o = &w->owned[i];
+    int64_t low, high, pos;
+    if (sf_kafka_watermarks(w->consumer, o->topic, o->partition,
+                            WATERMARK_TIMEOUT_MS, &low, &high)) {
+      proj_status_set_lag(w->st, o->topic, o->partition, -1);
+      continue;
+    }
+    if (sf_kafka_position(w->consumer, o->topic, o->partition, &pos))
+      pos = o->start >= 0 ? o->start : low;
+    int64_t lag = high - pos;
+    SF_DEBUG(w->log, MOD, "lag of %s[%d]: low %" PRId64 ", high %" PRId64
+             ", position %" PRId64, o->topic, (int)o->partition, low, high,
+             pos);
+    proj_status_set_lag(w->st, o->topic, o->partition, lag > 0 ? lag : 0);
+  }
+}
+
+static void prune_changes(proj_worker_t *w) {
+  if (w->o.retention_s <= 0)
+    return;
+  proj_pg_error_t err;
+  int64_t deleted = 0, through = 0;
+  if (proj_pg_prune(w->pg, w->o.retention_s, &deleted, &through, &err)) {
+    SF_WARN(w->log, MOD,
+            "change log retention failed at %s: SQLSTATE %s: %s (next try "
+            "in %d ms)",
+            err.stmt, err.sqlstate[0] ? err.sqlstate : "-", err.message,
+            w->o.prune_interval_ms);
+    return;
+  }
+  proj_status_pruned(w->st, deleted, through);
+  if (deleted > 0)
+    SF_INFO(w->log, MOD,
+            "change log retention: deleted %" PRId64
+            " row(s) older than %lld s, pruned through id %" PRId64,
+            deleted, w->o.retention_s, through);
+}
+
 static int run(proj_worker_t *w) {
   if (!connect_pg(w))
     return 0;
@@ -359,49 +413,66 @@ static int run(proj_worker_t *w) {
              topics[1], sf_strerror(rc));
     return rc;
   }
-  SF_INFO(w->log, MOD, "consuming %s and %s as group %s (batches of up to %zu "
-          "messages, %d ms)", topics[0], topics[1], w->o.group,
-          w->o.batch_max, w->o.batch_wait_ms);
+  SF_INFO(w->log, MOD,
+          "consuming %s and %s as group %s (batches of up to %zu "
+          "messages, %d ms; dead letters to %s)",
+          topics[0], topics[1], w->o.group, w->o.batch_max, w->o.batch_wait_ms,
+          w->o.topic_dlq);
 
-  int64_t stats_at = now_ms();
+  int64_t stats_at = proj_now_ms(), lag_at = 0, prune_at = proj_now_ms();
   uint64_t stats_events = proj_status_events_applied(w->st);
   while (!stopping(w)) {
     int64_t t0 = 0;
-    rc = fill_batch(w, &t0);
+    rc = proj_intake_fill(&w->in, w->consumer, w->o.batch_wait_ms,
+                          IDLE_POLL_MS, stop_cb, w, &t0, w->log);
     if (rc) {
       SF_ERROR(w->log, MOD, "consumer failed: %s", sf_strerror(rc));
       break;
     }
-    if (w->n > 0 && !stopping(w)) {
-      rc = plan_batch(w);
+    if (w->in.n > 0 && !stopping(w)) {
+      rc = proj_intake_plan(&w->in, w->o.group, w->log);
       if (rc) {
-        SF_ERROR(w->log, MOD, "cannot plan a batch of %zu: %s", w->n,
+        SF_ERROR(w->log, MOD, "cannot plan a batch of %zu: %s", w->in.n,
                  sf_strerror(rc));
         break;
       }
-      if (apply_batch(w) == 0) {
-        double secs = (double)(now_ms() - t0) / 1000.0;
-        if (proj_status_batch_committed(w->st, &w->plan, secs))
+      proj_pg_result_t res;
+      if (apply_batch(w, &res) == 0) {
+        double secs = (double)(proj_now_ms() - t0) / 1000.0;
+        if (proj_status_batch_committed(w->st, &w->in.plan, secs))
           SF_WARN(w->log, MOD, "metrics: out of memory for partition gauges");
-        SF_DEBUG(w->log, MOD, "batch of %zu committed in %.3f s", w->n, secs);
+        proj_status_add_changes(w->st, res.changes);
+        SF_DEBUG(w->log, MOD,
+                 "batch of %zu committed in %.3f s (%zu change(s), up to id "
+                 "%" PRId64 ")",
+                 w->in.n, secs, res.changes, res.max_change);
       }
     }
-    release_batch(w);
+    proj_intake_release(&w->in);
+    rc = 0;
 
-    int64_t now = now_ms();
+    int64_t now = proj_now_ms();
+    if (now - lag_at >= w->o.lag_interval_ms) {
+      refresh_lag(w);
+      lag_at = proj_now_ms();
+    }
+    if (now - prune_at >= w->o.prune_interval_ms) {
+      prune_changes(w);
+      prune_at = proj_now_ms();
+    }
     if (now - stats_at >= w->o.stats_interval_ms) {
       uint64_t total = proj_status_events_applied(w->st);
       double secs = (double)(now - stats_at) / 1000.0;
       SF_INFO(w->log, MOD,
-              "applied %" PRIu64 " event(s) in the last %.1f s (%.0f/s), %"
-              PRIu64 " in total",
+              "applied %" PRIu64 " event(s) in the last %.1f s (%.0f/s), %" PRIu64
+              " in total",
               total - stats_events, secs, (double)(total - stats_events) / secs,
               total);
       stats_at = now;
       stats_events = total;
     }
   }
-  release_batch(w);
+  proj_intake_release(&w->in);
   return rc;
 }
 
@@ -445,13 +516,11 @@ int proj_worker_join(proj_worker_t *w) {
 void proj_worker_destroy(proj_worker_t *w) {
   if (!w)
     return;
-  release_batch(w);
+  proj_intake_release(&w->in);
   sf_kafka_consumer_destroy(w->consumer);
+  proj_dlq_destroy(w->dlq);
   proj_pg_destroy(w->pg);
-  sf_event_codec_destroy(w->codec);
-  proj_plan_free(&w->plan);
-  free(w->inputs);
-  free(w->events);
-  free(w->msgs);
+  proj_intake_free(&w->in);
+  free(w->owned);
   free(w);
 }

@@ -5,10 +5,17 @@
  * (proj_pg). On assignment it seeks every partition to the next_offset
  * stored in projector_offsets. It then repeats: poll up to batch_max
  * messages or batch_wait_ms after the first one, decode, plan
- * (proj_batch), and apply the plan with the offsets in one transaction. A
- * failed batch is rolled back and retried with backoff from the messages
- * it keeps in memory, never skipped; a message that does not decode is
- * logged, counted and consumed with its batch.
+ * (proj_batch), dead-letter what cannot be applied (proj_dlq, acknowledged
+ * before the commit), and apply the plan with its change log and offsets in
+ * one transaction. A failed batch is rolled back and retried with backoff
+ * from the messages it keeps in memory, never skipped. Between batches it
+ * refreshes the consumer-lag gauges (every 5 s) and prunes the change log
+ * (every 60 s).
+ *
+ * Two instances in one group share the partitions: every assignment
+ * re-reads the stored offsets, and a batch that straddles a rebalance may
+ * apply events the new owner applies too, which the version guards and
+ * ON CONFLICT clauses make harmless (offsets only move forward).
  *
  * It reports to a proj_status_t (borrowed) that the HTTP thread reads.
  * proj_worker_stop may be called from any thread (it sets an atomic flag);
@@ -30,10 +37,14 @@ typedef struct proj_worker_opts {
   const char *group;         /* consumer group and projector_offsets key */
   const char *topic_catalog; /* e.g. "inventory.catalog" */
   const char *topic_stock;   /* e.g. "inventory.stock" */
+  const char *topic_dlq;     /* e.g. "inventory.dlq" */
   const char *pg_dsn;
   size_t batch_max;          /* messages per batch, >= 1 */
   int batch_wait_ms;         /* wait after a batch's first message, >= 0 */
   int stats_interval_ms;     /* the periodic info line; 10000 when <= 0 */
+  long long retention_s;     /* change log retention; <= 0: never prune */
+  int prune_interval_ms;     /* 60000 when <= 0 */
+  int lag_interval_ms;       /* 5000 when <= 0 */
   /* Called on the worker thread as its last act, with 0 after a requested
    * stop or a negative code after a fatal error (e.g. the consumer is
    * broken). May be NULL. Use it to wake the loop (uv_async_send). */

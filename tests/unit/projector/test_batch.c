@@ -129,7 +129,7 @@ static void test_empty_and_bad_args(void **state) {
 
 static void test_unhandled_type_skipped(void **state) {
   proj_plan_t *p = *state;
-  sf_event_t o = store_ev(SF_EV_ORDER_PLACED, S1, 1);
+  sf_event_t o = store_ev(SF_EV__COUNT, S1, 1); /* unknown to the projector */
   proj_input_t in[] = {in_of(STK, 1, 9, &o)};
   assert_int_equal(proj_plan_build(p, GROUP, in, 1), 0);
   assert_int_equal(p->verdicts[0], PROJ_SKIPPED);
@@ -169,6 +169,7 @@ static void test_stock_params(void **state) {
   assert_string_equal(sp[13], "{1700000000000001,1700000000000002}");
   assert_string_equal(sp[14], "{2,2}");
   assert_string_equal(sp[15], "{50,51}");
+  assert_string_equal(sp[16], "{0,0}"); /* reserved_delta */
   for (int s = 0; s < PROJ_STMT__COUNT; s++)
     if (s != PROJ_STMT_STOCK && s != PROJ_STMT_OFFSETS)
       assert_int_equal(p->rows[s], 0);
@@ -226,6 +227,131 @@ static void test_stock_invalid(void **state) {
   }
   assert_int_equal(p->verdicts[6], PROJ_APPLY);
   assert_null(p->why[6]);
+  assert_int_equal(p->rows[PROJ_STMT_STOCK], 1);
+  assert_string_equal(p->params[PROJ_STMT_OFFSETS][3], "{8}");
+}
+
+/* ---- orders ---- */
+
+#define O1 "0190aa00-0000-7000-8000-000000000001"
+#define O2 "0190aa00-0000-7000-8000-000000000002"
+
+/* An order event of order `order` at version ver; n distinguishes event and
+ * command ids; lines borrowed. */
+static sf_event_t order_ev(sf_event_type_t t, const char *order, int64_t ver,
+                           int n, const sf_order_line_t *lines, size_t nl) {
+  sf_event_t e;
+  sf_event_init(&e);
+  e.type = t;
+  snprintf(e.event_id, sizeof e.event_id, "0190e000-0000-7000-8000-%012d", n);
+  snprintf(e.command_id, sizeof e.command_id, "0190f000-0000-7000-8000-%012d",
+           n);
+  snprintf(e.store_id, sizeof e.store_id, "%s", S1);
+  snprintf(e.order.order_id, sizeof e.order.order_id, "%s", order);
+  e.stream_version = ver;
+  e.occurred_at_us = 1700000000000000 + n;
+  e.order.lines = lines;
+  e.order.n_lines = nl;
+  return e;
+}
+
+static void test_order_lifecycle(void **state) {
+  proj_plan_t *p = *state;
+  sf_order_line_t placed[] = {{P1, 3, 10, 3, 2}, {P2, 1, 5, 1, 7}};
+  sf_order_line_t done[] = {{P1, 3, 7, 0, 3}, {P2, 1, 4, 0, 8}};
+  sf_event_t r = stock_ev(S1, P1, 1, 1, 10);
+  sf_event_t a = order_ev(SF_EV_ORDER_PLACED, O1, 1, 0x2a, placed, 2);
+  a.order.reference = "PO \"7\"";
+  sf_event_t f = order_ev(SF_EV_ORDER_FULFILLED, O1, 2, 0x2b, done, 2);
+  proj_input_t in[] = {in_of(STK, 1, 7, &r), in_of(STK, 1, 8, &a),
+                       in_of(STK, 1, 9, &f)};
+  assert_int_equal(proj_plan_build(p, GROUP, in, 3), 0);
+  assert_int_equal(p->n_by_verdict[PROJ_APPLY], 3);
+  /* one order row: the newest status and version, created by the placing */
+  assert_int_equal(p->rows[PROJ_STMT_ORDER_UPSERT], 1);
+  const char *const *op = p->params[PROJ_STMT_ORDER_UPSERT];
+  assert_string_equal(op[0], "{\"" O1 "\"}");
+  assert_string_equal(op[1], "{\"" S1 "\"}");
+  assert_string_equal(op[2], "{\"fulfilled\"}");
+  assert_string_equal(op[3], "{\"PO \\\"7\\\"\"}");
+  assert_string_equal(op[4], "{2}");
+  assert_string_equal(op[5], "{1700000000000042}");
+  assert_string_equal(op[6], "{1700000000000043}");
+  /* lines of both events (the second pair is a no-op in SQL) */
+  assert_int_equal(p->rows[PROJ_STMT_ORDER_LINES], 4);
+  assert_string_equal(p->params[PROJ_STMT_ORDER_LINES][2], "{3,1,3,1}");
+  /* stock rows in consume order: the receipt, then each line */
+  assert_int_equal(p->rows[PROJ_STMT_STOCK], 5);
+  const char *const *sp = p->params[PROJ_STMT_STOCK];
+  assert_string_equal(sp[0], "{\"0190e000-0000-7000-8000-000000000001\","
+                             "\"0190e000-0000-7000-8000-000000000000\","
+                             "\"0190e000-0000-7000-8000-000000000001\","
+                             "\"0190e000-0000-7000-8000-000000000000\","
+                             "\"0190e000-0000-7000-8000-000000000001\"}");
+  assert_string_equal(sp[3], "{\"" P1 "\",\"" P1 "\",\"" P2 "\",\"" P1
+                             "\",\"" P2 "\"}");
+  assert_string_equal(sp[4], "{\"receipt\",\"order_placed\",\"order_placed\","
+                             "\"order_fulfilled\",\"order_fulfilled\"}");
+  assert_string_equal(sp[5], "{5,3,1,3,1}");       /* quantity */
+  assert_string_equal(sp[6], "{5,0,0,-3,-1}");     /* delta */
+  assert_string_equal(sp[16], "{0,3,1,-3,-1}");    /* reserved_delta */
+  assert_string_equal(sp[7], "{10,10,5,7,4}");     /* on_hand after */
+  assert_string_equal(sp[8], "{0,3,1,0,0}");       /* reserved after */
+  assert_string_equal(sp[9], "{1,2,7,3,8}");       /* line versions */
+  assert_string_equal(sp[10], "{NULL,NULL,NULL,NULL,NULL}");
+  assert_string_equal(sp[15], "{7,8,8,9,9}");
+}
+
+/* The line ids differ per line and are stable (the dedupe key). */
+static void test_order_line_ids(void **state) {
+  proj_plan_t *p = *state;
+  sf_order_line_t lines[20];
+  for (int i = 0; i < 20; i++) {
+    snprintf(lines[i].product_id, sizeof lines[i].product_id,
+             "0190a000-0000-7000-8000-0000000001%02d", i);
+    lines[i].quantity = 1;
+    lines[i].on_hand = 1;
+    lines[i].reserved = 1;
+    lines[i].version = 1;
+  }
+  sf_event_t a = order_ev(SF_EV_ORDER_CANCELLED, O2, 2, 0xffff, lines, 20);
+  proj_input_t in[] = {in_of(STK, 0, 1, &a)};
+  assert_int_equal(proj_plan_build(p, GROUP, in, 1), 0);
+  assert_int_equal(p->rows[PROJ_STMT_STOCK], 20);
+  const char *ids = p->params[PROJ_STMT_STOCK][0];
+  assert_non_null(strstr(ids, "\"0190e000-0000-7000-8000-00000006000f\""));
+  assert_non_null(strstr(ids, "\"0190e000-0000-7000-8000-000000060013\"}"));
+  assert_string_equal(p->params[PROJ_STMT_ORDER_UPSERT][2], "{\"cancelled\"}");
+  assert_string_equal(p->params[PROJ_STMT_ORDER_UPSERT][3], "{NULL}");
+}
+
+static void test_order_duplicates_and_invalid(void **state) {
+  proj_plan_t *p = *state;
+  sf_order_line_t one[] = {{P1, 2, 8, 2, 4}};
+  sf_order_line_t twice[] = {{P1, 2, 8, 2, 4}, {P1, 1, 8, 3, 5}};
+  sf_order_line_t zero[] = {{P1, 0, 8, 2, 4}};
+  sf_event_t a = order_ev(SF_EV_ORDER_PLACED, O1, 1, 1, one, 1);
+  sf_event_t a_again = a; /* a producer duplicate */
+  sf_event_t stale = order_ev(SF_EV_ORDER_CANCELLED, O1, 1, 2, one, 1);
+  sf_event_t no_lines = order_ev(SF_EV_ORDER_PLACED, O2, 1, 3, NULL, 0);
+  sf_event_t dup_product = order_ev(SF_EV_ORDER_PLACED, O2, 1, 4, twice, 2);
+  sf_event_t bad_qty = order_ev(SF_EV_ORDER_PLACED, O2, 1, 5, zero, 1);
+  sf_event_t bad_id = order_ev(SF_EV_ORDER_PLACED, "nope", 1, 6, one, 1);
+  proj_input_t in[] = {in_of(STK, 0, 1, &a),        in_of(STK, 0, 2, &a_again),
+                       in_of(STK, 0, 3, &stale),    in_of(STK, 0, 4, &no_lines),
+                       in_of(STK, 0, 5, &dup_product),
+                       in_of(STK, 0, 6, &bad_qty),  in_of(STK, 0, 7, &bad_id)};
+  assert_int_equal(proj_plan_build(p, GROUP, in, 7), 0);
+  assert_int_equal(p->verdicts[0], PROJ_APPLY);
+  assert_int_equal(p->verdicts[1], PROJ_DUPLICATE);
+  assert_int_equal(p->verdicts[2], PROJ_DUPLICATE);
+  for (int i = 3; i < 7; i++) {
+    assert_int_equal(p->verdicts[i], PROJ_INVALID);
+    assert_non_null(p->why[i]);
+  }
+  assert_int_equal(p->rows[PROJ_STMT_ORDER_UPSERT], 1);
+  assert_string_equal(p->params[PROJ_STMT_ORDER_UPSERT][2], "{\"placed\"}");
+  assert_int_equal(p->rows[PROJ_STMT_ORDER_LINES], 1);
   assert_int_equal(p->rows[PROJ_STMT_STOCK], 1);
   assert_string_equal(p->params[PROJ_STMT_OFFSETS][3], "{8}");
 }
@@ -420,6 +546,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stock_params, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stock_dedupe, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stock_invalid, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_order_lifecycle, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_order_line_ids, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_order_duplicates_and_invalid, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_product_collapse, setup, teardown),
       cmocka_unit_test_setup_teardown(test_product_duplicates_and_created_default,
                                       setup, teardown),

@@ -62,7 +62,7 @@ static void test_metrics(void **state) {
   proj_plan_t plan;
   proj_plan_init(&plan);
   sf_event_t a = stock(1), b = stock(2), o = stock(3);
-  o.type = SF_EV_ORDER_PLACED;
+  o.type = SF_EV__COUNT; /* a type this projector does not know */
   proj_input_t in[] = {{"inventory.stock", 2, 10, &a},
                        {"inventory.stock", 2, 11, &b},
                        {"inventory.stock", 2, 12, &o},
@@ -71,6 +71,13 @@ static void test_metrics(void **state) {
   assert_int_equal(proj_status_batch_committed(st, &plan, 0.003), 0);
   assert_int_equal(proj_status_batch_committed(st, &plan, 7.0), 0);
   proj_status_batch_failed(st);
+  proj_status_add_changes(st, 3);
+  proj_status_add_changes(st, 4);
+  proj_status_add_dead_letters(st, 2);
+  proj_status_dlq_failed(st);
+  proj_status_pruned(st, 9, 41);
+  assert_int_equal(proj_status_set_lag(st, "inventory.stock", 2, 17), 0);
+  assert_int_equal(proj_status_set_lag(st, "inventory.stock", 4, -1), 0);
   assert_int_equal(proj_status_events_applied(st), 6);
 
   char *m = proj_status_metrics(st, "sp");
@@ -93,6 +100,24 @@ static void test_metrics(void **state) {
       strstr(m, "sp_last_applied_offset{topic=\"we\\\"ird\",partition=\"0\"} 5\n"));
   assert_non_null(strstr(m, "\nsp_pg_connected 0\n"));
   assert_non_null(strstr(m, "# TYPE sp_poison_total counter\n"));
+  assert_non_null(strstr(m, "\nsp_changes_total 7\n"));
+  assert_non_null(strstr(m, "\nsp_dlq_total 2\n"));
+  assert_non_null(strstr(m, "\nsp_dlq_failures_total 1\n"));
+  assert_non_null(strstr(m, "\nsp_changes_pruned_total 9\n"));
+  assert_non_null(strstr(m, "\nsp_changes_pruned_through 41\n"));
+  assert_non_null(strstr(m, "sp_batch_size_bucket{le=\"1\"} 0\n"));
+  assert_non_null(strstr(m, "sp_batch_size_bucket{le=\"10\"} 2\n"));
+  assert_non_null(strstr(m, "sp_batch_size_bucket{le=\"+Inf\"} 2\n"));
+  assert_non_null(strstr(
+      m, "sp_consumer_lag{topic=\"inventory.stock\",partition=\"2\"} 17\n"));
+  /* unknown lag is left out */
+  assert_null(strstr(m, "sp_consumer_lag{topic=\"inventory.stock\",partition=\"4\"}"));
+  free(m);
+  proj_status_clear_lag(st);
+  m = proj_status_metrics(st, "sp");
+  assert_non_null(m);
+  assert_null(strstr(m, "sp_consumer_lag{"));
+  assert_non_null(strstr(m, "# TYPE sp_consumer_lag gauge\n"));
   free(m);
   proj_plan_free(&plan);
 }
