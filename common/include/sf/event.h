@@ -119,12 +119,36 @@ void sf_event_clear(sf_event_t *e);
 
 typedef struct sf_event_codec sf_event_codec_t;
 
-/* Creates a codec for the schema compiled into the binary (from
- * schemas/envelope.avsc). Returns 0, SF_ENOMEM or SF_ESCHEMA. */
+/* Creates a codec for the schemas compiled into the binary: it encodes with
+ * schemas/envelope.avsc (the current version, also the reader schema) and
+ * decodes events written with the current version or with any earlier
+ * published one (schemas/envelope_v<N>.avsc), resolving them to the current
+ * version. Returns 0, SF_ENOMEM or SF_ESCHEMA. */
 int sf_event_codec_new(sf_event_codec_t **out);
+
+/* The same for arbitrary schemas, for tests and tools (the services use
+ * sf_event_codec_new): reader_schema_json is the schema events are encoded
+ * with and decoded into; it must list the payload records and the Movement
+ * symbols in the order of sf_event_type_t and sf_movement_t (it may have more
+ * fields than sf_event_t maps: encode writes their defaults). The n JSON texts
+ * of extra_writer_schemas (NULL when n is 0) are further writer schemas that
+ * decode accepts, found by fingerprint. Every writer must resolve to the
+ * reader by Avro's rules, checked here: records match by name, a reader field
+ * missing from the writer needs a default, types may only be promoted
+ * (int -> long -> float -> double, string <-> bytes). Union branches and enum
+ * symbols that only the writer has are not an error here: an event that uses
+ * one fails to decode with SF_ESCHEMA. A writer with the reader's fingerprint
+ * is ignored. All texts are borrowed for the call only. Returns 0, SF_EINVAL
+ * (NULL text), SF_ENOMEM or SF_ESCHEMA (a text is not a schema, the reader
+ * breaks the order above, a writer does not resolve). */
+int sf_event_codec_new_with(sf_event_codec_t **out,
+                            const char *reader_schema_json,
+                            const char *const *extra_writer_schemas, size_t n);
+
 void sf_event_codec_destroy(sf_event_codec_t *c);
 
-/* The 8-byte CRC-64-AVRO fingerprint of the writer schema. */
+/* The 8-byte CRC-64-AVRO fingerprint of the schema the codec encodes with
+ * (its reader schema). */
 uint64_t sf_event_codec_fingerprint(const sf_event_codec_t *c);
 
 /* Encodes e (single-object encoding) into a malloc'd buffer owned by the
@@ -136,9 +160,14 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
                     size_t *out_len);
 
 /* Decodes buf (borrowed) into e (initialised by the call; release with
- * sf_event_clear even on failure). Returns 0, SF_EPARSE (bad marker or
- * datum), SF_ESCHEMA (unknown fingerprint), SF_ETRUNCATED (a length or count
- * exceeds the bytes that remain), SF_ETOOBIG (over SF_EVENT_MAX_BYTES). */
+ * sf_event_clear even on failure). The writer schema is picked by the
+ * fingerprint among the codec's known ones; an event of an older or newer
+ * writer is resolved to the reader schema (fields only the writer has are
+ * dropped, fields only the reader has take their defaults). Returns 0,
+ * SF_EPARSE (bad marker or datum), SF_ESCHEMA (unknown fingerprint, or an
+ * event type or movement that only the writer's schema has), SF_ETRUNCATED
+ * (a length or count exceeds the bytes that remain), SF_ETOOBIG (over
+ * SF_EVENT_MAX_BYTES). */
 int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
                     sf_event_t *e);
 
@@ -147,5 +176,10 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
 
 /* The CRC-64-AVRO (Rabin) fingerprint of bytes, as the Avro spec defines. */
 uint64_t sf_avro_crc64(const void *bytes, size_t len);
+
+/* The fingerprint of a schema: CRC-64-AVRO of the Parsing Canonical Form of
+ * the JSON text json (len bytes, borrowed). Returns 0 and sets *out, or
+ * SF_ESCHEMA (not a schema; also when memory runs out while canonicalising). */
+int sf_avro_schema_fingerprint(const char *json, size_t len, uint64_t *out);
 
 #endif
