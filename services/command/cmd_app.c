@@ -13,7 +13,9 @@
 #include "cmd_catalog.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
+#include "cmd_users.h"
 #include "cmd_writer.h"
+#include "sf/authn.h"
 #include "sf/err.h"
 #include "sf/json.h"
 #include "sf/uuid.h"
@@ -39,6 +41,10 @@ struct cmd_app {
   uint64_t accepted, rejected, failed, replayed;
   void (*stop_done)(void *);
   void *stop_ud;
+  /* accounts: users and sessions in PostgreSQL (cmd_users.c, sf/authn.h) */
+  sf_pg_t *pg;
+  sf_authn_t *authn;
+  cmd_users_t *users;
 };
 
 struct cmd_req {
@@ -168,6 +174,14 @@ static void request_hash(sf_http_req_t *req, char *out, size_t cap) {
   crypto_hash_sha256_update(&st, (const unsigned char *)path, strlen(path));
   crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
   crypto_hash_sha256_update(&st, (const unsigned char *)body, len);
+  /* accounts: the same key sent by another user is another request (422
+   * idempotency_key_reused), never a replay of someone else's answer */
+  const sf_principal_t *who = sf_authn_principal(req);
+  if (who) {
+    crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
+    crypto_hash_sha256_update(&st, (const unsigned char *)who->user_id,
+                              strlen(who->user_id));
+  }
   crypto_hash_sha256_final(&st, digest);
   sodium_bin2hex(out, cap, digest, sizeof(digest));
 }
@@ -256,8 +270,44 @@ void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
   else
     sf_uuid_v7_str(&a->ids, e->command_id);
   e->occurred_at_us = now_us();
+  /* accounts: the acting user's id, never anything else of the account */
+  const sf_principal_t *who = sf_authn_principal(c->req);
+  snprintf(e->actor, sizeof(e->actor), "%s", who ? who->user_id : "");
   e->idempotency_key = c->idem_key;
   e->request_hash = c->idem_key ? c->hash : NULL;
+}
+
+/* ---- authorization (accounts) ---- */
+
+int cmd_app_route(cmd_app_t *a, sf_http_server_t *http, const char *method,
+                  const char *pattern, sf_auth_action_t action,
+                  const char *store_param, sf_http_handler_cb cb) {
+  return sf_authn_route(a->authn, http, method, pattern, action, store_param,
+                        cb, a);
+}
+
+bool cmd_req_may(const cmd_req_t *c, sf_auth_action_t action,
+                 const char *store_id) {
+  return sf_auth_allows(sf_authn_principal(c->req), action, store_id);
+}
+
+bool cmd_app_allowed(cmd_app_t *a, cmd_req_t *c, sf_auth_action_t action,
+                     const char *store_id) {
+  if (cmd_req_may(c, action, store_id))
+    return true;
+  const sf_principal_t *p = sf_authn_principal(c->req);
+  char detail[160];
+  snprintf(detail, sizeof(detail), "role %s may not %s for store %.36s",
+           p ? sf_role_name(p->role) : "(none)", sf_auth_action_name(action),
+           store_id ? store_id : "(none)");
+  cmd_app_problem(a, c, 403, "forbidden", detail, NULL);
+  return false;
+}
+
+sf_auth_action_t cmd_movement_action(sf_movement_t m) {
+  return m == SF_MOVE_COUNT || m == SF_MOVE_ADJUSTMENT
+             ? SF_ACT_STOCK_COUNT_ADJUST
+             : SF_ACT_STOCK_WRITE;
 }
 
 static void format_time(int64_t us, char *out, size_t cap) {
@@ -579,6 +629,9 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
             "connecting to Kafka and rebuilding the state from the log");
   else if (a->resyncing)
     problem_plain(req, 503, "unavailable", "rebuilding the state after a failed commit");
+  else if (!cmd_users_ready(a->users)) /* accounts: no admin, or no PG */
+    problem_plain(req, 503, "unavailable",
+                  cmd_users_not_ready_reason(a->users));
   else
     sf_http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
 }
@@ -676,6 +729,21 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   rc = sf_http_server_new(&a->http, loop, &limits, log);
   if (rc)
     goto fail_http;
+  /* accounts: a PostgreSQL pool for users and sessions, the gate, and the
+   * account endpoints; the admin password only from the environment */
+  sf_pg_opts_t po = {.dsn = cfg->pg_dsn, .pool_size = (int)cfg->pg_pool};
+  rc = sf_pg_new(&a->pg, loop, &po, log);
+  if (rc)
+    goto fail_pg;
+  rc = sf_authn_new(&a->authn, loop, a->pg, NULL, log);
+  if (rc)
+    goto fail_authn;
+  cmd_users_opts_t uo = {.admin_username = cfg->admin_username,
+                         .admin_password = getenv("STOCKFLOW_ADMIN_PASSWORD"),
+                         .session_ttl_s = cfg->session_ttl_s};
+  rc = cmd_users_new(&a->users, loop, a->pg, a->authn, &uo, log);
+  if (rc)
+    goto fail_users;
   struct {
     const char *method, *path;
     sf_http_handler_cb cb;
@@ -690,7 +758,9 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
     if (rc)
       goto fail_route;
   }
-  rc = cmd_catalog_routes(a, a->http);
+  rc = cmd_users_register(a->http, a->users);
+  if (!rc)
+    rc = cmd_catalog_routes(a, a->http);
   if (!rc)
     rc = cmd_stock_routes(a, a->http);
   if (!rc)
@@ -703,6 +773,12 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   return 0;
 
 fail_route:
+  cmd_users_destroy(a->users); /* never bootstrapped: no handles yet */
+fail_users:
+  sf_authn_destroy(a->authn); /* no look-up was ever sent */
+fail_authn:
+  sf_pg_close(a->pg, NULL, NULL); /* its handles close if the loop runs */
+fail_pg:
   sf_http_server_destroy(a->http);
 fail_http:
   sf_event_codec_destroy(a->codec);
@@ -733,14 +809,24 @@ int cmd_app_start(cmd_app_t *a) {
       .idem_retention_us = idem_retention_us(a),
   };
   uv_timer_start(&a->idem_timer, idem_timer_cb, 60000, 60000);
+  rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */
+  if (rc)
+    return rc;
   cmd_writer_cbs_t cbs = {unit_done_cb, state_cb, fatal_cb, resync_cb, a};
   return cmd_writer_new(&a->writer, a->loop, &wo, &cbs, a->log);
 }
 
-static void http_closed_cb(void *ud) {
+static void pg_closed_cb(void *ud) {
   cmd_app_t *a = ud;
+  a->pg = NULL;
   if (a->stop_done)
     a->stop_done(a->stop_ud);
+}
+
+static void http_closed_cb(void *ud) {
+  cmd_app_t *a = ud;
+  /* accounts: every request is answered; now the pool can go */
+  sf_pg_close(a->pg, pg_closed_cb, a);
 }
 
 void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
@@ -751,6 +837,7 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
   cmd_writer_destroy(a->writer);
   a->writer = NULL;
   uv_close((uv_handle_t *)&a->idem_timer, NULL);
+  cmd_users_shutdown(a->users); /* accounts: new account requests 503 */
   sf_http_server_close(a->http, http_closed_cb, a);
 }
 
@@ -758,6 +845,8 @@ void cmd_app_destroy(cmd_app_t *a) {
   if (!a)
     return;
   sf_http_server_destroy(a->http);
+  sf_authn_destroy(a->authn); /* accounts: after the pool closed */
+  cmd_users_destroy(a->users);
   sf_event_codec_destroy(a->codec);
   cmd_state_destroy(a->state);
   free(a);

@@ -22,6 +22,7 @@
 
 #include "cmd_config.h"
 #include "cmd_state.h"
+#include "sf/auth.h"
 #include "sf/event.h"
 #include "sf/http.h"
 #include "sf/log.h"
@@ -88,6 +89,29 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
 sf_http_req_t *cmd_req_http(cmd_req_t *c);
 /* The Idempotency-Key of the write and its request hash, or NULL. */
 const char *cmd_req_idem_key(const cmd_req_t *c);
+
+/* ---- authorization (sf/authn.h; added with the accounts) ---- */
+
+/* Registers a business route behind the authentication gate: a missing or
+ * bad token is answered 401, then sf_auth_allows(action, path parameter
+ * store_param) is checked (store_param NULL: a store-independent action;
+ * SF_ACT_READ_CATALOG means any signed-in user) and answered 403, and only
+ * then cb(req, a) runs. Returns 0 or an error of sf_authn_route. */
+int cmd_app_route(cmd_app_t *a, sf_http_server_t *http, const char *method,
+                  const char *pattern, sf_auth_action_t action,
+                  const char *store_param, sf_http_handler_cb cb);
+/* For checks that need the body or the state (a transfer's two stores, a
+ * count, an order's store): true when the caller may do action on
+ * store_id; otherwise answers 403 forbidden with cmd_app_problem and
+ * returns false. */
+bool cmd_app_allowed(cmd_app_t *a, cmd_req_t *c, sf_auth_action_t action,
+                     const char *store_id);
+/* The same check, without answering. */
+bool cmd_req_may(const cmd_req_t *c, sf_auth_action_t action,
+                 const char *store_id);
+/* SF_ACT_STOCK_COUNT_ADJUST for counts and adjustments, else
+ * SF_ACT_STOCK_WRITE. */
+sf_auth_action_t cmd_movement_action(sf_movement_t m);
 
 /* ---- batches: many commands, one transaction, one answer ---- */
 

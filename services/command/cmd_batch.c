@@ -173,6 +173,21 @@ static void h_batch(sf_http_req_t *req, void *ud) {
         continue;
       }
     }
+    /* accounts: the item's store and type decide; refused items get 403 */
+    {
+      const char *istore = json_string_value(json_object_get(item, "store_id"));
+      const char *itype = json_string_value(json_object_get(item, "type"));
+      sf_movement_t im = SF_MOVE_RECEIPT;
+      if (itype && sf_movement_parse(itype, &im) == 0 &&
+          !cmd_req_may(c, cmd_movement_action(im), istore)) {
+        set_result(results, i, 403,
+                   problem_json(403, "forbidden",
+                                "your role may not write this transaction "
+                                "for this store"));
+        refused++;
+        continue;
+      }
+    }
     char txn_id[SF_ID_LEN];
     cmd_app_new_id(a, txn_id);
     sf_event_t e;
@@ -240,5 +255,7 @@ out:
 }
 
 int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http) {
-  return sf_http_route(http, "POST", "/v1/batches", h_batch, a);
+  /* accounts: any signed-in user; each item is checked on its store */
+  return cmd_app_route(a, http, "POST", "/v1/batches", SF_ACT_READ_CATALOG,
+                       NULL, h_batch);
 }

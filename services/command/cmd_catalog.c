@@ -310,8 +310,9 @@ int cmd_catalog_routes(cmd_app_t *a, sf_http_server_t *http) {
       {"DELETE", "/v1/stores/{id}", h_close_store},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-    int rc = sf_http_route(http, routes[i].method, routes[i].path,
-                           routes[i].cb, a);
+    /* accounts: the catalog is written by admins only */
+    int rc = cmd_app_route(a, http, routes[i].method, routes[i].path,
+                           SF_ACT_CATALOG_WRITE, NULL, routes[i].cb);
     if (rc)
       return rc;
   }

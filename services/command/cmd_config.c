@@ -45,6 +45,23 @@ static const sf_cfg_entry_t entries[] = {
     E("idempotency-retention-s", SF_CFG_INT, "86400", 60, 2592000,
       "STOCKFLOW_IDEMPOTENCY_RETENTION_S",
       "how long an Idempotency-Key remembers its first answer", idem_retention_s),
+    /* accounts and sessions (cmd_users.c, sf_authn) */
+    E("pg-dsn", SF_CFG_STRING,
+      "host=127.0.0.1 port=55432 dbname=stockflow user=postgres", 0, 0,
+      "STOCKFLOW_PG_DSN",
+      "libpq connection string of the database holding users and sessions",
+      pg_dsn),
+    E("pg-pool", SF_CFG_INT, "2", 1, 64, "STOCKFLOW_COMMAND_PG_POOL",
+      "PostgreSQL connections for accounts and sessions", pg_pool),
+    E("admin-username", SF_CFG_STRING, "admin", 0, 0,
+      "STOCKFLOW_ADMIN_USERNAME",
+      "the first admin, created at the first start when no admin exists, "
+      "with the password from STOCKFLOW_ADMIN_PASSWORD (environment only; "
+      "there is no default password)",
+      admin_username),
+    E("session-ttl-s", SF_CFG_INT, "86400", 60, 31536000,
+      "STOCKFLOW_SESSION_TTL_S", "lifetime of a login token in seconds",
+      session_ttl_s),
 };
 
 static const sf_cfg_spec_t spec = {

@@ -22,6 +22,12 @@ typedef struct cmd_settings {
   long long header_timeout_ms;
   long long idle_timeout_ms;
   long long idem_retention_s;
+  /* accounts (cmd_users, sf_authn); the admin password is read from
+   * STOCKFLOW_ADMIN_PASSWORD by cmd_app, never from a flag or this table */
+  const char *pg_dsn;
+  long long pg_pool;
+  const char *admin_username;
+  long long session_ttl_s;
 } cmd_settings_t;
 
 /* The spec for sf_config_parse (static storage). */

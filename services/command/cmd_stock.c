@@ -76,6 +76,9 @@ static void h_movement(sf_http_req_t *req, void *ud) {
         a, c, "type: must be one of receipt, sale, return, adjustment, count");
     goto out;
   }
+  /* accounts: counts and adjustments need more than the gate's check */
+  if (!cmd_app_allowed(a, c, cmd_movement_action(movement), store_id))
+    goto out;
   if (!sf_uuid_valid(product_id)) {
     cmd_app_invalid(a, c, "product_id: must be a product id (UUID)");
     goto out;
@@ -187,6 +190,10 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
                     "from_store_id, to_store_id, product_id: must be UUIDs");
     goto out;
   }
+  /* accounts: a transfer needs the right on both stores */
+  if (!cmd_app_allowed(a, c, SF_ACT_TRANSFER, from) ||
+      !cmd_app_allowed(a, c, SF_ACT_TRANSFER, to))
+    goto out;
   const cmd_state_t *st = cmd_app_state(a);
   char transfer_id[SF_ID_LEN], out_id[SF_ID_LEN], in_id[SF_ID_LEN];
   cmd_app_new_id(a, transfer_id);
@@ -355,6 +362,16 @@ static void finish_order(sf_http_req_t *req, cmd_app_t *a, bool fulfil) {
     cmd_app_refuse(a, c, CMD_NOT_FOUND_ORDER, "no such order", NULL);
     return;
   }
+  /* accounts: the order's store decides (an unknown order answers 404) */
+  {
+    char ostore[SF_ID_LEN];
+    cmd_order_status_t ostatus;
+    int64_t oversion;
+    if (cmd_state_order(cmd_app_state(a), order_id, ostore, &ostatus,
+                        &oversion) &&
+        !cmd_app_allowed(a, c, SF_ACT_ORDER_WRITE, ostore))
+      return;
+  }
   sf_order_line_t *lines = calloc(CMD_MAX_LINES, sizeof(*lines));
   if (!lines) {
     cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
@@ -394,19 +411,27 @@ static void h_cancel(sf_http_req_t *req, void *ud) {
 }
 
 int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http) {
+  /* accounts: the gate checks the action on the path's store; counts and
+   * adjustments, a transfer's stores and an order's store are checked in
+   * the handlers (cmd_app_allowed) */
   struct {
     const char *method, *path;
     sf_http_handler_cb cb;
+    sf_auth_action_t action;
+    const char *store_param;
   } routes[] = {
-      {"POST", "/v1/stores/{store_id}/transactions", h_movement},
-      {"POST", "/v1/transfers", h_transfer},
-      {"POST", "/v1/stores/{store_id}/orders", h_place_order},
-      {"POST", "/v1/orders/{id}/fulfil", h_fulfil},
-      {"POST", "/v1/orders/{id}/cancel", h_cancel},
+      {"POST", "/v1/stores/{store_id}/transactions", h_movement,
+       SF_ACT_STOCK_WRITE, "store_id"},
+      {"POST", "/v1/transfers", h_transfer, SF_ACT_READ_CATALOG, NULL},
+      {"POST", "/v1/stores/{store_id}/orders", h_place_order,
+       SF_ACT_ORDER_WRITE, "store_id"},
+      {"POST", "/v1/orders/{id}/fulfil", h_fulfil, SF_ACT_READ_CATALOG, NULL},
+      {"POST", "/v1/orders/{id}/cancel", h_cancel, SF_ACT_READ_CATALOG, NULL},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-    int rc = sf_http_route(http, routes[i].method, routes[i].path,
-                           routes[i].cb, a);
+    int rc = cmd_app_route(a, http, routes[i].method, routes[i].path,
+                           routes[i].action, routes[i].store_param,
+                           routes[i].cb);
     if (rc)
       return rc;
   }
