@@ -85,8 +85,8 @@ struct cmd_users {
   char dummy_hash[SF_AUTH_PWHASH_MAX];
   sf_auth_limiter_t *per_user, *per_addr;
   sf_uuidgen_t ids;
-  uv_timer_t boot_timer, cleanup_timer;
-  bool ready, closing, said_no_password;
+  uv_timer_t boot_timer, cleanup_timer; /* initialised by the bootstrap */
+  bool timers, ready, closing, said_no_password;
   char reason[200];
   cmd_users_stats_t stats;
 };
@@ -837,8 +837,12 @@ static void boot_step(uv_timer_t *t) {
 }
 
 int cmd_users_bootstrap(cmd_users_t *u) {
-  if (!u)
+  if (!u || u->timers || u->closing)
     return SF_EINVAL;
+  uv_timer_init(u->loop, &u->boot_timer);
+  uv_timer_init(u->loop, &u->cleanup_timer);
+  u->boot_timer.data = u->cleanup_timer.data = u;
+  u->timers = true;
   boot_later(u, 0);
   return 0;
 }
@@ -925,9 +929,6 @@ int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
       goto fail_dummy;
     }
   }
-  uv_timer_init(loop, &u->boot_timer);
-  uv_timer_init(loop, &u->cleanup_timer);
-  u->boot_timer.data = u->cleanup_timer.data = u;
   *out = u;
   return 0;
 
@@ -946,8 +947,10 @@ void cmd_users_shutdown(cmd_users_t *u) {
   if (!u || u->closing)
     return;
   u->closing = true;
-  uv_close((uv_handle_t *)&u->boot_timer, NULL);
-  uv_close((uv_handle_t *)&u->cleanup_timer, NULL);
+  if (u->timers) {
+    uv_close((uv_handle_t *)&u->boot_timer, NULL);
+    uv_close((uv_handle_t *)&u->cleanup_timer, NULL);
+  }
 }
 
 void cmd_users_destroy(cmd_users_t *u) {

@@ -65,7 +65,9 @@ int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
 int cmd_users_register(sf_http_server_t *http, cmd_users_t *u);
 
 /* Starts the first-admin bootstrap (asynchronous, retried while the
- * database is unreachable). Returns 0 or SF_ENOMEM. */
+ * database is unreachable) and the hourly clean-up of old sessions; this is
+ * where the module's timers start. Returns 0 or SF_EINVAL (called twice or
+ * after shutdown). */
 int cmd_users_bootstrap(cmd_users_t *u);
 
 /* True once an admin exists (found or created). */
@@ -77,8 +79,9 @@ const char *cmd_users_not_ready_reason(const cmd_users_t *u);
 /* Stops the bootstrap timer and refuses new account requests (503). */
 void cmd_users_shutdown(cmd_users_t *u);
 
-/* Frees the module. Call after cmd_users_shutdown once the loop has run
- * the timer's close and every request was answered. */
+/* Frees the module: when it was bootstrapped, after cmd_users_shutdown and
+ * once the loop has run the timers' close and every request was answered;
+ * when it was not, at any time. */
 void cmd_users_destroy(cmd_users_t *u);
 
 /* Counters for /metrics. */

@@ -256,6 +256,7 @@ static int status_of(int port, const char *method, const char *path,
 /* ---- the loop side ---- */
 
 static void on_closed(void *ud) { ((fixture_t *)ud)->closed++; }
+static void on_closed_count(void *ud) { (*(int *)ud)++; }
 
 static void stop_cb(uv_async_t *h) {
   fixture_t *f = h->data;
@@ -694,6 +695,151 @@ static void test_timing(void **state) {
   run(f, &o, timing_client);
 }
 
+/* ---- the first-admin bootstrap, in a private schema ---- */
+
+/* Runs the migration 004 into schema (its tables, functions, triggers). */
+static void private_schema(PGconn *db, const char *schema) {
+  char path[1024], q[256];
+  snprintf(path, sizeof(path), "%s", __FILE__);
+  char *cut = strstr(path, "tests/unit/command/test_users.c");
+  assert_non_null(cut);
+  snprintf(cut, sizeof(path) - (size_t)(cut - path), "%s",
+           "schemas/migrations/004_auth.sql");
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  char *text = calloc(1, 65536);
+  assert_non_null(text);
+  size_t n = fread(text, 1, 65535, fp);
+  fclose(fp);
+  assert_true(n > 0);
+  snprintf(q, sizeof(q), "CREATE SCHEMA %s; SET search_path = %s", schema,
+           schema);
+  PGresult *r = PQexec(db, q);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  r = PQexec(db, text);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    fail_msg("004_auth.sql: %s", PQerrorMessage(db));
+  PQclear(r);
+  free(text);
+}
+
+static bool boot_pending(cmd_users_t *u, uv_loop_t *loop, int ms) {
+  uint64_t end = uv_now(loop) + (uint64_t)ms;
+  while (!cmd_users_ready(u) && uv_now(loop) < end)
+    uv_run(loop, UV_RUN_NOWAIT), sleep_ms(5), uv_update_time(loop);
+  return !cmd_users_ready(u);
+}
+
+/* One service instance's life in the private schema: new, bootstrap,
+ * wait up to ms, then shut down. Returns whether it became ready. */
+static bool boot_once(fixture_t *f, const char *dsn, const char *password,
+                      int ms, char *reason, size_t cap) {
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  sf_pg_t *pg;
+  sf_authn_t *authn;
+  cmd_users_t *u;
+  sf_pg_opts_t po = {.dsn = dsn, .pool_size = 1};
+  assert_int_equal(sf_pg_new(&pg, &loop, &po, f->log), 0);
+  assert_int_equal(sf_authn_new(&authn, &loop, pg, NULL, f->log), 0);
+  cmd_users_opts_t uo = {.admin_username = "Boss", .admin_password = password};
+  assert_int_equal(cmd_users_new(&u, &loop, pg, authn, &uo, f->log), 0);
+  assert_int_equal(cmd_users_bootstrap(u), 0);
+  assert_int_equal(cmd_users_bootstrap(u), SF_EINVAL);
+  bool ready = !boot_pending(u, &loop, ms);
+  snprintf(reason, cap, "%s", cmd_users_not_ready_reason(u));
+  cmd_users_shutdown(u);
+  int closed = 0;
+  sf_pg_close(pg, on_closed_count, &closed);
+  while (!closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  sf_authn_destroy(authn);
+  cmd_users_destroy(u);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  return ready;
+}
+
+static void test_bootstrap(void **state) {
+  fixture_t *f = *state;
+  if (!need_pg(f))
+    skip();
+  char schema[40], dsn[512], reason[200];
+  snprintf(schema, sizeof(schema), "boot_%s", f->suffix);
+  PGconn *db = PQconnectdb(f->dsn);
+  assert_int_equal(PQstatus(db), CONNECTION_OK);
+  private_schema(db, schema);
+  snprintf(dsn, sizeof(dsn), "%s options='-c search_path=%s'", f->dsn, schema);
+  /* no admin, no password: never ready, and it says why */
+  assert_false(boot_once(f, dsn, NULL, 400, reason, sizeof(reason)));
+  assert_non_null(strstr(reason, "STOCKFLOW_ADMIN_PASSWORD"));
+  assert_false(boot_once(f, dsn, "", 200, reason, sizeof(reason)));
+  /* a password too short is a configuration error */
+  cmd_users_t *u = NULL;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  sf_pg_t *pg;
+  sf_authn_t *authn;
+  sf_pg_opts_t po = {.dsn = dsn, .pool_size = 1};
+  assert_int_equal(sf_pg_new(&pg, &loop, &po, f->log), 0);
+  assert_int_equal(sf_authn_new(&authn, &loop, pg, NULL, f->log), 0);
+  cmd_users_opts_t bad = {.admin_password = "short"};
+  assert_int_equal(cmd_users_new(&u, &loop, pg, authn, &bad, f->log),
+                   SF_ECONFIG);
+  cmd_users_opts_t badname = {.admin_username = "a b",
+                              .admin_password = "long-enough-1"};
+  assert_int_equal(cmd_users_new(&u, &loop, pg, authn, &badname, f->log),
+                   SF_EINVAL);
+  int closed = 0;
+  sf_pg_close(pg, on_closed_count, &closed);
+  while (!closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  sf_authn_destroy(authn);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  /* with a password: the admin is created, ready */
+  secret(f, "first-admin-pw-1");
+  assert_true(boot_once(f, dsn, "first-admin-pw-1", 5000, reason,
+                        sizeof(reason)));
+  assert_string_equal(reason, "");
+  char q[256];
+  snprintf(q, sizeof(q),
+           "SELECT username, role, password_hash FROM %s.users", schema);
+  PGresult *r = PQexec(db, q);
+  assert_int_equal(PQntuples(r), 1);
+  assert_string_equal(PQgetvalue(r, 0, 0), "boss");
+  assert_string_equal(PQgetvalue(r, 0, 1), "admin");
+  assert_true(sf_auth_password_verify(PQgetvalue(r, 0, 2), "first-admin-pw-1"));
+  PQclear(r);
+  /* a later start with another password changes nothing */
+  secret(f, "other-admin-pw-2");
+  assert_true(boot_once(f, dsn, "other-admin-pw-2", 5000, reason,
+                        sizeof(reason)));
+  r = PQexec(db, q);
+  assert_int_equal(PQntuples(r), 1);
+  assert_true(sf_auth_password_verify(PQgetvalue(r, 0, 2), "first-admin-pw-1"));
+  PQclear(r);
+  /* and without a password, once an admin exists: ready */
+  assert_true(boot_once(f, dsn, NULL, 5000, reason, sizeof(reason)));
+  snprintf(q, sizeof(q), "SET client_min_messages = warning; DROP SCHEMA %s CASCADE", schema);
+  r = PQexec(db, q);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  PQfinish(db);
+  /* the log said why, and held no password */
+  fflush(f->logf);
+  long size = ftell(f->logf);
+  char *text = calloc(1, (size_t)size + 1);
+  assert_non_null(text);
+  rewind(f->logf);
+  assert_int_equal(fread(text, 1, (size_t)size, f->logf), (size_t)size);
+  assert_non_null(strstr(text, "refusing to become ready"));
+  assert_non_null(strstr(text, "created the first admin"));
+  for (int i = 0; i < f->n_secrets; i++)
+    assert_null(strstr(text, f->secrets[i]));
+  free(text);
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -703,6 +849,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_session_ttl, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
