@@ -43,6 +43,8 @@ TIERS="${STOCKFLOW_TEST_TIERS:-unit integration}"
 FILTER="${STOCKFLOW_TEST_FILTER:-}"
 JOBS="${STOCKFLOW_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 RUN_ID="$(date +%s)$$"
+# The services' first admin (the integration runner logs in with it).
+ADMIN_PASSWORD="it-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
 
 SAN_ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 SAN_UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -307,6 +309,8 @@ integration_tests() {
               --env "STOCKFLOW_PROJECTOR_GROUP=$group"
               --env "STOCKFLOW_COMMAND_TXN_ID=sf-it-${RUN_ID}-${b}"
               --env "STOCKFLOW_HTTP_HEADER_TIMEOUT_MS=3000"
+              --env "STOCKFLOW_ADMIN_USERNAME=it-admin"
+              --env "STOCKFLOW_ADMIN_PASSWORD=$ADMIN_PASSWORD"
               --env "STOCKFLOW_COMMAND_LISTEN=127.0.0.1:$cmd_port"
               --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
               --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port")

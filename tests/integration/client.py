@@ -52,8 +52,17 @@ class Response:
 
 
 def _auth_headers():
+    """The runner logs in as the bootstrap admin and puts the token here;
+    every request carries it unless the test overrides Authorization."""
     token = os.environ.get("STOCKFLOW_TEST_TOKEN")
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+NO_AUTH = {"Authorization": None}
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
 
 
 def request(port, method, path, body=None, headers=None, timeout=TIMEOUT):
@@ -72,6 +81,8 @@ def request(port, method, path, body=None, headers=None, timeout=TIMEOUT):
         hdrs["Content-Type"] = "application/json"
     if headers:
         hdrs.update(headers)
+    # A header given as None is not sent (e.g. {"Authorization": None}).
+    hdrs = {k: v for k, v in hdrs.items() if v is not None}
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request(method, path, body=data, headers=hdrs)

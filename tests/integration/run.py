@@ -56,6 +56,37 @@ class Ctx:
     def ports(self):
         return {"command": self.cmd, "query": self.qry, "projector": self.proj}
 
+    def auth_enabled(self):
+        """True when the command service has accounts (its --help lists the
+        bootstrap admin setting)."""
+        return "STOCKFLOW_ADMIN_USERNAME" in self.stack["command"].help_text()
+
+    def admin_credentials(self):
+        return (self.env.get("STOCKFLOW_ADMIN_USERNAME", "admin"),
+                self.env.get("STOCKFLOW_ADMIN_PASSWORD", ""))
+
+    def login(self, username, password):
+        """POST /v1/sessions; returns the token (checked)."""
+        r = client.post(self.cmd, "/v1/sessions",
+                        {"username": username, "password": password},
+                        headers=client.NO_AUTH)
+        body = client.expect_json(r, 201, f"login as {username}")
+        token = body.get("token")
+        assert isinstance(token, str) and len(token) >= 32, \
+            f"login answer has no usable token: {body}"
+        return token
+
+    def ensure_admin_token(self):
+        """Logs in as the bootstrap admin once (when the services have
+        authentication) and makes every request of the tests carry that
+        token."""
+        if os.environ.get("STOCKFLOW_TEST_TOKEN") or not self.auth_enabled():
+            return
+        user, password = self.admin_credentials()
+        assert password, "the services need a login but the runner got no " \
+            "STOCKFLOW_ADMIN_PASSWORD"
+        os.environ["STOCKFLOW_TEST_TOKEN"] = self.login(user, password)
+
     def log(self, msg):
         print(f"    {msg}", flush=True)
 
@@ -125,8 +156,12 @@ class Runner:
         # the test fails (it never passes without having run).
         try:
             self.stack.ensure_running()
+            ctx.ensure_admin_token()
         except stackmod.StackError as e:
             self.record(name, False, f"stack not running: {e}")
+            return
+        except (AssertionError, OSError) as e:
+            self.record(name, False, f"admin login failed: {e}")
             return
         t0 = time.monotonic()
         ok, reason = True, ""
