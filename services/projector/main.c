@@ -6,7 +6,12 @@
  * (HTTP); the worker thread runs consume -> apply (proj_worker). SIGINT or
  * SIGTERM asks the worker to stop and closes the server; the worker's exit
  * wakes the loop through a uv_async, which is closed only then, so the loop
- * ends after the worker's last act, whichever side began the shutdown. */
+ * ends after the worker's last act, whichever side began the shutdown.
+ *
+ * With --rebuild it runs the one-shot rebuild instead (proj_rebuild) on a
+ * thread, the loop only turning signals into a stop, and exits 0 once the
+ * rebuilt tables are switched in. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +19,7 @@
 
 #include "proj_api.h"
 #include "proj_config.h"
+#include "proj_rebuild.h"
 #include "proj_status.h"
 #include "proj_worker.h"
 #include "sf/config.h"
@@ -67,6 +73,98 @@ static void worker_exit_cb(void *ud, int rc) {
   uv_async_send(&app->worker_done);
 }
 
+/* ---- --rebuild: a one-shot command ---- */
+
+/* The rebuild runs on a thread so that the loop can turn SIGINT/SIGTERM
+ * into proj_rebuild_stop; the thread's end wakes the loop through `done`. */
+typedef struct rebuild_app {
+  uv_loop_t loop;
+  uv_signal_t sigint, sigterm;
+  uv_async_t done;
+  uv_thread_t thread;
+  proj_rebuild_t *rb;
+  proj_rebuild_report_t rep;
+  int rc;
+  sf_log_t *log;
+} rebuild_app_t;
+
+static void rebuild_thread(void *arg) {
+  rebuild_app_t *ra = arg;
+  ra->rc = proj_rebuild_run(ra->rb, &ra->rep);
+  uv_async_send(&ra->done);
+}
+
+static void rebuild_signal_cb(uv_signal_t *h, int signum) {
+  rebuild_app_t *ra = h->data;
+  SF_WARN(ra->log, MOD, "signal %d: stopping the rebuild", signum);
+  proj_rebuild_stop(ra->rb);
+}
+
+static void rebuild_done_cb(uv_async_t *h) {
+  rebuild_app_t *ra = h->data;
+  uv_close((uv_handle_t *)&ra->sigint, NULL);
+  uv_close((uv_handle_t *)&ra->sigterm, NULL);
+  uv_close((uv_handle_t *)h, NULL);
+}
+
+static int run_rebuild(const proj_config_t *cfg, sf_log_t *log) {
+  rebuild_app_t ra = {.log = log, .rc = SF_EINTERNAL};
+  proj_rebuild_opts_t ro = {
+      .brokers = cfg->kafka_brokers,
+      .group = cfg->group,
+      .topic_catalog = cfg->topic_catalog,
+      .topic_stock = cfg->topic_stock,
+      .pg_dsn = cfg->pg_dsn,
+      .batch_max = (size_t)cfg->batch_max,
+      .batch_wait_ms = (int)cfg->batch_wait_ms,
+  };
+  int rc = uv_loop_init(&ra.loop);
+  if (rc) {
+    SF_ERROR(log, MOD, "uv_loop_init: %s", uv_strerror(rc));
+    return 1;
+  }
+  rc = proj_rebuild_new(&ra.rb, &ro, log);
+  if (rc) {
+    SF_ERROR(log, MOD, "cannot set up the rebuild: %s", sf_strerror(rc));
+    goto fail_new;
+  }
+  uv_signal_init(&ra.loop, &ra.sigint);
+  uv_signal_init(&ra.loop, &ra.sigterm);
+  ra.sigint.data = ra.sigterm.data = &ra;
+  uv_signal_start(&ra.sigint, rebuild_signal_cb, SIGINT);
+  uv_signal_start(&ra.sigterm, rebuild_signal_cb, SIGTERM);
+  uv_async_init(&ra.loop, &ra.done, rebuild_done_cb);
+  ra.done.data = &ra;
+  if (uv_thread_create(&ra.thread, rebuild_thread, &ra) != 0) {
+    SF_ERROR(log, MOD, "cannot start the rebuild thread");
+    rebuild_done_cb(&ra.done);
+    uv_run(&ra.loop, UV_RUN_DEFAULT);
+    goto fail_thread;
+  }
+  uv_run(&ra.loop, UV_RUN_DEFAULT);
+  uv_thread_join(&ra.thread);
+  if (ra.rc == 0)
+    SF_INFO(log, MOD,
+            "rebuild done: %" PRIu64 " message(s) (%" PRIu64
+            " applied, %" PRIu64 " skipped as poison, %" PRIu64
+            " under the lock) in %" PRIu64 " batch(es), replay %.1f s (%.0f "
+            "messages/s), switch %.3f s; change log ids restart above %" PRId64,
+            ra.rep.messages, ra.rep.applied, ra.rep.poison, ra.rep.caught_up,
+            ra.rep.batches, ra.rep.replay_seconds,
+            ra.rep.replay_seconds > 0
+                ? (double)ra.rep.messages / ra.rep.replay_seconds
+                : 0.0,
+            ra.rep.switch_seconds, ra.rep.pruned_through);
+  else
+    SF_ERROR(log, MOD, "rebuild failed: %s", sf_strerror(ra.rc));
+fail_thread:
+  proj_rebuild_destroy(ra.rb);
+fail_new:
+  if (uv_loop_close(&ra.loop))
+    SF_WARN(log, MOD, "the loop still had open handles at exit");
+  return ra.rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   int status = 1, rc;
   proj_config_t cfg;
@@ -99,7 +197,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "stockflow-projector: cannot create the logger\n");
     return 1;
   }
-  SF_INFO(app.log, MOD, "stockflow-projector %s starting", SF_VERSION);
+  SF_INFO(app.log, MOD, "stockflow-projector %s starting%s", SF_VERSION,
+          cfg.rebuild ? " (rebuild)" : "");
+  if (cfg.rebuild) {
+    status = run_rebuild(&cfg, app.log);
+    sf_log_destroy(app.log);
+    return status;
+  }
 
   rc = uv_loop_init(&app.loop);
   if (rc) {

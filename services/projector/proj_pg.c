@@ -129,6 +129,15 @@ static bool one_row(const PGresult *res) {
   return res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 }
 
+/* Server notices (e.g. "drop cascades to ...") go to the log, not stderr. */
+static void notice_cb(void *arg, const char *message) {
+  proj_pg_t *pg = arg;
+  size_t n = strlen(message);
+  while (n > 0 && (message[n - 1] == '\n' || message[n - 1] == '\r'))
+    n--;
+  SF_DEBUG(pg->log, "pg", "notice: %.*s", (int)n, message);
+}
+
 static int prepare(proj_pg_t *pg, const char *name, const char *sql,
                    proj_pg_error_t *err) {
   return check(pg, PQprepare(pg->conn, name, sql, 0, NULL), PGRES_COMMAND_OK,
@@ -152,6 +161,7 @@ int proj_pg_connect(proj_pg_t *pg, proj_pg_error_t *err) {
     drop_conn(pg);
     return SF_EPG;
   }
+  PQsetNoticeProcessor(pg->conn, notice_cb, pg);
   if (pg->o.schema) {
     /* Before preparing: a statement resolves its tables on the search_path
      * of its (re-)analysis. */
