@@ -156,7 +156,10 @@ int main(int argc, char **argv) {
       .min_position_wait_ms = (uint64_t)cfg.min_position_wait_ms,
       .projector_group = cfg.projector_group,
       .topic_catalog = cfg.topic_catalog,
-      .topic_stock = cfg.topic_stock};
+      .topic_stock = cfg.topic_stock,
+      .position_poll_ms = (uint64_t)cfg.position_poll_ms,
+      .stream_max_buffer = (size_t)cfg.stream_max_buffer,
+      .stream_heartbeat_ms = (uint64_t)cfg.stream_heartbeat_ms};
   if ((rc = qry_service_new(&a.svc, &a.loop, a.http, a.pg, &so, a.log)) != 0) {
     SF_ERROR(a.log, "main", "query service: %s", sf_strerror(rc));
     goto fail_stack;

@@ -42,13 +42,15 @@ struct qry_call {
   char like[QRY_LIKE_CAP]; /* ILIKE pattern of ?q= */
   int limit;               /* page size asked for; the statement gets +1 */
   qry_render_fn render;
-  bool has_pos;
-  qry_position_t pos;
+  size_t n_pos; /* positions of min_position; 0: no wait */
+  qry_position_t pos[QRY_POSITIONS_MAX];
   qry_wait_t *wait; /* while waiting for pos */
+  void *ext;        /* the handler's own state (request memory) */
 };
 
 /* Starts a query request: answers 503 when the service is shutting down,
- * 400 bad_position when min_position is malformed, 500 on out of memory,
+ * 400 bad_position when min_position is malformed (a token or a
+ * comma-separated list of them), 500 on out of memory,
  * and returns NULL then (the request is answered). Otherwise returns the
  * call, owned by the request. */
 qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req);

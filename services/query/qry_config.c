@@ -32,6 +32,21 @@ static const sf_cfg_entry_t entries[] = {
     E("topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
       "STOCKFLOW_TOPIC_STOCK", "stock topic (position tokens stock-*)",
       topic_stock),
+    E("position-poll-ms", SF_CFG_INT, "250", 10, 60000,
+      "STOCKFLOW_POSITION_POLL_MS",
+      "safety re-check period of a min_position wait (it is woken by NOTIFY "
+      "stockflow_offsets first)",
+      position_poll_ms),
+    E("stream-max-buffer", SF_CFG_INT, "1048576", 4096, 1073741824,
+      "STOCKFLOW_STREAM_MAX_BUFFER",
+      "unsent bytes a change stream may hold before it is cut off "
+      "(overflow)",
+      stream_max_buffer),
+    E("stream-heartbeat-ms", SF_CFG_INT, "15000", 10, 3600000,
+      "STOCKFLOW_STREAM_HEARTBEAT_MS",
+      "heartbeat period of change streams (SSE comment, WebSocket ping); "
+      "a stream making no progress for 4 periods is cut off",
+      stream_heartbeat_ms),
     E("max-body", SF_CFG_INT, "65536", 0, 16777216, "STOCKFLOW_MAX_BODY",
       "largest request body in bytes (413 beyond)", max_body),
     E("log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",

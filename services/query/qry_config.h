@@ -19,6 +19,9 @@ typedef struct qry_settings {
   const char *projector_group;  /* STOCKFLOW_PROJECTOR_GROUP */
   const char *topic_catalog;    /* STOCKFLOW_TOPIC_CATALOG */
   const char *topic_stock;      /* STOCKFLOW_TOPIC_STOCK */
+  long long position_poll_ms;   /* STOCKFLOW_POSITION_POLL_MS */
+  long long stream_max_buffer;  /* STOCKFLOW_STREAM_MAX_BUFFER */
+  long long stream_heartbeat_ms; /* STOCKFLOW_STREAM_HEARTBEAT_MS */
   long long max_body;           /* STOCKFLOW_MAX_BODY */
   const char *log_level;        /* STOCKFLOW_LOG_LEVEL */
 } qry_settings_t;

@@ -148,7 +148,9 @@ static void h_transactions(sf_http_req_t *req, void *ud) {
   const char *type = sf_http_req_query(req, "type");
   if (type && !qry_tx_type_valid(type)) {
     qry_respond_invalid(req, "type must be one of receipt, sale, return, "
-                             "adjustment, count, transfer_out, transfer_in");
+                             "adjustment, count, transfer_out, transfer_in, "
+                             "order_placed, order_fulfilled, "
+                             "order_cancelled");
     return;
   }
   if (!time_param(c, "since", 4, NULL) || !time_param(c, "until", 5, NULL))
@@ -311,6 +313,64 @@ static void h_store(sf_http_req_t *req, void *ud) {
   qry_call_run(c, QRY_SQL_STORE, 1, render_store);
 }
 
+/* ---- GET /v1/orders/{order_id} ---- */
+
+static void render_order(qry_call_t *c, const PGresult *res) {
+  if (PQntuples(res) == 0) {
+    qry_respond_not_found(c->req, "order");
+    return;
+  }
+  json_t *o = qry_row_order(res, 0);
+  if (!o) {
+    qry_respond_internal(c, "order: malformed row");
+    return;
+  }
+  sf_http_respond_json(c->req, 200, o);
+}
+
+static void h_order(sf_http_req_t *req, void *ud) {
+  qry_call_t *c = qry_call_begin(ud, req);
+  if (!c)
+    return;
+  const char *order = path_id(req, "order_id");
+  if (!order) {
+    qry_respond_not_found(req, "order");
+    return;
+  }
+  qry_call_param(c, 0, order);
+  qry_call_run(c, QRY_SQL_ORDER, 1, render_order);
+}
+
+/* ---- GET /v1/stores/{store_id}/orders ---- */
+
+static void render_store_orders(qry_call_t *c, const PGresult *res) {
+  qry_call_respond_page(c, res, "order_id", QRY_CURSOR_ORDERS, qry_row_order,
+                        "store", NULL);
+}
+
+static void h_store_orders(sf_http_req_t *req, void *ud) {
+  qry_call_t *c = qry_call_begin(ud, req);
+  if (!c)
+    return;
+  const char *store = path_id(req, "store_id");
+  if (!store) {
+    qry_respond_not_found(req, "store");
+    return;
+  }
+  const char *status = sf_http_req_query(req, "status");
+  if (status && !*status)
+    status = NULL; /* an empty filter is no filter */
+  if (status && !qry_order_status_valid(status)) {
+    qry_respond_invalid(req, "status must be placed, fulfilled or cancelled");
+    return;
+  }
+  if (!qry_call_page_params(c, QRY_CURSOR_ORDERS, true, 1, 3))
+    return;
+  qry_call_param(c, 0, store);
+  qry_call_param(c, 2, status);
+  qry_call_run(c, QRY_SQL_STORE_ORDERS, 4, render_store_orders);
+}
+
 int qry_handlers_register(qry_service_t *s, sf_http_server_t *http) {
   static const struct {
     const char *pattern;
@@ -324,6 +384,8 @@ int qry_handlers_register(qry_service_t *s, sf_http_server_t *http) {
       {"/v1/products", h_products},
       {"/v1/products/{product_id}", h_product},
       {"/v1/products/{product_id}/inventory", h_product_inventory},
+      {"/v1/orders/{order_id}", h_order},
+      {"/v1/stores/{store_id}/orders", h_store_orders},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
     int rc = sf_http_route(http, "GET", routes[i].pattern, routes[i].cb, s);

@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sf/err.h"
 
@@ -97,15 +98,21 @@ int qry_cursor_decode(const char *text, qry_cursor_kind_t kind,
 }
 
 bool qry_tx_type_valid(const char *t) {
-  static const char *const types[] = {"receipt",    "sale",  "return",
-                                      "adjustment", "count", "transfer_out",
-                                      "transfer_in"};
+  static const char *const types[] = {
+      "receipt",     "sale",         "return",          "adjustment",
+      "count",       "transfer_out", "transfer_in",     "order_placed",
+      "order_fulfilled", "order_cancelled"};
   if (!t)
     return false;
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
     if (strcmp(t, types[i]) == 0)
       return true;
   return false;
+}
+
+bool qry_order_status_valid(const char *st) {
+  return st && (strcmp(st, "placed") == 0 || strcmp(st, "fulfilled") == 0 ||
+                strcmp(st, "cancelled") == 0);
 }
 
 int qry_position_parse(const char *text, qry_position_t *out) {
@@ -133,6 +140,75 @@ int qry_position_parse(const char *text, qry_position_t *out) {
   p.offset = off;
   *out = p;
   return 0;
+}
+
+int qry_positions_parse(const char *text, qry_position_t *out, size_t cap,
+                        size_t *n) {
+  if (!text || !out || !n)
+    return SF_EPARSE;
+  size_t count = 0;
+  const char *p = text;
+  for (;;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    while (len && (*p == ' ' || *p == '\t')) {
+      p++;
+      len--;
+    }
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+      len--;
+    /* "catalog-" + 10 digits + "-" + 19 digits fits in 64 bytes. */
+    char tok[64];
+    if (len == 0 || len >= sizeof(tok) || count == cap)
+      return SF_EPARSE;
+    memcpy(tok, p, len);
+    tok[len] = '\0';
+    if (qry_position_parse(tok, &out[count]) != 0)
+      return SF_EPARSE;
+    count++;
+    if (!end)
+      break;
+    p = end + 1;
+  }
+  *n = count;
+  return 0;
+}
+
+/* True when one comma-separated item of value, trimmed of blanks and, when
+ * cut_params, of everything from ';', equals want (ignoring case). */
+static bool any_item(const char *value, bool cut_params, const char *want) {
+  if (!value || !want)
+    return false;
+  size_t wlen = strlen(want);
+  const char *p = value;
+  for (;;) {
+    size_t len = strcspn(p, ",");
+    const char *next = p[len] ? p + len + 1 : NULL;
+    if (cut_params) {
+      size_t semi = strcspn(p, ";");
+      if (semi < len)
+        len = semi;
+    }
+    while (len && (*p == ' ' || *p == '\t')) {
+      p++;
+      len--;
+    }
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+      len--;
+    if (len == wlen && strncasecmp(p, want, len) == 0)
+      return true;
+    if (!next)
+      return false;
+    p = next;
+  }
+}
+
+bool qry_header_has_token(const char *value, const char *token) {
+  return any_item(value, false, token);
+}
+
+bool qry_accepts_media(const char *accept, const char *media) {
+  return any_item(accept, true, media);
 }
 
 int qry_price_normalize(const char *text, char *out, size_t cap) {

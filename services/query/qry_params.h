@@ -43,7 +43,8 @@ typedef enum qry_cursor_kind {
   QRY_CURSOR_TRANSACTIONS = 't',      /* last transaction id */
   QRY_CURSOR_PRODUCTS = 'p',          /* last product id */
   QRY_CURSOR_STORES = 's',            /* last store id */
-  QRY_CURSOR_PRODUCT_INVENTORY = 'h'  /* last store_id holding a product */
+  QRY_CURSOR_PRODUCT_INVENTORY = 'h', /* last store_id holding a product */
+  QRY_CURSOR_ORDERS = 'o'             /* last order id of a store */
 } qry_cursor_kind_t;
 
 /* Encodes the id (a UUID string) of the last row of a page into out.
@@ -58,8 +59,13 @@ int qry_cursor_decode(const char *text, qry_cursor_kind_t kind,
                       char id_out[SF_UUID_STR_LEN + 1]);
 
 /* True when t is a stock movement type a client may filter on: receipt,
- * sale, return, adjustment, count, transfer_out, transfer_in. */
+ * sale, return, adjustment, count, transfer_out, transfer_in (and the
+ * history rows of orders: order_placed, order_fulfilled,
+ * order_cancelled). */
 bool qry_tx_type_valid(const char *t);
+
+/* True when s is an order status: placed, fulfilled or cancelled. */
+bool qry_order_status_valid(const char *s);
 
 typedef enum qry_topic_kind {
   QRY_TOPIC_CATALOG = 0,
@@ -77,6 +83,26 @@ typedef struct qry_position {
  * offset without sign or leading zeros ("0" itself is fine). Returns 0 or
  * SF_EPARSE. */
 int qry_position_parse(const char *text, qry_position_t *out);
+
+/* Most positions one min_position list may name. */
+#define QRY_POSITIONS_MAX 32
+
+/* Parses a comma-separated list of tokens ("stock-5-169,stock-1-0"), as a
+ * write that touched several partitions returns it, into out[0..*n). Blanks
+ * (spaces, tabs) around a token are allowed; an empty token, a bad token or
+ * more than cap tokens is SF_EPARSE (out may be partly written). */
+int qry_positions_parse(const char *text, qry_position_t *out, size_t cap,
+                        size_t *n);
+
+/* True when the comma-separated header value (e.g. Connection: "keep-alive,
+ * Upgrade") holds token, compared case-insensitively; blanks around items
+ * are ignored. NULL value: false. */
+bool qry_header_has_token(const char *value, const char *token);
+
+/* True when an Accept header value lists media type (e.g.
+ * "text/event-stream"), ignoring parameters such as ";q=0.9" and case. A
+ * wildcard does not count: a stream must be asked for. */
+bool qry_accepts_media(const char *accept, const char *media);
 
 /* Normalises a numeric as PostgreSQL prints it ("19.9900") for answers:
  * trailing fraction zeros are dropped down to two fraction digits

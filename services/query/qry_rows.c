@@ -18,7 +18,8 @@ typedef enum field_kind {
   F_TIME,      /* microseconds since the epoch -> RFC 3339 */
   F_TIME_NULL, /* same, or null */
   F_PRICE,     /* numeric text -> normalised decimal string */
-  F_AVAILABLE  /* on_hand - reserved (columns "on_hand", "reserved") */
+  F_AVAILABLE, /* on_hand - reserved (columns "on_hand", "reserved") */
+  F_JSON       /* JSON text built by PostgreSQL (json_agg), parsed */
 } field_kind_t;
 
 typedef struct field {
@@ -104,6 +105,40 @@ static const field_t store_fields[] = {
     {"updated_at", "updated_us", F_TIME},
     {NULL, NULL, F_STR}};
 
+static const field_t order_fields[] = {
+    {"order_id", "order_id", F_STR},
+    {"store_id", "store_id", F_STR},
+    {"status", "status", F_STR},
+    {"lines", "lines", F_JSON},
+    {"reference", "reference", F_STR_NULL},
+    {"version", "version", F_I64},
+    {"created_at", "created_us", F_TIME},
+    {"updated_at", "updated_us", F_TIME},
+    {NULL, NULL, F_STR}};
+
+static const field_t change_fields[] = {
+    {"id", "id", F_I64},
+    {"store_id", "store_id", F_STR},
+    {"product_id", "product_id", F_STR},
+    {"on_hand", "on_hand", F_I64},
+    {"reserved", "reserved", F_I64},
+    {"available", NULL, F_AVAILABLE},
+    {"version", "version", F_I64},
+    {"cause", "cause", F_STR},
+    {"transaction_id", "transaction_id", F_STR},
+    {"occurred_at", "occurred_us", F_TIME},
+    {NULL, NULL, F_STR}};
+
+static const field_t snapshot_fields[] = {
+    {"store_id", "store_id", F_STR},
+    {"product_id", "product_id", F_STR},
+    {"on_hand", "on_hand", F_I64},
+    {"reserved", "reserved", F_I64},
+    {"available", NULL, F_AVAILABLE},
+    {"version", "version", F_I64},
+    {"updated_at", "updated_us", F_TIME_NULL},
+    {NULL, NULL, F_STR}};
+
 int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out) {
   int c = PQfnumber(res, name);
   if (c < 0 || row < 0 || row >= PQntuples(res) || PQgetisnull(res, row, c))
@@ -169,6 +204,8 @@ static json_t *field_value(const PGresult *res, int row, const field_t *f) {
       return NULL;
     return json_string(buf);
   }
+  case F_JSON:
+    return json_loads(v, JSON_REJECT_DUPLICATES, NULL);
   case F_AVAILABLE:
     break;
   }
@@ -213,6 +250,18 @@ json_t *qry_row_product(const PGresult *res, int row) {
 
 json_t *qry_row_store(const PGresult *res, int row) {
   return map_row(res, row, store_fields);
+}
+
+json_t *qry_row_order(const PGresult *res, int row) {
+  return map_row(res, row, order_fields);
+}
+
+json_t *qry_row_change(const PGresult *res, int row) {
+  return map_row(res, row, change_fields);
+}
+
+json_t *qry_row_snapshot(const PGresult *res, int row) {
+  return map_row(res, row, snapshot_fields);
 }
 
 int qry_page_build(const PGresult *res, const char *key_col, int limit,

@@ -47,6 +47,19 @@ json_t *qry_row_product(const PGresult *res, int row);
  * updated_at}. */
 json_t *qry_row_store(const PGresult *res, int row);
 
+/* {order_id, store_id, status, lines: [{product_id, quantity}], reference,
+ * version, created_at, updated_at}; column lines is the JSON text of the
+ * array (QRY_SQL_ORDER). */
+json_t *qry_row_order(const PGresult *res, int row);
+
+/* {id, store_id, product_id, on_hand, reserved, available, version, cause,
+ * transaction_id, occurred_at}: one row of the changes table. */
+json_t *qry_row_change(const PGresult *res, int row);
+
+/* {store_id, product_id, on_hand, reserved, available, version,
+ * updated_at}: an inventory row sent as a stream's snapshot. */
+json_t *qry_row_snapshot(const PGresult *res, int row);
+
 /* Reads column name of row as a signed 64-bit integer. Returns 0,
  * SF_ENOTFOUND (no such column, or NULL) or SF_EPARSE. */
 int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out);

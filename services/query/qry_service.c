@@ -11,8 +11,12 @@
 #include <string.h>
 
 #include "qry_call.h"
+#include "qry_changes.h"
 #include "qry_sql.h"
 #include "sf/err.h"
+
+#define CHANNEL_OFFSETS "stockflow_offsets"
+#define CHANNEL_CHANGES "stockflow_changes"
 
 struct qry_service {
   uv_loop_t *loop;
@@ -21,6 +25,7 @@ struct qry_service {
   sf_log_t *log;
   qry_service_opts_t opts;
   qry_waits_t *waits;
+  qry_changes_t *changes;
   bool closing;
   uint64_t inflight;         /* statements sent, result not yet handled */
   qry_drained_cb drained_cb; /* set by qry_service_shutdown until it fires */
@@ -63,7 +68,7 @@ static void respond_unavailable(qry_call_t *c, const char *detail) {
 /* Fires the shutdown callback once nothing of ours is pending. */
 static void maybe_drained(qry_service_t *s) {
   if (!s->closing || !s->drained_cb || s->inflight > 0 ||
-      qry_waits_pending(s->waits) > 0)
+      qry_waits_pending(s->waits) > 0 || qry_changes_pending(s->changes) > 0)
     return;
   qry_drained_cb cb = s->drained_cb;
   s->drained_cb = NULL;
@@ -72,6 +77,17 @@ static void maybe_drained(qry_service_t *s) {
 
 static void on_waits_idle(void *ud) { maybe_drained(ud); }
 
+/* NOTIFY from the projector, on the pool's listening connection. */
+static void on_notify(void *ud, const char *channel, const char *payload) {
+  qry_service_t *s = ud;
+  if (s->closing)
+    return;
+  if (strcmp(channel, CHANNEL_OFFSETS) == 0)
+    qry_waits_notify(s->waits);
+  else if (strcmp(channel, CHANNEL_CHANGES) == 0)
+    qry_changes_notify(s->changes, payload);
+}
+
 qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
   if (s->closing) {
     sf_http_respond_problem(req, 503, "unavailable", "service shutting down",
@@ -79,7 +95,9 @@ qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
     return NULL;
   }
   /* Authentication and store permissions will be checked here, once for
-   * every query endpoint. */
+   * every query endpoint, change streams included (their store_id filter
+   * is the store to authorize; an unfiltered stream will need the user's
+   * store list). */
   qry_call_t *c = sf_http_req_alloc(req, sizeof(*c));
   if (!c) {
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
@@ -91,15 +109,14 @@ qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
   const char *tok = sf_http_req_query(req, "min_position");
   if (!tok)
     tok = sf_http_req_header(req, "X-Min-Position");
-  if (tok) {
-    if (qry_position_parse(tok, &c->pos) != 0) {
-      sf_http_respond_problem(req, 400, "bad_position",
-                              "min_position must look like stock-3-1234 or "
-                              "catalog-0-17",
-                              NULL);
-      return NULL;
-    }
-    c->has_pos = true;
+  if (tok && qry_positions_parse(tok, c->pos, QRY_POSITIONS_MAX,
+                                 &c->n_pos) != 0) {
+    sf_http_respond_problem(req, 400, "bad_position",
+                            "min_position must be a position such as "
+                            "stock-3-1234 or catalog-0-17, or a "
+                            "comma-separated list of up to 32 of them",
+                            NULL);
+    return NULL;
   }
   return c;
 }
@@ -223,11 +240,12 @@ void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
   c->stmt = stmt;
   c->n_params = n_params;
   c->render = render;
-  if (!c->has_pos) {
+  if (c->n_pos == 0) {
     submit(c);
     return;
   }
-  int rc = qry_wait_start(c->svc->waits, &c->pos, on_waited, c, &c->wait);
+  int rc = qry_wait_start(c->svc->waits, c->pos, c->n_pos, on_waited, c,
+                          &c->wait);
   if (rc != 0) {
     SF_WARN(c->svc->log, "query", "request %s: position wait not started: %s",
             sf_http_req_id(c->req), sf_strerror(rc));
@@ -296,67 +314,85 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
   sf_http_respond_json(req, 200, body);
 }
 
+/* Prints the HELP and TYPE lines and the value of one metric. */
+static void metric(FILE *f, const char *name, const char *type,
+                   const char *help, uint64_t value) {
+  fprintf(f, "# HELP stockflow_query_%s %s\n# TYPE stockflow_query_%s %s\n"
+             "stockflow_query_%s %" PRIu64 "\n",
+          name, help, name, type, name, value);
+}
+
 static void h_metrics(sf_http_req_t *req, void *ud) {
   qry_service_t *s = ud;
   char *base = sf_http_server_metrics(s->http, "stockflow_query");
-  if (!base) {
-    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
-    return;
-  }
-  uint64_t waits, timeouts, checks;
-  qry_waits_stats(s->waits, &waits, &timeouts, &checks);
-  char own[2048];
-  int n = snprintf(
-      own, sizeof(own),
-      "# HELP stockflow_query_db_queries_total Statements sent to PostgreSQL.\n"
-      "# TYPE stockflow_query_db_queries_total counter\n"
-      "stockflow_query_db_queries_total %" PRIu64 "\n"
-      "# HELP stockflow_query_db_errors_total Statements that failed.\n"
-      "# TYPE stockflow_query_db_errors_total counter\n"
-      "stockflow_query_db_errors_total %" PRIu64 "\n"
-      "# HELP stockflow_query_db_unavailable_total Requests answered 503 "
-      "for the database.\n"
-      "# TYPE stockflow_query_db_unavailable_total counter\n"
-      "stockflow_query_db_unavailable_total %" PRIu64 "\n"
-      "# HELP stockflow_query_db_ready 1 when a PostgreSQL connection is "
-      "ready.\n"
-      "# TYPE stockflow_query_db_ready gauge\n"
-      "stockflow_query_db_ready %d\n"
-      "# HELP stockflow_query_position_waits_total Requests that waited for "
-      "min_position.\n"
-      "# TYPE stockflow_query_position_waits_total counter\n"
-      "stockflow_query_position_waits_total %" PRIu64 "\n"
-      "# HELP stockflow_query_position_timeouts_total Position waits that "
-      "timed out.\n"
-      "# TYPE stockflow_query_position_timeouts_total counter\n"
-      "stockflow_query_position_timeouts_total %" PRIu64 "\n"
-      "# HELP stockflow_query_position_checks_total projector_offsets "
-      "look-ups.\n"
-      "# TYPE stockflow_query_position_checks_total counter\n"
-      "stockflow_query_position_checks_total %" PRIu64 "\n"
-      "# HELP stockflow_query_position_waiting Position waits in progress.\n"
-      "# TYPE stockflow_query_position_waiting gauge\n"
-      "stockflow_query_position_waiting %zu\n",
-      s->db_queries, s->db_errors, s->db_unavailable,
-      sf_pg_ready(s->pg) ? 1 : 0, waits, timeouts, checks,
-      qry_waits_pending(s->waits));
-  if (n < 0 || (size_t)n >= sizeof(own)) {
-    free(base);
-    sf_http_respond_problem(req, 500, "internal", "metrics overflow", NULL);
-    return;
-  }
-  size_t blen = strlen(base);
-  char *all = malloc(blen + (size_t)n + 1);
-  if (!all) {
+  char *all = NULL;
+  size_t len = 0;
+  FILE *f = base ? open_memstream(&all, &len) : NULL;
+  if (!f) {
     free(base);
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  memcpy(all, base, blen);
-  memcpy(all + blen, own, (size_t)n + 1);
+  fputs(base, f);
   free(base);
+  qry_waits_counters_t w;
+  qry_waits_stats(s->waits, &w);
+  qry_changes_counters_t ch;
+  qry_changes_stats(s->changes, &ch);
+  metric(f, "db_queries_total", "counter", "Statements sent to PostgreSQL.",
+         s->db_queries);
+  metric(f, "db_errors_total", "counter", "Statements that failed.",
+         s->db_errors);
+  metric(f, "db_unavailable_total", "counter",
+         "Requests answered 503 for the database.", s->db_unavailable);
+  metric(f, "db_ready", "gauge", "1 when a PostgreSQL connection is ready.",
+         sf_pg_ready(s->pg) ? 1 : 0);
+  metric(f, "position_waits_total", "counter",
+         "Requests that waited for min_position.", w.started);
+  metric(f, "position_timeouts_total", "counter",
+         "Position waits that timed out (504).", w.timeouts);
+  metric(f, "position_checks_total", "counter",
+         "projector_offsets look-ups of position waits.", w.checks);
+  metric(f, "position_waiting", "gauge", "Position waits in progress.",
+         qry_waits_pending(s->waits));
+  fprintf(f,
+          "# HELP stockflow_query_notifications_total NOTIFY messages "
+          "received from the projector.\n"
+          "# TYPE stockflow_query_notifications_total counter\n"
+          "stockflow_query_notifications_total{channel=\"" CHANNEL_OFFSETS
+          "\"} %" PRIu64 "\n"
+          "stockflow_query_notifications_total{channel=\"" CHANNEL_CHANGES
+          "\"} %" PRIu64 "\n",
+          w.notifications, ch.notifications);
+  fprintf(f, "# HELP stockflow_query_streams_open Change streams open now.\n"
+             "# TYPE stockflow_query_streams_open gauge\n"
+             "stockflow_query_streams_open{transport=\"sse\"} %zu\n"
+             "stockflow_query_streams_open{transport=\"websocket\"} %zu\n",
+          ch.open_sse, ch.open_ws);
+  metric(f, "streams_live", "gauge",
+         "Change streams caught up and fed by the shared fetch.", ch.live);
+  metric(f, "streams_opened_total", "counter", "Change streams started.",
+         ch.opened);
+  metric(f, "streams_overflow_total", "counter",
+         "Change streams cut off for passing the buffer limit.",
+         ch.overflows);
+  metric(f, "streams_stalled_total", "counter",
+         "Change streams cut off for making no progress.", ch.stalls);
+  metric(f, "changes_fetches_total", "counter",
+         "Shared fetches of new changes.", ch.fetches);
+  metric(f, "changes_fetched_total", "counter",
+         "Changes read by shared fetches.", ch.fetched);
+  metric(f, "changes_fanned_out_total", "counter",
+         "Change events queued to live streams.", ch.fanned_out);
+  metric(f, "changes_catchup_pages_total", "counter",
+         "Catch-up pages read by streams resuming or starting.", ch.pages);
+  if (fclose(f) != 0 || !all) {
+    free(all);
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
   sf_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", all,
-                  blen + (size_t)n);
+                  len);
   free(all);
 }
 
@@ -379,10 +415,15 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
                         .topic_catalog = opts->topic_catalog,
                         .topic_stock = opts->topic_stock,
                         .max_wait_ms = opts->min_position_wait_ms,
-                        .interval_ms = 10};
+                        .interval_ms = opts->position_poll_ms};
   int rc = qry_waits_new(&s->waits, loop, pg, &wo, log);
   if (rc != 0)
     goto fail_waits;
+  qry_changes_opts_t co = {.max_buffer = opts->stream_max_buffer,
+                           .heartbeat_ms = opts->stream_heartbeat_ms};
+  rc = qry_changes_new(&s->changes, loop, pg, s, &co, log);
+  if (rc != 0)
+    goto fail_changes;
   rc = qry_sql_prepare_all(pg);
   if (rc != 0) {
     SF_ERROR(log, "query", "preparing statements: %s", sf_strerror(rc));
@@ -391,14 +432,22 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
   if ((rc = sf_http_route(http, "GET", "/healthz", h_healthz, s)) != 0 ||
       (rc = sf_http_route(http, "GET", "/readyz", h_readyz, s)) != 0 ||
       (rc = sf_http_route(http, "GET", "/metrics", h_metrics, s)) != 0 ||
-      (rc = qry_handlers_register(s, http)) != 0) {
+      (rc = qry_handlers_register(s, http)) != 0 ||
+      (rc = qry_changes_register(s->changes, http)) != 0) {
     SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
+    goto fail_setup;
+  }
+  if ((rc = sf_pg_listen(pg, CHANNEL_OFFSETS, on_notify, s)) != 0 ||
+      (rc = sf_pg_listen(pg, CHANNEL_CHANGES, on_notify, s)) != 0) {
+    SF_ERROR(log, "query", "LISTEN: %s", sf_strerror(rc));
     goto fail_setup;
   }
   *out = s;
   return 0;
 
 fail_setup:
+  qry_changes_destroy(s->changes);
+fail_changes:
   qry_waits_destroy(s->waits);
 fail_waits:
   free(s);
@@ -414,12 +463,14 @@ void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
   s->drained_ud = ud;
   qry_waits_set_idle_cb(s->waits, on_waits_idle, s);
   qry_waits_cancel_all(s->waits);
+  qry_changes_shutdown(s->changes, on_waits_idle, s);
   maybe_drained(s);
 }
 
 void qry_service_destroy(qry_service_t *s) {
   if (!s)
     return;
+  qry_changes_destroy(s->changes);
   qry_waits_destroy(s->waits);
   free(s);
 }

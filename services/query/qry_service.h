@@ -29,9 +29,14 @@ typedef struct qry_service_opts {
   const char *projector_group;   /* consumer group in projector_offsets */
   const char *topic_catalog;     /* topic of "catalog-" position tokens */
   const char *topic_stock;       /* topic of "stock-" position tokens */
+  uint64_t position_poll_ms;     /* safety re-check of a position wait */
+  size_t stream_max_buffer;      /* STOCKFLOW_STREAM_MAX_BUFFER */
+  uint64_t stream_heartbeat_ms;  /* STOCKFLOW_STREAM_HEARTBEAT_MS */
 } qry_service_opts_t;
 
-/* Creates the service: prepares statements on pg and adds routes to http.
+/* Creates the service: prepares statements on pg, LISTENs on
+ * stockflow_offsets (position waits) and stockflow_changes (change
+ * streams) through pg, and adds routes to http.
  * loop, http, pg, log and the strings of opts are borrowed and must outlive
  * the service. Returns 0, SF_EINVAL, SF_ENOMEM or an error of
  * sf_pg_prepare / sf_http_route. */
@@ -44,8 +49,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
 typedef void (*qry_drained_cb)(void *ud);
 
 /* Stops taking work: later requests are answered 503 unavailable, position
- * waits are canceled (their requests get 503), statements already sent run
- * to their answer. drained fires once nothing of the service is pending,
+ * waits are canceled (their requests get 503), change streams are ended,
+ * statements already sent run to their answer. drained fires once nothing of the service is pending,
  * possibly before this function returns when nothing was; after it the
  * service no longer uses the pool, so it may be closed. Calling again does
  * nothing. */

@@ -30,6 +30,18 @@
   " " US("s.created_at") " AS created_us, " US("s.updated_at")               \
   " AS updated_us "
 
+#define ORDER_COLUMNS                                                          \
+  "o.id AS order_id, o.store_id, o.status, o.reference, o.version,"          \
+  " " US("o.created_at") " AS created_us, " US("o.updated_at")               \
+  " AS updated_us, coalesce((SELECT json_agg(json_build_object("             \
+  "'product_id', l.product_id, 'quantity', l.quantity)"                      \
+  " ORDER BY l.product_id)::text FROM order_lines l"                         \
+  " WHERE l.order_id = o.id), '[]') AS lines "
+
+#define CHANGE_COLUMNS                                                         \
+  "c.id, c.store_id, c.product_id, c.on_hand, c.reserved, c.version,"        \
+  " c.cause, c.transaction_id, " US("c.occurred_at") " AS occurred_us "
+
 typedef struct stmt {
   const char *name;
   const char *sql;
@@ -124,10 +136,58 @@ static const stmt_t statements[] = {
 
     {QRY_SQL_STORE, "SELECT " STORE_COLUMNS "FROM stores s WHERE s.id = $1::uuid"},
 
-    {QRY_SQL_POSITION,
-     "SELECT next_offset FROM projector_offsets"
-     " WHERE consumer_group = $1::text AND topic = $2::text"
-     " AND partition = $3::int"},
+    {QRY_SQL_POSITIONS,
+     "SELECT count(*) AS pending"
+     " FROM unnest($4::int[], $5::int[], $6::bigint[]) AS p(kind, part, off)"
+     " WHERE NOT EXISTS (SELECT 1 FROM projector_offsets o"
+     "  WHERE o.consumer_group = $1::text"
+     "  AND o.topic = CASE WHEN p.kind = 1 THEN $2::text ELSE $3::text END"
+     "  AND o.partition = p.part AND o.next_offset > p.off)"},
+
+    {QRY_SQL_ORDER, "SELECT " ORDER_COLUMNS "FROM orders o WHERE o.id = $1::uuid"},
+
+    {QRY_SQL_STORE_ORDERS,
+     "SELECT s.id AS owner_id, x.* FROM stores s LEFT JOIN LATERAL ("
+     "  SELECT " ORDER_COLUMNS "FROM orders o"
+     "  WHERE o.store_id = s.id AND o.id < $2::uuid"
+     "  AND ($3::text IS NULL OR o.status = $3::text)"
+     "  ORDER BY o.id DESC LIMIT $4::int) x ON true"
+     " WHERE s.id = $1::uuid ORDER BY x.order_id DESC"},
+
+    {QRY_SQL_CHANGES_START,
+     "SELECT m.max_id, m.pruned_through, m.store_found, m.product_found,"
+     " x.store_id, x.product_id, x.on_hand, x.reserved, x.version,"
+     " x.updated_us"
+     " FROM (SELECT (SELECT coalesce(max(id), 0) FROM changes) AS max_id,"
+     "  (SELECT coalesce(max(pruned_through), 0) FROM changes_meta)"
+     "  AS pruned_through,"
+     "  ($1::uuid IS NULL OR EXISTS (SELECT 1 FROM stores st"
+     "   WHERE st.id = $1::uuid)) AS store_found,"
+     "  ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM products pr"
+     "   WHERE pr.id = $2::uuid)) AS product_found) m"
+     " LEFT JOIN LATERAL ("
+     "  SELECT i.store_id, i.product_id, i.on_hand, i.reserved, i.version,"
+     "  " US("i.updated_at") " AS updated_us FROM inventory i"
+     "  WHERE $3::boolean AND m.store_found AND m.product_found"
+     "  AND ($1::uuid IS NULL OR i.store_id = $1::uuid)"
+     "  AND ($2::uuid IS NULL OR i.product_id = $2::uuid)) x ON true"
+     " ORDER BY x.store_id, x.product_id"},
+
+    {QRY_SQL_CHANGES_PAGE,
+     "SELECT m.bound, m.pruned_through, x.*"
+     " FROM (SELECT (SELECT coalesce(max(id), 0) FROM changes) AS bound,"
+     "  (SELECT coalesce(max(pruned_through), 0) FROM changes_meta)"
+     "  AS pruned_through) m"
+     " LEFT JOIN LATERAL ("
+     "  SELECT " CHANGE_COLUMNS "FROM changes c WHERE c.id > $1::bigint"
+     "  AND ($2::uuid IS NULL OR c.store_id = $2::uuid)"
+     "  AND ($3::uuid IS NULL OR c.product_id = $3::uuid)"
+     "  ORDER BY c.id LIMIT $4::int) x ON true"
+     " ORDER BY x.id"},
+
+    {QRY_SQL_CHANGES_NEXT,
+     "SELECT " CHANGE_COLUMNS "FROM changes c WHERE c.id > $1::bigint"
+     " ORDER BY c.id LIMIT $2::int"},
 };
 
 int qry_sql_prepare_all(sf_pg_t *pg) {

@@ -60,9 +60,40 @@
 /* $1 store id. Columns of qry_row_store; zero rows when unknown. */
 #define QRY_SQL_STORE "qry_store"
 
-/* $1 consumer group, $2 topic, $3 partition. Column next_offset; zero rows
- * when the projector has not committed that partition yet. */
-#define QRY_SQL_POSITION "qry_position"
+/* $1 consumer group, $2 topic of stock tokens, $3 topic of catalog tokens,
+ * then three parallel arrays, one entry per position: $4 kinds int[] (1
+ * stock, 0 catalog), $5 partitions int[], $6 offsets bigint[]. One row,
+ * column pending: how many positions are not applied yet (no offsets row,
+ * or next_offset <= offset). */
+#define QRY_SQL_POSITIONS "qry_positions"
+
+/* $1 order id. Columns of qry_row_order; zero rows when unknown. */
+#define QRY_SQL_ORDER "qry_order"
+
+/* $1 store id, $2 before order id, $3 status or NULL, $4 row limit.
+ * Columns: owner_id, then those of qry_row_order; newest first. */
+#define QRY_SQL_STORE_ORDERS "qry_store_orders"
+
+/* Start of a change stream. $1 store id or NULL, $2 product id or NULL, $3
+ * snapshot (bool). Everything comes from ONE statement, hence one MVCC
+ * snapshot: max_id (the highest changes id visible), pruned_through,
+ * store_found and product_found (true when that filter is NULL), then, when
+ * $3 is true and both are found, the inventory rows of the filter (columns
+ * of qry_row_snapshot; NULL store_id in the single row when there are
+ * none), ordered by store_id, product_id. The inventory rows are exactly
+ * the state after changes 1..max_id, because the projector writes a change
+ * and its inventory row in one transaction. */
+#define QRY_SQL_CHANGES_START "qry_changes_start"
+
+/* A catch-up page of one subscriber. $1 after id, $2 store id or NULL, $3
+ * product id or NULL, $4 row limit. Columns: bound (the highest id visible
+ * in the same snapshot), pruned_through, then those of qry_row_change (NULL
+ * id in the single row when no change matches); ordered by id. */
+#define QRY_SQL_CHANGES_PAGE "qry_changes_page"
+
+/* The shared fetch of new changes for every live subscriber. $1 after id,
+ * $2 row limit. Columns of qry_row_change, ordered by id. */
+#define QRY_SQL_CHANGES_NEXT "qry_changes_next"
 
 /* Registers every statement above with the pool. Returns 0 or the first
  * error of sf_pg_prepare. */

@@ -156,14 +156,88 @@ static void test_cursor_rejects_garbage(void **state) {
 
 static void test_tx_types(void **state) {
   (void)state;
-  static const char *const ok[] = {"receipt", "sale", "return", "adjustment",
-                                   "count", "transfer_out", "transfer_in"};
+  /* Orders write history rows too (phase 2): their types filter as well. */
+  static const char *const ok[] = {
+      "receipt",     "sale",         "return",          "adjustment",
+      "count",       "transfer_out", "transfer_in",     "order_placed",
+      "order_fulfilled", "order_cancelled"};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
     assert_true(qry_tx_type_valid(ok[i]));
-  static const char *const bad[] = {"",          "Sale",  "sale ", "transfer",
-                                    "order_placed", "receipts", "sal", NULL};
+  static const char *const bad[] = {"",         "Sale",     "sale ",
+                                    "transfer", "order",    "receipts",
+                                    "sal",      "placed",   NULL};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     assert_false(qry_tx_type_valid(bad[i]));
+}
+
+static void test_order_status(void **state) {
+  (void)state;
+  assert_true(qry_order_status_valid("placed"));
+  assert_true(qry_order_status_valid("fulfilled"));
+  assert_true(qry_order_status_valid("cancelled"));
+  static const char *const bad[] = {"", "Placed", "canceled", "open",
+                                    "fulfilled ", NULL};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_false(qry_order_status_valid(bad[i]));
+}
+
+static void test_position_list(void **state) {
+  (void)state;
+  qry_position_t p[4];
+  size_t n = 99;
+  assert_int_equal(qry_positions_parse("stock-5-169,stock-1-0", p, 4, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(p[0].kind, QRY_TOPIC_STOCK);
+  assert_int_equal(p[0].partition, 5);
+  assert_int_equal(p[0].offset, 169);
+  assert_int_equal(p[1].partition, 1);
+  assert_int_equal(p[1].offset, 0);
+  /* one token is a list of one; blanks around tokens are fine */
+  assert_int_equal(qry_positions_parse("catalog-0-17", p, 4, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(p[0].kind, QRY_TOPIC_CATALOG);
+  assert_int_equal(qry_positions_parse(" stock-1-2 ,\tcatalog-0-3", p, 4, &n),
+                   0);
+  assert_int_equal(n, 2);
+  assert_int_equal(p[1].offset, 3);
+  /* exactly cap tokens pass, one more fails */
+  assert_int_equal(
+      qry_positions_parse("stock-0-1,stock-1-1,stock-2-1,stock-3-1", p, 4, &n),
+      0);
+  assert_int_equal(n, 4);
+  n = 77;
+  assert_int_equal(qry_positions_parse(
+                       "stock-0-1,stock-1-1,stock-2-1,stock-3-1,stock-4-1", p,
+                       4, &n),
+                   SF_EPARSE);
+  assert_int_equal(n, 77); /* untouched on failure */
+  static const char *const bad[] = {
+      "",           ",",          "stock-1-2,",  ",stock-1-2",
+      "stock-1-2,,stock-1-3",    "stock-1-2;stock-1-3", "stock-1-2, ",
+      "stock-1-2,bad-1-2",       "stock-1-2 stock-1-3",
+      "stock-1-99999999999999999999999999999999999999999999999999999999999999"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(qry_positions_parse(bad[i], p, 4, &n), SF_EPARSE);
+  assert_int_equal(qry_positions_parse(NULL, p, 4, &n), SF_EPARSE);
+}
+
+static void test_header_tokens(void **state) {
+  (void)state;
+  assert_true(qry_header_has_token("Upgrade", "upgrade"));
+  assert_true(qry_header_has_token("keep-alive, Upgrade", "upgrade"));
+  assert_true(qry_header_has_token("websocket", "websocket"));
+  assert_true(qry_header_has_token(" WebSocket ,h2c", "websocket"));
+  assert_false(qry_header_has_token("keep-alive", "upgrade"));
+  assert_false(qry_header_has_token("upgraded", "upgrade"));
+  assert_false(qry_header_has_token("", "upgrade"));
+  assert_false(qry_header_has_token(NULL, "upgrade"));
+  assert_true(qry_accepts_media("text/event-stream", "text/event-stream"));
+  assert_true(qry_accepts_media("application/json, Text/Event-Stream;q=0.9",
+                                "text/event-stream"));
+  assert_false(qry_accepts_media("*/*", "text/event-stream"));
+  assert_false(qry_accepts_media("text/*", "text/event-stream"));
+  assert_false(qry_accepts_media("text/event-streams", "text/event-stream"));
+  assert_false(qry_accepts_media(NULL, "text/event-stream"));
 }
 
 static void test_position_good(void **state) {
@@ -297,6 +371,9 @@ static void test_config_table(void **state) {
   assert_string_equal(s.projector_group, "stockflow-projector");
   assert_string_equal(s.topic_stock, "inventory.stock");
   assert_string_equal(s.topic_catalog, "inventory.catalog");
+  assert_int_equal(s.position_poll_ms, 250);
+  assert_int_equal(s.stream_max_buffer, 1048576);
+  assert_int_equal(s.stream_heartbeat_ms, 15000);
 }
 
 int main(void) {
@@ -311,6 +388,9 @@ int main(void) {
       cmocka_unit_test(test_tx_types),
       cmocka_unit_test(test_position_good),
       cmocka_unit_test(test_position_bad),
+      cmocka_unit_test(test_position_list),
+      cmocka_unit_test(test_order_status),
+      cmocka_unit_test(test_header_tokens),
       cmocka_unit_test(test_price),
       cmocka_unit_test(test_like_pattern),
       cmocka_unit_test(test_config_table),

@@ -319,6 +319,79 @@ static void test_page_errors(void **state) {
   PQclear(res);
 }
 
+static void test_order_row(void **state) {
+  (void)state;
+  static const char *const cols[] = {"owner_id",  "order_id",   "store_id",
+                                     "status",    "reference",  "version",
+                                     "created_us", "updated_us", "lines"};
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P3, STORE, "placed", "PO-1", "1", "1795705200123456",
+       "1795705200123456",
+       "[{\"product_id\" : \"" P1 "\", \"quantity\" : 2}, "
+       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]"},
+      {STORE, P2, STORE, "cancelled", NULL, "2", "1795705200000000",
+       "1795705260000000", "[]"},
+      {STORE, P1, STORE, "placed", NULL, "1", "1795705200000000",
+       "1795705200000000", "[{\"product_id\": "}, /* broken JSON */
+  };
+  PGresult *res = make_result(9, cols, 3, rows);
+  assert_json(qry_row_order(res, 0),
+              "{\"order_id\":\"" P3 "\",\"store_id\":\"" STORE "\","
+              "\"status\":\"placed\",\"lines\":[{\"product_id\":\"" P1 "\","
+              "\"quantity\":2},{\"product_id\":\"" P2 "\",\"quantity\":5}],"
+              "\"reference\":\"PO-1\",\"version\":1,"
+              "\"created_at\":\"2026-11-26T15:00:00.123456Z\","
+              "\"updated_at\":\"2026-11-26T15:00:00.123456Z\"}");
+  assert_json(qry_row_order(res, 1),
+              "{\"order_id\":\"" P2 "\",\"store_id\":\"" STORE "\","
+              "\"status\":\"cancelled\",\"lines\":[],\"reference\":null,"
+              "\"version\":2,\"created_at\":\"2026-11-26T15:00:00.000000Z\","
+              "\"updated_at\":\"2026-11-26T15:01:00.000000Z\"}");
+  assert_null(qry_row_order(res, 2)); /* never half a row */
+  /* a page of orders, newest first, keyed by order_id */
+  json_t *page = NULL;
+  assert_int_equal(qry_page_build(res, "order_id", 1, QRY_CURSOR_ORDERS,
+                                  qry_row_order, true, &page),
+                   0);
+  json_t *next = json_object_get(page, "next_cursor");
+  assert_true(json_is_string(next));
+  char id[SF_UUID_STR_LEN + 1];
+  assert_int_equal(qry_cursor_decode(json_string_value(next),
+                                     QRY_CURSOR_ORDERS, id),
+                   0);
+  assert_string_equal(id, P3);
+  assert_int_equal(qry_cursor_decode(json_string_value(next),
+                                     QRY_CURSOR_TRANSACTIONS, id),
+                   SF_EPARSE);
+  json_decref(page);
+  PQclear(res);
+}
+
+static void test_change_and_snapshot_rows(void **state) {
+  (void)state;
+  static const char *const cols[] = {
+      "id",    "store_id", "product_id", "on_hand",        "reserved",
+      "version", "cause",  "transaction_id", "occurred_us", "updated_us"};
+  const char *const rows[][MAX_COLS] = {
+      {"42", STORE, P1, "10", "4", "7", "order_placed", P3,
+       "1795705200123456", NULL},
+      {"x", STORE, P1, "10", "4", "7", "sale", P3, "1795705200123456", NULL},
+  };
+  PGresult *res = make_result(10, cols, 2, rows);
+  assert_json(qry_row_change(res, 0),
+              "{\"id\":42,\"store_id\":\"" STORE "\",\"product_id\":\"" P1
+              "\",\"on_hand\":10,\"reserved\":4,\"available\":6,"
+              "\"version\":7,\"cause\":\"order_placed\","
+              "\"transaction_id\":\"" P3 "\","
+              "\"occurred_at\":\"2026-11-26T15:00:00.123456Z\"}");
+  assert_null(qry_row_change(res, 1));
+  assert_json(qry_row_snapshot(res, 0),
+              "{\"store_id\":\"" STORE "\",\"product_id\":\"" P1 "\","
+              "\"on_hand\":10,\"reserved\":4,\"available\":6,"
+              "\"version\":7,\"updated_at\":null}");
+  PQclear(res);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_inventory_row),
@@ -331,6 +404,8 @@ int main(void) {
       cmocka_unit_test(test_page_more_rows),
       cmocka_unit_test(test_page_owner_cases),
       cmocka_unit_test(test_page_errors),
+      cmocka_unit_test(test_order_row),
+      cmocka_unit_test(test_change_and_snapshot_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@ typedef struct fixture {
   uv_loop_t loop;
   sf_pg_t *pg;
   qry_waits_t *ws;
+  int notified; /* NOTIFY stockflow_offsets seen by the fixture */
 } fixture_t;
 
 typedef struct outcome {
@@ -96,13 +97,40 @@ static void set_offset(fixture_t *f, const char *topic, int partition,
 
 static bool pool_ready(fixture_t *f) { return sf_pg_ready(f->pg); }
 
-static void open_waits(fixture_t *f, uint64_t max_wait_ms) {
+static void open_waits_every(fixture_t *f, uint64_t max_wait_ms,
+                             uint64_t interval_ms) {
   qry_wait_opts_t o = {.group = f->group,
                        .topic_catalog = "test.catalog",
                        .topic_stock = "test.stock",
                        .max_wait_ms = max_wait_ms,
-                       .interval_ms = 10};
+                       .interval_ms = interval_ms};
   assert_int_equal(qry_waits_new(&f->ws, &f->loop, f->pg, &o, f->log), 0);
+}
+
+static void open_waits(fixture_t *f, uint64_t max_wait_ms) {
+  open_waits_every(f, max_wait_ms, 10);
+}
+
+/* As the service does: NOTIFY stockflow_offsets wakes the waits. */
+static void on_notify(void *ud, const char *channel, const char *payload) {
+  (void)channel;
+  (void)payload;
+  fixture_t *f = ud;
+  f->notified++;
+  if (f->ws)
+    qry_waits_notify(f->ws);
+}
+
+/* LISTENs and returns once a NOTIFY of ours came back (the listening
+ * connection is up, so later notifications are not lost). */
+static void listen_ready(fixture_t *f) {
+  assert_int_equal(sf_pg_listen(f->pg, "stockflow_offsets", on_notify, f), 0);
+  for (int i = 0; i < 100 && !f->notified; i++) {
+    exec_sql(f, "NOTIFY stockflow_offsets");
+    int never = 0;
+    run_until(&f->loop, &never, 20);
+  }
+  assert_true(f->notified > 0);
 }
 
 static int setup(void **state) {
@@ -167,16 +195,16 @@ static void test_already_applied(void **state) {
   open_waits(f, 1000);
   outcome_t r = {0};
   qry_position_t pos = {QRY_TOPIC_STOCK, 2, 9};
-  assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &r, NULL), 0);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &r, NULL), 0);
   assert_int_equal(r.fired, 0); /* never from inside start */
   run_until(&f->loop, &r.fired, 2000);
   assert_int_equal(r.fired, 1);
   assert_int_equal(r.got, QRY_WAIT_APPLIED);
-  uint64_t started, timeouts, checks;
-  qry_waits_stats(f->ws, &started, &timeouts, &checks);
-  assert_int_equal(started, 1);
-  assert_int_equal(timeouts, 0);
-  assert_int_equal(checks, 1);
+  qry_waits_counters_t k;
+  qry_waits_stats(f->ws, &k);
+  assert_int_equal(k.started, 1);
+  assert_int_equal(k.timeouts, 0);
+  assert_int_equal(k.checks, 1);
 }
 
 static void test_applied_while_waiting(void **state) {
@@ -187,7 +215,7 @@ static void test_applied_while_waiting(void **state) {
   outcome_t r = {0};
   qry_position_t pos = {QRY_TOPIC_STOCK, 2, 10};
   uint64_t t0 = uv_now(&f->loop);
-  assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &r, NULL), 0);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &r, NULL), 0);
   int never = 0;
   run_until(&f->loop, &never, 60); /* still waiting after 60 ms */
   assert_int_equal(r.fired, 0);
@@ -198,6 +226,76 @@ static void test_applied_while_waiting(void **state) {
   assert_true(uv_now(&f->loop) - t0 < 1000);
 }
 
+static void test_notify_wakes_the_wait(void **state) {
+  fixture_t *f = *state;
+  need_pg(f);
+  listen_ready(f);
+  set_offset(f, "test.stock", 2, 10);
+  open_waits_every(f, 5000, 60000); /* the safety poll never comes */
+  outcome_t r = {0};
+  qry_position_t pos = {QRY_TOPIC_STOCK, 2, 10};
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &r, NULL), 0);
+  int never = 0;
+  run_until(&f->loop, &never, 100);
+  assert_int_equal(r.fired, 0);
+  uint64_t t0 = uv_now(&f->loop);
+  set_offset(f, "test.stock", 2, 11);
+  exec_sql(f, "NOTIFY stockflow_offsets");
+  run_until(&f->loop, &r.fired, 3000);
+  assert_int_equal(r.fired, 1);
+  assert_int_equal(r.got, QRY_WAIT_APPLIED);
+  assert_true(uv_now(&f->loop) - t0 < 1000);
+  qry_waits_counters_t k;
+  qry_waits_stats(f->ws, &k);
+  assert_true(k.notifications >= 1);
+  assert_true(k.checks <= 3); /* the first check, the notified one(s) */
+}
+
+static void test_list_needs_every_position(void **state) {
+  fixture_t *f = *state;
+  need_pg(f);
+  listen_ready(f);
+  set_offset(f, "test.stock", 5, 170);  /* stock-5-169 applied */
+  set_offset(f, "test.catalog", 0, 3);  /* catalog-0-7 not yet */
+  open_waits_every(f, 5000, 60000);
+  outcome_t r = {0};
+  qry_position_t pos[3] = {{QRY_TOPIC_STOCK, 5, 169},
+                           {QRY_TOPIC_CATALOG, 0, 7},
+                           {QRY_TOPIC_STOCK, 1, 0}}; /* no row at all */
+  assert_int_equal(qry_wait_start(f->ws, pos, 3, on_wait, &r, NULL), 0);
+  int never = 0;
+  run_until(&f->loop, &never, 100);
+  assert_int_equal(r.fired, 0);
+  set_offset(f, "test.catalog", 0, 8);
+  exec_sql(f, "NOTIFY stockflow_offsets");
+  run_until(&f->loop, &never, 200);
+  assert_int_equal(r.fired, 0); /* stock-1-0 is still missing */
+  set_offset(f, "test.stock", 1, 1);
+  exec_sql(f, "NOTIFY stockflow_offsets");
+  run_until(&f->loop, &r.fired, 3000);
+  assert_int_equal(r.fired, 1);
+  assert_int_equal(r.got, QRY_WAIT_APPLIED);
+}
+
+static void test_list_times_out(void **state) {
+  fixture_t *f = *state;
+  need_pg(f);
+  set_offset(f, "test.stock", 3, 100);
+  open_waits_every(f, 300, 50);
+  outcome_t r = {0};
+  qry_position_t pos[2] = {{QRY_TOPIC_STOCK, 3, 5}, {QRY_TOPIC_STOCK, 3, 100}};
+  uint64_t t0 = uv_now(&f->loop);
+  assert_int_equal(qry_wait_start(f->ws, pos, 2, on_wait, &r, NULL), 0);
+  run_until(&f->loop, &r.fired, 3000);
+  assert_int_equal(r.got, QRY_WAIT_TIMEOUT);
+  uint64_t took = uv_now(&f->loop) - t0;
+  assert_true(took >= 300 && took < 1500);
+  qry_waits_counters_t k;
+  qry_waits_stats(f->ws, &k);
+  /* the slow safety poll: about 300 / 50 checks, not hundreds */
+  assert_true(k.checks >= 3 && k.checks <= 10);
+}
+
 static void test_timeout(void **state) {
   fixture_t *f = *state;
   need_pg(f);
@@ -206,17 +304,17 @@ static void test_timeout(void **state) {
   /* no row at all for this partition: not applied */
   qry_position_t pos = {QRY_TOPIC_CATALOG, 0, 0};
   uint64_t t0 = uv_now(&f->loop);
-  assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &r, NULL), 0);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &r, NULL), 0);
   run_until(&f->loop, &r.fired, 3000);
   assert_int_equal(r.fired, 1);
   assert_int_equal(r.got, QRY_WAIT_TIMEOUT);
   uint64_t took = uv_now(&f->loop) - t0;
   assert_true(took >= 100);
   assert_true(took < 1000);
-  uint64_t started, timeouts, checks;
-  qry_waits_stats(f->ws, &started, &timeouts, &checks);
-  assert_int_equal(timeouts, 1);
-  assert_true(checks >= 3); /* it polled */
+  qry_waits_counters_t k;
+  qry_waits_stats(f->ws, &k);
+  assert_int_equal(k.timeouts, 1);
+  assert_true(k.checks >= 3); /* the safety re-check ran */
 }
 
 static void test_cancel_sleeping_and_querying(void **state) {
@@ -227,7 +325,7 @@ static void test_cancel_sleeping_and_querying(void **state) {
   /* canceled right after start: the first check is in flight */
   outcome_t a = {0};
   qry_wait_t *ha = NULL;
-  assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &a, &ha), 0);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &a, &ha), 0);
   assert_non_null(ha);
   qry_wait_cancel(ha);
   run_until(&f->loop, &a.fired, 1000);
@@ -236,7 +334,7 @@ static void test_cancel_sleeping_and_querying(void **state) {
   /* canceled later, most likely while sleeping */
   outcome_t b = {0};
   qry_wait_t *hb = NULL;
-  assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &b, &hb), 0);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &b, &hb), 0);
   int never = 0;
   run_until(&f->loop, &never, 35);
   assert_int_equal(b.fired, 0);
@@ -260,7 +358,7 @@ static void test_cancel_all_and_idle(void **state) {
   outcome_t r[3] = {{0}, {0}, {0}};
   qry_position_t pos = {QRY_TOPIC_STOCK, 5, 77};
   for (int i = 0; i < 3; i++)
-    assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &r[i], NULL), 0);
+    assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &r[i], NULL), 0);
   assert_int_equal(qry_waits_pending(f->ws), 3);
   int never = 0;
   run_until(&f->loop, &never, 25);
@@ -280,7 +378,7 @@ static void test_pool_closing(void **state) {
   open_waits(f, 5000);
   outcome_t r = {0};
   qry_position_t pos = {QRY_TOPIC_STOCK, 1, 1};
-  assert_int_equal(qry_wait_start(f->ws, &pos, on_wait, &r, NULL), 0);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, on_wait, &r, NULL), 0);
   /* the pool closes under the in-flight check: canceled, not an error */
   char sql[160];
   snprintf(sql, sizeof(sql),
@@ -306,7 +404,24 @@ static void test_bad_args(void **state) {
   assert_int_equal(qry_waits_new(&ws, &f->loop, f->pg, &o, f->log), SF_EINVAL);
   open_waits(f, 10);
   qry_position_t pos = {QRY_TOPIC_STOCK, 1, 1};
-  assert_int_equal(qry_wait_start(f->ws, &pos, NULL, NULL, NULL), SF_EINVAL);
+  assert_int_equal(qry_wait_start(f->ws, &pos, 1, NULL, NULL, NULL), SF_EINVAL);
+  outcome_t r = {0};
+  assert_int_equal(qry_wait_start(f->ws, &pos, 0, on_wait, &r, NULL),
+                   SF_EINVAL);
+  qry_position_t many[QRY_POSITIONS_MAX + 1];
+  for (size_t i = 0; i < QRY_POSITIONS_MAX + 1; i++)
+    many[i] = pos;
+  assert_int_equal(
+      qry_wait_start(f->ws, many, QRY_POSITIONS_MAX + 1, on_wait, &r, NULL),
+      SF_EINVAL);
+  /* the largest list and the largest numbers fit the statement's arrays */
+  for (size_t i = 0; i < QRY_POSITIONS_MAX; i++)
+    many[i] = (qry_position_t){QRY_TOPIC_STOCK, INT32_MAX, INT64_MAX};
+  assert_int_equal(
+      qry_wait_start(f->ws, many, QRY_POSITIONS_MAX, on_wait, &r, NULL), 0);
+  run_until(&f->loop, &r.fired, 3000);
+  assert_int_equal(r.got, QRY_WAIT_TIMEOUT);
+  assert_int_equal(r.fired, 1);
   assert_int_equal(qry_waits_pending(f->ws), 0);
 }
 
@@ -315,6 +430,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_already_applied, setup, teardown),
       cmocka_unit_test_setup_teardown(test_applied_while_waiting, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_notify_wakes_the_wait, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_list_needs_every_position, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_list_times_out, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cancel_sleeping_and_querying, setup,
                                       teardown),

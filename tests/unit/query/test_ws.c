@@ -1,0 +1,217 @@
+/* Unit tests for services/query/qry_ws.c: SHA-1 against FIPS 180 vectors
+ * and padding boundaries, Sec-WebSocket-Accept with the RFC 6455 example,
+ * and the wslay-backed connection fed with hand-built client frames (no
+ * socket: the write function records the bytes the server sends). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "qry_ws.h"
+#include "sf/err.h"
+
+static void hex(const uint8_t *d, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static void assert_sha1(const void *data, size_t len, const char *want) {
+  uint8_t d[20];
+  char h[41];
+  qry_sha1(data, len, d);
+  hex(d, 20, h);
+  assert_string_equal(h, want);
+}
+
+static void test_sha1_vectors(void **state) {
+  (void)state;
+  assert_sha1("", 0, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+  assert_sha1("abc", 3, "a9993e364706816aba3e25717850c26c9cd0d89d");
+  const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  assert_sha1(two, strlen(two), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+  char *million = malloc(1000000);
+  assert_non_null(million);
+  memset(million, 'a', 1000000);
+  assert_sha1(million, 1000000, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+  free(million);
+  /* lengths around the padding boundaries (values from Python hashlib) */
+  static const struct {
+    size_t n;
+    const char *want;
+  } cases[] = {{55, "ddf57317ef34bfee3b6df83d359098930eb278bc"},
+               {56, "a0d492bb0fc889d0eca3bc137066ab6f4f74f369"},
+               {63, "c55856749bef509bdfe6bfebfc7bf4e793e82132"},
+               {64, "bede92be29c3874e1b54ddc77988d606fc857a8e"},
+               {65, "b05a80522b053d6dc7e0a517d0e70212c7dad11f"},
+               {119, "504e27376a6e0f0dba8295b85cb25dc4dfa17d23"},
+               {120, "82134b02fb3f702491be9bed581eeab59334acb2"}};
+  uint8_t buf[128];
+  for (size_t i = 0; i < sizeof(buf); i++)
+    buf[i] = (uint8_t)((i * 7 + 3) % 256);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    assert_sha1(buf, cases[i].n, cases[i].want);
+}
+
+static void test_accept_key(void **state) {
+  (void)state;
+  char out[QRY_WS_ACCEPT_LEN + 1];
+  /* RFC 6455 section 1.3 */
+  assert_int_equal(qry_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
+  assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  assert_int_equal(qry_ws_accept_key("AAAAAAAAAAAAAAAAAAAAAA==", out), 0);
+  assert_int_equal(strlen(out), QRY_WS_ACCEPT_LEN);
+  static const char *const bad[] = {
+      "",
+      "dGhlIHNhbXBsZSBub25jZQ=",   /* 23 characters */
+      "dGhlIHNhbXBsZSBub25jZQ===", /* 25 */
+      "AAAAAAAAAAAAAAAAAAAAAAAA",  /* 18 bytes, not 16 */
+      "dGhlIHNhbXBsZSBub25jZQ!=",  /* not base64 */
+      "dGhlIHNhbXBsZSBub25jZQ-_",  /* URL-safe alphabet */
+      " GhlIHNhbXBsZSBub25jZQ==",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(qry_ws_accept_key(bad[i], out), SF_EINVAL);
+  assert_int_equal(qry_ws_accept_key(NULL, out), SF_EINVAL);
+}
+
+/* ---- the connection, with a recording write function ---- */
+
+typedef struct sink {
+  uint8_t buf[65536];
+  size_t len;
+  int fail; /* non-zero: the next writes fail */
+} sink_t;
+
+static int sink_write(void *ud, const uint8_t *data, size_t len) {
+  sink_t *k = ud;
+  if (k->fail)
+    return -1;
+  assert_true(k->len + len <= sizeof(k->buf));
+  memcpy(k->buf + k->len, data, len);
+  k->len += len;
+  return 0;
+}
+
+/* A masked client frame: fin, opcode, payload (n < 126). */
+static size_t client_frame(uint8_t *out, uint8_t opcode, const void *payload,
+                           size_t n, bool masked) {
+  static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+  size_t o = 0;
+  out[o++] = (uint8_t)(0x80 | opcode);
+  out[o++] = (uint8_t)((masked ? 0x80 : 0) | n);
+  if (masked) {
+    memcpy(out + o, key, 4);
+    o += 4;
+  }
+  for (size_t i = 0; i < n; i++)
+    out[o++] = ((const uint8_t *)payload)[i] ^ (masked ? key[i % 4] : 0);
+  return o;
+}
+
+static void test_send_frames(void **state) {
+  (void)state;
+  sink_t *k = calloc(1, sizeof(*k));
+  assert_non_null(k);
+  qry_ws_t *ws = NULL;
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  assert_int_equal(qry_ws_send_text(ws, "hi", 2), 0);
+  assert_int_equal(k->len, 4);
+  assert_memory_equal(k->buf, "\x81\x02hi", 4); /* unmasked text frame */
+  k->len = 0;
+  char big[300];
+  memset(big, 'x', sizeof(big));
+  assert_int_equal(qry_ws_send_text(ws, big, sizeof(big)), 0);
+  assert_int_equal(k->len, 4 + sizeof(big)); /* 16-bit length */
+  assert_memory_equal(k->buf, "\x81\x7e\x01\x2c", 4);
+  k->len = 0;
+  assert_int_equal(qry_ws_send_ping(ws), 0);
+  assert_int_equal(k->buf[0], 0x89);
+  k->len = 0;
+  assert_int_equal(qry_ws_send_close(ws, 1008, "overflow"), 0);
+  assert_int_equal(k->buf[0], 0x88);
+  assert_int_equal(k->buf[1], 10);
+  assert_memory_equal(k->buf + 2, "\x03\xf0overflow", 10);
+  /* nothing after a close */
+  assert_int_equal(qry_ws_send_text(ws, "late", 4), SF_ESTATE);
+  qry_ws_destroy(ws);
+  free(k);
+}
+
+static void test_feed_ping_message_close(void **state) {
+  (void)state;
+  sink_t *k = calloc(1, sizeof(*k));
+  assert_non_null(k);
+  qry_ws_t *ws = NULL;
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  uint8_t in[256];
+  /* a ping is answered with a pong carrying the same payload */
+  size_t n = client_frame(in, 0x9, "abc", 3, true);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_OPEN);
+  assert_int_equal(k->len, 5);
+  assert_memory_equal(k->buf, "\x8a\x03" "abc", 5);
+  k->len = 0;
+  /* a client message is read and dropped, even one byte at a time */
+  n = client_frame(in, 0x1, "subscribe", 9, true);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(qry_ws_feed(ws, (const char *)in + i, 1), QRY_WS_OPEN);
+  assert_int_equal(k->len, 0);
+  /* a close frame (1000) is answered with a close, and ends the stream */
+  n = client_frame(in, 0x8, "\x03\xe8", 2, true);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_CLOSED);
+  assert_true(k->len >= 2);
+  assert_int_equal(k->buf[0], 0x88);
+  qry_ws_destroy(ws);
+  free(k);
+}
+
+static void test_feed_protocol_errors(void **state) {
+  (void)state;
+  sink_t *k = calloc(1, sizeof(*k));
+  assert_non_null(k);
+  qry_ws_t *ws = NULL;
+  uint8_t in[256];
+  /* an unmasked client frame breaks RFC 6455: close 1002 */
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  size_t n = client_frame(in, 0x1, "x", 1, false);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_CLOSED);
+  assert_int_equal(k->buf[0], 0x88);
+  assert_memory_equal(k->buf + 2, "\x03\xea", 2);
+  qry_ws_destroy(ws);
+  /* a message over the 4 KiB limit: close 1009 */
+  k->len = 0;
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  uint8_t hdr[8 + 100] = {0x82, 0x80 | 126, 0x20, 0x00, 1, 2, 3, 4}; /* 8192 */
+  assert_int_equal(qry_ws_feed(ws, (const char *)hdr, sizeof(hdr)),
+                   QRY_WS_CLOSED);
+  assert_int_equal(k->buf[0], 0x88);
+  assert_memory_equal(k->buf + 2, "\x03\xf1", 2);
+  qry_ws_destroy(ws);
+  /* the write function failing fails the connection */
+  k->len = 0;
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  k->fail = 1;
+  assert_int_equal(qry_ws_send_text(ws, "hi", 2), SF_EIO);
+  assert_int_equal(qry_ws_send_ping(ws), SF_EIO);
+  n = client_frame(in, 0x9, "p", 1, true);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), SF_EIO);
+  qry_ws_destroy(ws);
+  assert_int_equal(qry_ws_new(NULL, sink_write, k), SF_EINVAL);
+  assert_int_equal(qry_ws_new(&ws, NULL, k), SF_EINVAL);
+  free(k);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sha1_vectors),
+      cmocka_unit_test(test_accept_key),
+      cmocka_unit_test(test_send_frames),
+      cmocka_unit_test(test_feed_ping_message_close),
+      cmocka_unit_test(test_feed_protocol_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
