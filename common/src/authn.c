@@ -59,6 +59,8 @@ struct sf_authn {
                      begun before one are used but not cached */
   route_t *routes;
   sf_authn_stats_t stats;
+  sf_authn_revoke_cb revoke_cb;
+  void *revoke_ud;
 };
 
 /* One look-up in flight; lives in request memory. */
@@ -395,6 +397,40 @@ static void on_notify(void *ud, const char *channel, const char *payload) {
   a->stats.notifications++;
   /* A payload that is not a user id drops everything: safe by default. */
   sf_authn_forget_user(a, payload);
+  if (a->revoke_cb)
+    a->revoke_cb(a->revoke_ud,
+                 payload && sf_uuid_valid(payload) ? payload : NULL);
+}
+
+void sf_authn_on_revoke(sf_authn_t *a, sf_authn_revoke_cb cb, void *ud) {
+  a->revoke_cb = cb;
+  a->revoke_ud = ud;
+}
+
+int sf_authn_store_filter(sf_http_req_t *req, const char **out) {
+  const sf_principal_t *p = sf_authn_principal(req);
+  *out = NULL;
+  if (!p)
+    return SF_EINVAL;
+  if (sf_auth_sees_all_stores(p))
+    return 0;
+  char *s = sf_http_req_alloc(req, p->n_stores * (SF_UUID_STR_LEN + 1) + 3);
+  if (!s)
+    return SF_ENOMEM;
+  size_t len = 0;
+  s[len++] = '{';
+  for (size_t i = 0; i < p->n_stores; i++) {
+    if (i)
+      s[len++] = ',';
+    for (size_t k = 0; k < SF_UUID_STR_LEN; k++) {
+      char c = p->store_ids[i][k];
+      s[len++] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
+    }
+  }
+  s[len++] = '}';
+  s[len] = '\0';
+  *out = s;
+  return 0;
 }
 
 /* ---- lifecycle ---- */

@@ -89,6 +89,24 @@ bool sf_authn_require(sf_http_req_t *req, sf_auth_action_t action,
 /* Answers 403 forbidden (problem+json, code "forbidden"). */
 void sf_authn_forbidden(sf_http_req_t *req, const char *detail);
 
+/* The stores the request's principal may see, for filtered lists and the
+ * change stream: *out is PostgreSQL array text "{id,id,...}" (lowercase,
+ * "{}" for none) in request memory, or NULL when the principal sees every
+ * store (admin). Use it as a statement parameter, e.g.
+ *   AND ($5::uuid[] IS NULL OR s.id = ANY($5::uuid[]))
+ * Returns 0, SF_EINVAL (no principal: the request did not pass the gate) or
+ * SF_ENOMEM. */
+int sf_authn_store_filter(sf_http_req_t *req, const char **out);
+
+/* Called on the loop for every stockflow_auth notification (logout, role or
+ * store change, deleted user) with that user's id (NULL: possibly anyone),
+ * after the cache was cleared. Long-lived answers (the change stream) use
+ * it to end that user's streams, so that a revoked token or a narrowed
+ * store list stops them at once; the client reconnects and is checked
+ * again. One callback per gate; NULL removes it. */
+typedef void (*sf_authn_revoke_cb)(void *ud, const char *user_id);
+void sf_authn_on_revoke(sf_authn_t *a, sf_authn_revoke_cb cb, void *ud);
+
 /* Drops cached sessions at once: of one user (the gate's own instance; other
  * instances learn it from the NOTIFY), or of one token hash. */
 void sf_authn_forget_user(sf_authn_t *a, const char *user_id);

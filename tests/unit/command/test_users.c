@@ -58,6 +58,7 @@ struct fixture {
   uv_thread_t thread;
   client_fn client;
   int closed;
+  int revokes; /* notifications seen by B's callback */
   char suffix[17]; /* makes usernames unique per run */
   PGconn *db;      /* the client thread's own connection */
   char secrets[8][128]; /* passwords and tokens that must not be logged */
@@ -69,9 +70,18 @@ struct fixture {
 static void h_probe(sf_http_req_t *req, void *ud) {
   (void)ud;
   const sf_principal_t *p = sf_authn_principal(req);
+  const char *filter = NULL;
+  assert_int_equal(sf_authn_store_filter(req, &filter), 0);
   sf_http_respond_json(req, 200,
-                       json_pack("{s:s, s:s}", "user_id", p->user_id, "role",
-                                 sf_role_name(p->role)));
+                       json_pack("{s:s, s:s, s:s?}", "user_id", p->user_id,
+                                 "role", sf_role_name(p->role), "filter",
+                                 filter));
+}
+
+/* B's revocation callback: counts notifications for any user. */
+static void on_revoke(void *ud, const char *user_id) {
+  (void)user_id;
+  (*(int *)ud)++;
 }
 
 static void h_count(sf_http_req_t *req, void *ud) {
@@ -286,6 +296,7 @@ static void run(fixture_t *f, const cmd_users_opts_t *uo, client_fn fn) {
                    0);
   assert_int_equal(sf_authn_new(&f->authn_b, &f->loop, f->pg_b, NULL, f->log),
                    0);
+  sf_authn_on_revoke(f->authn_b, on_revoke, &f->revokes);
   /* one gate per pool */
   sf_authn_t *twice = NULL;
   assert_int_equal(sf_authn_new(&twice, &f->loop, f->pg_b, NULL, f->log),
@@ -505,6 +516,18 @@ static void flow_client(fixture_t *f) {
                              vtoken), 200);
   assert_int_equal(status_of(f->port_a, "GET", "/v1/stores/" S2 "/probe",
                              vtoken), 403);
+  assert_true(f->revokes >= 1); /* B heard of the change */
+  /* the list filter: the viewer's stores; none for the admin */
+  http(f->port_b, "GET", "/v1/stores/" S1 "/probe", vtoken, NULL, &r);
+  expect(&r, 200, NULL);
+  assert_string_equal(jstr(&r, "filter"), "{" S1 "}");
+  http(f->port_b, "GET", "/v1/products", admin, NULL, &r);
+  expect(&r, 200, NULL);
+  assert_true(json_is_null(json_object_get(r.json, "filter")));
+  http(f->port_b, "GET", "/v1/products", vtoken, NULL, &r);
+  expect(&r, 200, NULL);
+  assert_string_equal(jstr(&r, "filter"), "{" S1 "}");
+  done(&r);
   /* viewer: no writes even in its store */
   assert_int_equal(status_of(f->port_a, "POST", "/v1/stores/" S1 "/transactions",
                              vtoken), 403);
@@ -724,10 +747,20 @@ static void private_schema(PGconn *db, const char *schema) {
   free(text);
 }
 
+/* Runs the loop until u is ready, or has given up for want of a password
+ * (and then ms more, to see it stays so), or 10 s passed. */
 static bool boot_pending(cmd_users_t *u, uv_loop_t *loop, int ms) {
-  uint64_t end = uv_now(loop) + (uint64_t)ms;
-  while (!cmd_users_ready(u) && uv_now(loop) < end)
-    uv_run(loop, UV_RUN_NOWAIT), sleep_ms(5), uv_update_time(loop);
+  uint64_t end = uv_now(loop) + 10000;
+  bool refused = false;
+  while (!cmd_users_ready(u) && uv_now(loop) < end) {
+    if (!refused && strstr(cmd_users_not_ready_reason(u), "not set")) {
+      refused = true;
+      end = uv_now(loop) + (uint64_t)ms;
+    }
+    uv_run(loop, UV_RUN_NOWAIT);
+    sleep_ms(5);
+    uv_update_time(loop);
+  }
   return !cmd_users_ready(u);
 }
 
