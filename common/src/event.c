@@ -1234,15 +1234,19 @@ struct sf_event_codec {
   size_t n_writers;
 };
 
-/* Every earlier published version of the envelope, oldest first:
- * schemas/envelope_v<N>.avsc, which CMake compiles into
- * sf_schema_envelope_v<N>. A version that was ever written to Kafka stays
- * here (and in schemas/) for good, so that its events keep decoding; the
- * list matches the fingerprint table of docs/events.md, and a unit test
- * fails when a schemas/envelope_v<N>.avsc is missing from it. */
+/* Every earlier published version of the envelope, oldest first, as X(N)
+ * for schemas/envelope_v<N>.avsc, which CMake compiles into
+ * sf_schema_envelope_v<N> (e.g. "X(1) X(2)"). A version that was ever
+ * written to Kafka stays here (and in schemas/) for good, so that its events
+ * keep decoding; the list matches the fingerprint table of docs/events.md,
+ * and a unit test fails when a schemas/envelope_v<N>.avsc is missing. */
+#define SF__ENVELOPE_HISTORY(X)
+
+#define SF__HISTORY_DECLARE(n) extern const char sf_schema_envelope_v##n[];
+#define SF__HISTORY_ENTRY(n) sf_schema_envelope_v##n,
+SF__ENVELOPE_HISTORY(SF__HISTORY_DECLARE)
 static const char *const sf__envelope_history[] = {
-    /* sf_schema_envelope_v1, */
-    NULL, /* end */
+    SF__ENVELOPE_HISTORY(SF__HISTORY_ENTRY) NULL, /* end */
 };
 
 /* Checks that the payload union lists sf_event_type_t in order and that the

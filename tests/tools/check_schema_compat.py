@@ -431,26 +431,27 @@ def variants(raw):
         change(d)
         out.append((name, expected, d))
 
-    note = {"name": "note", "type": ["null", "string"], "default": None}
+    # test_* names cannot collide with fields of a real version
+    note = {"name": "test_note", "type": ["null", "string"], "default": None}
     v("optional field added", "ok",
       lambda d: (fields(d).append(dict(note)),
                  fields(d, "StockMoved").append(dict(note))))
     v("field with a record default added", "ok",
       lambda d: fields(d, "StoreClosed").append(
-          {"name": "dims", "default": {"w": 1, "h": 2},
-           "type": {"type": "record", "name": "Dims", "fields": [
+          {"name": "test_dims", "default": {"w": 1, "h": 2},
+           "type": {"type": "record", "name": "TestDims", "fields": [
                {"name": "w", "type": "int"}, {"name": "h", "type": "int"}]}}))
     v("record default leaving a field out", "break",
       lambda d: fields(d, "StoreClosed").append(
-          {"name": "dims", "default": {"w": 1},
-           "type": {"type": "record", "name": "Dims", "fields": [
+          {"name": "test_dims", "default": {"w": 1},
+           "type": {"type": "record", "name": "TestDims", "fields": [
                {"name": "w", "type": "int"},
                {"name": "h", "type": "int", "default": 2}]}}))
     v("field removed", "break",
       lambda d: fields(d).remove(next(f for f in fields(d)
                                       if f["name"] == "actor")))
     v("field added without a default", "break",
-      lambda d: fields(d, "StoreOpened").append({"name": "x",
+      lambda d: fields(d, "StoreOpened").append({"name": "test_x",
                                                  "type": "string"}))
     v("field retyped", "break",
       lambda d: next(f for f in fields(d)
@@ -459,13 +460,13 @@ def variants(raw):
       lambda d: d.update(fields=[fields(d)[1], fields(d)[0]] + fields(d)[2:]))
     v("record renamed", "break",
       lambda d: next(r for r in payload(d)
-                     if r["name"] == "StoreClosed").update(name="StoreShut"))
+                     if r["name"] == "StoreClosed").update(name="TestShut"))
     v("enum reordered", "break",
       lambda d: movement(d).update(symbols=list(reversed(
           movement(d)["symbols"]))))
     v("symbol appended", "warn",
-      lambda d: movement(d)["symbols"].append("loss"))
-    added = {"type": "record", "name": "NoteAdded",
+      lambda d: movement(d)["symbols"].append("test_loss"))
+    added = {"type": "record", "name": "TestNoteAdded",
              "fields": [{"name": "text", "type": "string"}]}
     v("event type appended", "warn",
       lambda d: payload(d).append(copy.deepcopy(added)))
