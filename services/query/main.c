@@ -16,6 +16,7 @@
 
 #include "qry_config.h"
 #include "qry_service.h"
+#include "sf/authn.h"
 #include "sf/err.h"
 #include "sf/http.h"
 #include "sf/log.h"
@@ -30,6 +31,7 @@ typedef struct app {
   sf_pg_t *pg;            /* freed by sf_pg_close */
   sf_http_server_t *http; /* closed, then destroyed after the loop */
   qry_service_t *svc;
+  sf_authn_t *authn; /* accounts: freed after the pool and the server */
 } app_t;
 
 static void on_http_closed(void *ud) {
@@ -152,6 +154,11 @@ int main(int argc, char **argv) {
     SF_ERROR(a.log, "main", "http server: %s", sf_strerror(rc));
     goto fail_stack;
   }
+  /* accounts: the bearer-token gate, on the same pool */
+  if ((rc = sf_authn_new(&a.authn, &a.loop, a.pg, NULL, a.log)) != 0) {
+    SF_ERROR(a.log, "main", "authentication: %s", sf_strerror(rc));
+    goto fail_stack;
+  }
   qry_service_opts_t so = {
       .min_position_wait_ms = (uint64_t)cfg.min_position_wait_ms,
       .projector_group = cfg.projector_group,
@@ -159,7 +166,8 @@ int main(int argc, char **argv) {
       .topic_stock = cfg.topic_stock,
       .position_poll_ms = (uint64_t)cfg.position_poll_ms,
       .stream_max_buffer = (size_t)cfg.stream_max_buffer,
-      .stream_heartbeat_ms = (uint64_t)cfg.stream_heartbeat_ms};
+      .stream_heartbeat_ms = (uint64_t)cfg.stream_heartbeat_ms,
+      .authn = a.authn};
   if ((rc = qry_service_new(&a.svc, &a.loop, a.http, a.pg, &so, a.log)) != 0) {
     SF_ERROR(a.log, "main", "query service: %s", sf_strerror(rc));
     goto fail_stack;
@@ -180,6 +188,7 @@ fail_stack:
   qry_service_destroy(a.svc);
   if (a.http)
     sf_http_server_destroy(a.http);
+  sf_authn_destroy(a.authn); /* accounts: its routes and cache */
 fail_pg:
   if ((rc = uv_loop_close(&a.loop)) != 0)
     SF_WARN(a.log, "main", "uv_loop_close: %s", uv_strerror(rc));

@@ -46,6 +46,8 @@ struct qry_call {
   qry_position_t pos[QRY_POSITIONS_MAX];
   qry_wait_t *wait; /* while waiting for pos */
   void *ext;        /* the handler's own state (request memory) */
+  const char *store_filter; /* accounts: the caller's stores as PG array
+                               text "{...}", or NULL: sees every store */
 };
 
 /* Starts a query request: answers 503 when the service is shutting down,
@@ -54,6 +56,13 @@ struct qry_call {
  * and returns NULL then (the request is answered). Otherwise returns the
  * call, owned by the request. */
 qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req);
+
+/* accounts: registers GET pattern behind the authentication gate (when the
+ * service has one): 401 without a valid token; a pattern with {store_id}
+ * needs the right to read that store (403), others any signed-in user.
+ * Returns 0 or an error of sf_authn_route / sf_http_route. */
+int qry_route(qry_service_t *s, sf_http_server_t *http, const char *pattern,
+              sf_http_handler_cb cb, void *ud);
 
 /* Sets parameter i to value (borrowed; NULL = SQL NULL). */
 void qry_call_param(qry_call_t *c, int i, const char *value);

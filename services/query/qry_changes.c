@@ -74,6 +74,7 @@ struct qry_sub {
   qry_filter_t filter;
   int64_t cursor;    /* every change id <= cursor is handled */
   int64_t last_sent; /* last change id handed to the socket */
+  bool fresh;        /* cursor was the newest id of a recent snapshot */
   bool page_inflight;
   qry_event_t **q; /* ring of queued events (one reference each) */
   size_t q_head, q_len, q_cap, q_bytes;
@@ -309,9 +310,11 @@ static void advance(qry_sub_t *s) {
   qry_changes_t *h = s->hub;
   if (h->closing)
     return;
-  if (!h->last_known) {
-    /* No live subscriber: the hub starts tracking from this cursor and
-     * fetches once for whatever was committed since its snapshot. */
+  if (!h->last_known && s->fresh) {
+    /* No live subscriber: the hub starts tracking from this cursor (the
+     * newest id of a recent snapshot) and fetches once for whatever was
+     * committed since. A subscriber further behind reads pages first, so
+     * that its catch-up stays paced by its reader. */
     h->last_known = true;
     h->last_id = s->cursor;
     h->dirty = false;
@@ -319,7 +322,7 @@ static void advance(qry_sub_t *s) {
     hub_fetch(h);
     return;
   }
-  if (s->cursor >= h->last_id) {
+  if (h->last_known && s->cursor >= h->last_id) {
     go_live(s);
     return;
   }
@@ -423,7 +426,8 @@ static void on_page(void *ud, int err, const PGresult *res,
     s->cursor = id;
     n++;
   }
-  if (n < h->opts.page_rows && bound > s->cursor)
+  s->fresh = n < h->opts.page_rows;
+  if (s->fresh && bound > s->cursor)
     s->cursor = bound; /* the page saw everything up to bound */
   pump(s);
 done:
@@ -699,6 +703,7 @@ static void render_start(qry_call_t *c, const PGresult *res) {
   s->transport = sr->transport;
   s->filter = sr->filter;
   s->cursor = sr->has_after ? sr->after : max_id;
+  s->fresh = s->cursor >= max_id;
   s->last_sent = s->cursor;
   s->state = SUB_CATCHUP;
   int rc = 0;
@@ -804,6 +809,11 @@ static void h_changes(sf_http_req_t *req, void *ud) {
     qry_respond_invalid(req, "product_id must be a UUID");
     return;
   }
+  /* accounts: a user who does not see every store streams one of its own
+   * stores (a filter over several stores is not there yet) */
+  if (c->store_filter &&
+      !sf_authn_require(req, SF_ACT_READ_STORE, store))
+    return;
   /* EventSource resends the last id it saw as Last-Event-ID: it wins over
    * the ?after= of the original URL. */
   const char *after = sf_http_req_header(req, "Last-Event-ID");
@@ -855,7 +865,7 @@ int qry_changes_new(qry_changes_t **out, uv_loop_t *loop, sf_pg_t *pg,
 }
 
 int qry_changes_register(qry_changes_t *h, sf_http_server_t *http) {
-  return sf_http_route(http, "GET", "/v1/changes", h_changes, h);
+  return qry_route(h->svc, http, "/v1/changes", h_changes, h);
 }
 
 static void on_tick_closed(uv_handle_t *t) {

@@ -268,7 +268,8 @@ static void h_product_inventory(sf_http_req_t *req, void *ud) {
   if (!qry_call_page_params(c, QRY_CURSOR_PRODUCT_INVENTORY, false, 1, 2))
     return;
   qry_call_param(c, 0, product);
-  qry_call_run(c, QRY_SQL_PRODUCT_INVENTORY, 3, render_product_inventory);
+  qry_call_param(c, 3, c->store_filter); /* accounts: the caller's stores */
+  qry_call_run(c, QRY_SQL_PRODUCT_INVENTORY, 4, render_product_inventory);
 }
 
 /* ---- GET /v1/stores, GET /v1/stores/{store_id} ---- */
@@ -284,7 +285,8 @@ static void h_stores(sf_http_req_t *req, void *ud) {
     return;
   if (!qry_call_page_params(c, QRY_CURSOR_STORES, false, 0, 1))
     return;
-  qry_call_run(c, QRY_SQL_STORES, 2, render_stores);
+  qry_call_param(c, 2, c->store_filter); /* accounts: the caller's stores */
+  qry_call_run(c, QRY_SQL_STORES, 3, render_stores);
 }
 
 static void render_store(qry_call_t *c, const PGresult *res) {
@@ -318,6 +320,15 @@ static void h_store(sf_http_req_t *req, void *ud) {
 static void render_order(qry_call_t *c, const PGresult *res) {
   if (PQntuples(res) == 0) {
     qry_respond_not_found(c->req, "order");
+    return;
+  }
+  /* accounts: an order of a store the caller may not read is 403 */
+  int s_col = PQfnumber(res, "store_id");
+  if (c->store_filter &&
+      (s_col < 0 || !sf_auth_has_store(sf_authn_principal(c->req),
+                                       PQgetvalue(res, 0, s_col)))) {
+    sf_authn_forbidden(c->req, "this order belongs to a store you may not "
+                               "read");
     return;
   }
   json_t *o = qry_row_order(res, 0);
@@ -388,7 +399,7 @@ int qry_handlers_register(qry_service_t *s, sf_http_server_t *http) {
       {"/v1/stores/{store_id}/orders", h_store_orders},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-    int rc = sf_http_route(http, "GET", routes[i].pattern, routes[i].cb, s);
+    int rc = qry_route(s, http, routes[i].pattern, routes[i].cb, s);
     if (rc != 0)
       return rc;
   }

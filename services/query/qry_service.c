@@ -106,6 +106,11 @@ qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
   memset(c, 0, sizeof(*c));
   c->svc = s;
   c->req = req;
+  /* accounts: the gate has run (qry_route); lists of stores are filtered */
+  if (s->opts.authn && sf_authn_store_filter(req, &c->store_filter) != 0) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return NULL;
+  }
   const char *tok = sf_http_req_query(req, "min_position");
   if (!tok)
     tok = sf_http_req_header(req, "X-Min-Position");
@@ -119,6 +124,16 @@ qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req) {
     return NULL;
   }
   return c;
+}
+
+int qry_route(qry_service_t *s, sf_http_server_t *http, const char *pattern,
+              sf_http_handler_cb cb, void *ud) {
+  if (!s->opts.authn)
+    return sf_http_route(http, "GET", pattern, cb, ud);
+  bool store = strstr(pattern, "{store_id}") != NULL;
+  return sf_authn_route(s->opts.authn, http, "GET", pattern,
+                        store ? SF_ACT_READ_STORE : SF_ACT_READ_CATALOG,
+                        store ? "store_id" : NULL, cb, ud);
 }
 
 void qry_call_param(qry_call_t *c, int i, const char *value) {

@@ -127,11 +127,13 @@ static const stmt_t statements[] = {
      "  i.reserved, i.version, " US("i.updated_at") " AS updated_us"
      "  FROM inventory i JOIN stores st ON st.id = i.store_id"
      "  WHERE i.product_id = p.id AND i.store_id > $2::uuid"
+     "  AND ($4::uuid[] IS NULL OR i.store_id = ANY($4::uuid[]))"
      "  ORDER BY i.store_id LIMIT $3::int) x ON true"
      " WHERE p.id = $1::uuid ORDER BY x.store_id"},
 
     {QRY_SQL_STORES,
      "SELECT " STORE_COLUMNS "FROM stores s WHERE s.id > $1::uuid"
+     " AND ($3::uuid[] IS NULL OR s.id = ANY($3::uuid[]))"
      " ORDER BY s.id LIMIT $2::int"},
 
     {QRY_SQL_STORE, "SELECT " STORE_COLUMNS "FROM stores s WHERE s.id = $1::uuid"},

@@ -48,13 +48,16 @@
  * limit. Columns of qry_row_product, ordered by id. */
 #define QRY_SQL_PRODUCTS "qry_products"
 
-/* $1 product id, $2 after store id, $3 row limit. Columns: owner_id,
+/* $1 product id, $2 after store id, $3 row limit, $4 the stores the caller
+ * may see (uuid[] text) or NULL for all (accounts). Columns: owner_id,
  * total_on_hand, total_available (over every store), then store_id,
  * store_name, product_id, on_hand, reserved, version, updated_us; ordered
  * by store_id. */
 #define QRY_SQL_PRODUCT_INVENTORY "qry_product_inventory"
 
-/* $1 after store id, $2 row limit. Columns of qry_row_store, by id. */
+/* $1 after store id, $2 row limit, $3 the stores the caller may see
+ * (uuid[] text) or NULL for all (accounts). Columns of qry_row_store, by
+ * id. */
 #define QRY_SQL_STORES "qry_stores"
 
 /* $1 store id. Columns of qry_row_store; zero rows when unknown. */
