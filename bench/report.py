@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Renders the results of bench/run.sh (a results folder of JSON files) as
+docs/benchmarks.md and prints the summary table. bench/notes.md, when it
+exists, is appended as the hand-written analysis.
+
+    bench/report.py RESULTS_DIR OUTPUT.md
+"""
+import json
+import os
+import re
+import sys
+
+
+def load(out, name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def rebuild_line(out, name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return None
+    text = open(path).read()
+    m = re.search(r"state rebuilt in ([0-9.]+) s: (\d+) events", text)
+    if not m:
+        return None
+    return {"seconds": float(m.group(1)), "events": int(m.group(2))}
+
+
+def fmt(v, unit="", digits=0):
+    if v is None:
+        return "n/a"
+    if isinstance(v, str):
+        return v
+    s = f"{v:,.{digits}f}"
+    return s + (" " + unit if unit else "")
+
+
+def pct(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return 100.0 * a / b
+
+
+def main():
+    out, doc = sys.argv[1], sys.argv[2]
+    fig = load(out, "figures.json") or {}
+    http = load(out, "http-limit.json")
+    cmd = load(out, "commands.json")
+    half = load(out, "commands-half.json")
+    c512 = load(out, "commands-512.json")
+    http_half = load(out, "http-limit-half.json")
+    batches = load(out, "batches.json")
+    klim = load(out, "kafka-limit.json")
+    klim_b = load(out, "kafka-limit-b.json")
+    mem = load(out, "state-mem.json")
+    replay = load(out, "replay.json")
+    pgl = load(out, "pg-limit.json")
+    pgl10 = load(out, "pg-limit-10k.json")
+    rp = load(out, "read-point-res.json")
+    rg = load(out, "read-page-res.json")
+    pbp = load(out, "pgbench-point.json")
+    pbg = load(out, "pgbench-page.json")
+    rb_own = rebuild_line(out, "rebuild-own.txt")
+    rb_b = rebuild_line(out, "rebuild-b.txt")
+
+    rows = []  # operation, stockflow, limit, % of limit, target, met
+
+    def row(op, val, lim, ratio, target, met):
+        rows.append((op, val, lim, "n/a" if ratio is None else f"{ratio:.0f} %",
+                     target, "n/a" if met is None else ("yes" if met else "**no**")))
+
+    cmd_rps = cmd and cmd["ok_rps"]
+    http_rps = http and http["ok_rps"]
+    r = pct(cmd_rps, http_rps)
+    row("HTTP commands, mix, 64 connections (commands/s)", fmt(cmd_rps),
+        fmt(http_rps) + " (fixed 201)", r, ">= 50 % of the HTTP limit",
+        None if r is None else r >= 50)
+
+    hp99 = half and half["latency_ms"]["p99"]
+    lp99 = http_half and http_half["latency_ms"]["p99"]
+    rate = half and half.get("rate_target")
+    row(f"command p99 at half the peak ({fmt(rate)} req/s, open loop) (ms)",
+        fmt(hp99, digits=2), fmt(lp99, digits=2) + " (fixed 201, same rate)",
+        None, "< 10 ms", None if hp99 is None else hp99 < 10)
+
+    bev = None
+    if fig.get("batch_events") and fig.get("batch_run_s"):
+        bev = fig["batch_events"] / fig["batch_run_s"]
+    if batches and batches.get("ok", 0) == 0:
+        bev = None
+    kev = klim and klim["events_per_s"]
+    r = pct(bev, kev)
+    row("batch intake, POST /v1/batches of 1,000 (events/s)", fmt(bev),
+        fmt(kev) + " (raw txn producer)", r, ">= 50 % of the Kafka limit",
+        None if r is None else r >= 50)
+
+    rb_rate = None
+    rb_src = None
+    for src, rb in (("generated log", rb_b), ("own log", rb_own)):
+        if rb and rb["seconds"] > 0 and rb["events"] >= 10000:
+            if rb_rate is None or rb["events"] > rb_src[1]:
+                rb_rate = rb["events"] / rb["seconds"]
+                rb_src = (src, rb["events"])
+    est = 1e7 / rb_rate if rb_rate else None
+    cpu_est = 1e7 / mem["decode_fold_events_per_s"] if mem else None
+    row("restart rebuild of 10M events (s, extrapolated from a real rebuild "
+        f"of {fmt(rb_src and rb_src[1])} events)", fmt(est, digits=1),
+        fmt(cpu_est, digits=1) + " (decode + fold CPU only)", None, "< 60 s",
+        None if est is None else est < 60)
+
+    pairs_b = fig.get("rebuild_b_pairs")
+    rss_b = fig.get("rebuild_b_rss_mb")
+    if isinstance(pairs_b, (int, float)) and pairs_b >= 999000 and isinstance(rss_b, (int, float)):
+        val, how = rss_b, f"real service, {int(pairs_b):,} pairs"
+        met = rss_b < 200
+    elif mem:
+        val = mem["rss_after_mb"]
+        how = f"state alone in-process, {mem['pairs']:,} pairs"
+        met = val < 200
+    else:
+        val, how, met = None, "", None
+    row(f"1M store x product pairs held (MB RSS, {how})", fmt(val, digits=1),
+        "n/a", None, "< 200 MB", met)
+
+    rev = replay and replay["events_per_s"]
+    pev = max([x["events_per_s"] for x in (pgl, pgl10) if x] or [0]) or None
+    r = pct(rev, pev)
+    row("projector replay (events/s)", fmt(rev),
+        fmt(pev) + " (COPY + upsert)", r, ">= 50 % of the PostgreSQL limit",
+        None if r is None else r >= 50)
+
+    for name, res, pb in (("point lookup", rp, pbp), ("store page, 100 rows", rg, pbg)):
+        v = res and res["ok_rps"]
+        lim = pb and pb["tps"]
+        r = pct(v, lim)
+        row(f"{name}, 64 connections (requests/s)", fmt(v),
+            fmt(lim) + " (pgbench, prepared, 64 clients)", r,
+            ">= 70 % of pgbench", None if r is None else r >= 70)
+        p99 = res and res["latency_ms"]["p99"]
+        row(f"{name} p99 (ms)", fmt(p99, digits=2),
+            fmt(pb and pb["p99_ms"], digits=2) + " (pgbench)", None, "< 5 ms",
+            None if p99 is None else p99 < 5)
+
+    table = ["| operation | stockflow | limit (same run) | % of limit | target | met? |",
+             "|---|---|---|---|---|---|"]
+    for rr in rows:
+        table.append("| " + " | ".join(rr) + " |")
+
+    # ---- details ----
+    det = []
+    if cmd:
+        lat = cmd["latency_ms"]
+        ev_s = fig.get("cmd_events", 0) / fig["cmd_run_s"] if fig.get("cmd_run_s") else None
+        det.append("### Write side: the command mix\n")
+        det.append(f"- commands/s (2xx): **{fmt(cmd['ok_rps'])}**; all answers "
+                   f"{fmt(cmd['rps'])}/s; errors {cmd['errors']}; statuses "
+                   f"{json.dumps(cmd['status'])}")
+        det.append(f"- latency (closed loop, 64 connections): p50 {lat['p50']:.2f} ms, "
+                   f"p99 {lat['p99']:.2f} ms, p99.9 {lat['p999']:.2f} ms, max {lat['max']:.2f} ms")
+        det.append(f"- events/s written to Kafka during the run: {fmt(ev_s)} "
+                   f"(from `stockflow_command_events_produced_total`, wall clock of the run incl. warm-up)")
+        det.append(f"- mean commit batch: {fmt(fig.get('cmd_batch_mean'), digits=1)} commands "
+                   f"per Kafka transaction (`stockflow_command_commit_batch_commands_sum/_count`)")
+        det.append(f"- command service RSS after the run: {fmt(fig.get('cmd_rss_mb'), 'MB', 1)} "
+                   f"({fmt(fig.get('cmd_state_pairs'))} store x product pairs)")
+        ops = cmd.get("ops", {})
+        det.append("- per operation: " + "; ".join(
+            f"{k} {v['ok']:,}/{v['count']:,} 2xx p50 {v['latency_ms']['p50']:.2f} p99 {v['latency_ms']['p99']:.2f} ms"
+            + (" (dropped: endpoint missing)" if v.get("dropped") else "")
+            for k, v in ops.items()))
+        if http:
+            hl = http["latency_ms"]
+            det.append(f"- HTTP limit (sf-http201, same mix and client): {fmt(http['ok_rps'])} req/s, "
+                       f"p50 {hl['p50']:.2f} ms, p99 {hl['p99']:.2f} ms")
+        if c512:
+            det.append(f"- the same mix at 512 connections (not a target; shows how group commit "
+                       f"scales with the commands in flight): {fmt(c512['ok_rps'])} commands/s, "
+                       f"p50 {c512['latency_ms']['p50']:.2f} ms, p99 {c512['latency_ms']['p99']:.2f} ms, "
+                       f"errors {c512['errors']}")
+        if half:
+            det.append(f"- at half the peak ({fmt(half['rate_target'])} req/s offered, open loop): "
+                       f"achieved {fmt(half['ok_rps'])} 2xx/s, p50 {half['latency_ms']['p50']:.2f} ms, "
+                       f"p99 {half['latency_ms']['p99']:.2f} ms, p99.9 {half['latency_ms']['p999']:.2f} ms "
+                       f"from the intended send time (service time p99 {half['service_ms']['p99']:.2f} ms)")
+        if http_half:
+            det.append(f"- fixed-201 server at the same offered rate: p99 {http_half['latency_ms']['p99']:.2f} ms")
+        det.append("")
+    if batches:
+        det.append("### Write side: batch intake\n")
+        det.append(f"- {fmt(batches['ok_rps'], digits=1)} batches/s (2xx) at 8 connections, "
+                   f"p50 {batches['latency_ms']['p50']:.1f} ms, p99 {batches['latency_ms']['p99']:.1f} ms; "
+                   f"statuses {json.dumps(batches['status'])}")
+        det.append(f"- events/s: {fmt(bev)}; mean commit batch {fmt(fig.get('batch_batch_mean'), digits=0)} events")
+        if klim:
+            det.append(f"- Kafka limit: {fmt(klim['events_per_s'])} events/s "
+                       f"({klim['events']:,} events in transactions of {klim['txn']}, "
+                       f"{klim['mb_per_s']:.1f} MB/s; encoding, done before the clock, runs at "
+                       f"{fmt(klim['encode_events_per_s'])} events/s)")
+        if klim_b:
+            det.append(f"- second log (one event per pair, for the rebuild): {fmt(klim_b['events_per_s'])} events/s")
+        det.append("")
+    det.append("### Restart rebuild and memory\n")
+    if rb_b:
+        det.append(f"- measured: a command service started on the generated log rebuilt "
+                   f"{rb_b['events']:,} events in {rb_b['seconds']:.2f} s "
+                   f"({fmt(rb_b['events'] / rb_b['seconds'] if rb_b['seconds'] else None)} events/s, "
+                   f"Kafka fetch + decode + fold); RSS after: {fmt(fig.get('rebuild_b_rss_mb'), 'MB', 1)} "
+                   f"for {fmt(fig.get('rebuild_b_pairs'))} pairs")
+    if rb_own:
+        det.append(f"- measured: the benchmark's own command service, restarted after the write runs, "
+                   f"rebuilt {rb_own['events']:,} events in {rb_own['seconds']:.2f} s")
+    if est:
+        det.append(f"- extrapolated: 10,000,000 events at the measured rate of the larger rebuild "
+                   f"would take {est:.1f} s (linear: the fold is a hash-table update per event and "
+                   f"the state is bounded by the pairs, not the events)")
+    if mem:
+        det.append(f"- in-process (sf-state-mem, the service's own cmd_state.c): "
+                   f"{mem['pairs']:,} pairs take {mem['rss_after_mb'] - mem['rss_before_mb']:.1f} MB "
+                   f"({mem['bytes_per_pair']:.0f} bytes/pair), process RSS {mem['rss_after_mb']:.1f} MB; "
+                   f"decode + fold of {mem['events']:,} events runs at "
+                   f"{fmt(mem['decode_fold_events_per_s'])} events/s (10M: {cpu_est:.1f} s of CPU)")
+    det.append("")
+    det.append("### Read side\n")
+    if replay:
+        det.append(f"- projector replay: {int(replay['events']):,} events in {replay['seconds']:.2f} s "
+                   f"= {fmt(replay['events_per_s'])} events/s")
+    for x, lab in ((pgl, "batches of 1,000"), (pgl10, "batches of 10,000")):
+        if x:
+            det.append(f"- PostgreSQL limit, {lab}: {fmt(x['events_per_s'])} events/s "
+                       f"(tables transactions + inventory{' + changes' if x.get('changes') else ''})")
+    for name, res, pb in (("point lookup", rp, pbp), ("store page", rg, pbg)):
+        if res:
+            l = res["latency_ms"]
+            det.append(f"- {name} over HTTP: {fmt(res['ok_rps'])} req/s (errors {res['errors']}, "
+                       f"statuses {json.dumps(res['status'])}), p50 {l['p50']:.2f} ms, "
+                       f"p99 {l['p99']:.2f} ms, p99.9 {l['p999']:.2f} ms")
+        if pb:
+            det.append(f"- {name} with pgbench: {fmt(pb['tps'])} tps, p50 {pb['p50_ms']:.2f} ms, "
+                       f"p99 {pb['p99_ms']:.2f} ms")
+    if fig.get("qry_rss_mb") is not None:
+        det.append(f"- RSS: query service {fmt(fig.get('qry_rss_mb'), 'MB', 1)}, "
+                   f"projector {fmt(fig.get('proj_rss_mb'), 'MB', 1)}")
+    det.append("")
+
+    head = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/run.sh` (do not edit the tables by hand; the analysis "
+        "at the end comes from `bench/notes.md`). Every figure stands next to the "
+        "physical limit measured **in the same run** with the same client and payloads, "
+        "so the ratio is what carries over between machines.",
+        "",
+        f"- run: `{fig.get('command', 'bench/run.sh')}` "
+        f"({'quick' if fig.get('quick') else 'full'}: {fig.get('duration_s')} s per HTTP figure, "
+        f"{fmt(fig.get('events'))}-event logs), {fig.get('date', '?')}, commit {fig.get('commit', '?')}, "
+        f"took {fig.get('run_s', '?')} s",
+        f"- machine: {fig.get('machine', '?')}; client, services, Kafka and PostgreSQL all on it",
+        f"- versions: {fig.get('versions', '?')}; Release build (-O3)",
+        "",
+    ]
+    text = "\n".join(head + table + [""] + ["## Details", ""] + det)
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    if os.path.exists(notes):
+        text += "\n" + open(notes).read()
+    with open(doc, "w") as f:
+        f.write(text)
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
