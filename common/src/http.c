@@ -65,6 +65,7 @@ struct sf_http_req {
   size_t header_bytes;
   sf__http_kv_t *headers; /* owned array; strings in the arena */
   size_t nheaders, capheaders;
+  size_t max_body; /* the limit for this request, set with the headers */
   /* Set at dispatch; strings in the arena or static. */
   const char *method;
   char *path;
@@ -100,9 +101,20 @@ struct conn {
   uv_shutdown_t shutdown_req;
 };
 
+/* A body limit of its own for one exact method and path. */
+typedef struct body_limit {
+  char method[16];
+  char path[128];
+  size_t max_body;
+} body_limit_t;
+
+#define SF__HTTP_MAX_BODY_LIMITS 8
+
 struct sf_http_server {
   uv_loop_t *loop;
   sf_http_limits_t lim;
+  body_limit_t body_limits[SF__HTTP_MAX_BODY_LIMITS];
+  size_t n_body_limits;
   sf_log_t *log;
   llhttp_settings_t settings;
   sf__http_router_t *router;
@@ -877,12 +889,30 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
+/* The body limit of the request being parsed: a per-path limit when its
+ * method and raw path (without the query) match one exactly. */
+static size_t body_limit_for(const sf_http_server_t *s, llhttp_t *p,
+                             const sf_http_req_t *r) {
+  if (s->n_body_limits == 0 || !r->url.p)
+    return s->lim.max_body;
+  const char *method = llhttp_method_name((llhttp_method_t)p->method);
+  size_t plen = strcspn(r->url.p, "?#");
+  for (size_t i = 0; i < s->n_body_limits; i++) {
+    const body_limit_t *b = &s->body_limits[i];
+    if (strcmp(b->method, method) == 0 && strlen(b->path) == plen &&
+        strncmp(b->path, r->url.p, plen) == 0)
+      return b->max_body;
+  }
+  return s->lim.max_body;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   conn_t *c = p->data;
   sf_http_req_t *r = c->parsing;
   c->headers_done = true;
   r->http10 = p->http_major == 1 && p->http_minor == 0;
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->lim.max_body)
+  r->max_body = body_limit_for(c->srv, p, r);
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > r->max_body)
     return fail_cb(c, 413);
   const char *expect = sf_http_req_header(r, "Expect");
   if (expect && strcasecmp(expect, "100-continue") == 0 && !r->http10) {
@@ -896,7 +926,7 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = p->data;
   sf_http_req_t *r = c->parsing;
-  if (r->body.len + n > c->srv->lim.max_body)
+  if (r->body.len + n > r->max_body)
     return fail_cb(c, 413);
   return gbuf_append(&r->body, at, n) == 0 ? 0 : fail_cb(c, -1);
 }
@@ -1272,6 +1302,22 @@ void sf_http_server_close(sf_http_server_t *s, sf_http_done_cb done,
   /* conn_close never frees (handles close later), so next stays valid. */
   for (conn_t *c = s->conns; c; c = c->next)
     conn_close(c);
+}
+
+int sf_http_body_limit(sf_http_server_t *s, const char *method,
+                       const char *path, size_t max_body) {
+  if (!s || !method || !path || max_body == 0 ||
+      strlen(method) >= sizeof(s->body_limits[0].method) ||
+      strlen(path) >= sizeof(s->body_limits[0].path) || strchr(path, '{') ||
+      strchr(path, '?'))
+    return SF_EINVAL;
+  if (s->n_body_limits == SF__HTTP_MAX_BODY_LIMITS)
+    return SF_ENOMEM;
+  body_limit_t *b = &s->body_limits[s->n_body_limits++];
+  snprintf(b->method, sizeof(b->method), "%s", method);
+  snprintf(b->path, sizeof(b->path), "%s", path);
+  b->max_body = max_body;
+  return 0;
 }
 
 void sf_http_server_destroy(sf_http_server_t *s) {

@@ -764,7 +764,7 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   if (!rc)
     rc = cmd_stock_routes(a, a->http);
   if (!rc)
-    rc = cmd_batch_routes(a, a->http);
+    rc = cmd_batch_routes(a, a->http, (size_t)cfg->batch_max_body);
   if (rc)
     goto fail_route;
   uv_timer_init(loop, &a->idem_timer);

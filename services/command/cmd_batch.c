@@ -254,7 +254,11 @@ out:
   json_decref(obj);
 }
 
-int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http) {
+int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http, size_t max_body) {
+  /* 1,000 transactions do not fit the default 64 KiB */
+  int rc = sf_http_body_limit(http, "POST", "/v1/batches", max_body);
+  if (rc)
+    return rc;
   /* accounts: any signed-in user; each item is checked on its store */
   return cmd_app_route(a, http, "POST", "/v1/batches", SF_ACT_READ_CATALOG,
                        NULL, h_batch);

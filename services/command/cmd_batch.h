@@ -11,6 +11,7 @@
 
 #define CMD_BATCH_MAX_ITEMS 1000
 
-int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http);
+/* Registers POST /v1/batches with its own body limit (max_body bytes). */
+int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http, size_t max_body);
 
 #endif

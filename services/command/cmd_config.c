@@ -26,6 +26,11 @@ static const sf_cfg_entry_t entries[] = {
       "debug, info, warn, error or off", log_level),
     E("max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
       "largest accepted request body in bytes (413 above)", max_body),
+    E("batch-max-body", SF_CFG_INT, "1048576", 1024, 67108864,
+      "STOCKFLOW_BATCH_MAX_BODY",
+      "largest accepted body of POST /v1/batches in bytes (1,000 "
+      "transactions need about 150 KiB)",
+      batch_max_body),
     E("max-batch", SF_CFG_INT, "1000", 1, 100000, "STOCKFLOW_COMMIT_MAX_BATCH",
       "most Kafka messages per group-commit transaction", max_batch),
     E("commit-linger-us", SF_CFG_INT, "0", 0, 100000,

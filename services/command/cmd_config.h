@@ -16,6 +16,7 @@ typedef struct cmd_settings {
   const char *transactional_id;
   const char *log_level;
   long long max_body;
+  long long batch_max_body;
   long long max_batch;
   long long linger_us;
   long long txn_timeout_ms;

@@ -79,6 +79,13 @@ int sf_http_server_new(sf_http_server_t **out, uv_loop_t *loop,
 int sf_http_route(sf_http_server_t *s, const char *method, const char *pattern,
                   sf_http_handler_cb cb, void *ud);
 
+/* Gives one exact method and path (no parameters, no query) a body limit
+ * of its own, e.g. a bulk endpoint that takes more than the server's
+ * max_body; the check happens with the headers, like the server's. At most
+ * 8 per server. Returns 0, SF_EINVAL or SF_ENOMEM (table full). */
+int sf_http_body_limit(sf_http_server_t *s, const char *method,
+                       const char *path, size_t max_body);
+
 /* Binds and listens on host:port (IPv4 literal or "localhost"). Returns 0 or
  * SF_EIO with the reason logged. */
 int sf_http_listen(sf_http_server_t *s, const char *host, int port);

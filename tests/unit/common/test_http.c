@@ -360,6 +360,9 @@ static void run(fixture_t *f, const sf_http_limits_t *limits, client_fn fn) {
   assert_int_equal(sf_http_route(s, "GET", "/upgrade", h_upgrade, f), 0);
   assert_int_equal(sf_http_route(s, "GET", "/shared", h_shared, f), 0);
   assert_int_equal(sf_http_route(s, "GET", "/metrics", h_metrics, f), 0);
+  /* PUT /echo takes bodies up to 200 bytes whatever max_body says */
+  assert_int_equal(sf_http_body_limit(s, "PUT", "/echo", 200), 0);
+  assert_int_equal(sf_http_body_limit(s, "PUT", "/x/{id}", 200), SF_EINVAL);
   assert_int_equal(sf_http_listen(s, "127.0.0.1", 0), 0);
   f->port = sf_http_bound_port(s);
   assert_true(f->port > 0);
@@ -661,6 +664,38 @@ static void c_limits(fixture_t *f) {
   cli_send(&c, "body");
   cli_response(&c, f->rec[4], RECSZ);
   cli_end(&c);
+}
+
+/* A 100-byte body: too big for POST /echo (max_body 64), fine for PUT
+ * /echo (its own limit 200); 300 bytes is too big for PUT as well. */
+static void c_body_limit(fixture_t *f) {
+  char req[1024], body[301];
+  memset(body, 'b', 300);
+  body[300] = '\0';
+  const char *methods[3] = {"POST", "PUT", "PUT"};
+  const size_t sizes[3] = {100, 100, 300};
+  for (int i = 0; i < 3; i++) {
+    cli_t c;
+    if (cli_connect(&c, f->port) != 0)
+      return;
+    snprintf(req, sizeof(req), "%s /echo?x=1 HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%.*s",
+             methods[i], sizes[i], (int)sizes[i], body);
+    cli_send(&c, req);
+    cli_response(&c, f->rec[i], RECSZ);
+    cli_end(&c);
+  }
+}
+
+static void test_body_limit_per_path(void **state) {
+  fixture_t *f = *state;
+  sf_http_limits_t lim;
+  sf_http_limits_default(&lim);
+  lim.max_body = 64;
+  run(f, &lim, c_body_limit);
+  assert_true(has(f->rec[0], "HTTP/1.1 413 Payload Too Large\r\n"));
+  assert_false(has(f->rec[1], " 413 "));
+  assert_true(has(f->rec[1], "HTTP/1.1 2"));
+  assert_true(has(f->rec[2], "HTTP/1.1 413 Payload Too Large\r\n"));
 }
 
 static void test_limits(void **state) {
@@ -1004,6 +1039,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_body_limit_per_path, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(test_upgrade, setup, teardown),
