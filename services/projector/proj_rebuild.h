@@ -84,7 +84,7 @@ void proj_rebuild_destroy(proj_rebuild_t *rb);
 /* Runs the whole rebuild on the calling thread (minutes for a big log).
  * Returns 0 after the switch committed (rep filled), SF_ECANCELED after
  * proj_rebuild_stop (the new schema is dropped, public is untouched),
- * SF_EBUSY-like SF_ESTATE when another rebuild holds the lock, SF_ECONFIG
+ * SF_ESTATE when another rebuild holds the lock, SF_ECONFIG
  * when the database or the log cannot be rebuilt (tables missing, a topic
  * whose log no longer starts at offset 0), SF_EPG / SF_EKAFKA on
  * failures (public untouched unless the final COMMIT succeeded). */
