@@ -112,20 +112,31 @@ def discover(filters):
     return tests
 
 
+class TestTimeout(BaseException):
+    """A test ran longer than its time limit (raised from SIGALRM; a
+    BaseException so that a test's own `except Exception` cannot swallow
+    it)."""
+
+
 def failure_reason(exc):
     """One readable reason: the exception text plus where in the tests it
-    was raised."""
+    was raised (the test file's line, and the helper's if it came from
+    one)."""
     tb = traceback.extract_tb(exc.__traceback__)
-    where = ""
+    test_at = helper_at = None
     for frame in reversed(tb):
-        if os.path.dirname(os.path.abspath(frame.filename)) == HERE \
-                and os.path.basename(frame.filename) != "client.py":
-            where = f" [{os.path.basename(frame.filename)}:{frame.lineno}]"
-            break
+        if os.path.dirname(os.path.abspath(frame.filename)) != HERE:
+            continue
+        base = os.path.basename(frame.filename)
+        if base.startswith("test_"):
+            test_at = test_at or f"{base}:{frame.lineno}"
+        elif base not in ("client.py", "run.py"):
+            helper_at = helper_at or f"{base}:{frame.lineno}"
+    where = ", ".join(w for w in (test_at, helper_at) if w)
     text = str(exc) or type(exc).__name__
     if not isinstance(exc, AssertionError):
         text = f"{type(exc).__name__}: {text}"
-    return text + where
+    return text + (f" [{where}]" if where else "")
 
 
 class Runner:
@@ -165,12 +176,19 @@ class Runner:
             return
         t0 = time.monotonic()
         ok, reason = True, ""
+
+        def on_alarm(signum, frame):
+            raise TestTimeout(f"still running after {self.args.test_timeout}s")
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(self.args.test_timeout)
         try:
             fn(ctx)
         except stackmod.StackError as e:
             ok, reason = False, f"stack: {e}"
-        except Exception as e:  # noqa: BLE001 - a test fails, the run goes on
+        except (Exception, TestTimeout) as e:  # noqa: BLE001 - the run goes on
             ok, reason = False, failure_reason(e)
+        finally:
+            signal.alarm(0)
         died = self.stack.dead()
         if died:
             ok = False
@@ -240,6 +258,9 @@ def parse_args(argv):
                    help="the binaries are built with ASan/UBSan: also fail "
                         "on any sanitizer report in the service logs")
     p.add_argument("--ready-timeout", type=float, default=60.0)
+    p.add_argument("--test-timeout", type=int, default=int(
+        os.environ.get("STOCKFLOW_IT_TEST_TIMEOUT", "300")),
+        help="seconds one test may run (default 300)")
     args = p.parse_args(argv)
     if not args.list and not args.bin_dir:
         p.error("--bin-dir is required")
