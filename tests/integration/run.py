@@ -257,7 +257,10 @@ def parse_args(argv):
     p.add_argument("--sanitized", action="store_true",
                    help="the binaries are built with ASan/UBSan: also fail "
                         "on any sanitizer report in the service logs")
-    p.add_argument("--ready-timeout", type=float, default=60.0)
+    # 90 s, not 60: a projector restarted after SIGKILL waits for Kafka to
+    # expire its old group membership (session.timeout.ms, 45 s by default)
+    # before it gets its partitions back.
+    p.add_argument("--ready-timeout", type=float, default=90.0)
     p.add_argument("--test-timeout", type=int, default=int(
         os.environ.get("STOCKFLOW_IT_TEST_TIMEOUT", "300")),
         help="seconds one test may run (default 300)")

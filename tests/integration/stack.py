@@ -34,6 +34,10 @@ SANITIZER_MARKERS = (
 )
 
 
+# A start slower than this is worth a note in the output.
+SLOW_READY_S = 15.0
+
+
 class StackError(Exception):
     """A service could not be started, became unready or misbehaved."""
 
@@ -109,7 +113,8 @@ class Service:
         """Polls GET /readyz until 200. Raises StackError when the process
         exits first or the timeout passes (with the last answer and the log
         tail)."""
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         last = "no answer"
         while True:
             if not self.alive():
@@ -119,6 +124,11 @@ class Service:
             try:
                 r = client.get(self.port, "/readyz", timeout=2)
                 if r.status == 200:
+                    self.ready_seconds = time.monotonic() - t0
+                    if self.ready_seconds > SLOW_READY_S:
+                        print(f"    note: {self.name} took "
+                              f"{self.ready_seconds:.1f}s to become ready "
+                              f"(start #{self.starts})", flush=True)
                     return
                 last = repr(r)
             except OSError as e:
