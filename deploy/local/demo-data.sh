@@ -95,6 +95,38 @@ for s in "${STORES[@]}"; do
   sf_log "store   $name -> $id"
 done
 
+# One manager per demo store: signs up (viewer), then the admin makes it the
+# store's manager. Passwords are generated once and kept, readable by this
+# user only, in $STATE/demo-managers ("username password" per line).
+MANAGERS="$STATE/demo-managers"
+if [ ! -s "$MANAGERS" ]; then
+  (umask 077 && : >"$MANAGERS")
+  for i in "${!store_ids[@]}"; do
+    printf 'demo-manager-%d %s\n' "$((i + 1))" "$(head -c 18 /dev/urandom | base64 | tr -d '/+=\n')" >>"$MANAGERS"
+  done
+  chmod 600 "$MANAGERS"
+fi
+i=0
+while read -r uname upass; do
+  sid="${store_ids[$i]:-}"
+  i=$((i + 1))
+  [ -n "$sid" ] || break
+  code="$(curl -sS -o "$RESP" -w '%{http_code}' --max-time 15 -H 'Content-Type: application/json' \
+    -X POST --data-binary "$(json_obj username="$uname" email="$uname@demo.invalid" password="$upass")" \
+    "$API/v1/users")" || sf_die "POST $API/v1/users: no answer"
+  case "$code" in
+    201) uid="$(json_get id <"$RESP")" ;;
+    409) sf_log "user $uname exists already"; continue ;;
+    *) sf_die "sign-up of $uname answered $code: $(head -c 300 "$RESP")" ;;
+  esac
+  code="$(curl -sS -o "$RESP" -w '%{http_code}' --max-time 15 -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer ${STOCKFLOW_TOKEN:-}" -X PATCH \
+    --data-binary "$(json_obj role=manager store_ids:="[\"$sid\"]")" \
+    "$API/v1/users/$uid")" || sf_die "PATCH $API/v1/users/$uid: no answer"
+  [ "$code" = 200 ] || sf_die "making $uname manager answered $code: $(head -c 300 "$RESP")"
+  sf_log "manager $uname -> store $sid (password in $MANAGERS)"
+done <"$MANAGERS"
+
 product_ids=()
 for p in "${PRODUCTS[@]}"; do
   IFS='|' read -r sku name category price reorder <<<"$p"

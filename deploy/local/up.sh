@@ -53,7 +53,23 @@ fi
 "$SF_LOCAL_DIR/pg.sh" start
 "$SF_LOCAL_DIR/pg.sh" migrate
 
-# 4. Services.
+# 4. The first admin. The command service creates it at first start from
+# STOCKFLOW_ADMIN_USERNAME / STOCKFLOW_ADMIN_PASSWORD; there is no default
+# password anywhere. When none is given, one is generated once and kept in
+# the state folder, readable by this user only.
+export STOCKFLOW_ADMIN_USERNAME="${STOCKFLOW_ADMIN_USERNAME:-admin}"
+ADMIN_PASSWORD_FILE="$STATE/admin-password"
+if [ -z "${STOCKFLOW_ADMIN_PASSWORD:-}" ]; then
+  if [ ! -s "$ADMIN_PASSWORD_FILE" ]; then
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$ADMIN_PASSWORD_FILE")
+    chmod 600 "$ADMIN_PASSWORD_FILE"
+    sf_log "generated the first admin's password into $ADMIN_PASSWORD_FILE (mode 0600)"
+  fi
+  STOCKFLOW_ADMIN_PASSWORD="$(cat "$ADMIN_PASSWORD_FILE")"
+fi
+export STOCKFLOW_ADMIN_PASSWORD
+
+# 5. Services.
 present=()
 for svc in "${SERVICES[@]}"; do
   bin="$BUILD_DIR/services/$svc/stockflow-$svc"
@@ -93,7 +109,7 @@ for svc in "${present[@]}"; do
   sf_log "$svc: ready ($url)"
 done
 
-# 5. Demo data, once.
+# 6. Demo data, once.
 if [ "${STOCKFLOW_SKIP_DEMO:-0}" = 1 ]; then
   :
 elif [ -f "$STATE/demo-loaded" ]; then
@@ -106,7 +122,7 @@ else
   sf_log "warning: demo data failed to load (the stack is up; run deploy/local/demo-data.sh to retry)"
 fi
 
-# 6. Where everything is.
+# 7. Where everything is.
 cat <<EOF
 
 stockflow local stack is up
@@ -119,9 +135,13 @@ stockflow local stack is up
   logs               $LOG_DIR
   pid files          $RUN_DIR
 
+  first admin        $STOCKFLOW_ADMIN_USERNAME (password in $ADMIN_PASSWORD_FILE, unless you set STOCKFLOW_ADMIN_PASSWORD)
+  demo ids           $STATE/demo.json (stores, products, and one manager per store: demo-manager-<n>, password in $STATE/demo-managers)
+
 Try:
-  curl -s http://$STOCKFLOW_QUERY_LISTEN/readyz
-  curl -s -H "Authorization: Bearer \$STOCKFLOW_TOKEN" http://$STOCKFLOW_QUERY_LISTEN/v1/stores
+  TOKEN=\$(curl -s -X POST http://$STOCKFLOW_COMMAND_LISTEN/v1/sessions -H 'Content-Type: application/json' \\
+    -d "{\\"username\\":\\"$STOCKFLOW_ADMIN_USERNAME\\",\\"password\\":\\"\$(cat $ADMIN_PASSWORD_FILE)\\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -s -H "Authorization: Bearer \$TOKEN" http://$STOCKFLOW_QUERY_LISTEN/v1/stores
   deploy/local/pg.sh psql          # SQL shell on the stockflow database
   kcat -b $STOCKFLOW_KAFKA_BROKERS -L   # topics
 Stop with deploy/local/down.sh
