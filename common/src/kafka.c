@@ -571,6 +571,12 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
   rc = rc ? rc : conf_set(conf, log, "enable.auto.offset.store", "false");
   rc = rc ? rc : conf_set(conf, log, "auto.offset.reset", "earliest");
   rc = rc ? rc : conf_set(conf, log, "enable.partition.eof", "false");
+  /* A member that died (SIGKILL, power loss) holds its partitions until its
+   * session times out: 6 s (the broker's minimum by default) instead of
+   * librdkafka's 45 s, so a restarted projector or a surviving instance
+   * takes over quickly. */
+  rc = rc ? rc : conf_set(conf, log, "session.timeout.ms", "6000");
+  rc = rc ? rc : conf_set(conf, log, "heartbeat.interval.ms", "2000");
   /* librdkafka 2.0 wants a group.id even for rd_kafka_assign; without a
    * group we give it a placeholder that is never joined nor committed to. */
   rc = rc ? rc
