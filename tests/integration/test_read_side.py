@@ -93,9 +93,24 @@ def test_list_paging(ctx):
         assert pages < 10, "paging does not end"
     assert seen == [7, 6, 5, 4, 3, 2, 1], seen
     assert pages == 3, pages
-    for bad in ("limit=abc", "limit=-1", "cursor=%00garbage"):
+    for bad, status, code in (("limit=abc", 422, "validation_failed"),
+                              ("limit=-1", 422, "validation_failed"),
+                              ("limit=0", 422, "validation_failed"),
+                              ("limit=501", 422, "validation_failed"),
+                              ("cursor=garbage", 400, "bad_cursor"),
+                              # a NUL in the target: refused by the HTTP layer
+                              ("cursor=%00x", 400, ("bad_request",
+                                                    "bad_cursor"))):
         r = get(ctx.qry, f"/v1/stores/{store}/transactions?{bad}")
-        expect_problem(r, (400, 422), None, bad)
+        expect_problem(r, status, code, bad)
+    # A cursor of another list is refused too.
+    inv = expect_json(get(ctx.qry, f"/v1/stores/{store}/inventory?limit=1"),
+                      200, "inventory page")
+    assert inv["next_cursor"] is None, inv   # one product: one page
+    page = expect_json(get(ctx.qry, f"/v1/stores/{store}/transactions?limit=1"),
+                       200, "transactions page")
+    r = get(ctx.qry, f"/v1/products?cursor={page['next_cursor']}")
+    expect_problem(r, 400, "bad_cursor", "a transactions cursor on products")
 
 
 def test_min_position_timeout(ctx):
@@ -104,10 +119,14 @@ def test_min_position_timeout(ctx):
     store, _ = api.store_and_product(ctx)
     t0 = time.monotonic()
     r = get(ctx.qry, f"/v1/stores/{store}/inventory?min_position=stock-0-999999999")
-    expect_problem(r, 504, None, "unreachable position")
+    expect_problem(r, 504, "position_timeout", "unreachable position")
     assert time.monotonic() - t0 < 30, "504 took too long"
-    r = get(ctx.qry, f"/v1/stores/{store}/inventory?min_position=bogus")
-    expect_problem(r, (400, 422), None, "malformed position")
+    for bad in ("bogus", "stock-x-1", "orders-0-1", "stock-0--1"):
+        r = get(ctx.qry, f"/v1/stores/{store}/inventory?min_position={bad}")
+        expect_problem(r, 400, "bad_position", f"min_position={bad}")
+    r = get(ctx.qry, f"/v1/stores/{store}/inventory",
+            headers={"X-Min-Position": "bogus"})
+    expect_problem(r, 400, "bad_position", "X-Min-Position: bogus")
 
 
 def test_list_filters(ctx):
@@ -131,4 +150,4 @@ def test_list_filters(ctx):
     # other has reorder_level 5 by default (api.product_body) and holds 1.
     assert got == sorted([low["id"], other["id"]]), got
     r = get(ctx.qry, f"/v1/stores/{store}/inventory?below_reorder=maybe")
-    expect_problem(r, (400, 422), None, "below_reorder=maybe")
+    expect_problem(r, 422, "validation_failed", "below_reorder=maybe")
