@@ -417,7 +417,17 @@ static void conn_send(conn_t *c) {
   if (lg->count && lg->issued >= lg->count && !c->follow) {
     return;
   }
-  op_t *op = c->follow ? c->follow : pick(lg, lg->ops, lg->n_ops);
+  op_t *op = c->follow;
+  if (!op && lg->sequential) {
+    /* operations in spec order, skipping dropped ones */
+    for (size_t i = 0; i < lg->n_ops && !op; i++) {
+      op_t *o = &lg->ops[(lg->issued + i) % lg->n_ops];
+      if (!o->disabled)
+        op = o;
+    }
+  } else if (!op) {
+    op = pick(lg, lg->ops, lg->n_ops);
+  }
   if (!op) {
     lg->stopping = true;
     maybe_finish(lg);
@@ -878,7 +888,8 @@ static void usage(FILE *f) {
       "  -n, --count N     send exactly N requests instead (all measured)\n"
       "  -r, --rate R      open loop at R requests/s (default: closed loop)\n"
       "  --sequential      {store}/{product} walk every pair in order\n"
-      "                    (request k: store k mod S, product k div S)\n"
+      "                    (request k: store k mod S, product k div S) and\n"
+      "                    operations are taken in spec order, not by weight\n"
       "  -H, --header 'Name: value'   extra request header (repeatable)\n"
       "  --json FILE       write the results as JSON\n"
       "  --capture-out FILE  write every captured value as a JSON array\n"

@@ -39,6 +39,9 @@
 #                               quick 200k)
 #   STOCKFLOW_BENCH_TOKEN       Bearer token for the services when auth is on
 #   STOCKFLOW_BENCH_NO_DOC=1    do not write docs/benchmarks.md
+#   STOCKFLOW_BENCH_PERF=1      also profile the whole machine (perf record
+#                               -a -g) during the command, batch, rebuild and
+#                               store-page runs: $STATE/results/perf-*.txt
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -191,6 +194,29 @@ jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# perf_start NAME / perf_stop NAME: a system-wide profile around one run
+# (STOCKFLOW_BENCH_PERF=1 only); the report goes to $OUT/perf-NAME.txt.
+PERF_PID=""
+perf_start() {
+  [ "${STOCKFLOW_BENCH_PERF:-0}" = 1 ] || return 0
+  perf record -a -g -F 499 -o "$OUT/perf-$1.data" >"$LOGS/perf-$1.log" 2>&1 &
+  PERF_PID=$!
+  PIDS+=("$PERF_PID")
+}
+perf_stop() {
+  [ -n "$PERF_PID" ] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null
+  wait "$PERF_PID" 2>/dev/null
+  PERF_PID=""
+  {
+    echo "### CPU by process and library"
+    perf report -i "$OUT/perf-$1.data" --stdio --no-children --sort comm,dso 2>/dev/null | grep -v '^#' | grep '%' | head -25
+    echo "### hottest symbols"
+    perf report -i "$OUT/perf-$1.data" --stdio --no-children --sort comm,symbol -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40
+  } >"$OUT/perf-$1.txt"
+  rm -f "$OUT/perf-$1.data"
+}
+
 # ---- 0. the state folder, ports ----
 STACK=1
 "$LOCAL/pg.sh" stop >/dev/null 2>&1
@@ -222,7 +248,7 @@ LOADGEN="$B/sf-loadgen"
 say "starting Kafka on :$PORT_KAFKA and PostgreSQL on :$PORT_PG (state $STATE)"
 "$LOCAL/kafka.sh" start >"$LOGS/kafka-start.log" 2>&1 || { cat "$LOGS/kafka-start.log" >&2; die "kafka.sh start failed"; }
 "$LOCAL/kafka.sh" topics >"$LOGS/topics.log" 2>&1 \
-  && "$LOCAL/kafka.sh" topics bench.a.catalog:1 bench.a.stock:6 bench.b.catalog:1 bench.b.stock:6 >>"$LOGS/topics.log" 2>&1 \
+  && "$LOCAL/kafka.sh" topics bench.a.catalog:1 bench.a.stock:6 bench.b.catalog:1 bench.b.stock:6 bench.warm:6 >>"$LOGS/topics.log" 2>&1 \
   || { cat "$LOGS/topics.log" >&2; die "kafka.sh topics failed"; }
 "$LOCAL/pg.sh" start >"$LOGS/pg-start.log" 2>&1 || { cat "$LOGS/pg-start.log" >&2; die "pg.sh start failed"; }
 for db in stockflow bench_replay bench_pglimit; do
@@ -257,6 +283,13 @@ AUTH=()
 
 lg() { "$LOADGEN" "${AUTH[@]}" "$@"; }
 
+# A fresh broker spends its first minute in the JIT compiler (perf showed
+# C2 at a fifth of the machine): warm it up before anything is measured.
+say "warming Kafka up (raw producer, not measured)"
+"$B/sf-kafka-limit" --brokers "$STOCKFLOW_KAFKA_BROKERS" --topic bench.warm \
+  --events "$((EVENTS / 2))" --txn 1000 --salt 9 --transactional-id bench-warm \
+  >"$LOGS/kafka-warm.log" 2>&1 || { cat "$LOGS/kafka-warm.log" >&2; die "Kafka warm-up failed"; }
+
 # ---- 3. seed ----
 say "seeding $STORES stores x $PRODUCTS products with 1,000,000 units each"
 cat >"$OUT/seed-stores.json" <<'EOF'
@@ -282,8 +315,26 @@ s = json.load(open(out + "/stores.json")); p = json.load(open(out + "/products.j
 assert len(s) and len(p), "no ids captured"
 json.dump({"stores": s, "products": p}, open(out + "/ids.json", "w"))
 PY
-lg --url "$CMD_URL" --spec "$OUT/seed-stock.json" --ids "$OUT/ids.json" --sequential \
-  -n $((STORES * PRODUCTS)) -c "$CONNS" --label seed-stock >>"$LOGS/seed.log" 2>&1 || { cat "$LOGS/seed.log" >&2; die "seeding stock failed"; }
+# Stock: one POST /v1/batches per store (1,000 receipts each); without the
+# bulk endpoint, 20,000 single receipts.
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+ids = json.load(open(out + "/ids.json"))
+ops = [{"name": "store%d" % i, "method": "POST", "path": "/v1/batches", "optional": True,
+        "body": json.dumps({"transactions": [{"store_id": s, "product_id": p, "type": "receipt",
+                                              "quantity": 1000000} for p in ids["products"]]},
+                           separators=(",", ":"))}
+       for i, s in enumerate(ids["stores"])]
+json.dump({"ops": ops}, open(out + "/seed-batches.json", "w"))
+PY
+lg --url "$CMD_URL" --spec "$OUT/seed-batches.json" --sequential -n "$STORES" -c 4 \
+  --json "$OUT/seed-batches-res.json" --label seed-stock-batches >>"$LOGS/seed.log" 2>&1
+if [ "$(jget "$OUT/seed-batches-res.json" 'd["ok"]' 2>/dev/null)" != "$STORES" ]; then
+  say "no bulk endpoint (or a batch failed): seeding with single receipts"
+  lg --url "$CMD_URL" --spec "$OUT/seed-stock.json" --ids "$OUT/ids.json" --sequential \
+    -n $((STORES * PRODUCTS)) -c "$CONNS" --label seed-stock >>"$LOGS/seed.log" 2>&1 || { cat "$LOGS/seed.log" >&2; die "seeding stock failed"; }
+fi
 grep -E '^\[|requests' "$LOGS/seed.log" >&2
 
 # ---- 4. write side ----
@@ -318,8 +369,10 @@ lg --url "http://127.0.0.1:$PORT_201" --spec "$OUT/mix.json" --ids "$OUT/ids.jso
 
 say "commands: the mix against the command service, $CONNS connections, ${DUR}s"
 read -r ev0 bs0 bc0 <<<"$(cmd_counters)"; w0="$(date +%s.%N)"
+perf_start commands
 lg --url "$CMD_URL" --spec "$OUT/mix.json" --ids "$OUT/ids.json" \
   -c "$CONNS" -d "$DUR" -w "$WARM" --label commands --json "$OUT/commands.json" | tee -a "$LOGS/results.log" >&2
+perf_stop commands
 read -r ev1 bs1 bc1 <<<"$(cmd_counters)"; w1="$(date +%s.%N)"
 put cmd_events "$(python3 -c "print(($ev1 - $ev0))")"
 put cmd_batch_mean "$(python3 -c "c=$bc1-$bc0; print(($bs1-$bs0)/c if c else 0)")"
@@ -358,8 +411,10 @@ json.dump({"ops": ops}, open(out + "/batch.json", "w"))
 PY
 say "batch intake: POST /v1/batches of 1,000 movements, 8 connections, ${DUR}s"
 read -r ev0 bs0 bc0 <<<"$(cmd_counters)"; w0="$(date +%s.%N)"
+perf_start batches
 lg --url "$CMD_URL" --spec "$OUT/batch.json" -c 8 -d "$DUR" -w "$WARM" \
   --label batches --json "$OUT/batches.json" | tee -a "$LOGS/results.log" >&2
+perf_stop batches
 read -r ev1 bs1 bc1 <<<"$(cmd_counters)"; w1="$(date +%s.%N)"
 put batch_events "$(python3 -c "print(($ev1 - $ev0))")"
 put batch_batch_mean "$(python3 -c "c=$bc1-$bc0; print(($bs1-$bs0)/c if c else 0)")"
@@ -383,10 +438,12 @@ say "rebuild of a generated log: $EVENTS events over $REBUILD_STORES x 1,000 pai
   --catalog-topic bench.b.catalog --events "$EVENTS" --stores "$REBUILD_STORES" --products 1000 \
   --txn 1000 --salt 2 --transactional-id bench-limit-b --json "$OUT/kafka-limit-b.json" \
   2>>"$LOGS/kafka-limit.log" | tee -a "$LOGS/results.log" >&2 || die "sf-kafka-limit (log b) failed"
+perf_start rebuild
 start command-rebuild STOCKFLOW_COMMAND_LISTEN="127.0.0.1:$PORT_CMD2" \
   STOCKFLOW_TOPIC_CATALOG=bench.b.catalog STOCKFLOW_TOPIC_STOCK=bench.b.stock \
   STOCKFLOW_COMMAND_TXN_ID=bench-rebuild -- "$CMD_BIN"
 wait_ready command-rebuild "http://127.0.0.1:$PORT_CMD2/readyz" 300
+perf_stop rebuild
 grep -h 'state rebuilt in' "$LOGS/command-rebuild.log" | tail -n 1 >"$OUT/rebuild-b.txt"
 cat "$OUT/rebuild-b.txt" >&2
 put rebuild_b_rss_mb "$(rss_mb "$(pid_of command-rebuild)")"
@@ -542,8 +599,10 @@ lg --url "$QRY_URL" --spec "$OUT/read-point.json" --ids "$OUT/ids.json" -c "$CON
   --label read-point --json "$OUT/read-point-res.json" | tee -a "$LOGS/results.log" >&2
 pgbench_run point "$OUT/pgbench-point.sql"
 say "store pages (100 rows): HTTP and pgbench"
+perf_start read-page
 lg --url "$QRY_URL" --spec "$OUT/read-page.json" --ids "$OUT/ids.json" -c "$CONNS" -d "$DUR" -w "$WARM" \
   --label read-page --json "$OUT/read-page-res.json" | tee -a "$LOGS/results.log" >&2
+perf_stop read-page
 pgbench_run page "$OUT/pgbench-page.sql"
 put qry_rss_mb "$(rss_mb "$(pid_of query)")"
 put proj_rss_mb "$(rss_mb "$(pid_of projector)")"
