@@ -136,10 +136,18 @@ def expect_change(ev, store, product, cause, on_hand, version, txn_id):
     return int(eid)
 
 
+def new_store(ctx):
+    """A fresh store and the position of its creation: a stream request
+    names the store, so it must wait until the read model knows it."""
+    st = api.create_store(ctx)
+    return st["id"], st["position"]
+
+
 def test_sse_live_filtered_and_resumed(ctx):
-    s1, p = api.store_and_product(ctx)
-    s2 = api.create_store(ctx)["id"]
-    stream = Sse(ctx.qry, f"/v1/changes?store_id={s1}")
+    s2, _ = new_store(ctx)
+    p = api.create_product(ctx)["id"]
+    s1, pos = new_store(ctx)
+    stream = Sse(ctx.qry, f"/v1/changes?store_id={s1}&min_position={pos}")
     try:
         assert stream.status == 200, \
             f"SSE answer {stream.status}: {getattr(stream, 'body', b'')!r}"
@@ -182,8 +190,8 @@ def test_sse_live_filtered_and_resumed(ctx):
 
 
 def test_changes_bad_requests(ctx):
-    s, _ = api.store_and_product(ctx)
-    r = get(ctx.qry, f"/v1/changes?store_id={s}",
+    s, pos = new_store(ctx)
+    r = get(ctx.qry, f"/v1/changes?store_id={s}&min_position={pos}",
             headers={"Accept": "application/json"})
     expect_problem(r, 406, "not_acceptable", "no event-stream, no upgrade")
     for what, q, status, code in (
@@ -197,7 +205,7 @@ def test_changes_bad_requests(ctx):
             assert body.get("code") == code, (what, body)
         finally:
             stream.close()
-    r = get(ctx.qry, f"/v1/changes?store_id={s}",
+    r = get(ctx.qry, f"/v1/changes?store_id={s}&min_position={pos}",
             headers={"Upgrade": "websocket", "Connection": "Upgrade",
                      "Sec-WebSocket-Key": base64.b64encode(
                          os.urandom(16)).decode(),
@@ -241,14 +249,16 @@ def ws_send(sock, opcode, payload=b""):
 
 
 def test_websocket_live(ctx):
-    s, p = api.store_and_product(ctx)
+    p = api.create_product(ctx)["id"]
+    s, pos = new_store(ctx)
     key = base64.b64encode(os.urandom(16)).decode()
     sock = client.raw_connect(ctx.qry)
     try:
         hdrs = {"Host": "it", "Upgrade": "websocket", "Connection": "Upgrade",
                 "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
         hdrs.update(client._auth_headers())
-        sock.sendall((f"GET /v1/changes?store_id={s} HTTP/1.1\r\n" + "".join(
+        sock.sendall((f"GET /v1/changes?store_id={s}&min_position={pos} "
+                      "HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:

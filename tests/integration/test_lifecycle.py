@@ -44,13 +44,17 @@ def test_patch_and_discontinue_product(ctx):
     api.txn(ctx, store, pid, "receipt", 5, on_hand=5, version=1)
     r = delete(ctx.cmd, f"/v1/products/{pid}")
     body = expect_json(r, 200, "DELETE product")
+    gone_at = body["position"]
     assert (body.get("discontinued"), body.get("version")) == (True, 3), body
     expect_problem(api.post_txn(ctx, store, pid, "receipt", 1), 409,
                    "product_discontinued", "receipt of a discontinued product")
     expect_problem(delete(ctx.cmd, f"/v1/products/{pid}"), 409,
                    "invalid_state", "second DELETE")
     t = api.txn(ctx, store, pid, "sale", 2, on_hand=3, version=2)
-    r = get(ctx.qry, with_position(f"/v1/products/{pid}", t["position"]))
+    # Both the catalog event and the sale must be applied: a list of
+    # positions waits for every one.
+    r = get(ctx.qry, with_position(f"/v1/products/{pid}",
+                                   f"{gone_at},{t['position']}"))
     read = expect_json(r, 200, "GET discontinued product")
     assert (read.get("discontinued"), read.get("total_on_hand")) == (True, 3), \
         read
@@ -70,7 +74,7 @@ def test_patch_and_close_store(ctx):
     assert (read.get("location"), read.get("version")) == ("New town", 2), read
 
     product = api.create_product(ctx)["id"]
-    api.txn(ctx, sid, product, "receipt", 5, on_hand=5, version=1)
+    receipt = api.txn(ctx, sid, product, "receipt", 5, on_hand=5, version=1)
     body = expect_json(delete(ctx.cmd, f"/v1/stores/{sid}"), 200,
                        "DELETE store")
     assert (body.get("closed"), body.get("version")) == (True, 3), body
@@ -85,7 +89,7 @@ def test_patch_and_close_store(ctx):
     r = get(ctx.qry, with_position(f"/v1/stores/{sid}", body["position"]))
     assert expect_json(r, 200, "GET closed store").get("closed") is True
     # History kept: the receipt is still there.
-    items = api.history(ctx, sid, product)
+    items = api.history(ctx, sid, product, position=receipt["position"])
     assert [(i.get("type"), i.get("quantity")) for i in items] == \
         [("receipt", 5)], items
 
