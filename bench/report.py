@@ -194,7 +194,8 @@ def main():
         det.append(f"- {fmt(batches['ok_rps'], digits=1)} batches/s (2xx) at 8 connections, "
                    f"p50 {batches['latency_ms']['p50']:.1f} ms, p99 {batches['latency_ms']['p99']:.1f} ms; "
                    f"statuses {json.dumps(batches['status'])}")
-        det.append(f"- events/s: {fmt(bev)}; mean commit batch {fmt(fig.get('batch_batch_mean'), digits=0)} events")
+        det.append(f"- events/s: {fmt(bev)} (from `stockflow_command_events_produced_total`); "
+                   f"{fmt(fig.get('batch_batch_mean'), digits=1)} batch request(s) per Kafka transaction")
         if klim:
             det.append(f"- Kafka limit: {fmt(klim['events_per_s'])} events/s "
                        f"({klim['events']:,} events in transactions of {klim['txn']}, "
@@ -254,7 +255,7 @@ def main():
         "physical limit measured **in the same run** with the same client and payloads, "
         "so the ratio is what carries over between machines.",
         "",
-        f"- run: `{fig.get('command', 'bench/run.sh')}` "
+        f"- run: `{fig.get('command', 'bench/run.sh').strip()}` "
         f"({'quick' if fig.get('quick') else 'full'}: {fig.get('duration_s')} s per HTTP figure, "
         f"{fmt(fig.get('events'))}-event logs), {fig.get('date', '?')}, commit {fig.get('commit', '?')}, "
         f"took {fig.get('run_s', '?')} s",
@@ -263,9 +264,10 @@ def main():
         "",
     ]
     text = "\n".join(head + table + [""] + ["## Details", ""] + det)
+    text += "\n## Analysis (bench/notes.md: written from the full run of 2026-11-26; rerun, then update it)\n\n"
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
-        text += "\n" + open(notes).read()
+        text += open(notes).read()
     with open(doc, "w") as f:
         f.write(text)
     print("\n".join(table))
