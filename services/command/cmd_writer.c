@@ -99,7 +99,10 @@ static void post_unit(cmd_writer_t *w, cmd_unit_t *u, int err) {
 static void post_reason(cmd_writer_t *w, outbox_kind_t kind,
                         const char *reason) {
   outbox_t *o = outbox_new(kind);
-  snprintf(o->reason, sizeof(o->reason), "%s", reason);
+  /* bounded copy: reasons are truncated, never overflow */
+  size_t n = strnlen(reason, sizeof(o->reason) - 1);
+  memcpy(o->reason, reason, n);
+  o->reason[n] = '\0';
   post(w, o);
 }
 
