@@ -266,7 +266,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
       {"enable.partition.eof", "true"},
       {"auto.offset.reset", "earliest"},
       {"fetch.max.bytes", "52428800"},
-      {"queued.max.messages.kbytes", "262144"},
+      {"queued.max.messages.kbytes", "65536"},
   };
   for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
     if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
