@@ -15,7 +15,9 @@
 #                                at the start of each run)
 #   STOCKFLOW_TEST_KAFKA_PORT    broker port (default 19092)
 #   STOCKFLOW_TEST_KAFKA_CONTROLLER_PORT  (default 19093)
-#   STOCKFLOW_TEST_PG_PORT       PostgreSQL port (default 55433)
+#   STOCKFLOW_TEST_PG_PORT       PostgreSQL port (default 25433: below the
+#                                kernel's ephemeral range, so no outgoing
+#                                connection can hold it)
 #   STOCKFLOW_TEST_PORTS_NORMAL  command,query,projector ports for the normal
 #                                build's services (default 18081,18082,18083)
 #   STOCKFLOW_TEST_PORTS_ASAN    same for the sanitizer build (28081,28082,28083)
@@ -35,7 +37,7 @@ ASAN_BUILD_DIR="${STOCKFLOW_ASAN_BUILD_DIR:-$ROOT/build-asan}"
 TEST_STATE="${STOCKFLOW_TEST_STATE_DIR:-$ROOT/.local/test}"
 KAFKA_PORT="${STOCKFLOW_TEST_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${STOCKFLOW_TEST_KAFKA_CONTROLLER_PORT:-19093}"
-PG_PORT="${STOCKFLOW_TEST_PG_PORT:-55433}"
+PG_PORT="${STOCKFLOW_TEST_PG_PORT:-25433}"
 PORTS_NORMAL="${STOCKFLOW_TEST_PORTS_NORMAL:-18081,18082,18083}"
 PORTS_ASAN="${STOCKFLOW_TEST_PORTS_ASAN:-28081,28082,28083}"
 BUILDS="${STOCKFLOW_TEST_BUILDS:-normal asan}"

@@ -83,7 +83,7 @@ def test_orders_and_sales_never_oversell(ctx):
     for r in res:
         if r.status != 201:
             expect_problem(r, 409, "insufficient_stock")
-    last = max(ok, key=lambda r: r.body["position"].split("-")[-1]).body
+    last = max(ok, key=lambda r: int(r.body["position"].split("-")[-1])).body
     row = expect_json(get(ctx.qry, client.with_position(
         f"/v1/stores/{store}/inventory/{product}", last["position"])), 200)
     orders = [r for r in ok if "order_id" in r.body]
