@@ -280,6 +280,33 @@ if [[ " $TIERS " == *" unit "* ]]; then
   done
 fi
 
+# ---- 4b. contract checks: the event schemas and the docs ----
+# check_schema_compat.py (fastavro, a non-C Avro implementation) checks
+# schemas/envelope.avsc against every published version; check_docs.py that
+# every setting and route is documented. Each counts as one test.
+contract_check() {
+  local name="$1"
+  shift
+  say "contract check: $name"
+  if run_child "$@"; then
+    PASSED=$((PASSED + 1))
+  else
+    FAILED=$((FAILED + 1))
+    FAILURES+=("contract: $name")
+  fi
+}
+
+if [[ " $TIERS " == *" unit "* ]]; then
+  if ! python3 -c 'import fastavro' 2>/dev/null; then
+    run_child python3 -m pip install -q -r "$ROOT/tests/requirements.txt" \
+      || warn "pip install -r tests/requirements.txt failed"
+  fi
+  contract_check "schema compatibility (fastavro)" \
+    python3 "$ROOT/tests/tools/check_schema_compat.py"
+  contract_check "docs cover every setting, route and problem code" \
+    python3 "$ROOT/tests/tools/check_docs.py" --codes
+fi
+
 # ---- 5. integration tests ----
 integration_tests() {
   local b="$1" dir="${BUILD_OF[$1]}" ports db prefix group summary
