@@ -72,6 +72,7 @@ struct qry_sub {
   transport_t transport;
   qry_ws_t *ws;
   qry_filter_t filter;
+  char user_id[40];  /* the subscriber's user, "" without accounts */
   int64_t cursor;    /* every change id <= cursor is handled */
   int64_t last_sent; /* last change id handed to the socket */
   bool fresh;        /* cursor was the newest id of a recent snapshot */
@@ -700,6 +701,8 @@ static void render_start(qry_call_t *c, const PGresult *res) {
   }
   s->hub = h;
   s->refs = 1; /* the stream's */
+  const sf_principal_t *who = sf_authn_principal(req);
+  snprintf(s->user_id, sizeof(s->user_id), "%s", who ? who->user_id : "");
   s->transport = sr->transport;
   s->filter = sr->filter;
   s->cursor = sr->has_after ? sr->after : max_id;
@@ -904,4 +907,19 @@ void qry_changes_destroy(qry_changes_t *h) {
   if (h->subs || qry_changes_pending(h) > 0)
     SF_ERROR(h->log, MOD, "destroyed with streams or queries pending");
   free(h);
+}
+
+void qry_changes_revoke_user(qry_changes_t *h, const char *user_id) {
+  if (!h || !user_id || !*user_id)
+    return;
+  qry_sub_t *s = h->subs;
+  while (s) {
+    qry_sub_t *next = s->next; /* sub_close unlinks (and may free) s */
+    if (strcmp(s->user_id, user_id) == 0) {
+      SF_INFO(h->log, MOD, "ending a change stream of user %s: logged out "
+              "or its role changed", user_id);
+      sub_close(s, NULL, 1008, "revoked");
+    }
+    s = next;
+  }
 }

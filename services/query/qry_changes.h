@@ -77,6 +77,10 @@ void qry_changes_notify(qry_changes_t *h, const char *payload);
  * left (possibly before this returns). */
 void qry_changes_shutdown(qry_changes_t *h, void (*idle)(void *ud), void *ud);
 
+/* Ends every open stream of user_id at once (logout, role or store change):
+ * the client reconnects and is authorized again. */
+void qry_changes_revoke_user(qry_changes_t *h, const char *user_id);
+
 /* Queries in flight plus open handles of the hub. */
 size_t qry_changes_pending(const qry_changes_t *h);
 

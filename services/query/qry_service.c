@@ -413,6 +413,8 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
 
 /* ---- lifecycle ---- */
 
+static void on_revoke(void *ud, const char *user_id);
+
 int qry_service_new(qry_service_t **out, uv_loop_t *loop,
                     sf_http_server_t *http, sf_pg_t *pg,
                     const qry_service_opts_t *opts, sf_log_t *log) {
@@ -457,6 +459,9 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
     SF_ERROR(log, "query", "LISTEN: %s", sf_strerror(rc));
     goto fail_setup;
   }
+  /* accounts: a logout or a role change ends the user's open streams */
+  if (s->opts.authn)
+    sf_authn_on_revoke(s->opts.authn, on_revoke, s);
   *out = s;
   return 0;
 
@@ -469,11 +474,18 @@ fail_waits:
   return rc;
 }
 
+static void on_revoke(void *ud, const char *user_id) {
+  qry_service_t *s = ud;
+  qry_changes_revoke_user(s->changes, user_id);
+}
+
 void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
                           void *ud) {
   if (!s || s->closing)
     return;
   s->closing = true;
+  if (s->opts.authn)
+    sf_authn_on_revoke(s->opts.authn, NULL, NULL);
   s->drained_cb = drained;
   s->drained_ud = ud;
   qry_waits_set_idle_cb(s->waits, on_waits_idle, s);
