@@ -16,9 +16,23 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_STATE="$STATE/pg"
+# As root the server runs as 'postgres', which must be able to reach its
+# folder. A checkout under /root (mode 700) cannot be reached: then the
+# cluster lives under /var/tmp instead (one folder per state folder), and
+# the state folder keeps a symlink to it.
+if [ "$(id -u)" -eq 0 ] && id -u postgres >/dev/null 2>&1 \
+    && ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+  alt="/var/tmp/stockflow-pg-$(printf '%s' "$STATE" | cksum | cut -d' ' -f1)"
+  mkdir -p "$alt"
+  if [ ! -e "$PG_STATE" ]; then
+    ln -s "$alt" "$PG_STATE"
+  fi
+  PG_STATE="$alt"
+  PG_LOG_OVERRIDE="$alt/postgres.log"
+fi
 PG_DATA="$PG_STATE/data"
 PG_SOCK="$PG_STATE/sock"
-PG_LOG="$LOG_DIR/postgres.log"
+PG_LOG="${PG_LOG_OVERRIDE:-$LOG_DIR/postgres.log}"
 PG_PIDFILE="$RUN_DIR/postgres.pid"
 PG_MIGRATIONS="${STOCKFLOW_MIGRATIONS_DIR:-$ROOT/schemas/migrations}"
 
