@@ -14,7 +14,7 @@ def _open_sse(ctx, store, token):
     """Opens GET /v1/changes for store with token; returns the socket once
     the 200 headers arrived."""
     s = socket.create_connection((client.HOST, ctx.qry), timeout=10)
-    s.sendall((f"GET /v1/changes?store_id={store}&after=0 HTTP/1.1\r\n"
+    s.sendall((f"GET /v1/changes?store_id={store} HTTP/1.1\r\n"
                f"Host: x\r\nAccept: text/event-stream\r\n"
                f"Authorization: Bearer {token}\r\n\r\n").encode())
     buf = b""
