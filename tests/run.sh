@@ -296,11 +296,14 @@ contract_check() {
   fi
 }
 
+# fastavro (a non-C Avro implementation) is used by the contract checks and
+# by the integration tests that publish Avro commands.
+if ! python3 -c 'import fastavro' 2>/dev/null; then
+  run_child python3 -m pip install -q -r "$ROOT/tests/requirements.txt" \
+    || warn "pip install -r tests/requirements.txt failed"
+fi
+
 if [[ " $TIERS " == *" unit "* ]]; then
-  if ! python3 -c 'import fastavro' 2>/dev/null; then
-    run_child python3 -m pip install -q -r "$ROOT/tests/requirements.txt" \
-      || warn "pip install -r tests/requirements.txt failed"
-  fi
   contract_check "schema compatibility (fastavro)" \
     python3 "$ROOT/tests/tools/check_schema_compat.py"
   contract_check "docs cover every setting, route and problem code" \
@@ -324,7 +327,8 @@ integration_tests() {
     return
   fi
   if ! run_child "$LOCAL/kafka.sh" topics "$prefix.inventory.catalog:1" \
-      "$prefix.inventory.stock:6" "$prefix.inventory.dlq:1"; then
+      "$prefix.inventory.stock:6" "$prefix.inventory.dlq:1" \
+      "$prefix.inventory.commands:6" "$prefix.inventory.command-results:6"; then
     fail "integration $b: kafka.sh topics failed"
     return
   fi
@@ -336,6 +340,9 @@ integration_tests() {
               --env "STOCKFLOW_TOPIC_STOCK=$prefix.inventory.stock"
               --env "STOCKFLOW_TOPIC_DLQ=$prefix.inventory.dlq"
               --env "STOCKFLOW_PROJECTOR_GROUP=$group"
+              --env "STOCKFLOW_TOPIC_COMMANDS=$prefix.inventory.commands"
+              --env "STOCKFLOW_TOPIC_COMMAND_RESULTS=$prefix.inventory.command-results"
+              --env "STOCKFLOW_COMMAND_INTAKE_GROUP=$group-intake"
               --env "STOCKFLOW_COMMAND_TXN_ID=sf-it-${RUN_ID}-${b}"
               --env "STOCKFLOW_HTTP_HEADER_TIMEOUT_MS=3000"
               --env "STOCKFLOW_ADMIN_USERNAME=it-admin"

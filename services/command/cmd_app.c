@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cmd_batch.h"
+#include "cmd_bus.h"
 #include "cmd_catalog.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
@@ -26,6 +27,7 @@ struct cmd_app {
   sf_log_t *log;
   sf_http_server_t *http;
   cmd_writer_t *writer;
+  cmd_bus_t *bus; /* NULL when the bus intake is off */
   sf_event_codec_t *codec;
   sf_uuidgen_t ids;
   uv_timer_t idem_timer;
@@ -48,7 +50,13 @@ struct cmd_app {
 };
 
 struct cmd_req {
-  sf_http_req_t *req;
+  sf_http_req_t *req; /* NULL for a command from the bus */
+  /* bus commands: where the answer goes, who acts, the id of the answer */
+  cmd_answer_cb answer;
+  void *answer_ud;
+  char actor[SF_ID_LEN];
+  char request_id[SF_ID_LEN + 8];
+  char key_buf[300];
   const char *idem_key; /* the Idempotency-Key header, or NULL */
   char hash[2 * crypto_hash_sha256_BYTES + 1];
 };
@@ -98,6 +106,43 @@ void cmd_app_new_id(cmd_app_t *a, char out[SF_ID_LEN]) {
 
 /* ---- answers ---- */
 
+/* Delivers an answer to where the command came from: the HTTP request,
+ * or the bus origin's callback (then the request context is freed). */
+static void answer_raw(cmd_req_t *c, int status, const char *content_type,
+                       const char *text) {
+  if (c->req) {
+    sf_http_respond(c->req, status, content_type, text, strlen(text));
+    return;
+  }
+  c->answer(c->answer_ud, status, text);
+  free(c);
+}
+
+static const char *request_id(const cmd_req_t *c) {
+  return c->req ? sf_http_req_id(c->req) : c->request_id;
+}
+
+/* An answer that is never recorded (nothing was written: 500, 503). */
+static void answer_unrecorded(cmd_req_t *c, int status, const char *code,
+                              const char *detail) {
+  if (c->req) {
+    if (status == 503)
+      sf_http_add_header(c->req, "Retry-After", "1");
+    sf_http_respond_problem(c->req, status, code, detail, NULL);
+    return;
+  }
+  char type[160];
+  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
+  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type,
+                        "title", sf_http_status_text(status), "status",
+                        status, "detail", detail, "code", code, "request_id",
+                        c->request_id);
+  char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+  json_decref(p);
+  answer_raw(c, status, "application/problem+json", text ? text : "{}");
+  free(text);
+}
+
 /* Sends a finished answer and, under an Idempotency-Key, records it. */
 static void send_recorded(cmd_app_t *a, cmd_req_t *c, int status,
                           const char *content_type, const char *text) {
@@ -106,7 +151,7 @@ static void send_recorded(cmd_app_t *a, cmd_req_t *c, int status,
                             now_us() + idem_retention_us(a)) != 0)
     SF_WARN(a->log, "command", "could not record the answer of an "
             "idempotency key (out of memory)");
-  sf_http_respond(c->req, status, content_type, text, strlen(text));
+  answer_raw(c, status, content_type, text);
 }
 
 void cmd_app_problem(cmd_app_t *a, cmd_req_t *c, int status, const char *code,
@@ -118,14 +163,14 @@ void cmd_app_problem(cmd_app_t *a, cmd_req_t *c, int status, const char *code,
   json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type, "title",
                         sf_http_status_text(status), "status", status,
                         "detail", detail ? detail : sf_http_status_text(status),
-                        "code", code, "request_id", sf_http_req_id(c->req));
+                        "code", code, "request_id", request_id(c));
   if (p && extra)
     json_object_update_missing(p, extra);
   json_decref(extra);
   char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
   json_decref(p);
   if (!text) {
-    sf_http_respond_problem(c->req, 500, "internal", "out of memory", NULL);
+    answer_unrecorded(c, 500, "internal", "out of memory");
     return;
   }
   send_recorded(a, c, status, "application/problem+json", text);
@@ -245,6 +290,63 @@ cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req) {
   return c;
 }
 
+cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
+                             const char *actor, cmd_answer_cb answer,
+                             void *ud) {
+  cmd_req_t *c = calloc(1, sizeof(*c));
+  if (!c) {
+    answer(ud, 500, "{\"code\":\"internal\",\"detail\":\"out of memory\"}");
+    return NULL;
+  }
+  c->answer = answer;
+  c->answer_ud = ud;
+  snprintf(c->actor, sizeof(c->actor), "%s",
+           actor && sf_uuid_valid(actor) ? actor : "");
+  snprintf(c->request_id, sizeof(c->request_id), "bus-%.36s", key);
+  if (a->fatal) {
+    answer_unrecorded(c, 503, "unavailable", a->fatal_reason);
+    return NULL;
+  }
+  if (!a->state || a->resyncing) {
+    answer_unrecorded(c, 503, "unavailable",
+                      "the command service is rebuilding its state from the "
+                      "event log; nothing was written");
+    return NULL;
+  }
+  snprintf(c->key_buf, sizeof(c->key_buf), "%s", key);
+  snprintf(c->hash, sizeof(c->hash), "%s", hash);
+  cmd_idem_view_t v;
+  if (cmd_state_idem_get(a->state, c->key_buf, &v)) {
+    if (strcmp(v.request_hash, c->hash) != 0) {
+      a->rejected++;
+      json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "title",
+                            "Unprocessable Entity", "code",
+                            "idempotency_key_reused", "status", 422, "detail",
+                            "this command id was used for a different command",
+                            "request_id", c->request_id);
+      char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+      json_decref(p);
+      answer_raw(c, 422, "application/problem+json", text ? text : "{}");
+      free(text);
+    } else if (v.pending) {
+      answer_unrecorded(c, 409, "idempotency_key_in_flight",
+                        "the first delivery of this command is still being "
+                        "committed");
+    } else {
+      a->replayed++;
+      answer_raw(c, v.status, "application/json", v.body);
+    }
+    return NULL;
+  }
+  if (cmd_state_idem_begin(a->state, c->key_buf, c->hash,
+                           now_us() + idem_retention_us(a)) != 0) {
+    answer_unrecorded(c, 500, "internal", "out of memory");
+    return NULL;
+  }
+  c->idem_key = c->key_buf;
+  return c;
+}
+
 json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c) {
   if (!sf_http_req_is_json(c->req)) {
     cmd_app_problem(a, c, 415, "unsupported_media_type",
@@ -271,8 +373,9 @@ void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
     sf_uuid_v7_str(&a->ids, e->command_id);
   e->occurred_at_us = now_us();
   /* accounts: the acting user's id, never anything else of the account */
-  const sf_principal_t *who = sf_authn_principal(c->req);
-  snprintf(e->actor, sizeof(e->actor), "%s", who ? who->user_id : "");
+  const sf_principal_t *who = c->req ? sf_authn_principal(c->req) : NULL;
+  snprintf(e->actor, sizeof(e->actor), "%s",
+           who ? who->user_id : (c->req ? "" : c->actor));
   e->idempotency_key = c->idem_key;
   e->request_hash = c->idem_key ? c->hash : NULL;
 }
@@ -288,6 +391,8 @@ int cmd_app_route(cmd_app_t *a, sf_http_server_t *http, const char *method,
 
 bool cmd_req_may(const cmd_req_t *c, sf_auth_action_t action,
                  const char *store_id) {
+  if (!c->req)
+    return true; /* the bus: who may publish is Kafka's ACLs' business */
   return sf_auth_allows(sf_authn_principal(c->req), action, store_id);
 }
 
@@ -397,8 +502,8 @@ fail:
   a->failed++;
   if (c->idem_key)
     cmd_state_idem_drop(a->state, c->idem_key);
-  sf_http_respond_problem(c->req, 500, "internal",
-                          "the command could not be encoded or applied", NULL);
+  answer_unrecorded(c, 500, "internal",
+                    "the command could not be encoded or applied");
 }
 
 static void batch_free(cmd_batch_t *b) {
@@ -472,7 +577,7 @@ static void batch_answer(cmd_app_t *a, cmd_batch_t *b) {
   if (text)
     send_recorded(a, b->c, 200, "application/json", text);
   else
-    sf_http_respond_problem(b->c->req, 500, "internal", "out of memory", NULL);
+    answer_unrecorded(b->c, 500, "internal", "out of memory");
   free(text);
 }
 
@@ -506,7 +611,8 @@ static void batch_done(cmd_app_t *a, cmd_batch_t *b, cmd_unit_t *u) {
     a->failed++;
     if (b->c->idem_key && a->state)
       cmd_state_idem_drop(a->state, b->c->idem_key);
-    unavailable(b->c->req, "the event bus did not commit the batch; none of "
+    answer_unrecorded(b->c, 503, "unavailable",
+                      "the event bus did not commit the batch; none of "
                            "it was applied");
     batch_free(b);
     return;
@@ -546,7 +652,7 @@ static void unit_done_cb(void *ud, cmd_unit_t *u) {
     a->failed++;
     if (c->idem_key && a->state)
       cmd_state_idem_drop(a->state, c->idem_key);
-    unavailable(c->req,
+    answer_unrecorded(c, 503, "unavailable",
                 u->err == SF_ECANCELED
                     ? "the service is shutting down; the command was not "
                       "committed"
@@ -570,7 +676,7 @@ static void unit_done_cb(void *ud, cmd_unit_t *u) {
       send_recorded(a, c, p->status, "application/json", text);
       free(text);
     } else {
-      sf_http_respond_problem(c->req, 500, "internal", "out of memory", NULL);
+      answer_unrecorded(c, 500, "internal", "out of memory");
     }
   }
   json_decref(p->body);
@@ -690,6 +796,18 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
           a->state ? cmd_state_n_stock(a->state) : 0, a->replayed,
           a->state ? cmd_state_n_idem(a->state) : 0,
           a->state && !a->resyncing && !a->fatal);
+  if (a->bus) {
+    cmd_bus_stats_t bs;
+    cmd_bus_stats(a->bus, &bs);
+    fprintf(f,
+            "# TYPE stockflow_command_bus_commands_total counter\n"
+            "stockflow_command_bus_commands_total %" PRIu64 "\n"
+            "# TYPE stockflow_command_bus_malformed_total counter\n"
+            "stockflow_command_bus_malformed_total %" PRIu64 "\n"
+            "# TYPE stockflow_command_bus_results_total counter\n"
+            "stockflow_command_bus_results_total %" PRIu64 "\n",
+            bs.received, bs.malformed, bs.results);
+  }
   if (http)
     fputs(http, f);
   fclose(f);
@@ -813,7 +931,15 @@ int cmd_app_start(cmd_app_t *a) {
   if (rc)
     return rc;
   cmd_writer_cbs_t cbs = {unit_done_cb, state_cb, fatal_cb, resync_cb, a};
-  return cmd_writer_new(&a->writer, a->loop, &wo, &cbs, a->log);
+  rc = cmd_writer_new(&a->writer, a->loop, &wo, &cbs, a->log);
+  if (rc || !a->cfg->intake)
+    return rc;
+  cmd_bus_opts_t bo = {.brokers = a->cfg->kafka_brokers,
+                       .topic_commands = a->cfg->topic_commands,
+                       .topic_results = a->cfg->topic_results,
+                       .group_id = a->cfg->intake_group,
+                       .max_inflight = 1000};
+  return cmd_bus_new(&a->bus, a->loop, a, &bo, a->log);
 }
 
 static void pg_closed_cb(void *ud) {
@@ -832,10 +958,14 @@ static void http_closed_cb(void *ud) {
 void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
   a->stop_done = done;
   a->stop_ud = ud;
-  /* The writer first: its pending commands get their answers (503 or 201)
-   * before the server closes the connections. */
+  /* No new bus commands; then the writer: its pending commands get their
+   * answers (503 or 201) before the server closes the connections and the
+   * bus publishes the last results. */
+  cmd_bus_stop_intake(a->bus);
   cmd_writer_destroy(a->writer);
   a->writer = NULL;
+  cmd_bus_destroy(a->bus);
+  a->bus = NULL;
   uv_close((uv_handle_t *)&a->idem_timer, NULL);
   cmd_users_shutdown(a->users); /* accounts: new account requests 503 */
   sf_http_server_close(a->http, http_closed_cb, a);

@@ -42,13 +42,28 @@ void cmd_app_destroy(cmd_app_t *a);
 
 /* ---- the write pipeline, for the handler modules ---- */
 
-/* A write in progress; lives in the request's memory. */
+/* A write in progress; lives in the request's memory (HTTP) or on the heap
+ * until its answer (bus). */
 typedef struct cmd_req cmd_req_t;
+
+/* Where the answer of a command that did not come over HTTP goes: status
+ * and the JSON text of the answer (borrowed for the call). Fires once. */
+typedef void (*cmd_answer_cb)(void *ud, int status, const char *body);
 
 /* Starts a write. Returns NULL when the request is already answered (503
  * not ready, 400 bad Idempotency-Key, an idempotent replay, 422
  * idempotency_key_reused, 409 idempotency_key_in_flight). */
 cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req);
+
+/* Starts a write that came from the bus (inventory.commands): no HTTP, no
+ * token (who may publish there is a matter of Kafka ACLs). key is the
+ * Idempotency-Key (the command id; copied), hash the hex SHA-256 of the
+ * command, actor a user id or NULL. Returns NULL when it was answered at
+ * once through answer (503 while rebuilding, an idempotent replay, 422 for a
+ * reused key); otherwise the context, freed after its answer. */
+cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
+                             const char *actor, cmd_answer_cb answer,
+                             void *ud);
 
 /* The JSON object body (caller owns it), or NULL after answering 415/400. */
 json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c);

@@ -14,6 +14,10 @@ typedef struct cmd_settings {
   const char *topic_catalog;
   const char *topic_stock;
   const char *transactional_id;
+  const char *topic_commands;
+  const char *topic_results;
+  const char *intake_group;
+  bool intake;
   const char *log_level;
   long long max_body;
   long long batch_max_body;

@@ -43,59 +43,31 @@ static int64_t parse_if_match(const char *h) {
 static const char *const movement_keys[] = {"product_id", "type", "quantity",
                                             "reason", "reference", NULL};
 
-static void h_movement(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
-  const char *store_id = sf_http_req_param(req, "store_id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
-  if (!obj)
-    return;
-  char err[256];
-  const char *product_id = NULL, *type = NULL, *reason = NULL,
-             *reference = NULL;
-  int64_t quantity = 0;
-  bool has_q = false;
-  sf_movement_t movement;
-  if (sf_json_only_keys(obj, movement_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "product_id", true, 64, &product_id, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "type", true, 32, &type, err, sizeof(err)) ||
-      sf_json_get_int(obj, "quantity", true, -CMD_MAX_QUANTITY,
-                      CMD_MAX_QUANTITY, &quantity, &has_q, err, sizeof(err)) ||
-      sf_json_get_string(obj, "reason", false, MAX_TEXT, &reason, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
-                         sizeof(err))) {
-    cmd_app_invalid(a, c, err);
-    goto out;
-  }
-  if (sf_movement_parse(type, &movement) != 0) {
+void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
+                        const char *product_id, sf_movement_t movement,
+                        int64_t quantity, const char *reason,
+                        const char *reference, int64_t if_match) {
+  const char *type = sf_movement_name(movement);
+  if (!type) {
     cmd_app_invalid(
         a, c, "type: must be one of receipt, sale, return, adjustment, count");
-    goto out;
+    return;
   }
   /* accounts: counts and adjustments need more than the gate's check */
   if (!cmd_app_allowed(a, c, cmd_movement_action(movement), store_id))
-    goto out;
+    return;
   if (!sf_uuid_valid(product_id)) {
     cmd_app_invalid(a, c, "product_id: must be a product id (UUID)");
-    goto out;
+    return;
   }
   const char *rule = cmd_check_movement(movement, quantity, reason);
   if (rule) {
     cmd_app_invalid(a, c, rule);
-    goto out;
-  }
-  int64_t if_match = parse_if_match(sf_http_req_header(req, "If-Match"));
-  if (if_match == -2) {
-    cmd_app_invalid(a, c, "If-Match: must be a version in quotes, e.g. \"3\"");
-    goto out;
+    return;
   }
   if (!sf_uuid_valid(store_id)) {
     cmd_app_refuse(a, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
-    goto out;
+    return;
   }
   const cmd_state_t *st = cmd_app_state(a);
   char txn_id[SF_ID_LEN];
@@ -134,7 +106,8 @@ static void h_movement(sf_http_req_t *req, void *ud) {
                if_match, row.version);
       char etag[32];
       snprintf(etag, sizeof(etag), "\"%" PRId64 "\"", row.version);
-      sf_http_add_header(req, "ETag", etag);
+      if (cmd_req_http(c))
+        sf_http_add_header(cmd_req_http(c), "ETag", etag);
       break;
     }
     case CMD_STORE_CLOSED:
@@ -148,10 +121,54 @@ static void h_movement(sf_http_req_t *req, void *ud) {
       snprintf(detail, sizeof(detail), "on hand would exceed the limit");
     }
     cmd_app_refuse(a, c, v, detail, NULL);
-    goto out;
+    return;
   }
   cmd_outgoing_t o = {&e, false, e.store_id};
   cmd_app_commit(a, c, &o, 1);
+}
+
+static void h_movement(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *store_id = sf_http_req_param(req, "store_id");
+  cmd_req_t *c = cmd_app_begin_write(a, req);
+  if (!c)
+    return;
+  json_t *obj = cmd_app_parse_body(a, c);
+  if (!obj)
+    return;
+  char err[256];
+  const char *product_id = NULL, *type = NULL, *reason = NULL,
+             *reference = NULL;
+  int64_t quantity = 0;
+  bool has_q = false;
+  sf_movement_t movement;
+  if (sf_json_only_keys(obj, movement_keys, err, sizeof(err)) ||
+      sf_json_get_string(obj, "product_id", true, 64, &product_id, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "type", true, 32, &type, err, sizeof(err)) ||
+      sf_json_get_int(obj, "quantity", true, -CMD_MAX_QUANTITY,
+                      CMD_MAX_QUANTITY, &quantity, &has_q, err, sizeof(err)) ||
+      sf_json_get_string(obj, "reason", false, MAX_TEXT, &reason, err,
+                         sizeof(err)) ||
+      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
+                         sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  if (sf_movement_parse(type, &movement) != 0) {
+    cmd_app_invalid(
+        a, c, "type: must be one of receipt, sale, return, adjustment, count");
+    goto out;
+  }
+  /* validated here, before the state is consulted (422 before 404/409) */
+  int64_t if_match = parse_if_match(sf_http_req_header(req, "If-Match"));
+  if (if_match == -2 && cmd_req_may(c, cmd_movement_action(movement),
+                                    store_id)) {
+    cmd_app_invalid(a, c, "If-Match: must be a version in quotes, e.g. \"3\"");
+    goto out;
+  }
+  cmd_stock_movement(a, c, store_id, product_id, movement, quantity, reason,
+                     reference, if_match < 0 ? -1 : if_match);
 out:
   json_decref(obj);
 }

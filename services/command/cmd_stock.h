@@ -13,4 +13,12 @@
  * /v1/stores/{store_id}/orders, /v1/orders/{id}/fulfil|cancel. */
 int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http);
 
+/* Decides and commits one movement for c (validated fields; if_match -1
+ * for none): answers 422/403/404/409/412 itself, or queues the event. The
+ * HTTP handler and the bus intake (cmd_bus.c) both end here. */
+void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
+                        const char *product_id, sf_movement_t movement,
+                        int64_t quantity, const char *reason,
+                        const char *reference, int64_t if_match);
+
 #endif

@@ -567,6 +567,7 @@ def test_expired_token_is_refused_by_both_services(ctx):
     port = main.port + 57
     env["STOCKFLOW_COMMAND_LISTEN"] = f"127.0.0.1:{port}"
     env["STOCKFLOW_SESSION_TTL_S"] = str(ttl)
+    env["STOCKFLOW_COMMAND_INTAKE"] = "false"  # one bus consumer: the main one
     env["STOCKFLOW_COMMAND_TXN_ID"] = \
         env.get("STOCKFLOW_COMMAND_TXN_ID", "sf-it") + "-ttl"
     state = os.path.dirname(os.path.dirname(main.log_path))

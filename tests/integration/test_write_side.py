@@ -276,6 +276,7 @@ def test_second_writer_fences_the_first(ctx):
     env = dict(first.env)
     port = first.port + 50
     env["STOCKFLOW_COMMAND_LISTEN"] = f"127.0.0.1:{port}"
+    env["STOCKFLOW_COMMAND_INTAKE"] = "false"  # one bus consumer: the main one
     state = os.path.dirname(os.path.dirname(first.log_path))
     second = stackmod.Service("command", first.binary, env, state)
     second.log_path = os.path.join(state, "logs", "command-fencer.log")

@@ -1,0 +1,54 @@
+/* cmd_bus: bus intake. Warehouse and point-of-sale systems publish stock
+ * movements as Avro StockCommand records (schemas/command.avsc) on
+ * inventory.commands, keyed by store id; each one goes through the same
+ * validation, rules and group commit as POST /v1/stores/{id}/transactions,
+ * and its outcome (status and the same JSON answer) is published on
+ * inventory.command-results under the same key.
+ *
+ * Delivery: a consumer thread (group stockflow-command-intake, offsets
+ * committed to Kafka only after the results of every earlier command of the
+ * partition are acknowledged by the broker) hands commands to the loop. A
+ * command whose offset was not committed is delivered again after a crash;
+ * its command id is its Idempotency-Key (kept in the event log), so a
+ * redelivered command is answered with its first answer and applied once.
+ * A result may therefore be published twice; consumers dedupe by command id.
+ *
+ * cmd_bus_new/_stop_intake/_destroy run on the loop thread. */
+#ifndef CMD_BUS_H
+#define CMD_BUS_H
+
+#include <uv.h>
+
+#include "cmd_app.h"
+#include "sf/log.h"
+
+typedef struct cmd_bus cmd_bus_t;
+
+typedef struct cmd_bus_opts {
+  const char *brokers;
+  const char *topic_commands;
+  const char *topic_results;
+  const char *group_id;
+  size_t max_inflight; /* commands handed to the loop, not yet answered */
+} cmd_bus_opts_t;
+
+/* Starts the intake thread. opts strings, app, loop and log are borrowed
+ * for the bus's life. Returns 0, SF_ENOMEM, SF_EKAFKA, SF_EINTERNAL. */
+int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_app_t *app,
+                const cmd_bus_opts_t *opts, sf_log_t *log);
+
+/* Stops taking new commands (those not yet handed over are delivered again
+ * at the next start). Answers of commands in flight still go out. */
+void cmd_bus_stop_intake(cmd_bus_t *b);
+
+/* Publishes the answers it has, commits what they cover, stops the thread
+ * and frees (the async handle is freed on the next loop iteration). */
+void cmd_bus_destroy(cmd_bus_t *b);
+
+/* Counters for /metrics. */
+typedef struct cmd_bus_stats {
+  uint64_t received, malformed, results;
+} cmd_bus_stats_t;
+void cmd_bus_stats(cmd_bus_t *b, cmd_bus_stats_t *out);
+
+#endif
