@@ -1,0 +1,99 @@
+"""The event log is a public contract: events read from the topics decode
+with a non-C Avro implementation (fastavro, tests/tools/avro_decode.py)
+against schemas/, and carry the CloudEvents Kafka-binding headers."""
+
+import json
+import os
+import subprocess
+
+import api
+import client
+from client import expect_json, post
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DECODE = os.path.join(HERE, "..", "tools", "avro_decode.py")
+
+
+def _events(ctx, topic, key):
+    """(headers, decoded event) of every message of topic with key, read
+    committed, in offset order per partition."""
+    raw = subprocess.run(
+        ["kcat", "-C", "-b", ctx.env["STOCKFLOW_KAFKA_BROKERS"], "-t", topic,
+         "-o", "beginning", "-e", "-q", "-X", "isolation.level=read_committed",
+         "-f", "%K|%k%R%s%h\n"], capture_output=True, timeout=60)
+    assert raw.returncode == 0, f"kcat: {raw.stderr!r}"
+    data = raw.stdout
+    hexes, heads = [], []
+    i = 0
+    while i < len(data):
+        bar = data.index(b"|", i)
+        klen = int(data[i:bar])
+        i = bar + 1
+        key_b = data[i:i + klen] if klen > 0 else b""
+        i += max(klen, 0)
+        vlen = int.from_bytes(data[i:i + 4], "big", signed=True)
+        i += 4
+        value = data[i:i + max(vlen, 0)]
+        i += max(vlen, 0)
+        nl = data.index(b"\n", i)
+        hdr = data[i:nl].decode("utf-8", "replace")
+        i = nl + 1
+        if key_b.decode("utf-8", "replace") == key:
+            hexes.append(value.hex())
+            heads.append(dict(h.split("=", 1) for h in hdr.split(",")
+                              if "=" in h))
+    if not hexes:
+        return []
+    dec = subprocess.run(["python3", DECODE, "--hex"],
+                         input=("\n".join(hexes) + "\n").encode(),
+                         capture_output=True, timeout=60)
+    assert dec.returncode == 0, f"avro_decode.py: {dec.stderr!r}"
+    events = [json.loads(line) for line in dec.stdout.decode().splitlines()
+              if line.strip()]
+    assert len(events) == len(hexes), (len(events), len(hexes))
+    return list(zip(heads, events))
+
+
+def test_events_decode_with_fastavro_and_carry_cloudevents(ctx):
+    store, product = api.store_and_product(ctx)
+    other = api.create_store(ctx)["id"]
+    r1 = api.txn(ctx, store, product, "receipt", 5, on_hand=5, version=1)
+    r2 = expect_json(post(ctx.cmd, "/v1/transfers",
+                          {"from_store_id": store, "to_store_id": other,
+                           "product_id": product, "quantity": 2}), 201)
+    o = expect_json(post(ctx.cmd, f"/v1/stores/{store}/orders",
+                         {"lines": [{"product_id": product, "quantity": 1}]}),
+                    201)
+    evs = _events(ctx, ctx.env["STOCKFLOW_TOPIC_STOCK"], store)
+    types = [e["event_type"] for _, e in evs]
+    assert types == ["StockMoved", "TransferOut", "OrderPlaced"], types
+    heads = [h for h, _ in evs]
+    for h, e in evs:
+        assert h.get("ce_specversion") == "1.0", h
+        assert h.get("ce_id") == e["event_id"], (h, e["event_id"])
+        assert h.get("ce_type") == "stockflow." + e["event_type"], h
+        assert h.get("content-type") == "application/avro", h
+        assert e["store_id"] == store, e
+        client.expect_uuid(e["command_id"], "command_id")
+    moved = evs[0][1]
+    assert moved["event_id"] == r1["transaction_id"], moved
+    assert moved["product_id"] == product and moved["stream_version"] == 1
+    p = moved["payload"]
+    assert (p["movement"], p["quantity"], p["delta"], p["on_hand"],
+            p["reserved"]) == ("receipt", 5, 5, 5, 0), p
+    out = evs[1][1]["payload"]
+    assert (out["delta"], out["on_hand"], out["counterpart_store_id"]) == \
+        (-2, 3, other), out
+    placed = evs[2][1]["payload"]
+    assert placed["order_id"] == o["order_id"], placed
+    assert placed["lines"][0]["product_id"] == product and \
+        placed["lines"][0]["reserved"] == 1, placed
+    assert heads[0].get("ce_subject") == \
+        f"stores/{store}/products/{product}", heads[0]
+    # the other leg, in the destination store's partition
+    legs = _events(ctx, ctx.env["STOCKFLOW_TOPIC_STOCK"], other)
+    assert [e["event_type"] for _, e in legs] == ["TransferIn"], legs
+    assert legs[0][1]["payload"]["transfer_id"] == r2["transfer_id"]
+    # the catalog event of the store
+    cat = _events(ctx, ctx.env["STOCKFLOW_TOPIC_CATALOG"], store)
+    assert [e["event_type"] for _, e in cat] == ["StoreOpened"], cat
