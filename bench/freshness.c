@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <uv.h>
 
 #include "bench_util.h"
@@ -735,6 +736,15 @@ static void finish(fr_t *fr) {
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
+/* CPU seconds (user + system) this process used so far. */
+static double cpu_self_s(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return -1;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static json_t *hist_json(const bench_hist_t *h) {
   return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "n", (json_int_t)h->n,
                    "p50", ms(bench_hist_quantile(h, 0.50)), "p90",
@@ -870,6 +880,10 @@ static int report_freshness(fr_t *fr) {
   print_hist("send -> arrival", h_send);
   print_hist("answer -> first sub", h_first);
   print_hist("answer -> last sub", h_last);
+  double cpu = cpu_self_s();
+  double wall = (double)(bench_now_ns() - fr->t_open_start) / 1e9;
+  printf("  this client: %.1f CPU s over %.1f s (%.0f %% of a core)\n", cpu,
+         wall, wall > 0 ? 100 * cpu / wall : 0);
   printf("  arrivals %" PRIu64 " of %" PRIu64 " expected (missing %" PRIu64
          " over %" PRIu64 " writes), duplicates %" PRIu64 ", before the "
          "answer was read %" PRIu64 ", unknown transaction ids %" PRIu64
@@ -879,7 +893,8 @@ static int report_freshness(fr_t *fr) {
   if (fr->json_out) {
     json_t *doc = json_pack(
         "{s:s,s:s?,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:f,s:I,s:I,s:f,s:I,"
-        "s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+        "s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:f,"
+        "s:f}",
         "mode", "freshness", "label", fr->label, "subscribers",
         (int)fr->nsubs, "opened", (int)fr->subs_ok, "failed",
         (int)fr->subs_failed, "dropped", (int)fr->subs_dropped, "stores",
@@ -895,7 +910,9 @@ static int report_freshness(fr_t *fr) {
         (json_int_t)received, "missing", (json_int_t)missing,
         "incomplete_writes", (json_int_t)incomplete, "duplicates",
         (json_int_t)dups, "early", (json_int_t)early, "foreign",
-        (json_int_t)foreign, "overflows", (json_int_t)fr->overflows);
+        (json_int_t)foreign, "overflows", (json_int_t)fr->overflows,
+        "writers", (int)fr->nwriters, "client_cpu_s", cpu, "client_wall_s",
+        wall);
     if (!doc || json_dump_file(doc, fr->json_out, JSON_INDENT(1)) != 0)
       fprintf(stderr, "freshness: cannot write %s\n", fr->json_out);
     json_decref(doc);

@@ -45,6 +45,83 @@ def pct(a, b):
     return 100.0 * a / b
 
 
+def stream_rows(fresh, idle):
+    """Rows (op, value, limit, ratio, target, met) of the change streams."""
+    rows = []
+    if fresh:
+        a = fresh["answer_to_arrival_ms"]
+        subs = fresh["opened"] - fresh["dropped"]
+        what = (f"{subs:,} SSE subscribers, {fresh['writes_per_s']:,.0f} sales/s")
+        ok = fresh["missing"] == 0 and fresh["dropped"] == 0
+        for q, lim in (("p50", 10), ("p99", 50)):
+            v = a[q] if a["n"] else None
+            rows.append((f"freshness {q}, write's 201 -> change at each subscriber "
+                         f"of its store ({what}) (ms)", fmt(v, digits=2),
+                         f"{fresh['write_latency_ms'][q]:.2f} (the write's own latency)",
+                         None, f"< {lim} ms", None if v is None else (v < lim and ok)))
+    if idle:
+        v = idle["rss_hold_mb"] if idle.get("rss_hold_mb") else None
+        rows.append((f"{idle['held']:,} idle SSE subscribers held "
+                     f"{idle['hold_s']:.0f} s (MB RSS of the query service)",
+                     fmt(v, digits=1),
+                     f"{idle['rss_before_mb']:.1f} (before they opened)", None,
+                     "< 200 MB",
+                     None if v is None else (v < 200 and idle["held"] == idle["subscribers"])))
+    return rows
+
+
+def stream_details(fresh, idle, fig):
+    """The change-stream section of the details."""
+    det = []
+    if not fresh and not idle:
+        return det
+    det.append("### Change streams (bench/freshness.c)\n")
+    if idle:
+        det.append(f"- idle: {idle['subscribers']:,} `GET /v1/changes?store_id=` SSE "
+                   f"subscriptions (round robin over the 20 stores), {idle['opened']:,} "
+                   f"answered 200, {idle['failed']} failed, {idle['dropped']} dropped "
+                   f"during the {idle['hold_s']:.0f} s hold; all open in {idle['open_s']:.2f} s")
+        det.append(f"- query service VmRSS: {idle['rss_before_mb']:.1f} MB before, "
+                   f"{idle['rss_open_mb']:.1f} MB once all were open, "
+                   f"**{idle['rss_hold_mb']:.1f} MB after the hold**: "
+                   f"{idle['kib_per_subscriber']:.1f} KiB per subscriber above the "
+                   f"baseline (the client: {idle['client_rss_mb']:.1f} MB)")
+    if fresh:
+        def h(name, x):
+            return (f"{name}: p50 {x['p50']:.2f} ms, p90 {x['p90']:.2f} ms, p99 {x['p99']:.2f} ms, "
+                    f"p99.9 {x['p999']:.2f} ms, max {x['max']:.2f} ms ({x['n']:,} samples)")
+        det.append(f"- freshness: {fresh['opened']:,} SSE subscribers ({fresh['failed']} failed, "
+                   f"{fresh['dropped']} dropped; {fresh['opened'] // max(1, fresh['stores'])} per store), "
+                   f"sales (1 unit, stores in turn, random products) at "
+                   f"{fresh['rate_target']:,.0f}/s offered open loop over 128 connections; "
+                   f"{fresh['writes_ok']:,} writes answered 201 in the {fresh['duration_s']:.0f} s "
+                   f"measured after {fresh['warmup_s']:.0f} s of warm-up "
+                   f"({fresh['writes_per_s']:,.0f}/s), {fresh['write_errors']} errors")
+        det.append("- " + h("**write's 201 -> arrival** at every subscriber of its store",
+                             fresh["answer_to_arrival_ms"]))
+        det.append("- " + h("send -> arrival", fresh["send_to_arrival_ms"]))
+        det.append("- " + h("201 -> first subscriber of the store", fresh["answer_to_first_ms"]))
+        det.append("- " + h("201 -> last subscriber of the store", fresh["answer_to_last_ms"]))
+        det.append("- " + h("the write itself (intended send -> 201)", fresh["write_latency_ms"]))
+        det.append(f"- arrivals: {fresh['received']:,} of {fresh['expected']:,} expected "
+                   f"(missing {fresh['missing']:,}), duplicates {fresh['duplicates']}, "
+                   f"changes of unknown transactions {fresh['foreign']}, overflow messages "
+                   f"{fresh['overflows']}; arrivals read before their write's answer: {fresh['early']}")
+        if fresh.get("client_cpu_s") is not None:
+            det.append(f"- this client (one process, one loop thread): {fresh['client_cpu_s']:.1f} CPU s "
+                       f"over {fresh['client_wall_s']:.1f} s")
+    cpu = fig.get("fresh_cpu")
+    if fresh and isinstance(cpu, dict):
+        det.append(f"- CPU during the freshness run ({cpu['wall_s']:.0f} s, in cores): query service "
+                   f"{cpu['query']:.2f}, projector {cpu['projector']:.2f}, command service "
+                   f"{cpu['command']:.2f}; the machine ({cpu['cores']} cores) was "
+                   f"{100 * cpu['machine_busy']:.0f} % busy")
+    if fig.get("qry_rss_after_streams_mb") is not None:
+        det.append(f"- query service RSS after both: {fmt(fig.get('qry_rss_after_streams_mb'), 'MB', 1)}")
+    det.append("")
+    return det
+
+
 def main():
     out, doc = sys.argv[1], sys.argv[2]
     fig = load(out, "figures.json") or {}
@@ -64,6 +141,8 @@ def main():
     rg = load(out, "read-page-res.json")
     pbp = load(out, "pgbench-point.json")
     pbg = load(out, "pgbench-page.json")
+    fresh = load(out, "freshness.json")
+    idle = load(out, "idle-subs.json")
     rb_own = rebuild_line(out, "rebuild-own.txt")
     rb_b = rebuild_line(out, "rebuild-b.txt")
 
@@ -144,6 +223,9 @@ def main():
         row(f"{name} p99 (ms)", fmt(p99, digits=2),
             fmt(pb and pb["p99_ms"], digits=2) + " (pgbench)", None, "< 5 ms",
             None if p99 is None else p99 < 5)
+
+    for rr in stream_rows(fresh, idle):
+        row(*rr)
 
     table = ["| operation | stockflow | limit (same run) | % of limit | target | met? |",
              "|---|---|---|---|---|---|"]
@@ -246,6 +328,7 @@ def main():
         det.append(f"- RSS: query service {fmt(fig.get('qry_rss_mb'), 'MB', 1)}, "
                    f"projector {fmt(fig.get('proj_rss_mb'), 'MB', 1)}")
     det.append("")
+    det.extend(stream_details(fresh, idle, fig))
 
     head = [
         "# Benchmarks",

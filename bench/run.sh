@@ -26,7 +26,13 @@
 #     database against bench/pg_limit.c (COPY into staging + upsert of the
 #     same rows); point lookups and 100-row store pages over HTTP at 64
 #     connections against pgbench running the same prepared SELECTs at 64
-#     clients.
+#     clients;
+#  7. change streams (bench/freshness.c, one process for both sides so the
+#     times share one clock): 10,000 idle SSE subscribers to GET /v1/changes
+#     held 10 s with the query service's VmRSS read (quick: 2,000); then
+#     1,000 subscribers (50 per store; quick: 200) while sales go to the
+#     command service at 1,000/s open loop, and the time from each write's
+#     201 answer to its change's arrival at every subscriber of its store.
 # Every process it starts is stopped by its pid when it exits.
 #
 # Environment (all optional):
@@ -39,6 +45,8 @@
 #                               quick 200k)
 #   STOCKFLOW_BENCH_TOKEN       Bearer token for the services when auth is on
 #   STOCKFLOW_BENCH_NO_DOC=1    do not write docs/benchmarks.md
+#   STOCKFLOW_BENCH_ONLY=streams  after the seed, only step 7 (the report
+#                               goes to $STATE/results/benchmarks.md)
 #   STOCKFLOW_BENCH_PERF=1      also profile the whole machine (perf record
 #                               -a -g) during the command, batch, rebuild and
 #                               store-page runs: $STATE/results/perf-*.txt
@@ -51,7 +59,7 @@ QUICK=0
 case "${1:-}" in
   "") ;;
   --quick) QUICK=1 ;;
-  -h | --help) sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,52p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
 esac
 
@@ -63,11 +71,19 @@ if [ "$QUICK" = 1 ]; then
   DUR="${STOCKFLOW_BENCH_DURATION:-5}"; WARM=1
   EVENTS="${STOCKFLOW_BENCH_EVENTS:-200000}"
   REBUILD_STORES=200
+  FRESH_SUBS=200; IDLE_SUBS=2000
 else
   DUR="${STOCKFLOW_BENCH_DURATION:-20}"; WARM=2
   EVENTS="${STOCKFLOW_BENCH_EVENTS:-1000000}"
   REBUILD_STORES=1000
+  FRESH_SUBS=1000; IDLE_SUBS=10000
 fi
+ONLY="${STOCKFLOW_BENCH_ONLY:-}"
+case "$ONLY" in
+  "" | streams) ;;
+  *) echo "bench/run.sh: STOCKFLOW_BENCH_ONLY must be empty or streams" >&2; exit 2 ;;
+esac
+FRESH_RATE=1000
 STORES=20
 PRODUCTS=1000
 CONNS=64
@@ -262,6 +278,10 @@ start_command() {
     STOCKFLOW_MAX_BODY=1048576 -- "$CMD_BIN"
   wait_ready command "$CMD_URL/readyz" 120
 }
+# 10,000 idle change streams need as many descriptors in the query service
+# (and the client): the services inherit this shell's limit.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+say "open files limit for the services: $(ulimit -n)"
 say "starting the services (command :$PORT_CMD, projector :$PORT_PROJ, query :$PORT_QRY)"
 start_command
 start projector STOCKFLOW_PROJECTOR_LISTEN="127.0.0.1:$PORT_PROJ" -- "$PROJ_BIN"
@@ -337,6 +357,32 @@ if [ "$(jget "$OUT/seed-batches-res.json" 'd["ok"]' 2>/dev/null)" != "$STORES" ]
 fi
 grep -E '^\[|requests' "$LOGS/seed.log" >&2
 
+# wait_projector: until the projector's applied count stops moving for 3 s.
+wait_projector() {
+  python3 - "$PROJ_URL/metrics" <<'PY'
+import sys, time, urllib.request
+def applied():
+    try:
+        text = urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()
+    except Exception:
+        return None
+    for line in text.splitlines():
+        if line.startswith("stockflow_projector_events_applied_total "):
+            return float(line.split()[-1])
+last, since = None, time.monotonic()
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
+    n = applied()
+    if n != last:
+        last, since = n, time.monotonic()
+    elif time.monotonic() - since > 3:
+        break
+    time.sleep(0.2)
+PY
+}
+
+# Steps 4 to 6 (skipped with STOCKFLOW_BENCH_ONLY=streams).
+if [ "$ONLY" != streams ]; then
 # ---- 4. write side ----
 cat >"$OUT/mix.json" <<'EOF'
 {"ops":[
@@ -511,26 +557,7 @@ say "PostgreSQL limit: COPY into staging + upsert of the same $EVENTS rows"
   2>>"$LOGS/pg-limit.log" | tee -a "$LOGS/results.log" >&2 || die "sf-pg-limit (10k) failed"
 
 say "waiting for the projector to catch up with the write runs"
-python3 - "$PROJ_URL/metrics" <<'PY'
-import sys, time, urllib.request
-def applied():
-    try:
-        text = urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()
-    except Exception:
-        return None
-    for line in text.splitlines():
-        if line.startswith("stockflow_projector_events_applied_total "):
-            return float(line.split()[-1])
-last, since = None, time.monotonic()
-deadline = time.monotonic() + 600
-while time.monotonic() < deadline:
-    n = applied()
-    if n != last:
-        last, since = n, time.monotonic()
-    elif time.monotonic() - since > 3:
-        break
-    time.sleep(0.2)
-PY
+wait_projector
 
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -606,8 +633,44 @@ perf_stop read-page
 pgbench_run page "$OUT/pgbench-page.sql"
 put qry_rss_mb "$(rss_mb "$(pid_of query)")"
 put proj_rss_mb "$(rss_mb "$(pid_of projector)")"
+fi # steps 4 to 6
 
-# ---- 7. the report ----
+# ---- 7. change streams ----
+say "waiting for the projector to catch up before the change streams"
+wait_projector
+# Idle first, so the figure is not the leftover of the freshness run's
+# buffers. The query service takes at most 10,000 connections (sf_http's
+# max_connections, not a setting): nothing else may talk to it meanwhile.
+say "idle change streams: $IDLE_SUBS SSE subscribers held 10 s, query service VmRSS"
+"$B/sf-freshness" "${AUTH[@]}" --query-url "$QRY_URL" --ids "$OUT/ids.json" --idle \
+  -s "$IDLE_SUBS" --hold 10 --pid "$(pid_of query)" --json "$OUT/idle-subs.json" \
+  --label idle-subscribers 2>>"$LOGS/freshness.log" | tee -a "$LOGS/results.log" >&2 \
+  || say "sf-freshness --idle failed (log $LOGS/freshness.log)"
+sleep 2 # let the service close the streams before the next run
+# cpu_ticks PID: user + system clock ticks of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# machine_ticks: "busy total" clock ticks of the whole machine so far.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
+say "freshness: $FRESH_SUBS SSE subscribers, $FRESH_RATE sales/s for ${DUR}s (+${WARM}s warm-up)"
+q0=$(cpu_ticks "$(pid_of query)"); p0=$(cpu_ticks "$(pid_of projector)"); c0=$(cpu_ticks "$(pid_of command)")
+read -r mb0 mt0 <<<"$(machine_ticks)"; t0=$(date +%s.%N)
+"$B/sf-freshness" "${AUTH[@]}" --query-url "$QRY_URL" --command-url "$CMD_URL" \
+  --ids "$OUT/ids.json" -s "$FRESH_SUBS" -r "$FRESH_RATE" -d "$DUR" -w "$WARM" \
+  --json "$OUT/freshness.json" --label freshness 2>>"$LOGS/freshness.log" \
+  | tee -a "$LOGS/results.log" >&2 || say "sf-freshness failed (log $LOGS/freshness.log)"
+q1=$(cpu_ticks "$(pid_of query)"); p1=$(cpu_ticks "$(pid_of projector)"); c1=$(cpu_ticks "$(pid_of command)")
+read -r mb1 mt1 <<<"$(machine_ticks)"; t1=$(date +%s.%N)
+# CPU of each service during the freshness run, in cores (1.0 = one core
+# busy the whole run), and the machine's busy share.
+put fresh_cpu "$(python3 -c "
+import json, os
+hz = os.sysconf('SC_CLK_TCK'); w = $t1 - $t0
+print(json.dumps({'wall_s': w, 'query': ($q1 - $q0) / hz / w, 'projector': ($p1 - $p0) / hz / w,
+  'command': ($c1 - $c0) / hz / w, 'machine_busy': ($mb1 - $mb0) / max(1, $mt1 - $mt0),
+  'cores': os.cpu_count()}))")"
+put qry_rss_after_streams_mb "$(rss_mb "$(pid_of query)")"
+
+# ---- 8. the report ----
 say "machine and versions"
 MEM_MB="$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
 CPU="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
@@ -622,6 +685,6 @@ put duration_s "$DUR"
 put events "$EVENTS"
 put run_s "$((SECONDS - T0))"
 DOC="$ROOT/docs/benchmarks.md"
-[ "${STOCKFLOW_BENCH_NO_DOC:-0}" = 1 ] && DOC="$OUT/benchmarks.md"
+{ [ "${STOCKFLOW_BENCH_NO_DOC:-0}" = 1 ] || [ "$ONLY" = streams ]; } && DOC="$OUT/benchmarks.md"
 python3 "$ROOT/bench/report.py" "$OUT" "$DOC" || die "report.py failed"
 say "report written to $DOC (raw results in $OUT); took $((SECONDS - T0)) s"
