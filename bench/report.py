@@ -122,6 +122,243 @@ def stream_details(fresh, idle, fig):
     return det
 
 
+
+# ---- stockflow next to the peer (bench/run.sh --with-parse) ----
+
+def lat_of(res):
+    """{p50, p90, p99, p999} in ms of an sf-loadgen result, or None."""
+    if not res:
+        return None
+    l = res["latency_ms"]
+    return {"p50": l["p50"], "p90": l.get("p90"), "p99": l["p99"], "p999": l.get("p999")}
+
+
+def lat_parse(fig_):
+    """The same of a Parse figure of bench/parse/run.sh's results."""
+    if not fig_:
+        return None
+    return {"p50": fig_.get("p50_ms"), "p90": fig_.get("p90_ms"), "p99": fig_.get("p99_ms"),
+            "p999": fig_.get("p999_ms")}
+
+
+def lat_pgbench(pb):
+    if not pb:
+        return None
+    return {"p50": pb.get("p50_ms"), "p90": pb.get("p90_ms"), "p99": pb.get("p99_ms"),
+            "p999": pb.get("p999_ms")}
+
+
+def ratio_more(sf, peer):
+    if sf is None or not peer:
+        return "n/a"
+    return f"**{sf / peer:.1f}x** more" if sf >= peer else f"{peer / sf:.1f}x fewer" if sf else "n/a"
+
+
+def ratio_lower(sf, peer):
+    if not sf or not peer:
+        return "n/a"
+    return f"**{peer / sf:.1f}x** lower" if sf <= peer else f"{sf / peer:.1f}x higher"
+
+
+def peer_rows(parse, sales, http_sales, rp, rg, pbp, pbg, fresh):
+    """The ten-second table: (operation, stockflow, Parse, ratio, limit, % of limit)."""
+    rows = []
+    g = lambda d, *ks: None if d is None else (d.get(ks[0]) if len(ks) == 1 else g(d.get(ks[0]), *ks[1:]))
+    sf = sales and sales["ok_rps"]
+    pm = g(parse, "movement", "movements_per_s")
+    lim = http_sales and http_sales["ok_rps"]
+    rows.append(("stock movement: one sale recorded and applied (movements/s)",
+                 fmt(sf), fmt(pm) + " (POST Transaction + PUT Increment)", ratio_more(sf, pm),
+                 fmt(lim) + " (fixed-201 server, sales)", fmt(pct(sf, lim), "%", 1)))
+    sp = lat_of(sales)
+    ip = lat_parse(g(parse, "increment"))
+    hp = lat_of(http_sales)
+    for q in ("p50", "p99"):
+        a, b, c = sp and sp[q], ip and ip[q], hp and hp[q]
+        rows.append((f"sale {q} (ms; Parse: its PUT Increment alone)", fmt(a, digits=1),
+                     fmt(b, digits=1), ratio_lower(a, b), fmt(c, digits=2) + " (fixed 201)", "n/a"))
+    for name, res, pk, pb, plabel in (
+            ("point lookup: one inventory row (requests/s)", rp, "read_row", pbp, "GET Inventory/{id}"),
+            ("store page: 100 inventory rows (requests/s)", rg, "read_page", pbg, "GET Inventory?where=store")):
+        v = res and res["ok_rps"]
+        pv = g(parse, pk, "ok_rps")
+        lim = pb and pb["tps"]
+        rows.append((name, fmt(v), fmt(pv) + f" ({plabel})", ratio_more(v, pv),
+                     fmt(lim) + " (pgbench, same SQL)", fmt(pct(v, lim), "%", 1)))
+        a = res and res["latency_ms"]["p99"]
+        b = g(parse, pk, "p99_ms")
+        rows.append((name.split(":")[0] + " p99 (ms)", fmt(a, digits=1), fmt(b, digits=1),
+                     ratio_lower(a, b), fmt(pb and pb["p99_ms"], digits=1) + " (pgbench)", "n/a"))
+    lq = g(parse, "livequery")
+    if fresh or lq:
+        a = fresh and fresh["answer_to_arrival_ms"]["p50"]
+        b = lq and lq["answer_to_event_ms"]["p50"]
+        what_sf = (f"SSE, {fresh['opened'] - fresh['dropped']:,} subscribers, "
+                   f"{fresh['writes_per_s']:,.0f} sales/s" if fresh else "")
+        what_p = f"LiveQuery, 1 subscriber, {lq['rate']} writes/s" if lq else ""
+        rows.append(("change feed: write's answer -> change at the subscriber, p50 (ms)",
+                     fmt(a, digits=1) + (f" ({what_sf})" if fresh else ""),
+                     fmt(b, digits=1) + (f" ({what_p})" if lq else ""),
+                     "n/a (not the same load)", "n/a", "n/a"))
+    return rows
+
+
+def correctness_rows(corr, parse):
+    """(check, stockflow, Parse) for the three correctness checks."""
+    rows = []
+    corr = corr or {}
+    parse = parse or {}
+    verdict = lambda d: "" if not d or "error" in d else (" — **pass**" if d.get("pass") else " — **FAIL**")
+    r = corr.get("race")
+    if r and "error" not in r:
+        sf = (f"{r['accepted']} accepted (201), {r['refused_409']} refused (409 insufficient_stock), "
+              f"final on_hand **{r['final_on_hand']}**{verdict(r)}")
+    else:
+        sf = "not run" + (f" ({r['error']})" if r else "")
+    pr = parse.get("race")
+    pp = (f"{pr['accepted']} accepted, final quantity **{pr['final_quantity']}** "
+          f"(Increment has no floor)" if pr else "not run")
+    rows.append(("32 clients x 10 sales of 1 from stock 100 (same race)", sf, pp))
+    d = corr.get("disconnect")
+    if d and "error" not in d:
+        sf = (f"{d['written']} written ({d.get('written_while_away', '?')} while away), received "
+              f"{d['received']} ({d.get('received_after_resume', '?')} after the resume), lost **{d['lost']}**, "
+              f"duplicated {d['duplicates']} (resumed with Last-Event-ID){verdict(d)}")
+    else:
+        sf = "not run" + (f" ({d['error']})" if d else "")
+    pd = parse.get("livequery_disconnect")
+    pp = (f"received {pd['received']}, lost **{pd['lost']}** (LiveQuery has no replay)" if pd else "not run")
+    rows.append(("subscriber away 5 s during 100 changes at 10/s, then reconnects", sf, pp))
+    t = corr.get("retry")
+    if t and "error" not in t:
+        sf = (f"{t['first']} then {t['second']} (Idempotent-Replayed: {t['replayed_header']}, "
+              f"same body: {'yes' if t['same_body'] else 'no'}), applied **{t['applied']}** time(s){verdict(t)}")
+    else:
+        sf = "not run" + (f" ({t['error']})" if t else "")
+    pa, pb = parse.get("retry_default"), parse.get("retry_idempotency")
+    pp = []
+    if pa:
+        pp.append(f"defaults: {pa['first']} then {pa['second']}, **{pa['created']} objects**")
+    if pb:
+        pp.append(f"experimental idempotency on: {pb['first']} then {pb['second']}, "
+                  f"**{pb['created']} object(s)**")
+    rows.append(("one write retried with the same key (Idempotency-Key; Parse: X-Parse-Request-Id)",
+                 sf, "; ".join(pp) or "not run"))
+    return rows
+
+
+def gp_str(s):
+    """A gnuplot double-quoted string."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def plots(out, img_dir, fig, parse, sales, http_sales, rp, rg, pbp, pbg):
+    """Draws the PNGs with gnuplot; returns [(file name, alt text)]."""
+    import shutil
+    import subprocess
+    if not shutil.which("gnuplot"):
+        print("report.py: gnuplot not found: no plots", file=sys.stderr)
+        return []
+    os.makedirs(img_dir, exist_ok=True)
+    g = lambda d, *ks: None if d is None else (d.get(ks[0]) if len(ks) == 1 else g(d.get(ks[0]), *ks[1:]))
+    vers = fig.get("versions", "?")
+    if parse:
+        pv = parse.get("versions", {})
+        vers += (f"; Parse Server {pv.get('parse-server', '?')}, Node.js {pv.get('node', '?')}")
+    sub = (f"machine: {fig.get('machine', '?')}\n"
+           f"{vers}\n"
+           f"command: {fig.get('command', '?').strip()}   date: {fig.get('date', '?')}   commit {fig.get('commit', '?')}")
+
+    def nz(v):
+        return "NaN" if v is None else f"{v:.6g}"
+
+    made = []
+    # Throughput bars: stockflow, Parse, the limit per operation.
+    ops = [("sale (movement)", sales and sales["ok_rps"], g(parse, "movement", "movements_per_s"),
+            http_sales and http_sales["ok_rps"]),
+           ("point lookup", rp and rp["ok_rps"], g(parse, "read_row", "ok_rps"), pbp and pbp["tps"]),
+           ("store page, 100 rows", rg and rg["ok_rps"], g(parse, "read_page", "ok_rps"), pbg and pbg["tps"])]
+    dat = os.path.join(out, "plot-throughput.dat")
+    with open(dat, "w") as f:
+        for name, a, b, c in ops:
+            f.write(f"{gp_str(name)} {nz(a)} {nz(b)} {nz(c)}\n")
+    png = os.path.join(img_dir, "throughput.png")
+    script = f"""
+set terminal pngcairo size 1200,720 font "DejaVu Sans,10" noenhanced
+set output {gp_str(png)}
+set title {gp_str("Throughput at 64 connections, closed loop (per second, log scale): stockflow, Parse Server, the limit measured in the same run" + chr(10) + sub)} font ",9"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [10:*]
+set ylabel "operations per second"
+set grid ytics
+set key outside bottom center horizontal
+set xrange [-0.6:{len(ops) - 0.4}]
+set tmargin 8
+plot {gp_str(dat)} using 2:xtic(1) title "stockflow" lc rgb "#1f77b4", \\
+     '' using 3 title "Parse Server" lc rgb "#ff7f0e", \\
+     '' using 4 title "limit (fixed-201 HTTP server / pgbench)" lc rgb "#7f7f7f", \\
+     '' using ($0-0.25):2:(sprintf("%.0f",$2)) with labels offset 0,0.7 notitle, \\
+     '' using ($0):3:(sprintf("%.0f",$3)) with labels offset 0,0.7 notitle, \\
+     '' using ($0+0.25):4:(sprintf("%.0f",$4)) with labels offset 0,0.7 notitle
+"""
+    gpf = os.path.join(out, "plot-throughput.gp")
+    open(gpf, "w").write(script)
+    r = subprocess.run(["gnuplot", gpf], capture_output=True, text=True)
+    if r.returncode == 0:
+        made.append(("throughput.png", "throughput bars: stockflow, Parse Server and the limit per operation"))
+    else:
+        print("report.py: gnuplot throughput: " + r.stderr[-500:], file=sys.stderr)
+
+    # Latency percentile curves, one panel per operation.
+    panels = [("sale / stock write", [("stockflow sale", lat_of(sales)),
+                                     ("Parse PUT Increment", lat_parse(g(parse, "increment"))),
+                                     ("Parse POST Transaction", lat_parse(g(parse, "transaction"))),
+                                     ("limit: fixed-201 server", lat_of(http_sales))]),
+              ("point lookup", [("stockflow", lat_of(rp)), ("Parse", lat_parse(g(parse, "read_row"))),
+                                ("limit: pgbench", lat_pgbench(pbp))]),
+              ("store page, 100 rows", [("stockflow", lat_of(rg)), ("Parse", lat_parse(g(parse, "read_page"))),
+                                        ("limit: pgbench", lat_pgbench(pbg))])]
+    qs = (("p50", 0.30103), ("p90", 1.0), ("p99", 2.0), ("p999", 3.0))
+    lines = [f'set terminal pngcairo size 1500,620 font "DejaVu Sans,10" noenhanced',
+             f"set output {gp_str(os.path.join(img_dir, 'latency.png'))}",
+             "set multiplot layout 1,3 title " + gp_str(
+                 "Latency percentiles at 64 connections, closed loop (ms, log scale)" + chr(10)
+                 + sub) + ' font ",9"',
+             "set logscale y", "set grid", "set xrange [0.1:3.2]",
+             'set xtics ("p50" 0.30103, "p90" 1, "p99" 2, "p99.9" 3)',
+             'set ylabel "ms"', "set key top left", "set tmargin 7"]
+    for i, (title, series) in enumerate(panels):
+        plots_ = []
+        for j, (label, l) in enumerate(series):
+            if not l:
+                continue
+            dat = os.path.join(out, f"plot-latency-{i}-{j}.dat")
+            with open(dat, "w") as f:
+                for q, x in qs:
+                    if l.get(q) is not None:
+                        f.write(f"{x} {l[q]:.6g}\n")
+            dash = " dt 2" if label.startswith("limit") else ""
+            colour = ("#7f7f7f" if label.startswith("limit") else "#1f77b4" if label.startswith("stockflow")
+                      else "#8c564b" if "Transaction" in label else "#ff7f0e")
+            plots_.append(f"{gp_str(dat)} using 1:2 with linespoints lw 2 pt 7{dash} "
+                          f"lc rgb {gp_str(colour)} title {gp_str(label)}")
+        lines.append(f"set title {gp_str(title)}")
+        lines.append("plot " + (", ".join(plots_) if plots_ else "NaN notitle"))
+    lines.append("unset multiplot")
+    gpf = os.path.join(out, "plot-latency.gp")
+    open(gpf, "w").write("\n".join(lines) + "\n")
+    r = subprocess.run(["gnuplot", gpf], capture_output=True, text=True)
+    if r.returncode == 0:
+        made.append(("latency.png", "latency percentile curves p50/p90/p99/p99.9 per operation"))
+    else:
+        print("report.py: gnuplot latency: " + r.stderr[-500:], file=sys.stderr)
+    return made
+
+
 def main():
     out, doc = sys.argv[1], sys.argv[2]
     fig = load(out, "figures.json") or {}
@@ -145,6 +382,10 @@ def main():
     idle = load(out, "idle-subs.json")
     rb_own = rebuild_line(out, "rebuild-own.txt")
     rb_b = rebuild_line(out, "rebuild-b.txt")
+    sales = load(out, "sales.json")
+    http_sales = load(out, "http-limit-sales.json")
+    parse = load(out, "parse.json")
+    corr = load(out, "correctness.json")
 
     rows = []  # operation, stockflow, limit, % of limit, target, met
 
@@ -346,14 +587,53 @@ def main():
         f"- versions: {fig.get('versions', '?')}; Release build (-O3)",
         "",
     ]
-    text = "\n".join(head + table + [""] + ["## Details", ""] + det)
+    top = []
+    if parse or sales:
+        pr = peer_rows(parse, sales, http_sales, rp, rg, pbp, pbg, fresh)
+        top += ["## stockflow, Parse Server and the limits (same run, same client)", "",
+                "Same machine, same load generator (`sf-loadgen`), same 64 keep-alive connections "
+                "(closed loop), same data shape (20 stores x 1,000 products); stockflow and the peer "
+                "run one after the other in this run (`--with-parse`), each on the quiet machine. "
+                "Ratio: how much better (or worse) stockflow is than Parse. Limit: the same "
+                "requests against a fixed-201 HTTP server on the services' own stack (writes) or "
+                "pgbench running the query service's SQL (reads), measured in this run.", "",
+                "| operation | stockflow | Parse Server | ratio | limit | stockflow % of limit |",
+                "|---|---|---|---|---|---|"]
+        top += ["| " + " | ".join(r) + " |" for r in pr]
+        if parse:
+            pv = parse.get("versions", {})
+            top += ["", f"Parse: {parse.get('command', '?').strip()} ({parse.get('duration_s')} s per "
+                    f"figure, {parse.get('connections')} connections, {parse.get('date')}); "
+                    f"parse-server {pv.get('parse-server')}, Node.js {pv.get('node')}, "
+                    f"PostgreSQL {pv.get('postgresql')}; one Node process, LiveQuery in-process, "
+                    "an index added on Inventory.store. Raw figures: `parse.json` in the results folder."]
+        else:
+            top += ["", "Parse Server was not run (or failed) in this run: `bench/run.sh --with-parse`."]
+        top.append("")
+    if corr or parse:
+        top += ["## Correctness, side by side", "",
+                "stockflow: `bench/correctness.py` (Python threads, plain HTTP/1.1 and SSE against the "
+                "public API); Parse: `bench/parse/run.sh` (sf-loadgen for the race, curl for the retry, "
+                "the parse SDK's LiveQuery client for the disconnect).", "",
+                "| check | stockflow | Parse Server |", "|---|---|---|"]
+        top += ["| " + " | ".join(r) + " |" for r in correctness_rows(corr, parse)]
+        top.append("")
+    img_dir = os.path.join(os.path.dirname(os.path.abspath(doc)), "img")
+    made = plots(out, img_dir, fig, parse, sales, http_sales, rp, rg, pbp, pbg) if (parse or sales) else []
+    if made:
+        top += ["## Plots", ""]
+        top += [f"![{alt}](img/{name})" + "\n" for name, alt in made]
+        top.append("")
+    if top:
+        top += ["## Against the targets (stockflow and the physical limits)", ""]
+    text = "\n".join(head + top + table + [""] + ["## Details", ""] + det)
     text += "\n## Analysis (bench/notes.md: written from the full run of 2026-11-26; rerun, then update it)\n\n"
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
         text += open(notes).read()
     with open(doc, "w") as f:
         f.write(text)
-    print("\n".join(table))
+    print("\n".join([l for l in top if l.startswith("|")] + [""] + table))
 
 
 if __name__ == "__main__":

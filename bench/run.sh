@@ -5,6 +5,10 @@
 #
 #   bench/run.sh            full run (20 s per HTTP figure, 1M-event logs)
 #   bench/run.sh --quick    short run (under 3 minutes once built)
+#   bench/run.sh [--quick] --with-parse
+#                           the same, plus the peer (Parse Server, step 9)
+#                           in the same run, and the report opens with
+#                           stockflow next to Parse and the limits
 #
 # What it does:
 #  1. builds Release into build-bench (STOCKFLOW_BENCH_BUILD_DIR);
@@ -33,6 +37,17 @@
 #     1,000 subscribers (50 per store; quick: 200) while sales go to the
 #     command service at 1,000/s open loop, and the time from each write's
 #     201 answer to its change's arrival at every subscriber of its store.
+#  8. correctness (bench/correctness.py, plain HTTP from Python threads,
+#     the same kind of client as the peer's): 32 clients x 10 sales of 1
+#     from stock 100; an SSE client away 5 s during 100 changes, resuming
+#     with Last-Event-ID; a sale retried with the same Idempotency-Key;
+#  9. with --with-parse: a pure-sale run (POST /v1/stores/{store}/transactions
+#     at 64 connections, and the same spec against the fixed-201 server) in
+#     step 4; then, once the stockflow stack is stopped, bench/parse/run.sh
+#     (same duration, same sf-loadgen, same connection count; its results go
+#     to $STATE/results/parse.json).
+# The report (bench/report.py) also draws PNG plots with gnuplot (installed
+# by this script with apt-get when missing) into docs/img/.
 # Every process it starts is stopped by its pid when it exits.
 #
 # Environment (all optional):
@@ -56,12 +71,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="$ROOT/deploy/local"
 CMDLINE="bench/run.sh $*"
 QUICK=0
-case "${1:-}" in
-  "") ;;
-  --quick) QUICK=1 ;;
-  -h | --help) sed -n '2,52p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
-esac
+WITH_PARSE=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --with-parse) WITH_PARSE=1 ;;
+    -h | --help) sed -n '2,67p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: bench/run.sh [--quick] [--with-parse]" >&2; exit 2 ;;
+  esac
+done
 
 T0=$SECONDS
 STATE="${STOCKFLOW_BENCH_STATE_DIR:-/tmp/stockflow-bench}"
@@ -92,7 +110,7 @@ PORT_KAFKA=$BASE; PORT_KCTL=$((BASE + 1)); PORT_PG=$((BASE + 2))
 PORT_CMD=$((BASE + 3)); PORT_QRY=$((BASE + 4)); PORT_PROJ=$((BASE + 5))
 PORT_201=$((BASE + 6)); PORT_CMD2=$((BASE + 7)); PORT_PROJ2=$((BASE + 8))
 
-say() { printf '== %s\n' "$*" >&2; }
+say() { printf '== [%3d s] %s\n' $((SECONDS - T0)) "$*" >&2; }
 die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
 
 # ---- the private stack's settings (read by deploy/local/lib.sh) ----
@@ -254,6 +272,14 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSF_TESTS=OFF \
   -DSF_SANITIZE=OFF -DSF_BENCH=ON -DCMAKE_C_FLAGS=-Wno-error=format-truncation >"$LOGS/build.log" 2>&1 \
   && cmake --build "$BUILD" -j"$(nproc)" >>"$LOGS/build.log" 2>&1 \
   || { tail -n 30 "$LOGS/build.log" >&2; die "build failed (log $LOGS/build.log)"; }
+# The plots: gnuplot (Debian's gnuplot-nox: no X), for this script only.
+if ! command -v gnuplot >/dev/null 2>&1; then
+  say "installing gnuplot-nox for the plots"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends gnuplot-nox; } >"$LOGS/gnuplot-install.log" 2>&1 \
+    || say "gnuplot could not be installed (log $LOGS/gnuplot-install.log): no plots"
+fi
 B="$BUILD/bench"
 CMD_BIN="$BUILD/services/command/stockflow-command"
 PROJ_BIN="$BUILD/services/projector/stockflow-projector"
@@ -412,6 +438,20 @@ start http201 -- "$B/sf-http201" --listen "127.0.0.1:$PORT_201"
 wait_ready http201 "http://127.0.0.1:$PORT_201/healthz" 10
 lg --url "http://127.0.0.1:$PORT_201" --spec "$OUT/mix.json" --ids "$OUT/ids.json" \
   -c "$CONNS" -d "$DUR" -w "$WARM" --label http-limit --json "$OUT/http-limit.json" | tee -a "$LOGS/results.log" >&2
+if [ "$WITH_PARSE" = 1 ]; then
+  # The peer's movement is a sale: the same single request here, against
+  # the fixed-201 server now and the command service below.
+  cat >"$OUT/sale.json" <<'EOF'
+{"ops":[{"name":"sale","method":"POST","path":"/v1/stores/{store}/transactions",
+  "body":"{\"product_id\":\"{product}\",\"type\":\"sale\",\"quantity\":1}"}]}
+EOF
+  say "HTTP limit for sales alone: sf-http201, $CONNS connections, ${DUR}s"
+  lg --url "http://127.0.0.1:$PORT_201" --spec "$OUT/sale.json" --ids "$OUT/ids.json" \
+    -c "$CONNS" -d "$DUR" -w "$WARM" --label http-limit-sales --json "$OUT/http-limit-sales.json" | tee -a "$LOGS/results.log" >&2
+  say "sales alone against the command service, $CONNS connections, ${DUR}s"
+  lg --url "$CMD_URL" --spec "$OUT/sale.json" --ids "$OUT/ids.json" \
+    -c "$CONNS" -d "$DUR" -w "$WARM" --label sales --json "$OUT/sales.json" | tee -a "$LOGS/results.log" >&2
+fi
 
 say "commands: the mix against the command service, $CONNS connections, ${DUR}s"
 read -r ev0 bs0 bc0 <<<"$(cmd_counters)"; w0="$(date +%s.%N)"
@@ -617,7 +657,7 @@ for f in glob.glob(d + "/lat.*"):
 lat.sort()
 q = lambda x: lat[min(len(lat) - 1, int(x * len(lat)))] / 1000.0 if lat else 0
 print("[pgbench-%s] %.0f tps, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (name, tps, q(0.5), q(0.99), q(0.999)))
-json.dump({"tps": tps, "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999)}, open(out, "w"))
+json.dump({"tps": tps, "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "p999_ms": q(0.999)}, open(out, "w"))
 PY
 }
 
@@ -670,7 +710,30 @@ print(json.dumps({'wall_s': w, 'query': ($q1 - $q0) / hz / w, 'projector': ($p1 
   'cores': os.cpu_count()}))")"
 put qry_rss_after_streams_mb "$(rss_mb "$(pid_of query)")"
 
-# ---- 8. the report ----
+# ---- 8. correctness ----
+say "correctness: 32 x 10 sales from 100, SSE client away 5 s, Idempotency-Key retry"
+wait_projector
+STOCKFLOW_BENCH_TOKEN="$TOKEN" python3 "$ROOT/bench/correctness.py" --command-url "$CMD_URL" \
+  --query-url "$QRY_URL" --json "$OUT/correctness.json" 2>>"$LOGS/correctness.log" \
+  | tee -a "$LOGS/results.log" >&2 || say "bench/correctness.py failed (log $LOGS/correctness.log)"
+
+# ---- 9. the peer ----
+if [ "$WITH_PARSE" = 1 ]; then
+  say "stopping the stockflow stack before the peer runs on the same machine"
+  stop query; stop projector; stop command
+  "$LOCAL/pg.sh" stop >/dev/null 2>&1
+  "$LOCAL/kafka.sh" stop >/dev/null 2>&1
+  STACK=0
+  PARSE_ARGS=()
+  [ "$QUICK" = 1 ] && PARSE_ARGS=(--quick)
+  say "the peer: bench/parse/run.sh ${PARSE_ARGS[*]} (${DUR}s per figure, $CONNS connections)"
+  PARSE_BENCH_LOADGEN="$LOADGEN" PARSE_BENCH_DURATION="$DUR" PARSE_BENCH_CONNECTIONS="$CONNS" \
+    PARSE_BENCH_RESULTS="$OUT/parse.json" "$ROOT/bench/parse/run.sh" "${PARSE_ARGS[@]}" \
+    >"$LOGS/parse.log" 2>&1 || { tail -n 20 "$LOGS/parse.log" >&2; say "bench/parse/run.sh failed (log $LOGS/parse.log)"; }
+  grep -E '^\[' "$LOGS/parse.log" >&2
+fi
+
+# ---- 10. the report ----
 say "machine and versions"
 MEM_MB="$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
 CPU="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"

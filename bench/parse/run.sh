@@ -2,7 +2,8 @@
 # The peer of issue 6, measured: Parse Server 9 on PostgreSQL with the data
 # shape of bench/run.sh (20 stores x 1,000 products = 20,000 inventory rows)
 # and the same load generator (sf-loadgen) at the same 64 connections.
-# Writes bench/parse/results.json and prints each figure.
+# Writes bench/parse/results.json (or $PARSE_BENCH_RESULTS) and prints each
+# figure.
 #
 #   bench/parse/run.sh            full: 20 s per figure
 #   bench/parse/run.sh --quick    5 s per figure (under 3 minutes)
@@ -28,7 +29,9 @@
 # Environment (optional): PARSE_PG_URI; PARSE_BENCH_LOADGEN (a built
 # sf-loadgen; default <repo>/build-bench/bench/sf-loadgen, else it builds
 # one into <repo>/build-parsebench); PARSE_BENCH_DIR (/tmp/parse-bench-peer);
-# PARSE_BENCH_DURATION (seconds per figure).
+# PARSE_BENCH_DURATION (seconds per figure); PARSE_BENCH_CONNECTIONS (64);
+# PARSE_BENCH_RESULTS (where the results go; default bench/parse/results.json;
+# bench/run.sh --with-parse points it into its own results folder).
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,12 +41,13 @@ QUICK=0
 case "${1:-}" in
   "") ;;
   --quick) QUICK=1 ;;
-  -h | --help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: bench/parse/run.sh [--quick]" >&2; exit 2 ;;
 esac
 if [ "$QUICK" = 1 ]; then DUR="${PARSE_BENCH_DURATION:-5}"; WARM=1; LIVE_S=10
 else DUR="${PARSE_BENCH_DURATION:-20}"; WARM=2; LIVE_S=30; fi
-CONNS=64
+CONNS="${PARSE_BENCH_CONNECTIONS:-64}"
+RESULTS="${PARSE_BENCH_RESULTS:-$HERE/results.json}"
 T0=$SECONDS
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -156,9 +160,9 @@ MEM_MB="$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
 CPU="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 MACHINE="$(nproc) cores ($CPU), ${MEM_MB} MiB RAM, $(uname -sr)"
 PGVER="$(psql "${PARSE_PG_URI%/*}/postgres" -qAt -c 'show server_version' 2>/dev/null || echo unknown)"
-python3 - "$OUT" "$HERE/results.json" "$CMDLINE" "$QUICK" "$DUR" "$MACHINE" "$PGVER" "$((SECONDS - T0))" "$LIVE_S" <<'PY' || die "results.json"
+python3 - "$OUT" "$RESULTS" "$CMDLINE" "$QUICK" "$DUR" "$MACHINE" "$PGVER" "$((SECONDS - T0))" "$LIVE_S" "$CONNS" "$HERE" <<'PY' || die "results.json"
 import json, os, subprocess, sys, datetime
-out, dest, cmdline, quick, dur, machine, pgver, took, live_s = sys.argv[1:10]
+out, dest, cmdline, quick, dur, machine, pgver, took, live_s, conns, here = sys.argv[1:12]
 def load(n):
     p = os.path.join(out, n)
     return json.load(open(p)) if os.path.exists(p) else None
@@ -166,7 +170,7 @@ def lat(r, op=None):
     if r is None:
         return None
     h = r["ops"][op]["latency_ms"] if op else r["latency_ms"]
-    return {"p50_ms": h["p50"], "p99_ms": h["p99"]}
+    return {"p50_ms": h["p50"], "p90_ms": h.get("p90"), "p99_ms": h["p99"], "p999_ms": h.get("p999")}
 def fig(r, op=None):
     if r is None:
         return None
@@ -177,10 +181,10 @@ def fig(r, op=None):
     return d
 mv = load("movement.json")
 race, final = load("race.json"), load("race-final.json")
-ver = lambda m: json.load(open(os.path.join(os.path.dirname(dest), "node_modules", m, "package.json")))["version"]
+ver = lambda m: json.load(open(os.path.join(here, "node_modules", m, "package.json")))["version"]
 res = {
   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-  "command": cmdline, "quick": quick == "1", "duration_s": int(dur), "connections": 64, "took_s": int(took),
+  "command": cmdline, "quick": quick == "1", "duration_s": int(dur), "connections": int(conns), "took_s": int(took),
   "machine": machine,
   "versions": {"parse-server": ver("parse-server"), "parse": ver("parse"), "node": subprocess.check_output(["node", "--version"], text=True).strip(), "postgresql": pgver},
   "seed": load("seed.json"),
@@ -199,4 +203,4 @@ res = {
 json.dump(res, open(dest, "w"), indent=1)
 print(json.dumps({k: res[k] for k in ("race", "retry_default", "retry_idempotency", "livequery_disconnect")}, indent=1))
 PY
-say "results in $HERE/results.json; took $((SECONDS - T0)) s"
+say "results in $RESULTS; took $((SECONDS - T0)) s"

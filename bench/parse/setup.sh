@@ -65,6 +65,9 @@ if [ -f "$DIR/parse.pid" ] && kill -0 "$(cat "$DIR/parse.pid")" 2>/dev/null; the
   die "Parse Server already runs (pid $(cat "$DIR/parse.pid")); bench/parse/stop.sh first"
 fi
 (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && die "port $PORT is in use"
+# From $DIR: parse-server's logger writes ./logs of the working directory
+# before it reads logsFolder.
+cd "$DIR"
 NODE_ENV=production node "$HERE/server.js" >"$DIR/parse.log" 2>&1 </dev/null &
 PID=$!
 echo "$PID" >"$DIR/parse.pid"
