@@ -217,7 +217,7 @@ def correctness_rows(corr, parse):
         sf = "not run" + (f" ({r['error']})" if r else "")
     pr = parse.get("race")
     pp = (f"{pr['accepted']} accepted, final quantity **{pr['final_quantity']}** "
-          f"(Increment has no floor)" if pr else "not run")
+          f"(Increment has no floor)" if pr else "not run (--with-parse)")
     rows.append(("32 clients x 10 sales of 1 from stock 100 (same race)", sf, pp))
     d = corr.get("disconnect")
     if d and "error" not in d:
@@ -227,7 +227,7 @@ def correctness_rows(corr, parse):
     else:
         sf = "not run" + (f" ({d['error']})" if d else "")
     pd = parse.get("livequery_disconnect")
-    pp = (f"received {pd['received']}, lost **{pd['lost']}** (LiveQuery has no replay)" if pd else "not run")
+    pp = (f"received {pd['received']}, lost **{pd['lost']}** (LiveQuery has no replay)" if pd else "not run (--with-parse)")
     rows.append(("subscriber away 5 s during 100 changes at 10/s, then reconnects", sf, pp))
     t = corr.get("retry")
     if t and "error" not in t:
@@ -243,7 +243,7 @@ def correctness_rows(corr, parse):
         pp.append(f"experimental idempotency on: {pb['first']} then {pb['second']}, "
                   f"**{pb['created']} object(s)**")
     rows.append(("one write retried with the same key (Idempotency-Key; Parse: X-Parse-Request-Id)",
-                 sf, "; ".join(pp) or "not run"))
+                 sf, "; ".join(pp) or "not run (--with-parse)"))
     return rows
 
 
