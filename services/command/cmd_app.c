@@ -106,6 +106,19 @@ void cmd_app_new_id(cmd_app_t *a, char out[SF_ID_LEN]) {
 
 /* ---- answers ---- */
 
+json_t *cmd_problem_json(int status, const char *code, const char *detail,
+                         const char *request_id) {
+  char type[160];
+  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
+  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
+                        sf_http_status_text(status), "status", status,
+                        "detail", detail ? detail : sf_http_status_text(status),
+                        "code", code);
+  if (p && request_id)
+    json_object_set_new(p, "request_id", json_string(request_id));
+  return p;
+}
+
 /* Delivers an answer to where the command came from: the HTTP request,
  * or the bus origin's callback (then the request context is freed). */
 static void answer_raw(cmd_req_t *c, int status, const char *content_type,
@@ -131,12 +144,7 @@ static void answer_unrecorded(cmd_req_t *c, int status, const char *code,
     sf_http_respond_problem(c->req, status, code, detail, NULL);
     return;
   }
-  char type[160];
-  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type,
-                        "title", sf_http_status_text(status), "status",
-                        status, "detail", detail, "code", code, "request_id",
-                        c->request_id);
+  json_t *p = cmd_problem_json(status, code, detail, c->request_id);
   char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
   json_decref(p);
   answer_raw(c, status, "application/problem+json", text ? text : "{}");
@@ -158,12 +166,7 @@ void cmd_app_problem(cmd_app_t *a, cmd_req_t *c, int status, const char *code,
                      const char *detail, json_t *extra) {
   if (status >= 400 && status < 500)
     a->rejected++;
-  char type[160];
-  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type, "title",
-                        sf_http_status_text(status), "status", status,
-                        "detail", detail ? detail : sf_http_status_text(status),
-                        "code", code, "request_id", request_id(c));
+  json_t *p = cmd_problem_json(status, code, detail, request_id(c));
   if (p && extra)
     json_object_update_missing(p, extra);
   json_decref(extra);
@@ -319,11 +322,9 @@ cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
   if (cmd_state_idem_get(a->state, c->key_buf, &v)) {
     if (strcmp(v.request_hash, c->hash) != 0) {
       a->rejected++;
-      json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s}", "title",
-                            "Unprocessable Entity", "code",
-                            "idempotency_key_reused", "status", 422, "detail",
-                            "this command id was used for a different command",
-                            "request_id", c->request_id);
+      json_t *p = cmd_problem_json(
+          422, "idempotency_key_reused",
+          "this command id was used for a different command", c->request_id);
       char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
       json_decref(p);
       answer_raw(c, 422, "application/problem+json", text ? text : "{}");
@@ -365,8 +366,9 @@ json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c) {
 }
 
 void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
-                      const char *event_id, const char *command_id) {
-  snprintf(e->event_id, sizeof(e->event_id), "%s", event_id);
+                      const char *command_id) {
+  sf_event_init(e);
+  sf_uuid_v7_str(&a->ids, e->event_id);
   if (command_id)
     snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
   else

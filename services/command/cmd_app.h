@@ -73,6 +73,12 @@ json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c);
  * merged into the problem object. */
 void cmd_app_problem(cmd_app_t *a, cmd_req_t *c, int status, const char *code,
                      const char *detail, json_t *extra);
+/* The problem+json object {type, title, status, detail, code[, request_id]}
+ * every answer of the command service uses (new reference; request_id may
+ * be NULL, e.g. for a batch item). */
+json_t *cmd_problem_json(int status, const char *code, const char *detail,
+                         const char *request_id);
+
 /* 422 validation_failed. */
 void cmd_app_invalid(cmd_app_t *a, cmd_req_t *c, const char *detail);
 /* The status and code of a verdict, with detail. */
@@ -83,11 +89,12 @@ void cmd_app_refuse(cmd_app_t *a, cmd_req_t *c, cmd_verdict_t v,
 const cmd_state_t *cmd_app_state(const cmd_app_t *a);
 /* A fresh UUIDv7 (strictly increasing). */
 void cmd_app_new_id(cmd_app_t *a, char out[SF_ID_LEN]);
-/* Fills the envelope: event id, a new command id (or command_id when
- * given: the events of one command share it), time, actor, idempotency key
- * and request hash. */
+/* Starts an event: zeroes e, gives it a fresh event id (a UUIDv7, which
+ * is also the transaction, product, store or order id of what it creates),
+ * a new command id (or command_id when given: the events of one command
+ * share it), the time, the actor, the idempotency key and request hash. */
 void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
-                      const char *event_id, const char *command_id);
+                      const char *command_id);
 
 typedef struct cmd_outgoing {
   sf_event_t *e;   /* borrowed until cmd_app_commit returns */

@@ -25,11 +25,7 @@ static const char *const item_keys[] = {"store_id", "product_id", "type",
                                         NULL};
 
 static json_t *problem_json(int status, const char *code, const char *detail) {
-  char type[160];
-  snprintf(type, sizeof(type), "https://stockflow.dev/problems/%s", code);
-  return json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
-                   sf_http_status_text(status), "status", status, "detail",
-                   detail, "code", code);
+  return cmd_problem_json(status, code, detail, NULL);
 }
 
 static void set_result(json_t *results, size_t i, int status, json_t *body) {
@@ -188,11 +184,8 @@ static void h_batch(sf_http_req_t *req, void *ud) {
         continue;
       }
     }
-    char txn_id[SF_ID_LEN];
-    cmd_app_new_id(a, txn_id);
     sf_event_t e;
-    sf_event_init(&e);
-    cmd_app_envelope(a, c, &e, txn_id, NULL);
+    cmd_app_envelope(a, c, &e, NULL);
     e.idempotency_key = batch_key ? key : NULL;
     e.request_hash = batch_key ? hash : NULL;
     int status = 0;

@@ -87,11 +87,9 @@ static void h_create_product(sf_http_req_t *req, void *ud) {
                           "(up to 4 fraction digits, not negative)");
     goto out;
   }
-  char id[SF_ID_LEN];
-  cmd_app_new_id(a, id);
   sf_event_t e;
-  sf_event_init(&e);
-  cmd_app_envelope(a, c, &e, id, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
+  const char *id = e.event_id;
   cmd_verdict_t v = cmd_decide_product_create(cmd_app_state(a), id, sku, name,
                                               category, price, reorder, &e);
   if (v != CMD_OK) {
@@ -147,10 +145,7 @@ static void h_update_product(sf_http_req_t *req, void *ud) {
     goto out;
   }
   sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  cmd_app_new_id(a, eid);
-  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
   cmd_verdict_t v = cmd_decide_product_update(cmd_app_state(a), id, name,
                                               category, price, has_reorder,
                                               reorder, &e);
@@ -174,10 +169,7 @@ static void h_discontinue_product(sf_http_req_t *req, void *ud) {
     return;
   }
   sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  cmd_app_new_id(a, eid);
-  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
   cmd_verdict_t v = cmd_decide_product_discontinue(cmd_app_state(a), id, &e);
   if (v != CMD_OK) {
     catalog_verdict(a, c, v, "product", id);
@@ -226,11 +218,9 @@ static void h_create_store(sf_http_req_t *req, void *ud) {
     return;
   const char *name = NULL, *location = NULL, *manager = NULL;
   if (store_fields(a, c, obj, true, &name, &location, &manager)) {
-    char id[SF_ID_LEN];
-    cmd_app_new_id(a, id);
     sf_event_t e;
-    sf_event_init(&e);
-    cmd_app_envelope(a, c, &e, id, NULL);
+    cmd_app_envelope(a, c, &e, NULL);
+    const char *id = e.event_id;
     cmd_decide_store_open(cmd_app_state(a), id, name, location, manager, &e);
     commit_catalog(a, c, &e, id);
   }
@@ -259,10 +249,7 @@ static void h_update_store(sf_http_req_t *req, void *ud) {
     goto out;
   }
   sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  cmd_app_new_id(a, eid);
-  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
   cmd_verdict_t v = cmd_decide_store_update(cmd_app_state(a), id, name,
                                             location, manager, &e);
   if (v != CMD_OK) {
@@ -285,10 +272,7 @@ static void h_close_store(sf_http_req_t *req, void *ud) {
     return;
   }
   sf_event_t e;
-  sf_event_init(&e);
-  char eid[SF_ID_LEN];
-  cmd_app_new_id(a, eid);
-  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
   cmd_verdict_t v = cmd_decide_store_close(cmd_app_state(a), id, &e);
   if (v != CMD_OK) {
     catalog_verdict(a, c, v, "store", id);

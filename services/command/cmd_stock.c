@@ -70,11 +70,8 @@ void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
     return;
   }
   const cmd_state_t *st = cmd_app_state(a);
-  char txn_id[SF_ID_LEN];
-  cmd_app_new_id(a, txn_id);
   sf_event_t e;
-  sf_event_init(&e);
-  cmd_app_envelope(a, c, &e, txn_id, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
   cmd_movement_cmd_t mc = {store_id, product_id, movement, quantity,
                            reason,   reference,  if_match};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, &e);
@@ -212,16 +209,12 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
       !cmd_app_allowed(a, c, SF_ACT_TRANSFER, to))
     goto out;
   const cmd_state_t *st = cmd_app_state(a);
-  char transfer_id[SF_ID_LEN], out_id[SF_ID_LEN], in_id[SF_ID_LEN];
+  char transfer_id[SF_ID_LEN];
   cmd_app_new_id(a, transfer_id);
-  cmd_app_new_id(a, out_id);
-  cmd_app_new_id(a, in_id);
   sf_event_t eo, ei;
-  sf_event_init(&eo);
-  sf_event_init(&ei);
-  cmd_app_envelope(a, c, &eo, out_id, NULL);
+  cmd_app_envelope(a, c, &eo, NULL);
   /* one command: both legs share the command id and the time */
-  cmd_app_envelope(a, c, &ei, in_id, eo.command_id);
+  cmd_app_envelope(a, c, &ei, eo.command_id);
   ei.occurred_at_us = eo.occurred_at_us;
   cmd_verdict_t v = cmd_decide_transfer(st, from, to, product, quantity,
                                         reference, transfer_id, &eo, &ei);
@@ -324,11 +317,9 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
     cmd_app_refuse(a, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
     goto out;
   }
-  char order_id[SF_ID_LEN];
-  cmd_app_new_id(a, order_id);
   sf_event_t e;
-  sf_event_init(&e);
-  cmd_app_envelope(a, c, &e, order_id, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
+  const char *order_id = e.event_id;
   const cmd_state_t *st = cmd_app_state(a);
   cmd_verdict_t v = cmd_decide_order_place(st, store_id, order_id, in, n,
                                            reference, out_lines, shorts, &e);
@@ -394,11 +385,8 @@ static void finish_order(sf_http_req_t *req, cmd_app_t *a, bool fulfil) {
     cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
     return;
   }
-  char eid[SF_ID_LEN];
-  cmd_app_new_id(a, eid);
   sf_event_t e;
-  sf_event_init(&e);
-  cmd_app_envelope(a, c, &e, eid, NULL);
+  cmd_app_envelope(a, c, &e, NULL);
   cmd_verdict_t v =
       cmd_decide_order_finish(cmd_app_state(a), order_id, fulfil, lines, &e);
   if (v != CMD_OK) {
