@@ -28,6 +28,7 @@
 
 #include "bench_util.h"
 #include "sf/err.h"
+#include "sf/kafka.h"
 
 typedef struct encoded {
   uint8_t *value;
@@ -124,9 +125,10 @@ static int produce_txn(rd_kafka_t *rk, const char *topic, encoded_t *msgs,
     }
   }
   uint64_t t1 = bench_now_ns();
-  rd_kafka_resp_err_t ferr = rd_kafka_flush(rk, 60000);
-  if (ferr) {
-    fprintf(stderr, "sf-kafka-limit: flush: %s\n", rd_kafka_err2str(ferr));
+  /* as the command service's writer waits (sf/kafka.h explains why not
+   * rd_kafka_flush) */
+  if (sf_kafka_await_delivery(rk, 60000)) {
+    fprintf(stderr, "sf-kafka-limit: delivery reports not in within 60 s\n");
     txn_err(rd_kafka_abort_transaction(rk, 30000), "abort_transaction");
     return -1;
   }
@@ -159,6 +161,8 @@ static rd_kafka_t *make_producer(const char *brokers, const char *txn_id,
       {"compression.type", "lz4"},
       {"transaction.timeout.ms", "60000"},
       {"queue.buffering.max.messages", "1000000"},
+      {"socket.nagle.disable", "true"},
+      {"retry.backoff.ms", "5"},
   };
   for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
     if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,

@@ -410,6 +410,16 @@ int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms) {
   return rc;
 }
 
+int sf_kafka_await_delivery(struct rd_kafka_s *rk, int timeout_ms) {
+  uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  while (rd_kafka_outq_len(rk) > 0) {
+    if (uv_hrtime() >= deadline)
+      return SF_ETIMEOUT;
+    rd_kafka_poll(rk, 1);
+  }
+  return 0;
+}
+
 int sf_kafka_producer_inflight(const sf_kafka_producer_t *p) {
   return p ? p->inflight : 0;
 }

@@ -15,6 +15,7 @@
 #include "cmd_stock.h"
 #include "sf/command.h"
 #include "sf/err.h"
+#include "sf/kafka.h"
 
 #define MAX_PARTITIONS 1024
 
@@ -325,7 +326,7 @@ static size_t publish_results(cmd_bus_t *b) {
     n++;
     it = next;
   }
-  if (n && rd_kafka_flush(b->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (n && sf_kafka_await_delivery(b->producer, 10000)) {
     SF_ERROR(b->log, "bus", "results not acknowledged by the broker within "
              "10 s; offsets stop here until a restart redelivers them");
     b->commit_blocked = true;

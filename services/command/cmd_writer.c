@@ -14,6 +14,7 @@
 
 #include "cmd_rebuild.h"
 #include "sf/err.h"
+#include "sf/kafka.h"
 
 typedef enum outbox_kind { OUT_DONE, OUT_STATE, OUT_FATAL, OUT_RESYNC } outbox_kind_t;
 
@@ -295,12 +296,12 @@ static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
       }
     }
   }
+  if (!rc && sf_kafka_await_delivery(w->rk, w->opts.txn_timeout_ms)) {
+    snprintf(reason, cap, "delivery reports not in within %d ms",
+             w->opts.txn_timeout_ms);
+    rc = SF_EKAFKA;
+  }
   if (!rc) {
-    rd_kafka_resp_err_t ferr = rd_kafka_flush(w->rk, w->opts.txn_timeout_ms);
-    if (ferr) {
-      snprintf(reason, cap, "flush: %s", rd_kafka_err2str(ferr));
-      rc = SF_EKAFKA;
-    }
     for (cmd_unit_t *u = units; u && !rc; u = u->next)
       for (cmd_msg_t *m = u->msgs; m && !rc; m = m->next)
         if (m->err) {

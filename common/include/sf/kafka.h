@@ -32,6 +32,19 @@ typedef struct sf_kafka_header {
   size_t len;
 } sf_kafka_header_t;
 
+/* ---- a raw librdkafka producer's delivery reports ---- */
+
+struct rd_kafka_s; /* rd_kafka_t, for callers that drive librdkafka */
+
+/* Serves rk's delivery reports (rd_kafka_poll, on the calling thread) until
+ * none is outstanding: 0, or SF_ETIMEOUT after timeout_ms. Use it instead
+ * of rd_kafka_flush where latency counts: in librdkafka 2.0 flush's wait for
+ * the last report is not woken by its arrival and sleeps out 10 ms slices,
+ * which was half the time of every transaction here; this polls with a 1 ms
+ * bound, returns once the last report is served and costs no CPU when
+ * idle (sf-kafka-limit, 1-event transactions: 22 -> 11 ms each). */
+int sf_kafka_await_delivery(struct rd_kafka_s *rk, int timeout_ms);
+
 /* ---- producer ---- */
 
 typedef struct sf_kafka_producer sf_kafka_producer_t;
