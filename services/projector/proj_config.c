@@ -35,9 +35,10 @@ static const sf_cfg_entry_t k_entries[] = {
     {"projector-batch-max", SF_CFG_INT, "1000", 1, 10000,
      "STOCKFLOW_PROJECTOR_BATCH_MAX",
      "most messages applied in one PostgreSQL transaction", F(batch_max)},
-    {"projector-batch-wait-ms", SF_CFG_INT, "20", 0, 10000,
+    {"projector-batch-wait-ms", SF_CFG_INT, "0", 0, 10000,
      "STOCKFLOW_PROJECTOR_BATCH_WAIT_MS",
-     "how long a batch waits for more messages after its first one",
+     "extra wait for more messages after a batch's first one (0: apply what "
+     "has arrived at once; batches still grow under load)",
      F(batch_wait_ms)},
     {"max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
      "largest HTTP request body in bytes", F(max_body)},

@@ -55,6 +55,11 @@ static void test_defaults_and_overrides(void **state) {
                    SF_CFG_RUN);
   assert_int_equal(c.batch_max, 1000);
   assert_int_equal(c.batch_wait_ms, 5);
+  /* no extra wait by default: a change is applied as soon as it is read */
+  char *plain[] = {"p", NULL};
+  assert_int_equal(sf_config_parse(proj_config_spec(), &c, 1, plain, out, out),
+                   SF_CFG_RUN);
+  assert_int_equal(c.batch_wait_ms, 0);
   assert_string_equal(c.group, "from-env");
   assert_string_equal(c.topic_stock, "inventory.stock");
   assert_string_equal(c.topic_catalog, "inventory.catalog");
