@@ -123,7 +123,7 @@ def stream_details(fresh, idle, fig):
 
 
 
-# ---- stockflow next to the peer (bench/run.sh --with-parse) ----
+# ---- stockflow next to the peer (bench/run.sh, step 9) ----
 
 def lat_of(res):
     """{p50, p90, p99, p999} in ms of an sf-loadgen result, or None."""
@@ -189,17 +189,19 @@ def peer_rows(parse, sales, http_sales, rp, rg, pbp, pbg, fresh):
         b = g(parse, pk, "p99_ms")
         rows.append((name.split(":")[0] + " p99 (ms)", fmt(a, digits=1), fmt(b, digits=1),
                      ratio_lower(a, b), fmt(pb and pb["p99_ms"], digits=1) + " (pgbench)", "n/a"))
+    # Real time at the same load: one subscriber of one store, 100 writes/s
+    # to it (stockflow: SSE and sales; Parse: LiveQuery and PUT Increment).
     lq = g(parse, "livequery")
     if fresh or lq:
-        a = fresh and fresh["answer_to_arrival_ms"]["p50"]
-        b = lq and lq["answer_to_event_ms"]["p50"]
-        what_sf = (f"SSE, {fresh['opened'] - fresh['dropped']:,} subscribers, "
-                   f"{fresh['writes_per_s']:,.0f} sales/s" if fresh else "")
-        what_p = f"LiveQuery, 1 subscriber, {lq['rate']} writes/s" if lq else ""
-        rows.append(("change feed: write's answer -> change at the subscriber, p50 (ms)",
-                     fmt(a, digits=1) + (f" ({what_sf})" if fresh else ""),
-                     fmt(b, digits=1) + (f" ({what_p})" if lq else ""),
-                     "n/a (not the same load)", "n/a", "n/a"))
+        for label, sk, pk in (("write's answer", "answer_to_arrival_ms", "answer_to_event_ms"),
+                              ("write sent", "send_to_arrival_ms", "sent_to_event_ms")):
+            for q in ("p50", "p99"):
+                a = fresh and fresh[sk][q]
+                b = lq and lq[pk][q]
+                rows.append((f"change feed, 1 subscriber, 100 writes/s: {label} -> change, {q} (ms)",
+                             fmt(a, digits=1) + (" (SSE)" if fresh else ""),
+                             fmt(b, digits=1) + (" (LiveQuery)" if lq else ""),
+                             ratio_lower(a, b), "n/a", "n/a"))
     return rows
 
 
@@ -217,7 +219,7 @@ def correctness_rows(corr, parse):
         sf = "not run" + (f" ({r['error']})" if r else "")
     pr = parse.get("race")
     pp = (f"{pr['accepted']} accepted, final quantity **{pr['final_quantity']}** "
-          f"(Increment has no floor)" if pr else "not run (--with-parse)")
+          f"(Increment has no floor)" if pr else "not run (--without-parse, or it failed)")
     rows.append(("32 clients x 10 sales of 1 from stock 100 (same race)", sf, pp))
     d = corr.get("disconnect")
     if d and "error" not in d:
@@ -227,7 +229,7 @@ def correctness_rows(corr, parse):
     else:
         sf = "not run" + (f" ({d['error']})" if d else "")
     pd = parse.get("livequery_disconnect")
-    pp = (f"received {pd['received']}, lost **{pd['lost']}** (LiveQuery has no replay)" if pd else "not run (--with-parse)")
+    pp = (f"received {pd['received']}, lost **{pd['lost']}** (LiveQuery has no replay)" if pd else "not run (--without-parse, or it failed)")
     rows.append(("subscriber away 5 s during 100 changes at 10/s, then reconnects", sf, pp))
     t = corr.get("retry")
     if t and "error" not in t:
@@ -243,7 +245,7 @@ def correctness_rows(corr, parse):
         pp.append(f"experimental idempotency on: {pb['first']} then {pb['second']}, "
                   f"**{pb['created']} object(s)**")
     rows.append(("one write retried with the same key (Idempotency-Key; Parse: X-Parse-Request-Id)",
-                 sf, "; ".join(pp) or "not run (--with-parse)"))
+                 sf, "; ".join(pp) or "not run (--without-parse, or it failed)"))
     return rows
 
 
@@ -379,6 +381,7 @@ def main():
     pbp = load(out, "pgbench-point.json")
     pbg = load(out, "pgbench-page.json")
     fresh = load(out, "freshness.json")
+    fresh_peer = load(out, "freshness-peer.json")
     idle = load(out, "idle-subs.json")
     rb_own = rebuild_line(out, "rebuild-own.txt")
     rb_b = rebuild_line(out, "rebuild-b.txt")
@@ -589,11 +592,11 @@ def main():
     ]
     top = []
     if parse or sales:
-        pr = peer_rows(parse, sales, http_sales, rp, rg, pbp, pbg, fresh)
+        pr = peer_rows(parse, sales, http_sales, rp, rg, pbp, pbg, fresh_peer)
         top += ["## stockflow, Parse Server and the limits (same run, same client)", "",
                 "Same machine, same load generator (`sf-loadgen`), same 64 keep-alive connections "
                 "(closed loop), same data shape (20 stores x 1,000 products); stockflow and the peer "
-                "run one after the other in this run (`--with-parse`), each on the quiet machine. "
+                "run one after the other in this run, each on the quiet machine. "
                 "Ratio: how much better (or worse) stockflow is than Parse. Limit: the same "
                 "requests against a fixed-201 HTTP server on the services' own stack (writes) or "
                 "pgbench running the query service's SQL (reads), measured in this run.", "",
@@ -608,7 +611,7 @@ def main():
                     f"PostgreSQL {pv.get('postgresql')}; one Node process, LiveQuery in-process, "
                     "an index added on Inventory.store. Raw figures: `parse.json` in the results folder."]
         else:
-            top += ["", "Parse Server was not run (or failed) in this run: `bench/run.sh --with-parse`."]
+            top += ["", "Parse Server was not run in this run (`--without-parse`) or failed: see its log in the state folder."]
         top.append("")
     if corr or parse:
         top += ["## Correctness, side by side", "",

@@ -3,12 +3,14 @@
 # same run with the same client and payloads (so a noisy machine still gives
 # a fair ratio). Writes docs/benchmarks.md and prints the same table.
 #
-#   bench/run.sh            full run (20 s per HTTP figure, 1M-event logs)
-#   bench/run.sh --quick    short run (under 3 minutes once built)
-#   bench/run.sh [--quick] --with-parse
-#                           the same, plus the peer (Parse Server, step 9)
-#                           in the same run, and the report opens with
-#                           stockflow next to Parse and the limits
+#   bench/run.sh            full run (20 s per HTTP figure, 1M-event logs),
+#                           stockflow and then the peer (Parse Server, step
+#                           9); the report opens with stockflow next to
+#                           Parse and the limits
+#   bench/run.sh --quick    short run (3 s per figure, 50k-event logs; under
+#                           3 minutes once built): the sanity check CI runs
+#   bench/run.sh [--quick] --without-parse
+#                           stockflow and the limits only
 #
 # What it does:
 #  1. builds Release into build-bench (STOCKFLOW_BENCH_BUILD_DIR);
@@ -33,15 +35,18 @@
 #     clients;
 #  7. change streams (bench/freshness.c, one process for both sides so the
 #     times share one clock): 10,000 idle SSE subscribers to GET /v1/changes
-#     held 10 s with the query service's VmRSS read (quick: 2,000); then
+#     held 10 s with the query service's VmRSS read (quick: 2,000, 3 s); then
 #     1,000 subscribers (50 per store; quick: 200) while sales go to the
 #     command service at 1,000/s open loop, and the time from each write's
-#     201 answer to its change's arrival at every subscriber of its store.
+#     201 answer to its change's arrival at every subscriber of its store;
+#     and at the peer's real-time load (one subscriber of one store, 100
+#     sales/s to it, 30 s; quick 5 s), the same two times as bench/parse's
+#     LiveQuery figure (from the write's answer and from its send).
 #  8. correctness (bench/correctness.py, plain HTTP from Python threads,
 #     the same kind of client as the peer's): 32 clients x 10 sales of 1
 #     from stock 100; an SSE client away 5 s during 100 changes, resuming
 #     with Last-Event-ID; a sale retried with the same Idempotency-Key;
-#  9. with --with-parse: a pure-sale run (POST /v1/stores/{store}/transactions
+#  9. unless --without-parse: a pure-sale run (POST /v1/stores/{store}/transactions
 #     at 64 connections, and the same spec against the fixed-201 server) in
 #     step 4; then, once the stockflow stack is stopped, bench/parse/run.sh
 #     (same duration, same sf-loadgen, same connection count; its results go
@@ -55,13 +60,15 @@
 #                               wiped at the start if this script made it)
 #   STOCKFLOW_BENCH_BUILD_DIR   build folder (default <repo>/build-bench)
 #   STOCKFLOW_BENCH_PORT_BASE   first of the ports used (default 29080)
-#   STOCKFLOW_BENCH_DURATION    seconds per HTTP figure (default 20; quick 5)
+#   STOCKFLOW_BENCH_DURATION    seconds per HTTP figure (default 20; quick 3)
 #   STOCKFLOW_BENCH_EVENTS      events of the generated logs (default 1M;
-#                               quick 200k)
+#                               quick 50k)
 #   STOCKFLOW_BENCH_TOKEN       Bearer token for the services when auth is on
 #   STOCKFLOW_BENCH_NO_DOC=1    do not write docs/benchmarks.md
 #   STOCKFLOW_BENCH_ONLY=streams  after the seed, only step 7 (the report
 #                               goes to $STATE/results/benchmarks.md)
+#   STOCKFLOW_BENCH_HOLD=1      after the seed, keep the stack up for
+#                               experiments ($STATE/stack.env) until stopped
 #   STOCKFLOW_BENCH_PERF=1      also profile the whole machine (perf record
 #                               -a -g) during the command, batch, rebuild and
 #                               store-page runs: $STATE/results/perf-*.txt
@@ -71,13 +78,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="$ROOT/deploy/local"
 CMDLINE="bench/run.sh $*"
 QUICK=0
-WITH_PARSE=0
+WITH_PARSE=1
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    --with-parse) WITH_PARSE=1 ;;
-    -h | --help) sed -n '2,67p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: bench/run.sh [--quick] [--with-parse]" >&2; exit 2 ;;
+    --with-parse) WITH_PARSE=1 ;; # the default; kept for older command lines
+    --without-parse) WITH_PARSE=0 ;;
+    -h | --help) sed -n '2,72p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: bench/run.sh [--quick] [--without-parse]" >&2; exit 2 ;;
   esac
 done
 
@@ -86,16 +94,16 @@ STATE="${STOCKFLOW_BENCH_STATE_DIR:-/tmp/stockflow-bench}"
 BUILD="${STOCKFLOW_BENCH_BUILD_DIR:-$ROOT/build-bench}"
 BASE="${STOCKFLOW_BENCH_PORT_BASE:-29080}"
 if [ "$QUICK" = 1 ]; then
-  DUR="${STOCKFLOW_BENCH_DURATION:-5}"; WARM=1
-  EVENTS="${STOCKFLOW_BENCH_EVENTS:-200000}"
-  REBUILD_STORES=200
-  FRESH_SUBS=200; IDLE_SUBS=2000
+  DUR="${STOCKFLOW_BENCH_DURATION:-3}"; WARM=0.5
+  EVENTS="${STOCKFLOW_BENCH_EVENTS:-50000}"
+  FRESH_SUBS=200; IDLE_SUBS=2000; IDLE_HOLD=3; LIVE_S=5
 else
   DUR="${STOCKFLOW_BENCH_DURATION:-20}"; WARM=2
   EVENTS="${STOCKFLOW_BENCH_EVENTS:-1000000}"
-  REBUILD_STORES=1000
-  FRESH_SUBS=1000; IDLE_SUBS=10000
+  FRESH_SUBS=1000; IDLE_SUBS=10000; IDLE_HOLD=10; LIVE_S=30
 fi
+# the generated log holds one event per store x product pair (1,000 products)
+REBUILD_STORES=$((EVENTS / 1000 > 0 ? EVENTS / 1000 : 1))
 ONLY="${STOCKFLOW_BENCH_ONLY:-}"
 case "$ONLY" in
   "" | streams) ;;
@@ -288,14 +296,19 @@ LOADGEN="$B/sf-loadgen"
 
 # ---- 2. the stack ----
 say "starting Kafka on :$PORT_KAFKA and PostgreSQL on :$PORT_PG (state $STATE)"
-"$LOCAL/kafka.sh" start >"$LOGS/kafka-start.log" 2>&1 || { cat "$LOGS/kafka-start.log" >&2; die "kafka.sh start failed"; }
+# PostgreSQL starts (and migrates) while Kafka starts.
+(
+  "$LOCAL/pg.sh" start >"$LOGS/pg-start.log" 2>&1 || exit 1
+  for db in stockflow bench_replay bench_pglimit; do
+    "$LOCAL/pg.sh" migrate "$db" >>"$LOGS/pg-start.log" 2>&1 || exit 1
+  done
+) &
+PG_JOB=$!
+"$LOCAL/kafka.sh" start >"$LOGS/kafka-start.log" 2>&1 || { cat "$LOGS/kafka-start.log" >&2; wait "$PG_JOB"; die "kafka.sh start failed"; }
 "$LOCAL/kafka.sh" topics >"$LOGS/topics.log" 2>&1 \
   && "$LOCAL/kafka.sh" topics bench.a.catalog:1 bench.a.stock:6 bench.b.catalog:1 bench.b.stock:6 bench.warm:6 >>"$LOGS/topics.log" 2>&1 \
-  || { cat "$LOGS/topics.log" >&2; die "kafka.sh topics failed"; }
-"$LOCAL/pg.sh" start >"$LOGS/pg-start.log" 2>&1 || { cat "$LOGS/pg-start.log" >&2; die "pg.sh start failed"; }
-for db in stockflow bench_replay bench_pglimit; do
-  "$LOCAL/pg.sh" migrate "$db" >>"$LOGS/pg-start.log" 2>&1 || { tail "$LOGS/pg-start.log" >&2; die "migrate $db failed"; }
-done
+  || { cat "$LOGS/topics.log" >&2; wait "$PG_JOB"; die "kafka.sh topics failed"; }
+wait "$PG_JOB" || { tail "$LOGS/pg-start.log" >&2; die "pg.sh start or migrate failed"; }
 
 CMD_URL="http://127.0.0.1:$PORT_CMD"; QRY_URL="http://127.0.0.1:$PORT_QRY"
 PROJ_URL="http://127.0.0.1:$PORT_PROJ"
@@ -383,7 +396,18 @@ if [ "$(jget "$OUT/seed-batches-res.json" 'd["ok"]' 2>/dev/null)" != "$STORES" ]
 fi
 grep -E '^\[|requests' "$LOGS/seed.log" >&2
 
-# wait_projector: until the projector's applied count stops moving for 3 s.
+# STOCKFLOW_BENCH_HOLD=1: keep the seeded stack up for experiments (its
+# addresses and token in $STATE/stack.env) until this script is stopped.
+if [ "${STOCKFLOW_BENCH_HOLD:-0}" = 1 ]; then
+  { echo "CMD_URL=$CMD_URL"; echo "QRY_URL=$QRY_URL"; echo "PROJ_URL=$PROJ_URL"
+    echo "BROKERS=$STOCKFLOW_KAFKA_BROKERS"; echo "TOKEN=$TOKEN"; echo "IDS=$OUT/ids.json"
+    echo "BIN=$B"; } >"$STATE/stack.env"
+  say "holding the stack (STOCKFLOW_BENCH_HOLD=1): see $STATE/stack.env; stop this script to end"
+  while :; do sleep 3600 & wait $!; done
+fi
+
+# wait_projector: until the projector's applied count stops moving for
+# 1.5 s (it applies what it has read at once: a pause that long is the end).
 wait_projector() {
   python3 - "$PROJ_URL/metrics" <<'PY'
 import sys, time, urllib.request
@@ -401,7 +425,7 @@ while time.monotonic() < deadline:
     n = applied()
     if n != last:
         last, since = n, time.monotonic()
-    elif time.monotonic() - since > 3:
+    elif time.monotonic() - since > 1.5:
         break
     time.sleep(0.2)
 PY
@@ -467,9 +491,12 @@ put cmd_rss_mb "$(rss_mb "$(pid_of command)")"
 put cmd_state_pairs "$(metric "$CMD_URL" 'stockflow_command_state_rows{kind="stock"}')"
 
 # Group commit scales with the commands in flight, not with CPU: the same mix
-# at 512 connections shows the headroom (not a target, an explanation).
-lg --url "$CMD_URL" --spec "$OUT/mix.json" --ids "$OUT/ids.json" \
-  -c 512 -d "$DUR" -w "$WARM" --label commands-512 --json "$OUT/commands-512.json" | tee -a "$LOGS/results.log" >&2
+# at 512 connections shows the headroom (not a target, an explanation; not
+# in the quick run).
+if [ "$QUICK" = 0 ]; then
+  lg --url "$CMD_URL" --spec "$OUT/mix.json" --ids "$OUT/ids.json" \
+    -c 512 -d "$DUR" -w "$WARM" --label commands-512 --json "$OUT/commands-512.json" | tee -a "$LOGS/results.log" >&2
+fi
 
 PEAK="$(jget "$OUT/commands.json" 'd["ok_rps"]')"
 HALF="$(python3 -c "print(max(1, int($PEAK / 2)))")"
@@ -681,9 +708,9 @@ wait_projector
 # Idle first, so the figure is not the leftover of the freshness run's
 # buffers. The query service takes at most 10,000 connections (sf_http's
 # max_connections, not a setting): nothing else may talk to it meanwhile.
-say "idle change streams: $IDLE_SUBS SSE subscribers held 10 s, query service VmRSS"
+say "idle change streams: $IDLE_SUBS SSE subscribers held ${IDLE_HOLD} s, query service VmRSS"
 "$B/sf-freshness" "${AUTH[@]}" --query-url "$QRY_URL" --ids "$OUT/ids.json" --idle \
-  -s "$IDLE_SUBS" --hold 10 --pid "$(pid_of query)" --json "$OUT/idle-subs.json" \
+  -s "$IDLE_SUBS" --hold "$IDLE_HOLD" --pid "$(pid_of query)" --json "$OUT/idle-subs.json" \
   --label idle-subscribers 2>>"$LOGS/freshness.log" | tee -a "$LOGS/results.log" >&2 \
   || say "sf-freshness --idle failed (log $LOGS/freshness.log)"
 sleep 2 # let the service close the streams before the next run
@@ -709,6 +736,19 @@ print(json.dumps({'wall_s': w, 'query': ($q1 - $q0) / hz / w, 'projector': ($p1 
   'command': ($c1 - $c0) / hz / w, 'machine_busy': ($mb1 - $mb0) / max(1, $mt1 - $mt0),
   'cores': os.cpu_count()}))")"
 put qry_rss_after_streams_mb "$(rss_mb "$(pid_of query)")"
+# The peer's real-time load (bench/parse/live.js): one subscriber of one
+# store, 100 writes/s to that store, for the same duration.
+say "freshness at the peer's load: 1 SSE subscriber of one store, 100 sales/s to it for ${LIVE_S}s"
+python3 - "$OUT" <<'PY' || die "ids-one-store file"
+import json, sys
+ids = json.load(open(sys.argv[1] + "/ids.json"))
+ids["stores"] = ids["stores"][:1]
+json.dump(ids, open(sys.argv[1] + "/ids-one-store.json", "w"))
+PY
+"$B/sf-freshness" "${AUTH[@]}" --query-url "$QRY_URL" --command-url "$CMD_URL" \
+  --ids "$OUT/ids-one-store.json" -s 1 -r 100 -d "$LIVE_S" -w 1 \
+  --json "$OUT/freshness-peer.json" --label freshness-peer-load 2>>"$LOGS/freshness.log" \
+  | tee -a "$LOGS/results.log" >&2 || say "sf-freshness (peer load) failed (log $LOGS/freshness.log)"
 
 # ---- 8. correctness ----
 say "correctness: 32 x 10 sales from 100, SSE client away 5 s, Idempotency-Key retry"
@@ -728,6 +768,7 @@ if [ "$WITH_PARSE" = 1 ]; then
   [ "$QUICK" = 1 ] && PARSE_ARGS=(--quick)
   say "the peer: bench/parse/run.sh ${PARSE_ARGS[*]} (${DUR}s per figure, $CONNS connections)"
   PARSE_BENCH_LOADGEN="$LOADGEN" PARSE_BENCH_DURATION="$DUR" PARSE_BENCH_CONNECTIONS="$CONNS" \
+    PARSE_BENCH_LIVE_S="$LIVE_S" \
     PARSE_BENCH_RESULTS="$OUT/parse.json" "$ROOT/bench/parse/run.sh" "${PARSE_ARGS[@]}" \
     >"$LOGS/parse.log" 2>&1 || { tail -n 20 "$LOGS/parse.log" >&2; say "bench/parse/run.sh failed (log $LOGS/parse.log)"; }
   grep -E '^\[' "$LOGS/parse.log" >&2

@@ -2,8 +2,10 @@
 # The test command: installs what is missing, builds the normal and the
 # sanitizer build, starts a private Kafka and PostgreSQL, runs the unit tests
 # (ctest) and the integration tests (tests/integration/run.py) of both
-# builds, and ends with one line `N passed, N failed` (unit test executables
-# plus integration test cases of both builds). Exits 1 if anything failed or
+# builds, then the benchmark smoke test (bench/run.sh --quick, checked by
+# bench/check_report.py), and ends with one line `N passed, N failed` (unit
+# test executables, integration test cases of both builds, contract and
+# benchmark checks). Exits 1 if anything failed or
 # could not run. Kafka, PostgreSQL and every service it started are stopped
 # by pid when it exits, however it exits.
 #
@@ -22,7 +24,9 @@
 #                                build's services (default 18081,18082,18083)
 #   STOCKFLOW_TEST_PORTS_ASAN    same for the sanitizer build (28081,28082,28083)
 #   STOCKFLOW_TEST_BUILDS        which builds to test (default "normal asan")
-#   STOCKFLOW_TEST_TIERS         which tiers to run (default "unit integration")
+#   STOCKFLOW_TEST_TIERS         which tiers to run (default "unit integration
+#                                bench"; bench: bench/run.sh --quick as a smoke
+#                                test, every figure produced)
 #   STOCKFLOW_TEST_FILTER        run only integration tests whose name
 #                                contains this
 #   STOCKFLOW_TEST_JOBS          parallel build jobs (default: nproc)
@@ -41,7 +45,7 @@ PG_PORT="${STOCKFLOW_TEST_PG_PORT:-25433}"
 PORTS_NORMAL="${STOCKFLOW_TEST_PORTS_NORMAL:-18081,18082,18083}"
 PORTS_ASAN="${STOCKFLOW_TEST_PORTS_ASAN:-28081,28082,28083}"
 BUILDS="${STOCKFLOW_TEST_BUILDS:-normal asan}"
-TIERS="${STOCKFLOW_TEST_TIERS:-unit integration}"
+TIERS="${STOCKFLOW_TEST_TIERS:-unit integration bench}"
 FILTER="${STOCKFLOW_TEST_FILTER:-}"
 JOBS="${STOCKFLOW_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 RUN_ID="$(date +%s)$$"
@@ -310,6 +314,22 @@ if [[ " $TIERS " == *" unit "* ]]; then
     python3 "$ROOT/tests/tools/check_docs.py" --codes
 fi
 
+# add_summary FILE LABEL: adds a runner's summary ({"passed", "failed",
+# "failures"}) to the counts, failures named "LABEL: name"; sets
+# SUMMARY_FAILED to its failed count.
+add_summary() {
+  local p f names n
+  read -r p f names < <(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(s["passed"], s["failed"], *[n.replace(" ", "_") for n in s["failures"]])
+' "$1")
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+  for n in $names; do FAILURES+=("$2: $n"); done
+  SUMMARY_FAILED="$f"
+}
+
 # ---- 5. integration tests ----
 integration_tests() {
   local b="$1" dir="${BUILD_OF[$1]}" ports db prefix group summary
@@ -362,17 +382,8 @@ integration_tests() {
     fail "integration $b: the runner ended without a summary (exit $rc)"
     return
   fi
-  local p f names
-  read -r p f names < <(python3 -c '
-import json, sys
-s = json.load(open(sys.argv[1]))
-print(s["passed"], s["failed"], *[n.replace(" ", "_") for n in s["failures"]])
-' "$summary")
-  PASSED=$((PASSED + p))
-  FAILED=$((FAILED + f))
-  local n
-  for n in $names; do FAILURES+=("integration $b: $n"); done
-  if [ "$f" -eq 0 ] && [ "$rc" -ne 0 ]; then
+  add_summary "$summary" "integration $b"
+  if [ "$SUMMARY_FAILED" -eq 0 ] && [ "$rc" -ne 0 ]; then
     fail "integration $b: runner exited $rc"
   fi
 }
@@ -381,6 +392,37 @@ if [[ " $TIERS " == *" integration "* ]]; then
   for b in $BUILDS; do
     [ -n "${BUILT[$b]:-}" ] && integration_tests "$b"
   done
+fi
+
+# ---- 6. the benchmark smoke test ----
+# bench/run.sh --quick (its own Release build, Kafka, PostgreSQL and the
+# peer, Parse Server, on its own ports), then bench/check_report.py: every
+# figure was produced, the report's tables are complete, both plots are
+# PNGs, stockflow's three correctness checks passed. Speed is not judged.
+# Each check counts as one test. The test stack is stopped first so the
+# benchmark has the machine to itself.
+bench_smoke() {
+  local state="$TEST_STATE/bench" summary="$TEST_STATE/bench-summary.json"
+  say "benchmark smoke test: bench/run.sh --quick (state $state, log $LOGS/bench.log)"
+  "$LOCAL/kafka.sh" stop >/dev/null 2>&1 || warn "kafka.sh stop failed"
+  "$LOCAL/pg.sh" stop >/dev/null 2>&1 || warn "pg.sh stop failed"
+  rm -rf "$state" "$summary"
+  STOCKFLOW_BENCH_NO_DOC=1 STOCKFLOW_BENCH_STATE_DIR="$state" \
+    run_child "$ROOT/bench/run.sh" --quick >"$LOGS/bench.log" 2>&1
+  local rc=$?
+  grep -E '^== ' "$LOGS/bench.log"
+  [ "$rc" -ne 0 ] && warn "bench/run.sh --quick exited $rc (log $LOGS/bench.log)"
+  run_child python3 "$ROOT/bench/check_report.py" "$state/results" \
+    "$state/results/benchmarks.md" --summary "$summary"
+  if [ ! -s "$summary" ]; then
+    fail "bench: check_report.py ended without a summary"
+    return
+  fi
+  add_summary "$summary" bench
+}
+
+if [[ " $TIERS " == *" bench "* ]]; then
+  bench_smoke
 fi
 
 finish

@@ -30,6 +30,7 @@
 # sf-loadgen; default <repo>/build-bench/bench/sf-loadgen, else it builds
 # one into <repo>/build-parsebench); PARSE_BENCH_DIR (/tmp/parse-bench-peer);
 # PARSE_BENCH_DURATION (seconds per figure); PARSE_BENCH_CONNECTIONS (64);
+# PARSE_BENCH_LIVE_S (seconds of the LiveQuery freshness run: 30, quick 10);
 # PARSE_BENCH_RESULTS (where the results go; default bench/parse/results.json;
 # bench/run.sh --with-parse points it into its own results folder).
 set -uo pipefail
@@ -41,11 +42,11 @@ QUICK=0
 case "${1:-}" in
   "") ;;
   --quick) QUICK=1 ;;
-  -h | --help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: bench/parse/run.sh [--quick]" >&2; exit 2 ;;
 esac
-if [ "$QUICK" = 1 ]; then DUR="${PARSE_BENCH_DURATION:-5}"; WARM=1; LIVE_S=10
-else DUR="${PARSE_BENCH_DURATION:-20}"; WARM=2; LIVE_S=30; fi
+if [ "$QUICK" = 1 ]; then DUR="${PARSE_BENCH_DURATION:-5}"; WARM=0.5; LIVE_S="${PARSE_BENCH_LIVE_S:-10}"
+else DUR="${PARSE_BENCH_DURATION:-20}"; WARM=2; LIVE_S="${PARSE_BENCH_LIVE_S:-30}"; fi
 CONNS="${PARSE_BENCH_CONNECTIONS:-64}"
 RESULTS="${PARSE_BENCH_RESULTS:-$HERE/results.json}"
 T0=$SECONDS
