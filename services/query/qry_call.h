@@ -81,7 +81,7 @@ void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
  * taken). */
 void qry_call_respond_page(qry_call_t *c, const PGresult *res,
                            const char *key_col, qry_cursor_kind_t kind,
-                           qry_row_fn fn, const char *owner, json_t *extra);
+                           const qry_shape_t *shape, const char *owner, json_t *extra);
 
 /* Common answers. */
 void qry_respond_not_found(sf_http_req_t *req, const char *what);

@@ -371,7 +371,7 @@ static void pump(qry_sub_t *s) {
  * (logged). */
 static qry_event_t *change_event(qry_changes_t *h, const PGresult *res,
                                  int r, int64_t *id) {
-  json_t *o = qry_row_change(res, r);
+  json_t *o = qry_row(res, r, QRY_SHAPE_CHANGE);
   int s_col = PQfnumber(res, "store_id"), p_col = PQfnumber(res, "product_id");
   qry_event_t *e = NULL;
   if (o && s_col >= 0 && p_col >= 0 && qry_row_i64(res, r, "id", id) == 0)
@@ -640,12 +640,13 @@ static bool col_true(const PGresult *res, const char *name) {
 /* Queues the snapshot rows of res and the snapshot_end marker. */
 static int queue_snapshot(qry_sub_t *s, const PGresult *res, int64_t max_id) {
   int s_col = PQfnumber(res, "store_id"), p_col = PQfnumber(res, "product_id");
-  if (s_col < 0 || p_col < 0)
+  qry_rowmap_t map;
+  if (s_col < 0 || p_col < 0 || qry_rowmap_init(&map, res, QRY_SHAPE_SNAPSHOT))
     return SF_EPARSE;
   for (int r = 0; r < PQntuples(res); r++) {
     if (PQgetisnull(res, r, s_col))
       continue;
-    json_t *o = qry_row_snapshot(res, r);
+    json_t *o = qry_rowmap_row(&map, r);
     qry_event_t *e =
         o ? qry_event_new(QRY_EVENT_SNAPSHOT, 0, PQgetvalue(res, r, s_col),
                           PQgetvalue(res, r, p_col), o)

@@ -44,7 +44,7 @@ static bool time_param(qry_call_t *c, const char *name, int i,
 
 static void render_store_inventory(qry_call_t *c, const PGresult *res) {
   qry_call_respond_page(c, res, "product_id", QRY_CURSOR_STORE_INVENTORY,
-                        qry_row_inventory, "store", NULL);
+                        QRY_SHAPE_INVENTORY, "store", NULL);
 }
 
 static void h_store_inventory(sf_http_req_t *req, void *ud) {
@@ -93,7 +93,7 @@ static void render_inventory_row(qry_call_t *c, const PGresult *res) {
     return;
   }
   int64_t version;
-  json_t *row = qry_row_inventory_at(res, 0);
+  json_t *row = qry_row(res, 0, QRY_SHAPE_INVENTORY_AT);
   if (!row || qry_row_i64(res, 0, "version", &version) != 0) {
     json_decref(row);
     qry_respond_internal(c, "inventory row: malformed row");
@@ -128,7 +128,7 @@ static void h_inventory_row(sf_http_req_t *req, void *ud) {
 
 static void render_transactions(qry_call_t *c, const PGresult *res) {
   qry_call_respond_page(c, res, "transaction_id", QRY_CURSOR_TRANSACTIONS,
-                        qry_row_transaction, "store", NULL);
+                        QRY_SHAPE_TRANSACTION, "store", NULL);
 }
 
 static void h_transactions(sf_http_req_t *req, void *ud) {
@@ -170,7 +170,7 @@ static void render_product(qry_call_t *c, const PGresult *res) {
     qry_respond_not_found(c->req, "product");
     return;
   }
-  json_t *p = qry_row_product(res, 0);
+  json_t *p = qry_row(res, 0, QRY_SHAPE_PRODUCT);
   if (!p) {
     qry_respond_internal(c, "product: malformed row");
     return;
@@ -194,7 +194,7 @@ static void h_product(sf_http_req_t *req, void *ud) {
 /* ---- GET /v1/products ---- */
 
 static void render_products(qry_call_t *c, const PGresult *res) {
-  qry_call_respond_page(c, res, "id", QRY_CURSOR_PRODUCTS, qry_row_product,
+  qry_call_respond_page(c, res, "id", QRY_CURSOR_PRODUCTS, QRY_SHAPE_PRODUCT,
                         NULL, NULL);
 }
 
@@ -253,7 +253,7 @@ static void render_product_inventory(qry_call_t *c, const PGresult *res) {
     return;
   }
   qry_call_respond_page(c, res, "store_id", QRY_CURSOR_PRODUCT_INVENTORY,
-                        qry_row_holding, "product", extra);
+                        QRY_SHAPE_HOLDING, "product", extra);
 }
 
 static void h_product_inventory(sf_http_req_t *req, void *ud) {
@@ -275,7 +275,7 @@ static void h_product_inventory(sf_http_req_t *req, void *ud) {
 /* ---- GET /v1/stores, GET /v1/stores/{store_id} ---- */
 
 static void render_stores(qry_call_t *c, const PGresult *res) {
-  qry_call_respond_page(c, res, "id", QRY_CURSOR_STORES, qry_row_store, NULL,
+  qry_call_respond_page(c, res, "id", QRY_CURSOR_STORES, QRY_SHAPE_STORE, NULL,
                         NULL);
 }
 
@@ -294,7 +294,7 @@ static void render_store(qry_call_t *c, const PGresult *res) {
     qry_respond_not_found(c->req, "store");
     return;
   }
-  json_t *st = qry_row_store(res, 0);
+  json_t *st = qry_row(res, 0, QRY_SHAPE_STORE);
   if (!st) {
     qry_respond_internal(c, "store: malformed row");
     return;
@@ -331,7 +331,7 @@ static void render_order(qry_call_t *c, const PGresult *res) {
                                "read");
     return;
   }
-  json_t *o = qry_row_order(res, 0);
+  json_t *o = qry_row(res, 0, QRY_SHAPE_ORDER);
   if (!o) {
     qry_respond_internal(c, "order: malformed row");
     return;
@@ -355,7 +355,7 @@ static void h_order(sf_http_req_t *req, void *ud) {
 /* ---- GET /v1/stores/{store_id}/orders ---- */
 
 static void render_store_orders(qry_call_t *c, const PGresult *res) {
-  qry_call_respond_page(c, res, "order_id", QRY_CURSOR_ORDERS, qry_row_order,
+  qry_call_respond_page(c, res, "order_id", QRY_CURSOR_ORDERS, QRY_SHAPE_ORDER,
                         "store", NULL);
 }
 

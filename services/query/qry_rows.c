@@ -28,6 +28,10 @@ typedef struct field {
   field_kind_t kind;
 } field_t;
 
+struct qry_shape {
+  const field_t *fields; /* ends with a NULL json name */
+};
+
 static const field_t inventory_fields[] = {
     {"product_id", "product_id", F_STR},
     {"sku", "sku", F_STR},
@@ -139,11 +143,8 @@ static const field_t snapshot_fields[] = {
     {"updated_at", "updated_us", F_TIME_NULL},
     {NULL, NULL, F_STR}};
 
-int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out) {
-  int c = PQfnumber(res, name);
-  if (c < 0 || row < 0 || row >= PQntuples(res) || PQgetisnull(res, row, c))
-    return SF_ENOTFOUND;
-  const char *v = PQgetvalue(res, row, c);
+/* Parses a bigint column's text. */
+static int parse_i64(const char *v, int64_t *out) {
   if (!*v)
     return SF_EPARSE;
   errno = 0;
@@ -155,18 +156,55 @@ int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out) {
   return 0;
 }
 
-/* Converts one field; returns the JSON value or NULL when malformed. */
-static json_t *field_value(const PGresult *res, int row, const field_t *f) {
+/* Reads column c of row as a bigint; SF_ENOTFOUND when NULL. */
+static int col_i64(const PGresult *res, int row, int c, int64_t *out) {
+  if (PQgetisnull(res, row, c))
+    return SF_ENOTFOUND;
+  return parse_i64(PQgetvalue(res, row, c), out);
+}
+
+int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out) {
+  int c = PQfnumber(res, name);
+  if (c < 0 || row < 0 || row >= PQntuples(res))
+    return SF_ENOTFOUND;
+  return col_i64(res, row, c, out);
+}
+
+int qry_rowmap_init(qry_rowmap_t *m, const PGresult *res,
+                    const qry_shape_t *shape) {
+  m->shape = shape;
+  m->res = res;
+  m->on_hand = PQfnumber(res, "on_hand");
+  m->reserved = PQfnumber(res, "reserved");
+  size_t i = 0;
+  for (const field_t *f = shape->fields; f->json; f++, i++) {
+    if (i == QRY_ROWMAP_MAX)
+      return SF_EINTERNAL;
+    if (f->kind == F_AVAILABLE) {
+      m->cols[i] = -1;
+      if (m->on_hand < 0 || m->reserved < 0)
+        return SF_EPARSE;
+      continue;
+    }
+    m->cols[i] = PQfnumber(res, f->col);
+    if (m->cols[i] < 0)
+      return SF_EPARSE;
+  }
+  return 0;
+}
+
+/* Converts one field from column c; returns the JSON value or NULL when
+ * malformed. */
+static json_t *field_value(const qry_rowmap_t *m, int row, const field_t *f,
+                           int c) {
+  const PGresult *res = m->res;
   if (f->kind == F_AVAILABLE) {
     int64_t on_hand, reserved;
-    if (qry_row_i64(res, row, "on_hand", &on_hand) != 0 ||
-        qry_row_i64(res, row, "reserved", &reserved) != 0)
+    if (col_i64(res, row, m->on_hand, &on_hand) != 0 ||
+        col_i64(res, row, m->reserved, &reserved) != 0)
       return NULL;
     return json_integer((json_int_t)(on_hand - reserved));
   }
-  int c = PQfnumber(res, f->col);
-  if (c < 0)
-    return NULL;
   if (PQgetisnull(res, row, c)) {
     if (f->kind == F_STR_NULL || f->kind == F_TIME_NULL)
       return json_null();
@@ -176,10 +214,10 @@ static json_t *field_value(const PGresult *res, int row, const field_t *f) {
   switch (f->kind) {
   case F_STR:
   case F_STR_NULL:
-    return json_string(v);
+    return json_stringn(v, (size_t)PQgetlength(res, row, c));
   case F_I64: {
     int64_t n;
-    if (qry_row_i64(res, row, f->col, &n) != 0)
+    if (parse_i64(v, &n) != 0)
       return NULL;
     return json_integer((json_int_t)n);
   }
@@ -192,11 +230,11 @@ static json_t *field_value(const PGresult *res, int row, const field_t *f) {
   case F_TIME:
   case F_TIME_NULL: {
     int64_t us;
-    if (qry_row_i64(res, row, f->col, &us) != 0)
+    if (parse_i64(v, &us) != 0)
       return NULL;
     char buf[40];
     sf_json_format_time(us, buf, sizeof(buf));
-    return json_string(buf);
+    return json_string_nocheck(buf);
   }
   case F_PRICE: {
     char buf[64];
@@ -212,15 +250,16 @@ static json_t *field_value(const PGresult *res, int row, const field_t *f) {
   return NULL;
 }
 
-static json_t *map_row(const PGresult *res, int row, const field_t *fields) {
-  if (row < 0 || row >= PQntuples(res))
+json_t *qry_rowmap_row(const qry_rowmap_t *m, int row) {
+  if (row < 0 || row >= PQntuples(m->res))
     return NULL;
   json_t *obj = json_object();
   if (!obj)
     return NULL;
-  for (const field_t *f = fields; f->json; f++) {
-    json_t *v = field_value(res, row, f);
-    if (!v || json_object_set_new(obj, f->json, v) != 0) {
+  size_t i = 0;
+  for (const field_t *f = m->shape->fields; f->json; f++, i++) {
+    json_t *v = field_value(m, row, f, m->cols[i]);
+    if (!v || json_object_set_new_nocheck(obj, f->json, v) != 0) {
       json_decref(obj);
       return NULL;
     }
@@ -228,50 +267,36 @@ static json_t *map_row(const PGresult *res, int row, const field_t *fields) {
   return obj;
 }
 
-json_t *qry_row_inventory(const PGresult *res, int row) {
-  return map_row(res, row, inventory_fields);
+json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape) {
+  qry_rowmap_t m;
+  if (qry_rowmap_init(&m, res, shape) != 0)
+    return NULL;
+  return qry_rowmap_row(&m, row);
 }
 
-json_t *qry_row_inventory_at(const PGresult *res, int row) {
-  return map_row(res, row, inventory_at_fields);
-}
-
-json_t *qry_row_holding(const PGresult *res, int row) {
-  return map_row(res, row, holding_fields);
-}
-
-json_t *qry_row_transaction(const PGresult *res, int row) {
-  return map_row(res, row, transaction_fields);
-}
-
-json_t *qry_row_product(const PGresult *res, int row) {
-  return map_row(res, row, product_fields);
-}
-
-json_t *qry_row_store(const PGresult *res, int row) {
-  return map_row(res, row, store_fields);
-}
-
-json_t *qry_row_order(const PGresult *res, int row) {
-  return map_row(res, row, order_fields);
-}
-
-json_t *qry_row_change(const PGresult *res, int row) {
-  return map_row(res, row, change_fields);
-}
-
-json_t *qry_row_snapshot(const PGresult *res, int row) {
-  return map_row(res, row, snapshot_fields);
-}
+#define SHAPE(name, list)                                                      \
+  static const qry_shape_t name##_shape = {list};                             \
+  const qry_shape_t *const name = &name##_shape;
+SHAPE(QRY_SHAPE_INVENTORY, inventory_fields)
+SHAPE(QRY_SHAPE_INVENTORY_AT, inventory_at_fields)
+SHAPE(QRY_SHAPE_HOLDING, holding_fields)
+SHAPE(QRY_SHAPE_TRANSACTION, transaction_fields)
+SHAPE(QRY_SHAPE_PRODUCT, product_fields)
+SHAPE(QRY_SHAPE_STORE, store_fields)
+SHAPE(QRY_SHAPE_ORDER, order_fields)
+SHAPE(QRY_SHAPE_CHANGE, change_fields)
+SHAPE(QRY_SHAPE_SNAPSHOT, snapshot_fields)
+#undef SHAPE
 
 int qry_page_build(const PGresult *res, const char *key_col, int limit,
-                   qry_cursor_kind_t kind, qry_row_fn fn, bool owner_row,
-                   json_t **out) {
+                   qry_cursor_kind_t kind, const qry_shape_t *shape,
+                   bool owner_row, json_t **out) {
   int n = PQntuples(res);
   if (owner_row && n == 0)
     return SF_ENOTFOUND;
   int key = PQfnumber(res, key_col);
-  if (key < 0 || limit < 1)
+  qry_rowmap_t map;
+  if (key < 0 || limit < 1 || qry_rowmap_init(&map, res, shape) != 0)
     return SF_EPARSE;
   /* json_object_set_new steals items even when it fails. */
   json_t *page = json_object();
@@ -295,7 +320,7 @@ int qry_page_build(const PGresult *res, const char *key_col, int limit,
       more = true;
       break;
     }
-    json_t *item = fn(res, r);
+    json_t *item = qry_rowmap_row(&map, r);
     if (!item) {
       json_decref(page);
       return SF_EPARSE;

@@ -2,7 +2,8 @@
  *
  * The statements in qry_sql.c name their columns after the JSON fields (times
  * as "<field>_us": microseconds since the epoch as bigint text); the
- * functions here look columns up by name, convert text to JSON integers,
+ * functions here look columns up by name (once per result for a page),
+ * convert text to JSON integers,
  * booleans and RFC 3339 times, and add the derived "available". A NULL in a
  * column that must not be NULL, or a number that does not parse, makes the
  * row function return NULL: the caller answers 500, never half a row.
@@ -18,47 +19,62 @@
 
 #include "qry_params.h"
 
-/* Maps one row to a JSON object; NULL when the row is malformed or on out of
- * memory. */
-typedef json_t *(*qry_row_fn)(const PGresult *res, int row);
+/* An answer shape: the JSON fields of one kind of row and the columns they
+ * come from. */
+typedef struct qry_shape qry_shape_t;
 
 /* {product_id, sku, name, on_hand, reserved, available, version, updated_at}
  * from columns product_id, sku, name, on_hand, reserved, version, updated_us
  * (updated_us may be NULL: updated_at null). */
-json_t *qry_row_inventory(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_INVENTORY;
 /* The same with store_id first (column store_id). */
-json_t *qry_row_inventory_at(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_INVENTORY_AT;
 /* {store_id, store_name, product_id, on_hand, reserved, available, version,
  * updated_at}: one store's holding of a product. */
-json_t *qry_row_holding(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_HOLDING;
 /* {transaction_id, store_id, product_id, type, quantity, delta, on_hand,
  * reserved, available, version, reason, reference, actor, created_at}. */
-json_t *qry_row_transaction(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_TRANSACTION;
 /* {id, sku, name, category, price, reorder_level, discontinued, version,
  * created_at, updated_at, total_on_hand, total_available}; price is
  * normalised with qry_price_normalize. */
-json_t *qry_row_product(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_PRODUCT;
 /* {id, name, location, manager_id, closed, version, created_at,
  * updated_at}. */
-json_t *qry_row_store(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_STORE;
 /* {order_id, store_id, status, lines: [{product_id, quantity}], reference,
  * version, created_at, updated_at}; column lines is the JSON text of the
  * array (QRY_SQL_ORDER). */
-json_t *qry_row_order(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_ORDER;
 /* {id, store_id, product_id, on_hand, reserved, available, version, cause,
  * transaction_id, occurred_at}: one row of the changes table. */
-json_t *qry_row_change(const PGresult *res, int row);
-
+extern const qry_shape_t *const QRY_SHAPE_CHANGE;
 /* {store_id, product_id, on_hand, reserved, available, version,
  * updated_at}: an inventory row sent as a stream's snapshot. */
-json_t *qry_row_snapshot(const PGresult *res, int row);
+extern const qry_shape_t *const QRY_SHAPE_SNAPSHOT;
+
+#define QRY_ROWMAP_MAX 16
+
+/* A result's columns for one shape, looked up once (PQfnumber) and used
+ * for every row: a value the caller owns, valid while res lives. */
+typedef struct qry_rowmap {
+  const qry_shape_t *shape;
+  const PGresult *res;
+  int cols[QRY_ROWMAP_MAX];
+  int on_hand, reserved;
+} qry_rowmap_t;
+
+/* Looks up the shape's columns in res: 0, or SF_EPARSE when one is
+ * missing. */
+int qry_rowmap_init(qry_rowmap_t *m, const PGresult *res,
+                    const qry_shape_t *shape);
+
+/* Maps row to a JSON object; NULL when the row is malformed or on out of
+ * memory. */
+json_t *qry_rowmap_row(const qry_rowmap_t *m, int row);
+
+/* One row, for a result read once: qry_rowmap_init + qry_rowmap_row. */
+json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape);
 
 /* Reads column name of row as a signed 64-bit integer. Returns 0,
  * SF_ENOTFOUND (no such column, or NULL) or SF_EPARSE. */
@@ -73,7 +89,7 @@ int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out);
  * store or product); zero rows returns SF_ENOTFOUND. Returns 0 with *out
  * owned by the caller, SF_EPARSE (a row did not map) or SF_ENOMEM. */
 int qry_page_build(const PGresult *res, const char *key_col, int limit,
-                   qry_cursor_kind_t kind, qry_row_fn fn, bool owner_row,
-                   json_t **out);
+                   qry_cursor_kind_t kind, const qry_shape_t *shape,
+                   bool owner_row, json_t **out);
 
 #endif

@@ -272,9 +272,9 @@ void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
 
 void qry_call_respond_page(qry_call_t *c, const PGresult *res,
                            const char *key_col, qry_cursor_kind_t kind,
-                           qry_row_fn fn, const char *owner, json_t *extra) {
+                           const qry_shape_t *shape, const char *owner, json_t *extra) {
   json_t *page = NULL;
-  int rc = qry_page_build(res, key_col, c->limit, kind, fn, owner != NULL,
+  int rc = qry_page_build(res, key_col, c->limit, kind, shape, owner != NULL,
                           &page);
   if (rc == SF_ENOTFOUND) {
     json_decref(extra);

@@ -41,11 +41,11 @@
  * newest first. */
 #define QRY_SQL_TRANSACTIONS "qry_transactions"
 
-/* $1 product id. Columns of qry_row_product; zero rows when unknown. */
+/* $1 product id. Columns of QRY_SHAPE_PRODUCT; zero rows when unknown. */
 #define QRY_SQL_PRODUCT "qry_product"
 
 /* $1 after product id, $2 category or NULL, $3 ILIKE pattern or NULL, $4 row
- * limit. Columns of qry_row_product, ordered by id. */
+ * limit. Columns of QRY_SHAPE_PRODUCT, ordered by id. */
 #define QRY_SQL_PRODUCTS "qry_products"
 
 /* $1 product id, $2 after store id, $3 row limit, $4 the stores the caller
@@ -90,12 +90,12 @@
 
 /* A catch-up page of one subscriber. $1 after id, $2 store id or NULL, $3
  * product id or NULL, $4 row limit. Columns: bound (the highest id visible
- * in the same snapshot), pruned_through, then those of qry_row_change (NULL
+ * in the same snapshot), pruned_through, then those of QRY_SHAPE_CHANGE (NULL
  * id in the single row when no change matches); ordered by id. */
 #define QRY_SQL_CHANGES_PAGE "qry_changes_page"
 
 /* The shared fetch of new changes for every live subscriber. $1 after id,
- * $2 row limit. Columns of qry_row_change, ordered by id. */
+ * $2 row limit. Columns of QRY_SHAPE_CHANGE, ordered by id. */
 #define QRY_SQL_CHANGES_NEXT "qry_changes_next"
 
 /* Registers every statement above with the pool. Returns 0 or the first

@@ -68,19 +68,19 @@ static void test_inventory_row(void **state) {
        "1795705200123456"},
       {STORE, P2, "SKU-2", "Gadget", "0", "0", "0", NULL}};
   PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
-  assert_json(qry_row_inventory(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_INVENTORY),
               "{\"product_id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget "
               "\\\"big\\\"\",\"on_hand\":10,\"reserved\":3,\"available\":7,"
               "\"version\":4,\"updated_at\":\"2026-11-26T15:00:00.123456Z\"}");
-  assert_json(qry_row_inventory(res, 1),
+  assert_json(qry_row(res, 1, QRY_SHAPE_INVENTORY),
               "{\"product_id\":\"" P2 "\",\"sku\":\"SKU-2\",\"name\":\"Gadget\","
               "\"on_hand\":0,\"reserved\":0,\"available\":0,\"version\":0,"
               "\"updated_at\":null}");
   /* out of range rows */
-  assert_null(qry_row_inventory(res, 2));
-  assert_null(qry_row_inventory(res, -1));
+  assert_null(qry_row(res, 2, QRY_SHAPE_INVENTORY));
+  assert_null(qry_row(res, -1, QRY_SHAPE_INVENTORY));
   /* store_id column missing: the _at variant refuses */
-  assert_null(qry_row_inventory_at(res, 0));
+  assert_null(qry_row(res, 0, QRY_SHAPE_INVENTORY_AT));
   PQclear(res);
 }
 
@@ -95,7 +95,7 @@ static void test_inventory_row_bad_cells(void **state) {
       {STORE, P1, "S", "N", "99999999999999999999", "0", "1", "1"}};
   PGresult *res = make_result(INV_NCOLS, inv_cols, 6, rows);
   for (int r = 0; r < 6; r++)
-    assert_null(qry_row_inventory(res, r));
+    assert_null(qry_row(res, r, QRY_SHAPE_INVENTORY));
   PQclear(res);
 }
 
@@ -106,7 +106,7 @@ static void test_inventory_at_row(void **state) {
   const char *const rows[][MAX_COLS] = {
       {STORE, P1, "S", "N", "-2", "1", "9", "0"}};
   PGresult *res = make_result(8, cols, 1, rows);
-  assert_json(qry_row_inventory_at(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_INVENTORY_AT),
               "{\"store_id\":\"" STORE "\",\"product_id\":\"" P1
               "\",\"sku\":\"S\",\"name\":\"N\",\"on_hand\":-2,\"reserved\":1,"
               "\"available\":-3,\"version\":9,"
@@ -128,20 +128,20 @@ static void test_transaction_row(void **state) {
       {STORE, P2, STORE, P1, "adjustment", "-1", "-1", "7", "0", "6",
        "broken", NULL, P1, NULL} /* created_at must not be NULL */};
   PGresult *res = make_result(14, cols, 3, rows);
-  assert_json(qry_row_transaction(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_TRANSACTION),
               "{\"transaction_id\":\"" P3 "\",\"store_id\":\"" STORE
               "\",\"product_id\":\"" P1 "\",\"type\":\"sale\",\"quantity\":2,"
               "\"delta\":-2,\"on_hand\":8,\"reserved\":1,\"available\":7,"
               "\"version\":5,\"reason\":null,\"reference\":\"PO-1\","
               "\"actor\":null,\"created_at\":\"2026-11-26T15:00:00.000001Z\"}");
-  json_t *t = qry_row_transaction(res, 1);
+  json_t *t = qry_row(res, 1, QRY_SHAPE_TRANSACTION);
   assert_non_null(t);
   assert_string_equal(json_string_value(json_object_get(t, "reason")),
                       "broken");
   assert_string_equal(json_string_value(json_object_get(t, "actor")), P1);
   assert_true(json_is_null(json_object_get(t, "reference")));
   json_decref(t);
-  assert_null(qry_row_transaction(res, 2));
+  assert_null(qry_row(res, 2, QRY_SHAPE_TRANSACTION));
   PQclear(res);
 }
 
@@ -160,21 +160,21 @@ static void test_product_row(void **state) {
       {P3, "SKU-3", "Bad", NULL, "3.0000", "0", "x", "1", "0", "0", "0", "0"},
       {P3, "SKU-3", "Bad", NULL, "-3", "0", "f", "1", "0", "0", "0", "0"}};
   PGresult *res = make_result(12, product_cols, 4, rows);
-  assert_json(qry_row_product(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_PRODUCT),
               "{\"id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget\","
               "\"category\":\"tools\",\"price\":\"19.99\","
               "\"reorder_level\":5,\"discontinued\":false,\"version\":2,"
               "\"created_at\":\"2026-11-26T15:00:00.000000Z\","
               "\"updated_at\":\"2026-11-26T15:01:00.500000Z\","
               "\"total_on_hand\":12,\"total_available\":10}");
-  json_t *p = qry_row_product(res, 1);
+  json_t *p = qry_row(res, 1, QRY_SHAPE_PRODUCT);
   assert_non_null(p);
   assert_true(json_is_null(json_object_get(p, "category")));
   assert_true(json_is_true(json_object_get(p, "discontinued")));
   assert_string_equal(json_string_value(json_object_get(p, "price")), "3.00");
   json_decref(p);
-  assert_null(qry_row_product(res, 2)); /* bad boolean */
-  assert_null(qry_row_product(res, 3)); /* bad price */
+  assert_null(qry_row(res, 2, QRY_SHAPE_PRODUCT)); /* bad boolean */
+  assert_null(qry_row(res, 3, QRY_SHAPE_PRODUCT)); /* bad price */
   PQclear(res);
 }
 
@@ -185,7 +185,7 @@ static void test_store_row(void **state) {
   const char *const rows[][MAX_COLS] = {
       {STORE, "Main", "Berlin", NULL, "f", "1", "0", "1000000"}};
   PGresult *res = make_result(8, cols, 1, rows);
-  assert_json(qry_row_store(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_STORE),
               "{\"id\":\"" STORE "\",\"name\":\"Main\",\"location\":\"Berlin\","
               "\"manager_id\":null,\"closed\":false,\"version\":1,"
               "\"created_at\":\"1970-01-01T00:00:00.000000Z\","
@@ -218,7 +218,7 @@ static void test_page_more_rows(void **state) {
   PGresult *res = make_result(INV_NCOLS, inv_cols, 3, page_rows);
   json_t *page = NULL;
   assert_int_equal(qry_page_build(res, "product_id", 2,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
   json_t *items = json_object_get(page, "items");
@@ -235,7 +235,7 @@ static void test_page_more_rows(void **state) {
 
   /* exactly limit rows: no next page */
   assert_int_equal(qry_page_build(res, "product_id", 3,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
   assert_int_equal(json_array_size(json_object_get(page, "items")), 3);
@@ -250,13 +250,13 @@ static void test_page_owner_cases(void **state) {
   /* no owner row: the store does not exist */
   PGresult *none = make_result(INV_NCOLS, inv_cols, 0, NULL);
   assert_int_equal(qry_page_build(none, "product_id", 50,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_ENOTFOUND);
   assert_null(page);
   /* an unowned list may be empty */
   assert_int_equal(qry_page_build(none, "product_id", 50,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   false, &page),
                    0);
   assert_json(page, "{\"items\":[],\"next_cursor\":null}");
@@ -268,7 +268,7 @@ static void test_page_owner_cases(void **state) {
   PGresult *empty = make_result(INV_NCOLS, inv_cols, 1, empty_rows);
   page = NULL;
   assert_int_equal(qry_page_build(empty, "product_id", 50,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
   assert_json(page, "{\"items\":[],\"next_cursor\":null}");
@@ -283,13 +283,13 @@ static void test_page_errors(void **state) {
       {STORE, P2, "S2", "N2", "oops", "0", "1", "0"}};
   PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
   assert_int_equal(qry_page_build(res, "product_id", 5,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_EPARSE);
   assert_null(page);
   /* the bad row is beyond the page: not mapped, no error */
   assert_int_equal(qry_page_build(res, "product_id", 1,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
   assert_int_equal(json_array_size(json_object_get(page, "items")), 1);
@@ -297,10 +297,10 @@ static void test_page_errors(void **state) {
   page = NULL;
   /* unknown key column, bad limit */
   assert_int_equal(qry_page_build(res, "nope", 5, QRY_CURSOR_STORE_INVENTORY,
-                                  qry_row_inventory, true, &page),
+                                  QRY_SHAPE_INVENTORY, true, &page),
                    SF_EPARSE);
   assert_int_equal(qry_page_build(res, "product_id", 0,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_EPARSE);
   assert_null(page);
@@ -312,7 +312,7 @@ static void test_page_errors(void **state) {
       {STORE, "y", "S2", "N2", "1", "0", "1", "0"}};
   res = make_result(INV_NCOLS, inv_cols, 2, badkey);
   assert_int_equal(qry_page_build(res, "product_id", 1,
-                                  QRY_CURSOR_STORE_INVENTORY, qry_row_inventory,
+                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_EPARSE);
   assert_null(page);
@@ -335,23 +335,23 @@ static void test_order_row(void **state) {
        "1795705200000000", "[{\"product_id\": "}, /* broken JSON */
   };
   PGresult *res = make_result(9, cols, 3, rows);
-  assert_json(qry_row_order(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P3 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"placed\",\"lines\":[{\"product_id\":\"" P1 "\","
               "\"quantity\":2},{\"product_id\":\"" P2 "\",\"quantity\":5}],"
               "\"reference\":\"PO-1\",\"version\":1,"
               "\"created_at\":\"2026-11-26T15:00:00.123456Z\","
               "\"updated_at\":\"2026-11-26T15:00:00.123456Z\"}");
-  assert_json(qry_row_order(res, 1),
+  assert_json(qry_row(res, 1, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P2 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"cancelled\",\"lines\":[],\"reference\":null,"
               "\"version\":2,\"created_at\":\"2026-11-26T15:00:00.000000Z\","
               "\"updated_at\":\"2026-11-26T15:01:00.000000Z\"}");
-  assert_null(qry_row_order(res, 2)); /* never half a row */
+  assert_null(qry_row(res, 2, QRY_SHAPE_ORDER)); /* never half a row */
   /* a page of orders, newest first, keyed by order_id */
   json_t *page = NULL;
   assert_int_equal(qry_page_build(res, "order_id", 1, QRY_CURSOR_ORDERS,
-                                  qry_row_order, true, &page),
+                                  QRY_SHAPE_ORDER, true, &page),
                    0);
   json_t *next = json_object_get(page, "next_cursor");
   assert_true(json_is_string(next));
@@ -378,14 +378,14 @@ static void test_change_and_snapshot_rows(void **state) {
       {"x", STORE, P1, "10", "4", "7", "sale", P3, "1795705200123456", NULL},
   };
   PGresult *res = make_result(10, cols, 2, rows);
-  assert_json(qry_row_change(res, 0),
+  assert_json(qry_row(res, 0, QRY_SHAPE_CHANGE),
               "{\"id\":42,\"store_id\":\"" STORE "\",\"product_id\":\"" P1
               "\",\"on_hand\":10,\"reserved\":4,\"available\":6,"
               "\"version\":7,\"cause\":\"order_placed\","
               "\"transaction_id\":\"" P3 "\","
               "\"occurred_at\":\"2026-11-26T15:00:00.123456Z\"}");
-  assert_null(qry_row_change(res, 1));
-  assert_json(qry_row_snapshot(res, 0),
+  assert_null(qry_row(res, 1, QRY_SHAPE_CHANGE));
+  assert_json(qry_row(res, 0, QRY_SHAPE_SNAPSHOT),
               "{\"store_id\":\"" STORE "\",\"product_id\":\"" P1 "\","
               "\"on_hand\":10,\"reserved\":4,\"available\":6,"
               "\"version\":7,\"updated_at\":null}");
