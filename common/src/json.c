@@ -178,9 +178,29 @@ void sf_json_format_time(int64_t unix_us, char *out, size_t cap) {
   int m, d;
   civil_from_days(days, &y, &m, &d);
   int64_t secs = rem / US_PER_S;
-  snprintf(out, cap, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%06dZ", y, m, d,
-           (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
-           (int)(rem % US_PER_S));
+  if (y < 0 || y > 9999 || cap < 28) {
+    snprintf(out, cap, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%06dZ", y, m, d,
+             (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
+             (int)(rem % US_PER_S));
+    return;
+  }
+  /* the common case without printf: a page of rows formats one per row */
+  const int parts[][2] = {{(int)y, 4},          {m, 2},
+                          {d, 2},               {(int)(secs / 3600), 2},
+                          {(int)(secs / 60 % 60), 2}, {(int)(secs % 60), 2},
+                          {(int)(rem % US_PER_S), 6}};
+  static const char seps[] = "--T::.Z";
+  char *o = out;
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+    int v = parts[i][0];
+    for (int k = parts[i][1] - 1; k >= 0; k--) {
+      o[k] = (char)('0' + v % 10);
+      v /= 10;
+    }
+    o += parts[i][1];
+    *o++ = seps[i];
+  }
+  *o = '\0';
 }
 
 /* Reads exactly n digits at *p into *out and advances. */

@@ -4,6 +4,7 @@
  * parameters and runs the statement through qry_call_run; its render
  * function turns the result into the answer. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qry_call.h"
@@ -93,20 +94,22 @@ static void render_inventory_row(qry_call_t *c, const PGresult *res) {
     return;
   }
   int64_t version;
-  json_t *row = qry_row(res, 0, QRY_SHAPE_INVENTORY_AT);
-  if (!row || qry_row_i64(res, 0, "version", &version) != 0) {
-    json_decref(row);
+  char *row = NULL;
+  size_t len = 0;
+  if (qry_row_i64(res, 0, "version", &version) != 0 ||
+      qry_row_text(res, 0, QRY_SHAPE_INVENTORY_AT, &row, &len) != 0) {
     qry_respond_internal(c, "inventory row: malformed row");
     return;
   }
   char etag[32];
   snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
   if (sf_http_add_header(c->req, "ETag", etag) != 0) {
-    json_decref(row);
+    free(row);
     qry_respond_internal(c, "inventory row: adding ETag");
     return;
   }
-  sf_http_respond_json(c->req, 200, row);
+  sf_http_respond(c->req, 200, "application/json", row, len);
+  free(row);
 }
 
 static void h_inventory_row(sf_http_req_t *req, void *ud) {

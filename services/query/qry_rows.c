@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sf/err.h"
+#include "sf/jbuf.h"
 #include "sf/json.h"
 
 typedef enum field_kind {
@@ -193,78 +194,123 @@ int qry_rowmap_init(qry_rowmap_t *m, const PGresult *res,
   return 0;
 }
 
-/* Converts one field from column c; returns the JSON value or NULL when
- * malformed. */
-static json_t *field_value(const qry_rowmap_t *m, int row, const field_t *f,
-                           int c) {
+/* Writes one field's value from column c; 0 or SF_EPARSE when malformed. */
+static int write_field(sf_jbuf_t *b, const qry_rowmap_t *m, int row,
+                       const field_t *f, int c) {
   const PGresult *res = m->res;
   if (f->kind == F_AVAILABLE) {
     int64_t on_hand, reserved;
     if (col_i64(res, row, m->on_hand, &on_hand) != 0 ||
         col_i64(res, row, m->reserved, &reserved) != 0)
-      return NULL;
-    return json_integer((json_int_t)(on_hand - reserved));
+      return SF_EPARSE;
+    sf_jbuf_i64(b, on_hand - reserved);
+    return 0;
   }
   if (PQgetisnull(res, row, c)) {
-    if (f->kind == F_STR_NULL || f->kind == F_TIME_NULL)
-      return json_null();
-    return NULL;
+    if (f->kind != F_STR_NULL && f->kind != F_TIME_NULL)
+      return SF_EPARSE;
+    sf_jbuf_lit(b, "null");
+    return 0;
   }
   const char *v = PQgetvalue(res, row, c);
   switch (f->kind) {
   case F_STR:
   case F_STR_NULL:
-    return json_stringn(v, (size_t)PQgetlength(res, row, c));
+    sf_jbuf_str(b, v, (size_t)PQgetlength(res, row, c));
+    return 0;
   case F_I64: {
     int64_t n;
     if (parse_i64(v, &n) != 0)
-      return NULL;
-    return json_integer((json_int_t)n);
+      return SF_EPARSE;
+    sf_jbuf_i64(b, n);
+    return 0;
   }
   case F_BOOL:
     if (strcmp(v, "t") == 0)
-      return json_true();
-    if (strcmp(v, "f") == 0)
-      return json_false();
-    return NULL;
+      sf_jbuf_lit(b, "true");
+    else if (strcmp(v, "f") == 0)
+      sf_jbuf_lit(b, "false");
+    else
+      return SF_EPARSE;
+    return 0;
   case F_TIME:
   case F_TIME_NULL: {
     int64_t us;
     if (parse_i64(v, &us) != 0)
-      return NULL;
+      return SF_EPARSE;
     char buf[40];
     sf_json_format_time(us, buf, sizeof(buf));
-    return json_string_nocheck(buf);
+    sf_jbuf_str(b, buf, strlen(buf));
+    return 0;
   }
   case F_PRICE: {
     char buf[64];
     if (qry_price_normalize(v, buf, sizeof(buf)) != 0)
-      return NULL;
-    return json_string(buf);
+      return SF_EPARSE;
+    sf_jbuf_str(b, buf, strlen(buf));
+    return 0;
   }
-  case F_JSON:
-    return json_loads(v, JSON_REJECT_DUPLICATES, NULL);
+  case F_JSON: {
+    /* PostgreSQL's json_agg text, checked and made compact by jansson */
+    json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
+    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!t)
+      return SF_EPARSE;
+    sf_jbuf_lit(b, t);
+    free(t);
+    return 0;
+  }
   case F_AVAILABLE:
     break;
   }
-  return NULL;
+  return SF_EPARSE;
+}
+
+int qry_rowmap_text(const qry_rowmap_t *m, int row, sf_jbuf_t *b) {
+  if (row < 0 || row >= PQntuples(m->res))
+    return SF_EPARSE;
+  size_t i = 0;
+  for (const field_t *f = m->shape->fields; f->json; f++, i++) {
+    sf_jbuf_raw(b, i ? ",\"" : "{\"", 2);
+    sf_jbuf_lit(b, f->json); /* field names are plain ASCII */
+    sf_jbuf_raw(b, "\":", 2);
+    int rc = write_field(b, m, row, f, m->cols[i]);
+    if (rc)
+      return rc;
+  }
+  sf_jbuf_raw(b, "}", 1);
+  return b->err;
+}
+
+/* The text of one row: 0 with *out (free() it), or SF_EPARSE/SF_ENOMEM. */
+static int rowmap_text_alloc(const qry_rowmap_t *m, int row, char **out,
+                             size_t *len) {
+  sf_jbuf_t b;
+  sf_jbuf_init(&b, 512);
+  int rc = qry_rowmap_text(m, row, &b);
+  if (rc) {
+    sf_jbuf_free(&b);
+    return rc == SF_ENOMEM ? rc : SF_EPARSE;
+  }
+  return sf_jbuf_take(&b, out, len);
 }
 
 json_t *qry_rowmap_row(const qry_rowmap_t *m, int row) {
-  if (row < 0 || row >= PQntuples(m->res))
+  char *text = NULL;
+  size_t len = 0;
+  if (rowmap_text_alloc(m, row, &text, &len) != 0)
     return NULL;
-  json_t *obj = json_object();
-  if (!obj)
-    return NULL;
-  size_t i = 0;
-  for (const field_t *f = m->shape->fields; f->json; f++, i++) {
-    json_t *v = field_value(m, row, f, m->cols[i]);
-    if (!v || json_object_set_new_nocheck(obj, f->json, v) != 0) {
-      json_decref(obj);
-      return NULL;
-    }
-  }
+  json_t *obj = json_loadb(text, len, 0, NULL);
+  free(text);
   return obj;
+}
+
+int qry_row_text(const PGresult *res, int row, const qry_shape_t *shape,
+                 char **out, size_t *len) {
+  qry_rowmap_t m;
+  int rc = qry_rowmap_init(&m, res, shape);
+  return rc ? rc : rowmap_text_alloc(&m, row, out, len);
 }
 
 json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape) {
@@ -290,7 +336,8 @@ SHAPE(QRY_SHAPE_SNAPSHOT, snapshot_fields)
 
 int qry_page_build(const PGresult *res, const char *key_col, int limit,
                    qry_cursor_kind_t kind, const qry_shape_t *shape,
-                   bool owner_row, json_t **out) {
+                   bool owner_row, const json_t *extra, char **out,
+                   size_t *out_len) {
   int n = PQntuples(res);
   if (owner_row && n == 0)
     return SF_ENOTFOUND;
@@ -298,55 +345,54 @@ int qry_page_build(const PGresult *res, const char *key_col, int limit,
   qry_rowmap_t map;
   if (key < 0 || limit < 1 || qry_rowmap_init(&map, res, shape) != 0)
     return SF_EPARSE;
-  /* json_object_set_new steals items even when it fails. */
-  json_t *page = json_object();
-  json_t *items = json_array();
-  if (!page || !items) {
-    json_decref(items);
-    json_decref(page);
-    return SF_ENOMEM;
-  }
-  if (json_object_set_new(page, "items", items) != 0) {
-    json_decref(page);
-    return SF_ENOMEM;
-  }
+  sf_jbuf_t b;
+  sf_jbuf_init(&b, 4096);
+  sf_jbuf_lit(&b, "{\"items\":[");
   int kept = 0;
   int last = -1;
   bool more = false;
-  for (int r = 0; r < n; r++) {
+  int rc = 0;
+  for (int r = 0; r < n && !rc; r++) {
     if (PQgetisnull(res, r, key))
       continue;
     if (kept == limit) {
       more = true;
       break;
     }
-    json_t *item = qry_rowmap_row(&map, r);
-    if (!item) {
-      json_decref(page);
-      return SF_EPARSE;
-    }
-    if (json_array_append_new(items, item) != 0) {
-      json_decref(page);
-      return SF_ENOMEM;
-    }
+    if (kept)
+      sf_jbuf_raw(&b, ",", 1);
+    rc = qry_rowmap_text(&map, r, &b);
     kept++;
     last = r;
   }
-  json_t *next;
-  if (more) {
+  sf_jbuf_lit(&b, "],\"next_cursor\":");
+  if (!rc && more) {
     char cur[QRY_CURSOR_CAP];
-    if (qry_cursor_encode(kind, PQgetvalue(res, last, key), cur) != 0) {
-      json_decref(page);
-      return SF_EPARSE;
-    }
-    next = json_string(cur);
+    rc = qry_cursor_encode(kind, PQgetvalue(res, last, key), cur) != 0
+             ? SF_EPARSE
+             : 0;
+    if (!rc)
+      sf_jbuf_str(&b, cur, strlen(cur));
   } else {
-    next = json_null();
+    sf_jbuf_lit(&b, "null");
   }
-  if (!next || json_object_set_new(page, "next_cursor", next) != 0) {
-    json_decref(page);
-    return SF_ENOMEM;
+  /* extra's members after the page's own: {"a":1} adds ,"a":1 */
+  if (!rc && extra && json_object_size(extra) > 0) {
+    char *t = json_dumps(extra, JSON_COMPACT);
+    if (!t) {
+      rc = SF_ENOMEM;
+    } else {
+      size_t tl = strlen(t);
+      sf_jbuf_raw(&b, ",", 1);
+      sf_jbuf_raw(&b, t + 1, tl - 2); /* without its braces */
+      free(t);
+    }
   }
-  *out = page;
-  return 0;
+  sf_jbuf_raw(&b, "}", 1);
+  if (rc) {
+    sf_jbuf_free(&b);
+    return rc;
+  }
+  rc = sf_jbuf_take(&b, out, out_len);
+  return rc == SF_ENOMEM ? SF_ENOMEM : rc ? SF_EPARSE : 0;
 }

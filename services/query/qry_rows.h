@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "qry_params.h"
+#include "sf/jbuf.h"
 
 /* An answer shape: the JSON fields of one kind of row and the columns they
  * come from. */
@@ -69,6 +70,10 @@ typedef struct qry_rowmap {
 int qry_rowmap_init(qry_rowmap_t *m, const PGresult *res,
                     const qry_shape_t *shape);
 
+/* Appends row as a JSON object to b: 0, SF_EPARSE when the row is
+ * malformed (b then holds part of it) or b's own error. */
+int qry_rowmap_text(const qry_rowmap_t *m, int row, sf_jbuf_t *b);
+
 /* Maps row to a JSON object; NULL when the row is malformed or on out of
  * memory. */
 json_t *qry_rowmap_row(const qry_rowmap_t *m, int row);
@@ -76,20 +81,30 @@ json_t *qry_rowmap_row(const qry_rowmap_t *m, int row);
 /* One row, for a result read once: qry_rowmap_init + qry_rowmap_row. */
 json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape);
 
+/* The same as JSON text: 0 with *out (NUL-terminated, *len bytes; free()
+ * it), SF_EPARSE or SF_ENOMEM. */
+int qry_row_text(const PGresult *res, int row, const qry_shape_t *shape,
+                 char **out, size_t *len);
+
 /* Reads column name of row as a signed 64-bit integer. Returns 0,
  * SF_ENOTFOUND (no such column, or NULL) or SF_EPARSE. */
 int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out);
 
-/* Builds {"items": [...], "next_cursor": ...} from a result that holds up to
- * limit + 1 rows ordered by key_col. Rows whose key_col is NULL are skipped
- * (the LEFT JOIN row of an owner without items). When more than limit rows
- * remain, only limit are kept and next_cursor encodes the key of the last
- * kept one; otherwise next_cursor is null.
+/* Writes {"items": [...], "next_cursor": ...} as JSON text from a result
+ * that holds up to limit + 1 rows ordered by key_col, straight from the
+ * rows (no jansson tree: for a 100-row page the tree cost more than the
+ * query). Rows whose key_col is NULL are skipped (the LEFT JOIN row of an
+ * owner without items). When more than limit rows remain, only limit are
+ * kept and next_cursor encodes the key of the last kept one; otherwise
+ * next_cursor is null. extra (may be NULL; borrowed) is an object whose
+ * members follow next_cursor (e.g. a product's totals).
  * When owner_row is true the result must have at least one row (the owner:
  * store or product); zero rows returns SF_ENOTFOUND. Returns 0 with *out
- * owned by the caller, SF_EPARSE (a row did not map) or SF_ENOMEM. */
+ * (NUL-terminated, *out_len bytes; free() it) owned by the caller,
+ * SF_EPARSE (a row did not map) or SF_ENOMEM. */
 int qry_page_build(const PGresult *res, const char *key_col, int limit,
                    qry_cursor_kind_t kind, const qry_shape_t *shape,
-                   bool owner_row, json_t **out);
+                   bool owner_row, const json_t *extra, char **out,
+                   size_t *out_len);
 
 #endif

@@ -272,29 +272,24 @@ void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
 
 void qry_call_respond_page(qry_call_t *c, const PGresult *res,
                            const char *key_col, qry_cursor_kind_t kind,
-                           const qry_shape_t *shape, const char *owner, json_t *extra) {
-  json_t *page = NULL;
+                           const qry_shape_t *shape, const char *owner,
+                           json_t *extra) {
+  char *text = NULL;
+  size_t len = 0;
   int rc = qry_page_build(res, key_col, c->limit, kind, shape, owner != NULL,
-                          &page);
+                          extra, &text, &len);
+  json_decref(extra);
   if (rc == SF_ENOTFOUND) {
-    json_decref(extra);
     qry_respond_not_found(c->req, owner);
     return;
   }
   if (rc != 0) {
-    json_decref(extra);
     qry_respond_internal(c, rc == SF_ENOMEM ? "out of memory"
                                             : "malformed result row");
     return;
   }
-  if (extra && json_object_update(page, extra) != 0) {
-    json_decref(extra);
-    json_decref(page);
-    qry_respond_internal(c, "out of memory");
-    return;
-  }
-  json_decref(extra);
-  sf_http_respond_json(c->req, 200, page);
+  sf_http_respond(c->req, 200, "application/json", text, len);
+  free(text);
 }
 
 /* ---- operational endpoints ---- */

@@ -208,6 +208,25 @@ static void test_row_i64(void **state) {
   PQclear(res);
 }
 
+/* qry_page_build's text, parsed back: the page as jansson sees it. Leaves
+ * *page NULL when the build fails. */
+static int build_page(const PGresult *res, const char *key, int limit,
+                      qry_cursor_kind_t kind, const qry_shape_t *shape,
+                      bool owner, json_t **page) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc = qry_page_build(res, key, limit, kind, shape, owner, NULL, &text,
+                          &len);
+  if (rc == 0) {
+    assert_int_equal(strlen(text), len);
+    json_error_t e;
+    *page = json_loadb(text, len, 0, &e);
+    assert_non_null(*page); /* the text is JSON */
+    free(text);
+  }
+  return rc;
+}
+
 static const char *const page_rows[][MAX_COLS] = {
     {STORE, P1, "S1", "N1", "1", "0", "1", "0"},
     {STORE, P2, "S2", "N2", "2", "0", "1", "0"},
@@ -217,7 +236,7 @@ static void test_page_more_rows(void **state) {
   (void)state;
   PGresult *res = make_result(INV_NCOLS, inv_cols, 3, page_rows);
   json_t *page = NULL;
-  assert_int_equal(qry_page_build(res, "product_id", 2,
+  assert_int_equal(build_page(res, "product_id", 2,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
@@ -234,7 +253,7 @@ static void test_page_more_rows(void **state) {
   json_decref(page);
 
   /* exactly limit rows: no next page */
-  assert_int_equal(qry_page_build(res, "product_id", 3,
+  assert_int_equal(build_page(res, "product_id", 3,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
@@ -249,13 +268,13 @@ static void test_page_owner_cases(void **state) {
   json_t *page = NULL;
   /* no owner row: the store does not exist */
   PGresult *none = make_result(INV_NCOLS, inv_cols, 0, NULL);
-  assert_int_equal(qry_page_build(none, "product_id", 50,
+  assert_int_equal(build_page(none, "product_id", 50,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_ENOTFOUND);
   assert_null(page);
   /* an unowned list may be empty */
-  assert_int_equal(qry_page_build(none, "product_id", 50,
+  assert_int_equal(build_page(none, "product_id", 50,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   false, &page),
                    0);
@@ -267,7 +286,7 @@ static void test_page_owner_cases(void **state) {
       {STORE, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
   PGresult *empty = make_result(INV_NCOLS, inv_cols, 1, empty_rows);
   page = NULL;
-  assert_int_equal(qry_page_build(empty, "product_id", 50,
+  assert_int_equal(build_page(empty, "product_id", 50,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
@@ -282,13 +301,13 @@ static void test_page_errors(void **state) {
       {STORE, P1, "S1", "N1", "1", "0", "1", "0"},
       {STORE, P2, "S2", "N2", "oops", "0", "1", "0"}};
   PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
-  assert_int_equal(qry_page_build(res, "product_id", 5,
+  assert_int_equal(build_page(res, "product_id", 5,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_EPARSE);
   assert_null(page);
   /* the bad row is beyond the page: not mapped, no error */
-  assert_int_equal(qry_page_build(res, "product_id", 1,
+  assert_int_equal(build_page(res, "product_id", 1,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    0);
@@ -296,10 +315,10 @@ static void test_page_errors(void **state) {
   json_decref(page);
   page = NULL;
   /* unknown key column, bad limit */
-  assert_int_equal(qry_page_build(res, "nope", 5, QRY_CURSOR_STORE_INVENTORY,
+  assert_int_equal(build_page(res, "nope", 5, QRY_CURSOR_STORE_INVENTORY,
                                   QRY_SHAPE_INVENTORY, true, &page),
                    SF_EPARSE);
-  assert_int_equal(qry_page_build(res, "product_id", 0,
+  assert_int_equal(build_page(res, "product_id", 0,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_EPARSE);
@@ -311,11 +330,54 @@ static void test_page_errors(void **state) {
       {STORE, "x", "S1", "N1", "1", "0", "1", "0"},
       {STORE, "y", "S2", "N2", "1", "0", "1", "0"}};
   res = make_result(INV_NCOLS, inv_cols, 2, badkey);
-  assert_int_equal(qry_page_build(res, "product_id", 1,
+  assert_int_equal(build_page(res, "product_id", 1,
                                   QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                                   true, &page),
                    SF_EPARSE);
   assert_null(page);
+  PQclear(res);
+}
+
+/* Names with quotes, backslashes, control characters and non-ASCII text
+ * come out as the same strings; extra's members follow next_cursor; text
+ * that is not UTF-8 fails the page instead of sending invalid JSON. */
+static void test_page_text_escapes_and_extra(void **state) {
+  (void)state;
+  const char *const rows[][MAX_COLS] = {
+      {STORE, P1, "S\"1", "tab\tquote\"back\\nl\n\x01 é", "1", "0", "1", "0"}};
+  PGresult *res = make_result(INV_NCOLS, inv_cols, 1, rows);
+  json_t *extra = json_pack("{s:s,s:I}", "product_id", P1, "total_on_hand",
+                            (json_int_t)7);
+  char *text = NULL;
+  size_t len = 0;
+  assert_int_equal(qry_page_build(res, "product_id", 5,
+                                  QRY_CURSOR_STORE_INVENTORY,
+                                  QRY_SHAPE_INVENTORY, true, extra, &text, &len),
+                   0);
+  json_t *page = json_loadb(text, len, 0, NULL);
+  assert_non_null(page);
+  json_t *item = json_array_get(json_object_get(page, "items"), 0);
+  assert_string_equal(json_string_value(json_object_get(item, "sku")), "S\"1");
+  assert_string_equal(json_string_value(json_object_get(item, "name")),
+                      "tab\tquote\"back\\nl\n\x01 é");
+  assert_int_equal(json_integer_value(json_object_get(item, "available")), 1);
+  assert_string_equal(json_string_value(json_object_get(page, "product_id")), P1);
+  assert_int_equal(json_integer_value(json_object_get(page, "total_on_hand")), 7);
+  assert_true(json_is_null(json_object_get(page, "next_cursor")));
+  json_decref(page);
+  free(text);
+  json_decref(extra);
+  PQclear(res);
+
+  const char *const bad[][MAX_COLS] = {
+      {STORE, P1, "S1", "bad \xff byte", "1", "0", "1", "0"}};
+  res = make_result(INV_NCOLS, inv_cols, 1, bad);
+  text = NULL;
+  assert_int_equal(qry_page_build(res, "product_id", 5,
+                                  QRY_CURSOR_STORE_INVENTORY,
+                                  QRY_SHAPE_INVENTORY, true, NULL, &text, &len),
+                   SF_EPARSE);
+  assert_null(text);
   PQclear(res);
 }
 
@@ -350,7 +412,7 @@ static void test_order_row(void **state) {
   assert_null(qry_row(res, 2, QRY_SHAPE_ORDER)); /* never half a row */
   /* a page of orders, newest first, keyed by order_id */
   json_t *page = NULL;
-  assert_int_equal(qry_page_build(res, "order_id", 1, QRY_CURSOR_ORDERS,
+  assert_int_equal(build_page(res, "order_id", 1, QRY_CURSOR_ORDERS,
                                   QRY_SHAPE_ORDER, true, &page),
                    0);
   json_t *next = json_object_get(page, "next_cursor");
@@ -404,6 +466,7 @@ int main(void) {
       cmocka_unit_test(test_page_more_rows),
       cmocka_unit_test(test_page_owner_cases),
       cmocka_unit_test(test_page_errors),
+      cmocka_unit_test(test_page_text_escapes_and_extra),
       cmocka_unit_test(test_order_row),
       cmocka_unit_test(test_change_and_snapshot_rows),
   };
