@@ -13,8 +13,11 @@
  *
  *   sf-kafka-limit --brokers B --topic T [--catalog-topic C] [--events 1M]
  *       [--stores 20] [--products 1000] [--txn 1000] [--salt N]
- *       [--transactional-id ID] [--linger-ms MS] [--set key=value]...
- *       [--json FILE]
+ *       [--transactional-id ID] [--linger-ms MS] [--producers K]
+ *       [--set key=value]... [--json FILE]
+ * --producers K (default 1) takes the transactions in turn on K
+ * transactional producers (ids ID, ID-1 ... ID-(K-1)), one at a time, as
+ * the command service's writer does (STOCKFLOW_COMMIT_PRODUCERS).
  * --set passes any librdkafka property (to try a setting against the same
  * load); the run's figure uses the command service's settings. */
 #include <getopt.h>
@@ -144,6 +147,7 @@ static int produce_txn(rd_kafka_t *rk, const char *topic, encoded_t *msgs,
 }
 
 #define MAX_SETS 16
+#define MAX_PRODUCERS 8
 
 static rd_kafka_t *make_producer(const char *brokers, const char *txn_id,
                                  const char *linger, char **sets,
@@ -200,6 +204,7 @@ int main(int argc, char **argv) {
   const char *brokers = "127.0.0.1:9092", *topic = NULL, *catalog = NULL;
   const char *json_out = NULL, *txn_id = "sf-kafka-limit", *linger = "0";
   uint64_t events = 1000000, stores = 20, products = 1000, txn = 1000;
+  uint64_t n_rk = 1;
   uint32_t salt = 1;
   char *sets[MAX_SETS];
   size_t n_sets = 0;
@@ -215,6 +220,7 @@ int main(int argc, char **argv) {
       {"salt", required_argument, NULL, 'S'},
       {"transactional-id", required_argument, NULL, 'i'},
       {"linger-ms", required_argument, NULL, 'l'},
+      {"producers", required_argument, NULL, 'P'},
       {"json", required_argument, NULL, 'j'},
       {NULL, 0, NULL, 0}};
   int ch;
@@ -231,6 +237,9 @@ int main(int argc, char **argv) {
     case 'S': salt = (uint32_t)strtoul(optarg, NULL, 10); break;
     case 'i': txn_id = optarg; break;
     case 'l': linger = optarg; break;
+    case 'P':
+      bad = bench_parse_count(optarg, &n_rk) || n_rk < 1 || n_rk > MAX_PRODUCERS;
+      break;
     case 'j': json_out = optarg; break;
     case 'K':
       if (n_sets == MAX_SETS)
@@ -255,7 +264,7 @@ int main(int argc, char **argv) {
   bench_gen_t gen;
   encoded_t *msgs = NULL, *cat = NULL;
   uint64_t n_cat = catalog ? stores + products : 0;
-  rd_kafka_t *rk = NULL;
+  rd_kafka_t *rks[MAX_PRODUCERS] = {NULL};
   if (sf_event_codec_new(&codec)) {
     fprintf(stderr, "sf-kafka-limit: codec\n");
     return 1;
@@ -298,12 +307,18 @@ int main(int argc, char **argv) {
           events, (double)bytes / 1e6, (double)bytes / (double)events,
           encode_s, (double)events / encode_s);
 
-  rk = make_producer(brokers, txn_id, linger, sets, n_sets);
-  if (!rk)
-    goto fail_alloc;
-  if (txn_err(rd_kafka_init_transactions(rk, 60000), "init_transactions"))
-    goto fail_producer;
-  if (n_cat && produce_txn(rk, catalog, cat, (size_t)n_cat, NULL))
+  for (uint64_t k = 0; k < n_rk; k++) {
+    char id[256];
+    if (k == 0)
+      snprintf(id, sizeof(id), "%s", txn_id);
+    else
+      snprintf(id, sizeof(id), "%s-%" PRIu64, txn_id, k);
+    rks[k] = make_producer(brokers, id, linger, sets, n_sets);
+    if (!rks[k] ||
+        txn_err(rd_kafka_init_transactions(rks[k], 60000), "init_transactions"))
+      goto fail_producer;
+  }
+  if (n_cat && produce_txn(rks[0], catalog, cat, (size_t)n_cat, NULL))
     goto fail_producer;
   /* one warm-up transaction would write extra events; instead the first
    * transaction is part of the measure (it is 1 of events/txn) */
@@ -312,7 +327,7 @@ int main(int argc, char **argv) {
   phases_t ph = {0, 0, 0};
   for (uint64_t i = 0; i < events; i += txn) {
     size_t n = (size_t)(events - i < txn ? events - i : txn);
-    if (produce_txn(rk, topic, msgs + i, n, &ph))
+    if (produce_txn(rks[ntx % n_rk], topic, msgs + i, n, &ph))
       goto fail_producer;
     ntx++;
   }
@@ -342,8 +357,12 @@ int main(int argc, char **argv) {
   status = 0;
 
 fail_producer:
-  rd_kafka_flush(rk, 10000);
-  rd_kafka_destroy(rk);
+  for (uint64_t k = 0; k < n_rk; k++) {
+    if (!rks[k])
+      continue;
+    rd_kafka_flush(rks[k], 10000);
+    rd_kafka_destroy(rks[k]);
+  }
 fail_alloc:
   for (uint64_t i = 0; msgs && i < events; i++)
     free(msgs[i].value);

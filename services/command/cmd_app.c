@@ -921,6 +921,7 @@ int cmd_app_start(cmd_app_t *a) {
   cmd_writer_opts_t wo = {
       .brokers = a->cfg->kafka_brokers,
       .transactional_id = a->cfg->transactional_id,
+      .producers = (size_t)a->cfg->writer_producers,
       .topic_catalog = a->cfg->topic_catalog,
       .topic_stock = a->cfg->topic_stock,
       .max_batch = (size_t)a->cfg->max_batch,

@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,9 @@ struct cmd_writer {
   cmd_writer_stats_t stats;
   uint64_t next_batch_id;
   /* writer thread only */
-  rd_kafka_t *rk;
+  rd_kafka_t *rk[CMD_WRITER_MAX_PRODUCERS];
+  char ids[CMD_WRITER_MAX_PRODUCERS][256];
+  size_t n_rk, next_rk;
 };
 
 void cmd_unit_free(cmd_unit_t *u) {
@@ -177,7 +180,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
   SF_LOG(w->log, l, "rdkafka", "%s: %s", fac, buf);
 }
 
-static rd_kafka_t *make_producer(cmd_writer_t *w) {
+static rd_kafka_t *make_producer(cmd_writer_t *w, const char *txn_id) {
   char errstr[512];
   char timeout[32];
   snprintf(timeout, sizeof(timeout), "%d", w->opts.txn_timeout_ms);
@@ -185,7 +188,7 @@ static rd_kafka_t *make_producer(cmd_writer_t *w) {
   const char *settings[][2] = {
       {"bootstrap.servers", w->opts.brokers},
       {"client.id", "stockflow-command"},
-      {"transactional.id", w->opts.transactional_id},
+      {"transactional.id", txn_id},
       {"enable.idempotence", "true"},
       {"acks", "all"},
       {"partitioner", "murmur2_random"},
@@ -260,9 +263,9 @@ static rd_kafka_headers_t *make_headers(const cmd_msg_t *m) {
 
 /* Produces every message of units in one transaction and commits.
  * Returns 0, SF_EKAFKA (aborted; retriable) or SF_EKAFKA_FATAL. */
-static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
-                     size_t cap) {
-  txn_outcome_t o = txn_check(w, rd_kafka_begin_transaction(w->rk),
+static int run_batch(cmd_writer_t *w, rd_kafka_t *rk, cmd_unit_t *units,
+                     char *reason, size_t cap) {
+  txn_outcome_t o = txn_check(w, rd_kafka_begin_transaction(rk),
                               "begin_transaction", reason, cap);
   if (o == TXN_FATAL)
     return SF_EKAFKA_FATAL;
@@ -276,7 +279,7 @@ static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
       for (;;) {
         rd_kafka_headers_t *h = make_headers(m);
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            w->rk, RD_KAFKA_V_TOPIC(m->topic),
+            rk, RD_KAFKA_V_TOPIC(m->topic),
             RD_KAFKA_V_KEY(m->key, strlen(m->key)),
             RD_KAFKA_V_VALUE(m->value, m->value_len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
@@ -285,7 +288,7 @@ static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
           break;
         rd_kafka_headers_destroy(h);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-          rd_kafka_poll(w->rk, 10);
+          rd_kafka_poll(rk, 10);
           continue;
         }
         snprintf(reason, cap, "produce to %s: %s", m->topic,
@@ -296,7 +299,7 @@ static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
       }
     }
   }
-  if (!rc && sf_kafka_await_delivery(w->rk, w->opts.txn_timeout_ms)) {
+  if (!rc && sf_kafka_await_delivery(rk, w->opts.txn_timeout_ms)) {
     snprintf(reason, cap, "delivery reports not in within %d ms",
              w->opts.txn_timeout_ms);
     rc = SF_EKAFKA;
@@ -312,7 +315,7 @@ static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
   if (!rc) {
     for (int attempt = 0;; attempt++) {
       o = txn_check(w,
-                    rd_kafka_commit_transaction(w->rk, w->opts.txn_timeout_ms),
+                    rd_kafka_commit_transaction(rk, w->opts.txn_timeout_ms),
                     "commit_transaction", reason, cap);
       if (o == TXN_RETRY && attempt < 3 && !atomic_load(&w->stop))
         continue;
@@ -325,29 +328,35 @@ static int run_batch(cmd_writer_t *w, cmd_unit_t *units, char *reason,
     rc = SF_EKAFKA;
   }
   char abort_reason[256];
-  o = txn_check(w, rd_kafka_abort_transaction(w->rk, w->opts.txn_timeout_ms),
+  o = txn_check(w, rd_kafka_abort_transaction(rk, w->opts.txn_timeout_ms),
                 "abort_transaction", abort_reason, sizeof(abort_reason));
   if (o == TXN_FATAL)
     return SF_EKAFKA_FATAL;
   return rc;
 }
 
-/* init_transactions until it works, stop, or a fatal error. */
+/* init_transactions on every producer until it works, stop, or a fatal
+ * error. This fences every earlier instance with the same ids; the rebuild
+ * that follows reads what they committed before. */
 static int init_txn(cmd_writer_t *w) {
   char reason[256];
-  for (;;) {
-    if (atomic_load(&w->stop))
-      return SF_ECANCELED;
-    txn_outcome_t o = txn_check(w, rd_kafka_init_transactions(w->rk, 5000),
-                                "init_transactions", reason, sizeof(reason));
-    if (o == TXN_OK)
-      return 0;
-    if (o == TXN_FATAL) {
-      post_reason(w, OUT_FATAL, reason);
-      return SF_EKAFKA_FATAL;
+  for (size_t i = 0; i < w->n_rk; i++) {
+    for (;;) {
+      if (atomic_load(&w->stop))
+        return SF_ECANCELED;
+      txn_outcome_t o =
+          txn_check(w, rd_kafka_init_transactions(w->rk[i], 5000),
+                    "init_transactions", reason, sizeof(reason));
+      if (o == TXN_OK)
+        break;
+      if (o == TXN_FATAL) {
+        post_reason(w, OUT_FATAL, reason);
+        return SF_EKAFKA_FATAL;
+      }
+      uv_sleep(1000);
     }
-    uv_sleep(1000);
   }
+  return 0;
 }
 
 /* Rebuilds the state from the log until it works or stop. */
@@ -397,6 +406,15 @@ static int rebuild(cmd_writer_t *w) {
 
 static size_t count_msgs(const cmd_unit_t *u) { return u->n_msgs; }
 
+/* Whether any message of the units goes to topic. */
+static bool has_topic(const cmd_unit_t *units, const char *topic) {
+  for (const cmd_unit_t *u = units; u; u = u->next)
+    for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+      if (m->topic == topic || strcmp(m->topic, topic) == 0)
+        return true;
+  return false;
+}
+
 /* Takes queued units up to max_batch messages (at least one unit). */
 static cmd_unit_t *take_batch(cmd_writer_t *w, uint64_t *gen) {
   cmd_unit_t *head = NULL, *tail = NULL;
@@ -436,13 +454,22 @@ static void fail_all_queued(cmd_writer_t *w, int err) {
 static void writer_main(void *arg) {
   cmd_writer_t *w = arg;
   char reason[256];
-  w->rk = make_producer(w);
-  if (!w->rk) {
-    post_reason(w, OUT_FATAL, "cannot create the Kafka producer");
-    goto out;
+  for (size_t i = 0; i < w->n_rk; i++) {
+    if (i == 0)
+      snprintf(w->ids[i], sizeof(w->ids[i]), "%s", w->opts.transactional_id);
+    else
+      snprintf(w->ids[i], sizeof(w->ids[i]), "%s-%zu",
+               w->opts.transactional_id, i);
+    w->rk[i] = make_producer(w, w->ids[i]);
+    if (!w->rk[i]) {
+      post_reason(w, OUT_FATAL, "cannot create the Kafka producer");
+      goto out;
+    }
   }
-  SF_INFO(w->log, "writer", "initialising transactions as %s",
-          w->opts.transactional_id);
+  SF_INFO(w->log, "writer", "initialising transactions as %s%s (%zu "
+          "producer(s), taking the transactions in turn)",
+          w->opts.transactional_id, w->n_rk > 1 ? " and its -N siblings" : "",
+          w->n_rk);
   if (init_txn(w))
     goto out;
   if (rebuild(w))
@@ -485,8 +512,21 @@ static void writer_main(void *arg) {
     if (!live)
       continue;
 
+    /* Transactions go to the producers in turn, one at a time (so the log
+     * order is the decision order): a producer's next transaction then
+     * starts after the coordinator has finished its previous one, instead
+     * of being refused with CONCURRENT_TRANSACTIONS and retried 20 ms
+     * later. */
+    rd_kafka_t *rk = w->rk[w->next_rk];
+    /* Except after a catalog event: the next transaction then goes to the
+     * same producer, which makes it wait until this one's commit markers
+     * are written, so a store or product is visible to read_committed
+     * readers before any stock event that names it (Kafka orders
+     * partitions, not topics; this keeps catalog-before-stock). */
+    if (!has_topic(live, w->opts.topic_catalog))
+      w->next_rk = (w->next_rk + 1) % w->n_rk;
     double t0 = now_s();
-    int rc = run_batch(w, live, reason, sizeof(reason));
+    int rc = run_batch(w, rk, live, reason, sizeof(reason));
     double dt = now_s() - t0;
 
     uv_mutex_lock(&w->mu);
@@ -518,9 +558,9 @@ static void writer_main(void *arg) {
              (unsigned long long)batch_id, n_units, reason);
     fail_all_queued(w, SF_EUNAVAILABLE);
     post_reason(w, OUT_RESYNC, reason);
-    if (rc == SF_EKAFKA_FATAL || rd_kafka_fatal_error(w->rk, NULL, 0)) {
-      char fatal[512];
-      rd_kafka_fatal_error(w->rk, fatal, sizeof(fatal));
+    if (rc == SF_EKAFKA_FATAL || rd_kafka_fatal_error(rk, NULL, 0)) {
+      char fatal[512] = "";
+      rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
       SF_ERROR(w->log, "writer", "producer is fenced or broken (%s): this "
                "instance stops writing", fatal[0] ? fatal : reason);
       post_reason(w, OUT_FATAL, fatal[0] ? fatal : reason);
@@ -532,10 +572,12 @@ static void writer_main(void *arg) {
 
 out:
   fail_all_queued(w, SF_ECANCELED);
-  if (w->rk) {
-    rd_kafka_flush(w->rk, 2000);
-    rd_kafka_destroy(w->rk);
-    w->rk = NULL;
+  for (size_t i = 0; i < w->n_rk; i++) {
+    if (!w->rk[i])
+      continue;
+    rd_kafka_flush(w->rk[i], 2000);
+    rd_kafka_destroy(w->rk[i]);
+    w->rk[i] = NULL;
   }
 }
 
@@ -552,6 +594,11 @@ int cmd_writer_new(cmd_writer_t **out, uv_loop_t *loop,
     w->opts.max_batch = 1000;
   if (w->opts.txn_timeout_ms <= 0)
     w->opts.txn_timeout_ms = 10000;
+  w->n_rk = w->opts.producers;
+  if (w->n_rk < 1)
+    w->n_rk = 1;
+  if (w->n_rk > CMD_WRITER_MAX_PRODUCERS)
+    w->n_rk = CMD_WRITER_MAX_PRODUCERS;
   w->cbs = *cbs;
   atomic_init(&w->stop, false);
   if (uv_mutex_init(&w->mu))

@@ -1,9 +1,19 @@
 /* cmd_writer: the command service's single writer, with group commit.
  *
- * One thread owns a transactional Kafka producer (acks=all, idempotence,
- * a stable transactional.id so that a second instance with the same id
- * fences this one). Units of work (the messages of one command, which must
- * commit together) are submitted from the loop thread; the writer takes
+ * One thread owns the transactional Kafka producers (acks=all, idempotence,
+ * stable transactional.ids so that a second instance with the same ids
+ * fences this one). Transactions go to them in turn, one at a time, so the
+ * log holds them in the order they were decided; with two or more, a
+ * producer's next transaction starts after the coordinator has completed
+ * its previous one (no CONCURRENT_TRANSACTIONS refusal and 20 ms retry).
+ * The price: a transaction's commit markers may land after the next one's,
+ * so read_committed readers can see two partitions' transactions in the
+ * other order for a moment. Within a partition the order holds; across
+ * topics the writer keeps catalog before stock by giving the transaction
+ * after one with a catalog event to the same producer.
+ *
+ * Units of work (the messages of one command, which must commit together)
+ * are submitted from the loop thread; the writer takes
  * everything queued (up to max_batch messages), produces it in ONE Kafka
  * transaction and commits. While one transaction commits, the next batch
  * fills: that is the group commit. The outcome of each batch comes back to
@@ -68,9 +78,12 @@ void cmd_unit_free(cmd_unit_t *u);
 
 typedef struct cmd_writer cmd_writer_t;
 
+#define CMD_WRITER_MAX_PRODUCERS 8
+
 typedef struct cmd_writer_opts {
   const char *brokers;
-  const char *transactional_id;
+  const char *transactional_id; /* producer 0; producer i > 0: "<id>-<i>" */
+  size_t producers;             /* 1 .. CMD_WRITER_MAX_PRODUCERS */
   const char *topic_catalog;
   const char *topic_stock;
   size_t max_batch;        /* messages per transaction */
