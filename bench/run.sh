@@ -533,10 +533,10 @@ put batch_events "$(python3 -c "print(($ev1 - $ev0))")"
 put batch_batch_mean "$(python3 -c "c=$bc1-$bc0; print(($bs1-$bs0)/c if c else 0)")"
 put batch_run_s "$(python3 -c "print($w1 - $w0)")"
 
-say "Kafka limit: raw transactional producers (2 in turn, as the writer), $EVENTS events (20 x 1,000 pairs), transactions of 1,000"
+say "Kafka limit: raw transactional producer (configured as the writer), $EVENTS events (20 x 1,000 pairs), transactions of 1,000"
 "$B/sf-kafka-limit" --brokers "$STOCKFLOW_KAFKA_BROKERS" --topic bench.a.stock \
   --catalog-topic bench.a.catalog --events "$EVENTS" --stores "$STORES" --products "$PRODUCTS" \
-  --txn 1000 --salt 1 --transactional-id bench-limit-a --producers 2 --json "$OUT/kafka-limit.json" \
+  --txn 1000 --salt 1 --transactional-id bench-limit-a --json "$OUT/kafka-limit.json" \
   2>>"$LOGS/kafka-limit.log" | tee -a "$LOGS/results.log" >&2 || die "sf-kafka-limit failed (log $LOGS/kafka-limit.log)"
 
 # ---- 5. rebuild and memory ----

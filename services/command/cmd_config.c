@@ -48,10 +48,10 @@ static const sf_cfg_entry_t entries[] = {
       batch_max_body),
     E("max-batch", SF_CFG_INT, "1000", 1, 100000, "STOCKFLOW_COMMIT_MAX_BATCH",
       "most Kafka messages per group-commit transaction", max_batch),
-    E("writer-producers", SF_CFG_INT, "2", 1, 8, "STOCKFLOW_COMMIT_PRODUCERS",
+    E("writer-producers", SF_CFG_INT, "1", 1, 8, "STOCKFLOW_COMMIT_PRODUCERS",
       "transactional producers the writer takes in turn (ids <transactional-"
-      "id> and <transactional-id>-1 ...); 2 spares each transaction the "
-      "broker's CONCURRENT_TRANSACTIONS retry",
+      "id>, <transactional-id>-1 ...); 2: more commands/s, slower change "
+      "feed under load (docs/configuration.md)",
       writer_producers),
     E("commit-linger-us", SF_CFG_INT, "0", 0, 100000,
       "STOCKFLOW_COMMIT_LINGER_US",
