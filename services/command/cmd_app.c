@@ -475,10 +475,13 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
     int rc = cmd_state_apply(a->state, evs[i].e, &res);
     if (rc) {
       /* The decision and the fold disagree: a bug, not the client's fault.
-       * Earlier events of this unit may be folded: their unit never
-       * commits, and the next failure of any kind rebuilds the state. */
-      SF_ERROR(a->log, "command", "folding event %s failed: %s",
-               evs[i].e->event_id, sf_err_name(rc));
+       * Earlier events of this unit may be folded but the unit never
+       * commits, so the state no longer matches the log: writes pause and
+       * the writer rebuilds it before its next batch. */
+      SF_ERROR(a->log, "command", "folding event %s failed: %s; rebuilding "
+               "the state from the log", evs[i].e->event_id, sf_err_name(rc));
+      a->resyncing = true;
+      cmd_writer_resync(a->writer, "an accepted event could not be folded");
       goto fail;
     }
   }

@@ -46,6 +46,8 @@ struct cmd_writer {
   outbox_t *out_head, *out_tail;
   cmd_writer_stats_t stats;
   uint64_t next_batch_id;
+  bool resync_asked;      /* cmd_writer_resync: rebuild before the next batch */
+  char resync_reason[256];
   /* writer thread only */
   rd_kafka_t *rk[CMD_WRITER_MAX_PRODUCERS];
   char ids[CMD_WRITER_MAX_PRODUCERS][256];
@@ -477,11 +479,26 @@ static void writer_main(void *arg) {
 
   while (!atomic_load(&w->stop)) {
     uv_mutex_lock(&w->mu);
-    while (!w->queue_head && !atomic_load(&w->stop))
+    while (!w->queue_head && !w->resync_asked && !atomic_load(&w->stop))
       uv_cond_wait(&w->cv, &w->mu);
     if (atomic_load(&w->stop)) {
       uv_mutex_unlock(&w->mu);
       break;
+    }
+    if (w->resync_asked) {
+      /* The loop's state went wrong (cmd_writer_resync): whatever is
+       * queued was decided against it and never reaches Kafka. */
+      w->resync_asked = false;
+      w->generation++;
+      snprintf(reason, sizeof(reason), "%s", w->resync_reason);
+      uv_mutex_unlock(&w->mu);
+      SF_ERROR(w->log, "writer", "resync asked (%s): failing the queued "
+               "commands and rebuilding the state from the log", reason);
+      fail_all_queued(w, SF_EUNAVAILABLE);
+      post_reason(w, OUT_RESYNC, reason);
+      if (rebuild(w))
+        break;
+      continue;
     }
     if (w->opts.linger_us > 0) {
       uv_mutex_unlock(&w->mu);
@@ -634,6 +651,14 @@ void cmd_writer_submit(cmd_writer_t *w, cmd_unit_t *unit) {
   else
     w->queue_head = unit;
   w->queue_tail = unit;
+  uv_cond_signal(&w->cv);
+  uv_mutex_unlock(&w->mu);
+}
+
+void cmd_writer_resync(cmd_writer_t *w, const char *reason) {
+  uv_mutex_lock(&w->mu);
+  w->resync_asked = true;
+  snprintf(w->resync_reason, sizeof(w->resync_reason), "%s", reason);
   uv_cond_signal(&w->cv);
   uv_mutex_unlock(&w->mu);
 }

@@ -124,6 +124,14 @@ int cmd_writer_new(cmd_writer_t **out, uv_loop_t *loop,
  * done callback, always, even on shutdown). */
 void cmd_writer_submit(cmd_writer_t *w, cmd_unit_t *unit);
 
+/* Asks for a rebuild of the state from the log before the next batch (the
+ * loop's state no longer matches what it submitted, e.g. an event that was
+ * decided could not be folded): units queued now fail with SF_EUNAVAILABLE,
+ * the generation moves on, the resync callback fires, then the state
+ * callback with the rebuilt state. The batch being committed, decided
+ * earlier, finishes. reason is copied. */
+void cmd_writer_resync(cmd_writer_t *w, const char *reason);
+
 /* Stats for /metrics (read on the loop thread). */
 typedef struct cmd_writer_stats {
   uint64_t batches, batch_units, batch_msgs, failed_batches;
