@@ -7,7 +7,7 @@
 #                           stockflow and then the peer (Parse Server, step
 #                           9); the report opens with stockflow next to
 #                           Parse and the limits
-#   bench/run.sh --quick    short run (3 s per figure, 50k-event logs; under
+#   bench/run.sh --quick    short run (3 s per figure, 30k-event logs; under
 #                           3 minutes once built): the sanity check CI runs
 #   bench/run.sh [--quick] --without-parse
 #                           stockflow and the limits only
@@ -62,7 +62,7 @@
 #   STOCKFLOW_BENCH_PORT_BASE   first of the ports used (default 29080)
 #   STOCKFLOW_BENCH_DURATION    seconds per HTTP figure (default 20; quick 3)
 #   STOCKFLOW_BENCH_EVENTS      events of the generated logs (default 1M;
-#                               quick 50k)
+#                               quick 30k)
 #   STOCKFLOW_BENCH_TOKEN       Bearer token for the services when auth is on
 #   STOCKFLOW_BENCH_NO_DOC=1    do not write docs/benchmarks.md
 #   STOCKFLOW_BENCH_ONLY=streams  after the seed, only step 7 (the report
@@ -95,7 +95,7 @@ BUILD="${STOCKFLOW_BENCH_BUILD_DIR:-$ROOT/build-bench}"
 BASE="${STOCKFLOW_BENCH_PORT_BASE:-29080}"
 if [ "$QUICK" = 1 ]; then
   DUR="${STOCKFLOW_BENCH_DURATION:-3}"; WARM=0.5
-  EVENTS="${STOCKFLOW_BENCH_EVENTS:-50000}"
+  EVENTS="${STOCKFLOW_BENCH_EVENTS:-30000}"
   FRESH_SUBS=200; IDLE_SUBS=2000; IDLE_HOLD=3; LIVE_S=5
 else
   DUR="${STOCKFLOW_BENCH_DURATION:-20}"; WARM=2
@@ -761,8 +761,10 @@ STOCKFLOW_BENCH_TOKEN="$TOKEN" python3 "$ROOT/bench/correctness.py" --command-ur
 if [ "$WITH_PARSE" = 1 ]; then
   say "stopping the stockflow stack before the peer runs on the same machine"
   stop query; stop projector; stop command
-  "$LOCAL/pg.sh" stop >/dev/null 2>&1
-  "$LOCAL/kafka.sh" stop >/dev/null 2>&1
+  # Kafka and PostgreSQL stop while the peer installs and seeds (nothing
+  # of the peer is measured before its seed is done).
+  ( "$LOCAL/pg.sh" stop >/dev/null 2>&1; "$LOCAL/kafka.sh" stop >/dev/null 2>&1 ) &
+  STOP_JOB=$!
   STACK=0
   PARSE_ARGS=()
   [ "$QUICK" = 1 ] && PARSE_ARGS=(--quick)
@@ -771,6 +773,7 @@ if [ "$WITH_PARSE" = 1 ]; then
     PARSE_BENCH_LIVE_S="$LIVE_S" \
     PARSE_BENCH_RESULTS="$OUT/parse.json" "$ROOT/bench/parse/run.sh" "${PARSE_ARGS[@]}" \
     >"$LOGS/parse.log" 2>&1 || { tail -n 20 "$LOGS/parse.log" >&2; say "bench/parse/run.sh failed (log $LOGS/parse.log)"; }
+  wait "$STOP_JOB" 2>/dev/null
   grep -E '^\[' "$LOGS/parse.log" >&2
 fi
 
