@@ -348,6 +348,11 @@ cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
   return c;
 }
 
+json_t *cmd_app_begin_json(cmd_app_t *a, sf_http_req_t *req, cmd_req_t **c) {
+  *c = cmd_app_begin_write(a, req);
+  return *c ? cmd_app_parse_body(a, *c) : NULL;
+}
+
 json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c) {
   if (!sf_http_req_is_json(c->req)) {
     cmd_app_problem(a, c, 415, "unsupported_media_type",

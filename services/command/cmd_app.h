@@ -68,6 +68,11 @@ cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
 /* The JSON object body (caller owns it), or NULL after answering 415/400. */
 json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c);
 
+/* cmd_app_begin_write, then cmd_app_parse_body: the body (caller owns it)
+ * with *c set, or NULL when the request was answered (*c then freed or
+ * never made). The start of every write with a JSON body. */
+json_t *cmd_app_begin_json(cmd_app_t *a, sf_http_req_t *req, cmd_req_t **c);
+
 /* Answers a problem (recorded under the request's Idempotency-Key, so a
  * retry gets the same answer). extra (ownership taken, may be NULL) is
  * merged into the problem object. */

@@ -15,14 +15,9 @@
 #include <string.h>
 
 #include "cmd_reply.h"
+#include "cmd_stock.h"
 #include "sf/json.h"
 #include "sf/uuid.h"
-
-#define MAX_TEXT 500
-
-static const char *const item_keys[] = {"store_id", "product_id", "type",
-                                        "quantity", "reason", "reference",
-                                        NULL};
 
 static json_t *problem_json(int status, const char *code, const char *detail) {
   return cmd_problem_json(status, code, detail, NULL);
@@ -48,46 +43,33 @@ static void item_hash(json_t *item, char *out, size_t cap) {
 static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
                        int *status, json_t **problem) {
   char err[256];
-  const char *store_id = NULL, *product_id = NULL, *type = NULL,
-             *reason = NULL, *reference = NULL;
-  int64_t q = 0;
-  bool has_q = false;
-  sf_movement_t m;
+  cmd_movement_fields_t f;
   if (!json_is_object(item)) {
     *status = 422;
     *problem = problem_json(422, "validation_failed",
                             "each transaction must be an object");
     return -1;
   }
-  if (sf_json_only_keys(item, item_keys, err, sizeof(err)) ||
-      sf_json_get_string(item, "store_id", true, 64, &store_id, err,
-                         sizeof(err)) ||
-      sf_json_get_string(item, "product_id", true, 64, &product_id, err,
-                         sizeof(err)) ||
-      sf_json_get_string(item, "type", true, 32, &type, err, sizeof(err)) ||
-      sf_json_get_int(item, "quantity", true, -CMD_MAX_QUANTITY,
-                      CMD_MAX_QUANTITY, &q, &has_q, err, sizeof(err)) ||
-      sf_json_get_string(item, "reason", false, MAX_TEXT, &reason, err,
-                         sizeof(err)) ||
-      sf_json_get_string(item, "reference", false, MAX_TEXT, &reference, err,
-                         sizeof(err))) {
+  if (cmd_movement_fields(item, true, &f, err, sizeof(err)) != 0) {
     *status = 422;
     *problem = problem_json(422, "validation_failed", err);
     return -1;
   }
+  const char *store_id = f.store_id, *product_id = f.product_id;
+  int64_t q = f.quantity;
+  sf_movement_t m = f.movement;
   const char *rule = NULL;
-  if (sf_movement_parse(type, &m) != 0)
-    rule = "type: must be one of receipt, sale, return, adjustment, count";
-  else if (!sf_uuid_valid(store_id) || !sf_uuid_valid(product_id))
+  if (!sf_uuid_valid(store_id) || !sf_uuid_valid(product_id))
     rule = "store_id, product_id: must be UUIDs";
   else
-    rule = cmd_check_movement(m, q, reason);
+    rule = cmd_check_movement(m, q, f.reason);
   if (rule) {
     *status = 422;
     *problem = problem_json(422, "validation_failed", rule);
     return -1;
   }
-  cmd_movement_cmd_t mc = {store_id, product_id, m, q, reason, reference, -1};
+  cmd_movement_cmd_t mc = {store_id, product_id, m, q, f.reason, f.reference,
+                           -1};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, e);
   if (v != CMD_OK) {
     char detail[200];
@@ -97,7 +79,7 @@ static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
       snprintf(detail, sizeof(detail),
                "%s of %" PRId64 " would take available stock below zero "
                "(on_hand %" PRId64 ", reserved %" PRId64 ")",
-               type, q, row.on_hand, row.reserved);
+               f.type, q, row.on_hand, row.reserved);
     else
       snprintf(detail, sizeof(detail), "%s", cmd_verdict_code(v));
     *status = cmd_verdict_status(v);
@@ -118,10 +100,8 @@ static void h_batch(sf_http_req_t *req, void *ud) {
                             "atomic: must be true or false", NULL);
     return;
   }
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   static const char *const keys[] = {"transactions", NULL};

@@ -57,10 +57,8 @@ static const char *const product_keys[] = {"sku", "name", "category", "price",
 
 static void h_create_product(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -107,10 +105,8 @@ static const char *const product_patch_keys[] = {"name", "category", "price",
 static void h_update_product(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   const char *id = sf_http_req_param(req, "id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -210,10 +206,8 @@ static bool store_fields(cmd_app_t *a, cmd_req_t *c, json_t *obj,
 
 static void h_create_store(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   const char *name = NULL, *location = NULL, *manager = NULL;
@@ -230,10 +224,8 @@ static void h_create_store(sf_http_req_t *req, void *ud) {
 static void h_update_store(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   const char *id = sf_http_req_param(req, "id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   const char *name = NULL, *location = NULL, *manager = NULL;

@@ -42,6 +42,35 @@ static int64_t parse_if_match(const char *h) {
 
 static const char *const movement_keys[] = {"product_id", "type", "quantity",
                                             "reason", "reference", NULL};
+static const char *const item_keys[] = {"store_id", "product_id", "type",
+                                        "quantity", "reason", "reference",
+                                        NULL};
+
+int cmd_movement_fields(json_t *obj, bool with_store, cmd_movement_fields_t *f,
+                        char *err, size_t cap) {
+  *f = (cmd_movement_fields_t){0};
+  bool has_q = false;
+  if (sf_json_only_keys(obj, with_store ? item_keys : movement_keys, err,
+                        cap) ||
+      (with_store && sf_json_get_string(obj, "store_id", true, 64,
+                                        &f->store_id, err, cap)) ||
+      sf_json_get_string(obj, "product_id", true, 64, &f->product_id, err,
+                         cap) ||
+      sf_json_get_string(obj, "type", true, 32, &f->type, err, cap) ||
+      sf_json_get_int(obj, "quantity", true, -CMD_MAX_QUANTITY,
+                      CMD_MAX_QUANTITY, &f->quantity, &has_q, err, cap) ||
+      sf_json_get_string(obj, "reason", false, MAX_TEXT, &f->reason, err,
+                         cap) ||
+      sf_json_get_string(obj, "reference", false, MAX_TEXT, &f->reference,
+                         err, cap))
+    return -1;
+  if (sf_movement_parse(f->type, &f->movement) != 0) {
+    snprintf(err, cap,
+             "type: must be one of receipt, sale, return, adjustment, count");
+    return -1;
+  }
+  return 0;
+}
 
 void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
                         const char *product_id, sf_movement_t movement,
@@ -127,45 +156,25 @@ void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
 static void h_movement(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   const char *store_id = sf_http_req_param(req, "store_id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   char err[256];
-  const char *product_id = NULL, *type = NULL, *reason = NULL,
-             *reference = NULL;
-  int64_t quantity = 0;
-  bool has_q = false;
-  sf_movement_t movement;
-  if (sf_json_only_keys(obj, movement_keys, err, sizeof(err)) ||
-      sf_json_get_string(obj, "product_id", true, 64, &product_id, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "type", true, 32, &type, err, sizeof(err)) ||
-      sf_json_get_int(obj, "quantity", true, -CMD_MAX_QUANTITY,
-                      CMD_MAX_QUANTITY, &quantity, &has_q, err, sizeof(err)) ||
-      sf_json_get_string(obj, "reason", false, MAX_TEXT, &reason, err,
-                         sizeof(err)) ||
-      sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
-                         sizeof(err))) {
+  cmd_movement_fields_t f;
+  if (cmd_movement_fields(obj, false, &f, err, sizeof(err)) != 0) {
     cmd_app_invalid(a, c, err);
-    goto out;
-  }
-  if (sf_movement_parse(type, &movement) != 0) {
-    cmd_app_invalid(
-        a, c, "type: must be one of receipt, sale, return, adjustment, count");
     goto out;
   }
   /* validated here, before the state is consulted (422 before 404/409) */
   int64_t if_match = parse_if_match(sf_http_req_header(req, "If-Match"));
-  if (if_match == -2 && cmd_req_may(c, cmd_movement_action(movement),
+  if (if_match == -2 && cmd_req_may(c, cmd_movement_action(f.movement),
                                     store_id)) {
     cmd_app_invalid(a, c, "If-Match: must be a version in quotes, e.g. \"3\"");
     goto out;
   }
-  cmd_stock_movement(a, c, store_id, product_id, movement, quantity, reason,
-                     reference, if_match < 0 ? -1 : if_match);
+  cmd_stock_movement(a, c, store_id, f.product_id, f.movement, f.quantity,
+                     f.reason, f.reference, if_match < 0 ? -1 : if_match);
 out:
   json_decref(obj);
 }
@@ -176,10 +185,8 @@ static const char *const transfer_keys[] = {"from_store_id", "to_store_id",
 
 static void h_transfer(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -260,10 +267,8 @@ static const char *const line_keys[] = {"product_id", "quantity", NULL};
 static void h_place_order(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   const char *store_id = sf_http_req_param(req, "store_id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
-  if (!c)
-    return;
-  json_t *obj = cmd_app_parse_body(a, c);
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
   if (!obj)
     return;
   sf_order_line_t *in = NULL, *out_lines = NULL;

@@ -6,12 +6,32 @@
 #ifndef CMD_STOCK_H
 #define CMD_STOCK_H
 
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "cmd_app.h"
 #include "sf/http.h"
 
 /* Registers POST /v1/stores/{store_id}/transactions, /v1/transfers,
  * /v1/stores/{store_id}/orders, /v1/orders/{id}/fulfil|cancel. */
 int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http);
+
+/* The fields of one movement in a JSON object (borrowed from it). */
+typedef struct cmd_movement_fields {
+  const char *store_id; /* only when asked for (a batch item) */
+  const char *product_id, *type, *reason, *reference;
+  sf_movement_t movement;
+  int64_t quantity;
+} cmd_movement_fields_t;
+
+/* Reads a movement from obj: only the movement keys (plus store_id when
+ * with_store), product_id, type (parsed into movement), quantity, and the
+ * optional reason and reference, with their bounds. Returns 0, or -1 with
+ * the validation message in err (the 422's detail). The HTTP handler and
+ * the batch items share it; the state is not consulted. */
+int cmd_movement_fields(json_t *obj, bool with_store, cmd_movement_fields_t *f,
+                        char *err, size_t cap);
 
 /* Decides and commits one movement for c (validated fields; if_match -1
  * for none): answers 422/403/404/409/412 itself, or queues the event. The
