@@ -371,13 +371,15 @@ static void pump(qry_sub_t *s) {
  * (logged). */
 static qry_event_t *change_event(qry_changes_t *h, const PGresult *res,
                                  int r, int64_t *id) {
-  json_t *o = qry_row(res, r, QRY_SHAPE_CHANGE);
+  char *o = NULL;
+  size_t len = 0;
   int s_col = PQfnumber(res, "store_id"), p_col = PQfnumber(res, "product_id");
   qry_event_t *e = NULL;
-  if (o && s_col >= 0 && p_col >= 0 && qry_row_i64(res, r, "id", id) == 0)
-    e = qry_event_new(QRY_EVENT_CHANGE, *id, PQgetvalue(res, r, s_col),
-                      PQgetvalue(res, r, p_col), o);
-  json_decref(o);
+  if (qry_row_text(res, r, QRY_SHAPE_CHANGE, &o, &len) == 0 && s_col >= 0 &&
+      p_col >= 0 && qry_row_i64(res, r, "id", id) == 0)
+    e = qry_event_new_text(QRY_EVENT_CHANGE, *id, PQgetvalue(res, r, s_col),
+                           PQgetvalue(res, r, p_col), o, len);
+  free(o);
   if (!e)
     SF_ERROR(h->log, MOD, "change row %d: malformed or out of memory", r);
   return e;
@@ -646,12 +648,15 @@ static int queue_snapshot(qry_sub_t *s, const PGresult *res, int64_t max_id) {
   for (int r = 0; r < PQntuples(res); r++) {
     if (PQgetisnull(res, r, s_col))
       continue;
-    json_t *o = qry_rowmap_row(&map, r);
+    char *o = NULL;
+    size_t len = 0;
     qry_event_t *e =
-        o ? qry_event_new(QRY_EVENT_SNAPSHOT, 0, PQgetvalue(res, r, s_col),
-                          PQgetvalue(res, r, p_col), o)
-          : NULL;
-    json_decref(o);
+        qry_rowmap_row_text(&map, r, &o, &len) == 0
+            ? qry_event_new_text(QRY_EVENT_SNAPSHOT, 0,
+                                 PQgetvalue(res, r, s_col),
+                                 PQgetvalue(res, r, p_col), o, len)
+            : NULL;
+    free(o);
     int rc = e ? q_push(s, e) : SF_ENOMEM;
     qry_event_unref(e);
     if (rc != 0)

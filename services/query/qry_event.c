@@ -5,6 +5,7 @@
  * SSE frame, so a reference is all a queue or a write needs to hold. */
 #include "qry_event.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,28 +64,25 @@ size_t qry_sse_frame(char *out, size_t cap, int64_t id, const char *event,
   return o;
 }
 
-qry_event_t *qry_event_new(qry_event_kind_t kind, int64_t id,
-                           const char *store_id, const char *product_id,
-                           const json_t *obj) {
-  if (!json_is_object(obj))
+qry_event_t *qry_event_new_text(qry_event_kind_t kind, int64_t id,
+                                const char *store_id, const char *product_id,
+                                const char *obj, size_t len) {
+  /* {"type":"<kind>", then obj's members: obj without its "{" */
+  if (!obj || len < 2 || obj[0] != '{' || obj[len - 1] != '}')
     return NULL;
-  json_t *full = json_object();
-  if (!full)
-    return NULL;
-  /* json_object_update takes src's keys in order, after "type". */
-  if (json_object_set_new(full, "type",
-                          json_string(qry_event_kind_name(kind))) != 0 ||
-      json_object_update(full, (json_t *)obj) != 0) {
-    json_decref(full);
-    return NULL;
-  }
-  char *text = json_dumps(full, JSON_COMPACT);
-  json_decref(full);
+  const char *name = qry_event_kind_name(kind);
+  bool empty = len == 2;
+  size_t jlen = strlen("{\"type\":\"\"") + strlen(name) + (empty ? 0 : 1) +
+                len - 1;
+  size_t slen = 0;
+  char *text = malloc(jlen + 1);
   if (!text)
     return NULL;
-  size_t jlen = strlen(text);
-  const char *name = qry_event_kind_name(kind);
-  size_t slen = qry_sse_frame(NULL, 0, id, name, text, jlen);
+  int n = snprintf(text, jlen + 1, "{\"type\":\"%s\"%s", name,
+                   empty ? "" : ",");
+  memcpy(text + n, obj + 1, len - 1);
+  text[jlen] = '\0';
+  slen = qry_sse_frame(NULL, 0, id, name, text, jlen);
   qry_event_t *e = malloc(sizeof(*e) + jlen + 1 + slen + 1);
   if (!e) {
     free(text);
@@ -105,6 +103,20 @@ qry_event_t *qry_event_new(qry_event_kind_t kind, int64_t id,
   e->json_len = jlen;
   e->sse = sbuf;
   e->sse_len = slen;
+  return e;
+}
+
+qry_event_t *qry_event_new(qry_event_kind_t kind, int64_t id,
+                           const char *store_id, const char *product_id,
+                           const json_t *obj) {
+  if (!json_is_object(obj))
+    return NULL;
+  char *text = json_dumps(obj, JSON_COMPACT);
+  if (!text)
+    return NULL;
+  qry_event_t *e =
+      qry_event_new_text(kind, id, store_id, product_id, text, strlen(text));
+  free(text);
   return e;
 }
 

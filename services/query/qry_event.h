@@ -57,6 +57,13 @@ qry_event_t *qry_event_new(qry_event_kind_t kind, int64_t id,
                            const char *store_id, const char *product_id,
                            const json_t *obj);
 
+/* The same from obj's compact JSON text (len bytes, "{...}"), for rows
+ * already written as text (qry_rowmap_row_text): no parse and re-dump.
+ * NULL when obj is not an object's text or on out of memory. */
+qry_event_t *qry_event_new_text(qry_event_kind_t kind, int64_t id,
+                                const char *store_id, const char *product_id,
+                                const char *obj, size_t len);
+
 /* Takes one more reference; returns e. */
 qry_event_t *qry_event_ref(qry_event_t *e);
 

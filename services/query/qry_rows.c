@@ -283,9 +283,8 @@ int qry_rowmap_text(const qry_rowmap_t *m, int row, sf_jbuf_t *b) {
   return b->err;
 }
 
-/* The text of one row: 0 with *out (free() it), or SF_EPARSE/SF_ENOMEM. */
-static int rowmap_text_alloc(const qry_rowmap_t *m, int row, char **out,
-                             size_t *len) {
+int qry_rowmap_row_text(const qry_rowmap_t *m, int row, char **out,
+                        size_t *len) {
   sf_jbuf_t b;
   sf_jbuf_init(&b, 512);
   int rc = qry_rowmap_text(m, row, &b);
@@ -299,7 +298,7 @@ static int rowmap_text_alloc(const qry_rowmap_t *m, int row, char **out,
 json_t *qry_rowmap_row(const qry_rowmap_t *m, int row) {
   char *text = NULL;
   size_t len = 0;
-  if (rowmap_text_alloc(m, row, &text, &len) != 0)
+  if (qry_rowmap_row_text(m, row, &text, &len) != 0)
     return NULL;
   json_t *obj = json_loadb(text, len, 0, NULL);
   free(text);
@@ -310,7 +309,7 @@ int qry_row_text(const PGresult *res, int row, const qry_shape_t *shape,
                  char **out, size_t *len) {
   qry_rowmap_t m;
   int rc = qry_rowmap_init(&m, res, shape);
-  return rc ? rc : rowmap_text_alloc(&m, row, out, len);
+  return rc ? rc : qry_rowmap_row_text(&m, row, out, len);
 }
 
 json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape) {

@@ -78,6 +78,11 @@ int qry_rowmap_text(const qry_rowmap_t *m, int row, sf_jbuf_t *b);
  * memory. */
 json_t *qry_rowmap_row(const qry_rowmap_t *m, int row);
 
+/* Row as JSON text: 0 with *out (NUL-terminated, *len bytes; free() it),
+ * SF_EPARSE or SF_ENOMEM. */
+int qry_rowmap_row_text(const qry_rowmap_t *m, int row, char **out,
+                        size_t *len);
+
 /* One row, for a result read once: qry_rowmap_init + qry_rowmap_row. */
 json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape);
 

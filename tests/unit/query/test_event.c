@@ -102,6 +102,33 @@ static void test_event_serialized_once(void **state) {
 /* The fan-out pattern: the hub holds the event while it hands it to three
  * subscriber queues; each queue entry becomes a write reference; the event
  * lives until the last write completes, in any order. */
+/* From a row's text: the same bytes as from the object; an empty object
+ * has no stray comma; text that is not an object is refused. */
+static void test_event_from_text(void **state) {
+  (void)state;
+  const char row[] = "{\"id\":9,\"store_id\":\"" S1 "\",\"on_hand\":5}";
+  qry_event_t *t = qry_event_new_text(QRY_EVENT_CHANGE, 9, S1, P1, row,
+                                      sizeof(row) - 1);
+  json_t *o = json_loads(row, 0, NULL);
+  qry_event_t *j = qry_event_new(QRY_EVENT_CHANGE, 9, S1, P1, o);
+  json_decref(o);
+  assert_non_null(t);
+  assert_non_null(j);
+  assert_string_equal(t->json, j->json);
+  assert_int_equal(t->sse_len, j->sse_len);
+  assert_memory_equal(t->sse, j->sse, t->sse_len);
+  assert_string_equal(t->product_id, P1);
+  qry_event_unref(t);
+  qry_event_unref(j);
+  qry_event_t *e = qry_event_new_text(QRY_EVENT_SNAPSHOT, 0, NULL, NULL, "{}", 2);
+  assert_non_null(e);
+  assert_string_equal(e->json, "{\"type\":\"snapshot\"}");
+  qry_event_unref(e);
+  assert_null(qry_event_new_text(QRY_EVENT_CHANGE, 1, S1, P1, "[1]", 3));
+  assert_null(qry_event_new_text(QRY_EVENT_CHANGE, 1, S1, P1, "{", 1));
+  assert_null(qry_event_new_text(QRY_EVENT_CHANGE, 1, S1, P1, NULL, 0));
+}
+
 static void test_event_refcount_lifetime(void **state) {
   (void)state;
   qry_event_t *e = change(1, S1, P1);
@@ -180,6 +207,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sse_frame),
       cmocka_unit_test(test_event_serialized_once),
+      cmocka_unit_test(test_event_from_text),
       cmocka_unit_test(test_event_refcount_lifetime),
       cmocka_unit_test(test_filter),
       cmocka_unit_test(test_after),
