@@ -26,6 +26,10 @@ typedef struct lane {
   unsigned index;
   bool ready;
   uint64_t inflight; /* units handed to the sink, not yet done */
+  /* barriers in flight that hold this lane (it is not their first lane):
+   * how many, and whose first lane they are (all the same one) */
+  unsigned held;
+  unsigned holder;
   char txn_id[256];
 } lane_t;
 
@@ -40,10 +44,10 @@ struct cmd_lanes {
   int32_t partitions; /* of the stock topic; 0 until a lane reported it */
   phase_t phase;
   uint64_t generation;
-  uint64_t blocked; /* lanes held by a barrier unit in flight */
   /* units waiting for a barrier, in decision order (linked by ->next) */
   cmd_unit_t *wait_head, *wait_tail;
   size_t n_waiting;
+  uint64_t wait_mask; /* lanes the waiting units touch (a superset) */
   /* the rebuild thread */
   uv_thread_t rebuild_thread;
   bool rebuild_running;
@@ -114,25 +118,56 @@ static bool lanes_idle(const cmd_lanes_t *l, uint64_t mask) {
   return true;
 }
 
+/* Whether u may be handed to its lane now. Its own lane must not be held
+ * by a barrier of another lane. Every other lane it touches must be idle,
+ * or held by a barrier committing on u's lane: then u queues behind that
+ * barrier in the same writer, so order holds and consecutive barriers of
+ * one lane (catalog commands) still share a group commit. */
+static bool may_go(const cmd_lanes_t *l, const cmd_unit_t *u) {
+  for (size_t k = 0; k < l->n; k++) {
+    if (!(u->lanes & (UINT64_C(1) << k)))
+      continue;
+    const lane_t *ln = &l->lanes[k];
+    if (k == u->lane) {
+      if (ln->held)
+        return false;
+    } else if (ln->held ? ln->holder != u->lane : ln->inflight != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+static void hold_lanes(cmd_lanes_t *l, const cmd_unit_t *u, bool on) {
+  for (size_t k = 0; k < l->n; k++) {
+    if (k == u->lane || !(u->lanes & (UINT64_C(1) << k)))
+      continue;
+    lane_t *ln = &l->lanes[k];
+    if (on) {
+      ln->held++;
+      ln->holder = u->lane;
+    } else if (ln->held) {
+      ln->held--;
+    }
+  }
+}
+
 static void hand_over(cmd_lanes_t *l, cmd_unit_t *u) {
   lane_t *ln = &l->lanes[u->lane];
   ln->inflight++;
   if (is_barrier(u))
-    l->blocked |= u->lanes;
+    hold_lanes(l, u, true);
   ln->sink->vt->submit(ln->sink, u);
 }
 
 /* Hands over every waiting unit that may go now, in order: a unit goes
- * when no earlier waiting unit touches its lanes, none of its lanes is
- * held by a barrier, and (for a barrier) its lanes have nothing in
- * flight. */
+ * when no earlier waiting unit touches its lanes and may_go says so. */
 static void pump(cmd_lanes_t *l) {
   uint64_t claimed = 0;
   cmd_unit_t **pp = &l->wait_head, *prev = NULL;
-  while (*pp && claimed != l->all_mask) {
+  while (*pp) {
     cmd_unit_t *u = *pp;
-    bool go = !(u->lanes & claimed) && !(u->lanes & l->blocked) &&
-              (!is_barrier(u) || lanes_idle(l, u->lanes));
+    bool go = !(u->lanes & claimed) && may_go(l, u);
     if (!go) {
       claimed |= u->lanes;
       prev = u;
@@ -146,6 +181,7 @@ static void pump(cmd_lanes_t *l) {
     l->n_waiting--;
     hand_over(l, u);
   }
+  l->wait_mask = claimed;
 }
 
 static void fail_unit(cmd_lanes_t *l, cmd_unit_t *u, int err) {
@@ -157,6 +193,7 @@ static void fail_waiting(cmd_lanes_t *l, int err) {
   cmd_unit_t *u = l->wait_head;
   l->wait_head = l->wait_tail = NULL;
   l->n_waiting = 0;
+  l->wait_mask = 0;
   while (u) {
     cmd_unit_t *next = u->next;
     u->next = NULL;
@@ -172,8 +209,8 @@ void cmd_lanes_submit(cmd_lanes_t *l, cmd_unit_t *u) {
     return;
   }
   route(l, u);
-  if (!l->wait_head && !(u->lanes & l->blocked) &&
-      (!is_barrier(u) || lanes_idle(l, u->lanes))) {
+  /* it may pass waiting units only if it touches none of their lanes */
+  if (!(u->lanes & l->wait_mask) && may_go(l, u)) {
     hand_over(l, u);
     return;
   }
@@ -183,6 +220,7 @@ void cmd_lanes_submit(cmd_lanes_t *l, cmd_unit_t *u) {
     l->wait_head = u;
   l->wait_tail = u;
   l->n_waiting++;
+  l->wait_mask |= u->lanes;
 }
 
 /* ---- the rebuild ---- */
@@ -321,7 +359,7 @@ static void lane_done_cb(void *ud, cmd_unit_t *u) {
   if (ln->inflight)
     ln->inflight--;
   if (is_barrier(u))
-    l->blocked &= ~u->lanes;
+    hold_lanes(l, u, false);
   l->cbs.done(l->cbs.ud, u);
   if (l->phase == PHASE_RUNNING)
     pump(l);

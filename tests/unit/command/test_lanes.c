@@ -190,6 +190,15 @@ static cmd_unit_t *unit(world_t *w, const char *k1, const char *k2) {
   return u;
 }
 
+static cmd_unit_t *catalog_unit(world_t *w, const char *key) {
+  cmd_unit_t *u = calloc(1, sizeof(*u));
+  assert_non_null(u);
+  u->generation = w->generation;
+  u->msgs = msg(TOPIC_CATALOG, key);
+  u->n_msgs = 1;
+  return u;
+}
+
 /* The sink hands a unit back as committed (or failed). */
 static void finish(world_t *w, unsigned lane, size_t i, int err) {
   fake_sink_t *f = w->sinks[lane];
@@ -249,16 +258,16 @@ static void test_cross_lane_unit_is_a_barrier(void **st) {
   assert_int_equal(w->sinks[0]->n_handed, 1);
   assert_int_equal(cmd_lanes_waiting(w->lanes), 3);
   finish(w, 1, 0, 0); /* both idle: x goes, on lane 0, as one unit */
-  assert_int_equal(w->sinks[0]->n_handed, 2);
+  assert_int_equal(w->sinks[0]->n_handed, 3);
   assert_ptr_equal(w->sinks[0]->handed[1], x);
   assert_int_equal(x->lanes, 3);
   assert_int_equal(x->msgs->next->to_partition, 3);
-  /* while x commits, neither lane takes anything */
-  assert_int_equal(w->sinks[1]->n_handed, 1);
-  assert_int_equal(cmd_lanes_waiting(w->lanes), 2);
-  finish(w, 0, 1, 0);
-  assert_int_equal(w->sinks[0]->n_handed, 3);
+  /* c queues behind x in lane 0's writer; lane 1 takes nothing until x
+   * is committed */
   assert_ptr_equal(w->sinks[0]->handed[2], c);
+  assert_int_equal(w->sinks[1]->n_handed, 1);
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 1);
+  finish(w, 0, 1, 0);
   assert_int_equal(w->sinks[1]->n_handed, 2);
   assert_ptr_equal(w->sinks[1]->handed[1], d);
   finish(w, 0, 2, 0);
@@ -270,11 +279,7 @@ static void test_catalog_unit_spans_every_lane(void **st) {
   world_t *w = *st;
   cmd_unit_t *a = unit(w, KEY_LANE1, NULL);
   cmd_lanes_submit(w->lanes, a);
-  cmd_unit_t *cat = calloc(1, sizeof(*cat));
-  assert_non_null(cat);
-  cat->generation = w->generation;
-  cat->msgs = msg(TOPIC_CATALOG, "product-1");
-  cat->n_msgs = 1;
+  cmd_unit_t *cat = catalog_unit(w, "product-1");
   cmd_lanes_submit(w->lanes, cat);
   assert_int_equal(cmd_lanes_waiting(w->lanes), 1);
   finish(w, 1, 0, 0);
@@ -289,6 +294,48 @@ static void test_catalog_unit_spans_every_lane(void **st) {
   finish(w, 0, 0, 0);
   assert_int_equal(w->sinks[1]->n_handed, 2);
   finish(w, 1, 1, 0);
+}
+
+static void test_barrier_queues_behind_its_own_lane(void **st) {
+  world_t *w = *st;
+  cmd_unit_t *a = unit(w, KEY_LANE0, NULL), *b = unit(w, KEY_LANE1, NULL);
+  cmd_lanes_submit(w->lanes, a);
+  cmd_lanes_submit(w->lanes, b);
+  cmd_unit_t *x = unit(w, KEY_LANE0, KEY_LANE1);
+  cmd_lanes_submit(w->lanes, x);
+  /* lane 1 idle: x goes to lane 0 behind a (same writer, same order) */
+  finish(w, 1, 0, 0);
+  assert_int_equal(w->sinks[0]->n_handed, 2);
+  assert_ptr_equal(w->sinks[0]->handed[1], x);
+  /* lane 1 is held by x; lane 0 is not: its units queue behind x */
+  cmd_unit_t *c = unit(w, KEY_LANE1, NULL), *d = unit(w, KEY_LANE0, NULL);
+  cmd_lanes_submit(w->lanes, c);
+  cmd_lanes_submit(w->lanes, d);
+  assert_int_equal(w->sinks[1]->n_handed, 1);
+  assert_int_equal(w->sinks[0]->n_handed, 3);
+  assert_ptr_equal(w->sinks[0]->handed[2], d);
+  finish(w, 0, 0, 0);
+  finish(w, 0, 1, 0); /* x done: c goes */
+  assert_int_equal(w->sinks[1]->n_handed, 2);
+  finish(w, 0, 2, 0);
+  finish(w, 1, 1, 0);
+}
+
+static void test_catalog_units_share_a_commit(void **st) {
+  world_t *w = *st;
+  cmd_unit_t *p1 = catalog_unit(w, "p1"), *p2 = catalog_unit(w, "p2");
+  cmd_lanes_submit(w->lanes, p1);
+  cmd_lanes_submit(w->lanes, p2);
+  assert_int_equal(w->sinks[0]->n_handed, 2); /* one group commit */
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 0);
+  cmd_unit_t *s1 = unit(w, KEY_LANE1, NULL);
+  cmd_lanes_submit(w->lanes, s1);
+  assert_int_equal(w->sinks[1]->n_handed, 0);
+  finish(w, 0, 0, 0);
+  assert_int_equal(w->sinks[1]->n_handed, 0); /* p2 still holds lane 1 */
+  finish(w, 0, 1, 0);
+  assert_int_equal(w->sinks[1]->n_handed, 1);
+  finish(w, 1, 0, 0);
 }
 
 static void test_failure_pauses_drains_rebuilds_resumes(void **st) {
@@ -368,6 +415,10 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_catalog_unit_spans_every_lane,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_barrier_queues_behind_its_own_lane,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_catalog_units_share_a_commit, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(
           test_failure_pauses_drains_rebuilds_resumes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_resync_from_the_loop, setup,
