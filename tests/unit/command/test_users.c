@@ -433,8 +433,8 @@ static void flow_client(fixture_t *f) {
   http(f->port_a, "POST", "/v1/users", NULL,
        "{\"username\":\"n\",\"email\":\"a@b.c\",\"password\":\"12345678\","
        "\"role\":\"admin\"}",
-       &r); /* no self-promotion */
-  expect(&r, 422, "validation_failed");
+       &r); /* no self-promotion: a role needs an admin's token */
+  expect(&r, 401, "unauthorized");
   http(f->port_a, "POST", "/v1/users", NULL, "{\"username\":", &r);
   expect(&r, 400, "malformed_json");
   done(&r);
