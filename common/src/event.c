@@ -1877,6 +1877,25 @@ static int get_long(avro_value_t *rec, const char *name, int64_t *out) {
              : 0;
 }
 
+/* ["null","long"] into *some and *x. */
+static int get_opt_long(avro_value_t *rec, const char *name, bool *some,
+                        int64_t *x) {
+  avro_value_t f, b;
+  int disc;
+  *some = false;
+  *x = 0;
+  if (avro_value_get_by_name(rec, name, &f, NULL) ||
+      avro_value_get_discriminant(&f, &disc) ||
+      avro_value_get_current_branch(&f, &b))
+    return SF_EPARSE;
+  if (disc == 0)
+    return 0;
+  if (avro_value_get_long(&b, x))
+    return SF_EPARSE;
+  *some = true;
+  return 0;
+}
+
 /* The payload repeats the envelope's product or store id; they must agree
  * (the envelope's may be null, then the payload's is taken). */
 static int get_key_id(avro_value_t *p, const char *name, char env[SF_ID_LEN]) {
@@ -1935,31 +1954,11 @@ static int get_order(avro_value_t *p, sf_event_t *e, arena_t *a,
   return rc;
 }
 
-/* ["null","long"] into *some and *x. */
-static int get_opt_long(avro_value_t *rec, const char *name, bool *some,
-                        int64_t *x) {
-  avro_value_t f, b;
-  int disc;
-  *some = false;
-  *x = 0;
-  if (avro_value_get_by_name(rec, name, &f, NULL) ||
-      avro_value_get_discriminant(&f, &disc) ||
-      avro_value_get_current_branch(&f, &b))
-    return SF_EPARSE;
-  if (disc == 0)
-    return 0;
-  if (avro_value_get_long(&b, x))
-    return SF_EPARSE;
-  *some = true;
-  return 0;
-}
 
 static int get_payload(avro_value_t *p, sf_event_t *e, arena_t *a,
                        sf_order_line_t *lines, size_t n_lines) {
   int rc;
-  int64_t x;
-  avro_value_t f, b;
-  int disc;
+  avro_value_t f;
   switch (e->type) {
   case SF_EV_PRODUCT_CREATED:
     if (!(rc = get_key_id(p, "product_id", e->product_id)) &&
@@ -1976,17 +1975,8 @@ static int get_payload(avro_value_t *p, sf_event_t *e, arena_t *a,
         (rc = get_opt_str(p, "category", a, &e->product.category)) ||
         (rc = get_opt_str(p, "price", a, &e->product.price)))
       return rc;
-    if (avro_value_get_by_name(p, "reorder_level", &f, NULL) ||
-        avro_value_get_discriminant(&f, &disc) ||
-        avro_value_get_current_branch(&f, &b))
-      return SF_EPARSE;
-    if (disc == 1) {
-      if (avro_value_get_long(&b, &x))
-        return SF_EPARSE;
-      e->product.reorder_level = x;
-      e->product.has_reorder_level = true;
-    }
-    return 0;
+    return get_opt_long(p, "reorder_level", &e->product.has_reorder_level,
+                        &e->product.reorder_level);
   case SF_EV_PRODUCT_DISCONTINUED:
     return get_key_id(p, "product_id", e->product_id);
   case SF_EV_STORE_OPENED:
