@@ -119,6 +119,7 @@ static const field_t order_fields[] = {
     {"version", "version", F_I64},
     {"created_at", "created_us", F_TIME},
     {"updated_at", "updated_us", F_TIME},
+    {"cancel_cause", "cancel_cause", F_STR_NULL}, /* rules: null or expired */
     {NULL, NULL, F_STR}};
 
 static const field_t change_fields[] = {

@@ -32,6 +32,7 @@
 
 #define ORDER_COLUMNS                                                          \
   "o.id AS order_id, o.store_id, o.status, o.reference, o.version,"          \
+  " o.cancel_cause,"                                                         \
   " " US("o.created_at") " AS created_us, " US("o.updated_at")               \
   " AS updated_us, coalesce((SELECT json_agg(json_build_object("             \
   "'product_id', l.product_id, 'quantity', l.quantity)"                      \

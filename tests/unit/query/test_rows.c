@@ -385,30 +385,33 @@ static void test_order_row(void **state) {
   (void)state;
   static const char *const cols[] = {"owner_id",  "order_id",   "store_id",
                                      "status",    "reference",  "version",
-                                     "created_us", "updated_us", "lines"};
+                                     "created_us", "updated_us", "lines",
+                                     "cancel_cause"};
   const char *const rows[][MAX_COLS] = {
       {STORE, P3, STORE, "placed", "PO-1", "1", "1795705200123456",
        "1795705200123456",
        "[{\"product_id\" : \"" P1 "\", \"quantity\" : 2}, "
-       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]"},
+       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]", NULL},
       {STORE, P2, STORE, "cancelled", NULL, "2", "1795705200000000",
-       "1795705260000000", "[]"},
+       "1795705260000000", "[]", "expired"},
       {STORE, P1, STORE, "placed", NULL, "1", "1795705200000000",
-       "1795705200000000", "[{\"product_id\": "}, /* broken JSON */
+       "1795705200000000", "[{\"product_id\": ", NULL}, /* broken JSON */
   };
-  PGresult *res = make_result(9, cols, 3, rows);
+  PGresult *res = make_result(10, cols, 3, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P3 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"placed\",\"lines\":[{\"product_id\":\"" P1 "\","
               "\"quantity\":2},{\"product_id\":\"" P2 "\",\"quantity\":5}],"
               "\"reference\":\"PO-1\",\"version\":1,"
               "\"created_at\":\"2026-11-26T15:00:00.123456Z\","
-              "\"updated_at\":\"2026-11-26T15:00:00.123456Z\"}");
+              "\"updated_at\":\"2026-11-26T15:00:00.123456Z\","
+              "\"cancel_cause\":null}");
   assert_json(qry_row(res, 1, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P2 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"cancelled\",\"lines\":[],\"reference\":null,"
               "\"version\":2,\"created_at\":\"2026-11-26T15:00:00.000000Z\","
-              "\"updated_at\":\"2026-11-26T15:01:00.000000Z\"}");
+              "\"updated_at\":\"2026-11-26T15:01:00.000000Z\","
+              "\"cancel_cause\":\"expired\"}");
   assert_null(qry_row(res, 2, QRY_SHAPE_ORDER)); /* never half a row */
   /* a page of orders, newest first, keyed by order_id */
   json_t *page = NULL;
