@@ -193,6 +193,9 @@ def test_policy_set_enforced_and_rebuilt(ctx):
                        "max_negative_adjustment, count_requires_reason, "
                        f"version from products where id = '{product}'")
           == "5|3|t|2", "policy in the products read model")
+    until(lambda: get(ctx.qry, f"/v1/products/{product}").body.get("policy")
+          == {"max_sale_quantity": 5, "max_negative_adjustment": 3,
+              "count_requires_reason": True}, "policy on the query side")
     ctx.stack.restart(["command"])
     refused("sale", 6, "policy_max_sale_quantity")
     # a new policy replaces the whole policy
