@@ -42,6 +42,7 @@ static const char *const sf__type_names[SF_EV__COUNT] = {
     "StoreOpened",    "StoreUpdated",   "StoreClosed",
     "StockMoved",     "TransferOut",    "TransferIn",
     "OrderPlaced",    "OrderFulfilled", "OrderCancelled",
+    "StockBelowReorder", "StockRestored", "ProductPolicySet",
 };
 
 static const char *const sf__movement_names[SF_MOVE__COUNT] = {
@@ -1240,7 +1241,7 @@ struct sf_event_codec {
  * written to Kafka stays here (and in schemas/) for good, so that its events
  * keep decoding; the list matches the fingerprint table of docs/events.md,
  * and a unit test fails when a schemas/envelope_v<N>.avsc is missing. */
-#define SF__ENVELOPE_HISTORY(X)
+#define SF__ENVELOPE_HISTORY(X) X(1)
 
 #define SF__HISTORY_DECLARE(n) extern const char sf_schema_envelope_v##n[];
 #define SF__HISTORY_ENTRY(n) sf_schema_envelope_v##n,
@@ -1509,7 +1510,17 @@ static bool event_ok(const sf_event_t *e) {
       if (!id_ok(e->order.lines[i].product_id) ||
           e->order.lines[i].quantity <= 0)
         return false;
-    return true;
+    return e->type == SF_EV_ORDER_CANCELLED || !e->order.cause;
+  case SF_EV_STOCK_BELOW_REORDER:
+  case SF_EV_STOCK_RESTORED:
+    return id_ok(e->store_id) && id_ok(e->product_id) &&
+           e->stream_version >= 1 && e->crossing.on_hand >= 0 &&
+           e->crossing.reserved >= 0 && e->crossing.reorder_level >= 0;
+  case SF_EV_PRODUCT_POLICY_SET:
+    return id_ok(e->product_id) && !e->store_id[0] &&
+           (!e->policy.has_max_sale || e->policy.max_sale_quantity > 0) &&
+           (!e->policy.has_max_negative_adjustment ||
+            e->policy.max_negative_adjustment >= 0);
   default:
     return false;
   }
@@ -1632,6 +1643,8 @@ static int put_order(sf_event_codec_t *c, avro_value_t *p,
   }
   if (!rc)
     rc = put_opt_str(p, "reference", e->order.reference);
+  if (!rc && e->type == SF_EV_ORDER_CANCELLED)
+    rc = put_opt_str(p, "cause", e->order.cause);
   return rc;
 }
 
@@ -1677,6 +1690,24 @@ static int put_payload(sf_event_codec_t *c, avro_value_t *p,
   case SF_EV_TRANSFER_OUT:
   case SF_EV_TRANSFER_IN:
     return put_stock(p, e);
+  case SF_EV_STOCK_BELOW_REORDER:
+  case SF_EV_STOCK_RESTORED:
+    if (!(rc = put_long(p, "on_hand", e->crossing.on_hand)) &&
+        !(rc = put_long(p, "reserved", e->crossing.reserved)))
+      rc = put_long(p, "reorder_level", e->crossing.reorder_level);
+    return rc;
+  case SF_EV_PRODUCT_POLICY_SET: {
+    avro_value_t f;
+    if (!(rc = put_str(p, "product_id", e->product_id)) &&
+        !(rc = put_opt_long(p, "max_sale_quantity", e->policy.has_max_sale,
+                            e->policy.max_sale_quantity)) &&
+        !(rc = put_opt_long(p, "max_negative_adjustment",
+                            e->policy.has_max_negative_adjustment,
+                            e->policy.max_negative_adjustment)) &&
+        !(rc = avro_value_get_by_name(p, "count_requires_reason", &f, NULL)))
+      rc = avro_value_set_boolean(&f, e->policy.count_requires_reason);
+    return rc;
+  }
   default:
     return put_order(c, p, e);
   }
@@ -1846,6 +1877,25 @@ static int get_long(avro_value_t *rec, const char *name, int64_t *out) {
              : 0;
 }
 
+/* ["null","long"] into *some and *x. */
+static int get_opt_long(avro_value_t *rec, const char *name, bool *some,
+                        int64_t *x) {
+  avro_value_t f, b;
+  int disc;
+  *some = false;
+  *x = 0;
+  if (avro_value_get_by_name(rec, name, &f, NULL) ||
+      avro_value_get_discriminant(&f, &disc) ||
+      avro_value_get_current_branch(&f, &b))
+    return SF_EPARSE;
+  if (disc == 0)
+    return 0;
+  if (avro_value_get_long(&b, x))
+    return SF_EPARSE;
+  *some = true;
+  return 0;
+}
+
 /* The payload repeats the envelope's product or store id; they must agree
  * (the envelope's may be null, then the payload's is taken). */
 static int get_key_id(avro_value_t *p, const char *name, char env[SF_ID_LEN]) {
@@ -1898,15 +1948,17 @@ static int get_order(avro_value_t *p, sf_event_t *e, arena_t *a,
   }
   e->order.lines = lines;
   e->order.n_lines = n_lines;
-  return get_opt_str(p, "reference", a, &e->order.reference);
+  rc = get_opt_str(p, "reference", a, &e->order.reference);
+  if (!rc && e->type == SF_EV_ORDER_CANCELLED)
+    rc = get_opt_str(p, "cause", a, &e->order.cause);
+  return rc;
 }
+
 
 static int get_payload(avro_value_t *p, sf_event_t *e, arena_t *a,
                        sf_order_line_t *lines, size_t n_lines) {
   int rc;
-  int64_t x;
-  avro_value_t f, b;
-  int disc;
+  avro_value_t f;
   switch (e->type) {
   case SF_EV_PRODUCT_CREATED:
     if (!(rc = get_key_id(p, "product_id", e->product_id)) &&
@@ -1923,17 +1975,8 @@ static int get_payload(avro_value_t *p, sf_event_t *e, arena_t *a,
         (rc = get_opt_str(p, "category", a, &e->product.category)) ||
         (rc = get_opt_str(p, "price", a, &e->product.price)))
       return rc;
-    if (avro_value_get_by_name(p, "reorder_level", &f, NULL) ||
-        avro_value_get_discriminant(&f, &disc) ||
-        avro_value_get_current_branch(&f, &b))
-      return SF_EPARSE;
-    if (disc == 1) {
-      if (avro_value_get_long(&b, &x))
-        return SF_EPARSE;
-      e->product.reorder_level = x;
-      e->product.has_reorder_level = true;
-    }
-    return 0;
+    return get_opt_long(p, "reorder_level", &e->product.has_reorder_level,
+                        &e->product.reorder_level);
   case SF_EV_PRODUCT_DISCONTINUED:
     return get_key_id(p, "product_id", e->product_id);
   case SF_EV_STORE_OPENED:
@@ -1953,6 +1996,27 @@ static int get_payload(avro_value_t *p, sf_event_t *e, arena_t *a,
   case SF_EV_TRANSFER_OUT:
   case SF_EV_TRANSFER_IN:
     return get_stock(p, e, a);
+  case SF_EV_STOCK_BELOW_REORDER:
+  case SF_EV_STOCK_RESTORED:
+    if (!(rc = get_long(p, "on_hand", &e->crossing.on_hand)) &&
+        !(rc = get_long(p, "reserved", &e->crossing.reserved)))
+      rc = get_long(p, "reorder_level", &e->crossing.reorder_level);
+    return rc;
+  case SF_EV_PRODUCT_POLICY_SET: {
+    int flag = 0;
+    if ((rc = get_key_id(p, "product_id", e->product_id)) ||
+        (rc = get_opt_long(p, "max_sale_quantity", &e->policy.has_max_sale,
+                           &e->policy.max_sale_quantity)) ||
+        (rc = get_opt_long(p, "max_negative_adjustment",
+                           &e->policy.has_max_negative_adjustment,
+                           &e->policy.max_negative_adjustment)))
+      return rc;
+    if (avro_value_get_by_name(p, "count_requires_reason", &f, NULL) ||
+        avro_value_get_boolean(&f, &flag))
+      return SF_EPARSE;
+    e->policy.count_requires_reason = flag != 0;
+    return 0;
+  }
   default:
     return get_order(p, e, a, lines, n_lines);
   }
@@ -1975,7 +2039,7 @@ static int get_event(sf_event_codec_t *c, sf_event_t *e, size_t strings_cap) {
     return rc;
   if (strcmp(type, sf__type_names[disc]) != 0)
     return SF_EPARSE;
-  if (disc >= SF_EV_ORDER_PLACED &&
+  if (disc >= SF_EV_ORDER_PLACED && disc <= SF_EV_ORDER_CANCELLED &&
       (avro_value_get_by_name(&p, "lines", &arr, NULL) ||
        avro_value_get_size(&arr, &n_lines)))
     return SF_EPARSE;

@@ -12,6 +12,7 @@
 #include "cmd_batch.h"
 #include "cmd_bus.h"
 #include "cmd_catalog.h"
+#include "cmd_expiry.h"
 #include "cmd_lanes.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
@@ -28,6 +29,7 @@ struct cmd_app {
   sf_http_server_t *http;
   cmd_lanes_t *lanes;
   cmd_bus_t *bus; /* NULL when the bus intake is off */
+  cmd_expiry_t *expiry; /* NULL when orders never expire (order-ttl-s 0) */
   sf_event_codec_t *codec;
   sf_uuidgen_t ids;
   uv_timer_t idem_timer;
@@ -76,6 +78,7 @@ struct cmd_batch {
   json_t *results;
   cmd_unit_t *unit;
   cmd_msg_t **tail;
+  cmd_msg_t *extra, **extra_tail; /* crossing events, after the items' */
   batch_item_t *items; /* one per message, in message order */
   size_t n_items, cap_items;
 };
@@ -86,6 +89,7 @@ typedef struct pending {
   cmd_req_t *c;
   json_t *body; /* the answer, without position yet */
   int status;   /* of the answer on success */
+  size_t n_answer; /* messages whose positions the answer gives */
   cmd_batch_t *batch; /* set for a batch: then body is unused */
 } pending_t;
 
@@ -350,6 +354,19 @@ cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
   return c;
 }
 
+cmd_req_t *cmd_app_begin_system(cmd_app_t *a, cmd_answer_cb answer,
+                                void *ud) {
+  if (a->fatal || !a->state || a->resyncing)
+    return NULL;
+  cmd_req_t *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->answer = answer;
+  c->answer_ud = ud;
+  snprintf(c->request_id, sizeof(c->request_id), "system");
+  return c;
+}
+
 json_t *cmd_app_begin_json(cmd_app_t *a, sf_http_req_t *req, cmd_req_t **c) {
   *c = cmd_app_begin_write(a, req);
   return *c ? cmd_app_parse_body(a, *c) : NULL;
@@ -458,6 +475,40 @@ static cmd_msg_t *make_msg(cmd_app_t *a, const sf_event_t *e, const char *topic,
   return m;
 }
 
+/* rules: the low-stock crossings that the folded event e causes
+ * (cmd_state_crossings), each with a fresh event id, encoded, appended at
+ * *tail and folded. Returns 0, or an error (logged; the state may then hold
+ * folds whose messages never commit: the caller rebuilds or rolls back). */
+static int add_crossings(cmd_app_t *a, const sf_event_t *e, cmd_msg_t ***tail,
+                         size_t *n_msgs) {
+  size_t cap = e->type >= SF_EV_ORDER_PLACED && e->type <= SF_EV_ORDER_CANCELLED
+                   ? e->order.n_lines
+                   : 1;
+  sf_event_t *xs = calloc(cap ? cap : 1, sizeof(*xs));
+  if (!xs)
+    return SF_ENOMEM;
+  size_t nx = cmd_state_crossings(a->state, e, xs, cap);
+  int rc = 0;
+  for (size_t i = 0; i < nx && !rc; i++) {
+    sf_uuid_v7_str(&a->ids, xs[i].event_id);
+    cmd_msg_t *m = make_msg(a, &xs[i], a->cfg->topic_stock, xs[i].store_id);
+    cmd_apply_result_t res;
+    if (!m) {
+      rc = SF_EINVAL;
+      break;
+    }
+    **tail = m;
+    *tail = &m->next;
+    (*n_msgs)++;
+    rc = cmd_state_apply(a->state, &xs[i], &res);
+    if (rc)
+      SF_ERROR(a->log, "command", "folding crossing event %s failed: %s",
+               xs[i].event_id, sf_err_name(rc));
+  }
+  free(xs);
+  return rc;
+}
+
 void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
                     size_t n) {
   cmd_unit_t *u = calloc(1, sizeof(*u));
@@ -492,6 +543,13 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
       goto fail;
     }
   }
+  for (size_t i = 0; i < n; i++) {
+    if (add_crossings(a, evs[i].e, &tail, &u->n_msgs) != 0) {
+      a->resyncing = true; /* the unit's folds never commit: as above */
+      cmd_lanes_resync(a->lanes, "a crossing event could not be added");
+      goto fail;
+    }
+  }
   const sf_event_t *list[2];
   for (size_t i = 0; i < n && i < 2; i++)
     list[i] = evs[i].e;
@@ -501,6 +559,7 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
   p->app = a;
   p->c = c;
   p->body = body;
+  p->n_answer = n;
   u->generation = a->generation;
   u->ud = p;
   a->pending++;
@@ -521,6 +580,12 @@ fail:
 static void batch_free(cmd_batch_t *b) {
   if (!b)
     return;
+  while (b->extra) { /* crossings that never joined the unit */
+    cmd_msg_t *next = b->extra->next;
+    free(b->extra->value);
+    free(b->extra);
+    b->extra = next;
+  }
   for (size_t i = 0; i < b->n_items; i++) {
     json_decref(b->items[i].body);
     free(b->items[i].key);
@@ -546,6 +611,7 @@ cmd_batch_t *cmd_app_batch_new(cmd_app_t *a, cmd_req_t *c, json_t *results) {
   b->c = c;
   b->results = results;
   b->tail = &b->unit->msgs;
+  b->extra_tail = &b->extra;
   return b;
 }
 
@@ -579,7 +645,7 @@ int cmd_app_batch_add(cmd_app_t *a, cmd_batch_t *b, const sf_event_t *e,
   *b->tail = m;
   b->tail = &m->next;
   b->unit->n_msgs++;
-  return 0;
+  return add_crossings(a, e, &b->extra_tail, &b->unit->n_msgs);
 }
 
 static void batch_answer(cmd_app_t *a, cmd_batch_t *b) {
@@ -609,6 +675,8 @@ void cmd_app_batch_commit(cmd_app_t *a, cmd_batch_t *b) {
   p->c = b->c;
   p->batch = b;
   cmd_unit_t *u = b->unit;
+  *b->tail = b->extra; /* the crossings go after every item's message */
+  b->extra = NULL;
   u->generation = a->generation;
   u->ud = p;
   a->pending++;
@@ -677,7 +745,8 @@ static void unit_done_cb(void *ud, cmd_unit_t *u) {
     char positions[8][64];
     const char *plist[8];
     size_t n = 0;
-    for (cmd_msg_t *m = u->msgs; m && n < 8; m = m->next, n++) {
+    for (cmd_msg_t *m = u->msgs; m && n < 8 && n < p->n_answer;
+         m = m->next, n++) {
       cmd_reply_position(positions[n], sizeof(positions[n]),
                          strcmp(m->topic, a->cfg->topic_catalog) == 0,
                          m->partition, m->offset);
@@ -981,6 +1050,9 @@ int cmd_app_start(cmd_app_t *a) {
     return rc;
   cmd_lanes_cbs_t cbs = {unit_done_cb, state_cb, resync_cb, fatal_cb, a};
   rc = cmd_lanes_new(&a->lanes, a->loop, &lo, &cbs, a->log);
+  if (!rc && a->cfg->order_ttl_s > 0) /* rules: reservations expire */
+    rc = cmd_expiry_new(&a->expiry, a->loop, a, a->cfg->order_ttl_s, 500,
+                        a->log);
   if (rc || !a->cfg->intake)
     return rc;
   cmd_bus_opts_t bo = {.brokers = a->cfg->kafka_brokers,
@@ -1011,6 +1083,8 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
    * answers (503 or 201) before the server closes the connections and the
    * bus publishes the last results. */
   cmd_bus_stop_intake(a->bus);
+  cmd_expiry_close(a->expiry);
+  a->expiry = NULL;
   cmd_lanes_destroy(a->lanes);
   a->lanes = NULL;
   cmd_bus_destroy(a->bus);

@@ -76,6 +76,13 @@ cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
                              const char *actor, cmd_answer_cb answer,
                              void *ud);
 
+/* Starts a command of the service itself (rules: the expiry of a
+ * reservation): no HTTP, no actor, no Idempotency-Key. Its answer goes to
+ * answer (fires once, then the context is freed). Returns NULL, without
+ * calling answer, while the service is not writing (rebuilding, fatal) or
+ * out of memory. */
+cmd_req_t *cmd_app_begin_system(cmd_app_t *a, cmd_answer_cb answer, void *ud);
+
 /* The JSON object body (caller owns it), or NULL after answering 415/400. */
 json_t *cmd_app_parse_body(cmd_app_t *a, cmd_req_t *c);
 

@@ -80,8 +80,12 @@ static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
                "%s of %" PRId64 " would take available stock below zero "
                "(on_hand %" PRId64 ", reserved %" PRId64 ")",
                f.type, q, row.on_hand, row.reserved);
-    else
-      snprintf(detail, sizeof(detail), "%s", cmd_verdict_code(v));
+    else {
+      cmd_product_view_t pv;
+      if (!cmd_state_product(st, product_id, &pv) ||
+          !cmd_policy_explain(&pv.policy, v, q, detail, sizeof(detail)))
+        snprintf(detail, sizeof(detail), "%s", cmd_verdict_code(v));
+    }
     *status = cmd_verdict_status(v);
     *problem = problem_json(*status, cmd_verdict_code(v), detail);
     return -1;

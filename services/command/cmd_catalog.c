@@ -154,6 +154,53 @@ out:
   json_decref(obj);
 }
 
+static const char *const policy_keys[] = {
+    "max_sale_quantity", "max_negative_adjustment", "count_requires_reason",
+    NULL};
+
+/* PUT /v1/products/{id}/policy: the whole policy (rules); an absent or null
+ * limit is none, an absent count_requires_reason is false. */
+static void h_put_policy(sf_http_req_t *req, void *ud) {
+  cmd_app_t *a = ud;
+  const char *id = sf_http_req_param(req, "id");
+  cmd_req_t *c = NULL;
+  json_t *obj = cmd_app_begin_json(a, req, &c);
+  if (!obj)
+    return;
+  char err[256];
+  cmd_policy_t pol = {0};
+  if (sf_json_only_keys(obj, policy_keys, err, sizeof(err)) ||
+      sf_json_get_int(obj, "max_sale_quantity", false, 1, CMD_MAX_QUANTITY,
+                      &pol.max_sale_quantity, &pol.has_max_sale, err,
+                      sizeof(err)) ||
+      sf_json_get_int(obj, "max_negative_adjustment", false, 0,
+                      CMD_MAX_QUANTITY, &pol.max_negative_adjustment,
+                      &pol.has_max_negative_adjustment, err, sizeof(err))) {
+    cmd_app_invalid(a, c, err);
+    goto out;
+  }
+  json_t *flag = json_object_get(obj, "count_requires_reason");
+  if (flag && !json_is_boolean(flag) && !json_is_null(flag)) {
+    cmd_app_invalid(a, c, "count_requires_reason: must be true or false");
+    goto out;
+  }
+  pol.count_requires_reason = json_is_true(flag);
+  if (!sf_uuid_valid(id)) {
+    catalog_verdict(a, c, CMD_NOT_FOUND_PRODUCT, "product", id);
+    goto out;
+  }
+  sf_event_t e;
+  cmd_app_envelope(a, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_product_policy(cmd_app_state(a), id, &pol, &e);
+  if (v != CMD_OK) {
+    catalog_verdict(a, c, v, "product", id);
+    goto out;
+  }
+  commit_catalog(a, c, &e, id);
+out:
+  json_decref(obj);
+}
+
 static void h_discontinue_product(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   const char *id = sf_http_req_param(req, "id");
@@ -281,6 +328,7 @@ int cmd_catalog_routes(cmd_app_t *a, sf_http_server_t *http) {
       {"POST", "/v1/products", h_create_product},
       {"PATCH", "/v1/products/{id}", h_update_product},
       {"DELETE", "/v1/products/{id}", h_discontinue_product},
+      {"PUT", "/v1/products/{id}/policy", h_put_policy}, /* rules */
       {"POST", "/v1/stores", h_create_store},
       {"PATCH", "/v1/stores/{id}", h_update_store},
       {"DELETE", "/v1/stores/{id}", h_close_store},

@@ -87,6 +87,12 @@ static const sf_cfg_entry_t entries[] = {
     E("session-ttl-s", SF_CFG_INT, "86400", 60, 31536000,
       "STOCKFLOW_SESSION_TTL_S", "lifetime of a login token in seconds",
       session_ttl_s),
+    /* business rules (cmd_expiry.c) */
+    E("order-ttl-s", SF_CFG_INT, "0", 0, 31536000, "STOCKFLOW_ORDER_TTL_S",
+      "seconds after which a placed order's reservation expires (an "
+      "OrderCancelled with cause \"expired\" releases the stock); 0: "
+      "never",
+      order_ttl_s),
 };
 
 static const sf_cfg_spec_t spec = {

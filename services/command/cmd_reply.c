@@ -18,17 +18,32 @@ static json_t *time_json(int64_t us) {
   return json_string(when);
 }
 
+static json_t *limit_json(bool some, int64_t x) {
+  return some ? json_integer((json_int_t)x) : json_null();
+}
+
+/* The policy of a product as the answers show it (rules). */
+static json_t *policy_json(const cmd_policy_t *p) {
+  return json_pack("{s:o, s:o, s:b}", "max_sale_quantity",
+                   limit_json(p->has_max_sale, p->max_sale_quantity),
+                   "max_negative_adjustment",
+                   limit_json(p->has_max_negative_adjustment,
+                              p->max_negative_adjustment),
+                   "count_requires_reason", p->count_requires_reason);
+}
+
 static json_t *product_body(const cmd_state_t *s, const sf_event_t *e,
                             const char *time_key) {
   cmd_product_view_t v;
   if (!cmd_state_product(s, e->product_id, &v))
     return NULL;
-  return json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:b, s:I, s:o}", "id",
+  return json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:b, s:I, s:o, s:o}", "id",
                    e->product_id, "sku", v.sku, "name", v.name, "category",
                    str_or_null(v.category), "price", v.price, "reorder_level",
                    (json_int_t)v.reorder_level, "discontinued", v.discontinued,
                    "version", (json_int_t)e->stream_version, time_key,
-                   time_json(e->occurred_at_us));
+                   time_json(e->occurred_at_us), "policy",
+                   policy_json(&v.policy));
 }
 
 static json_t *store_body(const cmd_state_t *s, const sf_event_t *e,
@@ -109,6 +124,7 @@ json_t *cmd_reply_build(const cmd_state_t *s, const sf_event_t *const *evs,
     return product_body(s, e, "created_at");
   case SF_EV_PRODUCT_UPDATED:
   case SF_EV_PRODUCT_DISCONTINUED:
+  case SF_EV_PRODUCT_POLICY_SET:
     *status = 200;
     return product_body(s, e, "updated_at");
   case SF_EV_STORE_OPENED:

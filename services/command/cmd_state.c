@@ -16,6 +16,7 @@ typedef struct product {
   char *sku, *name, *category, *price;
   int64_t reorder_level, version;
   bool discontinued;
+  cmd_policy_t policy;
   UT_hash_handle hh;     /* by id */
   UT_hash_handle hh_sku; /* by sku */
 } product_t;
@@ -35,6 +36,7 @@ typedef struct stock_key {
 typedef struct stock {
   stock_key_t key;
   int64_t on_hand, reserved, version;
+  bool below; /* the last crossing event was StockBelowReorder */
   UT_hash_handle hh;
 } stock_t;
 
@@ -43,9 +45,11 @@ typedef struct order {
   char store_id[SF_ID_LEN];
   cmd_order_status_t status;
   int64_t version;
+  int64_t placed_at_us; /* occurred_at of OrderPlaced: expiry counts from it */
   size_t n_lines;
   sf_order_line_t *lines; /* product and quantity; levels unused */
   UT_hash_handle hh;
+  UT_hash_handle hh_open; /* in cmd_state.open_orders while placed */
 } order_t;
 
 typedef struct idem {
@@ -61,7 +65,7 @@ typedef struct idem {
 /* One undo record of a savepoint: a stock row as it was. */
 typedef struct undo {
   stock_key_t key;
-  bool existed;
+  bool existed, below;
   int64_t on_hand, reserved, version;
 } undo_t;
 
@@ -74,6 +78,7 @@ struct cmd_state {
   store_t *stores;
   stock_t *stock;
   order_t *orders;
+  order_t *open_orders; /* the placed ones (hh_open), for expiry */
   idem_t *idem;
 };
 
@@ -120,6 +125,7 @@ void cmd_state_destroy(cmd_state_t *s) {
     free(k);
   }
   order_t *o, *otmp;
+  HASH_CLEAR(hh_open, s->open_orders);
   HASH_ITER(hh, s->orders, o, otmp) {
     HASH_DEL(s->orders, o);
     free(o->lines);
@@ -225,7 +231,14 @@ static int apply_product(cmd_state_t *s, const sf_event_t *e,
     *res = CMD_APPLY_DUPLICATE;
     return 0;
   }
-  if (e->type == SF_EV_PRODUCT_UPDATED) {
+  if (e->type == SF_EV_PRODUCT_POLICY_SET) {
+    p->policy.has_max_sale = e->policy.has_max_sale;
+    p->policy.max_sale_quantity = e->policy.max_sale_quantity;
+    p->policy.has_max_negative_adjustment =
+        e->policy.has_max_negative_adjustment;
+    p->policy.max_negative_adjustment = e->policy.max_negative_adjustment;
+    p->policy.count_requires_reason = e->policy.count_requires_reason;
+  } else if (e->type == SF_EV_PRODUCT_UPDATED) {
     if ((e->product.name && set_str(&p->name, e->product.name)) ||
         (e->product.category && set_str(&p->category, e->product.category)) ||
         (e->product.price && set_str(&p->price, e->product.price)))
@@ -303,6 +316,7 @@ static int remember(cmd_state_t *s, const stock_key_t *k, const stock_t *row) {
   undo_t *u = &s->undo[s->n_undo++];
   u->key = *k;
   u->existed = row != NULL;
+  u->below = row && row->below;
   u->on_hand = row ? row->on_hand : 0;
   u->reserved = row ? row->reserved : 0;
   u->version = row ? row->version : 0;
@@ -335,6 +349,7 @@ void cmd_state_rollback(cmd_state_t *s) {
       row->on_hand = u->on_hand;
       row->reserved = u->reserved;
       row->version = u->version;
+      row->below = u->below;
     }
   }
   cmd_state_release(s);
@@ -446,7 +461,9 @@ static int apply_order(cmd_state_t *s, const sf_event_t *e,
     snprintf(o->store_id, sizeof(o->store_id), "%s", e->store_id);
     o->status = CMD_ORDER_PLACED;
     o->version = e->stream_version;
+    o->placed_at_us = e->occurred_at_us;
     HASH_ADD(hh, s->orders, id, sizeof(o->id), o);
+    HASH_ADD(hh_open, s->open_orders, id, sizeof(o->id), o);
     *res = CMD_APPLY_APPLIED;
     return 0;
   }
@@ -459,9 +476,36 @@ static int apply_order(cmd_state_t *s, const sf_event_t *e,
   int rc = apply_order_lines(s, e);
   if (rc)
     return rc;
+  if (o->status == CMD_ORDER_PLACED)
+    HASH_DELETE(hh_open, s->open_orders, o);
   o->status = e->type == SF_EV_ORDER_FULFILLED ? CMD_ORDER_FULFILLED
                                                : CMD_ORDER_CANCELLED;
   o->version = e->stream_version;
+  *res = CMD_APPLY_APPLIED;
+  return 0;
+}
+
+/* A crossing event sets the row's flag. It carries the version of the
+ * stock event that crossed (it does not move the stream): one of an older
+ * version is a replayed duplicate, one of a version the row never reached
+ * breaks the log's order. */
+static int apply_crossing(cmd_state_t *s, const sf_event_t *e,
+                          cmd_apply_result_t *res) {
+  stock_key_t k;
+  if (make_stock_key(e->store_id, e->product_id, &k) != 0)
+    return SF_EINVAL;
+  stock_t *row = NULL;
+  HASH_FIND(hh, s->stock, &k, sizeof(k), row);
+  if (!row || e->stream_version > row->version)
+    return SF_EINVAL;
+  bool below = e->type == SF_EV_STOCK_BELOW_REORDER;
+  if (e->stream_version < row->version || row->below == below) {
+    *res = CMD_APPLY_DUPLICATE;
+    return 0;
+  }
+  if (remember(s, &k, row))
+    return SF_ENOMEM;
+  row->below = below;
   *res = CMD_APPLY_APPLIED;
   return 0;
 }
@@ -472,7 +516,11 @@ int cmd_state_apply(cmd_state_t *s, const sf_event_t *e,
   case SF_EV_PRODUCT_CREATED:
   case SF_EV_PRODUCT_UPDATED:
   case SF_EV_PRODUCT_DISCONTINUED:
+  case SF_EV_PRODUCT_POLICY_SET:
     return apply_product(s, e, res);
+  case SF_EV_STOCK_BELOW_REORDER:
+  case SF_EV_STOCK_RESTORED:
+    return apply_crossing(s, e, res);
   case SF_EV_STORE_OPENED:
   case SF_EV_STORE_UPDATED:
   case SF_EV_STORE_CLOSED:
@@ -505,6 +553,7 @@ bool cmd_state_product(const cmd_state_t *s, const char *id,
   out->reorder_level = p->reorder_level;
   out->version = p->version;
   out->discontinued = p->discontinued;
+  out->policy = p->policy;
   return true;
 }
 
@@ -587,6 +636,10 @@ cmd_verdict_t cmd_decide_movement(const cmd_state_t *s,
   cmd_state_stock(s, c->store_id, c->product_id, &row);
   if (c->if_match >= 0 && c->if_match != row.version)
     return CMD_VERSION_CONFLICT;
+  cmd_verdict_t pv = cmd_policy_check(&p->policy, c->movement, c->quantity,
+                                      c->reason);
+  if (pv != CMD_OK)
+    return pv;
 
   int64_t delta = 0;
   switch (c->movement) {
@@ -843,13 +896,10 @@ cmd_verdict_t cmd_decide_order_place(const cmd_state_t *s, const char *store_id,
   return CMD_OK;
 }
 
-cmd_verdict_t cmd_decide_order_finish(const cmd_state_t *s,
-                                      const char *order_id, bool fulfil,
-                                      sf_order_line_t *lines_out,
-                                      sf_event_t *e) {
-  const order_t *o = find_order(s, order_id);
-  if (!o)
-    return CMD_NOT_FOUND_ORDER;
+/* Fulfil, cancel or expire (cause "expired") a placed order. */
+static cmd_verdict_t decide_finish(const cmd_state_t *s, const order_t *o,
+                                   bool fulfil, const char *cause,
+                                   sf_order_line_t *lines_out, sf_event_t *e) {
   if (o->status != CMD_ORDER_PLACED)
     return CMD_INVALID_STATE;
   for (size_t i = 0; i < o->n_lines; i++) {
@@ -867,9 +917,171 @@ cmd_verdict_t cmd_decide_order_finish(const cmd_state_t *s,
   copy_id(e->store_id, o->store_id);
   e->product_id[0] = '\0';
   e->stream_version = o->version + 1;
-  copy_id(e->order.order_id, order_id);
+  sf_uuid_format(&o->id, e->order.order_id);
   e->order.lines = lines_out;
   e->order.n_lines = o->n_lines;
+  e->order.cause = fulfil ? NULL : cause;
+  return CMD_OK;
+}
+
+cmd_verdict_t cmd_decide_order_finish(const cmd_state_t *s,
+                                      const char *order_id, bool fulfil,
+                                      sf_order_line_t *lines_out,
+                                      sf_event_t *e) {
+  const order_t *o = find_order(s, order_id);
+  if (!o)
+    return CMD_NOT_FOUND_ORDER;
+  return decide_finish(s, o, fulfil, NULL, lines_out, e);
+}
+
+/* ---- expiry of reservations ---- */
+
+bool cmd_order_due(int64_t placed_at_us, int64_t now_us, int64_t ttl_us) {
+  return ttl_us > 0 && placed_at_us <= now_us - ttl_us;
+}
+
+size_t cmd_state_due_orders(const cmd_state_t *s, int64_t now_us,
+                            int64_t ttl_us, char (*ids)[SF_ID_LEN],
+                            size_t cap) {
+  size_t n = 0;
+  const order_t *o, *tmp;
+  HASH_ITER(hh_open, s->open_orders, o, tmp) {
+    if (n == cap)
+      break;
+    if (cmd_order_due(o->placed_at_us, now_us, ttl_us))
+      sf_uuid_format(&o->id, ids[n++]);
+  }
+  return n;
+}
+
+size_t cmd_state_n_open_orders(const cmd_state_t *s) {
+  return HASH_CNT(hh_open, s->open_orders);
+}
+
+cmd_verdict_t cmd_decide_order_expire(const cmd_state_t *s,
+                                      const char *order_id, int64_t now_us,
+                                      int64_t ttl_us,
+                                      sf_order_line_t *lines_out,
+                                      sf_event_t *e) {
+  const order_t *o = find_order(s, order_id);
+  if (!o)
+    return CMD_NOT_FOUND_ORDER;
+  if (o->status == CMD_ORDER_PLACED &&
+      !cmd_order_due(o->placed_at_us, now_us, ttl_us))
+    return CMD_NOT_DUE;
+  return decide_finish(s, o, false, CMD_CAUSE_EXPIRED, lines_out, e);
+}
+
+/* ---- low-stock crossings ---- */
+
+bool cmd_below_reorder(int64_t on_hand, int64_t reserved,
+                       int64_t reorder_level) {
+  return reorder_level > 0 && on_hand - reserved < reorder_level;
+}
+
+/* One store x product after e: fills out when its status differs from the
+ * row's flag. Returns 1 when it did, else 0. */
+static size_t crossing_of(const cmd_state_t *s, const sf_event_t *e,
+                          const char *product_id, int64_t on_hand,
+                          int64_t reserved, int64_t version, sf_event_t *out) {
+  const product_t *p = find_product(s, product_id);
+  if (!p)
+    return 0;
+  const stock_t *row = find_stock(s, e->store_id, product_id);
+  bool was = row && row->below;
+  bool now = cmd_below_reorder(on_hand, reserved, p->reorder_level);
+  if (was == now)
+    return 0;
+  sf_event_init(out);
+  out->type = now ? SF_EV_STOCK_BELOW_REORDER : SF_EV_STOCK_RESTORED;
+  memcpy(out->command_id, e->command_id, sizeof(out->command_id));
+  memcpy(out->actor, e->actor, sizeof(out->actor));
+  memcpy(out->store_id, e->store_id, sizeof(out->store_id));
+  copy_id(out->product_id, product_id);
+  out->occurred_at_us = e->occurred_at_us;
+  out->stream_version = version;
+  out->crossing.on_hand = on_hand;
+  out->crossing.reserved = reserved;
+  out->crossing.reorder_level = p->reorder_level;
+  return 1;
+}
+
+size_t cmd_state_crossings(const cmd_state_t *s, const sf_event_t *e,
+                           sf_event_t *out, size_t cap) {
+  size_t n = 0;
+  switch (e->type) {
+  case SF_EV_STOCK_MOVED:
+  case SF_EV_TRANSFER_OUT:
+  case SF_EV_TRANSFER_IN:
+    if (cap > 0)
+      n = crossing_of(s, e, e->product_id, e->stock.on_hand,
+                      e->stock.reserved, e->stream_version, out);
+    return n;
+  case SF_EV_ORDER_PLACED:
+  case SF_EV_ORDER_FULFILLED:
+  case SF_EV_ORDER_CANCELLED:
+    for (size_t i = 0; i < e->order.n_lines && n < cap; i++) {
+      const sf_order_line_t *l = &e->order.lines[i];
+      n += crossing_of(s, e, l->product_id, l->on_hand, l->reserved,
+                       l->version, &out[n]);
+    }
+    return n;
+  default:
+    return 0;
+  }
+}
+
+/* ---- policies ---- */
+
+cmd_verdict_t cmd_policy_check(const cmd_policy_t *p, sf_movement_t m,
+                               int64_t quantity, const char *reason) {
+  if (m == SF_MOVE_SALE && p->has_max_sale && quantity > p->max_sale_quantity)
+    return CMD_POLICY_MAX_SALE;
+  if (m == SF_MOVE_ADJUSTMENT && p->has_max_negative_adjustment &&
+      quantity < 0 && -quantity > p->max_negative_adjustment)
+    return CMD_POLICY_MAX_NEGATIVE_ADJUSTMENT;
+  if (m == SF_MOVE_COUNT && p->count_requires_reason && (!reason || !*reason))
+    return CMD_POLICY_REASON_REQUIRED;
+  return CMD_OK;
+}
+
+bool cmd_policy_explain(const cmd_policy_t *p, cmd_verdict_t v,
+                        int64_t quantity, char *out, size_t cap) {
+  switch (v) {
+  case CMD_POLICY_MAX_SALE:
+    snprintf(out, cap,
+             "a sale of %lld is above the product's max_sale_quantity %lld",
+             (long long)quantity, (long long)p->max_sale_quantity);
+    return true;
+  case CMD_POLICY_MAX_NEGATIVE_ADJUSTMENT:
+    snprintf(out, cap,
+             "an adjustment of %lld removes more than the product's "
+             "max_negative_adjustment %lld",
+             (long long)quantity, (long long)p->max_negative_adjustment);
+    return true;
+  case CMD_POLICY_REASON_REQUIRED:
+    snprintf(out, cap, "the product's policy requires a reason for a count");
+    return true;
+  default:
+    return false;
+  }
+}
+
+cmd_verdict_t cmd_decide_product_policy(const cmd_state_t *s, const char *id,
+                                        const cmd_policy_t *policy,
+                                        sf_event_t *e) {
+  const product_t *p = find_product(s, id);
+  if (!p)
+    return CMD_NOT_FOUND_PRODUCT;
+  e->type = SF_EV_PRODUCT_POLICY_SET;
+  copy_id(e->product_id, id);
+  e->store_id[0] = '\0';
+  e->stream_version = p->version + 1;
+  e->policy.has_max_sale = policy->has_max_sale;
+  e->policy.max_sale_quantity = policy->max_sale_quantity;
+  e->policy.has_max_negative_adjustment = policy->has_max_negative_adjustment;
+  e->policy.max_negative_adjustment = policy->max_negative_adjustment;
+  e->policy.count_requires_reason = policy->count_requires_reason;
   return CMD_OK;
 }
 
@@ -994,6 +1206,8 @@ int cmd_verdict_status(cmd_verdict_t v) {
     return 404;
   case CMD_VERSION_CONFLICT:
     return 412;
+  case CMD_NOT_DUE:
+    return 500; /* never answered: the sweeper's own check */
   default:
     return 409;
   }
@@ -1015,6 +1229,11 @@ const char *cmd_verdict_code(cmd_verdict_t v) {
   case CMD_SAME_STORE: return "validation_failed";
   case CMD_NOT_FOUND_ORDER: return "not_found";
   case CMD_DUPLICATE_LINE: return "validation_failed";
+  case CMD_POLICY_MAX_SALE: return "policy_max_sale_quantity";
+  case CMD_POLICY_MAX_NEGATIVE_ADJUSTMENT:
+    return "policy_max_negative_adjustment";
+  case CMD_POLICY_REASON_REQUIRED: return "policy_reason_required";
+  case CMD_NOT_DUE: return "not_due";
   }
   return "internal";
 }

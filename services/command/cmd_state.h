@@ -47,8 +47,21 @@ typedef enum cmd_verdict {
   CMD_INVALID_STATE,          /* 409 invalid_state (already closed, ...) */
   CMD_SAME_STORE,             /* 422 validation_failed */
   CMD_NOT_FOUND_ORDER,        /* 404 not_found */
-  CMD_DUPLICATE_LINE          /* 422 validation_failed */
+  CMD_DUPLICATE_LINE,         /* 422 validation_failed */
+  CMD_POLICY_MAX_SALE,        /* 409 policy_max_sale_quantity */
+  CMD_POLICY_MAX_NEGATIVE_ADJUSTMENT, /* 409 policy_max_negative_adjustment */
+  CMD_POLICY_REASON_REQUIRED, /* 409 policy_reason_required */
+  CMD_NOT_DUE                 /* expiry: the order is not due yet (internal) */
 } cmd_verdict_t;
+
+/* A product's stock policy (ProductPolicySet); all zero: no rules. */
+typedef struct cmd_policy {
+  bool has_max_sale;
+  int64_t max_sale_quantity; /* a sale may not sell more (when has_...) */
+  bool has_max_negative_adjustment;
+  int64_t max_negative_adjustment; /* an adjustment may not remove more */
+  bool count_requires_reason;
+} cmd_policy_t;
 
 typedef struct cmd_stock_row {
   int64_t on_hand, reserved, version;
@@ -58,6 +71,7 @@ typedef struct cmd_product_view {
   const char *sku, *name, *category, *price;
   int64_t reorder_level, version;
   bool discontinued;
+  cmd_policy_t policy;
 } cmd_product_view_t;
 
 typedef struct cmd_store_view {
@@ -186,6 +200,71 @@ bool cmd_state_order(const cmd_state_t *s, const char *order_id,
                      int64_t *version);
 
 #define CMD_MAX_LINES SF_EVENT_MAX_LINES
+
+/* ---- expiry of reservations ----
+ * A placed order's reservation expires ttl after the order was placed
+ * (OrderPlaced's occurred_at, from the log: a rebuilt state expires the
+ * same orders). Expiry is an OrderCancelled with cause "expired". */
+
+#define CMD_CAUSE_EXPIRED "expired"
+
+/* True when an order placed at placed_at_us is due at now_us (ttl_us <= 0:
+ * never). */
+bool cmd_order_due(int64_t placed_at_us, int64_t now_us, int64_t ttl_us);
+/* Writes the ids of up to cap placed orders that are due into ids; returns
+ * how many. */
+size_t cmd_state_due_orders(const cmd_state_t *s, int64_t now_us,
+                            int64_t ttl_us, char (*ids)[SF_ID_LEN],
+                            size_t cap);
+size_t cmd_state_n_open_orders(const cmd_state_t *s);
+/* Decides the expiry of order_id like a cancel (lines_out: room for
+ * CMD_MAX_LINES), with cause "expired": CMD_NOT_FOUND_ORDER,
+ * CMD_INVALID_STATE when it was fulfilled or cancelled meanwhile,
+ * CMD_NOT_DUE when its time has not come. */
+cmd_verdict_t cmd_decide_order_expire(const cmd_state_t *s,
+                                      const char *order_id, int64_t now_us,
+                                      int64_t ttl_us,
+                                      sf_order_line_t *lines_out,
+                                      sf_event_t *e);
+
+/* ---- low-stock crossings ----
+ * A store x product is below its reorder level when its available stock
+ * (on_hand - reserved) is below the product's reorder level (0: never),
+ * the same test as the query side's below_reorder filter. Each stock row
+ * remembers the last crossing event folded into it (StockBelowReorder or
+ * StockRestored); a stock or order event whose after-levels put the row on
+ * the other side causes one crossing event, once per crossing. */
+
+bool cmd_below_reorder(int64_t on_hand, int64_t reserved,
+                       int64_t reorder_level);
+/* The crossing events that the decided event e causes, for each store x
+ * product it moves (one for a movement or a transfer leg, up to one per
+ * line for an order), written to out (room for cap; cap = 1 for stock
+ * events, e->order.n_lines for orders is always enough). Each gets e's
+ * command id, actor and time, the store x product, the version of the row
+ * after e and the levels; the caller gives it an event id and folds it
+ * after e. The rows' flags are read, not changed: call before or after
+ * folding e, but before folding the crossings. Returns how many. */
+size_t cmd_state_crossings(const cmd_state_t *s, const sf_event_t *e,
+                           sf_event_t *out, size_t cap);
+
+/* ---- per-product policies ---- */
+
+/* CMD_OK, or the rule of p that the movement breaks: a sale above
+ * max_sale_quantity, an adjustment removing more than
+ * max_negative_adjustment, a count without reason when required. */
+cmd_verdict_t cmd_policy_check(const cmd_policy_t *p, sf_movement_t m,
+                               int64_t quantity, const char *reason);
+/* The detail of a policy verdict v for a movement of quantity under p
+ * ("sale of 6 is above the product's max_sale_quantity 5", ...), into out;
+ * false (out untouched) when v is not a policy verdict. */
+bool cmd_policy_explain(const cmd_policy_t *p, cmd_verdict_t v,
+                        int64_t quantity, char *out, size_t cap);
+/* Sets the whole policy of product id (CMD_NOT_FOUND_PRODUCT). A
+ * discontinued product keeps a policy: it still sells and adjusts. */
+cmd_verdict_t cmd_decide_product_policy(const cmd_state_t *s, const char *id,
+                                        const cmd_policy_t *policy,
+                                        sf_event_t *e);
 
 /* ---- idempotency keys ----
  * A key remembers the first answer to a write (status and body) and the

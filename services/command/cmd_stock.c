@@ -143,8 +143,13 @@ void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
       snprintf(detail, sizeof(detail),
                "product %s is discontinued and takes no receipts", product_id);
       break;
-    default:
-      snprintf(detail, sizeof(detail), "on hand would exceed the limit");
+    default: {
+      cmd_product_view_t pv;
+      if (!cmd_state_product(st, product_id, &pv) ||
+          !cmd_policy_explain(&pv.policy, v, quantity, detail,
+                              sizeof(detail)))
+        snprintf(detail, sizeof(detail), "on hand would exceed the limit");
+    }
     }
     cmd_app_refuse(a, c, v, detail, NULL);
     return;

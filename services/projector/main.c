@@ -10,7 +10,9 @@
  *
  * With --rebuild it runs the one-shot rebuild instead (proj_rebuild) on a
  * thread, the loop only turning signals into a stop, and exits 0 once the
- * rebuilt tables are switched in. */
+ * rebuilt tables are switched in. With --check it runs the conservation
+ * check (proj_check) and exits 0 (the read model matches the log), 1 (it
+ * differs) or 2 (the check could not run). */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 
 #include "proj_api.h"
+#include "proj_check.h"
 #include "proj_config.h"
 #include "proj_rebuild.h"
 #include "proj_status.h"
@@ -198,11 +201,24 @@ int main(int argc, char **argv) {
     return 1;
   }
   SF_INFO(app.log, MOD, "stockflow-projector %s starting%s", SF_VERSION,
-          cfg.rebuild ? " (rebuild)" : "");
+          cfg.rebuild ? " (rebuild)" : cfg.check ? " (check)" : "");
   if (cfg.rebuild) {
     status = run_rebuild(&cfg, app.log);
     sf_log_destroy(app.log);
     return status;
+  }
+  if (cfg.check) {
+    proj_check_opts_t co = {.brokers = cfg.kafka_brokers,
+                            .group = cfg.group,
+                            .topic_stock = cfg.topic_stock,
+                            .pg_dsn = cfg.pg_dsn,
+                            .timeout_ms = 30000};
+    size_t differences = 0;
+    rc = proj_check_run(&co, stdout, app.log, &differences);
+    if (rc)
+      SF_ERROR(app.log, MOD, "check failed: %s", sf_strerror(rc));
+    sf_log_destroy(app.log);
+    return rc ? 2 : differences ? 1 : 0;
   }
 
   rc = uv_loop_init(&app.loop);

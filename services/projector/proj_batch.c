@@ -49,6 +49,15 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " version, updated_us)"
          " WHERE p.id = u.id AND p.version < u.version",
          9},
+    [PROJ_STMT_PRODUCT_POLICY] =
+        {"proj_product_policy",
+         "UPDATE products p SET max_sale_quantity = u.max_sale,"
+         " max_negative_adjustment = u.max_neg,"
+         " count_requires_reason = u.count_reason, policy_version = u.version"
+         " FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::boolean[],"
+         " $5::bigint[]) AS u(id, max_sale, max_neg, count_reason, version)"
+         " WHERE p.id = u.id AND p.policy_version < u.version",
+         5},
     [PROJ_STMT_STORE_INSERT] =
         {"proj_store_insert",
          "INSERT INTO stores (id, name, location, manager_id, closed, version,"
@@ -76,18 +85,19 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
     [PROJ_STMT_ORDER_UPSERT] =
         {"proj_order_upsert",
          "INSERT INTO orders (id, store_id, status, reference, version,"
-         " created_at, updated_at)"
+         " created_at, updated_at, cancel_cause)"
          " SELECT u.id, u.store_id, u.status, u.reference, u.version, "
-         US_EXPR("u.created_us") ", " US_EXPR("u.updated_us")
+         US_EXPR("u.created_us") ", " US_EXPR("u.updated_us") ", u.cause"
          " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
-         " $5::bigint[], $6::bigint[], $7::bigint[])"
+         " $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])"
          " AS u(id, store_id, status, reference, version, created_us,"
-         " updated_us)"
+         " updated_us, cause)"
          " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
          " reference = COALESCE(orders.reference, EXCLUDED.reference),"
-         " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
+         " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
+         " cancel_cause = EXCLUDED.cancel_cause"
          " WHERE orders.version < EXCLUDED.version",
-         7},
+         8},
     [PROJ_STMT_ORDER_LINES] =
         {"proj_order_lines",
          "INSERT INTO order_lines (order_id, product_id, quantity)"
@@ -129,6 +139,21 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " WHERE inventory.version < EXCLUDED.version)"
          " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
          17},
+    [PROJ_STMT_CROSSINGS] =
+        {"proj_crossings",
+         "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[],"
+         " $4::uuid[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],"
+         " $9::bigint[], $10::bigint[]) WITH ORDINALITY"
+         " AS u(id, command_id, store_id, product_id, kind, on_hand, reserved,"
+         " reorder_level, version, created_us, seq)),"
+         " ins AS (INSERT INTO stock_crossings (id, command_id, store_id,"
+         " product_id, kind, on_hand, reserved, reorder_level, version,"
+         " created_at)"
+         " SELECT id, command_id, store_id, product_id, kind, on_hand,"
+         " reserved, reorder_level, version, " US_EXPR("created_us")
+         " FROM u ON CONFLICT DO NOTHING RETURNING id)"
+         " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
+         10},
     [PROJ_STMT_OFFSETS] =
         {"proj_offsets",
          "INSERT INTO projector_offsets (consumer_group, topic, partition,"
@@ -456,14 +481,25 @@ static void sort_keys(sortkey_t *keys, size_t m,
     qsort(keys, m, sizeof *keys, cmp);
 }
 
-typedef enum kind { K_NONE, K_PRODUCT, K_STORE, K_STOCK, K_ORDER } kind_t;
+typedef enum kind {
+  K_NONE,
+  K_PRODUCT,
+  K_STORE,
+  K_STOCK,
+  K_ORDER,
+  K_CROSSING
+} kind_t;
 
 static kind_t kind_of(sf_event_type_t t) {
   switch (t) {
   case SF_EV_PRODUCT_CREATED:
   case SF_EV_PRODUCT_UPDATED:
   case SF_EV_PRODUCT_DISCONTINUED:
+  case SF_EV_PRODUCT_POLICY_SET:
     return K_PRODUCT;
+  case SF_EV_STOCK_BELOW_REORDER:
+  case SF_EV_STOCK_RESTORED:
+    return K_CROSSING;
   case SF_EV_STORE_OPENED:
   case SF_EV_STORE_UPDATED:
   case SF_EV_STORE_CLOSED:
@@ -705,6 +741,8 @@ static void plan_orders(proj_plan_t *p, const proj_input_t *in, size_t n) {
     add_int(p, so, 4, last->stream_version);
     add_int(p, so, 5, created_us);
     add_int(p, so, 6, last->occurred_at_us);
+    add_text(p, so, 7, last->type == SF_EV_ORDER_CANCELLED ? last->order.cause
+                                                         : NULL);
     p->rows[so]++;
     g = j;
   }
@@ -764,9 +802,12 @@ static void add_stock_row(proj_plan_t *p, const sf_event_t *e,
 
 static void add_order_lines(proj_plan_t *p, const sf_event_t *e,
                             const proj_input_t *src) {
+  /* an expiry is a cancellation whose lines say why */
   const char *type = e->type == SF_EV_ORDER_PLACED      ? "order_placed"
                      : e->type == SF_EV_ORDER_FULFILLED ? "order_fulfilled"
-                                                        : "order_cancelled";
+                     : e->order.cause && strcmp(e->order.cause, "expired") == 0
+                         ? "order_expired"
+                         : "order_cancelled";
   for (size_t l = 0; l < e->order.n_lines; l++) {
     const sf_order_line_t *ln = &e->order.lines[l];
     int64_t q = ln->quantity;
@@ -802,6 +843,78 @@ static void plan_stock(proj_plan_t *p, const proj_input_t *in, size_t n) {
                     e->stock.reference);
     else if (k == K_ORDER)
       add_order_lines(p, e, &in[i]);
+  }
+}
+
+/* ---- rules: policies and crossings ---- */
+
+/* The newest policy event of each product still applied after
+ * plan_catalog (which drops stale versions) gives one row. */
+static void plan_policies(proj_plan_t *p, const proj_input_t *in, size_t n) {
+  sortkey_t *keys = p->keys_;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (p->verdicts[i] == PROJ_APPLY &&
+        in[i].ev->type == SF_EV_PRODUCT_POLICY_SET)
+      keys[m++] = (sortkey_t){in[i].ev, i};
+  sort_keys(keys, m, cmp_product);
+  proj_stmt_t s = PROJ_STMT_PRODUCT_POLICY;
+  for (size_t j = 0; j < m; j++) {
+    if (j + 1 < m &&
+        strcmp(keys[j].ev->product_id, keys[j + 1].ev->product_id) == 0)
+      continue; /* a newer one follows */
+    const sf_event_t *e = keys[j].ev;
+    add_text(p, s, 0, e->product_id);
+    if (e->policy.has_max_sale)
+      add_int(p, s, 1, e->policy.max_sale_quantity);
+    else
+      add_null(p, s, 1);
+    if (e->policy.has_max_negative_adjustment)
+      add_int(p, s, 2, e->policy.max_negative_adjustment);
+    else
+      add_null(p, s, 2);
+    add_bool(p, s, 3, e->policy.count_requires_reason);
+    add_int(p, s, 4, e->stream_version);
+    p->rows[s]++;
+  }
+}
+
+static const char *check_crossing(const sf_event_t *e) {
+  if (!sf_uuid_valid(e->event_id) || !sf_uuid_valid(e->command_id))
+    return "event_id or command_id is not a uuid";
+  if (!sf_uuid_valid(e->store_id) || !sf_uuid_valid(e->product_id))
+    return "store_id or product_id is not a uuid";
+  if (e->stream_version < 1)
+    return "stream_version below 1";
+  if (!time_ok(e->occurred_at_us))
+    return "occurred_at out of range";
+  return NULL;
+}
+
+/* Crossings: one row each, in consume order (a repeated event id in the
+ * batch is a duplicate; earlier batches are ON CONFLICT DO NOTHING). */
+static void plan_crossings(proj_plan_t *p, const proj_input_t *in, size_t n) {
+  sortkey_t *keys = p->keys_;
+  size_t m = collect(p, in, n, K_CROSSING);
+  sort_keys(keys, m, cmp_event_id);
+  mark_dups(p, keys, m, cmp_event_id);
+  proj_stmt_t s = PROJ_STMT_CROSSINGS;
+  for (size_t i = 0; i < n; i++) {
+    const sf_event_t *e = in[i].ev;
+    if (p->verdicts[i] != PROJ_APPLY || kind_of(e->type) != K_CROSSING)
+      continue;
+    add_text(p, s, 0, e->event_id);
+    add_text(p, s, 1, e->command_id);
+    add_text(p, s, 2, e->store_id);
+    add_text(p, s, 3, e->product_id);
+    add_text(p, s, 4, e->type == SF_EV_STOCK_BELOW_REORDER ? "below_reorder"
+                                                          : "restored");
+    add_int(p, s, 5, e->crossing.on_hand);
+    add_int(p, s, 6, e->crossing.reserved);
+    add_int(p, s, 7, e->crossing.reorder_level);
+    add_int(p, s, 8, e->stream_version);
+    add_int(p, s, 9, e->occurred_at_us);
+    p->rows[s]++;
   }
 }
 
@@ -865,6 +978,9 @@ int proj_plan_build(proj_plan_t *p, const char *group, const proj_input_t *in,
     case K_ORDER:
       p->why[i] = check_order(e);
       break;
+    case K_CROSSING:
+      p->why[i] = check_crossing(e);
+      break;
     case K_NONE:
       p->verdicts[i] = PROJ_SKIPPED;
       continue;
@@ -875,8 +991,10 @@ int proj_plan_build(proj_plan_t *p, const char *group, const proj_input_t *in,
 
   plan_catalog(p, in, n, K_PRODUCT);
   plan_catalog(p, in, n, K_STORE);
+  plan_policies(p, in, n);
   plan_orders(p, in, n);
   plan_stock(p, in, n);
+  plan_crossings(p, in, n);
 
   for (size_t i = 0; i < n; i++)
     p->n_by_verdict[p->verdicts[i]]++;

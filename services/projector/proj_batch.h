@@ -37,6 +37,13 @@
  *  - the stock statement gets its rows in consume order (order lines in
  *    line order) and returns the ids of the rows it inserted in that order;
  *    proj_pg writes one changes row for each of them.
+ *  - low-stock crossings (STOCK_BELOW_REORDER, STOCK_RESTORED) each give
+ *    one stock_crossings row (id = event id, ON CONFLICT DO NOTHING), in
+ *    consume order; the statement returns the ids it inserted and proj_pg
+ *    writes one changes row for each, after the batch's stock changes.
+ *  - product policies (PRODUCT_POLICY_SET) move the product's version like
+ *    any product event and give one policy row per product (the newest in
+ *    the batch), applied WHERE products.policy_version < its version.
  *  - offsets: one row per topic x partition seen, next_offset = highest
  *    offset + 1, whatever happened to the messages (poison, skipped,
  *    duplicate): they are consumed once they are in a committed batch.
@@ -59,11 +66,13 @@
 typedef enum proj_stmt {
   PROJ_STMT_PRODUCT_INSERT = 0,
   PROJ_STMT_PRODUCT_UPDATE,
+  PROJ_STMT_PRODUCT_POLICY, /* ProductPolicySet, guarded by policy_version */
   PROJ_STMT_STORE_INSERT,
   PROJ_STMT_STORE_UPDATE,
   PROJ_STMT_ORDER_UPSERT, /* before ORDER_LINES: the lines reference orders */
   PROJ_STMT_ORDER_LINES,
   PROJ_STMT_STOCK, /* returns the inserted transaction ids (change log) */
+  PROJ_STMT_CROSSINGS, /* stock_crossings; returns the inserted ids (ditto) */
   PROJ_STMT_OFFSETS,
   PROJ_STMT__COUNT
 } proj_stmt_t;

@@ -50,6 +50,11 @@ static const sf_cfg_entry_t k_entries[] = {
      "one-shot: replay both topics into fresh tables, switch them in "
      "atomically, exit (see docs/operations.md)",
      F(rebuild)},
+    {"check", SF_CFG_BOOL, "false", 0, 0, "STOCKFLOW_CHECK",
+     "one-shot: fold the stock topic up to the group's applied offsets and "
+     "compare it with the inventory read model (exit 0 equal, 1 "
+     "differences, 2 error; see docs/operations.md)",
+     F(check)},
 };
 
 static const sf_cfg_spec_t k_spec = {

@@ -27,6 +27,16 @@
   " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                    \
   " JOIN transactions t ON t.id = u.id ORDER BY u.ord RETURNING id)"          \
   " SELECT count(*), COALESCE(max(id), 0) FROM c"
+/* The same for the stock_crossings ids in $1 (rules: cause below_reorder or
+ * restored, the levels and version of the movement that crossed). */
+#define SQL_XCHANGES                                                          \
+  "WITH c AS (INSERT INTO changes (store_id, product_id, on_hand, reserved,"  \
+  " version, cause, transaction_id, occurred_at)"                             \
+  " SELECT x.store_id, x.product_id, x.on_hand, x.reserved, x.version,"       \
+  " x.kind, x.id, x.created_at"                                               \
+  " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                    \
+  " JOIN stock_crossings x ON x.id = u.id ORDER BY u.ord RETURNING id)"       \
+  " SELECT count(*), COALESCE(max(id), 0) FROM c"
 #define SQL_NOTIFY                                                            \
   "SELECT CASE WHEN $1::bigint > 0 THEN"                                      \
   " pg_notify('stockflow_changes', $1::text) END,"                            \
@@ -51,6 +61,7 @@ struct proj_pg {
   proj_pg_opts_t o;
   sf_log_t *log;
   proj_sqlarr_t ids; /* scratch: the inserted transaction ids of a batch */
+  proj_sqlarr_t xids; /* scratch: the inserted stock_crossings ids */
 };
 
 int proj_pg_new(proj_pg_t **out, const proj_pg_opts_t *opts, sf_log_t *log) {
@@ -62,6 +73,7 @@ int proj_pg_new(proj_pg_t **out, const proj_pg_opts_t *opts, sf_log_t *log) {
   pg->o = *opts;
   pg->log = log;
   proj_sqlarr_init(&pg->ids);
+  proj_sqlarr_init(&pg->xids);
   *out = pg;
   return 0;
 }
@@ -77,6 +89,7 @@ void proj_pg_destroy(proj_pg_t *pg) {
     return;
   drop_conn(pg);
   proj_sqlarr_free(&pg->ids);
+  proj_sqlarr_free(&pg->xids);
   free(pg);
 }
 
@@ -189,6 +202,7 @@ int proj_pg_connect(proj_pg_t *pg, proj_pg_error_t *err) {
     }
   }
   if (prepare(pg, "proj_changes", SQL_CHANGES, err) ||
+      prepare(pg, "proj_xchanges", SQL_XCHANGES, err) ||
       prepare(pg, "proj_notify", SQL_NOTIFY, err) ||
       prepare(pg, "proj_prune", SQL_PRUNE, err)) {
     drop_conn(pg);
@@ -242,22 +256,23 @@ static void rollback(proj_pg_t *pg) {
   PQclear(res);
 }
 
-/* Runs the stock statement and keeps the ids it returns (in order) in
- * pg->ids. */
-static int run_stock(proj_pg_t *pg, const proj_plan_t *plan,
-                     proj_pg_error_t *err) {
-  const proj_stmt_def_t *d = proj_stmt_def(PROJ_STMT_STOCK);
+/* Runs statement s (the stock or the crossings statement) and keeps the ids
+ * it returns (in order) in ids. */
+static int run_returning(proj_pg_t *pg, const proj_plan_t *plan,
+                         proj_stmt_t s, proj_sqlarr_t *ids,
+                         proj_pg_error_t *err) {
+  const proj_stmt_def_t *d = proj_stmt_def(s);
   PGresult *res = PQexecPrepared(pg->conn, d->name, d->n_params,
-                                 plan->params[PROJ_STMT_STOCK], NULL, NULL, 0);
+                                 plan->params[s], NULL, NULL, 0);
   if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
     return check(pg, res, PGRES_TUPLES_OK, d->name, err);
   int rows = PQntuples(res);
   for (int r = 0; r < rows; r++)
-    (void)proj_sqlarr_add_text(&pg->ids, PQgetvalue(res, r, 0)); /* sticky */
+    (void)proj_sqlarr_add_text(ids, PQgetvalue(res, r, 0)); /* sticky */
   SF_DEBUG(pg->log, "pg", "%s: %zu rows in, %d inserted", d->name,
-           plan->rows[PROJ_STMT_STOCK], rows);
+           plan->rows[s], rows);
   PQclear(res);
-  if (!proj_sqlarr_text(&pg->ids)) {
+  if (!proj_sqlarr_text(ids)) {
     snprintf(err->sqlstate, sizeof err->sqlstate, "%s", "");
     snprintf(err->stmt, sizeof err->stmt, "%s", d->name);
     snprintf(err->message, sizeof err->message, "%s", "out of memory");
@@ -266,41 +281,59 @@ static int run_stock(proj_pg_t *pg, const proj_plan_t *plan,
   return 0;
 }
 
-/* The lock, then one changes row per id in pg->ids. */
+/* One changes row per id of ids, by statement name. */
+static int run_change_rows(proj_pg_t *pg, const char *name,
+                           proj_sqlarr_t *ids, proj_pg_result_t *res,
+                           proj_pg_error_t *err) {
+  if (ids->count == 0)
+    return 0;
+  const char *params[1] = {proj_sqlarr_text(ids)};
+  PGresult *r = PQexecPrepared(pg->conn, name, 1, params, NULL, NULL, 0);
+  if (!one_row(r))
+    return fail_result(pg, r, name, err);
+  res->changes += (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  int64_t max = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  if (max > res->max_change)
+    res->max_change = max;
+  PQclear(r);
+  return 0;
+}
+
+/* The lock, then one changes row per id in pg->ids, then one per crossing
+ * in pg->xids (after the stock changes of the batch: a crossing's change
+ * follows the change of the movement that crossed). */
 static int run_changes(proj_pg_t *pg, proj_pg_result_t *res,
                        proj_pg_error_t *err) {
   int rc = check(pg,
                  PQexec(pg->conn, "SELECT pg_advisory_xact_lock(" XSTR(
                                       PROJ_CHANGES_LOCK) ")"),
                  PGRES_TUPLES_OK, "changes lock", err);
-  if (rc)
-    return rc;
-  const char *params[1] = {proj_sqlarr_text(&pg->ids)};
-  PGresult *r =
-      PQexecPrepared(pg->conn, "proj_changes", 1, params, NULL, NULL, 0);
-  if (!one_row(r))
-    return fail_result(pg, r, "proj_changes", err);
-  res->changes = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-  res->max_change = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-  PQclear(r);
-  return 0;
+  if (!rc)
+    rc = run_change_rows(pg, "proj_changes", &pg->ids, res, err);
+  if (!rc)
+    rc = run_change_rows(pg, "proj_xchanges", &pg->xids, res, err);
+  return rc;
 }
 
 static int apply_statements(proj_pg_t *pg, const proj_plan_t *plan,
                             proj_pg_result_t *res, proj_pg_error_t *err) {
   proj_sqlarr_reset(&pg->ids);
+  proj_sqlarr_reset(&pg->xids);
   *res = (proj_pg_result_t){0, 0};
   for (int s = 0; s < PROJ_STMT__COUNT; s++) {
     if (plan->rows[s] == 0)
       continue;
     int rc;
-    if (s == PROJ_STMT_OFFSETS && pg->o.change_log && pg->ids.count > 0) {
+    if (s == PROJ_STMT_OFFSETS && pg->o.change_log &&
+        (pg->ids.count > 0 || pg->xids.count > 0)) {
       rc = run_changes(pg, res, err);
       if (rc)
         return rc;
     }
     if (s == PROJ_STMT_STOCK) {
-      rc = run_stock(pg, plan, err);
+      rc = run_returning(pg, plan, PROJ_STMT_STOCK, &pg->ids, err);
+    } else if (s == PROJ_STMT_CROSSINGS) {
+      rc = run_returning(pg, plan, PROJ_STMT_CROSSINGS, &pg->xids, err);
     } else {
       const proj_stmt_def_t *d = proj_stmt_def((proj_stmt_t)s);
       PGresult *r = PQexecPrepared(pg->conn, d->name, d->n_params,

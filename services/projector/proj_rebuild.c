@@ -38,12 +38,13 @@
 /* The read-model tables, in the order the live projector writes them (so
  * LOCK TABLE in this order cannot deadlock with a live batch). */
 static const char *const k_tables[] = {
-    "products", "stores",      "orders",  "order_lines",      "transactions",
-    "inventory", "changes",    "changes_meta", "projector_offsets"};
+    "products",  "stores",          "orders",  "order_lines",
+    "transactions", "inventory",    "stock_crossings", "changes",
+    "changes_meta", "projector_offsets"};
 #define N_TABLES (sizeof k_tables / sizeof k_tables[0])
 #define TABLES_ARRAY                                                          \
-  "{products,stores,orders,order_lines,transactions,inventory,changes,"      \
-  "changes_meta,projector_offsets}"
+  "{products,stores,orders,order_lines,transactions,inventory,"              \
+  "stock_crossings,changes,changes_meta,projector_offsets}"
 
 typedef struct rb_tp {
   char topic[TOPIC_MAX];

@@ -153,7 +153,7 @@ static void h_transactions(sf_http_req_t *req, void *ud) {
     qry_respond_invalid(req, "type must be one of receipt, sale, return, "
                              "adjustment, count, transfer_out, transfer_in, "
                              "order_placed, order_fulfilled, "
-                             "order_cancelled");
+                             "order_cancelled, order_expired");
     return;
   }
   if (!time_param(c, "since", 4, NULL) || !time_param(c, "until", 5, NULL))

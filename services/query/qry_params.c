@@ -101,7 +101,7 @@ bool qry_tx_type_valid(const char *t) {
   static const char *const types[] = {
       "receipt",     "sale",         "return",          "adjustment",
       "count",       "transfer_out", "transfer_in",     "order_placed",
-      "order_fulfilled", "order_cancelled"};
+      "order_fulfilled", "order_cancelled", "order_expired"};
   if (!t)
     return false;
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)

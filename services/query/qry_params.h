@@ -61,7 +61,7 @@ int qry_cursor_decode(const char *text, qry_cursor_kind_t kind,
 /* True when t is a stock movement type a client may filter on: receipt,
  * sale, return, adjustment, count, transfer_out, transfer_in (and the
  * history rows of orders: order_placed, order_fulfilled,
- * order_cancelled). */
+ * order_cancelled, order_expired). */
 bool qry_tx_type_valid(const char *t);
 
 /* True when s is an order status: placed, fulfilled or cancelled. */

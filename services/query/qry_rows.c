@@ -97,6 +97,7 @@ static const field_t product_fields[] = {
     {"updated_at", "updated_us", F_TIME},
     {"total_on_hand", "total_on_hand", F_I64},
     {"total_available", "total_available", F_I64},
+    {"policy", "policy", F_JSON}, /* rules: PUT /v1/products/{id}/policy */
     {NULL, NULL, F_STR}};
 
 static const field_t store_fields[] = {
@@ -119,6 +120,7 @@ static const field_t order_fields[] = {
     {"version", "version", F_I64},
     {"created_at", "created_us", F_TIME},
     {"updated_at", "updated_us", F_TIME},
+    {"cancel_cause", "cancel_cause", F_STR_NULL}, /* rules: null or expired */
     {NULL, NULL, F_STR}};
 
 static const field_t change_fields[] = {

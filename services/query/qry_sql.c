@@ -23,7 +23,10 @@
   "p.id, p.sku, p.name, p.category, p.price::text AS price,"                 \
   " p.reorder_level, p.discontinued, p.version,"                              \
   " " US("p.created_at") " AS created_us, " US("p.updated_at")               \
-  " AS updated_us, tot.total_on_hand, tot.total_available "
+  " AS updated_us, tot.total_on_hand, tot.total_available,"                 \
+  " json_build_object('max_sale_quantity', p.max_sale_quantity,"             \
+  " 'max_negative_adjustment', p.max_negative_adjustment,"                   \
+  " 'count_requires_reason', p.count_requires_reason)::text AS policy "
 
 #define STORE_COLUMNS                                                          \
   "s.id, s.name, s.location, s.manager_id, s.closed, s.version,"             \
@@ -32,6 +35,7 @@
 
 #define ORDER_COLUMNS                                                          \
   "o.id AS order_id, o.store_id, o.status, o.reference, o.version,"          \
+  " o.cancel_cause,"                                                         \
   " " US("o.created_at") " AS created_us, " US("o.updated_at")               \
   " AS updated_us, coalesce((SELECT json_agg(json_build_object("             \
   "'product_id', l.product_id, 'quantity', l.quantity)"                      \

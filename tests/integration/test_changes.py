@@ -145,7 +145,7 @@ def new_store(ctx):
 
 def test_sse_live_filtered_and_resumed(ctx):
     s2, _ = new_store(ctx)
-    p = api.create_product(ctx)["id"]
+    p = api.create_product(ctx, reorder_level=0)["id"]  # no crossings
     s1, pos = new_store(ctx)
     stream = Sse(ctx.qry, f"/v1/changes?store_id={s1}&min_position={pos}")
     try:
@@ -249,7 +249,7 @@ def ws_send(sock, opcode, payload=b""):
 
 
 def test_websocket_live(ctx):
-    p = api.create_product(ctx)["id"]
+    p = api.create_product(ctx, reorder_level=0)["id"]  # no crossings
     s, pos = new_store(ctx)
     key = base64.b64encode(os.urandom(16)).decode()
     sock = client.raw_connect(ctx.qry)

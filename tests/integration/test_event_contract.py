@@ -55,7 +55,8 @@ def _events(ctx, topic, key):
 
 
 def test_events_decode_with_fastavro_and_carry_cloudevents(ctx):
-    store, product = api.store_and_product(ctx)
+    store = api.create_store(ctx)["id"]
+    product = api.create_product(ctx, reorder_level=0)["id"]  # no crossings
     other = api.create_store(ctx)["id"]
     r1 = api.txn(ctx, store, product, "receipt", 5, on_hand=5, version=1)
     r2 = expect_json(post(ctx.cmd, "/v1/transfers",

@@ -251,7 +251,7 @@ def test_poison_event_dead_lettered_later_events_apply(ctx):
 # ---- 2. --rebuild gives identical tables ----
 
 CHECKSUM_TABLES = ("inventory", "transactions", "products", "stores",
-                   "orders", "order_lines")
+                   "orders", "order_lines", "stock_crossings")
 VOLATILE_COLUMNS = ("updated_at", "recorded_at")
 
 
@@ -361,7 +361,8 @@ def second_projector(ctx):
 
 
 def test_two_projectors_rebalance_without_double_apply(ctx):
-    store, product = api.store_and_product(ctx)
+    store = api.create_store(ctx)["id"]
+    product = api.create_product(ctx, reorder_level=0)["id"]  # no crossings
     first = ctx.stack["projector"]
     second = second_projector(ctx)
     n_threads, per_thread = 8, 25
@@ -693,7 +694,7 @@ def test_slow_sse_client_is_cut_off_memory_flat(ctx):
     limit = int(qsvc.setting("STOCKFLOW_STREAM_MAX_BUFFER") or 1048576)
     st = api.create_store(ctx)
     store = st["id"]
-    product = api.create_product(ctx)["id"]
+    product = api.create_product(ctx, reorder_level=0)["id"]  # no crossings
     rss0 = service_rss_kb(qsvc)
 
     # A subscriber with a tiny receive buffer that never reads.

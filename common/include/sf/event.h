@@ -35,7 +35,10 @@ typedef enum sf_event_type {
   SF_EV_TRANSFER_IN,       /* destination leg (stock arrives) */
   SF_EV_ORDER_PLACED,      /* reserves every line */
   SF_EV_ORDER_FULFILLED,   /* reserved units leave on hand */
-  SF_EV_ORDER_CANCELLED,   /* reservation released */
+  SF_EV_ORDER_CANCELLED,   /* reservation released (by command or expiry) */
+  SF_EV_STOCK_BELOW_REORDER, /* available fell below the reorder level */
+  SF_EV_STOCK_RESTORED,      /* available back at or above it */
+  SF_EV_PRODUCT_POLICY_SET,  /* a product's stock policy (catalog topic) */
   SF_EV__COUNT
 } sf_event_type_t;
 
@@ -107,7 +110,20 @@ typedef struct sf_event {
     const sf_order_line_t *lines; /* ORDER_PLACED: the lines */
     size_t n_lines;
     const char *reference;
+    const char *cause; /* ORDER_CANCELLED: NULL (by command) or "expired" */
   } order; /* ORDER_*; fulfil/cancel repeat the lines */
+  struct {
+    int64_t on_hand, reserved; /* after the stock event that crossed */
+    int64_t reorder_level;     /* the level it was compared with */
+  } crossing; /* STOCK_BELOW_REORDER, STOCK_RESTORED (envelope: store,
+                 product, the crossing event's stream_version) */
+  struct {
+    bool has_max_sale;
+    int64_t max_sale_quantity; /* > 0 when has_max_sale */
+    bool has_max_negative_adjustment;
+    int64_t max_negative_adjustment; /* >= 0 when has_... */
+    bool count_requires_reason;
+  } policy; /* PRODUCT_POLICY_SET: the whole policy (replaces the last) */
 
   void *mem_; /* private: decode arena */
 } sf_event_t;

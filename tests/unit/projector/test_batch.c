@@ -498,6 +498,94 @@ static void test_rebuild_resets(void **state) {
 }
 
 /* Every statement's parameter count matches the $n it uses. */
+
+/* ---- rules: expiry, crossings, policies ---- */
+
+static void test_order_expired_rows(void **state) {
+  proj_plan_t *p = *state;
+  sf_order_line_t lines[] = {{P1, 2, 8, 0, 5}};
+  sf_event_t x = order_ev(SF_EV_ORDER_CANCELLED, O1, 2, 7, lines, 1);
+  x.order.cause = "expired";
+  sf_event_t c = order_ev(SF_EV_ORDER_CANCELLED, O2, 2, 8, lines, 1);
+  lines[0].version = 5;
+  proj_input_t in[] = {in_of(STK, 0, 1, &x), in_of(STK, 0, 2, &c)};
+  assert_int_equal(proj_plan_build(p, GROUP, in, 2), 0);
+  const char *const *op = p->params[PROJ_STMT_ORDER_UPSERT];
+  assert_string_equal(op[2], "{\"cancelled\",\"cancelled\"}");
+  assert_string_equal(op[7], "{\"expired\",NULL}"); /* cancel_cause */
+  assert_string_equal(p->params[PROJ_STMT_STOCK][4],
+                      "{\"order_expired\",\"order_cancelled\"}");
+}
+
+static sf_event_t crossing_ev(sf_event_type_t t, int n, int64_t ver,
+                              int64_t on_hand) {
+  sf_event_t e = stock_ev(S1, P1, ver, n, on_hand);
+  e.type = t;
+  e.crossing.on_hand = on_hand;
+  e.crossing.reserved = 1;
+  e.crossing.reorder_level = 5;
+  return e;
+}
+
+static void test_crossing_rows(void **state) {
+  proj_plan_t *p = *state;
+  sf_event_t m = stock_ev(S1, P1, 3, 1, 4);
+  sf_event_t b = crossing_ev(SF_EV_STOCK_BELOW_REORDER, 2, 3, 4);
+  sf_event_t r = crossing_ev(SF_EV_STOCK_RESTORED, 3, 4, 9);
+  sf_event_t dup = b;
+  sf_event_t bad = crossing_ev(SF_EV_STOCK_RESTORED, 4, 5, 9);
+  strcpy(bad.store_id, "nope");
+  proj_input_t in[] = {in_of(STK, 0, 1, &m), in_of(STK, 0, 2, &b),
+                       in_of(STK, 0, 3, &r), in_of(STK, 0, 4, &dup),
+                       in_of(STK, 0, 5, &bad)};
+  assert_int_equal(proj_plan_build(p, GROUP, in, 5), 0);
+  assert_int_equal(p->verdicts[3], PROJ_DUPLICATE);
+  assert_int_equal(p->verdicts[4], PROJ_INVALID);
+  /* crossings are no transactions rows */
+  assert_int_equal(p->rows[PROJ_STMT_STOCK], 1);
+  assert_int_equal(p->rows[PROJ_STMT_CROSSINGS], 2);
+  const char *const *xp = p->params[PROJ_STMT_CROSSINGS];
+  assert_string_equal(xp[0], "{\"0190e000-0000-7000-8000-000000000002\","
+                             "\"0190e000-0000-7000-8000-000000000003\"}");
+  assert_string_equal(xp[2], "{\"" S1 "\",\"" S1 "\"}");
+  assert_string_equal(xp[4], "{\"below_reorder\",\"restored\"}");
+  assert_string_equal(xp[5], "{4,9}");
+  assert_string_equal(xp[6], "{1,1}");
+  assert_string_equal(xp[7], "{5,5}");
+  assert_string_equal(xp[8], "{3,4}");
+}
+
+static void test_policy_rows(void **state) {
+  proj_plan_t *p = *state;
+  sf_event_t c = product_ev(SF_EV_PRODUCT_CREATED, P1, 1);
+  c.product.sku = "S";
+  c.product.name = "N";
+  c.product.price = "1";
+  sf_event_t a = product_ev(SF_EV_PRODUCT_POLICY_SET, P1, 2);
+  a.policy.has_max_sale = true;
+  a.policy.max_sale_quantity = 9;
+  sf_event_t b = product_ev(SF_EV_PRODUCT_POLICY_SET, P1, 3);
+  b.policy.has_max_negative_adjustment = true;
+  b.policy.max_negative_adjustment = 0;
+  b.policy.count_requires_reason = true;
+  sf_event_t stale = product_ev(SF_EV_PRODUCT_POLICY_SET, P1, 2);
+  sf_event_t other = product_ev(SF_EV_PRODUCT_POLICY_SET, P2, 4);
+  proj_input_t in[] = {in_of(CAT, 0, 1, &c), in_of(CAT, 0, 2, &a),
+                       in_of(CAT, 0, 3, &b), in_of(CAT, 0, 4, &stale),
+                       in_of(CAT, 0, 5, &other)};
+  assert_int_equal(proj_plan_build(p, GROUP, in, 5), 0);
+  assert_int_equal(p->verdicts[3], PROJ_DUPLICATE);
+  /* the newest policy per product; the product version moves with it */
+  assert_int_equal(p->rows[PROJ_STMT_PRODUCT_POLICY], 2);
+  const char *const *pp = p->params[PROJ_STMT_PRODUCT_POLICY];
+  assert_string_equal(pp[0], "{\"" P1 "\",\"" P2 "\"}");
+  assert_string_equal(pp[1], "{NULL,NULL}");
+  assert_string_equal(pp[2], "{0,NULL}");
+  assert_string_equal(pp[3], "{t,f}");
+  assert_string_equal(pp[4], "{3,4}");
+  assert_string_equal(p->params[PROJ_STMT_PRODUCT_UPDATE][7], "{3,4}");
+}
+
 static void test_stmt_defs(void **state) {
   (void)state;
   for (int s = 0; s < PROJ_STMT__COUNT; s++) {
@@ -548,6 +636,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stock_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_order_lifecycle, setup, teardown),
       cmocka_unit_test_setup_teardown(test_order_line_ids, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_order_expired_rows, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_crossing_rows, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_policy_rows, setup, teardown),
       cmocka_unit_test_setup_teardown(test_order_duplicates_and_invalid, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_product_collapse, setup, teardown),

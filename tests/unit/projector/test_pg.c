@@ -89,6 +89,8 @@ static int setup(void **state) {
            "CREATE TABLE %1$s.transactions (LIKE public.transactions"
            " INCLUDING ALL);"
            "CREATE TABLE %1$s.orders (LIKE public.orders INCLUDING ALL);"
+           "CREATE TABLE %1$s.stock_crossings (LIKE public.stock_crossings"
+           " INCLUDING ALL);"
            "CREATE TABLE %1$s.order_lines (LIKE public.order_lines"
            " INCLUDING ALL);"
            "CREATE TABLE %1$s.changes (LIKE public.changes INCLUDING ALL"

@@ -160,7 +160,7 @@ static void test_tx_types(void **state) {
   static const char *const ok[] = {
       "receipt",     "sale",         "return",          "adjustment",
       "count",       "transfer_out", "transfer_in",     "order_placed",
-      "order_fulfilled", "order_cancelled"};
+      "order_fulfilled", "order_cancelled", "order_expired"};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
     assert_true(qry_tx_type_valid(ok[i]));
   static const char *const bad[] = {"",         "Sale",     "sale ",

@@ -148,25 +148,34 @@ static void test_transaction_row(void **state) {
 static const char *const product_cols[] = {
     "id",      "sku",        "name",       "category",      "price",
     "reorder_level", "discontinued", "version", "created_us", "updated_us",
-    "total_on_hand", "total_available"};
+    "total_on_hand", "total_available", "policy"};
+
+#define POLICY                                                                 \
+  "{\"max_sale_quantity\" : 5, \"max_negative_adjustment\" : null, "          \
+  "\"count_requires_reason\" : true}"
 
 static void test_product_row(void **state) {
   (void)state;
   const char *const rows[][MAX_COLS] = {
       {P1, "SKU-1", "Widget", "tools", "19.9900", "5", "f", "2",
-       "1795705200000000", "1795705260500000", "12", "10"},
+       "1795705200000000", "1795705260500000", "12", "10", POLICY},
       {P2, "SKU-2", "Gadget", NULL, "3.0000", "0", "t", "1", "0", "0", "0",
-       "0"},
-      {P3, "SKU-3", "Bad", NULL, "3.0000", "0", "x", "1", "0", "0", "0", "0"},
-      {P3, "SKU-3", "Bad", NULL, "-3", "0", "f", "1", "0", "0", "0", "0"}};
-  PGresult *res = make_result(12, product_cols, 4, rows);
+       "0", POLICY},
+      {P3, "SKU-3", "Bad", NULL, "3.0000", "0", "x", "1", "0", "0", "0", "0",
+       POLICY},
+      {P3, "SKU-3", "Bad", NULL, "-3", "0", "f", "1", "0", "0", "0", "0",
+       POLICY}};
+  PGresult *res = make_result(13, product_cols, 4, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_PRODUCT),
               "{\"id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget\","
               "\"category\":\"tools\",\"price\":\"19.99\","
               "\"reorder_level\":5,\"discontinued\":false,\"version\":2,"
               "\"created_at\":\"2026-11-26T15:00:00.000000Z\","
               "\"updated_at\":\"2026-11-26T15:01:00.500000Z\","
-              "\"total_on_hand\":12,\"total_available\":10}");
+              "\"total_on_hand\":12,\"total_available\":10,"
+              "\"policy\":{\"max_sale_quantity\":5,"
+              "\"max_negative_adjustment\":null,"
+              "\"count_requires_reason\":true}}");
   json_t *p = qry_row(res, 1, QRY_SHAPE_PRODUCT);
   assert_non_null(p);
   assert_true(json_is_null(json_object_get(p, "category")));
@@ -385,30 +394,33 @@ static void test_order_row(void **state) {
   (void)state;
   static const char *const cols[] = {"owner_id",  "order_id",   "store_id",
                                      "status",    "reference",  "version",
-                                     "created_us", "updated_us", "lines"};
+                                     "created_us", "updated_us", "lines",
+                                     "cancel_cause"};
   const char *const rows[][MAX_COLS] = {
       {STORE, P3, STORE, "placed", "PO-1", "1", "1795705200123456",
        "1795705200123456",
        "[{\"product_id\" : \"" P1 "\", \"quantity\" : 2}, "
-       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]"},
+       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]", NULL},
       {STORE, P2, STORE, "cancelled", NULL, "2", "1795705200000000",
-       "1795705260000000", "[]"},
+       "1795705260000000", "[]", "expired"},
       {STORE, P1, STORE, "placed", NULL, "1", "1795705200000000",
-       "1795705200000000", "[{\"product_id\": "}, /* broken JSON */
+       "1795705200000000", "[{\"product_id\": ", NULL}, /* broken JSON */
   };
-  PGresult *res = make_result(9, cols, 3, rows);
+  PGresult *res = make_result(10, cols, 3, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P3 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"placed\",\"lines\":[{\"product_id\":\"" P1 "\","
               "\"quantity\":2},{\"product_id\":\"" P2 "\",\"quantity\":5}],"
               "\"reference\":\"PO-1\",\"version\":1,"
               "\"created_at\":\"2026-11-26T15:00:00.123456Z\","
-              "\"updated_at\":\"2026-11-26T15:00:00.123456Z\"}");
+              "\"updated_at\":\"2026-11-26T15:00:00.123456Z\","
+              "\"cancel_cause\":null}");
   assert_json(qry_row(res, 1, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P2 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"cancelled\",\"lines\":[],\"reference\":null,"
               "\"version\":2,\"created_at\":\"2026-11-26T15:00:00.000000Z\","
-              "\"updated_at\":\"2026-11-26T15:01:00.000000Z\"}");
+              "\"updated_at\":\"2026-11-26T15:01:00.000000Z\","
+              "\"cancel_cause\":\"expired\"}");
   assert_null(qry_row(res, 2, QRY_SHAPE_ORDER)); /* never half a row */
   /* a page of orders, newest first, keyed by order_id */
   json_t *page = NULL;
