@@ -19,6 +19,7 @@
 #include "sf/authn.h"
 #include "sf/err.h"
 #include "sf/json.h"
+#include "sf/metrics.h"
 #include "sf/uuid.h"
 
 struct cmd_app {
@@ -757,72 +758,74 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   char *http = sf_http_server_metrics(a->http, "stockflow_command");
   cmd_writer_stats_t ws;
   cmd_writer_stats(a->writer, &ws);
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  if (!f) {
-    free(http);
-    problem_plain(req, 500, "internal", "out of memory");
-    return;
-  }
-  fprintf(f,
-          "# TYPE stockflow_command_commands_total counter\n"
-          "stockflow_command_commands_total{result=\"accepted\"} %" PRIu64 "\n"
-          "stockflow_command_commands_total{result=\"rejected\"} %" PRIu64 "\n"
-          "stockflow_command_commands_total{result=\"failed\"} %" PRIu64 "\n"
-          "# TYPE stockflow_command_pending gauge\n"
-          "stockflow_command_pending %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_batches_total counter\n"
-          "stockflow_command_commit_batches_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_failed_total counter\n"
-          "stockflow_command_commit_failed_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_batch_commands counter\n"
-          "stockflow_command_commit_batch_commands_sum %" PRIu64 "\n"
-          "stockflow_command_commit_batch_commands_count %" PRIu64 "\n"
-          "# TYPE stockflow_command_events_produced_total counter\n"
-          "stockflow_command_events_produced_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_seconds summary\n"
-          "stockflow_command_commit_seconds_sum %.6f\n"
-          "stockflow_command_commit_seconds_count %" PRIu64 "\n"
-          "# TYPE stockflow_command_rebuild_seconds gauge\n"
-          "stockflow_command_rebuild_seconds %.6f\n"
-          "# TYPE stockflow_command_rebuild_events gauge\n"
-          "stockflow_command_rebuild_events %" PRIu64 "\n"
-          "# TYPE stockflow_command_state_rows gauge\n"
-          "stockflow_command_state_rows{kind=\"products\"} %zu\n"
-          "stockflow_command_state_rows{kind=\"stores\"} %zu\n"
-          "stockflow_command_state_rows{kind=\"stock\"} %zu\n"
-          "# TYPE stockflow_command_idempotent_replays_total counter\n"
-          "stockflow_command_idempotent_replays_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_idempotency_keys gauge\n"
-          "stockflow_command_idempotency_keys %zu\n"
-          "# TYPE stockflow_command_ready gauge\n"
-          "stockflow_command_ready %d\n",
-          a->accepted, a->rejected, a->failed, a->pending, ws.batches,
-          ws.failed_batches, ws.batch_units, ws.batches, ws.batch_msgs,
-          ws.commit_seconds_sum, ws.batches, a->rebuild_seconds,
-          a->rebuild_events, a->state ? cmd_state_n_products(a->state) : 0,
-          a->state ? cmd_state_n_stores(a->state) : 0,
-          a->state ? cmd_state_n_stock(a->state) : 0, a->replayed,
-          a->state ? cmd_state_n_idem(a->state) : 0,
-          a->state && !a->resyncing && !a->fatal);
+  sf_metrics_t m;
+  sf_metrics_init(&m, "stockflow_command");
+  sf_metrics_family(&m, "commands_total", SF_METRIC_COUNTER,
+                    "Commands answered, by result.");
+  sf_metrics_u64(&m, "commands_total",
+                 &(sf_metric_label_t){"result", "accepted"}, 1, a->accepted);
+  sf_metrics_u64(&m, "commands_total",
+                 &(sf_metric_label_t){"result", "rejected"}, 1, a->rejected);
+  sf_metrics_u64(&m, "commands_total",
+                 &(sf_metric_label_t){"result", "failed"}, 1, a->failed);
+  sf_metrics_gauge(&m, "pending", "Commands waiting for their commit.",
+                   (int64_t)a->pending);
+  sf_metrics_counter(&m, "commit_batches_total", "Kafka transactions committed.",
+                     ws.batches);
+  sf_metrics_counter(&m, "commit_failed_total", "Kafka transactions that failed.",
+                     ws.failed_batches);
+  sf_metrics_family(&m, "commit_batch_commands", SF_METRIC_SUMMARY,
+                    "Commands per committed transaction.");
+  sf_metrics_u64(&m, "commit_batch_commands_sum", NULL, 0, ws.batch_units);
+  sf_metrics_u64(&m, "commit_batch_commands_count", NULL, 0, ws.batches);
+  sf_metrics_counter(&m, "events_produced_total",
+                     "Events in committed transactions.", ws.batch_msgs);
+  sf_metrics_family(&m, "commit_seconds", SF_METRIC_SUMMARY,
+                    "Time of a transaction from its first message to its "
+                    "commit.");
+  sf_metrics_f64(&m, "commit_seconds_sum", NULL, 0, ws.commit_seconds_sum);
+  sf_metrics_u64(&m, "commit_seconds_count", NULL, 0, ws.batches);
+  sf_metrics_family(&m, "rebuild_seconds", SF_METRIC_GAUGE,
+                    "Time of the last rebuild of the state from the log.");
+  sf_metrics_f64(&m, "rebuild_seconds", NULL, 0, a->rebuild_seconds);
+  sf_metrics_gauge(&m, "rebuild_events", "Events read by the last rebuild.",
+                   (int64_t)a->rebuild_events);
+  sf_metrics_family(&m, "state_rows", SF_METRIC_GAUGE,
+                    "Rows of the in-memory state, by kind.");
+  sf_metrics_u64(&m, "state_rows", &(sf_metric_label_t){"kind", "products"}, 1,
+                 a->state ? cmd_state_n_products(a->state) : 0);
+  sf_metrics_u64(&m, "state_rows", &(sf_metric_label_t){"kind", "stores"}, 1,
+                 a->state ? cmd_state_n_stores(a->state) : 0);
+  sf_metrics_u64(&m, "state_rows", &(sf_metric_label_t){"kind", "stock"}, 1,
+                 a->state ? cmd_state_n_stock(a->state) : 0);
+  sf_metrics_counter(&m, "idempotent_replays_total",
+                     "Requests answered from an earlier command's result.",
+                     a->replayed);
+  sf_metrics_gauge(&m, "idempotency_keys", "Idempotency keys remembered.",
+                   a->state ? (int64_t)cmd_state_n_idem(a->state) : 0);
+  sf_metrics_gauge(&m, "ready", "1 when the service takes writes.",
+                   a->state && !a->resyncing && !a->fatal);
   if (a->bus) {
     cmd_bus_stats_t bs;
     cmd_bus_stats(a->bus, &bs);
-    fprintf(f,
-            "# TYPE stockflow_command_bus_commands_total counter\n"
-            "stockflow_command_bus_commands_total %" PRIu64 "\n"
-            "# TYPE stockflow_command_bus_malformed_total counter\n"
-            "stockflow_command_bus_malformed_total %" PRIu64 "\n"
-            "# TYPE stockflow_command_bus_results_total counter\n"
-            "stockflow_command_bus_results_total %" PRIu64 "\n",
-            bs.received, bs.malformed, bs.results);
+    sf_metrics_counter(&m, "bus_commands_total",
+                       "Commands read from the bus intake.", bs.received);
+    sf_metrics_counter(&m, "bus_malformed_total",
+                       "Bus commands that did not decode.", bs.malformed);
+    sf_metrics_counter(&m, "bus_results_total",
+                       "Bus command results acknowledged by the broker.",
+                       bs.results);
   }
   if (http)
-    fputs(http, f);
-  fclose(f);
+    sf_metrics_raw(&m, http);
   free(http);
-  sf_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
+  size_t len = 0;
+  char *buf = sf_metrics_take(&m, &len);
+  if (!buf) {
+    problem_plain(req, 500, "internal", "out of memory");
+    return;
+  }
+  sf_http_respond(req, 200, SF_METRICS_CONTENT_TYPE, buf, len);
   free(buf);
 }
 

@@ -5,8 +5,6 @@
  * qry_handlers.c, the change streams in qry_changes.c. */
 #include "qry_service.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +13,7 @@
 #include "qry_handlers.h"
 #include "qry_sql.h"
 #include "sf/err.h"
+#include "sf/metrics.h"
 
 #define CHANNEL_OFFSETS "stockflow_offsets"
 #define CHANNEL_CHANGES "stockflow_changes"
@@ -90,26 +89,16 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
   sf_http_respond_json(req, 200, body);
 }
 
-/* Prints the HELP and TYPE lines and the value of one metric. */
-static void metric(FILE *f, const char *name, const char *type,
-                   const char *help, uint64_t value) {
-  fprintf(f, "# HELP stockflow_query_%s %s\n# TYPE stockflow_query_%s %s\n"
-             "stockflow_query_%s %" PRIu64 "\n",
-          name, help, name, type, name, value);
-}
-
 static void h_metrics(sf_http_req_t *req, void *ud) {
   qry_service_t *s = ud;
   char *base = sf_http_server_metrics(s->http, "stockflow_query");
-  char *all = NULL;
-  size_t len = 0;
-  FILE *f = base ? open_memstream(&all, &len) : NULL;
-  if (!f) {
-    free(base);
+  if (!base) {
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  fputs(base, f);
+  sf_metrics_t m;
+  sf_metrics_init(&m, "stockflow_query");
+  sf_metrics_raw(&m, base);
   free(base);
   qry_waits_counters_t w;
   qry_waits_stats(s->waits, &w);
@@ -117,60 +106,66 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   qry_changes_stats(s->changes, &ch);
   qry_calls_counters_t k;
   qry_calls_stats(s->calls, &k);
-  metric(f, "db_queries_total", "counter", "Statements sent to PostgreSQL.",
-         k.db_queries);
-  metric(f, "db_errors_total", "counter", "Statements that failed.",
-         k.db_errors);
-  metric(f, "db_unavailable_total", "counter",
-         "Requests answered 503 for the database.", k.db_unavailable);
-  metric(f, "db_ready", "gauge", "1 when a PostgreSQL connection is ready.",
-         sf_pg_ready(s->pg) ? 1 : 0);
-  metric(f, "position_waits_total", "counter",
-         "Requests that waited for min_position.", w.started);
-  metric(f, "position_timeouts_total", "counter",
-         "Position waits that timed out (504).", w.timeouts);
-  metric(f, "position_checks_total", "counter",
-         "projector_offsets look-ups of position waits.", w.checks);
-  metric(f, "position_waiting", "gauge", "Position waits in progress.",
-         qry_waits_pending(s->waits));
-  fprintf(f,
-          "# HELP stockflow_query_notifications_total NOTIFY messages "
-          "received from the projector.\n"
-          "# TYPE stockflow_query_notifications_total counter\n"
-          "stockflow_query_notifications_total{channel=\"" CHANNEL_OFFSETS
-          "\"} %" PRIu64 "\n"
-          "stockflow_query_notifications_total{channel=\"" CHANNEL_CHANGES
-          "\"} %" PRIu64 "\n",
-          w.notifications, ch.notifications);
-  fprintf(f, "# HELP stockflow_query_streams_open Change streams open now.\n"
-             "# TYPE stockflow_query_streams_open gauge\n"
-             "stockflow_query_streams_open{transport=\"sse\"} %zu\n"
-             "stockflow_query_streams_open{transport=\"websocket\"} %zu\n",
-          ch.open_sse, ch.open_ws);
-  metric(f, "streams_live", "gauge",
-         "Change streams caught up and fed by the shared fetch.", ch.live);
-  metric(f, "streams_opened_total", "counter", "Change streams started.",
-         ch.opened);
-  metric(f, "streams_overflow_total", "counter",
-         "Change streams cut off for passing the buffer limit.",
-         ch.overflows);
-  metric(f, "streams_stalled_total", "counter",
-         "Change streams cut off for making no progress.", ch.stalls);
-  metric(f, "changes_fetches_total", "counter",
-         "Shared fetches of new changes.", ch.fetches);
-  metric(f, "changes_fetched_total", "counter",
-         "Changes read by shared fetches.", ch.fetched);
-  metric(f, "changes_fanned_out_total", "counter",
-         "Change events queued to live streams.", ch.fanned_out);
-  metric(f, "changes_catchup_pages_total", "counter",
-         "Catch-up pages read by streams resuming or starting.", ch.pages);
-  if (fclose(f) != 0 || !all) {
-    free(all);
+  sf_metrics_counter(&m, "db_queries_total", "Statements sent to PostgreSQL.",
+                     k.db_queries);
+  sf_metrics_counter(&m, "db_errors_total", "Statements that failed.",
+                     k.db_errors);
+  sf_metrics_counter(&m, "db_unavailable_total",
+                     "Requests answered 503 for the database.",
+                     k.db_unavailable);
+  sf_metrics_gauge(&m, "db_ready", "1 when a PostgreSQL connection is ready.",
+                   sf_pg_ready(s->pg) ? 1 : 0);
+  sf_metrics_counter(&m, "position_waits_total",
+                     "Requests that waited for min_position.", w.started);
+  sf_metrics_counter(&m, "position_timeouts_total",
+                     "Position waits that timed out (504).", w.timeouts);
+  sf_metrics_counter(&m, "position_checks_total",
+                     "projector_offsets look-ups of position waits.",
+                     w.checks);
+  sf_metrics_gauge(&m, "position_waiting", "Position waits in progress.",
+                   (int64_t)qry_waits_pending(s->waits));
+  sf_metrics_family(&m, "notifications_total", SF_METRIC_COUNTER,
+                    "NOTIFY messages received from the projector.");
+  sf_metrics_u64(&m, "notifications_total",
+                 &(sf_metric_label_t){"channel", CHANNEL_OFFSETS}, 1,
+                 w.notifications);
+  sf_metrics_u64(&m, "notifications_total",
+                 &(sf_metric_label_t){"channel", CHANNEL_CHANGES}, 1,
+                 ch.notifications);
+  sf_metrics_family(&m, "streams_open", SF_METRIC_GAUGE,
+                    "Change streams open now.");
+  sf_metrics_u64(&m, "streams_open",
+                 &(sf_metric_label_t){"transport", "sse"}, 1, ch.open_sse);
+  sf_metrics_u64(&m, "streams_open",
+                 &(sf_metric_label_t){"transport", "websocket"}, 1,
+                 ch.open_ws);
+  sf_metrics_gauge(&m, "streams_live",
+                   "Change streams caught up and fed by the shared fetch.",
+                   (int64_t)ch.live);
+  sf_metrics_counter(&m, "streams_opened_total", "Change streams started.",
+                     ch.opened);
+  sf_metrics_counter(&m, "streams_overflow_total",
+                     "Change streams cut off for passing the buffer limit.",
+                     ch.overflows);
+  sf_metrics_counter(&m, "streams_stalled_total",
+                     "Change streams cut off for making no progress.",
+                     ch.stalls);
+  sf_metrics_counter(&m, "changes_fetches_total",
+                     "Shared fetches of new changes.", ch.fetches);
+  sf_metrics_counter(&m, "changes_fetched_total",
+                     "Changes read by shared fetches.", ch.fetched);
+  sf_metrics_counter(&m, "changes_fanned_out_total",
+                     "Change events queued to live streams.", ch.fanned_out);
+  sf_metrics_counter(&m, "changes_catchup_pages_total",
+                     "Catch-up pages read by streams resuming or starting.",
+                     ch.pages);
+  size_t len = 0;
+  char *all = sf_metrics_take(&m, &len);
+  if (!all) {
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  sf_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", all,
-                  len);
+  sf_http_respond(req, 200, SF_METRICS_CONTENT_TYPE, all, len);
   free(all);
 }
 
