@@ -791,8 +791,13 @@ static void h_changes(sf_http_req_t *req, void *ud) {
                               "only WebSocket version 13 is supported", NULL);
       return;
     }
-    if (qry_ws_accept_key(sf_http_req_header(req, "Sec-WebSocket-Key"),
-                          sr->accept_key) != 0) {
+    int krc = qry_ws_accept_key(sf_http_req_header(req, "Sec-WebSocket-Key"),
+                                sr->accept_key);
+    if (krc == SF_ENOMEM) {
+      sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+      return;
+    }
+    if (krc != 0) {
       sf_http_respond_problem(req, 400, "bad_request",
                               "Sec-WebSocket-Key must be base64 of 16 bytes",
                               NULL);
