@@ -8,7 +8,7 @@ PKGS=(
   librdkafka-dev libpq-dev libavro-dev libuv1-dev libcmocka-dev
   libjansson-dev libsodium-dev libssl-dev libwslay-dev node-llhttp uthash-dev
   postgresql postgresql-client openjdk-17-jdk-headless maven kcat
-  python3 valgrind procps iproute2 clang libclang-rt-14-dev
+  python3 valgrind procps iproute2 clang libclang-rt-14-dev clang-format
 )
 
 missing=()
