@@ -816,12 +816,12 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
                        "Bus command results acknowledged by the broker.",
                        bs.results);
   }
-  if (http)
-    sf_metrics_raw(&m, http);
-  free(http);
+  sf_metrics_raw(&m, http ? http : "");
   size_t len = 0;
-  char *buf = sf_metrics_take(&m, &len);
+  char *buf = http ? sf_metrics_take(&m, &len) : NULL;
+  free(http);
   if (!buf) {
+    sf_metrics_release(&m);
     problem_plain(req, 500, "internal", "out of memory");
     return;
   }
