@@ -89,9 +89,9 @@ static json_t *pcf_named(const json_t *s, const char *type, const char *ns,
     goto fail;
   if (strcmp(type, "record") == 0) {
     const json_t *fields = json_object_get(s, "fields");
-    json_t *ofields = json_array();
-    if (!json_is_array(fields) || !ofields ||
-        json_object_set_new(out, "fields", ofields))
+    json_t *ofields = json_is_array(fields) ? json_array() : NULL;
+    /* json_object_set_new takes ofields even when it fails */
+    if (!ofields || json_object_set_new(out, "fields", ofields))
       goto fail;
     size_t i;
     const json_t *f;
