@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "sf/avro.h"
 #include "sf/err.h"
 #include "sf/uuid.h"
 

@@ -8,6 +8,58 @@
 #include <string.h>
 #include <strings.h>
 
+/* The settings several services share, indexed by sf_cfg_shared_t. */
+static const sf_cfg_entry_t shared[SF_CFG__SHARED_COUNT] = {
+    [SF_CFG_KAFKA_BROKERS] = {"kafka-brokers", SF_CFG_STRING, "127.0.0.1:9092",
+                              0, 0, "STOCKFLOW_KAFKA_BROKERS",
+                              "Kafka bootstrap servers (host:port,...)", 0,
+                              SF_CFG_KAFKA_BROKERS},
+    [SF_CFG_PG_DSN] = {"pg-dsn", SF_CFG_STRING,
+                       "host=127.0.0.1 port=55432 dbname=stockflow "
+                       "user=postgres",
+                       0, 0, "STOCKFLOW_PG_DSN",
+                       "libpq connection string of the database", 0,
+                       SF_CFG_PG_DSN},
+    [SF_CFG_LOG_LEVEL] = {"log-level", SF_CFG_STRING, "info", 0, 0,
+                          "STOCKFLOW_LOG_LEVEL",
+                          "debug, info, warn, error or off", 0,
+                          SF_CFG_LOG_LEVEL},
+    [SF_CFG_TOPIC_CATALOG] = {"topic-catalog", SF_CFG_STRING,
+                              "inventory.catalog", 0, 0,
+                              "STOCKFLOW_TOPIC_CATALOG",
+                              "topic of product and store events (position "
+                              "tokens catalog-*)",
+                              0, SF_CFG_TOPIC_CATALOG},
+    [SF_CFG_TOPIC_STOCK] = {"topic-stock", SF_CFG_STRING, "inventory.stock", 0,
+                            0, "STOCKFLOW_TOPIC_STOCK",
+                            "topic of stock events, keyed by store id "
+                            "(position tokens stock-*)",
+                            0, SF_CFG_TOPIC_STOCK},
+    [SF_CFG_PROJECTOR_GROUP] = {"projector-group", SF_CFG_STRING,
+                                "stockflow-projector", 0, 0,
+                                "STOCKFLOW_PROJECTOR_GROUP",
+                                "the projector's consumer group; also the key "
+                                "of its stored offsets in projector_offsets, "
+                                "which position tokens are checked against",
+                                0, SF_CFG_PROJECTOR_GROUP},
+};
+
+sf_cfg_entry_t sf_config_entry(const sf_cfg_spec_t *spec, size_t i) {
+  sf_cfg_entry_t e = spec->entries[i];
+  if (e.shared > SF_CFG_OWN && e.shared < SF_CFG__SHARED_COUNT) {
+    const sf_cfg_entry_t *s = &shared[e.shared];
+    e.key = s->key;
+    e.type = s->type;
+    e.def = s->def;
+    e.min = s->min;
+    e.max = s->max;
+    e.env = s->env;
+    if (!e.help)
+      e.help = s->help;
+  }
+  return e;
+}
+
 static int parse_bool(const char *v, bool *out) {
   static const char *const yes[] = {"1", "true", "yes", "on"};
   static const char *const no[] = {"0", "false", "no", "off"};
@@ -75,7 +127,7 @@ static void print_help(const sf_cfg_spec_t *spec, FILE *out) {
   fprintf(out, "Usage: %s [options]\n%s\n\nOptions (flag, environment, default):\n",
           spec->prog, spec->summary);
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     fprintf(out, "  --%s=<%s>\n      %s (env %s, default \"%s\"", e->key,
             type_name(e->type), e->help, e->env, e->def);
     if (e->type == SF_CFG_INT)
@@ -90,7 +142,7 @@ static void print_help(const sf_cfg_spec_t *spec, FILE *out) {
 static void print_config(const sf_cfg_spec_t *spec, const void *settings,
                          FILE *out) {
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     const char *field = (const char *)settings + e->offset;
     switch (e->type) {
     case SF_CFG_STRING:
@@ -107,20 +159,21 @@ static void print_config(const sf_cfg_spec_t *spec, const void *settings,
   }
 }
 
-static const sf_cfg_entry_t *find_key(const sf_cfg_spec_t *spec,
-                                      const char *key, size_t key_len) {
+/* Finds the entry of flag key (key_len bytes) into *out. */
+static bool find_key(const sf_cfg_spec_t *spec, const char *key,
+                     size_t key_len, sf_cfg_entry_t *out) {
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
-    if (strlen(e->key) == key_len && strncmp(e->key, key, key_len) == 0)
-      return e;
+    *out = sf_config_entry(spec, i);
+    if (strlen(out->key) == key_len && strncmp(out->key, key, key_len) == 0)
+      return true;
   }
-  return NULL;
+  return false;
 }
 
 sf_cfg_outcome_t sf_config_parse(const sf_cfg_spec_t *spec, void *settings,
                                  int argc, char **argv, FILE *out, FILE *err) {
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     if (set_value(e, settings, e->def) != 0) {
       fprintf(err, "%s: internal error: bad default for --%s\n", spec->prog,
               e->key);
@@ -128,7 +181,7 @@ sf_cfg_outcome_t sf_config_parse(const sf_cfg_spec_t *spec, void *settings,
     }
   }
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     const char *v = e->env ? getenv(e->env) : NULL;
     if (v && set_value(e, settings, v) != 0) {
       fprintf(err, "%s: invalid value \"%s\" in %s (expected %s)\n", spec->prog,
@@ -158,8 +211,9 @@ sf_cfg_outcome_t sf_config_parse(const sf_cfg_spec_t *spec, void *settings,
     const char *key = a + 2;
     const char *eq = strchr(key, '=');
     size_t key_len = eq ? (size_t)(eq - key) : strlen(key);
-    const sf_cfg_entry_t *e = find_key(spec, key, key_len);
-    if (!e) {
+    sf_cfg_entry_t found;
+    const sf_cfg_entry_t *e = &found;
+    if (!find_key(spec, key, key_len, &found)) {
       fprintf(err, "%s: unknown option \"%s\" (try --help)\n", spec->prog, a);
       return SF_CFG_EXIT_USAGE;
     }
@@ -196,7 +250,7 @@ void sf_config_print_markdown(const sf_cfg_spec_t *spec, FILE *out) {
                "description |\n|---|---|---|---|---|\n",
           spec->prog, spec->summary);
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     fprintf(out, "| `--%s` | `%s` | %s | `%s` | %s |\n", e->key, e->env,
             type_name(e->type), e->def, e->help);
   }

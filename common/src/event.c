@@ -1,28 +1,30 @@
 /* event: the Avro codec of the event envelope (schemas/envelope.avsc).
  *
  * A codec parses the compiled-in schema once, computes its CRC-64-AVRO
- * fingerprint over the Parsing Canonical Form, and keeps one avro-c generic
- * value, one memory reader and one memory writer that every encode/decode
- * reuses. Decoding is two passes: a validation walk of the writer schema over
- * the raw bytes (compiled at codec creation into a flat node table) proves
- * that every varint, length, count, union and enum index is sane and that
- * nothing trails the datum; only then does avro-c read the bytes, because
- * avro-c 1.11 allocates whatever a crafted length asks for (AVRO-4293). The
- * decoded value is then copied into an sf_event_t whose strings live in one
- * arena owned by the event, and checked with the same rules as encoding.
+ * fingerprint over the Parsing Canonical Form (sf/avro.h), and keeps one
+ * avro-c generic value, one memory reader and one memory writer that every
+ * encode/decode reuses. Decoding is two passes: the bounds-checking walk of
+ * the writer schema over the raw bytes (sf_avro_walk, compiled at codec
+ * creation) proves that every varint, length, count, union and enum index is
+ * sane and that nothing trails the datum; only then does avro-c read the
+ * bytes, because avro-c 1.11 allocates whatever a crafted length asks for
+ * (AVRO-4293). The decoded value is then copied into an sf_event_t whose
+ * strings live in one arena owned by the event, and checked with the same
+ * rules as encoding.
  *
  * The codec also knows the earlier versions of the envelope (and, in tests,
  * any other writer schema): the fingerprint picks the writer schema, the
  * walk runs over that schema, and an event of another version is resolved
- * to the reader schema by a plan compiled at creation (see "schema
- * resolution" below: avro-c's own resolvers do not handle defaults). */
+ * to the reader schema by a plan compiled at creation (sf/avro_resolve.h:
+ * avro-c's own resolvers do not handle defaults). */
 #include "sf/event.h"
+#include "sf/avro.h"
+#include "sf/avro_resolve.h"
 #include "sf/err.h"
 #include "sf/json.h"
 
 #include <avro.h>
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +34,6 @@ extern const char sf_schema_envelope[];
 #define SF__AVRO_MAGIC0 0xC3
 #define SF__AVRO_MAGIC1 0x01
 #define SF__HEADER_LEN 10   /* magic (2) + fingerprint (8) */
-#define SF__MAX_DEPTH 64    /* nesting bound of the validation walk */
 #define SF__MAX_TEXT 255    /* idempotency key and correlation id */
 
 /* ---- names ------------------------------------------------------------ */
@@ -76,1136 +77,6 @@ void sf_event_clear(sf_event_t *e) {
   sf_event_init(e);
 }
 
-/* ---- CRC-64-AVRO ------------------------------------------------------ */
-
-#define SF__CRC64_EMPTY UINT64_C(0xc15d213aa4d7a795)
-
-/* The table is built per call exactly as the Avro specification's reference
- * code builds it (2048 shifts): fingerprints are computed once per codec, so
- * a 2 KiB constant table would buy nothing. */
-uint64_t sf_avro_crc64(const void *bytes, size_t len) {
-  uint64_t table[256];
-  for (uint64_t i = 0; i < 256; i++) {
-    uint64_t fp = i;
-    for (int j = 0; j < 8; j++)
-      fp = (fp >> 1) ^ (SF__CRC64_EMPTY & (0 - (fp & 1)));
-    table[i] = fp;
-  }
-  const uint8_t *p = bytes;
-  uint64_t fp = SF__CRC64_EMPTY;
-  for (size_t i = 0; i < len; i++)
-    fp = (fp >> 8) ^ table[(fp ^ p[i]) & 0xff];
-  return fp;
-}
-
-/* ---- Parsing Canonical Form (Avro spec, "Transforming into Parsing
- * Canonical Form"): primitives in simple form, full names, only the
- * attributes name, type, fields, symbols, items, values, size in that order,
- * no whitespace. Built as a jansson tree (objects keep insertion order) and
- * dumped compactly. ---------------------------------------------------- */
-
-static bool pcf_is_primitive(const char *t) {
-  static const char *const prim[] = {"null", "boolean", "int",    "long",
-                                     "float", "double", "bytes", "string"};
-  for (size_t i = 0; i < sizeof(prim) / sizeof(prim[0]); i++)
-    if (strcmp(t, prim[i]) == 0)
-      return true;
-  return false;
-}
-
-/* Full name of name in namespace ns, malloc'd. */
-static char *pcf_fullname(const char *name, const char *ns) {
-  size_t nl = strlen(name), sl = ns ? strlen(ns) : 0;
-  bool qualify = !strchr(name, '.') && sl > 0;
-  char *out = malloc(nl + (qualify ? sl + 1 : 0) + 1);
-  if (!out)
-    return NULL;
-  if (qualify) {
-    memcpy(out, ns, sl);
-    out[sl] = '.';
-    memcpy(out + sl + 1, name, nl + 1);
-  } else {
-    memcpy(out, name, nl + 1);
-  }
-  return out;
-}
-
-static json_t *pcf_node(const json_t *s, const char *ns, int depth);
-
-/* Named types: record, enum, fixed. */
-static json_t *pcf_named(const json_t *s, const char *type, const char *ns,
-                         int depth) {
-  const char *name = json_string_value(json_object_get(s, "name"));
-  const char *own_ns = json_string_value(json_object_get(s, "namespace"));
-  if (!name)
-    return NULL;
-  char *full = pcf_fullname(name, own_ns ? own_ns : ns);
-  if (!full)
-    return NULL;
-  json_t *out = json_object();
-  char *dot = strrchr(full, '.');
-  /* The enclosing namespace of everything nested is this type's own. */
-  char *inner_ns = dot ? strndup(full, (size_t)(dot - full)) : strdup("");
-  if (!out || !inner_ns ||
-      json_object_set_new(out, "name", json_string(full)) ||
-      json_object_set_new(out, "type", json_string(type)))
-    goto fail;
-  if (strcmp(type, "record") == 0) {
-    const json_t *fields = json_object_get(s, "fields");
-    json_t *ofields = json_array();
-    if (!json_is_array(fields) || !ofields ||
-        json_object_set_new(out, "fields", ofields))
-      goto fail;
-    size_t i;
-    const json_t *f;
-    json_array_foreach(fields, i, f) {
-      const json_t *fname = json_object_get(f, "name");
-      json_t *of = json_object();
-      if (!of || json_array_append_new(ofields, of) || !json_is_string(fname) ||
-          json_object_set_new(of, "name", json_copy((json_t *)fname)) ||
-          json_object_set_new(
-              of, "type",
-              pcf_node(json_object_get(f, "type"), inner_ns, depth + 1)))
-        goto fail;
-    }
-  } else if (strcmp(type, "enum") == 0) {
-    const json_t *sym = json_object_get(s, "symbols");
-    if (!json_is_array(sym) ||
-        json_object_set_new(out, "symbols", json_deep_copy(sym)))
-      goto fail;
-  } else {
-    const json_t *size = json_object_get(s, "size");
-    if (!json_is_integer(size) ||
-        json_object_set_new(out, "size",
-                            json_integer(json_integer_value(size))))
-      goto fail;
-  }
-  free(inner_ns);
-  free(full);
-  return out;
-fail:
-  json_decref(out);
-  free(inner_ns);
-  free(full);
-  return NULL;
-}
-
-static json_t *pcf_node(const json_t *s, const char *ns, int depth) {
-  if (!s || depth > SF__MAX_DEPTH)
-    return NULL;
-  if (json_is_string(s)) {
-    const char *t = json_string_value(s);
-    if (pcf_is_primitive(t))
-      return json_string(t);
-    char *full = pcf_fullname(t, ns);
-    json_t *out = full ? json_string(full) : NULL;
-    free(full);
-    return out;
-  }
-  if (json_is_array(s)) {
-    json_t *out = json_array();
-    size_t i;
-    const json_t *b;
-    json_array_foreach(s, i, b) {
-      if (!out || json_array_append_new(out, pcf_node(b, ns, depth + 1))) {
-        json_decref(out);
-        return NULL;
-      }
-    }
-    return out;
-  }
-  if (!json_is_object(s))
-    return NULL;
-  const json_t *type = json_object_get(s, "type");
-  if (!json_is_string(type)) /* {"type": {...}} or {"type": [...]} */
-    return pcf_node(type, ns, depth + 1);
-  const char *t = json_string_value(type);
-  if (pcf_is_primitive(t)) /* drops logicalType and the like */
-    return json_string(t);
-  if (strcmp(t, "record") == 0 || strcmp(t, "enum") == 0 ||
-      strcmp(t, "fixed") == 0)
-    return pcf_named(s, t, ns, depth);
-  bool arr = strcmp(t, "array") == 0;
-  if (!arr && strcmp(t, "map") != 0) /* a reference written as an object */
-    return pcf_node(type, ns, depth + 1);
-  const char *key = arr ? "items" : "values";
-  json_t *out = json_object();
-  if (!out || json_object_set_new(out, "type", json_string(t)) ||
-      json_object_set_new(out, key,
-                          pcf_node(json_object_get(s, key), ns, depth + 1))) {
-    json_decref(out);
-    return NULL;
-  }
-  return out;
-}
-
-/* Canonical form of schema text, malloc'd; NULL on a malformed schema or
- * out of memory. */
-static char *pcf_of_text(const char *text, size_t len) {
-  json_error_t jerr;
-  json_t *root = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-  if (!root)
-    return NULL;
-  json_t *canon = pcf_node(root, "", 0);
-  char *out = canon ? json_dumps(canon, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  json_decref(canon);
-  json_decref(root);
-  return out;
-}
-
-/* ---- the validation walk ---------------------------------------------- */
-
-typedef enum vkind {
-  VK_NULL, VK_BOOLEAN, VK_INT, VK_LONG, VK_FLOAT, VK_DOUBLE, VK_STRING,
-  VK_BYTES, VK_FIXED, VK_ENUM, VK_RECORD, VK_UNION, VK_ARRAY, VK_MAP
-} vkind_t;
-
-/* One schema node. RECORD and UNION: children kids[first .. first + n);
- * ARRAY and MAP: first is the item node; ENUM: n symbols; FIXED: n bytes.
- * min is the fewest bytes any datum of the node takes. */
-typedef struct vnode {
-  vkind_t kind;
-  uint32_t first, n;
-  size_t min;
-} vnode_t;
-
-typedef struct vprog {
-  vnode_t *nodes;
-  uint32_t *kids;
-  avro_schema_t *named; /* schema of each node, to reuse named types */
-  size_t n_nodes, cap_nodes, n_kids, cap_kids;
-} vprog_t;
-
-static void vprog_free(vprog_t *p) {
-  free(p->nodes);
-  free(p->kids);
-  free(p->named);
-  memset(p, 0, sizeof(*p));
-}
-
-static int vprog_add_node(vprog_t *p, avro_schema_t s, uint32_t *idx) {
-  if (p->n_nodes == p->cap_nodes) {
-    size_t cap = p->cap_nodes ? p->cap_nodes * 2 : 64;
-    vnode_t *nodes = realloc(p->nodes, cap * sizeof(*nodes));
-    if (!nodes)
-      return SF_ENOMEM;
-    p->nodes = nodes;
-    avro_schema_t *named = realloc(p->named, cap * sizeof(*named));
-    if (!named)
-      return SF_ENOMEM;
-    p->named = named;
-    p->cap_nodes = cap;
-  }
-  *idx = (uint32_t)p->n_nodes;
-  memset(&p->nodes[*idx], 0, sizeof(vnode_t));
-  p->named[*idx] = s;
-  p->n_nodes++;
-  return 0;
-}
-
-static int vprog_add_kids(vprog_t *p, size_t n, uint32_t *first) {
-  if (p->n_kids + n > p->cap_kids) {
-    size_t cap = p->cap_kids ? p->cap_kids * 2 : 64;
-    while (cap < p->n_kids + n)
-      cap *= 2;
-    uint32_t *kids = realloc(p->kids, cap * sizeof(*kids));
-    if (!kids)
-      return SF_ENOMEM;
-    p->kids = kids;
-    p->cap_kids = cap;
-  }
-  *first = (uint32_t)p->n_kids;
-  p->n_kids += n;
-  return 0;
-}
-
-/* Compiles schema s into p; *idx is its node. Named types are compiled once
- * (a second reference reuses the node, which also closes recursive types). */
-static int vprog_compile(vprog_t *p, avro_schema_t s, int depth,
-                         uint32_t *idx) {
-  if (!s || depth > SF__MAX_DEPTH)
-    return SF_ESCHEMA;
-  if (avro_typeof(s) == AVRO_LINK)
-    s = avro_schema_link_target(s);
-  if (is_avro_named_type(s)) {
-    for (size_t i = 0; i < p->n_nodes; i++) {
-      if (p->named[i] == s) {
-        *idx = (uint32_t)i;
-        return 0;
-      }
-    }
-  }
-  int rc = vprog_add_node(p, s, idx);
-  if (rc)
-    return rc;
-  uint32_t me = *idx, first = 0, child = 0;
-  size_t n = 0, min = 0;
-  vkind_t kind;
-  switch (avro_typeof(s)) {
-  case AVRO_NULL: kind = VK_NULL; break;
-  case AVRO_BOOLEAN: kind = VK_BOOLEAN; min = 1; break;
-  case AVRO_INT32: kind = VK_INT; min = 1; break;
-  case AVRO_INT64: kind = VK_LONG; min = 1; break;
-  case AVRO_FLOAT: kind = VK_FLOAT; min = 4; break;
-  case AVRO_DOUBLE: kind = VK_DOUBLE; min = 8; break;
-  case AVRO_STRING: kind = VK_STRING; min = 1; break;
-  case AVRO_BYTES: kind = VK_BYTES; min = 1; break;
-  case AVRO_FIXED:
-    kind = VK_FIXED;
-    if (avro_schema_fixed_size(s) < 0 ||
-        avro_schema_fixed_size(s) > SF_EVENT_MAX_BYTES)
-      return SF_ESCHEMA;
-    n = min = (size_t)avro_schema_fixed_size(s);
-    break;
-  case AVRO_ENUM:
-    kind = VK_ENUM;
-    min = 1;
-    if (avro_schema_enum_number_of_symbols(s) <= 0)
-      return SF_ESCHEMA;
-    n = (size_t)avro_schema_enum_number_of_symbols(s);
-    break;
-  case AVRO_ARRAY:
-  case AVRO_MAP:
-    kind = avro_typeof(s) == AVRO_ARRAY ? VK_ARRAY : VK_MAP;
-    min = 1;
-    rc = vprog_compile(p,
-                       kind == VK_ARRAY ? avro_schema_array_items(s)
-                                        : avro_schema_map_values(s),
-                       depth + 1, &child);
-    if (rc)
-      return rc;
-    first = child;
-    break;
-  case AVRO_RECORD:
-  case AVRO_UNION:
-    kind = avro_typeof(s) == AVRO_RECORD ? VK_RECORD : VK_UNION;
-    n = kind == VK_RECORD ? avro_schema_record_size(s)
-                          : avro_schema_union_size(s);
-    if (kind == VK_UNION && n == 0)
-      return SF_ESCHEMA;
-    rc = vprog_add_kids(p, n, &first);
-    if (rc)
-      return rc;
-    min = kind == VK_UNION ? 1 : 0;
-    for (size_t i = 0; i < n; i++) {
-      avro_schema_t k =
-          kind == VK_RECORD
-              ? avro_schema_record_field_get_by_index(s, (int)i)
-              : avro_schema_union_branch(s, (int)i);
-      rc = vprog_compile(p, k, depth + 1, &child);
-      if (rc)
-        return rc;
-      p->kids[first + i] = child;
-      /* a recursive reference may still be under construction (min 0) */
-      if (kind == VK_RECORD)
-        min += p->nodes[child].min;
-    }
-    break;
-  default:
-    return SF_ESCHEMA;
-  }
-  vnode_t *node = &p->nodes[me]; /* p->nodes may have moved */
-  node->kind = kind;
-  node->first = first;
-  node->n = (uint32_t)n;
-  node->min = min;
-  return 0;
-}
-
-typedef struct vstate {
-  const uint8_t *p, *end;
-  size_t items; /* array and map items so far, at most SF_EVENT_MAX_LINES
-                   (the only array of the envelope is the order lines) */
-} vstate_t;
-
-/* Reads one zig-zag varint: at most 10 bytes, and the 10th may only carry
- * bit 63. */
-static int v_long(vstate_t *v, int64_t *out) {
-  uint64_t u = 0;
-  for (int i = 0; i < 10; i++) {
-    if (v->p == v->end)
-      return SF_ETRUNCATED;
-    uint8_t b = *v->p++;
-    if (i == 9 && b > 1)
-      return SF_EPARSE;
-    u |= (uint64_t)(b & 0x7f) << (7 * i);
-    if (!(b & 0x80)) {
-      *out = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-      return 0;
-    }
-  }
-  return SF_EPARSE; /* unreachable: the 10th byte is <= 1 */
-}
-
-static int v_skip(vstate_t *v, size_t n) {
-  if ((size_t)(v->end - v->p) < n)
-    return SF_ETRUNCATED;
-  v->p += n;
-  return 0;
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, at most
- * U+10FFFF. Avro strings are UTF-8 and other implementations (Java, Python)
- * fail or substitute on anything else, so neither side lets it through. */
-static bool utf8_valid(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t len;
-    uint32_t cp, min;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-      return false;
-    }
-    if (n - i < len)
-      return false;
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80)
-        return false;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += len;
-  }
-  return true;
-}
-
-static int v_bytes(vstate_t *v, bool text) {
-  int64_t n;
-  int rc = v_long(v, &n);
-  if (rc)
-    return rc;
-  if (n < 0)
-    return SF_EPARSE;
-  if ((uint64_t)n > (size_t)(v->end - v->p))
-    return SF_ETRUNCATED;
-  /* sf_event_t strings are C strings: an embedded NUL would cut them */
-  if (text && (memchr(v->p, 0, (size_t)n) || !utf8_valid(v->p, (size_t)n)))
-    return SF_EPARSE;
-  v->p += n;
-  return 0;
-}
-
-static int v_walk(const vprog_t *p, vstate_t *v, uint32_t idx, int depth);
-
-/* Arrays and maps: blocks of count items (a negative count is followed by
- * the block's byte size), ended by a zero count. */
-static int v_blocks(const vprog_t *p, vstate_t *v, const vnode_t *node,
-                    int depth) {
-  size_t item_min = p->nodes[node->first].min + (node->kind == VK_MAP);
-  for (;;) {
-    int64_t count, size = -1;
-    int rc = v_long(v, &count);
-    if (rc)
-      return rc;
-    if (count == 0)
-      return 0;
-    if (count < 0) {
-      if (count == INT64_MIN)
-        return SF_EPARSE;
-      count = -count;
-      if ((rc = v_long(v, &size)))
-        return rc;
-      if (size < 0)
-        return SF_EPARSE;
-      if ((uint64_t)size > (size_t)(v->end - v->p))
-        return SF_ETRUNCATED;
-    }
-    size_t left = (size_t)(v->end - v->p);
-    if (item_min > 0 && (uint64_t)count > left / item_min)
-      return SF_ETRUNCATED;
-    if ((uint64_t)count > SF_EVENT_MAX_LINES - v->items)
-      return SF_ETOOBIG;
-    v->items += (size_t)count;
-    const uint8_t *start = v->p;
-    for (int64_t i = 0; i < count; i++) {
-      if (node->kind == VK_MAP && (rc = v_bytes(v, true)))
-        return rc;
-      if ((rc = v_walk(p, v, node->first, depth + 1)))
-        return rc;
-    }
-    if (size >= 0 && v->p - start != size)
-      return SF_EPARSE;
-  }
-}
-
-static int v_walk(const vprog_t *p, vstate_t *v, uint32_t idx, int depth) {
-  if (depth > SF__MAX_DEPTH)
-    return SF_EPARSE;
-  const vnode_t *node = &p->nodes[idx];
-  int64_t x;
-  int rc;
-  switch (node->kind) {
-  case VK_NULL:
-    return 0;
-  case VK_BOOLEAN:
-    if (v->p == v->end)
-      return SF_ETRUNCATED;
-    return (*v->p++ > 1) ? SF_EPARSE : 0;
-  case VK_INT:
-    if ((rc = v_long(v, &x)))
-      return rc;
-    return (x < INT32_MIN || x > INT32_MAX) ? SF_EPARSE : 0;
-  case VK_LONG:
-    return v_long(v, &x);
-  case VK_FLOAT:
-  case VK_DOUBLE:
-  case VK_FIXED:
-    return v_skip(v, node->kind == VK_FIXED ? node->n : node->min);
-  case VK_STRING:
-  case VK_BYTES:
-    return v_bytes(v, node->kind == VK_STRING);
-  case VK_ENUM:
-  case VK_UNION:
-    if ((rc = v_long(v, &x)))
-      return rc;
-    if (x < 0 || x >= (int64_t)node->n)
-      return SF_EPARSE;
-    return node->kind == VK_ENUM
-               ? 0
-               : v_walk(p, v, p->kids[node->first + (uint32_t)x], depth + 1);
-  case VK_RECORD:
-    for (uint32_t i = 0; i < node->n; i++)
-      if ((rc = v_walk(p, v, p->kids[node->first + i], depth + 1)))
-        return rc;
-    return 0;
-  case VK_ARRAY:
-  case VK_MAP:
-    return v_blocks(p, v, node, depth);
-  }
-  return SF_EPARSE;
-}
-
-/* ---- schema resolution ------------------------------------------------
- *
- * An event written with another version of the envelope (older or newer)
- * is resolved to the reader schema by Avro's rules. avro-c 1.11 cannot do
- * it: its resolvers stop at a reader field the writer lacks ("Reader field
- * ... doesn't appear in writer", defaults are not implemented), which is the
- * very case of an old event read by a new consumer. So the codec compiles,
- * once per known writer schema, a plan pairing writer and reader nodes:
- * records, enums and fixed match by name, fields by name, a writer union
- * branch goes to the first reader branch it matches, numbers and text may
- * be promoted, and each reader field the writer lacks takes the reader's
- * default. avro-c keeps no defaults, so they come from the reader's JSON. A
- * decode reads the bytes into a generic value of the writer schema (after
- * the validation walk of that writer schema) and the plan copies it into
- * the reader's value, dropping what only the writer has. */
-
-/* The reader's record definitions by unqualified name, for the defaults. */
-typedef struct rdefs {
-  json_t *root;          /* the reader schema's JSON, owned */
-  const char **names;    /* borrowed from root */
-  const json_t **fields; /* each record's "fields" array, borrowed */
-  size_t n, cap;
-  size_t text_bytes; /* sum of (length + 1) over every string in defaults */
-} rdefs_t;
-
-static void rdefs_free(rdefs_t *d) {
-  free(d->names);
-  free(d->fields);
-  json_decref(d->root);
-  memset(d, 0, sizeof(*d));
-}
-
-static const json_t *rdefs_fields(const rdefs_t *d, const char *name) {
-  for (size_t i = 0; i < d->n; i++)
-    if (strcmp(d->names[i], name) == 0)
-      return d->fields[i];
-  return NULL;
-}
-
-/* Bytes that the strings of a default may add to a decoded event. */
-static size_t json_text_bytes(const json_t *j, int depth) {
-  size_t n = 0, i;
-  const char *k;
-  const json_t *x;
-  if (depth > SF__MAX_DEPTH)
-    return 0;
-  if (json_is_string(j))
-    return json_string_length(j) + 1;
-  if (json_is_array(j))
-    json_array_foreach(j, i, x) n += json_text_bytes(x, depth + 1);
-  if (json_is_object(j))
-    json_object_foreach((json_t *)j, k, x) n += json_text_bytes(x, depth + 1);
-  return n;
-}
-
-/* Collects the record definitions of schema JSON s. Two records with one
- * unqualified name are refused (SF_ESCHEMA): defaults are found by it. */
-static int rdefs_collect(rdefs_t *d, const json_t *s, int depth) {
-  size_t i;
-  const json_t *x;
-  if (depth > SF__MAX_DEPTH)
-    return SF_ESCHEMA;
-  if (json_is_array(s)) {
-    json_array_foreach(s, i, x) {
-      int rc = rdefs_collect(d, x, depth + 1);
-      if (rc)
-        return rc;
-    }
-    return 0;
-  }
-  if (!json_is_object(s))
-    return 0; /* a name or a primitive */
-  const json_t *type = json_object_get(s, "type");
-  if (!json_is_string(type))
-    return rdefs_collect(d, type, depth + 1);
-  const char *t = json_string_value(type);
-  if (strcmp(t, "array") == 0)
-    return rdefs_collect(d, json_object_get(s, "items"), depth + 1);
-  if (strcmp(t, "map") == 0)
-    return rdefs_collect(d, json_object_get(s, "values"), depth + 1);
-  if (strcmp(t, "record") != 0 && strcmp(t, "error") != 0)
-    return 0;
-  const char *name = json_string_value(json_object_get(s, "name"));
-  const json_t *fields = json_object_get(s, "fields");
-  if (!name || !json_is_array(fields))
-    return SF_ESCHEMA;
-  const char *dot = strrchr(name, '.');
-  name = dot ? dot + 1 : name;
-  if (rdefs_fields(d, name))
-    return SF_ESCHEMA;
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 16;
-    const char **names = realloc(d->names, cap * sizeof(*names));
-    if (!names)
-      return SF_ENOMEM;
-    d->names = names;
-    const json_t **f = realloc(d->fields, cap * sizeof(*f));
-    if (!f)
-      return SF_ENOMEM;
-    d->fields = f;
-    d->cap = cap;
-  }
-  d->names[d->n] = name;
-  d->fields[d->n] = fields;
-  d->n++;
-  json_array_foreach(fields, i, x) {
-    const json_t *def = json_object_get(x, "default");
-    if (def)
-      d->text_bytes += json_text_bytes(def, 0);
-    int rc = rdefs_collect(d, json_object_get(x, "type"), depth + 1);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
-
-static avro_schema_t unlink_schema(avro_schema_t s) {
-  while (s && is_avro_link(s))
-    s = avro_schema_link_target(s);
-  return s;
-}
-
-/* avro-c status to ours: only running out of memory is not the input's
- * fault. */
-static int av_err(int rc) {
-  return rc == 0 ? 0 : rc == ENOMEM ? SF_ENOMEM : SF_EPARSE;
-}
-
-static bool ascii_only(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)s[i] > 0x7f)
-      return false;
-  return true;
-}
-
-/* Sets v (of schema s) to the JSON default j; with v NULL, only checks that
- * j is a valid default for s. Defaults of bytes and fixed must be ASCII
- * text (the only encoding of Avro's "code points 0-255" rule we accept).
- * Returns 0, SF_ESCHEMA (j does not fit s) or an av_err code. */
-static int set_default(const rdefs_t *d, avro_value_t *v, avro_schema_t s,
-                       const json_t *j, int depth) {
-  s = unlink_schema(s);
-  if (!s || !j || depth > SF__MAX_DEPTH)
-    return SF_ESCHEMA;
-  avro_value_t child;
-  const char *t = json_string_value(j);
-  size_t tn = t ? json_string_length(j) : 0;
-  int rc = 0;
-  switch (avro_typeof(s)) {
-  case AVRO_NULL:
-    if (!json_is_null(j))
-      return SF_ESCHEMA;
-    return v ? av_err(avro_value_set_null(v)) : 0;
-  case AVRO_BOOLEAN:
-    if (!json_is_boolean(j))
-      return SF_ESCHEMA;
-    return v ? av_err(avro_value_set_boolean(v, json_is_true(j))) : 0;
-  case AVRO_INT32:
-    if (!json_is_integer(j) || json_integer_value(j) < INT32_MIN ||
-        json_integer_value(j) > INT32_MAX)
-      return SF_ESCHEMA;
-    return v ? av_err(avro_value_set_int(v, (int32_t)json_integer_value(j)))
-             : 0;
-  case AVRO_INT64:
-    if (!json_is_integer(j))
-      return SF_ESCHEMA;
-    return v ? av_err(avro_value_set_long(v, json_integer_value(j))) : 0;
-  case AVRO_FLOAT:
-  case AVRO_DOUBLE:
-    if (!json_is_number(j))
-      return SF_ESCHEMA;
-    if (!v)
-      return 0;
-    return av_err(avro_typeof(s) == AVRO_FLOAT
-                      ? avro_value_set_float(v, (float)json_number_value(j))
-                      : avro_value_set_double(v, json_number_value(j)));
-  case AVRO_STRING:
-    if (!t || strlen(t) != tn) /* no NUL: decoded strings are C strings */
-      return SF_ESCHEMA;
-    return v ? av_err(avro_value_set_string_len(v, t, tn + 1)) : 0;
-  case AVRO_BYTES:
-  case AVRO_FIXED:
-    if (!t || !ascii_only(t, tn) ||
-        (avro_typeof(s) == AVRO_FIXED &&
-         (int64_t)tn != avro_schema_fixed_size(s)))
-      return SF_ESCHEMA;
-    if (!v)
-      return 0;
-    return av_err(avro_typeof(s) == AVRO_BYTES
-                      ? avro_value_set_bytes(v, (void *)t, tn)
-                      : avro_value_set_fixed(v, (void *)t, tn));
-  case AVRO_ENUM: {
-    int sym = t ? avro_schema_enum_get_by_name(s, t) : -1;
-    if (sym < 0)
-      return SF_ESCHEMA;
-    return v ? av_err(avro_value_set_enum(v, sym)) : 0;
-  }
-  case AVRO_UNION: /* a union's default is of its first branch */
-    if (v && (rc = av_err(avro_value_set_branch(v, 0, &child))))
-      return rc;
-    return set_default(d, v ? &child : NULL, avro_schema_union_branch(s, 0),
-                       j, depth + 1);
-  case AVRO_RECORD: {
-    if (!json_is_object(j))
-      return SF_ESCHEMA;
-    const json_t *fields = rdefs_fields(d, avro_schema_name(s));
-    for (size_t i = 0; i < avro_schema_record_size(s); i++) {
-      const json_t *fj =
-          json_object_get(j, avro_schema_record_field_name(s, (int)i));
-      if (!fj) /* a field left out takes its own default */
-        fj = json_object_get(json_array_get(fields, i), "default");
-      if (v && (rc = av_err(avro_value_get_by_index(v, i, &child, NULL))))
-        return rc;
-      if ((rc = set_default(d, v ? &child : NULL,
-                            avro_schema_record_field_get_by_index(s, (int)i),
-                            fj, depth + 1)))
-        return rc;
-    }
-    return 0;
-  }
-  case AVRO_ARRAY: {
-    size_t i;
-    const json_t *x;
-    if (!json_is_array(j))
-      return SF_ESCHEMA;
-    json_array_foreach(j, i, x) {
-      if (v && (rc = av_err(avro_value_append(v, &child, NULL))))
-        return rc;
-      if ((rc = set_default(d, v ? &child : NULL, avro_schema_array_items(s),
-                            x, depth + 1)))
-        return rc;
-    }
-    return 0;
-  }
-  case AVRO_MAP: {
-    const char *k;
-    const json_t *x;
-    if (!json_is_object(j))
-      return SF_ESCHEMA;
-    json_object_foreach((json_t *)j, k, x) {
-      if (v && (rc = av_err(avro_value_add(v, k, &child, NULL, NULL))))
-        return rc;
-      if ((rc = set_default(d, v ? &child : NULL, avro_schema_map_values(s), x,
-                            depth + 1)))
-        return rc;
-    }
-    return 0;
-  }
-  default:
-    return SF_ESCHEMA;
-  }
-}
-
-typedef enum rkind {
-  RK_PRIM, RK_FIXED, RK_ENUM, RK_RECORD, RK_ARRAY, RK_MAP, RK_WUNION, RK_RUNION
-} rkind_t;
-
-/* One (writer, reader) pair. RECORD: kids[first .. first + n), one per
- * reader field; ENUM and WUNION: one kid per writer symbol or branch (the
- * reader symbol or the pair's node, -1 when the reader has none); ARRAY and
- * MAP: kids[first] is the items' pair; RUNION (the writer is not a union,
- * the reader is): reader branch n, kids[first] the pair for it; PRIM: a
- * copy from wtype to rtype. */
-typedef struct rnode {
-  rkind_t kind;
-  avro_type_t wtype, rtype;
-  uint32_t first, n;
-} rnode_t;
-
-typedef struct rkid {
-  int32_t to;   /* node or reader symbol, -1 for none */
-  int32_t widx; /* RECORD: the writer's field, -1 to take the default */
-  const json_t *def; /* RECORD, widx -1: the default (borrowed from rdefs) */
-  avro_schema_t rschema; /* RECORD, widx -1: the reader field's schema */
-} rkid_t;
-
-typedef struct rplan {
-  rnode_t *nodes;
-  rkid_t *kids;
-  avro_schema_t *memo_w, *memo_r; /* the pair each node stands for */
-  size_t n_nodes, cap_nodes, n_kids, cap_kids;
-} rplan_t;
-
-static void rplan_free(rplan_t *p) {
-  free(p->nodes);
-  free(p->kids);
-  free(p->memo_w);
-  free(p->memo_r);
-  memset(p, 0, sizeof(*p));
-}
-
-static int rplan_add(rplan_t *p, avro_schema_t w, avro_schema_t r, size_t n,
-                     uint32_t *idx) {
-  if (p->n_nodes == p->cap_nodes) {
-    size_t cap = p->cap_nodes ? p->cap_nodes * 2 : 64;
-    rnode_t *nodes = realloc(p->nodes, cap * sizeof(*nodes));
-    if (!nodes)
-      return SF_ENOMEM;
-    p->nodes = nodes;
-    avro_schema_t *mw = realloc(p->memo_w, cap * sizeof(*mw));
-    if (!mw)
-      return SF_ENOMEM;
-    p->memo_w = mw;
-    avro_schema_t *mr = realloc(p->memo_r, cap * sizeof(*mr));
-    if (!mr)
-      return SF_ENOMEM;
-    p->memo_r = mr;
-    p->cap_nodes = cap;
-  }
-  if (p->n_kids + n > p->cap_kids) {
-    size_t cap = p->cap_kids ? p->cap_kids * 2 : 64;
-    while (cap < p->n_kids + n)
-      cap *= 2;
-    rkid_t *kids = realloc(p->kids, cap * sizeof(*kids));
-    if (!kids)
-      return SF_ENOMEM;
-    p->kids = kids;
-    p->cap_kids = cap;
-  }
-  *idx = (uint32_t)p->n_nodes;
-  p->nodes[*idx] = (rnode_t){RK_PRIM, AVRO_NULL, AVRO_NULL,
-                             (uint32_t)p->n_kids, (uint32_t)n};
-  p->memo_w[*idx] = w;
-  p->memo_r[*idx] = r;
-  for (size_t i = 0; i < n; i++)
-    p->kids[p->n_kids + i] = (rkid_t){-1, -1, NULL, NULL};
-  p->n_kids += n;
-  p->n_nodes++;
-  return 0;
-}
-
-/* Avro's promotions, and equal primitive types. */
-static bool prim_promotes(avro_type_t w, avro_type_t r) {
-  if (w == r)
-    return true;
-  switch (w) {
-  case AVRO_INT32:
-    return r == AVRO_INT64 || r == AVRO_FLOAT || r == AVRO_DOUBLE;
-  case AVRO_INT64:
-    return r == AVRO_FLOAT || r == AVRO_DOUBLE;
-  case AVRO_FLOAT:
-    return r == AVRO_DOUBLE;
-  case AVRO_STRING:
-    return r == AVRO_BYTES;
-  case AVRO_BYTES:
-    return r == AVRO_STRING;
-  default:
-    return false;
-  }
-}
-
-/* The shallow test of Avro's resolution rules (and of picking a reader
- * union branch): same kind and name; the contents are checked when the pair
- * is compiled. Neither schema is a link or a union. */
-static bool r_match(avro_schema_t w, avro_schema_t r) {
-  avro_type_t wt = avro_typeof(w), rt = avro_typeof(r);
-  if (is_avro_named_type(w))
-    return wt == rt && strcmp(avro_schema_name(w), avro_schema_name(r)) == 0 &&
-           (wt != AVRO_FIXED ||
-            avro_schema_fixed_size(w) == avro_schema_fixed_size(r));
-  if (wt == AVRO_ARRAY || wt == AVRO_MAP)
-    return wt == rt;
-  return is_avro_primitive(w) && is_avro_primitive(r) && prim_promotes(wt, rt);
-}
-
-/* The first branch of reader union r that writer w (not a union) matches,
- * or -1. */
-static int r_branch(avro_schema_t w, avro_schema_t r) {
-  for (size_t i = 0; i < avro_schema_union_size(r); i++) {
-    avro_schema_t b = unlink_schema(avro_schema_union_branch(r, (int)i));
-    if (b && !is_avro_union(b) && r_match(w, b))
-      return (int)i;
-  }
-  return -1;
-}
-
-/* Compiles the pair (w, r) into p; *idx is its node. Returns 0, SF_ENOMEM or
- * SF_ESCHEMA (the writer does not resolve to the reader). */
-static int rplan_compile(rplan_t *p, const rdefs_t *d, avro_schema_t w,
-                         avro_schema_t r, int depth, uint32_t *idx) {
-  w = unlink_schema(w);
-  r = unlink_schema(r);
-  if (!w || !r || depth > SF__MAX_DEPTH)
-    return SF_ESCHEMA;
-  if (is_avro_record(w)) /* a second use, or a recursive one */
-    for (size_t i = 0; i < p->n_nodes; i++)
-      if (p->memo_w[i] == w && p->memo_r[i] == r) {
-        *idx = (uint32_t)i;
-        return 0;
-      }
-  rkind_t kind;
-  size_t n = 0;
-  uint32_t rbranch = 0;
-  if (is_avro_union(w)) {
-    kind = RK_WUNION;
-    n = avro_schema_union_size(w);
-  } else if (is_avro_union(r)) {
-    int b = r_branch(w, r);
-    if (b < 0)
-      return SF_ESCHEMA;
-    kind = RK_RUNION;
-    n = 1;
-    rbranch = (uint32_t)b;
-  } else if (!r_match(w, r)) {
-    return SF_ESCHEMA;
-  } else if (is_avro_record(w)) {
-    kind = RK_RECORD;
-    n = avro_schema_record_size(r);
-  } else if (is_avro_enum(w)) {
-    kind = RK_ENUM;
-    n = (size_t)avro_schema_enum_number_of_symbols(w);
-  } else if (is_avro_array(w) || is_avro_map(w)) {
-    kind = is_avro_array(w) ? RK_ARRAY : RK_MAP;
-    n = 1;
-  } else {
-    kind = is_avro_fixed(w) ? RK_FIXED : RK_PRIM;
-  }
-  int rc = rplan_add(p, w, r, n, idx);
-  if (rc)
-    return rc;
-  uint32_t me = *idx, first = p->nodes[me].first, child;
-  p->nodes[me].kind = kind;
-  p->nodes[me].wtype = avro_typeof(w);
-  p->nodes[me].rtype = avro_typeof(r);
-  const json_t *rfields =
-      kind == RK_RECORD ? rdefs_fields(d, avro_schema_name(r)) : NULL;
-  for (size_t i = 0; i < n; i++) {
-    rkid_t *k = &p->kids[first + i];
-    switch (kind) {
-    case RK_WUNION: {
-      /* a writer branch without a reader match fails only when used */
-      avro_schema_t b = unlink_schema(avro_schema_union_branch(w, (int)i));
-      if (!b || is_avro_union(b))
-        return SF_ESCHEMA;
-      if (is_avro_union(r) ? r_branch(b, r) < 0 : !r_match(b, r))
-        continue;
-      if ((rc = rplan_compile(p, d, b, r, depth + 1, &child)))
-        return rc;
-      p->kids[first + i].to = (int32_t)child;
-      break;
-    }
-    case RK_RUNION:
-      if ((rc = rplan_compile(p, d, w,
-                              avro_schema_union_branch(r, (int)rbranch),
-                              depth + 1, &child)))
-        return rc;
-      p->nodes[me].n = rbranch;
-      p->kids[first].to = (int32_t)child;
-      break;
-    case RK_ENUM:
-      k->to = avro_schema_enum_get_by_name(r, avro_schema_enum_get(w, (int)i));
-      break;
-    case RK_ARRAY:
-    case RK_MAP:
-      if ((rc = rplan_compile(p, d,
-                              kind == RK_ARRAY ? avro_schema_array_items(w)
-                                               : avro_schema_map_values(w),
-                              kind == RK_ARRAY ? avro_schema_array_items(r)
-                                               : avro_schema_map_values(r),
-                              depth + 1, &child)))
-        return rc;
-      p->kids[first].to = (int32_t)child;
-      break;
-    default: { /* RK_RECORD */
-      const char *name = avro_schema_record_field_name(r, (int)i);
-      avro_schema_t rf = avro_schema_record_field_get_by_index(r, (int)i);
-      int wi = avro_schema_record_field_get_index(w, name);
-      if (wi < 0) {
-        const json_t *def =
-            json_object_get(json_array_get(rfields, i), "default");
-        if (!def || set_default(d, NULL, rf, def, 0))
-          return SF_ESCHEMA; /* a new field without a (valid) default */
-        *k = (rkid_t){-1, -1, def, rf};
-        break;
-      }
-      if ((rc = rplan_compile(p, d,
-                              avro_schema_record_field_get_by_index(w, wi), rf,
-                              depth + 1, &child)))
-        return rc;
-      p->kids[first + i] = (rkid_t){(int32_t)child, wi, NULL, NULL};
-      break;
-    }
-    }
-  }
-  return 0;
-}
-
-/* Copies a primitive from the writer's value to the reader's, promoting. */
-static int copy_prim(avro_type_t wt, avro_type_t rt, avro_value_t *w,
-                     avro_value_t *r) {
-  int32_t i32;
-  int64_t i64;
-  float f;
-  double x;
-  int b;
-  const char *s;
-  const void *buf;
-  size_t size;
-  switch (wt) {
-  case AVRO_NULL:
-    return av_err(avro_value_set_null(r));
-  case AVRO_BOOLEAN:
-    return av_err(avro_value_get_boolean(w, &b) ||
-                  avro_value_set_boolean(r, b));
-  case AVRO_INT32:
-    if (avro_value_get_int(w, &i32))
-      return SF_EPARSE;
-    return av_err(rt == AVRO_INT32   ? avro_value_set_int(r, i32)
-                  : rt == AVRO_INT64 ? avro_value_set_long(r, i32)
-                  : rt == AVRO_FLOAT ? avro_value_set_float(r, (float)i32)
-                                     : avro_value_set_double(r, i32));
-  case AVRO_INT64:
-    if (avro_value_get_long(w, &i64))
-      return SF_EPARSE;
-    return av_err(rt == AVRO_INT64   ? avro_value_set_long(r, i64)
-                  : rt == AVRO_FLOAT ? avro_value_set_float(r, (float)i64)
-                                     : avro_value_set_double(r, (double)i64));
-  case AVRO_FLOAT:
-    if (avro_value_get_float(w, &f))
-      return SF_EPARSE;
-    return av_err(rt == AVRO_FLOAT ? avro_value_set_float(r, f)
-                                   : avro_value_set_double(r, f));
-  case AVRO_DOUBLE:
-    return av_err(avro_value_get_double(w, &x) || avro_value_set_double(r, x));
-  case AVRO_STRING:
-    if (avro_value_get_string(w, &s, &size) || size == 0)
-      return SF_EPARSE;
-    return av_err(rt == AVRO_STRING ? avro_value_set_string_len(r, s, size)
-                                    : avro_value_set_bytes(r, (void *)s,
-                                                           size - 1));
-  case AVRO_BYTES: {
-    if (avro_value_get_bytes(w, &buf, &size))
-      return SF_EPARSE;
-    if (rt == AVRO_BYTES)
-      return av_err(avro_value_set_bytes(r, (void *)buf, size));
-    /* bytes read as a string: the walk checked neither NUL nor UTF-8 */
-    if (memchr(buf, 0, size) || !utf8_valid(buf, size))
-      return SF_EPARSE;
-    char *t = malloc(size + 1);
-    if (!t)
-      return SF_ENOMEM;
-    memcpy(t, buf, size);
-    t[size] = '\0';
-    int rc = av_err(avro_value_set_string_len(r, t, size + 1));
-    free(t);
-    return rc;
-  }
-  default:
-    return SF_EPARSE;
-  }
-}
-
-/* Copies writer value w into reader value r (reset) along node idx. */
-static int rplan_exec(const rplan_t *p, const rdefs_t *d, uint32_t idx,
-                      avro_value_t *w, avro_value_t *r, int depth) {
-  if (depth > SF__MAX_DEPTH)
-    return SF_EPARSE;
-  const rnode_t *node = &p->nodes[idx];
-  const rkid_t *k = &p->kids[node->first];
-  avro_value_t wc, rc_;
-  const void *buf;
-  const char *key;
-  size_t size;
-  int x, rc;
-  switch (node->kind) {
-  case RK_PRIM:
-    return copy_prim(node->wtype, node->rtype, w, r);
-  case RK_FIXED:
-    if (avro_value_get_fixed(w, &buf, &size))
-      return SF_EPARSE;
-    return av_err(avro_value_set_fixed(r, (void *)buf, size));
-  case RK_ENUM:
-    if (avro_value_get_enum(w, &x) || x < 0 || (uint32_t)x >= node->n)
-      return SF_EPARSE;
-    if (k[x].to < 0)
-      return SF_ESCHEMA; /* a symbol the reader does not know */
-    return av_err(avro_value_set_enum(r, k[x].to));
-  case RK_RECORD:
-    for (uint32_t i = 0; i < node->n; i++) {
-      if ((rc = av_err(avro_value_get_by_index(r, i, &rc_, NULL))))
-        return rc;
-      if (k[i].widx < 0)
-        rc = set_default(d, &rc_, k[i].rschema, k[i].def, 0);
-      else if (!(rc = av_err(avro_value_get_by_index(w, (size_t)k[i].widx,
-                                                     &wc, NULL))))
-        rc = rplan_exec(p, d, (uint32_t)k[i].to, &wc, &rc_, depth + 1);
-      if (rc)
-        return rc;
-    }
-    return 0;
-  case RK_ARRAY:
-  case RK_MAP:
-    if (avro_value_get_size(w, &size))
-      return SF_EPARSE;
-    for (size_t i = 0; i < size; i++) {
-      key = NULL;
-      if ((rc = av_err(avro_value_get_by_index(w, i, &wc, &key))) ||
-          (rc = av_err(node->kind == RK_ARRAY
-                           ? avro_value_append(r, &rc_, NULL)
-                           : avro_value_add(r, key, &rc_, NULL, NULL))) ||
-          (rc = rplan_exec(p, d, (uint32_t)k[0].to, &wc, &rc_, depth + 1)))
-        return rc;
-    }
-    return 0;
-  case RK_WUNION:
-    if (avro_value_get_discriminant(w, &x) ||
-        avro_value_get_current_branch(w, &wc) || x < 0 ||
-        (uint32_t)x >= node->n)
-      return SF_EPARSE;
-    if (k[x].to < 0)
-      return SF_ESCHEMA; /* e.g. an event type the reader does not know */
-    return rplan_exec(p, d, (uint32_t)k[x].to, &wc, r, depth + 1);
-  case RK_RUNION:
-    if ((rc = av_err(avro_value_set_branch(r, (int)node->n, &rc_))))
-      return rc;
-    return rplan_exec(p, d, (uint32_t)k[0].to, w, &rc_, depth + 1);
-  }
-  return SF_EPARSE;
-}
-
 /* ---- the codec -------------------------------------------------------- */
 
 /* A writer schema other than the reader's: its events are read into value
@@ -1213,10 +84,9 @@ static int rplan_exec(const rplan_t *p, const rdefs_t *d, uint32_t idx,
 typedef struct sf__writer {
   avro_schema_t schema;
   avro_value_iface_t *iface;
-  avro_value_t value; /* reused by every decode of this writer's events */
-  vprog_t prog;       /* the validation walk of this writer's schema */
-  uint32_t root;
-  rplan_t plan; /* writer -> reader, node 0 is the root */
+  avro_value_t value;   /* reused by every decode of this writer's events */
+  sf_avro_walk_t *walk; /* the validation walk of this writer's schema */
+  sf_avro_plan_t *plan; /* writer -> reader */
   uint8_t fp_bytes[8];
 } sf__writer_t;
 
@@ -1226,11 +96,10 @@ struct sf_event_codec {
   avro_value_t value; /* reused by every encode and decode */
   avro_reader_t reader;
   avro_writer_t writer;
-  vprog_t prog;
-  uint32_t root;
+  sf_avro_walk_t *walk;
   uint64_t fingerprint;
-  uint8_t fp_bytes[8]; /* little-endian, as on the wire */
-  rdefs_t defs;        /* the reader's record definitions, for defaults */
+  uint8_t fp_bytes[8];    /* little-endian, as on the wire */
+  sf_avro_reader_t *defs; /* the reader's record definitions, for defaults */
   sf__writer_t *writers; /* the other known writer schemas */
   size_t n_writers;
 };
@@ -1273,19 +142,6 @@ static int check_schema_order(avro_schema_t env) {
   return 0;
 }
 
-int sf_avro_schema_fingerprint(const char *json, size_t len, uint64_t *out) {
-  char *canon = pcf_of_text(json, len);
-  if (!canon)
-    return SF_ESCHEMA;
-  *out = sf_avro_crc64(canon, strlen(canon));
-  free(canon);
-  return 0;
-}
-
-static void fp_to_wire(uint64_t fp, uint8_t out[8]) {
-  for (int i = 0; i < 8; i++)
-    out[i] = (uint8_t)(fp >> (8 * i));
-}
 
 static void writer_free(sf__writer_t *w) {
   if (w->value.self)
@@ -1294,8 +150,8 @@ static void writer_free(sf__writer_t *w) {
     avro_value_iface_decref(w->iface);
   if (w->schema)
     avro_schema_decref(w->schema);
-  vprog_free(&w->prog);
-  rplan_free(&w->plan);
+  sf_avro_walk_destroy(w->walk);
+  sf_avro_plan_destroy(w->plan);
   memset(w, 0, sizeof(*w));
 }
 
@@ -1310,7 +166,7 @@ static int writer_add(sf_event_codec_t *c, const char *text) {
   int rc = sf_avro_schema_fingerprint(text, len, &fp);
   if (rc)
     return rc;
-  fp_to_wire(fp, wire);
+  sf_avro_fingerprint_bytes(fp, wire);
   if (memcmp(wire, c->fp_bytes, 8) == 0)
     return 0;
   for (size_t i = 0; i < c->n_writers; i++)
@@ -1324,13 +180,11 @@ static int writer_add(sf_event_codec_t *c, const char *text) {
   sf__writer_t *w = &ws[c->n_writers];
   memset(w, 0, sizeof(*w));
   memcpy(w->fp_bytes, wire, 8);
-  uint32_t plan_root = 0;
   rc = SF_ESCHEMA;
   if (avro_schema_from_json_length(text, len, &w->schema))
     goto fail;
-  if ((rc = vprog_compile(&w->prog, w->schema, 0, &w->root)) ||
-      (rc = rplan_compile(&w->plan, &c->defs, w->schema, c->schema, 0,
-                          &plan_root)))
+  if ((rc = sf_avro_walk_new(w->schema, &w->walk)) ||
+      (rc = sf_avro_plan_new(c->defs, w->schema, c->schema, &w->plan)))
     goto fail;
   rc = SF_ENOMEM;
   w->iface = avro_generic_class_from_schema(w->schema);
@@ -1354,7 +208,6 @@ int sf_event_codec_new_with(sf_event_codec_t **out,
   if (!c)
     return SF_ENOMEM;
   size_t len = strlen(reader_schema_json);
-  json_error_t jerr;
   int rc = SF_ESCHEMA;
   if (avro_schema_from_json_length(reader_schema_json, len, &c->schema))
     goto fail;
@@ -1362,15 +215,9 @@ int sf_event_codec_new_with(sf_event_codec_t **out,
       (rc = sf_avro_schema_fingerprint(reader_schema_json, len,
                                        &c->fingerprint)))
     goto fail;
-  fp_to_wire(c->fingerprint, c->fp_bytes);
-  if ((rc = vprog_compile(&c->prog, c->schema, 0, &c->root)))
-    goto fail;
-  c->defs.root = json_loadb(reader_schema_json, len, JSON_DECODE_ANY, &jerr);
-  if (!c->defs.root) {
-    rc = SF_ESCHEMA;
-    goto fail;
-  }
-  if ((rc = rdefs_collect(&c->defs, c->defs.root, 0)))
+  sf_avro_fingerprint_bytes(c->fingerprint, c->fp_bytes);
+  if ((rc = sf_avro_walk_new(c->schema, &c->walk)) ||
+      (rc = sf_avro_reader_new(reader_schema_json, len, &c->defs)))
     goto fail;
   rc = SF_ENOMEM;
   c->iface = avro_generic_class_from_schema(c->schema);
@@ -1412,8 +259,8 @@ void sf_event_codec_destroy(sf_event_codec_t *c) {
     avro_value_iface_decref(c->iface);
   if (c->schema)
     avro_schema_decref(c->schema);
-  vprog_free(&c->prog);
-  rdefs_free(&c->defs);
+  sf_avro_walk_destroy(c->walk);
+  sf_avro_reader_destroy(c->defs);
   free(c);
 }
 
@@ -1533,22 +380,8 @@ static bool event_ok(const sf_event_t *e) {
  * schema before the code learns it), and they are written as their
  * defaults. The fields the code maps are set after this. */
 static int put_defaults(sf_event_codec_t *c, avro_value_t *rec) {
-  avro_schema_t s = avro_value_get_schema(rec);
-  const json_t *fields = s ? rdefs_fields(&c->defs, avro_schema_name(s)) : NULL;
-  avro_value_t f;
-  int rc;
-  for (size_t i = 0; fields && i < avro_schema_record_size(s); i++) {
-    const json_t *def = json_object_get(json_array_get(fields, i), "default");
-    if (!def)
-      continue;
-    if (avro_value_get_by_index(rec, i, &f, NULL))
-      return EINVAL;
-    rc = set_default(&c->defs, &f,
-                     avro_schema_record_field_get_by_index(s, (int)i), def, 0);
-    if (rc)
-      return rc == SF_ENOMEM ? ENOMEM : EINVAL;
-  }
-  return 0;
+  int rc = sf_avro_reader_fill_defaults(c->defs, rec);
+  return rc == 0 ? 0 : rc == SF_ENOMEM ? ENOMEM : EINVAL;
 }
 
 /* Field setters on a record value; each returns 0 or an avro-c errno. */
@@ -1762,8 +595,8 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
   }
   /* Never write what a reader would refuse: the same walk as decoding
    * (catches text that is not UTF-8, which event_ok does not look at). */
-  vstate_t v = {buf + SF__HEADER_LEN, buf + SF__HEADER_LEN + size, 0};
-  if (v_walk(&c->prog, &v, c->root, 0) != 0 || v.p != v.end) {
+  if (sf_avro_walk_check(c->walk, buf + SF__HEADER_LEN, size,
+                         SF_EVENT_MAX_LINES) != 0) {
     free(buf);
     return SF_EINVAL;
   }
@@ -2082,14 +915,12 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
     if (!w)
       return SF_ESCHEMA;
   }
-  /* The walk follows the schema the bytes were written with. */
-  vstate_t v = {buf + SF__HEADER_LEN, buf + len, 0};
-  int rc = w ? v_walk(&w->prog, &v, w->root, 0)
-             : v_walk(&c->prog, &v, c->root, 0);
+  /* The walk follows the schema the bytes were written with; the only
+   * array of the envelope is the order lines. */
+  int rc = sf_avro_walk_check(w ? w->walk : c->walk, buf + SF__HEADER_LEN,
+                              len - SF__HEADER_LEN, SF_EVENT_MAX_LINES);
   if (rc)
     return rc;
-  if (v.p != v.end)
-    return SF_EPARSE; /* trailing bytes */
   avro_reader_memory_set_source(c->reader, (const char *)buf + SF__HEADER_LEN,
                                 (int64_t)(len - SF__HEADER_LEN));
   if (avro_value_reset(&c->value))
@@ -2100,11 +931,12 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
   } else {
     if (avro_value_reset(&w->value) || avro_value_read(c->reader, &w->value))
       return SF_EPARSE;
-    if ((rc = rplan_exec(&w->plan, &c->defs, 0, &w->value, &c->value, 0)))
+    if ((rc = sf_avro_plan_exec(w->plan, &w->value, &c->value)))
       return rc;
   }
   /* Defaults may add text that is not in buf. */
-  rc = get_event(c, e, len - SF__HEADER_LEN + c->defs.text_bytes);
+  rc = get_event(c, e, len - SF__HEADER_LEN +
+                            sf_avro_reader_default_text_bytes(c->defs));
   if (!rc && !event_ok(e))
     rc = SF_EPARSE;
   if (rc)

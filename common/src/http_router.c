@@ -6,19 +6,16 @@
  * table, never by what clients send. */
 #include "sf/http_router.h"
 #include "sf/err.h"
+#include "sf/metrics.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Latency buckets in seconds; the text is what the exposition prints. */
+/* Latency buckets in seconds. */
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                    0.05,   0.1,   0.25,   0.5,   1,    2.5};
-static const char *const bucket_text[] = {
-    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
-    "0.05",   "0.1",   "0.25",   "0.5",   "1",    "2.5"};
 #define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
 
 typedef struct counter {
@@ -478,108 +475,31 @@ void sf__http_stats_record(sf__http_stats_t *st, const char *method,
   st->counters[st->ncounters++] = (counter_t){m, status, 1};
 }
 
-/* A growable text buffer for the exposition; a failed append poisons it. */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  bool failed;
-} sbuf_t;
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf_t *b,
-                                                            const char *fmt,
-                                                            ...) {
-  if (b->failed)
-    return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->failed = true;
-      return;
-    }
-    if ((size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap * 2 + (size_t)n + 1;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->failed = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-}
-
-/* Label values escaped per the exposition format: \\, \" and \n. */
-static void sb_label(sbuf_t *b, const char *v) {
-  for (; *v; v++) {
-    if (*v == '\\')
-      sb_printf(b, "\\\\");
-    else if (*v == '"')
-      sb_printf(b, "\\\"");
-    else if (*v == '\n')
-      sb_printf(b, "\\n");
-    else
-      sb_printf(b, "%c", *v);
-  }
-}
-
 char *sf__http_router_metrics(const sf__http_router_t *rt, const char *prefix) {
-  sbuf_t b = {.cap = 1024};
-  b.p = malloc(b.cap);
-  if (!b.p)
-    return NULL;
-  b.p[0] = '\0';
-  sb_printf(&b, "# HELP %s_http_requests_total HTTP requests answered.\n",
-            prefix);
-  sb_printf(&b, "# TYPE %s_http_requests_total counter\n", prefix);
+  sf_metrics_t m;
+  sf_metrics_init(&m, prefix);
+  sf_metrics_family(&m, "http_requests_total", SF_METRIC_COUNTER,
+                    "HTTP requests answered.");
   for (size_t i = 0; i < rt->nstats; i++) {
     const sf__http_stats_t *st = rt->stats[i];
     for (size_t j = 0; j < st->ncounters; j++) {
-      sb_printf(&b, "%s_http_requests_total{route=\"", prefix);
-      sb_label(&b, st->route);
-      sb_printf(&b, "\",method=\"");
-      sb_label(&b, st->counters[j].method);
-      sb_printf(&b, "\",status=\"%d\"} %llu\n", st->counters[j].status,
-                (unsigned long long)st->counters[j].n);
+      char status[16];
+      snprintf(status, sizeof(status), "%d", st->counters[j].status);
+      const sf_metric_label_t labels[] = {{"route", st->route},
+                                          {"method", st->counters[j].method},
+                                          {"status", status}};
+      sf_metrics_u64(&m, "http_requests_total", labels, 3, st->counters[j].n);
     }
   }
-  sb_printf(&b,
-            "# HELP %s_http_request_duration_seconds Time from the end of the "
-            "request headers to the answer.\n",
-            prefix);
-  sb_printf(&b, "# TYPE %s_http_request_duration_seconds histogram\n",
-            prefix);
+  sf_metrics_family(&m, "http_request_duration_seconds", SF_METRIC_HISTOGRAM,
+                    "Time from the end of the request headers to the answer.");
   for (size_t i = 0; i < rt->nstats; i++) {
     const sf__http_stats_t *st = rt->stats[i];
     if (st->count == 0)
       continue;
-    uint64_t cum = 0;
-    for (size_t k = 0; k < NBUCKETS; k++) {
-      cum += st->buckets[k];
-      sb_printf(&b, "%s_http_request_duration_seconds_bucket{route=\"",
-                prefix);
-      sb_label(&b, st->route);
-      sb_printf(&b, "\",le=\"%s\"} %llu\n", bucket_text[k],
-                (unsigned long long)cum);
-    }
-    sb_printf(&b, "%s_http_request_duration_seconds_bucket{route=\"", prefix);
-    sb_label(&b, st->route);
-    sb_printf(&b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)st->count);
-    sb_printf(&b, "%s_http_request_duration_seconds_sum{route=\"", prefix);
-    sb_label(&b, st->route);
-    sb_printf(&b, "\"} %.9g\n", st->sum);
-    sb_printf(&b, "%s_http_request_duration_seconds_count{route=\"", prefix);
-    sb_label(&b, st->route);
-    sb_printf(&b, "\"} %llu\n", (unsigned long long)st->count);
+    const sf_metric_label_t route[] = {{"route", st->route}};
+    sf_metrics_histogram(&m, "http_request_duration_seconds", route, 1,
+                         bucket_le, st->buckets, NBUCKETS, st->count, st->sum);
   }
-  if (b.failed) {
-    free(b.p);
-    return NULL;
-  }
-  return b.p;
+  return sf_metrics_take(&m, NULL);
 }

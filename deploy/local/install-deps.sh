@@ -6,10 +6,10 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git ca-certificates curl
   librdkafka-dev libpq-dev libavro-dev libuv1-dev libcmocka-dev
-  libjansson-dev libsodium-dev libwslay-dev node-llhttp uthash-dev
+  libjansson-dev libsodium-dev libssl-dev libwslay-dev node-llhttp uthash-dev
   postgresql postgresql-client openjdk-17-jdk-headless maven kcat
   python3 python3-venv valgrind procps iproute2 clang libclang-rt-14-dev
-  systemd
+  clang-format systemd
 )
 
 missing=()

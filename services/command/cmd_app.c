@@ -20,6 +20,7 @@
 #include "sf/authn.h"
 #include "sf/err.h"
 #include "sf/json.h"
+#include "sf/metrics.h"
 #include "sf/uuid.h"
 
 struct cmd_app {
@@ -38,8 +39,9 @@ struct cmd_app {
   bool resyncing;
   bool fatal;
   char fatal_reason[256];
-  void (*on_fatal)(void *); /* main's: stop the process, exit non-zero */
-  void *on_fatal_ud;
+  uv_timer_t fatal_timer; /* stops the app after a fence, off the lanes'
+                             own callback */
+  bool stopping;
   double rebuild_seconds;
   uint64_t rebuild_events;
   uint64_t pending;     /* commands waiting for their commit */
@@ -787,6 +789,11 @@ static void resync_cb(void *ud, const char *reason) {
           reason);
 }
 
+static void fatal_timer_cb(uv_timer_t *t) {
+  cmd_app_t *a = t->data;
+  cmd_app_stop(a, NULL, NULL);
+}
+
 static void fatal_cb(void *ud, const char *reason) {
   cmd_app_t *a = ud;
   if (a->fatal)
@@ -796,13 +803,8 @@ static void fatal_cb(void *ud, const char *reason) {
            "this command service instance stopped writing: %s", reason);
   SF_ERROR(a->log, "command", "%s; exiting so that a supervisor restarts "
            "it", a->fatal_reason);
-  if (a->on_fatal)
-    a->on_fatal(a->on_fatal_ud);
-}
-
-void cmd_app_on_fatal(cmd_app_t *a, void (*cb)(void *), void *ud) {
-  a->on_fatal = cb;
-  a->on_fatal_ud = ud;
+  /* not from inside the lanes' callback: they are destroyed by the stop */
+  uv_timer_start(&a->fatal_timer, fatal_timer_cb, 0, 0);
 }
 
 bool cmd_app_failed(const cmd_app_t *a) { return a->fatal; }
@@ -841,88 +843,101 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   cmd_writer_stats_t ws, lane_ws[CMD_MAX_LANES];
   cmd_lanes_stats(a->lanes, &ws, lane_ws);
   size_t n_lanes = cmd_lanes_count(a->lanes);
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  if (!f) {
-    free(http);
-    problem_plain(req, 500, "internal", "out of memory");
-    return;
+  sf_metrics_t m;
+  sf_metrics_init(&m, "stockflow_command");
+  sf_metrics_family(&m, "commands_total", SF_METRIC_COUNTER,
+                    "Commands answered, by result.");
+  sf_metrics_u64(&m, "commands_total",
+                 &(sf_metric_label_t){"result", "accepted"}, 1, a->accepted);
+  sf_metrics_u64(&m, "commands_total",
+                 &(sf_metric_label_t){"result", "rejected"}, 1, a->rejected);
+  sf_metrics_u64(&m, "commands_total",
+                 &(sf_metric_label_t){"result", "failed"}, 1, a->failed);
+  sf_metrics_gauge(&m, "pending", "Commands waiting for their commit.",
+                   (int64_t)a->pending);
+  sf_metrics_counter(&m, "commit_batches_total", "Kafka transactions committed.",
+                     ws.batches);
+  sf_metrics_counter(&m, "commit_failed_total", "Kafka transactions that failed.",
+                     ws.failed_batches);
+  sf_metrics_family(&m, "commit_batch_commands", SF_METRIC_SUMMARY,
+                    "Commands per committed transaction.");
+  sf_metrics_u64(&m, "commit_batch_commands_sum", NULL, 0, ws.batch_units);
+  sf_metrics_u64(&m, "commit_batch_commands_count", NULL, 0, ws.batches);
+  sf_metrics_counter(&m, "events_produced_total",
+                     "Events in committed transactions.", ws.batch_msgs);
+  sf_metrics_family(&m, "commit_seconds", SF_METRIC_SUMMARY,
+                    "Time of a transaction from its first message to its "
+                    "commit.");
+  sf_metrics_f64(&m, "commit_seconds_sum", NULL, 0, ws.commit_seconds_sum);
+  sf_metrics_u64(&m, "commit_seconds_count", NULL, 0, ws.batches);
+  sf_metrics_family(&m, "rebuild_seconds", SF_METRIC_GAUGE,
+                    "Time of the last rebuild of the state from the log.");
+  sf_metrics_f64(&m, "rebuild_seconds", NULL, 0, a->rebuild_seconds);
+  sf_metrics_gauge(&m, "rebuild_events", "Events read by the last rebuild.",
+                   (int64_t)a->rebuild_events);
+  sf_metrics_family(&m, "state_rows", SF_METRIC_GAUGE,
+                    "Rows of the in-memory state, by kind.");
+  sf_metrics_u64(&m, "state_rows", &(sf_metric_label_t){"kind", "products"}, 1,
+                 a->state ? cmd_state_n_products(a->state) : 0);
+  sf_metrics_u64(&m, "state_rows", &(sf_metric_label_t){"kind", "stores"}, 1,
+                 a->state ? cmd_state_n_stores(a->state) : 0);
+  sf_metrics_u64(&m, "state_rows", &(sf_metric_label_t){"kind", "stock"}, 1,
+                 a->state ? cmd_state_n_stock(a->state) : 0);
+  sf_metrics_counter(&m, "idempotent_replays_total",
+                     "Requests answered from an earlier command's result.",
+                     a->replayed);
+  sf_metrics_gauge(&m, "idempotency_keys", "Idempotency keys remembered.",
+                   a->state ? (int64_t)cmd_state_n_idem(a->state) : 0);
+  sf_metrics_gauge(&m, "ready", "1 when the service takes writes.",
+                   a->state && !a->resyncing && !a->fatal);
+  sf_metrics_gauge(&m, "writer_lanes", "Writer lanes committing in parallel.",
+                   (int64_t)n_lanes);
+  sf_metrics_counter(&m, "writer_recoveries_total",
+                     "Producers replaced after a broken transaction.",
+                     ws.recoveries);
+  sf_metrics_gauge(&m, "lane_waiting",
+                   "Units waiting behind a barrier (cross-lane or catalog).",
+                   (int64_t)cmd_lanes_waiting(a->lanes));
+  sf_metrics_family(&m, "lane_commit_batches_total", SF_METRIC_COUNTER,
+                    "Kafka transactions committed, by lane.");
+  for (size_t k = 0; k < n_lanes; k++) {
+    char lane[24];
+    snprintf(lane, sizeof(lane), "%zu", k);
+    sf_metrics_u64(&m, "lane_commit_batches_total",
+                   &(sf_metric_label_t){"lane", lane}, 1, lane_ws[k].batches);
   }
-  fprintf(f,
-          "# TYPE stockflow_command_commands_total counter\n"
-          "stockflow_command_commands_total{result=\"accepted\"} %" PRIu64 "\n"
-          "stockflow_command_commands_total{result=\"rejected\"} %" PRIu64 "\n"
-          "stockflow_command_commands_total{result=\"failed\"} %" PRIu64 "\n"
-          "# TYPE stockflow_command_pending gauge\n"
-          "stockflow_command_pending %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_batches_total counter\n"
-          "stockflow_command_commit_batches_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_failed_total counter\n"
-          "stockflow_command_commit_failed_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_batch_commands counter\n"
-          "stockflow_command_commit_batch_commands_sum %" PRIu64 "\n"
-          "stockflow_command_commit_batch_commands_count %" PRIu64 "\n"
-          "# TYPE stockflow_command_events_produced_total counter\n"
-          "stockflow_command_events_produced_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_commit_seconds summary\n"
-          "stockflow_command_commit_seconds_sum %.6f\n"
-          "stockflow_command_commit_seconds_count %" PRIu64 "\n"
-          "# TYPE stockflow_command_rebuild_seconds gauge\n"
-          "stockflow_command_rebuild_seconds %.6f\n"
-          "# TYPE stockflow_command_rebuild_events gauge\n"
-          "stockflow_command_rebuild_events %" PRIu64 "\n"
-          "# TYPE stockflow_command_state_rows gauge\n"
-          "stockflow_command_state_rows{kind=\"products\"} %zu\n"
-          "stockflow_command_state_rows{kind=\"stores\"} %zu\n"
-          "stockflow_command_state_rows{kind=\"stock\"} %zu\n"
-          "# TYPE stockflow_command_idempotent_replays_total counter\n"
-          "stockflow_command_idempotent_replays_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_idempotency_keys gauge\n"
-          "stockflow_command_idempotency_keys %zu\n"
-          "# TYPE stockflow_command_ready gauge\n"
-          "stockflow_command_ready %d\n",
-          a->accepted, a->rejected, a->failed, a->pending, ws.batches,
-          ws.failed_batches, ws.batch_units, ws.batches, ws.batch_msgs,
-          ws.commit_seconds_sum, ws.batches, a->rebuild_seconds,
-          a->rebuild_events, a->state ? cmd_state_n_products(a->state) : 0,
-          a->state ? cmd_state_n_stores(a->state) : 0,
-          a->state ? cmd_state_n_stock(a->state) : 0, a->replayed,
-          a->state ? cmd_state_n_idem(a->state) : 0,
-          a->state && !a->resyncing && !a->fatal);
-  fprintf(f,
-          "# TYPE stockflow_command_writer_lanes gauge\n"
-          "stockflow_command_writer_lanes %zu\n"
-          "# TYPE stockflow_command_writer_recoveries_total counter\n"
-          "stockflow_command_writer_recoveries_total %" PRIu64 "\n"
-          "# TYPE stockflow_command_lane_waiting gauge\n"
-          "stockflow_command_lane_waiting %zu\n"
-          "# TYPE stockflow_command_lane_commit_batches_total counter\n",
-          n_lanes, ws.recoveries, cmd_lanes_waiting(a->lanes));
-  for (size_t k = 0; k < n_lanes; k++)
-    fprintf(f, "stockflow_command_lane_commit_batches_total{lane=\"%zu\"} "
-            "%" PRIu64 "\n", k, lane_ws[k].batches);
-  fprintf(f, "# TYPE stockflow_command_lane_commit_batch_commands counter\n");
-  for (size_t k = 0; k < n_lanes; k++)
-    fprintf(f, "stockflow_command_lane_commit_batch_commands_sum{lane=\"%zu\"} "
-            "%" PRIu64 "\n", k, lane_ws[k].batch_units);
+  sf_metrics_family(&m, "lane_commit_batch_commands", SF_METRIC_SUMMARY,
+                    "Commands per committed transaction, by lane.");
+  for (size_t k = 0; k < n_lanes; k++) {
+    char lane[24];
+    snprintf(lane, sizeof(lane), "%zu", k);
+    sf_metrics_u64(&m, "lane_commit_batch_commands_sum",
+                   &(sf_metric_label_t){"lane", lane}, 1,
+                   lane_ws[k].batch_units);
+    sf_metrics_u64(&m, "lane_commit_batch_commands_count",
+                   &(sf_metric_label_t){"lane", lane}, 1, lane_ws[k].batches);
+  }
   if (a->bus) {
     cmd_bus_stats_t bs;
     cmd_bus_stats(a->bus, &bs);
-    fprintf(f,
-            "# TYPE stockflow_command_bus_commands_total counter\n"
-            "stockflow_command_bus_commands_total %" PRIu64 "\n"
-            "# TYPE stockflow_command_bus_malformed_total counter\n"
-            "stockflow_command_bus_malformed_total %" PRIu64 "\n"
-            "# TYPE stockflow_command_bus_results_total counter\n"
-            "stockflow_command_bus_results_total %" PRIu64 "\n",
-            bs.received, bs.malformed, bs.results);
+    sf_metrics_counter(&m, "bus_commands_total",
+                       "Commands read from the bus intake.", bs.received);
+    sf_metrics_counter(&m, "bus_malformed_total",
+                       "Bus commands that did not decode.", bs.malformed);
+    sf_metrics_counter(&m, "bus_results_total",
+                       "Bus command results acknowledged by the broker.",
+                       bs.results);
   }
-  if (http)
-    fputs(http, f);
-  fclose(f);
+  sf_metrics_raw(&m, http ? http : "");
+  size_t len = 0;
+  char *buf = http ? sf_metrics_take(&m, &len) : NULL;
   free(http);
-  sf_http_respond(req, 200, "text/plain; version=0.0.4", buf, len);
+  if (!buf) {
+    sf_metrics_release(&m);
+    problem_plain(req, 500, "internal", "out of memory");
+    return;
+  }
+  sf_http_respond(req, 200, SF_METRICS_CONTENT_TYPE, buf, len);
   free(buf);
 }
 
@@ -997,6 +1012,8 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
     goto fail_route;
   uv_timer_init(loop, &a->idem_timer);
   a->idem_timer.data = a;
+  uv_timer_init(loop, &a->fatal_timer);
+  a->fatal_timer.data = a;
   *out = a;
   return 0;
 
@@ -1077,6 +1094,14 @@ static void http_closed_cb(void *ud) {
 }
 
 void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
+  if (a->stopping) { /* a signal after the app began to stop by itself */
+    if (!a->stop_done) {
+      a->stop_done = done;
+      a->stop_ud = ud;
+    }
+    return;
+  }
+  a->stopping = true;
   a->stop_done = done;
   a->stop_ud = ud;
   /* No new bus commands; then the writer: its pending commands get their
@@ -1090,6 +1115,7 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
   cmd_bus_destroy(a->bus);
   a->bus = NULL;
   uv_close((uv_handle_t *)&a->idem_timer, NULL);
+  uv_close((uv_handle_t *)&a->fatal_timer, NULL);
   cmd_users_shutdown(a->users); /* accounts: new account requests 503 */
   sf_http_server_close(a->http, http_closed_cb, a);
 }

@@ -41,11 +41,10 @@ int cmd_app_start(cmd_app_t *a);
 void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud);
 void cmd_app_destroy(cmd_app_t *a);
 
-/* cb fires (on the loop, once) when the instance can no longer write: a
- * lane was fenced by another instance with the same transactional ids.
- * main stops the process with a non-zero exit status so that a supervisor
- * restarts it. cmd_app_failed says whether that happened. */
-void cmd_app_on_fatal(cmd_app_t *a, void (*cb)(void *), void *ud);
+/* Whether the instance stopped because it can no longer write (a lane was
+ * fenced by another instance with the same transactional ids): the app
+ * then stops by itself and main exits non-zero so that a supervisor
+ * restarts it. */
 bool cmd_app_failed(const cmd_app_t *a);
 
 /* The writer lanes the settings ask for (writer-lanes; 0: one per core). */

@@ -4,19 +4,16 @@
 #include <stddef.h>
 
 #define E(key, type, def, min, max, env, help, field)                          \
-  {key, type, def, min, max, env, help, offsetof(cmd_settings_t, field)}
+  {key, type, def, min, max, env, help, offsetof(cmd_settings_t, field),       \
+   SF_CFG_OWN}
+#define S(id, help, field) SF_CFG_SHARED(id, help, offsetof(cmd_settings_t, field))
 
 static const sf_cfg_entry_t entries[] = {
     E("listen", SF_CFG_STRING, "127.0.0.1:8081", 0, 0,
       "STOCKFLOW_COMMAND_LISTEN", "HTTP listen address host:port", listen),
-    E("kafka-brokers", SF_CFG_STRING, "127.0.0.1:9092", 0, 0,
-      "STOCKFLOW_KAFKA_BROKERS", "Kafka bootstrap servers", kafka_brokers),
-    E("topic-catalog", SF_CFG_STRING, "inventory.catalog", 0, 0,
-      "STOCKFLOW_TOPIC_CATALOG", "topic of product and store events",
-      topic_catalog),
-    E("topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
-      "STOCKFLOW_TOPIC_STOCK", "topic of stock events, keyed by store id",
-      topic_stock),
+    S(SF_CFG_KAFKA_BROKERS, NULL, kafka_brokers),
+    S(SF_CFG_TOPIC_CATALOG, NULL, topic_catalog),
+    S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
     E("transactional-id", SF_CFG_STRING, "stockflow-command-0", 0, 0,
       "STOCKFLOW_COMMAND_TXN_ID",
       "Kafka transactional.id; a second instance with the same id fences "
@@ -37,8 +34,7 @@ static const sf_cfg_entry_t entries[] = {
     E("intake-group", SF_CFG_STRING, "stockflow-command-intake", 0, 0,
       "STOCKFLOW_COMMAND_INTAKE_GROUP",
       "consumer group of the bus intake", intake_group),
-    E("log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",
-      "debug, info, warn, error or off", log_level),
+    S(SF_CFG_LOG_LEVEL, NULL, log_level),
     E("max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
       "largest accepted request body in bytes (413 above)", max_body),
     E("batch-max-body", SF_CFG_INT, "1048576", 1024, 67108864,
@@ -71,9 +67,7 @@ static const sf_cfg_entry_t entries[] = {
       "STOCKFLOW_IDEMPOTENCY_RETENTION_S",
       "how long an Idempotency-Key remembers its first answer", idem_retention_s),
     /* accounts and sessions (cmd_users.c, sf_authn) */
-    E("pg-dsn", SF_CFG_STRING,
-      "host=127.0.0.1 port=55432 dbname=stockflow user=postgres", 0, 0,
-      "STOCKFLOW_PG_DSN",
+    S(SF_CFG_PG_DSN,
       "libpq connection string of the database holding users and sessions",
       pg_dsn),
     E("pg-pool", SF_CFG_INT, "2", 1, 64, "STOCKFLOW_COMMAND_PG_POOL",

@@ -474,14 +474,16 @@ int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
   return 0;
 }
 
-size_t cmd_lanes_count(const cmd_lanes_t *l) { return l->n; }
+size_t cmd_lanes_count(const cmd_lanes_t *l) { return l ? l->n : 0; }
 
-size_t cmd_lanes_waiting(const cmd_lanes_t *l) { return l->n_waiting; }
+size_t cmd_lanes_waiting(const cmd_lanes_t *l) {
+  return l ? l->n_waiting : 0;
+}
 
 void cmd_lanes_stats(cmd_lanes_t *l, cmd_writer_stats_t *sum,
                      cmd_writer_stats_t *per_lane) {
   memset(sum, 0, sizeof(*sum));
-  for (size_t k = 0; k < l->n; k++) {
+  for (size_t k = 0; l && k < l->n; k++) {
     cmd_writer_stats_t s;
     l->lanes[k].sink->vt->stats(l->lanes[k].sink, &s);
     if (per_lane)

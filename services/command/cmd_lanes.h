@@ -106,7 +106,8 @@ void cmd_lanes_resync(cmd_lanes_t *l, const char *reason);
  * /metrics. */
 size_t cmd_lanes_count(const cmd_lanes_t *l);
 
-/* Sums of every lane's writer stats; per_lane (may be NULL) gets
+/* Sums of every lane's writer stats (zeros when l is NULL); per_lane
+ * (may be NULL) gets
  * cmd_lanes_count() entries. */
 void cmd_lanes_stats(cmd_lanes_t *l, cmd_writer_stats_t *sum,
                      cmd_writer_stats_t *per_lane);

@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "sf/err.h"
+#include "sf/metrics.h"
 
 #define METRICS_PREFIX "stockflow_projector"
-#define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 static void healthz_cb(sf_http_req_t *req, void *ud) {
   (void)ud;
@@ -27,17 +27,16 @@ static void metrics_cb(sf_http_req_t *req, void *ud) {
   proj_api_t *api = ud;
   char *http = sf_http_server_metrics(api->server, METRICS_PREFIX);
   char *own = proj_status_metrics(api->status, METRICS_PREFIX);
-  char *body = NULL;
-  if (http && own) {
-    size_t a = strlen(http), b = strlen(own);
-    body = malloc(a + b + 1);
-    if (body) {
-      memcpy(body, http, a);
-      memcpy(body + a, own, b + 1);
-    }
-  }
+  sf_metrics_t m;
+  sf_metrics_init(&m, METRICS_PREFIX);
+  sf_metrics_raw(&m, http ? http : "");
+  sf_metrics_raw(&m, own ? own : "");
+  size_t len = 0;
+  char *body = http && own ? sf_metrics_take(&m, &len) : NULL;
+  if (!body)
+    sf_metrics_release(&m);
   if (body)
-    sf_http_respond(req, 200, METRICS_TYPE, body, strlen(body));
+    sf_http_respond(req, 200, SF_METRICS_CONTENT_TYPE, body, len);
   else
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
   free(body);

@@ -3,35 +3,24 @@
 
 #include <stddef.h>
 
-#define F(field) offsetof(proj_config_t, field)
+#define F(field) offsetof(proj_config_t, field), SF_CFG_OWN
+#define S(id, help, field) SF_CFG_SHARED(id, help, offsetof(proj_config_t, field))
 
 static const sf_cfg_entry_t k_entries[] = {
-    {"kafka-brokers", SF_CFG_STRING, "127.0.0.1:9092", 0, 0,
-     "STOCKFLOW_KAFKA_BROKERS", "Kafka bootstrap servers (host:port,...)",
-     F(kafka_brokers)},
-    {"pg-dsn", SF_CFG_STRING,
-     "host=127.0.0.1 port=55432 dbname=stockflow user=postgres", 0, 0,
-     "STOCKFLOW_PG_DSN", "libpq connection string of the read-model database",
-     F(pg_dsn)},
+    S(SF_CFG_KAFKA_BROKERS, NULL, kafka_brokers),
+    S(SF_CFG_PG_DSN, "libpq connection string of the read-model database",
+      pg_dsn),
     {"projector-listen", SF_CFG_STRING, "127.0.0.1:8083", 0, 0,
      "STOCKFLOW_PROJECTOR_LISTEN",
      "host:port of the operations endpoints (/healthz, /readyz, /metrics)",
      F(listen)},
-    {"log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",
-     "debug, info, warn, error or off", F(log_level)},
-    {"topic-catalog", SF_CFG_STRING, "inventory.catalog", 0, 0,
-     "STOCKFLOW_TOPIC_CATALOG", "topic of product and store events",
-     F(topic_catalog)},
-    {"topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
-     "STOCKFLOW_TOPIC_STOCK", "topic of stock events (keyed by store)",
-     F(topic_stock)},
+    S(SF_CFG_LOG_LEVEL, NULL, log_level),
+    S(SF_CFG_TOPIC_CATALOG, NULL, topic_catalog),
+    S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
     {"topic-dlq", SF_CFG_STRING, "inventory.dlq", 0, 0, "STOCKFLOW_TOPIC_DLQ",
      "dead-letter topic: messages that do not decode or cannot be stored",
      F(topic_dlq)},
-    {"projector-group", SF_CFG_STRING, "stockflow-projector", 0, 0,
-     "STOCKFLOW_PROJECTOR_GROUP",
-     "consumer group; also the key of the stored offsets in projector_offsets",
-     F(group)},
+    S(SF_CFG_PROJECTOR_GROUP, NULL, group),
     {"projector-batch-max", SF_CFG_INT, "1000", 1, 10000,
      "STOCKFLOW_PROJECTOR_BATCH_MAX",
      "most messages applied in one PostgreSQL transaction", F(batch_max)},

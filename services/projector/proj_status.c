@@ -6,12 +6,12 @@
 #include "proj_status.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sf/err.h"
+#include "sf/metrics.h"
 
 #define TOPIC_MAX 256
 
@@ -213,168 +213,78 @@ uint64_t proj_status_events_applied(proj_status_t *st) {
   return n;
 }
 
-/* A growing text buffer; out of memory is sticky. */
-typedef struct text {
-  char *buf;
-  size_t len, cap;
-  bool failed;
-} text_t;
-
-static void tprintf(text_t *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void tprintf(text_t *t, const char *fmt, ...) {
-  if (t->failed)
-    return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = t->cap - t->len;
-    int n = vsnprintf(t->buf ? t->buf + t->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      t->failed = true;
-      return;
-    }
-    if ((size_t)n < room) {
-      t->len += (size_t)n;
-      return;
-    }
-    size_t cap = t->cap ? t->cap : 1024;
-    while (cap - t->len <= (size_t)n)
-      cap *= 2;
-    char *nb = realloc(t->buf, cap);
-    if (!nb) {
-      t->failed = true;
-      return;
-    }
-    t->buf = nb;
-    t->cap = cap;
-  }
-}
-
-/* Writes s as a Prometheus label value (escapes \, " and newline). */
-static void tlabel(text_t *t, const char *s) {
-  for (; *s; s++) {
-    if (*s == '\\' || *s == '"')
-      tprintf(t, "\\%c", *s);
-    else if (*s == '\n')
-      tprintf(t, "\\n");
-    else
-      tprintf(t, "%c", *s);
-  }
-}
-
-static void counter(text_t *t, const char *prefix, const char *name,
-                    const char *help, uint64_t v) {
-  tprintf(t, "# HELP %s_%s %s\n# TYPE %s_%s counter\n%s_%s %llu\n", prefix,
-          name, help, prefix, name, prefix, name, (unsigned long long)v);
-}
-
-static void gauge(text_t *t, const char *prefix, const char *name,
-                  const char *help, long long v) {
-  tprintf(t, "# HELP %s_%s %s\n# TYPE %s_%s gauge\n%s_%s %lld\n", prefix, name,
-          help, prefix, name, prefix, name, v);
-}
-
 char *proj_status_metrics(proj_status_t *st, const char *prefix) {
-  text_t t = {0};
+  sf_metrics_t m;
+  sf_metrics_init(&m, prefix);
   pthread_mutex_lock(&st->mu);
-  counter(&t, prefix, "events_applied_total",
-          "Events in committed batches (poison and invalid excluded).",
-          st->events_applied);
-  counter(&t, prefix, "batches_total", "Batches committed.", st->batches);
-  counter(&t, prefix, "batch_failures_total",
-          "Attempts to apply a batch that failed and were retried.",
-          st->batch_failures);
-  counter(&t, prefix, "poison_total",
-          "Messages skipped because they did not decode or could not be "
-          "stored.",
-          st->poison + st->invalid);
-  counter(&t, prefix, "skipped_total",
-          "Events of types the projector does not handle yet.", st->skipped);
-  counter(&t, prefix, "duplicates_total",
-          "Events dropped as duplicates within a batch.", st->duplicates);
-  counter(&t, prefix, "changes_total",
-          "Rows written to the change log (changes).", st->changes);
-  counter(&t, prefix, "dlq_total",
-          "Dead letters acknowledged by the broker (messages that did not "
-          "decode or could not be stored).",
-          st->dead_letters);
-  counter(&t, prefix, "dlq_failures_total",
-          "Attempts to deliver a batch's dead letters that failed (the batch "
-          "was retried).",
-          st->dlq_failures);
-  counter(&t, prefix, "changes_pruned_total",
-          "Change log rows deleted by retention.", st->pruned);
-  gauge(&t, prefix, "changes_pruned_through",
-        "changes_meta.pruned_through after the last retention run.",
-        (long long)st->pruned_through);
-  tprintf(&t,
-          "# HELP %s_batch_size Messages per committed batch.\n"
-          "# TYPE %s_batch_size histogram\n",
-          prefix, prefix);
-  uint64_t scum = 0;
-  for (size_t b = 0; b < N_SIZE; b++) {
-    scum += st->size_bucket[b];
-    tprintf(&t, "%s_batch_size_bucket{le=\"%g\"} %llu\n", prefix,
-            k_size_buckets[b], (unsigned long long)scum);
-  }
-  tprintf(&t,
-          "%s_batch_size_bucket{le=\"+Inf\"} %llu\n"
-          "%s_batch_size_sum %llu\n%s_batch_size_count %llu\n",
-          prefix, (unsigned long long)st->batches, prefix,
-          (unsigned long long)st->batch_size_sum, prefix,
-          (unsigned long long)st->batches);
-  tprintf(&t,
-          "# HELP %s_batch_duration_seconds Time from a batch's first message "
-          "to its commit.\n# TYPE %s_batch_duration_seconds histogram\n",
-          prefix, prefix);
-  uint64_t cum = 0;
-  for (size_t b = 0; b < N_DUR; b++) {
-    cum += st->dur_bucket[b];
-    tprintf(&t, "%s_batch_duration_seconds_bucket{le=\"%g\"} %llu\n", prefix,
-            k_dur_buckets[b], (unsigned long long)cum);
-  }
-  tprintf(&t,
-          "%s_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-          "%s_batch_duration_seconds_sum %.6f\n"
-          "%s_batch_duration_seconds_count %llu\n",
-          prefix, (unsigned long long)st->batches, prefix, st->dur_sum, prefix,
-          (unsigned long long)st->batches);
-  tprintf(&t,
-          "# HELP %s_last_applied_offset Last offset in a committed batch, "
-          "per partition.\n# TYPE %s_last_applied_offset gauge\n",
-          prefix, prefix);
+  sf_metrics_counter(&m, "events_applied_total",
+                     "Events in committed batches (poison and invalid "
+                     "excluded).",
+                     st->events_applied);
+  sf_metrics_counter(&m, "batches_total", "Batches committed.", st->batches);
+  sf_metrics_counter(&m, "batch_failures_total",
+                     "Attempts to apply a batch that failed and were retried.",
+                     st->batch_failures);
+  sf_metrics_counter(&m, "poison_total",
+                     "Messages skipped because they did not decode or could "
+                     "not be stored.",
+                     st->poison + st->invalid);
+  sf_metrics_counter(&m, "skipped_total",
+                     "Events of types the projector does not handle yet.",
+                     st->skipped);
+  sf_metrics_counter(&m, "duplicates_total",
+                     "Events dropped as duplicates within a batch.",
+                     st->duplicates);
+  sf_metrics_counter(&m, "changes_total",
+                     "Rows written to the change log (changes).", st->changes);
+  sf_metrics_counter(&m, "dlq_total",
+                     "Dead letters acknowledged by the broker (messages that "
+                     "did not decode or could not be stored).",
+                     st->dead_letters);
+  sf_metrics_counter(&m, "dlq_failures_total",
+                     "Attempts to deliver a batch's dead letters that failed "
+                     "(the batch was retried).",
+                     st->dlq_failures);
+  sf_metrics_counter(&m, "changes_pruned_total",
+                     "Change log rows deleted by retention.", st->pruned);
+  sf_metrics_gauge(&m, "changes_pruned_through",
+                   "changes_meta.pruned_through after the last retention run.",
+                   (int64_t)st->pruned_through);
+  sf_metrics_family(&m, "batch_size", SF_METRIC_HISTOGRAM,
+                    "Messages per committed batch.");
+  sf_metrics_histogram(&m, "batch_size", NULL, 0, k_size_buckets,
+                       st->size_bucket, N_SIZE, st->batches,
+                       (double)st->batch_size_sum);
+  sf_metrics_family(&m, "batch_duration_seconds", SF_METRIC_HISTOGRAM,
+                    "Time from a batch's first message to its commit.");
+  sf_metrics_histogram(&m, "batch_duration_seconds", NULL, 0, k_dur_buckets,
+                       st->dur_bucket, N_DUR, st->batches, st->dur_sum);
+  sf_metrics_family(&m, "last_applied_offset", SF_METRIC_GAUGE,
+                    "Last offset in a committed batch, per partition.");
   for (size_t i = 0; i < st->n_parts; i++) {
-    tprintf(&t, "%s_last_applied_offset{topic=\"", prefix);
-    tlabel(&t, st->parts[i].topic);
-    tprintf(&t, "\",partition=\"%d\"} %lld\n", (int)st->parts[i].partition,
-            (long long)st->parts[i].last_offset);
+    char part[16];
+    snprintf(part, sizeof(part), "%d", (int)st->parts[i].partition);
+    const sf_metric_label_t labels[] = {{"topic", st->parts[i].topic},
+                                        {"partition", part}};
+    sf_metrics_i64(&m, "last_applied_offset", labels, 2,
+                   (int64_t)st->parts[i].last_offset);
   }
-  tprintf(&t,
-          "# HELP %s_consumer_lag Messages behind the high watermark (last "
-          "stable offset), per assigned partition.\n"
-          "# TYPE %s_consumer_lag gauge\n",
-          prefix, prefix);
+  sf_metrics_family(&m, "consumer_lag", SF_METRIC_GAUGE,
+                    "Messages behind the high watermark (last stable offset), "
+                    "per assigned partition.");
   for (size_t i = 0; i < st->n_parts; i++) {
     if (st->parts[i].lag < 0)
       continue;
-    tprintf(&t, "%s_consumer_lag{topic=\"", prefix);
-    tlabel(&t, st->parts[i].topic);
-    tprintf(&t, "\",partition=\"%d\"} %lld\n", (int)st->parts[i].partition,
-            (long long)st->parts[i].lag);
+    char part[16];
+    snprintf(part, sizeof(part), "%d", (int)st->parts[i].partition);
+    const sf_metric_label_t labels[] = {{"topic", st->parts[i].topic},
+                                        {"partition", part}};
+    sf_metrics_i64(&m, "consumer_lag", labels, 2, (int64_t)st->parts[i].lag);
   }
-  gauge(&t, prefix, "pg_connected", "1 when PostgreSQL is connected.",
-        st->pg_connected);
-  gauge(&t, prefix, "assigned", "1 when the consumer holds an assignment.",
-        st->assigned);
+  sf_metrics_gauge(&m, "pg_connected", "1 when PostgreSQL is connected.",
+                   st->pg_connected);
+  sf_metrics_gauge(&m, "assigned", "1 when the consumer holds an assignment.",
+                   st->assigned);
   pthread_mutex_unlock(&st->mu);
-  if (t.failed) {
-    free(t.buf);
-    return NULL;
-  }
-  if (!t.buf) /* cannot happen: something was always written */
-    return calloc(1, 1);
-  return t.buf;
+  return sf_metrics_take(&m, NULL);
 }

@@ -1,5 +1,5 @@
 /* qry_call: the life of one query request, shared by the handlers of
- * qry_handlers.c and the service core in qry_service.c.
+ * qry_handlers.c and qry_changes.c; implemented in qry_call.c.
  *
  * A handler calls qry_call_begin (the one place where checks common to every
  * query endpoint happen: service closing, min_position parsing and, later,
@@ -10,7 +10,10 @@
  * position_timeout, 503 unavailable, 500 internal.
  *
  * The call lives in the request's memory (sf_http_req_alloc) and so is
- * freed when the request is answered. Loop thread only. */
+ * freed when the request is answered. The calls of one service share a
+ * qry_calls_t context (the pool, the position waits, the authentication
+ * gate, the shutdown flag and the counters), which the service core
+ * creates and consults when it shuts down. Loop thread only. */
 #ifndef QRY_CALL_H
 #define QRY_CALL_H
 
@@ -19,12 +22,45 @@
 
 #include "qry_params.h"
 #include "qry_rows.h"
-#include "qry_service.h"
 #include "qry_wait.h"
+#include "sf/authn.h"
 #include "sf/http.h"
+#include "sf/log.h"
+#include "sf/pg.h"
 
 #define QRY_CALL_MAX_PARAMS 8
 #define QRY_CALL_TEXT_CAP 48 /* a UUID, an int64 or a bool as text */
+
+/* The context shared by every call of one service. */
+typedef struct qry_calls qry_calls_t;
+
+typedef struct qry_calls_counters {
+  uint64_t db_queries;     /* statements sent */
+  uint64_t db_errors;      /* statements that failed */
+  uint64_t db_unavailable; /* requests answered 503 for the database */
+} qry_calls_counters_t;
+
+/* Creates the context. pg, waits, authn (NULL: no authentication, unit
+ * tests only) and log are borrowed and must outlive it. Returns 0,
+ * SF_EINVAL or SF_ENOMEM. */
+int qry_calls_new(qry_calls_t **out, sf_pg_t *pg, qry_waits_t *waits,
+                  sf_authn_t *authn, sf_log_t *log);
+
+/* Frees the context once no call is in flight (qry_calls_pending is 0). */
+void qry_calls_destroy(qry_calls_t *k);
+
+/* Stops taking calls: qry_call_begin answers 503, statements not yet sent
+ * answer 503. idle (may be NULL) then fires after each statement's answer,
+ * so the caller can check whether everything is drained. */
+void qry_calls_shutdown(qry_calls_t *k, void (*idle)(void *ud), void *ud);
+
+/* True after qry_calls_shutdown. */
+bool qry_calls_closing(const qry_calls_t *k);
+
+/* Statements sent whose result has not been handled yet. */
+uint64_t qry_calls_pending(const qry_calls_t *k);
+
+void qry_calls_stats(const qry_calls_t *k, qry_calls_counters_t *out);
 
 typedef struct qry_call qry_call_t;
 
@@ -33,7 +69,7 @@ typedef struct qry_call qry_call_t;
 typedef void (*qry_render_fn)(qry_call_t *c, const PGresult *res);
 
 struct qry_call {
-  qry_service_t *svc;
+  qry_calls_t *calls;
   sf_http_req_t *req;
   const char *stmt;
   int n_params;
@@ -55,13 +91,13 @@ struct qry_call {
  * comma-separated list of them), 500 on out of memory,
  * and returns NULL then (the request is answered). Otherwise returns the
  * call, owned by the request. */
-qry_call_t *qry_call_begin(qry_service_t *s, sf_http_req_t *req);
+qry_call_t *qry_call_begin(qry_calls_t *k, sf_http_req_t *req);
 
 /* accounts: registers GET pattern behind the authentication gate (when the
  * service has one): 401 without a valid token; a pattern with {store_id}
  * needs the right to read that store (403), others any signed-in user.
  * Returns 0 or an error of sf_authn_route / sf_http_route. */
-int qry_route(qry_service_t *s, sf_http_server_t *http, const char *pattern,
+int qry_route(qry_calls_t *k, sf_http_server_t *http, const char *pattern,
               sf_http_handler_cb cb, void *ud);
 
 /* Sets parameter i to value (borrowed; NULL = SQL NULL). */
@@ -88,9 +124,6 @@ void qry_respond_not_found(sf_http_req_t *req, const char *what);
 void qry_respond_invalid(sf_http_req_t *req, const char *detail);
 void qry_respond_bad_cursor(sf_http_req_t *req);
 void qry_respond_internal(qry_call_t *c, const char *what);
-
-/* Registers the /v1 routes of qry_handlers.c with ud = s. */
-int qry_handlers_register(qry_service_t *s, sf_http_server_t *http);
 
 /* Parses ?limit= and ?cursor= of a list: sets c->limit, parameter after_i
  * to the keyset bound (the cursor's id, or QRY_UUID_MIN / QRY_UUID_MAX when

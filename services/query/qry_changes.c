@@ -46,7 +46,7 @@ typedef struct qry_sub qry_sub_t;
 struct qry_changes {
   uv_loop_t *loop;
   sf_pg_t *pg;
-  qry_service_t *svc;
+  qry_calls_t *calls;
   sf_log_t *log;
   qry_changes_opts_t opts;
   qry_sub_t *subs; /* every open subscriber */
@@ -764,7 +764,7 @@ static void render_start(qry_call_t *c, const PGresult *res) {
 
 static void h_changes(sf_http_req_t *req, void *ud) {
   qry_changes_t *h = ud;
-  qry_call_t *c = qry_call_begin(h->svc, req);
+  qry_call_t *c = qry_call_begin(h->calls, req);
   if (!c)
     return;
   stream_req_t *sr = sf_http_req_alloc(req, sizeof(*sr));
@@ -791,8 +791,13 @@ static void h_changes(sf_http_req_t *req, void *ud) {
                               "only WebSocket version 13 is supported", NULL);
       return;
     }
-    if (qry_ws_accept_key(sf_http_req_header(req, "Sec-WebSocket-Key"),
-                          sr->accept_key) != 0) {
+    int krc = qry_ws_accept_key(sf_http_req_header(req, "Sec-WebSocket-Key"),
+                                sr->accept_key);
+    if (krc == SF_ENOMEM) {
+      sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+      return;
+    }
+    if (krc != 0) {
       sf_http_respond_problem(req, 400, "bad_request",
                               "Sec-WebSocket-Key must be base64 of 16 bytes",
                               NULL);
@@ -852,9 +857,9 @@ static void h_changes(sf_http_req_t *req, void *ud) {
 /* ---- the hub ---- */
 
 int qry_changes_new(qry_changes_t **out, uv_loop_t *loop, sf_pg_t *pg,
-                    qry_service_t *svc, const qry_changes_opts_t *opts,
+                    qry_calls_t *calls, const qry_changes_opts_t *opts,
                     sf_log_t *log) {
-  if (!out || !loop || !pg || !svc || !opts || opts->max_buffer == 0 ||
+  if (!out || !loop || !pg || !calls || !opts || opts->max_buffer == 0 ||
       opts->heartbeat_ms == 0)
     return SF_EINVAL;
   qry_changes_t *h = calloc(1, sizeof(*h));
@@ -862,7 +867,7 @@ int qry_changes_new(qry_changes_t **out, uv_loop_t *loop, sf_pg_t *pg,
     return SF_ENOMEM;
   h->loop = loop;
   h->pg = pg;
-  h->svc = svc;
+  h->calls = calls;
   h->log = log;
   h->opts = *opts;
   if (h->opts.poll_ms == 0)
@@ -874,7 +879,7 @@ int qry_changes_new(qry_changes_t **out, uv_loop_t *loop, sf_pg_t *pg,
 }
 
 int qry_changes_register(qry_changes_t *h, sf_http_server_t *http) {
-  return qry_route(h->svc, http, "/v1/changes", h_changes, h);
+  return qry_route(h->calls, http, "/v1/changes", h_changes, h);
 }
 
 static void on_tick_closed(uv_handle_t *t) {

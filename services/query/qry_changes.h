@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "qry_service.h"
+#include "qry_call.h"
 #include "sf/http.h"
 #include "sf/log.h"
 #include "sf/pg.h"
@@ -58,11 +58,11 @@ typedef struct qry_changes_counters {
   size_t live;              /* of which live (caught up) */
 } qry_changes_counters_t;
 
-/* Creates the hub. loop, pg, svc (for qry_call_begin) and log are borrowed
+/* Creates the hub. loop, pg, calls (for qry_call_begin) and log are borrowed
  * and must outlive it. The statements of qry_sql.h must be prepared on pg.
  * Returns 0, SF_EINVAL or SF_ENOMEM. */
 int qry_changes_new(qry_changes_t **out, uv_loop_t *loop, sf_pg_t *pg,
-                    qry_service_t *svc, const qry_changes_opts_t *opts,
+                    qry_calls_t *calls, const qry_changes_opts_t *opts,
                     sf_log_t *log);
 
 /* Adds GET /v1/changes to http. Returns 0 or the error of sf_http_route. */

@@ -4,15 +4,14 @@
 #include <stddef.h>
 
 #define E(key, type, def, min, max, env, help, field)                          \
-  {key, type, def, min, max, env, help, offsetof(qry_settings_t, field)}
+  {key, type, def, min, max, env, help, offsetof(qry_settings_t, field),       \
+   SF_CFG_OWN}
+#define S(id, help, field) SF_CFG_SHARED(id, help, offsetof(qry_settings_t, field))
 
 static const sf_cfg_entry_t entries[] = {
     E("query-listen", SF_CFG_STRING, "127.0.0.1:8082", 0, 0,
       "STOCKFLOW_QUERY_LISTEN", "HTTP listen address (host:port)", listen),
-    E("pg-dsn", SF_CFG_STRING,
-      "host=127.0.0.1 port=55432 dbname=stockflow user=postgres", 0, 0,
-      "STOCKFLOW_PG_DSN", "libpq connection string of the read models",
-      pg_dsn),
+    S(SF_CFG_PG_DSN, "libpq connection string of the read models", pg_dsn),
     E("pg-pool", SF_CFG_INT, "4", 1, 256, "STOCKFLOW_PG_POOL",
       "PostgreSQL connections in the pool", pg_pool),
     E("pg-statement-timeout-ms", SF_CFG_INT, "30000", 0, 3600000,
@@ -22,16 +21,9 @@ static const sf_cfg_entry_t entries[] = {
     E("min-position-wait-ms", SF_CFG_INT, "5000", 0, 600000,
       "STOCKFLOW_MIN_POSITION_WAIT_MS",
       "how long a read waits for ?min_position= before 504", min_position_wait_ms),
-    E("projector-group", SF_CFG_STRING, "stockflow-projector", 0, 0,
-      "STOCKFLOW_PROJECTOR_GROUP",
-      "projector consumer group whose offsets position tokens are checked against",
-      projector_group),
-    E("topic-catalog", SF_CFG_STRING, "inventory.catalog", 0, 0,
-      "STOCKFLOW_TOPIC_CATALOG", "catalog topic (position tokens catalog-*)",
-      topic_catalog),
-    E("topic-stock", SF_CFG_STRING, "inventory.stock", 0, 0,
-      "STOCKFLOW_TOPIC_STOCK", "stock topic (position tokens stock-*)",
-      topic_stock),
+    S(SF_CFG_PROJECTOR_GROUP, NULL, projector_group),
+    S(SF_CFG_TOPIC_CATALOG, NULL, topic_catalog),
+    S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
     E("position-poll-ms", SF_CFG_INT, "250", 10, 60000,
       "STOCKFLOW_POSITION_POLL_MS",
       "safety re-check period of a min_position wait (it is woken by NOTIFY "
@@ -49,8 +41,7 @@ static const sf_cfg_entry_t entries[] = {
       stream_heartbeat_ms),
     E("max-body", SF_CFG_INT, "65536", 0, 16777216, "STOCKFLOW_MAX_BODY",
       "largest request body in bytes (413 beyond)", max_body),
-    E("log-level", SF_CFG_STRING, "info", 0, 0, "STOCKFLOW_LOG_LEVEL",
-      "debug, info, warn, error or off", log_level),
+    S(SF_CFG_LOG_LEVEL, NULL, log_level),
 };
 
 static const sf_cfg_spec_t spec = {

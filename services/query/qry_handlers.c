@@ -3,6 +3,8 @@
  * bad filter 422; a foreign cursor 400 bad_cursor), binds the statement
  * parameters and runs the statement through qry_call_run; its render
  * function turns the result into the answer. */
+#include "qry_handlers.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,7 +387,7 @@ static void h_store_orders(sf_http_req_t *req, void *ud) {
   qry_call_run(c, QRY_SQL_STORE_ORDERS, 4, render_store_orders);
 }
 
-int qry_handlers_register(qry_service_t *s, sf_http_server_t *http) {
+int qry_handlers_register(qry_calls_t *k, sf_http_server_t *http) {
   static const struct {
     const char *pattern;
     sf_http_handler_cb cb;
@@ -402,7 +404,7 @@ int qry_handlers_register(qry_service_t *s, sf_http_server_t *http) {
       {"/v1/stores/{store_id}/orders", h_store_orders},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-    int rc = qry_route(s, http, routes[i].pattern, routes[i].cb, s);
+    int rc = qry_route(k, http, routes[i].pattern, routes[i].cb, k);
     if (rc != 0)
       return rc;
   }

@@ -1,11 +1,12 @@
 /* qry_ws: WebSocket handshake key and a libwslay server context behind a
  * byte-in / byte-out interface. See qry_ws.h.
  *
- * SHA-1 is written out here (FIPS 180-4, section 6.1) because libsodium,
- * our crypto library, has no SHA-1 and the handshake needs nothing else of
- * it; it is used only for Sec-WebSocket-Accept, never for security. */
+ * SHA-1 comes from OpenSSL's libcrypto (libpq and librdkafka link it
+ * already; libsodium has no SHA-1); it is used only for
+ * Sec-WebSocket-Accept, never for security. */
 #include "qry_ws.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -14,78 +15,6 @@
 #include <wslay/wslay.h>
 
 #include "sf/err.h"
-
-/* ---- SHA-1 ---- */
-
-static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t h[5], const uint8_t *p) {
-  uint32_t w[80];
-  for (int t = 0; t < 16; t++)
-    w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
-           (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
-  for (int t = 16; t < 80; t++)
-    w[t] = rol(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-  for (int t = 0; t < 80; t++) {
-    uint32_t f, k;
-    if (t < 20) {
-      f = (b & c) | (~b & d);
-      k = 0x5a827999u;
-    } else if (t < 40) {
-      f = b ^ c ^ d;
-      k = 0x6ed9eba1u;
-    } else if (t < 60) {
-      f = (b & c) | (b & d) | (c & d);
-      k = 0x8f1bbcdcu;
-    } else {
-      f = b ^ c ^ d;
-      k = 0xca62c1d6u;
-    }
-    uint32_t tmp = rol(a, 5) + f + e + k + w[t];
-    e = d;
-    d = c;
-    c = rol(b, 30);
-    b = a;
-    a = tmp;
-  }
-  h[0] += a;
-  h[1] += b;
-  h[2] += c;
-  h[3] += d;
-  h[4] += e;
-}
-
-void qry_sha1(const void *data, size_t len, uint8_t out[20]) {
-  uint32_t h[5] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u,
-                   0xc3d2e1f0u};
-  const uint8_t *p = data;
-  size_t left = len;
-  while (left >= 64) {
-    sha1_block(h, p);
-    p += 64;
-    left -= 64;
-  }
-  /* Padding: 0x80, zeros, then the length in bits (big-endian, 64 bits). */
-  uint8_t tail[128];
-  memset(tail, 0, sizeof(tail));
-  if (left)
-    memcpy(tail, p, left);
-  tail[left] = 0x80;
-  size_t tlen = left + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = (uint64_t)len * 8;
-  for (int i = 0; i < 8; i++)
-    tail[tlen - 1 - i] = (uint8_t)(bits >> (8 * i));
-  sha1_block(h, tail);
-  if (tlen == 128)
-    sha1_block(h, tail + 64);
-  for (int i = 0; i < 5; i++) {
-    out[4 * i] = (uint8_t)(h[i] >> 24);
-    out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-    out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-    out[4 * i + 3] = (uint8_t)h[i];
-  }
-}
 
 /* ---- handshake ---- */
 
@@ -104,9 +33,13 @@ int qry_ws_accept_key(const char *key, char out[QRY_WS_ACCEPT_LEN + 1]) {
   char buf[24 + sizeof(WS_GUID)];
   memcpy(buf, key, 24);
   memcpy(buf + 24, WS_GUID, sizeof(WS_GUID) - 1);
-  uint8_t digest[20];
-  qry_sha1(buf, 24 + sizeof(WS_GUID) - 1, digest);
-  sodium_bin2base64(out, QRY_WS_ACCEPT_LEN + 1, digest, sizeof(digest),
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(buf, 24 + sizeof(WS_GUID) - 1, digest, &digest_len,
+                 EVP_sha1(), NULL) != 1 ||
+      digest_len != 20)
+    return SF_ENOMEM; /* libcrypto fails only when it cannot allocate */
+  sodium_bin2base64(out, QRY_WS_ACCEPT_LEN + 1, digest, digest_len,
                     sodium_base64_VARIANT_ORIGINAL);
   return 0;
 }

@@ -21,13 +21,11 @@
 /* Length of a Sec-WebSocket-Accept value (base64 of 20 bytes). */
 #define QRY_WS_ACCEPT_LEN 28
 
-/* SHA-1 of len bytes of data into out (FIPS 180-4). Exposed for tests. */
-void qry_sha1(const void *data, size_t len, uint8_t out[20]);
-
 /* Computes Sec-WebSocket-Accept for the client's Sec-WebSocket-Key: base64
  * of SHA-1 of the key followed by the RFC 6455 GUID. The key must be the
  * base64 of 16 bytes (24 characters); anything else is SF_EINVAL. out gets
- * QRY_WS_ACCEPT_LEN characters and a NUL. Returns 0 or SF_EINVAL. */
+ * QRY_WS_ACCEPT_LEN characters and a NUL. Returns 0, SF_EINVAL or
+ * SF_ENOMEM (libcrypto could not allocate its digest context). */
 int qry_ws_accept_key(const char *key, char out[QRY_WS_ACCEPT_LEN + 1]);
 
 typedef struct qry_ws qry_ws_t;

@@ -3,7 +3,8 @@
 
 Fails (exit 1, naming each miss and where it was found) when
   - a STOCKFLOW_* environment variable of a service's configuration table
-    (services/*/*_config.c) is not mentioned in docs/configuration.md, or
+    (services/*/*_config.c, and the shared list of common/src/config.c) is
+    not mentioned in docs/configuration.md, or
   - a route registered by a service (a "/v1/..." string literal, or one of
     "/healthz", "/readyz", "/metrics", in services/*/*.c) is not a path of
     docs/openapi.yaml. Path parameter names do not matter: the command
@@ -131,12 +132,16 @@ def check(root, codes=False, out=sys.stdout):
     """Returns the list of problems found (empty: all documented)."""
     problems = []
     config_files = sorted(glob.glob(os.path.join(root, "services", "*", "*_config.c")))
+    # the settings several services share are one list in common/src/config.c
+    shared_config = os.path.join(root, "common", "src", "config.c")
     source_files = sorted(glob.glob(os.path.join(root, "services", "*", "*.c")))
     if not config_files or not source_files:
         raise CannotRun(f"no services/*/*.c under {root}")
 
     config_doc = read(os.path.join(root, "docs", "configuration.md"))
-    envs = find_all(ENV_RE, config_files, root)
+    envs = find_all(ENV_RE, config_files +
+                    ([shared_config] if os.path.exists(shared_config) else []),
+                    root)
     for env, where in sorted(envs.items()):
         if not re.search(re.escape(env) + r"(?![A-Z0-9_])", config_doc):
             problems.append(f"{env} ({where}) is not in docs/configuration.md")

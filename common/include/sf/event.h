@@ -190,12 +190,4 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
 #define SF_EVENT_MAX_BYTES (1024 * 1024)
 #define SF_EVENT_MAX_LINES 1000
 
-/* The CRC-64-AVRO (Rabin) fingerprint of bytes, as the Avro spec defines. */
-uint64_t sf_avro_crc64(const void *bytes, size_t len);
-
-/* The fingerprint of a schema: CRC-64-AVRO of the Parsing Canonical Form of
- * the JSON text json (len bytes, borrowed). Returns 0 and sets *out, or
- * SF_ESCHEMA (not a schema; also when memory runs out while canonicalising). */
-int sf_avro_schema_fingerprint(const char *json, size_t len, uint64_t *out);
-
 #endif

@@ -21,7 +21,7 @@ static void test_table_consistent(void **state) {
   assert_string_equal(spec->prog, "stockflow-projector");
   assert_true(spec->n_entries >= 9);
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     assert_non_null(e->help);
     assert_true(strlen(e->help) > 10);
     assert_non_null(e->env);

@@ -347,7 +347,7 @@ static void test_config_table(void **state) {
   assert_non_null(spec);
   assert_true(spec->n_entries >= 8);
   for (size_t i = 0; i < spec->n_entries; i++) {
-    const sf_cfg_entry_t *e = &spec->entries[i];
+    const sf_cfg_entry_t ent = sf_config_entry(spec, i), *e = &ent;
     assert_non_null(e->help);
     assert_true(strlen(e->help) > 5);
     char env[128] = "STOCKFLOW_";
