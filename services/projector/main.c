@@ -10,8 +10,10 @@
  *
  * With --rebuild it runs the one-shot rebuild instead (proj_rebuild) on a
  * thread, the loop only turning signals into a stop, and exits 0 once the
- * rebuilt tables are switched in. */
+ * rebuilt tables are switched in. With --rebuild-progress-json its progress
+ * also goes to stdout, one JSON object per line (for stockflowctl). */
 #include <inttypes.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -88,6 +90,25 @@ typedef struct rebuild_app {
   sf_log_t *log;
 } rebuild_app_t;
 
+/* Writes one JSON line on stdout (the rebuild thread, then the main thread
+ * once it joined: never both at once). Takes the reference of o. */
+static void emit_json(json_t *o, sf_log_t *log) {
+  if (!o || json_dumpf(o, stdout, JSON_COMPACT) != 0 || fputc('\n', stdout) == EOF ||
+      fflush(stdout) != 0)
+    SF_WARN(log, MOD, "cannot write the progress line on stdout");
+  json_decref(o);
+}
+
+static void rebuild_progress_cb(void *ud, const proj_rebuild_progress_t *p) {
+  rebuild_app_t *ra = ud;
+  emit_json(json_pack("{s:s, s:I, s:I, s:f, s:o, s:f}", "phase", p->phase,
+                      "done", (json_int_t)p->done, "total",
+                      (json_int_t)p->total, "rate", p->rate, "eta_s",
+                      p->eta_s >= 0 ? json_real(p->eta_s) : json_null(),
+                      "elapsed_s", p->elapsed_s),
+            ra->log);
+}
+
 static void rebuild_thread(void *arg) {
   rebuild_app_t *ra = arg;
   ra->rc = proj_rebuild_run(ra->rb, &ra->rep);
@@ -117,6 +138,8 @@ static int run_rebuild(const proj_config_t *cfg, sf_log_t *log) {
       .pg_dsn = cfg->pg_dsn,
       .batch_max = (size_t)cfg->batch_max,
       .batch_wait_ms = (int)cfg->batch_wait_ms,
+      .progress = cfg->rebuild_progress_json ? rebuild_progress_cb : NULL,
+      .progress_ud = &ra,
   };
   int rc = uv_loop_init(&ra.loop);
   if (rc) {
@@ -157,6 +180,21 @@ static int run_rebuild(const proj_config_t *cfg, sf_log_t *log) {
             ra.rep.switch_seconds, ra.rep.pruned_through);
   else
     SF_ERROR(log, MOD, "rebuild failed: %s", sf_strerror(ra.rc));
+  if (cfg->rebuild_progress_json && ra.rc == 0)
+    emit_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}",
+                        "phase", "done", "messages", (json_int_t)ra.rep.messages,
+                        "applied", (json_int_t)ra.rep.applied, "poison",
+                        (json_int_t)ra.rep.poison, "batches",
+                        (json_int_t)ra.rep.batches, "caught_up",
+                        (json_int_t)ra.rep.caught_up, "replay_s",
+                        ra.rep.replay_seconds, "switch_s",
+                        ra.rep.switch_seconds, "pruned_through",
+                        (json_int_t)ra.rep.pruned_through),
+             log);
+  else if (cfg->rebuild_progress_json)
+    emit_json(json_pack("{s:s, s:s, s:s}", "phase", "failed", "error",
+                        sf_err_name(ra.rc), "message", sf_strerror(ra.rc)),
+              log);
 fail_thread:
   proj_rebuild_destroy(ra.rb);
 fail_new:

@@ -25,6 +25,7 @@ typedef struct proj_config {
   long long max_body;
   long long changes_retention_s;
   bool rebuild; /* run the one-shot rebuild instead of the service */
+  bool rebuild_progress_json; /* --rebuild: progress as JSON lines on stdout */
 } proj_config_t;
 
 /* The static spec (program name, summary, table). */
