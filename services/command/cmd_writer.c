@@ -373,7 +373,8 @@ static int rebuild(cmd_writer_t *w) {
             w->opts.topic_catalog, w->opts.topic_stock);
     int rc = cmd_rebuild_run(w->opts.brokers, w->opts.topic_catalog,
                              w->opts.topic_stock, w->opts.idem_retention_us,
-                             &w->stop, w->log, &state, &st);
+                             &w->stop, w->log, &state, &st,
+                             w->opts.rebuild_progress);
     if (rc == 0) {
       /* The replay's consumer buffers are freed now: give the pages back
        * so the service's RSS is the state, not the peak of the replay

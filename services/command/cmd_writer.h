@@ -90,6 +90,8 @@ typedef struct cmd_writer_opts {
   int64_t linger_us;       /* extra wait for a fuller batch; 0: none */
   int txn_timeout_ms;      /* commit/abort bound */
   int64_t idem_retention_us; /* idempotency keys restored by the rebuild */
+  /* optional, borrowed: kept current by every rebuild (cmd_rebuild.h) */
+  struct cmd_rebuild_progress *rebuild_progress;
 } cmd_writer_opts_t;
 
 /* Fires once per unit on the loop thread; takes ownership of unit. */
