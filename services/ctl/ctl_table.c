@@ -91,19 +91,39 @@ int ctl_table_add(ctl_table_t *t, const char *const *cells) {
 
 static void print_row(const ctl_table_t *t, const char *const *cells,
                       const size_t *width, FILE *out) {
-  for (size_t c = 0; c < t->n_cols; c++) {
-    size_t w = ctl_utf8_width(cells[c]);
-    size_t pad = width[c] > w ? width[c] - w : 0;
-    bool last = c + 1 == t->n_cols;
-    if (c)
-      fputs("  ", out);
-    if (t->cols[c].right)
-      fprintf(out, "%*s", (int)pad, "");
-    fputs(cells[c], out);
-    if (!t->cols[c].right && !last)
-      fprintf(out, "%*s", (int)pad, "");
+  size_t total = 0;
+  for (size_t c = 0; c < t->n_cols; c++)
+    total += width[c] + strlen(cells[c]) + 2; /* generous: bytes >= chars */
+  char *line = malloc(total + 1);
+  if (!line) {
+    fputs("(out of memory)\n", out);
+    return;
   }
+  size_t k = 0;
+  for (size_t c = 0; c < t->n_cols; c++) {
+    size_t w = ctl_utf8_width(cells[c]), n = strlen(cells[c]);
+    size_t pad = width[c] > w ? width[c] - w : 0;
+    if (c) {
+      memcpy(line + k, "  ", 2);
+      k += 2;
+    }
+    if (t->cols[c].right) {
+      memset(line + k, ' ', pad);
+      k += pad;
+    }
+    memcpy(line + k, cells[c], n);
+    k += n;
+    if (!t->cols[c].right) {
+      memset(line + k, ' ', pad);
+      k += pad;
+    }
+  }
+  while (k && line[k - 1] == ' ') /* no trailing blanks */
+    k--;
+  line[k] = '\0';
+  fputs(line, out);
   fputc('\n', out);
+  free(line);
 }
 
 void ctl_table_print(const ctl_table_t *t, FILE *out) {
