@@ -106,6 +106,21 @@ def main():
     def _():
         positive(load(results, "kafka-limit.json"), "events_per_s")
 
+    @check("writer lanes: the mix with 1, 2 and N lanes, each next to its Kafka limit")
+    def _():
+        figs = load(results, "figures.json")
+        lanes = figs.get("lane_set") or []
+        if 1 not in lanes or 2 not in lanes:
+            raise AssertionError(f"lane_set {lanes!r} lacks 1 or 2")
+        for L in lanes:
+            d = load(results, f"commands-lanes-{L}.json")
+            positive(d, "ok_rps")
+            positive(d, "latency_ms", "p99")
+            if d.get("errors"):
+                raise AssertionError(f"{L} lane(s): {d['errors']} errors")
+            positive(load(results, f"kafka-limit-lanes-{L}.json"), "events_per_s")
+            positive(figs, f"lanes_{L}_events_per_s")
+
     @check("PostgreSQL limit (COPY + upsert)")
     def _():
         positive(load(results, "pg-limit.json"), "events_per_s")

@@ -15,9 +15,11 @@
  *       [--stores 20] [--products 1000] [--txn 1000] [--salt N]
  *       [--transactional-id ID] [--linger-ms MS] [--producers K]
  *       [--set key=value]... [--json FILE]
- * --producers K (default 1) takes the transactions in turn on K
- * transactional producers (ids ID, ID-1 ... ID-(K-1)), one at a time, as
- * the command service's writer does (STOCKFLOW_COMMIT_PRODUCERS).
+ * --producers K (default 1) commits on K transactional producers (ids ID,
+ * ID-1 ... ID-(K-1)) in parallel, each on its own thread with every K-th
+ * transaction, as the command service's K writer lanes do
+ * (STOCKFLOW_WRITER_LANES): the limit next to the command mix with K
+ * lanes.
  * --set passes any librdkafka property (to try a setting against the same
  * load); the run's figure uses the command service's settings. */
 #include <getopt.h>
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 #include "bench_util.h"
 #include "sf/err.h"
@@ -200,6 +203,25 @@ static rd_kafka_t *make_producer(const char *brokers, const char *txn_id,
   return rk;
 }
 
+/* One producer's share: transactions k, k+K, k+2K ... */
+typedef struct lane_job {
+  rd_kafka_t *rk;
+  const char *topic;
+  encoded_t *msgs;
+  uint64_t events, txn, k, n;
+  phases_t ph;
+  int rc;
+} lane_job_t;
+
+static void lane_main(void *arg) {
+  lane_job_t *j = arg;
+  for (uint64_t t = j->k; t * j->txn < j->events && !j->rc; t += j->n) {
+    uint64_t i = t * j->txn;
+    size_t len = (size_t)(j->events - i < j->txn ? j->events - i : j->txn);
+    j->rc = produce_txn(j->rk, j->topic, j->msgs + i, len, &j->ph);
+  }
+}
+
 int main(int argc, char **argv) {
   const char *brokers = "127.0.0.1:9092", *topic = NULL, *catalog = NULL;
   const char *json_out = NULL, *txn_id = "sf-kafka-limit", *linger = "0";
@@ -323,19 +345,36 @@ int main(int argc, char **argv) {
   /* one warm-up transaction would write extra events; instead the first
    * transaction is part of the measure (it is 1 of events/txn) */
   uint64_t t1 = bench_now_ns();
-  uint64_t ntx = 0;
+  uint64_t ntx = (events + txn - 1) / txn;
   phases_t ph = {0, 0, 0};
-  for (uint64_t i = 0; i < events; i += txn) {
-    size_t n = (size_t)(events - i < txn ? events - i : txn);
-    if (produce_txn(rks[ntx % n_rk], topic, msgs + i, n, &ph))
+  lane_job_t jobs[MAX_PRODUCERS];
+  uv_thread_t threads[MAX_PRODUCERS];
+  for (uint64_t k = 0; k < n_rk; k++) {
+    jobs[k] = (lane_job_t){rks[k], topic, msgs, events, txn, k, n_rk, {0, 0, 0},
+                           0};
+    if (uv_thread_create(&threads[k], lane_main, &jobs[k])) {
+      fprintf(stderr, "sf-kafka-limit: cannot start a thread\n");
+      for (uint64_t j = 0; j < k; j++)
+        uv_thread_join(&threads[j]);
       goto fail_producer;
-    ntx++;
+    }
   }
+  int failed = 0;
+  for (uint64_t k = 0; k < n_rk; k++) {
+    uv_thread_join(&threads[k]);
+    failed |= jobs[k].rc;
+    ph.produce += jobs[k].ph.produce;
+    ph.flush += jobs[k].ph.flush;
+    ph.commit += jobs[k].ph.commit;
+  }
+  if (failed)
+    goto fail_producer;
   double secs = (double)(bench_now_ns() - t1) / 1e9;
   double eps = (double)events / secs;
   printf("kafka limit: %" PRIu64 " events in %" PRIu64 " transactions of %"
-         PRIu64 " in %.2f s: %.0f events/s, %.1f MB/s, %.0f commits/s\n",
-         events, ntx, txn, secs, eps, (double)bytes / 1e6 / secs,
+         PRIu64 " on %" PRIu64 " producer(s) in parallel in %.2f s: %.0f "
+         "events/s, %.1f MB/s, %.0f commits/s\n",
+         events, ntx, txn, n_rk, secs, eps, (double)bytes / 1e6 / secs,
          (double)ntx / secs);
   printf("  per transaction: produce %.2f ms, flush %.2f ms, commit %.2f ms\n",
          (double)ph.produce / 1e6 / (double)ntx,
@@ -343,8 +382,9 @@ int main(int argc, char **argv) {
          (double)ph.commit / 1e6 / (double)ntx);
   if (json_out) {
     json_t *doc = json_pack(
-        "{s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "events", (json_int_t)events,
-        "txn", (json_int_t)txn, "seconds", secs, "events_per_s", eps,
+        "{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "events",
+        (json_int_t)events, "txn", (json_int_t)txn, "producers",
+        (json_int_t)n_rk, "seconds", secs, "events_per_s", eps,
         "mb_per_s", (double)bytes / 1e6 / secs, "encode_events_per_s",
         (double)events / encode_s, "produce_ms",
         (double)ph.produce / 1e6 / (double)ntx, "flush_ms",

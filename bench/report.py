@@ -403,6 +403,25 @@ def main():
         fmt(http_rps) + " (fixed 201)", r, ">= 50 % of the HTTP limit",
         None if r is None else r >= 50)
 
+    lane_set = fig.get("lane_set") or []
+    lane_runs = {L: load(out, f"commands-lanes-{L}.json") for L in lane_set}
+    lane_lims = {L: load(out, f"kafka-limit-lanes-{L}.json") for L in lane_set}
+    one = lane_runs.get(1)
+    for L in lane_set:
+        run, lim = lane_runs[L], lane_lims[L]
+        ev = fig.get(f"lanes_{L}_events_per_s")
+        kev = lim and lim.get("events_per_s")
+        r = pct(ev, kev)
+        gain = (run["ok_rps"] / one["ok_rps"]) if run and one and one["ok_rps"] else None
+        label = "N = one per core" if L == max(lane_set) and L > 2 else ""
+        row(f"command mix, {L} writer lane(s){' (' + label + ')' if label else ''}, "
+            f"64 connections: {fmt(run and run['ok_rps'])} commands/s, "
+            f"p99 {fmt(run and run['latency_ms']['p99'], digits=1)} ms (events/s)",
+            fmt(ev), fmt(kev) + f" (raw Kafka, {L} producer(s) in parallel, "
+            f"txn of {fig.get(f'lanes_{L}_txn_events')})", r,
+            ">= 5x one lane" if L > 1 else "baseline",
+            None if gain is None or L == 1 else gain >= 5)
+
     hp99 = half and half["latency_ms"]["p99"]
     lp99 = http_half and http_half["latency_ms"]["p99"]
     rate = half and half.get("rate_target")

@@ -306,15 +306,15 @@ say "starting Kafka on :$PORT_KAFKA and PostgreSQL on :$PORT_PG (state $STATE)"
 PG_JOB=$!
 "$LOCAL/kafka.sh" start >"$LOGS/kafka-start.log" 2>&1 || { cat "$LOGS/kafka-start.log" >&2; wait "$PG_JOB"; die "kafka.sh start failed"; }
 "$LOCAL/kafka.sh" topics >"$LOGS/topics.log" 2>&1 \
-  && "$LOCAL/kafka.sh" topics bench.a.catalog:1 bench.a.stock:6 bench.b.catalog:1 bench.b.stock:6 bench.warm:6 >>"$LOGS/topics.log" 2>&1 \
+  && "$LOCAL/kafka.sh" topics bench.a.catalog:1 bench.a.stock:6 bench.b.catalog:1 bench.b.stock:6 bench.c.stock:6 bench.warm:6 >>"$LOGS/topics.log" 2>&1 \
   || { cat "$LOGS/topics.log" >&2; wait "$PG_JOB"; die "kafka.sh topics failed"; }
 wait "$PG_JOB" || { tail "$LOGS/pg-start.log" >&2; die "pg.sh start or migrate failed"; }
 
 CMD_URL="http://127.0.0.1:$PORT_CMD"; QRY_URL="http://127.0.0.1:$PORT_QRY"
 PROJ_URL="http://127.0.0.1:$PORT_PROJ"
-start_command() {
+start_command() { # [ENV=VALUE ...]: extra settings (e.g. writer lanes)
   start command STOCKFLOW_COMMAND_LISTEN="127.0.0.1:$PORT_CMD" \
-    STOCKFLOW_MAX_BODY=1048576 -- "$CMD_BIN"
+    STOCKFLOW_MAX_BODY=1048576 "$@" -- "$CMD_BIN"
   wait_ready command "$CMD_URL/readyz" 120
 }
 # 10,000 idle change streams need as many descriptors in the query service
@@ -489,6 +489,35 @@ put cmd_batch_mean "$(python3 -c "c=$bc1-$bc0; print(($bs1-$bs0)/c if c else 0)"
 put cmd_run_s "$(python3 -c "print($w1 - $w0)")"
 put cmd_rss_mb "$(rss_mb "$(pid_of command)")"
 put cmd_state_pairs "$(metric "$CMD_URL" 'stockflow_command_state_rows{kind="stock"}')"
+
+# Writer lanes: the same mix with 1, 2 and N (one per core, the default)
+# lanes, each next to the raw Kafka limit with as many transactional
+# producers committing in parallel, in transactions of the size the lanes
+# formed in that run (their mean commit batch).
+LANE_SET="$(python3 -c "print(' '.join(str(x) for x in sorted({1, 2, $(nproc)})))")"
+LANE_EVENTS=$((QUICK == 1 ? 20000 : 100000))
+for L in $LANE_SET; do
+  say "writer lanes: $L lane(s), the mix at $CONNS connections, ${DUR}s"
+  stop command
+  start_command STOCKFLOW_WRITER_LANES="$L"
+  read -r ev0 bs0 bc0 <<<"$(cmd_counters)"; w0="$(date +%s.%N)"
+  lg --url "$CMD_URL" --spec "$OUT/mix.json" --ids "$OUT/ids.json" \
+    -c "$CONNS" -d "$DUR" -w "$WARM" --label "commands-lanes-$L" \
+    --json "$OUT/commands-lanes-$L.json" | tee -a "$LOGS/results.log" >&2
+  read -r ev1 bs1 bc1 <<<"$(cmd_counters)"; w1="$(date +%s.%N)"
+  put "lanes_${L}_events_per_s" "$(python3 -c "print(($ev1 - $ev0) / ($w1 - $w0))")"
+  TXN_SIZE="$(python3 -c "c=$bc1-$bc0; print(max(1, round(($ev1-$ev0)/c)) if c else 1)")"
+  put "lanes_${L}_txn_events" "$TXN_SIZE"
+  say "Kafka limit for $L lane(s): $L raw transactional producer(s) in parallel, transactions of $TXN_SIZE events"
+  "$B/sf-kafka-limit" --brokers "$STOCKFLOW_KAFKA_BROKERS" --topic bench.c.stock \
+    --events "$LANE_EVENTS" --stores "$STORES" --products "$PRODUCTS" \
+    --txn "$TXN_SIZE" --salt "$((10 + L))" --producers "$L" \
+    --transactional-id "bench-lanes-$L" --json "$OUT/kafka-limit-lanes-$L.json" \
+    2>>"$LOGS/kafka-limit.log" | tee -a "$LOGS/results.log" >&2 || die "sf-kafka-limit --producers $L failed (log $LOGS/kafka-limit.log)"
+done
+put lane_set "$(python3 -c "import json; print(json.dumps([int(x) for x in '$LANE_SET'.split()]))")"
+stop command
+start_command
 
 # Group commit scales with the commands in flight, not with CPU: the same mix
 # at 512 connections shows the headroom (not a target, an explanation; not

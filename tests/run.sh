@@ -312,6 +312,10 @@ if [[ " $TIERS " == *" unit "* ]]; then
     python3 "$ROOT/tests/tools/check_schema_compat.py"
   contract_check "docs cover every setting, route and problem code" \
     python3 "$ROOT/tests/tools/check_docs.py" --codes
+  # systemd-analyze verify, the compose-spec schema, kubernetes-validate
+  # (pinned in tests/requirements.txt, in their own venv).
+  contract_check "deploy/ units, compose file and manifests validate" \
+    "$ROOT/tests/tools/check_deploy.sh" "$BUILD_DIR"
 fi
 
 # add_summary FILE LABEL: adds a runner's summary ({"passed", "failed",

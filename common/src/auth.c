@@ -221,6 +221,75 @@ const char *sf_auth_bearer(const char *header) {
   return sf_auth_token_valid(t) ? t : NULL;
 }
 
+/* ---- account administration ---- */
+
+void sf_auth_password_new(char out[SF_AUTH_TOKEN_LEN + 1]) {
+  /* 256 random bits, like a token: well past any guessing, and within the
+   * sign-up rules (43 bytes). */
+  sf_auth_token_new(out);
+}
+
+bool sf_auth_is_self(const sf_principal_t *p, const char *user_id) {
+  return p && user_id && sf_uuid_valid(user_id) &&
+         strncasecmp(p->user_id, user_id, SF_UUID_STR_LEN) == 0;
+}
+
+bool sf_auth_may_see_account(const sf_principal_t *p, const char *user_id) {
+  return p && (p->role == SF_ROLE_ADMIN || sf_auth_is_self(p, user_id));
+}
+
+int sf_auth_list_limit(const char *text, int *out) {
+  if (!text) {
+    *out = SF_AUTH_LIST_DEFAULT;
+    return 0;
+  }
+  int v = 0;
+  if (!*text || strlen(text) > 3)
+    return SF_EINVAL;
+  for (const char *c = text; *c; c++) {
+    if (*c < '0' || *c > '9')
+      return SF_EINVAL;
+    v = v * 10 + (*c - '0');
+  }
+  if (v < 1 || v > SF_AUTH_LIST_MAX)
+    return SF_EINVAL;
+  *out = v;
+  return 0;
+}
+
+int sf_auth_cursor_encode(sf_auth_list_t kind, const char *id,
+                          char out[SF_AUTH_CURSOR_LEN + 1]) {
+  uint8_t raw[17];
+  sf_uuid_t u;
+  if (!id || sf_uuid_parse(id, &u) != 0)
+    return SF_EINVAL;
+  raw[0] = (uint8_t)kind;
+  memcpy(raw + 1, u.b, 16);
+  _Static_assert(sodium_base64_ENCODED_LEN(
+                     17, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ==
+                     SF_AUTH_CURSOR_LEN + 1,
+                 "SF_AUTH_CURSOR_LEN");
+  sodium_bin2base64(out, SF_AUTH_CURSOR_LEN + 1, raw, sizeof(raw),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return 0;
+}
+
+int sf_auth_cursor_decode(sf_auth_list_t kind, const char *text,
+                          char out[SF_UUID_STR_LEN + 1]) {
+  uint8_t raw[17];
+  size_t n = 0;
+  const char *end = NULL;
+  if (!text || strlen(text) != SF_AUTH_CURSOR_LEN ||
+      sodium_base642bin(raw, sizeof(raw), text, SF_AUTH_CURSOR_LEN, NULL, &n,
+                        &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      n != sizeof(raw) || *end != '\0' || raw[0] != (uint8_t)kind)
+    return SF_EINVAL;
+  sf_uuid_t u;
+  memcpy(u.b, raw + 1, 16);
+  sf_uuid_format(&u, out);
+  return 0;
+}
+
 /* ---- login limiter ---- */
 
 #define KEY_MAX 255

@@ -18,7 +18,8 @@
 #define CHANNEL "stockflow_auth"
 #define MAX_CACHE_MS 1000
 
-/* $1 token hash (bytea hex). Columns: user id, username, role, store ids
+/* $1 token hash (bytea hex); a disabled user's sessions do not count
+ * (schemas/migrations/005_accounts.sql). Columns: user id, username, role, store ids
  * (comma-separated), expiry in Unix milliseconds. */
 static const char sql_session[] =
     "SELECT u.id::text, u.username, u.role, "
@@ -26,7 +27,7 @@ static const char sql_session[] =
     "(extract(epoch FROM s.expires_at) * 1000)::bigint "
     "FROM sessions s JOIN users u ON u.id = s.user_id "
     "WHERE s.token_hash = $1::bytea AND s.revoked_at IS NULL "
-    "AND s.expires_at > now()";
+    "AND s.expires_at > now() AND u.disabled_at IS NULL";
 
 typedef char store_id_t[SF_UUID_STR_LEN + 1];
 

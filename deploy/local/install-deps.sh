@@ -9,7 +9,8 @@ PKGS=(
   libjansson-dev libsodium-dev libwslay-dev node-llhttp uthash-dev
   libcurl4-openssl-dev
   postgresql postgresql-client openjdk-17-jdk-headless maven kcat
-  python3 valgrind procps iproute2 clang libclang-rt-14-dev
+  python3 python3-venv valgrind procps iproute2 clang libclang-rt-14-dev
+  systemd
 )
 
 missing=()

@@ -172,17 +172,8 @@ static void async_cb(uv_async_t *h) {
 
 /* ---- thread side ---- */
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
-                   const char *buf) {
-  cmd_bus_t *b = rd_kafka_opaque(rk);
-  SF_LOG(b->log, level <= 3 ? SF_LOG_ERROR : level <= 5 ? SF_LOG_WARN
-                                                        : SF_LOG_DEBUG,
-         "bus", "%s: %s", fac, buf);
-}
-
 static rd_kafka_t *make_client(cmd_bus_t *b, rd_kafka_type_t type) {
   char errstr[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
   const char *consumer[][2] = {
       {"bootstrap.servers", b->opts.brokers},
       {"group.id", b->opts.group_id},
@@ -205,16 +196,12 @@ static rd_kafka_t *make_client(cmd_bus_t *b, rd_kafka_type_t type) {
   const char *(*settings)[2] = type == RD_KAFKA_CONSUMER ? consumer : producer;
   size_t n = type == RD_KAFKA_CONSUMER ? sizeof(consumer) / sizeof(consumer[0])
                                        : sizeof(producer) / sizeof(producer[0]);
-  for (size_t i = 0; i < n; i++) {
-    if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
-                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-      SF_ERROR(b->log, "bus", "config %s: %s", settings[i][0], errstr);
-      rd_kafka_conf_destroy(conf);
-      return NULL;
-    }
+  rd_kafka_conf_t *conf = sf_kafka_conf_new(settings, n, &b->log, errstr,
+                                            sizeof(errstr));
+  if (!conf) {
+    SF_ERROR(b->log, "bus", "config: %s", errstr);
+    return NULL;
   }
-  rd_kafka_conf_set_log_cb(conf, log_cb);
-  rd_kafka_conf_set_opaque(conf, b);
   rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
   if (!rk) {
     SF_ERROR(b->log, "bus", "creating a Kafka client: %s", errstr);

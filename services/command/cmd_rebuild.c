@@ -19,6 +19,7 @@
 
 #include "cmd_reply.h"
 #include "sf/err.h"
+#include "sf/kafka.h"
 #include "sf/event.h"
 #include "sf/progress.h"
 
@@ -360,13 +361,6 @@ static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
   return rc;
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
-                   const char *buf) {
-  sf_log_t *log = rd_kafka_opaque(rk);
-  SF_LOG(log, level <= 3 ? SF_LOG_ERROR : level <= 5 ? SF_LOG_WARN : SF_LOG_DEBUG,
-         "rdkafka", "%s: %s", fac, buf);
-}
-
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
                     const char *topic_stock, int64_t idem_retention_us,
                     const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
@@ -387,7 +381,6 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   if (rc)
     goto fail;
 
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
   const char *settings[][2] = {
       {"bootstrap.servers", brokers},
       {"group.id", "stockflow-command-rebuild"},
@@ -400,17 +393,14 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
       {"fetch.max.bytes", "52428800"},
       {"queued.max.messages.kbytes", "65536"},
   };
-  for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
-    if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
-                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-      SF_ERROR(log, "rebuild", "config %s: %s", settings[i][0], errstr);
-      rd_kafka_conf_destroy(conf);
-      rc = SF_ECONFIG;
-      goto fail;
-    }
+  rd_kafka_conf_t *conf = sf_kafka_conf_new(
+      settings, sizeof(settings) / sizeof(settings[0]), &log, errstr,
+      sizeof(errstr));
+  if (!conf) {
+    SF_ERROR(log, "rebuild", "config: %s", errstr);
+    rc = SF_ECONFIG;
+    goto fail;
   }
-  rd_kafka_conf_set_log_cb(conf, log_cb);
-  rd_kafka_conf_set_opaque(conf, log);
   rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
   if (!rk) {
     SF_ERROR(log, "rebuild", "creating consumer: %s", errstr);

@@ -4,6 +4,7 @@
  * wiped (sodium_memzero) as soon as the hash work is done, and never
  * logged; tokens are never logged either. */
 #include "cmd_users.h"
+#include "cmd_accounts.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -25,34 +26,35 @@
 #define STMT_ADMIN_CREATE "cmd_users_admin_create"
 #define STMT_CLEANUP "cmd_users_cleanup"
 
-/* Every statement that answers with a user returns these columns first. */
-#define USER_COLS                                                              \
-  "u.id::text, u.username, u.email, u.role, "                                  \
-  "array_to_string(u.store_ids, ','), u.version"
+#define USER_COLS CMD__USER_COLS
 
 static const struct {
   const char *name, *sql;
 } statements[] = {
     {STMT_INSERT,
-     "INSERT INTO users AS u (id, username, email, password_hash, role) "
-     "VALUES ($1::uuid, $2, $3, $4, 'viewer') "
+     "INSERT INTO users AS u (id, username, email, password_hash, role, "
+     "store_ids) VALUES ($1::uuid, $2, $3, $4, coalesce($5, 'viewer'), "
+     "coalesce($6::uuid[], '{}')) "
      "ON CONFLICT (username) DO NOTHING RETURNING " USER_COLS},
     {STMT_BY_NAME,
-     "SELECT id::text, password_hash FROM users WHERE username = $1"},
+     "SELECT id::text, password_hash, disabled_at IS NOT NULL FROM users "
+     "WHERE username = $1"},
     {STMT_BY_ID, "SELECT " USER_COLS " FROM users u WHERE u.id = $1::uuid"},
     {STMT_PATCH,
      "UPDATE users AS u SET role = coalesce($2, u.role), "
      "store_ids = coalesce($3::uuid[], u.store_ids), updated_at = now(), "
      "version = u.version + 1 WHERE u.id = $1::uuid RETURNING " USER_COLS},
-    /* $1 token hash, $2 user id, $3 lifetime in seconds */
+    /* $1 token hash, $2 user id, $3 lifetime in seconds, $4 session id.
+     * No row when the user was disabled (or deleted) meanwhile. */
     {STMT_LOGIN,
-     "WITH s AS (INSERT INTO sessions (token_hash, user_id, expires_at) "
-     "VALUES ($1::bytea, $2::uuid, "
-     "now() + make_interval(secs => $3::double precision)) "
-     "RETURNING user_id, expires_at) "
+     "WITH s AS (INSERT INTO sessions (id, token_hash, user_id, expires_at) "
+     "SELECT $4::uuid, $1::bytea, v.id, "
+     "now() + make_interval(secs => $3::double precision) "
+     "FROM users v WHERE v.id = $2::uuid AND v.disabled_at IS NULL "
+     "RETURNING id, user_id, expires_at) "
      "SELECT " USER_COLS ", "
      "to_char(s.expires_at AT TIME ZONE 'UTC', "
-     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), s.id::text "
      "FROM s JOIN users u ON u.id = s.user_id"},
     {STMT_REVOKE,
      "UPDATE sessions SET revoked_at = now() "
@@ -74,42 +76,25 @@ static const struct {
 #define BOOT_WAIT_MS 5000
 #define CLEANUP_MS (3600 * 1000)
 
-struct cmd_users {
-  uv_loop_t *loop;
-  sf_pg_t *pg;
-  sf_authn_t *authn;
-  sf_log_t *log;
-  int64_t ttl_s;
-  char admin_username[SF_AUTH_USERNAME_MAX + 1];
-  char *admin_password; /* owned, wiped and freed after the bootstrap */
-  char dummy_hash[SF_AUTH_PWHASH_MAX];
-  sf_auth_limiter_t *per_user, *per_addr;
-  sf_uuidgen_t ids;
-  uv_timer_t boot_timer, cleanup_timer; /* initialised by the bootstrap */
-  bool timers, ready, closing, said_no_password;
-  char reason[200];
-  cmd_users_stats_t stats;
-};
 
-/* ---- answers ---- */
+/* ---- answers (shared with cmd_accounts.c) ---- */
 
-static void problem(sf_http_req_t *req, int status, const char *code,
-                    const char *detail) {
+void cmd__users_problem(sf_http_req_t *req, int status, const char *code,
+                        const char *detail) {
   sf_http_respond_problem(req, status, code, detail, NULL);
 }
 
-static void unavailable(sf_http_req_t *req, const char *detail) {
+void cmd__users_unavailable(sf_http_req_t *req, const char *detail) {
   sf_http_add_header(req, "Retry-After", "1");
-  problem(req, 503, "unavailable", detail);
+  cmd__users_problem(req, 503, "unavailable", detail);
 }
 
 static void bad_credentials(sf_http_req_t *req) {
   sf_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"stockflow\"");
-  problem(req, 401, "unauthorized", "invalid username or password");
+  cmd__users_problem(req, 401, "unauthorized", "invalid username or password");
 }
 
-/* The user of row r, columns from first (USER_COLS order), or NULL. */
-static json_t *user_json(const PGresult *res, int r, int first) {
+json_t *cmd__users_user_json(const PGresult *res, int r, int first) {
   json_t *stores = json_array();
   if (!stores)
     return NULL;
@@ -124,29 +109,40 @@ static json_t *user_json(const PGresult *res, int r, int first) {
     if (*p == ',')
       p++;
   }
-  return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "id",
+  return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:b}", "id",
                    PQgetvalue(res, r, first), "username",
                    PQgetvalue(res, r, first + 1), "email",
                    PQgetvalue(res, r, first + 2), "role",
                    PQgetvalue(res, r, first + 3), "store_ids", stores,
                    "version",
                    (json_int_t)strtoll(PQgetvalue(res, r, first + 5), NULL,
-                                       10));
+                                       10),
+                   "disabled", PQgetvalue(res, r, first + 6)[0] == 't');
 }
 
-static void respond_user(sf_http_req_t *req, int status, const PGresult *res) {
-  json_t *body = user_json(res, 0, 0);
+void cmd__users_respond_user(sf_http_req_t *req, int status,
+                             const PGresult *res, const char *generated) {
+  json_t *body = cmd__users_user_json(res, 0, 0);
+  if (body && generated &&
+      json_object_set_new(body, "generated_password",
+                          json_string(generated)) != 0) {
+    json_decref(body);
+    body = NULL;
+  }
   if (!body) {
-    problem(req, 500, "internal", "out of memory");
+    cmd__users_problem(req, 500, "internal", "out of memory");
     return;
   }
   sf_http_respond_json(req, status, body);
 }
 
-/* Parses the JSON object body; answers 415/400 itself and returns NULL. */
-static json_t *parse_body(sf_http_req_t *req) {
+static void respond_user(sf_http_req_t *req, int status, const PGresult *res) {
+  cmd__users_respond_user(req, status, res, NULL);
+}
+
+json_t *cmd__users_parse_body(sf_http_req_t *req) {
   if (!sf_http_req_is_json(req)) {
-    problem(req, 415, "unsupported_media_type",
+    cmd__users_problem(req, 415, "unsupported_media_type",
             "Content-Type must be application/json");
     return NULL;
   }
@@ -155,32 +151,49 @@ static json_t *parse_body(sf_http_req_t *req) {
   json_t *obj = NULL;
   char err[256];
   if (sf_json_parse_object(body, len, &obj, err, sizeof(err)) != 0) {
-    problem(req, 400, "malformed_json", err);
+    cmd__users_problem(req, 400, "malformed_json", err);
     return NULL;
   }
   return obj;
 }
 
-/* True (after answering 503) when the module is shutting down. */
-static bool closing(cmd_users_t *u, sf_http_req_t *req) {
+bool cmd__users_closing(cmd_users_t *u, sf_http_req_t *req) {
   if (!u->closing)
     return false;
-  unavailable(req, "the service is shutting down");
+  cmd__users_unavailable(req, "the service is shutting down");
   return true;
 }
 
-/* Logs a failed statement and answers 503 (database) or 500 (our bug). */
-static void db_failed(cmd_users_t *u, sf_http_req_t *req, const char *what,
-                      int err, const char *sqlstate, const char *errmsg) {
+void cmd__users_db_failed(cmd_users_t *u, sf_http_req_t *req,
+                          const char *what, int err, const char *sqlstate,
+                          const char *errmsg) {
+  if (err != SF_ECANCELED && sqlstate && strcmp(sqlstate, "SF409") == 0) {
+    /* schemas/migrations/005_accounts.sql: users_last_admin */
+    cmd__users_problem(req, 409, "last_admin",
+            "the last enabled admin cannot be disabled or demoted");
+    return;
+  }
   SF_WARN(u->log, "users", "request %s: %s failed (%s %s): %s",
           sf_http_req_id(req), what, sf_err_name(err),
           sqlstate ? sqlstate : "", errmsg ? errmsg : "");
   if (err == SF_ECANCELED || !sqlstate || !*sqlstate ||
       strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57", 2) == 0 ||
       strncmp(sqlstate, "53", 2) == 0 || strncmp(sqlstate, "40", 2) == 0)
-    unavailable(req, "the account database is unreachable");
+    cmd__users_unavailable(req, "the account database is unreachable");
   else
-    problem(req, 500, "internal", "internal error");
+    cmd__users_problem(req, 500, "internal", "internal error");
+}
+
+cmd__gated_t *cmd__users_gated_new(cmd_users_t *u, sf_http_req_t *req) {
+  cmd__gated_t *g = sf_http_req_alloc(req, sizeof(*g));
+  if (!g) {
+    cmd__users_problem(req, 500, "internal", "out of memory");
+    return NULL;
+  }
+  memset(g, 0, sizeof(*g));
+  g->u = u;
+  g->req = req;
+  return g;
 }
 
 /* ---- password work on the thread pool ---- */
@@ -199,9 +212,17 @@ typedef struct op {
   char *password; /* owned; wiped in the worker */
   char hash[SF_AUTH_PWHASH_MAX];
   char id[SF_UUID_STR_LEN + 1];
-  bool known;   /* login: the user exists */
-  bool ok;      /* worker result */
+  bool known;    /* login: the user exists */
+  bool disabled; /* login: the user is disabled */
+  bool ok;       /* worker result */
   char addr_key[80], user_key[80];
+  /* sign-up by an admin: role and stores given (NULL: viewer, none; the
+   * stores text is in request memory), the password generated (shown once
+   * in the answer, wiped in op_free), and who did it */
+  const char *role, *stores;
+  char generated[SF_AUTH_TOKEN_LEN + 1];
+  char by[SF_UUID_STR_LEN + 1];
+  char sid[SF_UUID_STR_LEN + 1]; /* login: the new session's id */
 } op_t;
 
 static void op_free(op_t *op) {
@@ -213,6 +234,7 @@ static void op_free(op_t *op) {
   }
   free(op->email);
   sodium_memzero(op->hash, sizeof(op->hash));
+  sodium_memzero(op->generated, sizeof(op->generated));
   free(op);
 }
 
@@ -250,24 +272,34 @@ static int queue_hash(op_t *op, uv_after_work_cb after) {
 
 /* ---- POST /v1/users ---- */
 
-static const char *const signup_keys[] = {"username", "email", "password",
-                                          NULL};
+static const char *const signup_keys[] = {
+    "username", "email", "password", "role", "store_ids", NULL};
+
+static char *store_array(sf_http_req_t *req, const json_t *arr,
+                         const char **err);
 
 static void on_signup_inserted(void *ud, int err, const PGresult *res,
                                const char *sqlstate, const char *errmsg) {
   op_t *op = ud;
   if (err) {
-    db_failed(op->u, op->req, "sign-up", err, sqlstate, errmsg);
+    cmd__users_db_failed(op->u, op->req, "sign-up", err, sqlstate, errmsg);
   } else if (PQntuples(res) == 0) {
     char detail[128];
     snprintf(detail, sizeof(detail), "the username \"%s\" is taken",
              op->username);
-    problem(op->req, 409, "username_taken", detail);
+    cmd__users_problem(op->req, 409, "username_taken", detail);
   } else {
     op->u->stats.signups++;
-    SF_INFO(op->u->log, "users", "request %s: user %s signed up as %s",
-            sf_http_req_id(op->req), PQgetvalue(res, 0, 0), op->username);
-    respond_user(op->req, 201, res);
+    if (op->by[0])
+      SF_INFO(op->u->log, "users",
+              "request %s: user %s created as %s (role %s) by %s",
+              sf_http_req_id(op->req), PQgetvalue(res, 0, 0), op->username,
+              PQgetvalue(res, 0, 3), op->by);
+    else
+      SF_INFO(op->u->log, "users", "request %s: user %s signed up as %s",
+              sf_http_req_id(op->req), PQgetvalue(res, 0, 0), op->username);
+    cmd__users_respond_user(op->req, 201, res,
+                            op->generated[0] ? op->generated : NULL);
   }
   op_free(op);
 }
@@ -276,66 +308,120 @@ static void after_signup_hash(uv_work_t *w, int status) {
   op_t *op = w->data;
   cmd_users_t *u = op->u;
   if (u->closing || status != 0) {
-    unavailable(op->req, "the service is shutting down");
+    cmd__users_unavailable(op->req, "the service is shutting down");
   } else if (!op->ok) {
-    problem(op->req, 500, "internal", "password hashing failed");
+    cmd__users_problem(op->req, 500, "internal", "password hashing failed");
   } else {
-    const char *params[4] = {op->id, op->username, op->email, op->hash};
-    if (sf_pg_query(u->pg, STMT_INSERT, 4, params, on_signup_inserted, op) ==
+    const char *params[6] = {op->id,   op->username, op->email,
+                             op->hash, op->role,     op->stores};
+    if (sf_pg_query(u->pg, STMT_INSERT, 6, params, on_signup_inserted, op) ==
         0)
       return;
-    unavailable(op->req, "the account database is unreachable");
+    cmd__users_unavailable(op->req, "the account database is unreachable");
   }
   op_free(op);
 }
 
-static void h_signup(sf_http_req_t *req, void *ud) {
-  cmd_users_t *u = ud;
-  if (closing(u, req))
-    return;
-  json_t *obj = parse_body(req);
+/* The sign-up proper. p is the caller when the request carried a token
+ * (then already checked), else NULL. role and store_ids make it an admin's
+ * creation of an account: they need an admin's token (401 without a token,
+ * 403 for another role), and then the password may be left out to have
+ * one generated. */
+static void signup(cmd_users_t *u, sf_http_req_t *req,
+                   const sf_principal_t *p) {
+  json_t *obj = cmd__users_parse_body(req);
   if (!obj)
     return;
   char err[256];
-  const char *username = NULL, *email = NULL, *password = NULL;
+  const char *username = NULL, *email = NULL, *password = NULL, *role = NULL;
+  const char *stores = NULL;
   char name[SF_AUTH_USERNAME_MAX + 1];
   const char *rule = NULL;
+  json_t *arr = json_object_get(obj, "store_ids");
+  bool by_admin = p && p->role == SF_ROLE_ADMIN;
+  sf_role_t r;
   if (sf_json_only_keys(obj, signup_keys, err, sizeof(err)) ||
       sf_json_get_string(obj, "username", true, SF_AUTH_USERNAME_MAX,
                          &username, err, sizeof(err)) ||
       sf_json_get_string(obj, "email", true, SF_AUTH_EMAIL_MAX, &email, err,
                          sizeof(err)) ||
-      sf_json_get_string(obj, "password", true, SF_AUTH_PASSWORD_MAX,
-                         &password, err, sizeof(err))) {
+      sf_json_get_string(obj, "password", !by_admin, SF_AUTH_PASSWORD_MAX,
+                         &password, err, sizeof(err)) ||
+      sf_json_get_string(obj, "role", false, 16, &role, err, sizeof(err))) {
     rule = err;
   } else if (sf_auth_username_normalize(username, name) != 0) {
     rule = "username: 1 to 64 characters among letters, digits and . _ @ -";
   } else if (!sf_auth_email_valid(email)) {
     rule = "email: must look like name@domain";
-  } else {
-    rule = sf_auth_password_check(password);
+  } else if (password && (rule = sf_auth_password_check(password)) != NULL) {
+    /* rule set */
+  } else if (role && sf_role_parse(role, &r) != 0) {
+    rule = "role: must be one of admin, manager, clerk, viewer";
+  } else if (arr && !json_is_null(arr)) {
+    stores = store_array(req, arr, &rule); /* NULL sets rule */
   }
   if (rule) {
-    problem(req, 422, "validation_failed", rule);
+    cmd__users_problem(req, 422, "validation_failed", rule);
     json_decref(obj);
     return;
   }
+  if ((role || stores) && !by_admin) {
+    json_decref(obj);
+    if (!p) {
+      sf_http_add_header(req, "WWW-Authenticate",
+                         "Bearer realm=\"stockflow\"");
+      cmd__users_problem(req, 401, "unauthorized",
+              "role and store_ids need an admin's bearer token");
+    } else {
+      sf_authn_forbidden(req, "only an admin gives a role or stores");
+    }
+    return;
+  }
   op_t *op = op_new(u, req, OP_SIGNUP, password);
+  if (op && !password) {
+    sf_auth_password_new(op->generated);
+    if (!(op->password = strdup(op->generated))) {
+      op_free(op);
+      op = NULL;
+    }
+  }
   if (op && !(op->email = strdup(email))) {
     op_free(op);
     op = NULL;
   }
+  if (op && role)
+    op->role = sf_role_name(r); /* static */
   json_decref(obj);
   if (!op) {
-    problem(req, 500, "internal", "out of memory");
+    cmd__users_problem(req, 500, "internal", "out of memory");
     return;
   }
+  op->stores = stores;
+  if (by_admin)
+    snprintf(op->by, sizeof(op->by), "%s", p->user_id);
   snprintf(op->username, sizeof(op->username), "%s", name);
   sf_uuid_v7_str(&u->ids, op->id);
   if (queue_hash(op, after_signup_hash) != 0) {
     op_free(op);
-    problem(req, 500, "internal", "cannot queue the password hashing");
+    cmd__users_problem(req, 500, "internal", "cannot queue the password hashing");
   }
+}
+
+static void signup_authed(sf_http_req_t *req, const sf_principal_t *p,
+                          void *ud) {
+  signup(ud, req, p);
+}
+
+static void h_signup(sf_http_req_t *req, void *ud) {
+  cmd_users_t *u = ud;
+  if (cmd__users_closing(u, req))
+    return;
+  /* Open to anyone; a request that carries a token is checked first, so
+   * that an admin may create accounts with a role here. */
+  if (sf_http_req_header(req, "Authorization"))
+    sf_authn_check(u->authn, req, signup_authed, u);
+  else
+    signup(u, req, NULL);
 }
 
 /* ---- POST /v1/sessions ---- */
@@ -357,7 +443,7 @@ static void too_many(cmd_users_t *u, sf_http_req_t *req, uint64_t wait_ms,
   SF_WARN(u->log, "users", "request %s: login refused for %s (too many "
           "attempts), retry after %s s", sf_http_req_id(req), which, secs);
   sf_http_add_header(req, "Retry-After", secs);
-  problem(req, 429, "too_many_requests",
+  cmd__users_problem(req, 429, "too_many_requests",
           "too many login attempts; try again later");
 }
 
@@ -367,21 +453,23 @@ static void on_session_created(void *ud, int err, const PGresult *res,
   cmd_users_t *u = op->u;
   /* op->hash holds the token here (see after_login_verify) */
   if (err) {
-    db_failed(u, op->req, "login", err, sqlstate, errmsg);
+    cmd__users_db_failed(u, op->req, "login", err, sqlstate, errmsg);
   } else if (PQntuples(res) != 1) {
     bad_credentials(op->req); /* the user was deleted meanwhile */
   } else {
-    json_t *user = user_json(res, 0, 0);
-    json_t *body = user ? json_pack("{s:s, s:o, s:s}", "token", op->hash,
-                                    "user", user, "expires_at",
-                                    PQgetvalue(res, 0, 6))
-                        : NULL;
+    json_t *user = cmd__users_user_json(res, 0, 0);
+    json_t *body =
+        user ? json_pack("{s:s, s:o, s:s, s:s}", "token", op->hash, "user",
+                         user, "expires_at",
+                         PQgetvalue(res, 0, CMD__USER_NCOLS), "session_id",
+                         PQgetvalue(res, 0, CMD__USER_NCOLS + 1))
+             : NULL;
     if (!body) {
-      problem(op->req, 500, "internal", "out of memory");
+      cmd__users_problem(op->req, 500, "internal", "out of memory");
     } else {
       u->stats.logins_ok++;
-      SF_INFO(u->log, "users", "request %s: user %s logged in",
-              sf_http_req_id(op->req), op->id);
+      SF_INFO(u->log, "users", "request %s: user %s logged in (session %s)",
+              sf_http_req_id(op->req), op->id, op->sid);
       sf_http_respond_json(op->req, 201, body);
     }
   }
@@ -392,13 +480,25 @@ static void after_login_verify(uv_work_t *w, int status) {
   op_t *op = w->data;
   cmd_users_t *u = op->u;
   if (u->closing || status != 0) {
-    unavailable(op->req, "the service is shutting down");
+    cmd__users_unavailable(op->req, "the service is shutting down");
     op_free(op);
     return;
   }
   if (!op->ok || !op->known) {
     u->stats.logins_failed++;
     bad_credentials(op->req);
+    op_free(op);
+    return;
+  }
+  if (op->disabled) {
+    /* Said only to whoever knows the password. It still counts against
+     * the username, not against the address. */
+    u->stats.logins_failed++;
+    sf_auth_limiter_undo(u->per_addr, op->addr_key);
+    SF_INFO(u->log, "users", "request %s: login of disabled user %s refused",
+            sf_http_req_id(op->req), op->id);
+    cmd__users_problem(op->req, 403, "account_disabled",
+            "this account is disabled; ask an admin to enable it");
     op_free(op);
     return;
   }
@@ -417,9 +517,10 @@ static void after_login_verify(uv_work_t *w, int status) {
   sodium_memzero(op->hash, sizeof(op->hash));
   memcpy(op->hash, token, sizeof(token));
   sodium_memzero(token, sizeof(token));
-  const char *params[3] = {hex, op->id, ttl};
-  if (sf_pg_query(u->pg, STMT_LOGIN, 3, params, on_session_created, op) != 0) {
-    unavailable(op->req, "the account database is unreachable");
+  sf_uuid_v7_str(&u->ids, op->sid);
+  const char *params[4] = {hex, op->id, ttl, op->sid};
+  if (sf_pg_query(u->pg, STMT_LOGIN, 4, params, on_session_created, op) != 0) {
+    cmd__users_unavailable(op->req, "the account database is unreachable");
     op_free(op);
   }
 }
@@ -432,28 +533,29 @@ static void on_login_user(void *ud, int err, const PGresult *res,
     /* not a guess: take the attempts back */
     sf_auth_limiter_undo(u->per_user, op->user_key);
     sf_auth_limiter_undo(u->per_addr, op->addr_key);
-    db_failed(u, op->req, "login look-up", err, sqlstate, errmsg);
+    cmd__users_db_failed(u, op->req, "login look-up", err, sqlstate, errmsg);
     op_free(op);
     return;
   }
   if (PQntuples(res) == 1 &&
       strlen(PQgetvalue(res, 0, 1)) < sizeof(op->hash)) {
     op->known = true;
+    op->disabled = PQgetvalue(res, 0, 2)[0] == 't';
     snprintf(op->id, sizeof(op->id), "%s", PQgetvalue(res, 0, 0));
     snprintf(op->hash, sizeof(op->hash), "%s", PQgetvalue(res, 0, 1));
   }
   /* Unknown users verify against the dummy hash: same work, same 401. */
   if (u->closing || queue_hash(op, after_login_verify) != 0) {
-    unavailable(op->req, "the service is shutting down");
+    cmd__users_unavailable(op->req, "the service is shutting down");
     op_free(op);
   }
 }
 
 static void h_login(sf_http_req_t *req, void *ud) {
   cmd_users_t *u = ud;
-  if (closing(u, req))
+  if (cmd__users_closing(u, req))
     return;
-  json_t *obj = parse_body(req);
+  json_t *obj = cmd__users_parse_body(req);
   if (!obj)
     return;
   char err[256];
@@ -463,14 +565,14 @@ static void h_login(sf_http_req_t *req, void *ud) {
                          sizeof(err)) ||
       sf_json_get_string(obj, "password", true, SF_AUTH_PASSWORD_MAX,
                          &password, err, sizeof(err))) {
-    problem(req, 422, "validation_failed", err);
+    cmd__users_problem(req, 422, "validation_failed", err);
     json_decref(obj);
     return;
   }
   op_t *op = op_new(u, req, OP_LOGIN, password);
   if (!op) {
     json_decref(obj);
-    problem(req, 500, "internal", "out of memory");
+    cmd__users_problem(req, 500, "internal", "out of memory");
     return;
   }
   /* A name that cannot exist is looked up as such (no match): it costs and
@@ -498,38 +600,19 @@ static void h_login(sf_http_req_t *req, void *ud) {
   if (sf_pg_query(u->pg, STMT_BY_NAME, 1, params, on_login_user, op) != 0) {
     sf_auth_limiter_undo(u->per_user, op->user_key);
     sf_auth_limiter_undo(u->per_addr, op->addr_key);
-    unavailable(req, "the account database is unreachable");
+    cmd__users_unavailable(req, "the account database is unreachable");
     op_free(op);
   }
 }
 
 /* ---- gated: DELETE /v1/sessions/current, GET /v1/users/me ---- */
 
-/* A request's context for the gated endpoints; request memory. */
-typedef struct gated {
-  cmd_users_t *u;
-  sf_http_req_t *req;
-  char id[SF_UUID_STR_LEN + 1];
-} gated_t;
-
-static gated_t *gated_new(cmd_users_t *u, sf_http_req_t *req) {
-  gated_t *g = sf_http_req_alloc(req, sizeof(*g));
-  if (!g) {
-    problem(req, 500, "internal", "out of memory");
-    return NULL;
-  }
-  memset(g, 0, sizeof(*g));
-  g->u = u;
-  g->req = req;
-  return g;
-}
-
 static void on_revoked(void *ud, int err, const PGresult *res,
                        const char *sqlstate, const char *errmsg) {
-  gated_t *g = ud;
+  cmd__gated_t *g = ud;
   (void)res;
   if (err) {
-    db_failed(g->u, g->req, "logout", err, sqlstate, errmsg);
+    cmd__users_db_failed(g->u, g->req, "logout", err, sqlstate, errmsg);
     return;
   }
   g->u->stats.logouts++;
@@ -538,7 +621,7 @@ static void on_revoked(void *ud, int err, const PGresult *res,
 
 static void h_logout(sf_http_req_t *req, void *ud) {
   cmd_users_t *u = ud;
-  if (closing(u, req))
+  if (cmd__users_closing(u, req))
     return;
   /* The gate has checked the header: it holds a well-formed token. */
   const char *token = sf_auth_bearer(sf_http_req_header(req, "Authorization"));
@@ -547,7 +630,7 @@ static void h_logout(sf_http_req_t *req, void *ud) {
     bad_credentials(req);
     return;
   }
-  gated_t *g = gated_new(u, req);
+  cmd__gated_t *g = cmd__users_gated_new(u, req);
   if (!g)
     return;
   /* This instance forgets it now; the others on the trigger's NOTIFY. */
@@ -556,26 +639,26 @@ static void h_logout(sf_http_req_t *req, void *ud) {
   sf_auth_hash_bytea(th, hex);
   const char *params[1] = {hex};
   if (sf_pg_query(u->pg, STMT_REVOKE, 1, params, on_revoked, g) != 0)
-    unavailable(req, "the account database is unreachable");
+    cmd__users_unavailable(req, "the account database is unreachable");
 }
 
 static void on_user_row(void *ud, int err, const PGresult *res,
                         const char *sqlstate, const char *errmsg) {
-  gated_t *g = ud;
+  cmd__gated_t *g = ud;
   if (err)
-    db_failed(g->u, g->req, "user look-up", err, sqlstate, errmsg);
+    cmd__users_db_failed(g->u, g->req, "user look-up", err, sqlstate, errmsg);
   else if (PQntuples(res) != 1)
-    problem(g->req, 404, "not_found", "user not found");
+    cmd__users_problem(g->req, 404, "not_found", "user not found");
   else
     respond_user(g->req, 200, res);
 }
 
 static void h_me(sf_http_req_t *req, void *ud) {
   cmd_users_t *u = ud;
-  if (closing(u, req))
+  if (cmd__users_closing(u, req))
     return;
   const sf_principal_t *p = sf_authn_principal(req);
-  gated_t *g = p ? gated_new(u, req) : NULL;
+  cmd__gated_t *g = p ? cmd__users_gated_new(u, req) : NULL;
   if (!g) {
     if (!p)
       bad_credentials(req);
@@ -583,7 +666,7 @@ static void h_me(sf_http_req_t *req, void *ud) {
   }
   const char *params[1] = {p->user_id};
   if (sf_pg_query(u->pg, STMT_BY_ID, 1, params, on_user_row, g) != 0)
-    unavailable(req, "the account database is unreachable");
+    cmd__users_unavailable(req, "the account database is unreachable");
 }
 
 /* ---- PATCH /v1/users/{id} (admin; the gate checked USER_ADMIN) ---- */
@@ -592,13 +675,13 @@ static const char *const patch_keys[] = {"role", "store_ids", NULL};
 
 static void on_patched(void *ud, int err, const PGresult *res,
                        const char *sqlstate, const char *errmsg) {
-  gated_t *g = ud;
+  cmd__gated_t *g = ud;
   if (err) {
-    db_failed(g->u, g->req, "user update", err, sqlstate, errmsg);
+    cmd__users_db_failed(g->u, g->req, "user update", err, sqlstate, errmsg);
     return;
   }
   if (PQntuples(res) != 1) {
-    problem(g->req, 404, "not_found", "user not found");
+    cmd__users_problem(g->req, 404, "not_found", "user not found");
     return;
   }
   g->u->stats.patches++;
@@ -651,10 +734,10 @@ static char *store_array(sf_http_req_t *req, const json_t *arr,
 
 static void h_patch_user(sf_http_req_t *req, void *ud) {
   cmd_users_t *u = ud;
-  if (closing(u, req))
+  if (cmd__users_closing(u, req))
     return;
   const char *id = sf_http_req_param(req, "id");
-  json_t *obj = parse_body(req);
+  json_t *obj = cmd__users_parse_body(req);
   if (!obj)
     return;
   char err[256];
@@ -672,18 +755,18 @@ static void h_patch_user(sf_http_req_t *req, void *ud) {
   if (!rule && !role && !stores)
     rule = "body: give role, store_ids or both";
   if (rule) {
-    problem(req, 422, "validation_failed", rule);
+    cmd__users_problem(req, 422, "validation_failed", rule);
     json_decref(obj);
     return;
   }
-  gated_t *g = gated_new(u, req);
+  cmd__gated_t *g = cmd__users_gated_new(u, req);
   if (!g) {
     json_decref(obj);
     return;
   }
   if (!id || !sf_uuid_valid(id)) {
     json_decref(obj);
-    problem(req, 404, "not_found", "user not found");
+    cmd__users_problem(req, 404, "not_found", "user not found");
     return;
   }
   snprintf(g->id, sizeof(g->id), "%s", id);
@@ -691,7 +774,7 @@ static void h_patch_user(sf_http_req_t *req, void *ud) {
   int rc = sf_pg_query(u->pg, STMT_PATCH, 3, params, on_patched, g);
   json_decref(obj); /* role is copied by sf_pg_query */
   if (rc != 0)
-    unavailable(req, "the account database is unreachable");
+    cmd__users_unavailable(req, "the account database is unreachable");
 }
 
 /* ---- bootstrap ---- */
@@ -864,7 +947,8 @@ int cmd_users_register(sf_http_server_t *http, cmd_users_t *u) {
       (rc = sf_authn_route(u->authn, http, "GET", "/v1/users/me",
                            SF_ACT_READ_CATALOG, NULL, h_me, u)) != 0 ||
       (rc = sf_authn_route(u->authn, http, "PATCH", "/v1/users/{id}",
-                           SF_ACT_USER_ADMIN, NULL, h_patch_user, u)) != 0)
+                           SF_ACT_USER_ADMIN, NULL, h_patch_user, u)) != 0 ||
+      (rc = cmd__accounts_register(http, u)) != 0)
     SF_ERROR(u->log, "users", "adding the account routes: %s",
              sf_err_name(rc));
   return rc;
@@ -929,6 +1013,8 @@ int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
       goto fail_dummy;
     }
   }
+  if ((rc = cmd__accounts_prepare(u)) != 0)
+    goto fail_dummy;
   *out = u;
   return 0;
 

@@ -7,6 +7,10 @@
  *                                instance at once (gated)
  *   GET    /v1/users/me          the caller (gated)
  *   PATCH  /v1/users/{id}        role and store_ids (gated, admin only)
+ *   and the administration routes of cmd_accounts.h (users listed,
+ *   created with a role by an admin through POST /v1/users, disabled,
+ *   enabled, passwords reset and changed, sessions listed and revoked by
+ *   id).
  *
  * Accounts live in PostgreSQL (schemas/migrations/004_auth.sql), never on
  * the bus. Passwords are hashed and verified with argon2id on the libuv
@@ -60,7 +64,7 @@ int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
                   sf_authn_t *authn, const cmd_users_opts_t *opts,
                   sf_log_t *log);
 
-/* Adds the five account routes to http (the gated ones through authn).
+/* Adds the account routes to http (the gated ones through authn).
  * Returns 0 or the error of sf_http_route / sf_authn_route. */
 int cmd_users_register(sf_http_server_t *http, cmd_users_t *u);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sf/err.h"
+#include "sf/kafka.h"
 
 #define MOD "dlq"
 
@@ -22,28 +23,6 @@ struct proj_dlq {
   rd_kafka_t *rk;
   size_t queued, delivered, failed; /* since the last flush */
 };
-
-/* librdkafka's own log lines, through sf_log. */
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
-                   const char *buf) {
-  proj_dlq_t *d = rd_kafka_opaque(rk);
-  if (!d)
-    return;
-  if (level <= 3)
-    SF_ERROR(d->log, MOD, "librdkafka %s: %s", fac, buf);
-  else if (level <= 5)
-    SF_WARN(d->log, MOD, "librdkafka %s: %s", fac, buf);
-  else
-    SF_DEBUG(d->log, MOD, "librdkafka %s: %s", fac, buf);
-}
-
-static void error_cb(rd_kafka_t *rk, int err, const char *reason,
-                     void *opaque) {
-  (void)rk;
-  proj_dlq_t *d = opaque;
-  SF_WARN(d->log, MOD, "dead-letter producer: %s: %s",
-          rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-}
 
 /* Runs inside rd_kafka_flush/rd_kafka_poll, on the worker thread. */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -60,17 +39,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   }
 }
 
-static int conf_set(rd_kafka_conf_t *conf, sf_log_t *log, const char *k,
-                    const char *v) {
-  char errstr[256];
-  if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) !=
-      RD_KAFKA_CONF_OK) {
-    SF_ERROR(log, MOD, "producer setting %s=%s: %s", k, v, errstr);
-    return SF_ECONFIG;
-  }
-  return 0;
-}
-
 int proj_dlq_new(proj_dlq_t **out, const char *brokers, const char *topic,
                  sf_log_t *log) {
   if (!out || !brokers || !topic || !*topic)
@@ -80,23 +48,25 @@ int proj_dlq_new(proj_dlq_t **out, const char *brokers, const char *topic,
     return SF_ENOMEM;
   d->log = log;
   d->topic = topic;
-  int rc = SF_ENOMEM;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  if (!conf)
-    goto fail_conf;
-  rc = conf_set(conf, log, "bootstrap.servers", brokers);
-  rc = rc ? rc : conf_set(conf, log, "client.id", "stockflow-projector-dlq");
-  rc = rc ? rc : conf_set(conf, log, "enable.idempotence", "true");
-  rc = rc ? rc : conf_set(conf, log, "acks", "all");
-  rc = rc ? rc : conf_set(conf, log, "linger.ms", "5");
-  rc = rc ? rc : conf_set(conf, log, "message.timeout.ms", "15000");
-  if (rc)
-    goto fail_conf;
-  rd_kafka_conf_set_opaque(conf, d);
-  rd_kafka_conf_set_log_cb(conf, log_cb);
-  rd_kafka_conf_set_error_cb(conf, error_cb);
-  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  int rc = SF_ECONFIG;
   char errstr[512];
+  const char *settings[][2] = {
+      {"bootstrap.servers", brokers},
+      {"client.id", "stockflow-projector-dlq"},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"linger.ms", "5"},
+      {"message.timeout.ms", "15000"},
+  };
+  /* the opaque is d itself: its first member is the logger (sf/kafka.h) */
+  rd_kafka_conf_t *conf = sf_kafka_conf_new(
+      settings, sizeof(settings) / sizeof(settings[0]), &d->log, errstr,
+      sizeof(errstr));
+  if (!conf) {
+    SF_ERROR(log, MOD, "producer setting %s", errstr);
+    goto fail_conf;
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (!d->rk) {
     SF_ERROR(log, MOD, "cannot create the dead-letter producer: %s", errstr);

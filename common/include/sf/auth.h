@@ -57,7 +57,8 @@ typedef enum sf_auth_action {
   SF_ACT_STOCK_COUNT_ADJUST, /* count, adjustment */
   SF_ACT_ORDER_WRITE,      /* place, fulfil, cancel */
   SF_ACT_TRANSFER,         /* checked on both stores of the transfer */
-  SF_ACT_USER_ADMIN,       /* PATCH /v1/users/{id}: admin */
+  SF_ACT_USER_ADMIN,       /* user administration (list, create, role,
+                              disable, reset): admin */
 } sf_auth_action_t;
 #define SF_ACT_COUNT 8
 
@@ -135,6 +136,41 @@ void sf_auth_hash_bytea(const uint8_t h[SF_AUTH_HASH_BYTES], char out[67]);
  * Returns a pointer into header to the token, or NULL when header is NULL,
  * another scheme, or the token is malformed. */
 const char *sf_auth_bearer(const char *header);
+
+/* ---- account administration ---- */
+
+/* A password for an admin's reset or a user created without one: 256
+ * random bits as 43 base64url characters (it meets the sign-up rules). */
+void sf_auth_password_new(char out[SF_AUTH_TOKEN_LEN + 1]);
+
+/* True when user_id (a UUID, any case) is p's own id. */
+bool sf_auth_is_self(const sf_principal_t *p, const char *user_id);
+
+/* True when p may read or manage the account user_id and its sessions:
+ * an admin, or the user itself. NULL p: false. */
+bool sf_auth_may_see_account(const sf_principal_t *p, const char *user_id);
+
+/* Lists of the account endpoints (GET /v1/users, sessions): ?limit= is 1 to
+ * SF_AUTH_LIST_MAX (NULL: SF_AUTH_LIST_DEFAULT); 0 or SF_EINVAL. */
+#define SF_AUTH_LIST_DEFAULT 50
+#define SF_AUTH_LIST_MAX 500
+int sf_auth_list_limit(const char *text, int *out);
+
+/* Keyset cursors of those lists: unpadded base64url of a kind byte and the
+ * 16 bytes of the last row's id, so that a cursor of one list is refused by
+ * another. */
+typedef enum sf_auth_list {
+  SF_AUTH_LIST_USERS = 'u',
+  SF_AUTH_LIST_SESSIONS = 's',
+} sf_auth_list_t;
+#define SF_AUTH_CURSOR_LEN 23
+/* Writes the cursor after id. Returns 0 or SF_EINVAL (id not a UUID). */
+int sf_auth_cursor_encode(sf_auth_list_t kind, const char *id,
+                          char out[SF_AUTH_CURSOR_LEN + 1]);
+/* Reads a cursor of list kind into the lowercase id it names. Returns 0 or
+ * SF_EINVAL (malformed, or a cursor of another list). */
+int sf_auth_cursor_decode(sf_auth_list_t kind, const char *text,
+                          char out[SF_UUID_STR_LEN + 1]);
 
 /* ---- login limiter ---- */
 

@@ -12,7 +12,9 @@
  * logout killing the token on both servers within one second although B
  * caches sessions, role changes seen by B at once, an expired token, 429
  * with Retry-After under guessing (per username and per address) while
- * other users still log in, and no password or token in the logs. */
+ * other users still log in, no password or token in the logs, and the
+ * last-admin trigger of migration 005 (also under two transactions at
+ * once). */
 #include "cmd_users.h"
 #include "sf/auth.h"
 #include "sf/authn.h"
@@ -433,8 +435,8 @@ static void flow_client(fixture_t *f) {
   http(f->port_a, "POST", "/v1/users", NULL,
        "{\"username\":\"n\",\"email\":\"a@b.c\",\"password\":\"12345678\","
        "\"role\":\"admin\"}",
-       &r); /* no self-promotion */
-  expect(&r, 422, "validation_failed");
+       &r); /* no self-promotion: a role needs an admin's token */
+  expect(&r, 401, "unauthorized");
   http(f->port_a, "POST", "/v1/users", NULL, "{\"username\":", &r);
   expect(&r, 400, "malformed_json");
   done(&r);
@@ -720,31 +722,36 @@ static void test_timing(void **state) {
 
 /* ---- the first-admin bootstrap, in a private schema ---- */
 
-/* Runs the migration 004 into schema (its tables, functions, triggers). */
+/* Runs the account migrations (004, 005) into schema: their tables,
+ * functions and triggers. */
 static void private_schema(PGconn *db, const char *schema) {
-  char path[1024], q[256];
-  snprintf(path, sizeof(path), "%s", __FILE__);
-  char *cut = strstr(path, "tests/unit/command/test_users.c");
-  assert_non_null(cut);
-  snprintf(cut, sizeof(path) - (size_t)(cut - path), "%s",
-           "schemas/migrations/004_auth.sql");
-  FILE *fp = fopen(path, "r");
-  assert_non_null(fp);
-  char *text = calloc(1, 65536);
-  assert_non_null(text);
-  size_t n = fread(text, 1, 65535, fp);
-  fclose(fp);
-  assert_true(n > 0);
+  static const char *const files[] = {"004_auth.sql", "005_accounts.sql"};
+  char q[256];
   snprintf(q, sizeof(q), "CREATE SCHEMA %s; SET search_path = %s", schema,
            schema);
   PGresult *r = PQexec(db, q);
   assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
   PQclear(r);
-  r = PQexec(db, text);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    fail_msg("004_auth.sql: %s", PQerrorMessage(db));
-  PQclear(r);
-  free(text);
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    char path[1024];
+    snprintf(path, sizeof(path), "%s", __FILE__);
+    char *cut = strstr(path, "tests/unit/command/test_users.c");
+    assert_non_null(cut);
+    snprintf(cut, sizeof(path) - (size_t)(cut - path), "schemas/migrations/%s",
+             files[i]);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char *text = calloc(1, 65536);
+    assert_non_null(text);
+    size_t n = fread(text, 1, 65535, fp);
+    fclose(fp);
+    assert_true(n > 0);
+    r = PQexec(db, text);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      fail_msg("%s: %s", files[i], PQerrorMessage(db));
+    PQclear(r);
+    free(text);
+  }
 }
 
 /* Runs the loop until u is ready, or has given up for want of a password
@@ -873,6 +880,104 @@ static void test_bootstrap(void **state) {
   free(text);
 }
 
+/* ---- the last enabled admin (migration 005's trigger), in a private
+ * schema so that no other admin counts ---- */
+
+/* Runs q on db; returns the SQLSTATE of its error ("" when it worked). */
+static const char *exec_state(PGconn *db, const char *q, char out[6]) {
+  PGresult *r = PQexec(db, q);
+  ExecStatusType st = PQresultStatus(r);
+  const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  snprintf(out, 6, "%s",
+           (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? ""
+           : code                                             ? code
+                                                              : "?????");
+  PQclear(r);
+  return out;
+}
+
+static PGconn *connect_schema(fixture_t *f, const char *schema) {
+  char dsn[512];
+  snprintf(dsn, sizeof(dsn), "%s options='-c search_path=%s'", f->dsn, schema);
+  PGconn *c = PQconnectdb(dsn);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  return c;
+}
+
+static void test_last_admin(void **state) {
+  fixture_t *f = *state;
+  if (!need_pg(f))
+    skip();
+  char schema[40], st[6], q[512];
+  snprintf(schema, sizeof(schema), "lastadm_%s", f->suffix);
+  PGconn *db = PQconnectdb(f->dsn);
+  assert_int_equal(PQstatus(db), CONNECTION_OK);
+  private_schema(db, schema);
+  PGconn *c1 = connect_schema(f, schema), *c2 = connect_schema(f, schema);
+  static const char *const ids[] = {"0190a0b0-0000-7000-8000-00000000ad01",
+                                    "0190a0b0-0000-7000-8000-00000000ad02",
+                                    "0190a0b0-0000-7000-8000-00000000ad03"};
+  char hash[SF_AUTH_PWHASH_MAX];
+  assert_int_equal(sf_auth_password_hash("irrelevant-pw", hash), 0);
+  for (int i = 0; i < 3; i++) {
+    snprintf(q, sizeof(q),
+             "INSERT INTO users (id, username, email, password_hash, role) "
+             "VALUES ('%s', 'adm%d', '', '%s', '%s')",
+             ids[i], i, hash, i < 2 ? "admin" : "viewer");
+    assert_string_equal(exec_state(c1, q, st), "");
+  }
+#define USER_SET(set, id)                                                      \
+  (snprintf(q, sizeof(q), "UPDATE users SET %s WHERE id = '%s'", set, id), q)
+  /* With two admins one may go; the other is then the last one: it can
+   * be neither disabled, nor demoted, nor deleted, and a viewer's changes
+   * are not held up by the rule. */
+  assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[0]),
+                                 st), "");
+  assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[1]),
+                                 st), "SF409");
+  assert_string_equal(exec_state(c1, USER_SET("role = 'manager'", ids[1]), st),
+                      "SF409");
+  snprintf(q, sizeof(q), "DELETE FROM users WHERE id = '%s'", ids[1]);
+  assert_string_equal(exec_state(c1, q, st), "SF409");
+  assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[2]),
+                                 st), "");
+  /* a disabled admin does not count and may be demoted */
+  assert_string_equal(exec_state(c1, USER_SET("role = 'clerk'", ids[0]), st),
+                      "");
+  /* Promoting the viewer makes two admins again. Then two transactions at
+   * once each take one away: the second waits for the first on the
+   * advisory lock, sees its commit and fails. */
+  assert_string_equal(exec_state(c1, USER_SET("role = 'admin', "
+                                              "disabled_at = NULL", ids[2]),
+                                 st), "");
+  assert_string_equal(exec_state(c1, "BEGIN", st), "");
+  assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[1]),
+                                 st), "");
+  assert_int_equal(PQsendQuery(c2, USER_SET("role = 'viewer'", ids[2])), 1);
+  sleep_ms(200);
+  assert_int_equal(PQconsumeInput(c2), 1);
+  assert_int_equal(PQisBusy(c2), 1); /* held by c1's lock */
+  assert_string_equal(exec_state(c1, "COMMIT", st), "");
+  PGresult *r = PQgetResult(c2);
+  assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+  assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "SF409");
+  PQclear(r);
+  while ((r = PQgetResult(c2)))
+    PQclear(r);
+  r = PQexec(c1, "SELECT count(*) FROM users WHERE role = 'admin' "
+                 "AND disabled_at IS NULL");
+  assert_string_equal(PQgetvalue(r, 0, 0), "1");
+  PQclear(r);
+#undef USER_SET
+  PQfinish(c1);
+  PQfinish(c2);
+  snprintf(q, sizeof(q),
+           "SET client_min_messages = warning; DROP SCHEMA %s CASCADE",
+           schema);
+  assert_string_equal(exec_state(db, q, st), "");
+  PQfinish(db);
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -883,6 +988,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bootstrap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_last_admin, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -363,6 +363,100 @@ static void test_limiter_bounded(void **state) {
   sf_auth_limiter_destroy(l);
 }
 
+/* ---- account administration ---- */
+
+static void test_account_access(void **state) {
+  (void)state;
+  static const char me[] = "0190a0b0-0000-7000-8000-0000000000aa";
+  static const char other[] = "0190a0b0-0000-7000-8000-0000000000bb";
+  for (int role = SF_ROLE_VIEWER; role <= SF_ROLE_ADMIN; role++) {
+    sf_principal_t p = {.role = (sf_role_t)role};
+    snprintf(p.user_id, sizeof(p.user_id), "%s", me);
+    assert_true(sf_auth_is_self(&p, me));
+    assert_true(sf_auth_is_self(&p, "0190A0B0-0000-7000-8000-0000000000AA"));
+    assert_false(sf_auth_is_self(&p, other));
+    assert_false(sf_auth_is_self(&p, "not-a-uuid"));
+    assert_false(sf_auth_is_self(&p, NULL));
+    assert_true(sf_auth_may_see_account(&p, me));
+    /* another user's account and sessions: admins only */
+    assert_int_equal(sf_auth_may_see_account(&p, other),
+                     role == SF_ROLE_ADMIN);
+    assert_int_equal(sf_auth_may_see_account(&p, "me"),
+                     role == SF_ROLE_ADMIN);
+  }
+  assert_false(sf_auth_may_see_account(NULL, me));
+  assert_false(sf_auth_is_self(NULL, me));
+}
+
+static void test_list_limit(void **state) {
+  (void)state;
+  int v = -1;
+  assert_int_equal(sf_auth_list_limit(NULL, &v), 0);
+  assert_int_equal(v, SF_AUTH_LIST_DEFAULT);
+  assert_int_equal(sf_auth_list_limit("1", &v), 0);
+  assert_int_equal(v, 1);
+  assert_int_equal(sf_auth_list_limit("500", &v), 0);
+  assert_int_equal(v, 500);
+  assert_int_equal(sf_auth_list_limit("007", &v), 0);
+  assert_int_equal(v, 7);
+  static const char *const bad[] = {"", "0", "501", "-1", "+5", "1.5",
+                                    "abc", "5 ", " 5", "1000", "99999"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    v = 42;
+    assert_int_equal(sf_auth_list_limit(bad[i], &v), SF_EINVAL);
+    assert_int_equal(v, 42); /* untouched on failure */
+  }
+}
+
+static void test_cursor(void **state) {
+  (void)state;
+  static const char id[] = "0190a0b0-1234-7abc-8def-0123456789ab";
+  char c[SF_AUTH_CURSOR_LEN + 1], out[SF_UUID_STR_LEN + 1];
+  assert_int_equal(sf_auth_cursor_encode(SF_AUTH_LIST_USERS, id, c), 0);
+  assert_int_equal(strlen(c), SF_AUTH_CURSOR_LEN);
+  assert_true(strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789-_") == SF_AUTH_CURSOR_LEN);
+  assert_int_equal(sf_auth_cursor_decode(SF_AUTH_LIST_USERS, c, out), 0);
+  assert_string_equal(out, id);
+  /* upper-case ids come back lowercase */
+  assert_int_equal(sf_auth_cursor_encode(SF_AUTH_LIST_SESSIONS,
+                                         "0190A0B0-1234-7ABC-8DEF-0123456789AB",
+                                         c),
+                   0);
+  assert_int_equal(sf_auth_cursor_decode(SF_AUTH_LIST_SESSIONS, c, out), 0);
+  assert_string_equal(out, id);
+  /* a session cursor is not a user cursor */
+  assert_int_equal(sf_auth_cursor_decode(SF_AUTH_LIST_USERS, c, out),
+                   SF_EINVAL);
+  /* malformed: wrong length, bad alphabet, padding, a changed last char */
+  char bad[SF_AUTH_CURSOR_LEN + 2];
+  static const char *const junk[] = {"", "abc", "!!!!!!!!!!!!!!!!!!!!!!!",
+                                     "AAAAAAAAAAAAAAAAAAAAAAAAA"};
+  for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+    assert_int_equal(sf_auth_cursor_decode(SF_AUTH_LIST_USERS, junk[i], out),
+                     SF_EINVAL);
+  snprintf(bad, sizeof(bad), "%s=", c);
+  assert_int_equal(sf_auth_cursor_decode(SF_AUTH_LIST_SESSIONS, bad, out),
+                   SF_EINVAL);
+  assert_int_equal(sf_auth_cursor_decode(SF_AUTH_LIST_SESSIONS, NULL, out),
+                   SF_EINVAL);
+  assert_int_equal(sf_auth_cursor_encode(SF_AUTH_LIST_USERS, "nope", c),
+                   SF_EINVAL);
+  assert_int_equal(sf_auth_cursor_encode(SF_AUTH_LIST_USERS, NULL, c),
+                   SF_EINVAL);
+}
+
+static void test_generated_password(void **state) {
+  (void)state;
+  char a[SF_AUTH_TOKEN_LEN + 1], b[SF_AUTH_TOKEN_LEN + 1];
+  sf_auth_password_new(a);
+  sf_auth_password_new(b);
+  assert_int_equal(strlen(a), SF_AUTH_TOKEN_LEN);
+  assert_string_not_equal(a, b);
+  /* it meets the sign-up rules */
+  assert_null(sf_auth_password_check(a));
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -377,6 +471,10 @@ int main(void) {
       cmocka_unit_test(test_limiter_window),
       cmocka_unit_test(test_limiter_undo_clear),
       cmocka_unit_test(test_limiter_bounded),
+      cmocka_unit_test(test_account_access),
+      cmocka_unit_test(test_list_limit),
+      cmocka_unit_test(test_cursor),
+      cmocka_unit_test(test_generated_password),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
