@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates curl
   librdkafka-dev libpq-dev libavro-dev libuv1-dev libcmocka-dev
   libjansson-dev libsodium-dev libssl-dev libwslay-dev node-llhttp uthash-dev
+  libcurl4-openssl-dev
   postgresql postgresql-client openjdk-17-jdk-headless maven kcat
   python3 python3-venv valgrind procps iproute2 clang libclang-rt-14-dev
   clang-format systemd

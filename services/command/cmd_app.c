@@ -14,6 +14,7 @@
 #include "cmd_catalog.h"
 #include "cmd_expiry.h"
 #include "cmd_lanes.h"
+#include "cmd_rebuild.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
 #include "cmd_users.h"
@@ -21,6 +22,7 @@
 #include "sf/err.h"
 #include "sf/json.h"
 #include "sf/metrics.h"
+#include "sf/progress.h"
 #include "sf/uuid.h"
 
 struct cmd_app {
@@ -44,6 +46,7 @@ struct cmd_app {
   bool stopping;
   double rebuild_seconds;
   uint64_t rebuild_events;
+  cmd_rebuild_progress_t rebuild_progress; /* of the writer's rebuilds */
   uint64_t pending;     /* commands waiting for their commit */
   /* counters for /metrics */
   uint64_t accepted, rejected, failed, replayed;
@@ -821,15 +824,36 @@ static void h_healthz(sf_http_req_t *req, void *ud) {
   sf_http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* 503 while the state is rebuilt; once the replay runs, the detail and a
+ * "progress" member say how far it got. */
+static void rebuilding(cmd_app_t *a, sf_http_req_t *req, const char *what) {
+  cmd_rebuild_snapshot_t s;
+  cmd_rebuild_progress_read(&a->rebuild_progress, &s);
+  if (!s.running) {
+    problem_plain(req, 503, "unavailable", what);
+    return;
+  }
+  sf_progress_t p = {.done = s.done, .total = s.total, .rate = s.rate};
+  char line[160], detail[320];
+  sf_progress_format(&p, "offsets", line, sizeof line);
+  snprintf(detail, sizeof detail, "%s: %s", what, line);
+  json_t *extra = json_pack(
+      "{s:{s:I, s:I, s:f, s:o, s:f}}", "progress", "done", (json_int_t)s.done,
+      "total", (json_int_t)s.total, "rate", s.rate, "eta_s",
+      s.eta_s >= 0 ? json_real(s.eta_s) : json_null(), "elapsed_s",
+      s.elapsed_s);
+  sf_http_respond_problem(req, 503, "unavailable", detail, extra);
+}
+
 static void h_readyz(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   if (a->fatal)
     problem_plain(req, 503, "unavailable", a->fatal_reason);
   else if (!a->state)
-    problem_plain(req, 503, "unavailable",
-            "connecting to Kafka and rebuilding the state from the log");
+    rebuilding(a, req,
+               "connecting to Kafka and rebuilding the state from the log");
   else if (a->resyncing)
-    problem_plain(req, 503, "unavailable", "rebuilding the state after a failed commit");
+    rebuilding(a, req, "rebuilding the state after a failed commit");
   else if (!cmd_users_ready(a->users)) /* accounts: no admin, or no PG */
     problem_plain(req, 503, "unavailable",
                   cmd_users_not_ready_reason(a->users));
@@ -928,6 +952,17 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
                        "Bus command results acknowledged by the broker.",
                        bs.results);
   }
+  cmd_rebuild_snapshot_t rs;
+  cmd_rebuild_progress_read(&a->rebuild_progress, &rs);
+  sf_metrics_gauge(&m, "rebuild_running",
+                   "1 while the state is being rebuilt from the log.",
+                   rs.running);
+  sf_metrics_gauge(&m, "rebuild_done_offsets",
+                   "Log offsets the running (or last) rebuild has read.",
+                   (int64_t)rs.done);
+  sf_metrics_gauge(&m, "rebuild_total_offsets",
+                   "Log offsets the running (or last) rebuild has to read.",
+                   (int64_t)rs.total);
   sf_metrics_raw(&m, http ? http : "");
   size_t len = 0;
   char *buf = http ? sf_metrics_take(&m, &len) : NULL;
@@ -959,6 +994,7 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   a->cfg = cfg;
   a->log = log;
   sf_uuidgen_init(&a->ids);
+  cmd_rebuild_progress_init(&a->rebuild_progress);
   int rc = sf_event_codec_new(&a->codec);
   if (rc) {
     SF_ERROR(log, "command", "loading the event schema: %s", sf_err_name(rc));
@@ -1060,6 +1096,7 @@ int cmd_app_start(cmd_app_t *a) {
       .linger_us = a->cfg->linger_us,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
       .idem_retention_us = idem_retention_us(a),
+      .rebuild_progress = &a->rebuild_progress,
   };
   uv_timer_start(&a->idem_timer, idem_timer_cb, 60000, 60000);
   rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */

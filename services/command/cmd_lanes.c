@@ -245,7 +245,8 @@ static void rebuild_main(void *arg) {
     else
       rc = cmd_rebuild_run(l->opts.brokers, l->opts.topic_catalog,
                            l->opts.topic_stock, l->opts.idem_retention_us,
-                           &l->stop, l->log, &state, &st);
+                           &l->stop, l->log, &state, &st,
+                           l->opts.rebuild_progress);
     if (rc == 0) {
       /* The replay's consumer buffers are freed now: give the pages back
        * so the service's RSS is the state, not the peak of the replay

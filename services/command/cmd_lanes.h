@@ -61,6 +61,8 @@ typedef struct cmd_lanes_opts {
   int64_t linger_us;         /* extra wait for a fuller batch; 0: none */
   int txn_timeout_ms;        /* commit/abort bound */
   int64_t idem_retention_us; /* idempotency keys restored by the rebuild */
+  /* optional, borrowed: kept current by every rebuild (cmd_rebuild.h) */
+  struct cmd_rebuild_progress *rebuild_progress;
   /* Seams for the unit tests; NULL: the Kafka writer and cmd_rebuild_run.
    * new_sink creates lane wo->lane's sink (callbacks as for a writer);
    * rebuild folds the log into a new state (on the rebuild thread). */

@@ -1,9 +1,16 @@
 /* cmd_rebuild: replays the log into a fresh cmd_state. It drives
  * librdkafka's consumer directly (assign, no group, partition EOF events)
  * because it needs to know when it reached the end of every partition; the
- * sf_kafka consumer wrapper hides EOF on purpose. */
+ * sf_kafka consumer wrapper hides EOF on purpose.
+ *
+ * Progress: every partition's low and high watermarks are read before the
+ * replay (total = the sum of high - low); a partition's done is its next
+ * offset - low, and its end becomes the offset of its EOF (a read_committed
+ * consumer stops at the last stable offset, which an open transaction keeps
+ * below the high watermark), so done reaches total exactly at the end. */
 #include "cmd_rebuild.h"
 
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -14,6 +21,11 @@
 #include "sf/err.h"
 #include "sf/kafka.h"
 #include "sf/event.h"
+#include "sf/progress.h"
+
+#define PROGRESS_PUBLISH_MS 250
+#define PROGRESS_LOG_MS 5000
+#define PROGRESS_CHECK_EVERY 256 /* messages between two looks at the clock */
 
 /* What a replay needs besides the state: the first legs of transfers
  * waiting for their second leg (to rebuild an idempotent answer). */
@@ -23,6 +35,18 @@ typedef struct held_leg {
   char position[64];
 } held_leg_t;
 
+/* One partition's offsets: [low, end) is what the replay reads. */
+typedef struct part {
+  int64_t low, end, next;
+} part_t;
+
+typedef struct topic_parts {
+  const char *name;
+  bool catalog;
+  int n;
+  part_t *p;
+} topic_parts_t;
+
 typedef struct replay {
   cmd_state_t *state;
   sf_event_codec_t *codec;
@@ -31,7 +55,35 @@ typedef struct replay {
   held_leg_t *held;
   sf_log_t *log;
   cmd_rebuild_stats_t *st;
+  /* progress */
+  topic_parts_t tops[2]; /* catalog, stock */
+  sf_progress_t prog;
+  cmd_rebuild_progress_t *shared; /* may be NULL */
+  int64_t publish_ms, log_ms;
+  unsigned since_check;
 } replay_t;
+
+void cmd_rebuild_progress_init(cmd_rebuild_progress_t *p) {
+  atomic_init(&p->running, false);
+  atomic_init(&p->done, 0);
+  atomic_init(&p->total, 0);
+  atomic_init(&p->rate_milli, 0);
+  atomic_init(&p->eta_ms, -1);
+  atomic_init(&p->elapsed_ms, 0);
+}
+
+void cmd_rebuild_progress_read(const cmd_rebuild_progress_t *p,
+                               cmd_rebuild_snapshot_t *out) {
+  out->running = atomic_load(&p->running);
+  out->done = atomic_load(&p->done);
+  out->total = atomic_load(&p->total);
+  if (out->total < out->done)
+    out->total = out->done;
+  out->rate = (double)atomic_load(&p->rate_milli) / 1000.0;
+  int64_t eta = atomic_load(&p->eta_ms);
+  out->eta_s = eta < 0 ? -1.0 : (double)eta / 1000.0;
+  out->elapsed_s = (double)atomic_load(&p->elapsed_ms) / 1000.0;
+}
 
 static int64_t wall_us(void) {
   struct timespec ts;
@@ -107,6 +159,52 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void progress_log(replay_t *r, const char *what) {
+  char line[160];
+  sf_progress_format(&r->prog, "offsets", line, sizeof line);
+  SF_INFO(r->log, "rebuild", "%s: %s", what, line);
+}
+
+/* Recomputes done/total, publishes them (at most every PROGRESS_PUBLISH_MS
+ * unless force) and logs a line every PROGRESS_LOG_MS. */
+static void progress_tick(replay_t *r, bool force) {
+  if (!force && ++r->since_check < PROGRESS_CHECK_EVERY)
+    return;
+  r->since_check = 0;
+  int64_t now = mono_ms();
+  if (!force && now - r->publish_ms < PROGRESS_PUBLISH_MS)
+    return;
+  uint64_t done = 0, total = 0;
+  for (int t = 0; t < 2; t++) {
+    for (int i = 0; i < r->tops[t].n; i++) {
+      const part_t *p = &r->tops[t].p[i];
+      int64_t next = p->next < p->end ? p->next : p->end;
+      total += (uint64_t)(p->end - p->low);
+      done += next > p->low ? (uint64_t)(next - p->low) : 0;
+    }
+  }
+  sf_progress_update(&r->prog, done, total, now);
+  r->publish_ms = now;
+  if (r->shared) {
+    double eta = sf_progress_eta_s(&r->prog);
+    atomic_store(&r->shared->done, r->prog.done);
+    atomic_store(&r->shared->total, r->prog.total);
+    atomic_store(&r->shared->rate_milli, (uint64_t)(r->prog.rate * 1000.0));
+    atomic_store(&r->shared->eta_ms, eta < 0 ? -1 : (int64_t)(eta * 1000.0));
+    atomic_store(&r->shared->elapsed_ms, now - r->prog.start_ms);
+  }
+  if (now - r->log_ms >= PROGRESS_LOG_MS) {
+    progress_log(r, "replaying");
+    r->log_ms = now;
+  }
+}
+
 static int partition_count(rd_kafka_t *rk, const char *topic, sf_log_t *log,
                            int *out) {
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -134,16 +232,38 @@ static int partition_count(rd_kafka_t *rk, const char *topic, sf_log_t *log,
   return rc;
 }
 
-static int replay_topic(rd_kafka_t *rk, const char *topic, bool catalog,
-                        replay_t *r, const atomic_bool *stop) {
+/* Partitions of a topic with their watermarks (the replay's bounds). */
+static int measure(rd_kafka_t *rk, topic_parts_t *tp, sf_log_t *log) {
+  int rc = partition_count(rk, tp->name, log, &tp->n);
+  if (rc)
+    return rc;
+  tp->p = calloc((size_t)tp->n, sizeof *tp->p);
+  if (!tp->p)
+    return SF_ENOMEM;
+  for (int i = 0; i < tp->n; i++) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(rk, tp->name, i, &low, &high, 10000);
+    if (err) {
+      SF_ERROR(log, "rebuild", "watermarks of %s/%d: %s", tp->name, i,
+               rd_kafka_err2str(err));
+      return SF_EKAFKA;
+    }
+    tp->p[i] = (part_t){low, high > low ? high : low, low};
+  }
+  return 0;
+}
+
+static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
+                        const atomic_bool *stop) {
   sf_event_codec_t *codec = r->codec;
   cmd_state_t *state = r->state;
   sf_log_t *log = r->log;
   cmd_rebuild_stats_t *st = r->st;
-  int n = 0;
-  int rc = partition_count(rk, topic, log, &n);
-  if (rc)
-    return rc;
+  const char *topic = tp->name;
+  bool catalog = tp->catalog;
+  int n = tp->n;
+  int rc = 0;
   rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
   for (int p = 0; p < n; p++)
     rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
@@ -168,6 +288,7 @@ static int replay_topic(rd_kafka_t *rk, const char *topic, bool catalog,
     }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
     if (!m) {
+      progress_tick(r, true);
       if (now_s() - last_note > 10.0) {
         SF_WARN(log, "rebuild", "still reading %s: %d of %d partitions left, "
                 "%llu events so far", topic, remaining, n,
@@ -180,11 +301,21 @@ static int replay_topic(rd_kafka_t *rk, const char *topic, bool catalog,
       if (m->partition >= 0 && m->partition < n && !at_end[m->partition]) {
         at_end[m->partition] = true;
         remaining--;
+        /* This partition ends here, whatever the watermark said. */
+        part_t *p = &tp->p[m->partition];
+        if (m->offset > p->next)
+          p->next = m->offset;
+        p->end = p->next;
+        progress_tick(r, true);
       }
     } else if (m->err) {
       SF_WARN(log, "rebuild", "consume %s: %s", topic,
               rd_kafka_message_errstr(m));
     } else {
+      if (m->partition >= 0 && m->partition < n &&
+          m->offset + 1 > tp->p[m->partition].next)
+        tp->p[m->partition].next = m->offset + 1;
+      progress_tick(r, false);
       sf_event_t e;
       int drc = sf_event_decode(codec, m->payload, m->len, &e);
       if (drc) {
@@ -233,7 +364,8 @@ static int replay_topic(rd_kafka_t *rk, const char *topic, bool catalog,
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
                     const char *topic_stock, int64_t idem_retention_us,
                     const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
-                    cmd_rebuild_stats_t *stats) {
+                    cmd_rebuild_stats_t *stats,
+                    cmd_rebuild_progress_t *progress) {
   char errstr[512];
   memset(stats, 0, sizeof(*stats));
   double t0 = now_s();
@@ -279,11 +411,49 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   rd_kafka_poll_set_consumer(rk);
 
   /* Catalog first: stock events refer to its products and stores. */
-  replay_t r = {state, codec, idem_retention_us, wall_us(), NULL, log, stats};
-  rc = replay_topic(rk, topic_catalog, true, &r, stop);
+  replay_t r = {.state = state, .codec = codec,
+                .idem_retention_us = idem_retention_us, .now_us = wall_us(),
+                .log = log, .st = stats, .shared = progress,
+                .tops = {{.name = topic_catalog, .catalog = true},
+                         {.name = topic_stock, .catalog = false}}};
+  rc = measure(rk, &r.tops[0], log);
   if (!rc)
-    rc = replay_topic(rk, topic_stock, false, &r, stop);
+    rc = measure(rk, &r.tops[1], log);
+  if (!rc) {
+    uint64_t total = 0;
+    for (int t = 0; t < 2; t++)
+      for (int i = 0; i < r.tops[t].n; i++)
+        total += (uint64_t)(r.tops[t].p[i].end - r.tops[t].p[i].low);
+    int64_t now = mono_ms();
+    sf_progress_start(&r.prog, total, now);
+    r.log_ms = now;
+    if (progress) {
+      atomic_store(&progress->done, 0);
+      atomic_store(&progress->total, total);
+      atomic_store(&progress->eta_ms, -1);
+      atomic_store(&progress->elapsed_ms, 0);
+      atomic_store(&progress->running, true);
+    }
+    SF_INFO(log, "rebuild", "replaying %s (%d partition(s)) and %s (%d "
+            "partition(s)): %" PRIu64 " offsets", topic_catalog, r.tops[0].n,
+            topic_stock, r.tops[1].n, total);
+    rc = replay_topic(rk, &r.tops[0], &r, stop);
+  }
+  if (!rc)
+    rc = replay_topic(rk, &r.tops[1], &r, stop);
+  if (!rc) {
+    progress_tick(&r, true);
+    /* The whole run's average (a short replay has no moving one yet). */
+    double secs = now_s() - t0;
+    if (secs > 0.001)
+      r.prog.rate = (double)r.prog.done / secs;
+    progress_log(&r, "replayed");
+  }
+  if (progress)
+    atomic_store(&progress->running, false);
   release_held(&r);
+  free(r.tops[0].p);
+  free(r.tops[1].p);
   if (rc)
     goto fail;
 

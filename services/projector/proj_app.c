@@ -6,7 +6,9 @@
 #include "proj_app.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "proj_api.h"
@@ -90,6 +92,26 @@ static void worker_exit_cb(void *ud, int rc) {
   uv_async_send(&a->thread_done);
 }
 
+/* --rebuild-progress-json: one JSON line on stdout (the rebuild thread,
+ * then the loop thread once it joined: never both at once). Takes the
+ * reference of o. */
+static void emit_json(json_t *o, sf_log_t *log) {
+  if (!o || json_dumpf(o, stdout, JSON_COMPACT) != 0 ||
+      fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+    SF_WARN(log, MOD, "cannot write the progress line on stdout");
+  json_decref(o);
+}
+
+static void rebuild_progress_cb(void *ud, const proj_rebuild_progress_t *p) {
+  proj_app_t *a = ud;
+  emit_json(json_pack("{s:s, s:I, s:I, s:f, s:o, s:f}", "phase", p->phase,
+                      "done", (json_int_t)p->done, "total",
+                      (json_int_t)p->total, "rate", p->rate, "eta_s",
+                      p->eta_s >= 0 ? json_real(p->eta_s) : json_null(),
+                      "elapsed_s", p->elapsed_s),
+            a->log);
+}
+
 static void rebuild_thread(void *arg) {
   proj_app_t *a = arg;
   a->rebuild_rc = proj_rebuild_run(a->rb, &a->rep);
@@ -153,6 +175,8 @@ static int new_rebuild(proj_app_t *a) {
       .pg_dsn = cfg->pg_dsn,
       .batch_max = (size_t)cfg->batch_max,
       .batch_wait_ms = (int)cfg->batch_wait_ms,
+      .progress = cfg->rebuild_progress_json ? rebuild_progress_cb : NULL,
+      .progress_ud = a,
   };
   int rc = proj_rebuild_new(&a->rb, &a->ro, a->log);
   if (rc)
@@ -226,9 +250,24 @@ int proj_app_wait(proj_app_t *a) {
   a->started = false;
   if (a->rebuild_rc != 0) {
     SF_ERROR(a->log, MOD, "rebuild failed: %s", sf_strerror(a->rebuild_rc));
+    if (a->cfg->rebuild_progress_json)
+      emit_json(json_pack("{s:s, s:s, s:s}", "phase", "failed", "error",
+                          sf_err_name(a->rebuild_rc), "message",
+                          sf_strerror(a->rebuild_rc)),
+                a->log);
     return 1;
   }
   const proj_rebuild_report_t *r = &a->rep;
+  if (a->cfg->rebuild_progress_json)
+    emit_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}",
+                        "phase", "done", "messages", (json_int_t)r->messages,
+                        "applied", (json_int_t)r->applied, "poison",
+                        (json_int_t)r->poison, "batches",
+                        (json_int_t)r->batches, "caught_up",
+                        (json_int_t)r->caught_up, "replay_s",
+                        r->replay_seconds, "switch_s", r->switch_seconds,
+                        "pruned_through", (json_int_t)r->pruned_through),
+             a->log);
   SF_INFO(a->log, MOD,
           "rebuild done: %" PRIu64 " message(s) (%" PRIu64 " applied, %" PRIu64
           " skipped as poison, %" PRIu64 " under the lock) in %" PRIu64

@@ -44,6 +44,11 @@ static const sf_cfg_entry_t k_entries[] = {
      "compare it with the inventory read model (exit 0 equal, 1 "
      "differences, 2 error; see docs/operations.md)",
      F(check)},
+    {"rebuild-progress-json", SF_CFG_BOOL, "false", 0, 0,
+     "STOCKFLOW_REBUILD_PROGRESS_JSON",
+     "with --rebuild: also write its progress (phase, done/total offsets, "
+     "rate, ETA) as one JSON object per line on stdout, every second",
+     F(rebuild_progress_json)},
 };
 
 static const sf_cfg_spec_t k_spec = {

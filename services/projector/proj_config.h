@@ -26,6 +26,7 @@ typedef struct proj_config {
   long long changes_retention_s;
   bool rebuild; /* run the one-shot rebuild instead of the service */
   bool check;   /* run the one-shot conservation check (proj_check) */
+  bool rebuild_progress_json; /* --rebuild: progress as JSON lines on stdout */
 } proj_config_t;
 
 /* The static spec (program name, summary, table). */

@@ -24,6 +24,7 @@
 #include "proj_pg.h"
 #include "sf/err.h"
 #include "sf/kafka.h"
+#include "sf/progress.h"
 
 #define MOD "rebuild"
 #define STR(x) #x
@@ -31,7 +32,8 @@
 #define IDLE_POLL_MS 200
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define PROGRESS_MS 10000
+#define PROGRESS_LOG_MS 5000
+#define PROGRESS_CB_MS 1000
 #define KAFKA_TIMEOUT_MS 10000
 #define TOPIC_MAX 256
 
@@ -73,6 +75,10 @@ struct proj_rebuild {
   size_t n_tps;
   sql_list_t late; /* secondary indexes and foreign keys, after the load */
   proj_rebuild_report_t rep;
+  /* progress: offsets over every partition (rb_tp_t next / target) */
+  const char *phase;
+  sf_progress_t prog;
+  int64_t prog_cb_at, prog_log_at;
 };
 
 static bool stopping(const proj_rebuild_t *rb) {
@@ -123,6 +129,9 @@ int proj_rebuild_new(proj_rebuild_t **out, const proj_rebuild_opts_t *opts,
     rb->o.lock_timeout_ms = 5000;
   if (rb->o.lock_attempts <= 0)
     rb->o.lock_attempts = 10;
+  if (rb->o.progress_ms <= 0)
+    rb->o.progress_ms = PROGRESS_CB_MS;
+  rb->phase = "lock";
   rb->log = log;
   atomic_init(&rb->stop, false);
   long long ts = (long long)time(NULL);
@@ -432,6 +441,49 @@ static rb_tp_t *tp_of(proj_rebuild_t *rb, const char *topic, int32_t p) {
   return NULL;
 }
 
+/* ---- progress ---- */
+
+/* Recomputes done/total from the partitions; calls the callback when it is
+ * due (or force) and logs a line every PROGRESS_LOG_MS of the replay (or
+ * force). */
+static void progress(proj_rebuild_t *rb, bool force) {
+  uint64_t done = 0, total = 0;
+  for (size_t i = 0; i < rb->n_tps; i++) {
+    const rb_tp_t *tp = &rb->tps[i];
+    total += tp->target > 0 ? (uint64_t)tp->target : 0;
+    int64_t d = tp->next < tp->target ? tp->next : tp->target;
+    done += d > 0 ? (uint64_t)d : 0;
+  }
+  int64_t now = proj_now_ms();
+  sf_progress_update(&rb->prog, done, total, now);
+  if (rb->o.progress && (force || now - rb->prog_cb_at >= rb->o.progress_ms)) {
+    proj_rebuild_progress_t p = {
+        .phase = rb->phase,
+        .done = rb->prog.done,
+        .total = rb->prog.total,
+        .rate = rb->prog.rate,
+        .eta_s = sf_progress_eta_s(&rb->prog),
+        .elapsed_s = sf_progress_elapsed_s(&rb->prog, now),
+    };
+    rb->o.progress(rb->o.progress_ud, &p);
+    rb->prog_cb_at = now;
+  }
+  bool replaying = strcmp(rb->phase, "replay") == 0 ||
+                   strcmp(rb->phase, "catch-up") == 0;
+  if (replaying && (force || now - rb->prog_log_at >= PROGRESS_LOG_MS)) {
+    char line[160];
+    sf_progress_format(&rb->prog, "offsets", line, sizeof line);
+    SF_INFO(rb->log, MOD, "%s: %s", rb->phase, line);
+    rb->prog_log_at = now;
+  }
+}
+
+/* Enters a phase: one progress report at once. */
+static void phase(proj_rebuild_t *rb, const char *name) {
+  rb->phase = name;
+  progress(rb, true);
+}
+
 /* Lists both topics' partitions with their high watermarks as targets and
  * assigns them all from the beginning. */
 static int setup_consumer(proj_rebuild_t *rb) {
@@ -487,6 +539,12 @@ static int setup_consumer(proj_rebuild_t *rb) {
   if (!rc)
     rc = sf_kafka_consumer_assign(rb->consumer, assign, n);
   free(assign);
+  if (!rc) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+      total += (uint64_t)rb->tps[i].target;
+    sf_progress_start(&rb->prog, total, proj_now_ms());
+  }
   return rc;
 }
 
@@ -523,9 +581,8 @@ static void note_batch(proj_rebuild_t *rb) {
 /* Applies batches until every partition reached its target. in_txn: inside
  * the switch transaction (no retries: a failure aborts the rebuild). */
 static int replay(proj_rebuild_t *rb, bool in_txn) {
-  int64_t progress_at = proj_now_ms();
-  uint64_t progress_msgs = rb->rep.messages;
   while (!reached(rb)) {
+    progress(rb, false);
     if (!in_txn && stopping(rb))
       return SF_ECANCELED;
     int64_t t0 = 0;
@@ -559,17 +616,8 @@ static int replay(proj_rebuild_t *rb, bool in_txn) {
     if (in_txn)
       rb->rep.caught_up += rb->in.n;
     proj_intake_release(&rb->in);
-    int64_t now = proj_now_ms();
-    if (now - progress_at >= PROGRESS_MS) {
-      double secs = (double)(now - progress_at) / 1000.0;
-      SF_INFO(rb->log, MOD,
-              "replayed %" PRIu64 " message(s) so far (%.0f/s)",
-              rb->rep.messages,
-              (double)(rb->rep.messages - progress_msgs) / secs);
-      progress_at = now;
-      progress_msgs = rb->rep.messages;
-    }
   }
+  progress(rb, false);
   return 0;
 }
 
@@ -762,12 +810,14 @@ int proj_rebuild_run(proj_rebuild_t *rb, proj_rebuild_report_t *rep) {
   rc = rc ? rc : proj_intake_init(&rb->in, rb->o.batch_max);
   if (rc)
     goto done;
+  phase(rb, "lock");
   rc = proj_pg_connect(rb->admin, &err);
   rc = rc ? rc : take_lock(rb, &err);
   if (rc == SF_EPG)
     log_pg(rb, "preparing", &err);
   if (rc)
     goto done;
+  phase(rb, "create");
   rc = create_copy(rb, &err);
   created = rc != SF_ECONFIG; /* CREATE SCHEMA may have run */
   if (rc == SF_EPG)
@@ -784,12 +834,15 @@ int proj_rebuild_run(proj_rebuild_t *rb, proj_rebuild_report_t *rep) {
     goto done;
   SF_INFO(rb->log, MOD, "replaying %s and %s (%zu partitions) into %s",
           rb->o.topic_catalog, rb->o.topic_stock, rb->n_tps, rb->schema);
+  phase(rb, "replay");
   rc = replay(rb, false);
   if (rc)
     goto done;
+  progress(rb, true);
   SF_INFO(rb->log, MOD,
           "replayed %" PRIu64 " message(s) in %.1f s; building indexes",
           rb->rep.messages, (double)(proj_now_ms() - t0) / 1000.0);
+  phase(rb, "indexes");
   rc = finish_copy(rb, &err);
   if (rc) {
     log_pg(rb, "building indexes", &err);
@@ -797,6 +850,7 @@ int proj_rebuild_run(proj_rebuild_t *rb, proj_rebuild_report_t *rep) {
   }
   /* Catch up with the live projector unlocked, a few rounds while it keeps
    * moving, so that little is left for the switch's lock. */
+  phase(rb, "catch-up");
   for (int round = 0; round < 3; round++) {
     bool behind = false;
     rc = live_targets(rb, rb->apply, &behind, &err);
@@ -815,6 +869,7 @@ int proj_rebuild_run(proj_rebuild_t *rb, proj_rebuild_report_t *rep) {
     rc = SF_ECANCELED;
     goto done;
   }
+  phase(rb, "switch");
   rc = switch_over(rb);
   if (!rc)
     created = false; /* it is public now */

@@ -37,6 +37,9 @@
  * changes nothing and writes no change row), and stored offsets only move
  * forward. A rebalance later re-reads the offsets from the new table.
  *
+ * Progress: a log line with done/total offsets, rate and ETA every
+ * few seconds of the replay, and an optional callback (opts.progress).
+ *
  * Not thread-safe except proj_rebuild_stop. No global state. */
 #ifndef PROJ_REBUILD_H
 #define PROJ_REBUILD_H
@@ -51,6 +54,26 @@
 
 typedef struct proj_rebuild proj_rebuild_t;
 
+/* Where a rebuild is, for a progress display. done and total count log
+ * offsets over every partition of both topics (events and the transaction
+ * markers between them: a count of events cannot be known before reading
+ * them); total is the sum of the high watermarks measured at the start,
+ * raised when the catch-up follows the live projector further. Before the
+ * replay both are 0. rate (offsets per second) and eta_s (negative while
+ * unknown) come from sf_progress. */
+typedef struct proj_rebuild_progress {
+  const char *phase; /* "lock", "create", "replay", "indexes", "catch-up",
+                        "switch": static strings */
+  uint64_t done, total;
+  double rate, eta_s, elapsed_s;
+} proj_rebuild_progress_t;
+
+/* Fires on the rebuild's thread at the start of each phase and at most
+ * every progress_ms during the replay and the catch-up; p is borrowed for
+ * the call. It must not call back into the rebuild. */
+typedef void (*proj_rebuild_progress_cb)(void *ud,
+                                         const proj_rebuild_progress_t *p);
+
 typedef struct proj_rebuild_opts {
   const char *brokers;
   const char *group; /* the live projector's group: key of the offsets */
@@ -61,6 +84,9 @@ typedef struct proj_rebuild_opts {
   int batch_wait_ms;
   int lock_timeout_ms;  /* per attempt to lock the public tables; 5000 if <= 0 */
   int lock_attempts;    /* 10 if <= 0 */
+  proj_rebuild_progress_cb progress; /* optional */
+  void *progress_ud;
+  int progress_ms;      /* between two progress callbacks; 1000 if <= 0 */
 } proj_rebuild_opts_t;
 
 typedef struct proj_rebuild_report {
