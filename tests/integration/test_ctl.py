@@ -243,7 +243,8 @@ def changes_of(lines):
 
 
 def test_tail_receives_and_resumes(ctx):
-    store, product = api.store_and_product(ctx)
+    store = api.create_store(ctx)["id"]
+    product = api.create_product(ctx, reorder_level=0)["id"]  # no crossings
     api.txn(ctx, store, product, "receipt", 5, on_hand=5, version=1)
     with tempfile.TemporaryDirectory() as home:
         login(ctx, home)
