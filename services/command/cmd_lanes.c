@@ -290,6 +290,8 @@ static void start_rebuild(cmd_lanes_t *l) {
   l->rebuild_running = true;
 }
 
+static void maybe_rebuild(cmd_lanes_t *l);
+
 static void rebuild_done_cb(uv_async_t *h) {
   cmd_lanes_t *l = h->data;
   if (!l->rebuild_running)
@@ -299,7 +301,14 @@ static void rebuild_done_cb(uv_async_t *h) {
   cmd_state_t *state = l->rebuilt;
   l->rebuilt = NULL;
   if (l->phase != PHASE_REBUILDING || !state) {
+    /* A lane failed while the log was read (it may have missed that
+     * lane's last batch): that state is not the truth. Read it again once
+     * every lane is idle and ready (now, or when the lane comes back). */
     cmd_state_destroy(state);
+    if (l->phase == PHASE_DRAINING)
+      SF_INFO(l->log, "lanes", "a lane failed during the rebuild: "
+              "rebuilding again once every lane is ready");
+    maybe_rebuild(l);
     return;
   }
   l->phase = PHASE_RUNNING;

@@ -39,6 +39,7 @@ typedef struct world {
   cmd_unit_t *done[64];
   size_t n_done;
   int states, resyncs, fatals, rebuilds;
+  atomic_bool hold_rebuild; /* the fake rebuild waits while true */
   uint64_t generation;
 } world_t;
 
@@ -92,6 +93,8 @@ static int fake_rebuild(void *ud, const atomic_bool *stop, cmd_state_t **out,
                         double *seconds, uint64_t *events) {
   (void)stop;
   world_t *w = ud;
+  while (atomic_load(&w->hold_rebuild) && !atomic_load(stop))
+    uv_sleep(1);
   w->rebuilds++; /* the loop waits for the async: no race on the count */
   *seconds = 0.001;
   *events = 7;
@@ -382,6 +385,31 @@ static void test_failure_pauses_drains_rebuilds_resumes(void **st) {
   finish(w, 0, 1, 0);
 }
 
+/* Two lanes fail one after the other: the first failure starts a rebuild
+ * (the other lane still looked ready), the second, a broken producer,
+ * arrives while it runs. That rebuild may have missed the second lane's
+ * batch: it is thrown away and a new one runs once the lane is back. */
+static void test_second_failure_during_the_rebuild(void **st) {
+  world_t *w = *st;
+  atomic_store(&w->hold_rebuild, true);
+  w->sinks[1]->cbs.failed(w->sinks[1]->cbs.ud, 1, "aborted", false);
+  assert_int_equal(w->resyncs, 1);
+  /* the rebuild thread runs now; lane 0 breaks meanwhile, and comes back
+   * before that rebuild is over */
+  w->sinks[0]->cbs.failed(w->sinks[0]->cbs.ud, 0, "broken", true);
+  w->sinks[0]->cbs.ready(w->sinks[0]->cbs.ud, 0, 6);
+  atomic_store(&w->hold_rebuild, false);
+  wait_state(w, 2);
+  assert_int_equal(w->rebuilds, 3); /* start, the stale one, the good one */
+  assert_int_equal(w->generation, 2);
+  assert_int_equal(w->sinks[0]->accepted_gen, 2);
+  assert_int_equal(w->sinks[1]->accepted_gen, 2);
+  cmd_unit_t *u = unit(w, KEY_LANE0, NULL);
+  cmd_lanes_submit(w->lanes, u);
+  assert_int_equal(w->sinks[0]->n_handed, 1);
+  finish(w, 0, 0, 0);
+}
+
 static void test_resync_from_the_loop(void **st) {
   world_t *w = *st;
   cmd_lanes_resync(w->lanes, "fold failed");
@@ -421,6 +449,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_failure_pauses_drains_rebuilds_resumes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_second_failure_during_the_rebuild,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_resync_from_the_loop, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_fenced_lane_is_fatal_once, setup,
