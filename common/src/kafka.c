@@ -410,6 +410,32 @@ int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms) {
   return rc;
 }
 
+static void conf_error_cb(rd_kafka_t *rk, int err, const char *reason,
+                          void *opaque) {
+  sf_log_t *log = opaque ? *(sf_log_t **)opaque : NULL;
+  SF_WARN(log, MOD, "%s: %s: %s", rd_kafka_name(rk),
+          rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+struct rd_kafka_conf_s *sf_kafka_conf_new(const char *(*settings)[2],
+                                          size_t n, sf_log_t **log_ref,
+                                          char *errstr, size_t cap) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  for (size_t i = 0; i < n; i++) {
+    char why[512];
+    if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], why,
+                          sizeof(why)) != RD_KAFKA_CONF_OK) {
+      snprintf(errstr, cap, "%s=%s: %s", settings[i][0], settings[i][1], why);
+      rd_kafka_conf_destroy(conf);
+      return NULL;
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, log_ref);
+  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+  rd_kafka_conf_set_error_cb(conf, conf_error_cb);
+  return conf;
+}
+
 int sf_kafka_await_delivery(struct rd_kafka_s *rk, int timeout_ms) {
   uint64_t deadline = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   while (rd_kafka_outq_len(rk) > 0) {

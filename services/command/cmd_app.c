@@ -12,10 +12,10 @@
 #include "cmd_batch.h"
 #include "cmd_bus.h"
 #include "cmd_catalog.h"
+#include "cmd_lanes.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
 #include "cmd_users.h"
-#include "cmd_writer.h"
 #include "sf/authn.h"
 #include "sf/err.h"
 #include "sf/json.h"
@@ -26,7 +26,7 @@ struct cmd_app {
   const cmd_settings_t *cfg;
   sf_log_t *log;
   sf_http_server_t *http;
-  cmd_writer_t *writer;
+  cmd_lanes_t *lanes;
   cmd_bus_t *bus; /* NULL when the bus intake is off */
   sf_event_codec_t *codec;
   sf_uuidgen_t ids;
@@ -36,6 +36,8 @@ struct cmd_app {
   bool resyncing;
   bool fatal;
   char fatal_reason[256];
+  void (*on_fatal)(void *); /* main's: stop the process, exit non-zero */
+  void *on_fatal_ud;
   double rebuild_seconds;
   uint64_t rebuild_events;
   uint64_t pending;     /* commands waiting for their commit */
@@ -486,7 +488,7 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
       SF_ERROR(a->log, "command", "folding event %s failed: %s; rebuilding "
                "the state from the log", evs[i].e->event_id, sf_err_name(rc));
       a->resyncing = true;
-      cmd_writer_resync(a->writer, "an accepted event could not be folded");
+      cmd_lanes_resync(a->lanes, "an accepted event could not be folded");
       goto fail;
     }
   }
@@ -502,7 +504,7 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
   u->generation = a->generation;
   u->ud = p;
   a->pending++;
-  cmd_writer_submit(a->writer, u);
+  cmd_lanes_submit(a->lanes, u);
   return;
 
 fail:
@@ -610,7 +612,7 @@ void cmd_app_batch_commit(cmd_app_t *a, cmd_batch_t *b) {
   u->generation = a->generation;
   u->ud = p;
   a->pending++;
-  cmd_writer_submit(a->writer, u);
+  cmd_lanes_submit(a->lanes, u);
 }
 
 /* The batch's transaction ended: fill in positions, remember item keys,
@@ -718,11 +720,23 @@ static void resync_cb(void *ud, const char *reason) {
 
 static void fatal_cb(void *ud, const char *reason) {
   cmd_app_t *a = ud;
+  if (a->fatal)
+    return;
   a->fatal = true;
   snprintf(a->fatal_reason, sizeof(a->fatal_reason),
            "this command service instance stopped writing: %s", reason);
-  SF_ERROR(a->log, "command", "%s", a->fatal_reason);
+  SF_ERROR(a->log, "command", "%s; exiting so that a supervisor restarts "
+           "it", a->fatal_reason);
+  if (a->on_fatal)
+    a->on_fatal(a->on_fatal_ud);
 }
+
+void cmd_app_on_fatal(cmd_app_t *a, void (*cb)(void *), void *ud) {
+  a->on_fatal = cb;
+  a->on_fatal_ud = ud;
+}
+
+bool cmd_app_failed(const cmd_app_t *a) { return a->fatal; }
 
 /* ---- operations ---- */
 
@@ -755,8 +769,9 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
 static void h_metrics(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   char *http = sf_http_server_metrics(a->http, "stockflow_command");
-  cmd_writer_stats_t ws;
-  cmd_writer_stats(a->writer, &ws);
+  cmd_writer_stats_t ws, lane_ws[CMD_MAX_LANES];
+  cmd_lanes_stats(a->lanes, &ws, lane_ws);
+  size_t n_lanes = cmd_lanes_count(a->lanes);
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
@@ -806,6 +821,22 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
           a->state ? cmd_state_n_stock(a->state) : 0, a->replayed,
           a->state ? cmd_state_n_idem(a->state) : 0,
           a->state && !a->resyncing && !a->fatal);
+  fprintf(f,
+          "# TYPE stockflow_command_writer_lanes gauge\n"
+          "stockflow_command_writer_lanes %zu\n"
+          "# TYPE stockflow_command_writer_recoveries_total counter\n"
+          "stockflow_command_writer_recoveries_total %" PRIu64 "\n"
+          "# TYPE stockflow_command_lane_waiting gauge\n"
+          "stockflow_command_lane_waiting %zu\n"
+          "# TYPE stockflow_command_lane_commit_batches_total counter\n",
+          n_lanes, ws.recoveries, cmd_lanes_waiting(a->lanes));
+  for (size_t k = 0; k < n_lanes; k++)
+    fprintf(f, "stockflow_command_lane_commit_batches_total{lane=\"%zu\"} "
+            "%" PRIu64 "\n", k, lane_ws[k].batches);
+  fprintf(f, "# TYPE stockflow_command_lane_commit_batch_commands counter\n");
+  for (size_t k = 0; k < n_lanes; k++)
+    fprintf(f, "stockflow_command_lane_commit_batch_commands_sum{lane=\"%zu\"} "
+            "%" PRIu64 "\n", k, lane_ws[k].batch_units);
   if (a->bus) {
     cmd_bus_stats_t bs;
     cmd_bus_stats(a->bus, &bs);
@@ -915,6 +946,13 @@ fail_codec:
   return rc;
 }
 
+size_t cmd_app_lane_count(const cmd_settings_t *cfg) {
+  if (cfg->writer_lanes > 0)
+    return (size_t)cfg->writer_lanes;
+  unsigned n = uv_available_parallelism(); /* one per core */
+  return n < 1 ? 1 : n > CMD_MAX_LANES ? CMD_MAX_LANES : n;
+}
+
 int cmd_app_start(cmd_app_t *a) {
   char host[256];
   int port;
@@ -926,12 +964,12 @@ int cmd_app_start(cmd_app_t *a) {
   if (rc)
     return rc;
   SF_INFO(a->log, "command", "listening on %s:%d", host, sf_http_bound_port(a->http));
-  cmd_writer_opts_t wo = {
+  cmd_lanes_opts_t lo = {
       .brokers = a->cfg->kafka_brokers,
       .transactional_id = a->cfg->transactional_id,
-      .producers = (size_t)a->cfg->writer_producers,
       .topic_catalog = a->cfg->topic_catalog,
       .topic_stock = a->cfg->topic_stock,
+      .lanes = cmd_app_lane_count(a->cfg),
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
@@ -941,8 +979,8 @@ int cmd_app_start(cmd_app_t *a) {
   rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */
   if (rc)
     return rc;
-  cmd_writer_cbs_t cbs = {unit_done_cb, state_cb, fatal_cb, resync_cb, a};
-  rc = cmd_writer_new(&a->writer, a->loop, &wo, &cbs, a->log);
+  cmd_lanes_cbs_t cbs = {unit_done_cb, state_cb, resync_cb, fatal_cb, a};
+  rc = cmd_lanes_new(&a->lanes, a->loop, &lo, &cbs, a->log);
   if (rc || !a->cfg->intake)
     return rc;
   cmd_bus_opts_t bo = {.brokers = a->cfg->kafka_brokers,
@@ -973,8 +1011,8 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
    * answers (503 or 201) before the server closes the connections and the
    * bus publishes the last results. */
   cmd_bus_stop_intake(a->bus);
-  cmd_writer_destroy(a->writer);
-  a->writer = NULL;
+  cmd_lanes_destroy(a->lanes);
+  a->lanes = NULL;
   cmd_bus_destroy(a->bus);
   a->bus = NULL;
   uv_close((uv_handle_t *)&a->idem_timer, NULL);

@@ -33,12 +33,23 @@ typedef struct cmd_app cmd_app_t;
  * borrowed for the app's life. */
 int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
                 sf_log_t *log);
-/* Listens and starts the writer (which rebuilds the state). */
+/* Listens and starts the writer lanes (the state is rebuilt once every
+ * lane has initialised its transactions). */
 int cmd_app_start(cmd_app_t *a);
 /* Stops the writer (pending commands are answered), stops listening,
  * closes handles; done fires on the loop when everything is closed. */
 void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud);
 void cmd_app_destroy(cmd_app_t *a);
+
+/* cb fires (on the loop, once) when the instance can no longer write: a
+ * lane was fenced by another instance with the same transactional ids.
+ * main stops the process with a non-zero exit status so that a supervisor
+ * restarts it. cmd_app_failed says whether that happened. */
+void cmd_app_on_fatal(cmd_app_t *a, void (*cb)(void *), void *ud);
+bool cmd_app_failed(const cmd_app_t *a);
+
+/* The writer lanes the settings ask for (writer-lanes; 0: one per core). */
+size_t cmd_app_lane_count(const cmd_settings_t *cfg);
 
 /* ---- the write pipeline, for the handler modules ---- */
 

@@ -48,11 +48,11 @@ static const sf_cfg_entry_t entries[] = {
       batch_max_body),
     E("max-batch", SF_CFG_INT, "1000", 1, 100000, "STOCKFLOW_COMMIT_MAX_BATCH",
       "most Kafka messages per group-commit transaction", max_batch),
-    E("writer-producers", SF_CFG_INT, "1", 1, 8, "STOCKFLOW_COMMIT_PRODUCERS",
-      "transactional producers the writer takes in turn (ids <transactional-"
-      "id>, <transactional-id>-1 ...); 2: more commands/s, slower change "
-      "feed under load (docs/configuration.md)",
-      writer_producers),
+    E("writer-lanes", SF_CFG_INT, "0", 0, 64, "STOCKFLOW_WRITER_LANES",
+      "writer lanes committing in parallel, each with its own transactional "
+      "producer (ids <transactional-id>, <transactional-id>-1, ...) and the "
+      "stock partitions p with p mod lanes = its number; 0: one per core",
+      writer_lanes),
     E("commit-linger-us", SF_CFG_INT, "0", 0, 100000,
       "STOCKFLOW_COMMIT_LINGER_US",
       "extra wait before a commit to gather a fuller batch (0: commit at "

@@ -22,7 +22,7 @@ typedef struct cmd_settings {
   long long max_body;
   long long batch_max_body;
   long long max_batch;
-  long long writer_producers;
+  long long writer_lanes;
   long long linger_us;
   long long txn_timeout_ms;
   long long header_timeout_ms;

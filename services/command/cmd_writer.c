@@ -1,35 +1,39 @@
-/* cmd_writer: group commit over a transactional producer, on its own thread
- * (rd_kafka_commit_transaction blocks, the loop must not). See cmd_writer.h
- * for the contract. The thread drives librdkafka directly: the sf_kafka
- * producer wrapper dispatches delivery reports on a libuv loop, which does
- * not fit a thread that must see every report of a batch before it commits. */
+/* cmd_writer: one writer lane: group commit over a transactional producer,
+ * on its own thread (rd_kafka_commit_transaction blocks, the loop must
+ * not), with the producer replaced when it breaks. See cmd_writer.h for the
+ * contract. The thread drives librdkafka directly: the sf_kafka producer
+ * wrapper dispatches delivery reports on a libuv loop, which does not fit a
+ * thread that must see every report of a batch before it commits. */
 #include "cmd_writer.h"
 
 #include <librdkafka/rdkafka.h>
-#include <malloc.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cmd_rebuild.h"
 #include "sf/err.h"
 #include "sf/kafka.h"
 
-typedef enum outbox_kind { OUT_DONE, OUT_STATE, OUT_FATAL, OUT_RESYNC } outbox_kind_t;
+typedef enum outbox_kind {
+  OUT_DONE,
+  OUT_READY,
+  OUT_FAILED,
+  OUT_FATAL
+} outbox_kind_t;
 
 typedef struct outbox {
   struct outbox *next;
   outbox_kind_t kind;
   cmd_unit_t *unit;
-  cmd_state_t *state;
-  uint64_t generation, events;
-  double seconds;
+  int32_t partitions;
+  bool recovering;
   char reason[256];
 } outbox_t;
 
 struct cmd_writer {
+  cmd_sink_t base; /* first member: the sink vtable */
   uv_loop_t *loop;
   sf_log_t *log;
   cmd_writer_opts_t opts;
@@ -42,17 +46,18 @@ struct cmd_writer {
   uv_async_t async;
   /* guarded by mu */
   cmd_unit_t *queue_head, *queue_tail;
-  uint64_t generation;
+  uint64_t accept_gen; /* 0: accepting nothing (after a failure) */
   outbox_t *out_head, *out_tail;
   cmd_writer_stats_t stats;
   uint64_t next_batch_id;
-  bool resync_asked;      /* cmd_writer_resync: rebuild before the next batch */
-  char resync_reason[256];
   /* writer thread only */
-  rd_kafka_t *rk[CMD_WRITER_MAX_PRODUCERS];
-  char ids[CMD_WRITER_MAX_PRODUCERS][256];
-  size_t n_rk, next_rk;
+  rd_kafka_t *rk;
+  double txn_started; /* monotonic seconds of the open transaction's begin */
 };
+
+/* The producer's transaction.timeout.ms: the coordinator aborts (and bumps
+ * the epoch of) a transaction left open longer. */
+#define TXN_COORDINATOR_TIMEOUT_MS 10000
 
 void cmd_unit_free(cmd_unit_t *u) {
   if (!u)
@@ -71,6 +76,12 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleeps up to ms, waking early on stop. */
+static void nap(cmd_writer_t *w, unsigned ms) {
+  for (unsigned slept = 0; slept < ms && !atomic_load(&w->stop); slept += 50)
+    uv_sleep(50);
 }
 
 /* ---- the outbox: writer thread -> loop thread ---- */
@@ -104,12 +115,13 @@ static void post_unit(cmd_writer_t *w, cmd_unit_t *u, int err) {
 }
 
 static void post_reason(cmd_writer_t *w, outbox_kind_t kind,
-                        const char *reason) {
+                        const char *reason, bool recovering) {
   outbox_t *o = outbox_new(kind);
   /* bounded copy: reasons are truncated, never overflow */
   size_t n = strnlen(reason, sizeof(o->reason) - 1);
   memcpy(o->reason, reason, n);
   o->reason[n] = '\0';
+  o->recovering = recovering;
   post(w, o);
 }
 
@@ -118,14 +130,14 @@ static void dispatch(cmd_writer_t *w, outbox_t *o) {
   case OUT_DONE:
     w->cbs.done(w->cbs.ud, o->unit);
     break;
-  case OUT_STATE:
-    w->cbs.state(w->cbs.ud, o->state, o->generation, o->seconds, o->events);
+  case OUT_READY:
+    w->cbs.ready(w->cbs.ud, w->opts.lane, o->partitions);
+    break;
+  case OUT_FAILED:
+    w->cbs.failed(w->cbs.ud, w->opts.lane, o->reason, o->recovering);
     break;
   case OUT_FATAL:
-    w->cbs.fatal(w->cbs.ud, o->reason);
-    break;
-  case OUT_RESYNC:
-    w->cbs.resync(w->cbs.ud, o->reason);
+    w->cbs.fatal(w->cbs.ud, w->opts.lane, o->reason);
     break;
   }
   free(o);
@@ -162,41 +174,21 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   }
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason,
-                     void *opaque) {
-  (void)rk;
-  cmd_writer_t *w = opaque;
-  SF_WARN(w->log, "kafka", "producer: %s: %s",
-          rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-}
-
-/* librdkafka's own log lines go through sf_log (they arrive on its
- * threads; sf_log is thread-safe). */
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
-                   const char *buf) {
-  cmd_writer_t *w = rd_kafka_opaque(rk);
-  sf_log_level_t l = level <= 3 ? SF_LOG_ERROR
-                     : level <= 5 ? SF_LOG_WARN
-                     : level == 6 ? SF_LOG_INFO
-                                  : SF_LOG_DEBUG;
-  SF_LOG(w->log, l, "rdkafka", "%s: %s", fac, buf);
-}
-
-static rd_kafka_t *make_producer(cmd_writer_t *w, const char *txn_id) {
+static rd_kafka_t *make_producer(cmd_writer_t *w) {
   char errstr[512];
-  char timeout[32];
+  char timeout[32], txn_timeout[32];
   snprintf(timeout, sizeof(timeout), "%d", w->opts.txn_timeout_ms);
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  snprintf(txn_timeout, sizeof(txn_timeout), "%d", TXN_COORDINATOR_TIMEOUT_MS);
   const char *settings[][2] = {
       {"bootstrap.servers", w->opts.brokers},
       {"client.id", "stockflow-command"},
-      {"transactional.id", txn_id},
+      {"transactional.id", w->opts.transactional_id},
       {"enable.idempotence", "true"},
       {"acks", "all"},
       {"partitioner", "murmur2_random"},
       {"linger.ms", "0"},
       {"compression.type", "lz4"},
-      {"transaction.timeout.ms", "10000"},
+      {"transaction.timeout.ms", txn_timeout},
       {"message.timeout.ms", timeout},
       {"queue.buffering.max.messages", "1000000"},
       /* Small requests on loopback or a LAN must not wait for Nagle, and a
@@ -206,23 +198,23 @@ static rd_kafka_t *make_producer(cmd_writer_t *w, const char *txn_id) {
        * here (sf-kafka-limit: flush 34 -> 18 ms, docs/benchmarks.md). */
       {"socket.nagle.disable", "true"},
       {"retry.backoff.ms", "5"},
+      /* A broker that went away is retried quickly once it is back. */
+      {"reconnect.backoff.ms", "50"},
+      {"reconnect.backoff.max.ms", "1000"},
   };
-  for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
-    if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], errstr,
-                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-      SF_ERROR(w->log, "kafka", "producer config %s: %s", settings[i][0],
-               errstr);
-      rd_kafka_conf_destroy(conf);
-      return NULL;
-    }
+  rd_kafka_conf_t *conf = sf_kafka_conf_new(
+      settings, sizeof(settings) / sizeof(settings[0]), &w->log, errstr,
+      sizeof(errstr));
+  if (!conf) {
+    SF_ERROR(w->log, "kafka", "lane %u producer config: %s", w->opts.lane,
+             errstr);
+    return NULL;
   }
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-  rd_kafka_conf_set_error_cb(conf, error_cb);
-  rd_kafka_conf_set_log_cb(conf, log_cb);
-  rd_kafka_conf_set_opaque(conf, w);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (!rk) {
-    SF_ERROR(w->log, "kafka", "creating producer: %s", errstr);
+    SF_ERROR(w->log, "kafka", "lane %u: creating producer: %s", w->opts.lane,
+             errstr);
     rd_kafka_conf_destroy(conf);
   }
   return rk;
@@ -242,8 +234,8 @@ static txn_outcome_t txn_check(cmd_writer_t *w, rd_kafka_error_t *error,
     o = TXN_ABORT;
   else if (rd_kafka_error_is_retriable(error))
     o = TXN_RETRY;
-  snprintf(reason, cap, "%s: %s (%s)", what, rd_kafka_error_string(error),
-           rd_kafka_error_name(error));
+  snprintf(reason, cap, "lane %u: %s: %s (%s)", w->opts.lane, what,
+           rd_kafka_error_string(error), rd_kafka_error_name(error));
   SF_LOG(w->log, o == TXN_RETRY ? SF_LOG_WARN : SF_LOG_ERROR, "kafka", "%s%s",
          reason, o == TXN_FATAL ? " [fatal]" : "");
   rd_kafka_error_destroy(error);
@@ -263,25 +255,58 @@ static rd_kafka_headers_t *make_headers(const cmd_msg_t *m) {
   return h;
 }
 
-/* Produces every message of units in one transaction and commits.
- * Returns 0, SF_EKAFKA (aborted; retriable) or SF_EKAFKA_FATAL. */
-static int run_batch(cmd_writer_t *w, rd_kafka_t *rk, cmd_unit_t *units,
-                     char *reason, size_t cap) {
+/* Result of one batch. */
+typedef enum batch_result {
+  BATCH_OK,
+  BATCH_ABORTED,  /* aborted; the producer can go on */
+  BATCH_BROKEN,   /* the producer must be replaced */
+  BATCH_FENCED    /* another instance took our transactional id */
+} batch_result_t;
+
+/* After a fatal error: was it a fence by another instance? librdkafka
+ * reports every fence as fatal (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH ->
+ * _FENCED), also the one the coordinator causes itself when it aborts a
+ * transaction that stayed open past transaction.timeout.ms (the broker was
+ * away, or this process was stopped). A transaction younger than that
+ * timeout cannot have been aborted by the coordinator: someone else ran
+ * init_transactions with our id. */
+static batch_result_t fatal_kind(cmd_writer_t *w, char *reason, size_t cap) {
+  char fatal[256] = "";
+  rd_kafka_resp_err_t err = rd_kafka_fatal_error(w->rk, fatal, sizeof(fatal));
+  bool fence = err == RD_KAFKA_RESP_ERR__FENCED ||
+               err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+               err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+  double age_ms = (now_s() - w->txn_started) * 1000.0;
+  if (fatal[0])
+    snprintf(reason, cap, "lane %u: %s (%s)", w->opts.lane, fatal,
+             rd_kafka_err2name(err));
+  if (fence && age_ms < 0.9 * TXN_COORDINATOR_TIMEOUT_MS)
+    return BATCH_FENCED;
+  return BATCH_BROKEN;
+}
+
+/* Produces every message of units in one transaction and commits. */
+static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
+                                char *reason, size_t cap) {
+  rd_kafka_t *rk = w->rk;
+  w->txn_started = now_s();
   txn_outcome_t o = txn_check(w, rd_kafka_begin_transaction(rk),
                               "begin_transaction", reason, cap);
   if (o == TXN_FATAL)
-    return SF_EKAFKA_FATAL;
+    return fatal_kind(w, reason, cap);
   if (o != TXN_OK)
-    return SF_EKAFKA;
+    return BATCH_BROKEN; /* a transaction we cannot begin: start afresh */
 
-  int rc = 0;
-  for (cmd_unit_t *u = units; u && !rc; u = u->next) {
-    for (cmd_msg_t *m = u->msgs; m && !rc; m = m->next) {
+  bool failed = false;
+  for (cmd_unit_t *u = units; u && !failed; u = u->next) {
+    for (cmd_msg_t *m = u->msgs; m && !failed; m = m->next) {
       m->err = SF_EINTERNAL; /* until its delivery report says otherwise */
       for (;;) {
         rd_kafka_headers_t *h = make_headers(m);
         rd_kafka_resp_err_t err = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(m->topic),
+            RD_KAFKA_V_PARTITION(m->to_partition >= 0 ? m->to_partition
+                                                      : RD_KAFKA_PARTITION_UA),
             RD_KAFKA_V_KEY(m->key, strlen(m->key)),
             RD_KAFKA_V_VALUE(m->value, m->value_len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
@@ -293,137 +318,180 @@ static int run_batch(cmd_writer_t *w, rd_kafka_t *rk, cmd_unit_t *units,
           rd_kafka_poll(rk, 10);
           continue;
         }
-        snprintf(reason, cap, "produce to %s: %s", m->topic,
-                 rd_kafka_err2str(err));
+        snprintf(reason, cap, "lane %u: produce to %s: %s", w->opts.lane,
+                 m->topic, rd_kafka_err2str(err));
         SF_ERROR(w->log, "kafka", "%s", reason);
-        rc = SF_EKAFKA;
+        failed = true;
         break;
       }
     }
   }
-  if (!rc && sf_kafka_await_delivery(rk, w->opts.txn_timeout_ms)) {
-    snprintf(reason, cap, "delivery reports not in within %d ms",
-             w->opts.txn_timeout_ms);
-    rc = SF_EKAFKA;
+  if (!failed && sf_kafka_await_delivery(rk, w->opts.txn_timeout_ms)) {
+    snprintf(reason, cap, "lane %u: delivery reports not in within %d ms",
+             w->opts.lane, w->opts.txn_timeout_ms);
+    failed = true;
   }
-  if (!rc) {
-    for (cmd_unit_t *u = units; u && !rc; u = u->next)
-      for (cmd_msg_t *m = u->msgs; m && !rc; m = m->next)
+  if (!failed) {
+    for (cmd_unit_t *u = units; u && !failed; u = u->next)
+      for (cmd_msg_t *m = u->msgs; m && !failed; m = m->next)
         if (m->err) {
-          snprintf(reason, cap, "delivery to %s failed", m->topic);
-          rc = SF_EKAFKA;
+          snprintf(reason, cap, "lane %u: delivery to %s failed",
+                   w->opts.lane, m->topic);
+          failed = true;
         }
   }
-  if (!rc) {
-    for (int attempt = 0;; attempt++) {
-      o = txn_check(w,
-                    rd_kafka_commit_transaction(rk, w->opts.txn_timeout_ms),
+  if (!failed) {
+    /* retried while the whole transaction is within its bound, so a
+     * request waits at most about twice txn_timeout_ms for its answer */
+    double deadline = w->txn_started + w->opts.txn_timeout_ms / 1000.0;
+    for (;;) {
+      int left_ms = (int)((deadline - now_s()) * 1000.0);
+      if (left_ms < 1000)
+        left_ms = 1000;
+      o = txn_check(w, rd_kafka_commit_transaction(rk, left_ms),
                     "commit_transaction", reason, cap);
-      if (o == TXN_RETRY && attempt < 3 && !atomic_load(&w->stop))
+      if (o == TXN_RETRY && now_s() < deadline && !atomic_load(&w->stop))
         continue;
       break;
     }
     if (o == TXN_OK)
-      return 0;
+      return BATCH_OK;
     if (o == TXN_FATAL)
-      return SF_EKAFKA_FATAL;
-    rc = SF_EKAFKA;
+      return fatal_kind(w, reason, cap);
+    /* a commit still undecided after its retries (TXN_RETRY): the
+     * outcome is unknown to us; the new producer's init_transactions
+     * settles it (the coordinator completes or aborts it) and the rebuild
+     * reads what the log holds */
+    if (o == TXN_RETRY)
+      return BATCH_BROKEN;
   }
+  if (rd_kafka_fatal_error(rk, NULL, 0))
+    return fatal_kind(w, reason, cap);
   char abort_reason[256];
   o = txn_check(w, rd_kafka_abort_transaction(rk, w->opts.txn_timeout_ms),
                 "abort_transaction", abort_reason, sizeof(abort_reason));
+  if (o == TXN_OK)
+    return BATCH_ABORTED;
   if (o == TXN_FATAL)
-    return SF_EKAFKA_FATAL;
-  return rc;
+    return fatal_kind(w, reason, cap);
+  return BATCH_BROKEN;
 }
 
-/* init_transactions on every producer until it works, stop, or a fatal
- * error. This fences every earlier instance with the same ids; the rebuild
- * that follows reads what they committed before. */
-static int init_txn(cmd_writer_t *w) {
-  char reason[256];
-  for (size_t i = 0; i < w->n_rk; i++) {
-    for (;;) {
-      if (atomic_load(&w->stop))
-        return SF_ECANCELED;
-      txn_outcome_t o =
-          txn_check(w, rd_kafka_init_transactions(w->rk[i], 5000),
-                    "init_transactions", reason, sizeof(reason));
-      if (o == TXN_OK)
-        break;
-      if (o == TXN_FATAL) {
-        post_reason(w, OUT_FATAL, reason);
-        return SF_EKAFKA_FATAL;
+/* After a commit with catalog events: waits (bounded) until read_committed
+ * readers can see them, i.e. the partition's last stable offset is past
+ * them. The commit returns before the coordinator has written the commit
+ * markers; without this wait another lane's stock event naming a new store
+ * or product could become readable first (Kafka orders partitions, not
+ * topics). The query runs with the producer's isolation level, which is
+ * librdkafka's default read_committed, so "high" is the stable offset. */
+static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
+  double deadline = now_s() + 2.0;
+  for (const cmd_unit_t *u = units; u; u = u->next) {
+    if (!u->wait_visible)
+      continue;
+    for (const cmd_msg_t *m = u->msgs; m; m = m->next) {
+      for (;;) {
+        int64_t lo = 0, hi = -1;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            w->rk, m->topic, m->partition, &lo, &hi, 1000);
+        if (!err && hi > m->offset)
+          break;
+        if (now_s() > deadline || atomic_load(&w->stop)) {
+          SF_WARN(w->log, "writer", "lane %u: %s [%d] offset %lld not yet "
+                  "readable after 2 s (%s)", w->opts.lane, m->topic,
+                  (int)m->partition, (long long)m->offset,
+                  err ? rd_kafka_err2name(err) : "stable offset behind");
+          return;
+        }
+        uv_sleep(1);
       }
-      uv_sleep(1000);
     }
   }
-  return 0;
 }
 
-/* Rebuilds the state from the log until it works or stop. */
-static int rebuild(cmd_writer_t *w) {
-  unsigned backoff_ms = 200;
+/* The stock topic's partition count, or 0 when unknown. */
+static int32_t stock_partitions(cmd_writer_t *w) {
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, w->opts.topic_stock, NULL);
+  if (!rkt)
+    return 0;
+  const struct rd_kafka_metadata *md = NULL;
+  int32_t n = 0;
+  if (rd_kafka_metadata(w->rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (md->topic_cnt == 1 && !md->topics[0].err)
+      n = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+  }
+  rd_kafka_topic_destroy(rkt);
+  return n;
+}
+
+/* Creates the producer and runs init_transactions until it works (the
+ * broker may be away: retried with a growing pause), stop, or a fatal
+ * error. init_transactions fences every earlier producer with our id and
+ * completes or aborts what it left open. Returns 0, SF_ECANCELED or
+ * SF_EKAFKA_FATAL (reported). */
+static int start_producer(cmd_writer_t *w) {
+  char reason[256];
+  unsigned backoff_ms = 100;
   for (;;) {
     if (atomic_load(&w->stop))
       return SF_ECANCELED;
-    cmd_state_t *state = NULL;
-    cmd_rebuild_stats_t st;
-    SF_INFO(w->log, "rebuild", "rebuilding state from %s and %s",
-            w->opts.topic_catalog, w->opts.topic_stock);
-    int rc = cmd_rebuild_run(w->opts.brokers, w->opts.topic_catalog,
-                             w->opts.topic_stock, w->opts.idem_retention_us,
-                             &w->stop, w->log, &state, &st);
-    if (rc == 0) {
-      /* The replay's consumer buffers are freed now: give the pages back
-       * so the service's RSS is the state, not the peak of the replay
-       * (glibc keeps freed heap otherwise). */
-      malloc_trim(0);
-      SF_INFO(w->log, "rebuild", "state rebuilt in %.3f s: %llu events "
-              "applied, %llu duplicates skipped, %llu undecodable skipped, %llu "
-              "idempotency keys restored",
-              st.seconds, (unsigned long long)st.events,
-              (unsigned long long)st.duplicates,
-              (unsigned long long)st.skipped,
-              (unsigned long long)st.idempotency_keys);
-      outbox_t *o = outbox_new(OUT_STATE);
-      o->state = state;
-      o->seconds = st.seconds;
-      o->events = st.events;
-      uv_mutex_lock(&w->mu);
-      o->generation = w->generation;
-      uv_mutex_unlock(&w->mu);
-      post(w, o);
-      return 0;
+    if (!w->rk) {
+      w->rk = make_producer(w);
+      if (!w->rk) {
+        post_reason(w, OUT_FATAL, "cannot create the Kafka producer (see the "
+                    "log)", false);
+        return SF_EKAFKA_FATAL;
+      }
     }
-    if (rc == SF_ECANCELED)
-      return rc;
-    SF_ERROR(w->log, "rebuild", "rebuild failed: %s; retrying in %u ms",
-             sf_err_name(rc), backoff_ms);
-    uv_sleep(backoff_ms);
-    if (backoff_ms < 5000)
+    txn_outcome_t o = txn_check(w, rd_kafka_init_transactions(w->rk, 5000),
+                                "init_transactions", reason, sizeof(reason));
+    if (o == TXN_OK)
+      break;
+    if (o == TXN_FATAL) {
+      /* e.g. not authorised for the id, or the broker is too old: a new
+       * producer would fail the same way */
+      post_reason(w, OUT_FATAL, reason, false);
+      return SF_EKAFKA_FATAL;
+    }
+    if (o == TXN_ABORT) {
+      /* a producer that cannot initialise: start again with a new one */
+      rd_kafka_destroy(w->rk);
+      w->rk = NULL;
+    }
+    nap(w, backoff_ms);
+    if (backoff_ms < 2000)
       backoff_ms *= 2;
   }
+  int32_t n = 0;
+  for (int i = 0; i < 5 && n <= 0 && !atomic_load(&w->stop); i++)
+    n = stock_partitions(w);
+  SF_INFO(w->log, "writer", "lane %u ready: transactional id %s, %s has %d "
+          "partitions", w->opts.lane, w->opts.transactional_id,
+          w->opts.topic_stock, (int)n);
+  outbox_t *r = outbox_new(OUT_READY);
+  r->partitions = n;
+  post(w, r);
+  return 0;
 }
 
-static size_t count_msgs(const cmd_unit_t *u) { return u->n_msgs; }
-
-/* Whether any message of the units goes to topic. */
-static bool has_topic(const cmd_unit_t *units, const char *topic) {
-  for (const cmd_unit_t *u = units; u; u = u->next)
-    for (const cmd_msg_t *m = u->msgs; m; m = m->next)
-      if (m->topic == topic || strcmp(m->topic, topic) == 0)
-        return true;
-  return false;
+static void destroy_producer(cmd_writer_t *w) {
+  if (!w->rk)
+    return;
+  /* nothing of ours may be in flight: purge instead of a long flush */
+  rd_kafka_purge(w->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_flush(w->rk, 100);
+  rd_kafka_destroy(w->rk);
+  w->rk = NULL;
 }
 
 /* Takes queued units up to max_batch messages (at least one unit). */
-static cmd_unit_t *take_batch(cmd_writer_t *w, uint64_t *gen) {
+static cmd_unit_t *take_batch(cmd_writer_t *w) {
   cmd_unit_t *head = NULL, *tail = NULL;
   size_t msgs = 0;
   while (w->queue_head) {
     cmd_unit_t *u = w->queue_head;
-    if (head && msgs + count_msgs(u) > w->opts.max_batch)
+    if (head && msgs + u->n_msgs > w->opts.max_batch)
       break;
     w->queue_head = u->next;
     if (!w->queue_head)
@@ -434,17 +502,20 @@ static cmd_unit_t *take_batch(cmd_writer_t *w, uint64_t *gen) {
     else
       head = u;
     tail = u;
-    msgs += count_msgs(u);
+    msgs += u->n_msgs;
   }
-  *gen = w->generation;
   return head;
 }
 
-static void fail_all_queued(cmd_writer_t *w, int err) {
-  uv_mutex_lock(&w->mu);
+/* Fails every queued unit; mu held by the caller (the outbox has its own
+ * lock order: post takes mu, so collect first, post after unlocking). */
+static cmd_unit_t *unqueue_all(cmd_writer_t *w) {
   cmd_unit_t *u = w->queue_head;
   w->queue_head = w->queue_tail = NULL;
-  uv_mutex_unlock(&w->mu);
+  return u;
+}
+
+static void post_all(cmd_writer_t *w, cmd_unit_t *u, int err) {
   while (u) {
     cmd_unit_t *next = u->next;
     u->next = NULL;
@@ -456,67 +527,36 @@ static void fail_all_queued(cmd_writer_t *w, int err) {
 static void writer_main(void *arg) {
   cmd_writer_t *w = arg;
   char reason[256];
-  for (size_t i = 0; i < w->n_rk; i++) {
-    if (i == 0)
-      snprintf(w->ids[i], sizeof(w->ids[i]), "%s", w->opts.transactional_id);
-    else
-      snprintf(w->ids[i], sizeof(w->ids[i]), "%s-%zu",
-               w->opts.transactional_id, i);
-    w->rk[i] = make_producer(w, w->ids[i]);
-    if (!w->rk[i]) {
-      post_reason(w, OUT_FATAL, "cannot create the Kafka producer");
-      goto out;
-    }
-  }
-  SF_INFO(w->log, "writer", "initialising transactions as %s%s (%zu "
-          "producer(s), taking the transactions in turn)",
-          w->opts.transactional_id, w->n_rk > 1 ? " and its -N siblings" : "",
-          w->n_rk);
-  if (init_txn(w))
-    goto out;
-  if (rebuild(w))
+  SF_INFO(w->log, "writer", "lane %u: initialising transactions as %s",
+          w->opts.lane, w->opts.transactional_id);
+  if (start_producer(w))
     goto out;
 
   while (!atomic_load(&w->stop)) {
     uv_mutex_lock(&w->mu);
-    while (!w->queue_head && !w->resync_asked && !atomic_load(&w->stop))
+    while (!w->queue_head && !atomic_load(&w->stop))
       uv_cond_wait(&w->cv, &w->mu);
     if (atomic_load(&w->stop)) {
       uv_mutex_unlock(&w->mu);
       break;
-    }
-    if (w->resync_asked) {
-      /* The loop's state went wrong (cmd_writer_resync): whatever is
-       * queued was decided against it and never reaches Kafka. */
-      w->resync_asked = false;
-      w->generation++;
-      snprintf(reason, sizeof(reason), "%s", w->resync_reason);
-      uv_mutex_unlock(&w->mu);
-      SF_ERROR(w->log, "writer", "resync asked (%s): failing the queued "
-               "commands and rebuilding the state from the log", reason);
-      fail_all_queued(w, SF_EUNAVAILABLE);
-      post_reason(w, OUT_RESYNC, reason);
-      if (rebuild(w))
-        break;
-      continue;
     }
     if (w->opts.linger_us > 0) {
       uv_mutex_unlock(&w->mu);
       uv_sleep((unsigned)((w->opts.linger_us + 999) / 1000));
       uv_mutex_lock(&w->mu);
     }
-    uint64_t gen;
-    cmd_unit_t *batch = take_batch(w, &gen);
+    cmd_unit_t *batch = take_batch(w);
+    uint64_t gen = w->accept_gen;
     uint64_t batch_id = ++w->next_batch_id;
     uv_mutex_unlock(&w->mu);
 
-    /* Units decided against an older state never reach Kafka. */
+    /* Units decided against another state never reach Kafka. */
     cmd_unit_t *live = NULL, **tailp = &live;
     size_t n_units = 0, n_msgs = 0;
     while (batch) {
       cmd_unit_t *next = batch->next;
       batch->next = NULL;
-      if (batch->generation != gen) {
+      if (gen == 0 || batch->generation != gen) {
         post_unit(w, batch, SF_EUNAVAILABLE);
       } else {
         *tailp = batch;
@@ -529,74 +569,85 @@ static void writer_main(void *arg) {
     if (!live)
       continue;
 
-    /* Transactions go to the producers in turn, one at a time (so the log
-     * order is the decision order): a producer's next transaction then
-     * starts after the coordinator has finished its previous one, instead
-     * of being refused with CONCURRENT_TRANSACTIONS and retried 20 ms
-     * later. */
-    rd_kafka_t *rk = w->rk[w->next_rk];
-    /* Except after a catalog event: the next transaction then goes to the
-     * same producer, which makes it wait until this one's commit markers
-     * are written, so a store or product is visible to read_committed
-     * readers before any stock event that names it (Kafka orders
-     * partitions, not topics; this keeps catalog-before-stock). */
-    if (!has_topic(live, w->opts.topic_catalog))
-      w->next_rk = (w->next_rk + 1) % w->n_rk;
     double t0 = now_s();
-    int rc = run_batch(w, rk, live, reason, sizeof(reason));
+    batch_result_t res = run_batch(w, live, reason, sizeof(reason));
     double dt = now_s() - t0;
+    if (res == BATCH_OK)
+      wait_visible(w, live);
 
+    cmd_unit_t *dropped = NULL;
     uv_mutex_lock(&w->mu);
-    if (rc == 0) {
+    if (res == BATCH_OK) {
       w->stats.batches++;
       w->stats.batch_units += n_units;
       w->stats.batch_msgs += n_msgs;
       w->stats.commit_seconds_sum += dt;
     } else {
+      /* Everything decided after the failed batch assumed it. */
       w->stats.failed_batches++;
-      w->generation++;
+      w->accept_gen = 0;
+      dropped = unqueue_all(w);
     }
     uv_mutex_unlock(&w->mu);
 
+    int err = res == BATCH_OK ? 0 : SF_EUNAVAILABLE;
     while (live) {
       cmd_unit_t *next = live->next;
       live->next = NULL;
       live->batch_id = batch_id;
       live->batch_units = n_units;
-      post_unit(w, live, rc ? (rc == SF_EKAFKA_FATAL ? SF_EUNAVAILABLE : rc)
-                            : 0);
+      post_unit(w, live, err);
       live = next;
     }
-    if (rc == 0)
+    if (res == BATCH_OK)
       continue;
+    post_all(w, dropped, SF_EUNAVAILABLE);
 
-    SF_ERROR(w->log, "writer", "batch %llu of %zu commands failed (%s): "
-             "answering 503 and rebuilding the state from the log",
-             (unsigned long long)batch_id, n_units, reason);
-    fail_all_queued(w, SF_EUNAVAILABLE);
-    post_reason(w, OUT_RESYNC, reason);
-    if (rc == SF_EKAFKA_FATAL || rd_kafka_fatal_error(rk, NULL, 0)) {
-      char fatal[512] = "";
-      rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-      SF_ERROR(w->log, "writer", "producer is fenced or broken (%s): this "
-               "instance stops writing", fatal[0] ? fatal : reason);
-      post_reason(w, OUT_FATAL, fatal[0] ? fatal : reason);
+    SF_ERROR(w->log, "writer", "lane %u: batch %llu of %zu commands failed "
+             "(%s): answering 503; %s", w->opts.lane,
+             (unsigned long long)batch_id, n_units, reason,
+             res == BATCH_FENCED ? "another instance took over this lane"
+             : res == BATCH_BROKEN ? "replacing the producer"
+                                   : "the state is rebuilt from the log");
+    if (res == BATCH_FENCED) {
+      post_reason(w, OUT_FATAL, reason, false);
       break;
     }
-    if (rebuild(w))
-      break;
+    post_reason(w, OUT_FAILED, reason, res == BATCH_BROKEN);
+    if (res == BATCH_BROKEN) {
+      uv_mutex_lock(&w->mu);
+      w->stats.recoveries++;
+      uv_mutex_unlock(&w->mu);
+      destroy_producer(w);
+      if (start_producer(w))
+        break;
+    }
   }
 
-out:
-  fail_all_queued(w, SF_ECANCELED);
-  for (size_t i = 0; i < w->n_rk; i++) {
-    if (!w->rk[i])
-      continue;
-    rd_kafka_flush(w->rk[i], 2000);
-    rd_kafka_destroy(w->rk[i]);
-    w->rk[i] = NULL;
-  }
+out:;
+  uv_mutex_lock(&w->mu);
+  cmd_unit_t *left = unqueue_all(w);
+  uv_mutex_unlock(&w->mu);
+  post_all(w, left, SF_ECANCELED);
+  destroy_producer(w);
 }
+
+static void vt_submit(cmd_sink_t *s, cmd_unit_t *u) {
+  cmd_writer_submit((cmd_writer_t *)s, u);
+}
+static void vt_hold(cmd_sink_t *s) { cmd_writer_hold((cmd_writer_t *)s); }
+static void vt_accept(cmd_sink_t *s, uint64_t g) {
+  cmd_writer_accept((cmd_writer_t *)s, g);
+}
+static void vt_stats(cmd_sink_t *s, cmd_writer_stats_t *out) {
+  cmd_writer_stats((cmd_writer_t *)s, out);
+}
+static void vt_destroy(cmd_sink_t *s) { cmd_writer_destroy((cmd_writer_t *)s); }
+
+static const cmd_sink_vt_t writer_vt = {vt_submit, vt_hold, vt_accept,
+                                        vt_stats, vt_destroy};
+
+cmd_sink_t *cmd_writer_sink(cmd_writer_t *w) { return &w->base; }
 
 int cmd_writer_new(cmd_writer_t **out, uv_loop_t *loop,
                    const cmd_writer_opts_t *opts, const cmd_writer_cbs_t *cbs,
@@ -611,12 +662,8 @@ int cmd_writer_new(cmd_writer_t **out, uv_loop_t *loop,
     w->opts.max_batch = 1000;
   if (w->opts.txn_timeout_ms <= 0)
     w->opts.txn_timeout_ms = 10000;
-  w->n_rk = w->opts.producers;
-  if (w->n_rk < 1)
-    w->n_rk = 1;
-  if (w->n_rk > CMD_WRITER_MAX_PRODUCERS)
-    w->n_rk = CMD_WRITER_MAX_PRODUCERS;
   w->cbs = *cbs;
+  w->base.vt = &writer_vt;
   atomic_init(&w->stop, false);
   if (uv_mutex_init(&w->mu))
     goto fail_mutex;
@@ -655,11 +702,24 @@ void cmd_writer_submit(cmd_writer_t *w, cmd_unit_t *unit) {
   uv_mutex_unlock(&w->mu);
 }
 
-void cmd_writer_resync(cmd_writer_t *w, const char *reason) {
+void cmd_writer_hold(cmd_writer_t *w) {
   uv_mutex_lock(&w->mu);
-  w->resync_asked = true;
-  snprintf(w->resync_reason, sizeof(w->resync_reason), "%s", reason);
-  uv_cond_signal(&w->cv);
+  w->accept_gen = 0;
+  cmd_unit_t *u = unqueue_all(w);
+  uv_mutex_unlock(&w->mu);
+  /* answered from here, on the loop thread, in order */
+  while (u) {
+    cmd_unit_t *next = u->next;
+    u->next = NULL;
+    u->err = SF_EUNAVAILABLE;
+    w->cbs.done(w->cbs.ud, u);
+    u = next;
+  }
+}
+
+void cmd_writer_accept(cmd_writer_t *w, uint64_t generation) {
+  uv_mutex_lock(&w->mu);
+  w->accept_gen = generation;
   uv_mutex_unlock(&w->mu);
 }
 

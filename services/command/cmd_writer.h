@@ -1,35 +1,35 @@
-/* cmd_writer: the command service's single writer, with group commit.
+/* cmd_writer: one writer lane, a transactional producer with group commit.
  *
- * One thread owns the transactional Kafka producers (acks=all, idempotence,
- * stable transactional.ids so that a second instance with the same ids
- * fences this one). Transactions go to them in turn, one at a time, so the
- * log holds them in the order they were decided; with two or more, a
- * producer's next transaction starts after the coordinator has completed
- * its previous one (no CONCURRENT_TRANSACTIONS refusal and 20 ms retry).
- * The price: a transaction's commit markers may land after the next one's,
- * so read_committed readers can see two partitions' transactions in the
- * other order for a moment. Within a partition the order holds; across
- * topics the writer keeps catalog before stock by giving the transaction
- * after one with a catalog event to the same producer.
- *
- * Units of work (the messages of one command, which must commit together)
- * are submitted from the loop thread; the writer takes
+ * One thread owns one transactional Kafka producer (acks=all, idempotence,
+ * a stable transactional.id, so that a second instance with the same id
+ * fences this one). Units of work (the messages of one command, which must
+ * commit together) are submitted from the loop thread; the thread takes
  * everything queued (up to max_batch messages), produces it in ONE Kafka
  * transaction and commits. While one transaction commits, the next batch
- * fills: that is the group commit. The outcome of each batch comes back to
- * the loop thread (done callback), with the partition and offset of every
+ * fills: that is the group commit. The outcome of each unit comes back to
+ * the loop thread (done callback) with the partition and offset of every
  * message, and only then are the requests answered.
  *
- * Failure: if a batch fails, it is aborted, every unit queued after it
- * fails too (they were decided against a state that assumed the batch),
- * the state is rebuilt from the log and handed back (state callback), and
- * the generation counter moves on; a unit submitted for an older generation
- * fails without being sent. At start the thread runs init_transactions
- * (which also aborts a transaction left open by a crashed predecessor with
- * the same id), then the first rebuild.
+ * The lanes (cmd_lanes.c) decide which units go to which writer and in
+ * what order; the writer commits them in submission order. It knows nothing
+ * of the state: the lanes rebuild it.
  *
- * Threads: cmd_writer_new, _submit and _destroy are called on the loop
- * thread; callbacks fire on the loop thread. */
+ * Failure: when a batch fails, its units fail, the writer stops accepting
+ * (every unit queued or submitted after it fails with SF_EUNAVAILABLE: it
+ * was decided against a state that assumed the failed batch) and reports
+ * the failure (failed callback). It accepts units again only after
+ * cmd_writer_accept(). When the producer itself is broken (a fatal
+ * librdkafka error: the broker was killed mid-transaction, the coordinator
+ * moved, INVALID_TXN_STATE, a transaction aborted by the coordinator after
+ * its timeout), the writer destroys it, creates a new one and runs
+ * init_transactions until the broker answers (which fences the old epoch
+ * and aborts whatever it left open), then reports ready again. Only a fence
+ * by another instance (a fatal fence of a transaction younger than the
+ * transaction timeout: someone else ran init_transactions with our id)
+ * stops the writer for good (fatal callback).
+ *
+ * Threads: every function is called on the loop thread; callbacks fire on
+ * the loop thread. */
 #ifndef CMD_WRITER_H
 #define CMD_WRITER_H
 
@@ -38,7 +38,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "cmd_state.h"
 #include "sf/event.h"
 #include "sf/log.h"
 
@@ -48,6 +47,7 @@ typedef struct cmd_msg {
   struct cmd_msg *next;
   const char *topic;          /* borrowed from the settings */
   char key[SF_ID_LEN];        /* partition key: store id or catalog id */
+  int32_t to_partition;       /* set by the lanes; -1: the partitioner's */
   uint8_t *value;             /* owned (free()d with the message) */
   size_t value_len;
   /* CloudEvents Kafka binding headers */
@@ -67,82 +67,99 @@ typedef struct cmd_unit {
   cmd_msg_t *msgs;
   size_t n_msgs;
   uint64_t generation; /* the state generation it was decided against */
+  uint64_t lanes;      /* set by the lanes: bit i = touches lane i */
+  bool wait_visible;   /* after the commit, wait until read_committed
+                          readers can see its messages (catalog events) */
   int err;             /* result: 0 or negative SF_E code */
   uint64_t batch_id;   /* which transaction carried it */
   size_t batch_units;  /* how many units that transaction carried */
   void *ud;            /* the caller's (e.g. the pending HTTP request) */
+  unsigned lane;       /* set by the lanes: the lane that commits it */
 } cmd_unit_t;
 
 /* Frees a unit and its messages. */
 void cmd_unit_free(cmd_unit_t *u);
 
-typedef struct cmd_writer cmd_writer_t;
+/* ---- the sink a lane commits to ----
+ * A small vtable so that the lanes can run over Kafka (cmd_writer) or over
+ * an in-memory sink in the unit tests; the base struct is the first member
+ * of each implementation. */
+typedef struct cmd_writer_stats {
+  uint64_t batches, batch_units, batch_msgs, failed_batches, recoveries;
+  double commit_seconds_sum;
+} cmd_writer_stats_t;
 
-#define CMD_WRITER_MAX_PRODUCERS 8
+typedef struct cmd_sink cmd_sink_t;
+typedef struct cmd_sink_vt {
+  void (*submit)(cmd_sink_t *s, cmd_unit_t *unit);
+  void (*hold)(cmd_sink_t *s);
+  void (*accept)(cmd_sink_t *s, uint64_t generation);
+  void (*stats)(cmd_sink_t *s, cmd_writer_stats_t *out);
+  void (*destroy)(cmd_sink_t *s);
+} cmd_sink_vt_t;
+struct cmd_sink {
+  const cmd_sink_vt_t *vt;
+};
+
+typedef struct cmd_writer cmd_writer_t;
 
 typedef struct cmd_writer_opts {
   const char *brokers;
-  const char *transactional_id; /* producer 0; producer i > 0: "<id>-<i>" */
-  size_t producers;             /* 1 .. CMD_WRITER_MAX_PRODUCERS */
-  const char *topic_catalog;
-  const char *topic_stock;
+  const char *transactional_id;
+  const char *topic_stock; /* its partition count is reported when ready */
+  unsigned lane;           /* for logs */
   size_t max_batch;        /* messages per transaction */
   int64_t linger_us;       /* extra wait for a fuller batch; 0: none */
   int txn_timeout_ms;      /* commit/abort bound */
-  int64_t idem_retention_us; /* idempotency keys restored by the rebuild */
 } cmd_writer_opts_t;
 
-/* Fires once per unit on the loop thread; takes ownership of unit. */
-typedef void (*cmd_writer_done_cb)(void *ud, cmd_unit_t *unit);
-/* Fires when a (re)built state is ready; takes ownership of state.
- * generation is the value to tag the units decided against it. */
-typedef void (*cmd_writer_state_cb)(void *ud, cmd_state_t *state,
-                                    uint64_t generation, double seconds,
-                                    uint64_t events);
-/* Fires when the writer cannot go on (fenced by another instance, or a
- * fatal producer error); reason is borrowed for the call. */
-typedef void (*cmd_writer_fatal_cb)(void *ud, const char *reason);
-/* Fires when a batch fails: the loop should stop taking writes until the
- * next state callback. */
-typedef void (*cmd_writer_resync_cb)(void *ud, const char *reason);
-
 typedef struct cmd_writer_cbs {
-  cmd_writer_done_cb done;
-  cmd_writer_state_cb state;
-  cmd_writer_fatal_cb fatal;
-  cmd_writer_resync_cb resync;
+  /* once per unit; takes ownership of unit */
+  void (*done)(void *ud, cmd_unit_t *unit);
+  /* the producer is initialised (at start and after a recovery): nothing
+   * this lane wrote before is still open. stock_partitions: the stock
+   * topic's partition count (0 when unknown). */
+  void (*ready)(void *ud, unsigned lane, int32_t stock_partitions);
+  /* a batch failed; the writer accepts nothing until cmd_writer_accept.
+   * recovering: the producer is being replaced (no ready until it is). */
+  void (*failed)(void *ud, unsigned lane, const char *reason,
+                 bool recovering);
+  /* fenced by another instance or unusable configuration: this lane is
+   * done for good. reason borrowed for the call. */
+  void (*fatal)(void *ud, unsigned lane, const char *reason);
   void *ud;
 } cmd_writer_cbs_t;
 
-/* Starts the writer thread. opts strings are borrowed for the writer's
- * life; loop and log are borrowed. Returns 0, SF_ENOMEM, SF_EINTERNAL. */
+/* Starts the writer thread (it creates the producer and runs
+ * init_transactions; ready fires when done). opts strings are borrowed for
+ * the writer's life; loop and log are borrowed. Returns 0, SF_ENOMEM or
+ * SF_EINTERNAL. */
 int cmd_writer_new(cmd_writer_t **out, uv_loop_t *loop,
                    const cmd_writer_opts_t *opts, const cmd_writer_cbs_t *cbs,
                    sf_log_t *log);
 
 /* Queues a unit (ownership passes to the writer; it comes back through the
- * done callback, always, even on shutdown). */
+ * done callback, always, even on shutdown). A unit whose generation is not
+ * the accepted one fails with SF_EUNAVAILABLE without reaching Kafka. */
 void cmd_writer_submit(cmd_writer_t *w, cmd_unit_t *unit);
 
-/* Asks for a rebuild of the state from the log before the next batch (the
- * loop's state no longer matches what it submitted, e.g. an event that was
- * decided could not be folded): units queued now fail with SF_EUNAVAILABLE,
- * the generation moves on, the resync callback fires, then the state
- * callback with the rebuilt state. The batch being committed, decided
- * earlier, finishes. reason is copied. */
-void cmd_writer_resync(cmd_writer_t *w, const char *reason);
+/* Stops accepting: queued units fail with SF_EUNAVAILABLE; the batch being
+ * committed finishes. */
+void cmd_writer_hold(cmd_writer_t *w);
+
+/* Accepts units of generation from now on. */
+void cmd_writer_accept(cmd_writer_t *w, uint64_t generation);
 
 /* Stats for /metrics (read on the loop thread). */
-typedef struct cmd_writer_stats {
-  uint64_t batches, batch_units, batch_msgs, failed_batches;
-  double commit_seconds_sum;
-} cmd_writer_stats_t;
 void cmd_writer_stats(cmd_writer_t *w, cmd_writer_stats_t *out);
 
 /* Stops the thread (the batch being committed finishes), fails queued
  * units with SF_ECANCELED through the done callback, destroys the
- * producer. Runs the loop's pending callbacks; call before closing the
- * loop. */
+ * producer. Call before closing the loop; the async handle is freed on the
+ * loop's next iteration. */
 void cmd_writer_destroy(cmd_writer_t *w);
+
+/* The writer as a sink (its cmd_sink_t base). */
+cmd_sink_t *cmd_writer_sink(cmd_writer_t *w);
 
 #endif

@@ -35,6 +35,16 @@ static void signal_cb(uv_signal_t *h, int signum) {
   cmd_app_stop(s->app, stopped_cb, s);
 }
 
+/* The instance was fenced by another one: stop, and exit non-zero. */
+static void fatal_cb(void *ud) {
+  service_t *s = ud;
+  if (s->stopping)
+    return;
+  s->stopping = true;
+  SF_ERROR(s->log, "main", "stopping: this instance can no longer write");
+  cmd_app_stop(s->app, stopped_cb, s);
+}
+
 int main(int argc, char **argv) {
   cmd_settings_t cfg;
   switch (sf_config_parse(cmd_config_spec(), &cfg, argc, argv, stdout, stderr)) {
@@ -76,6 +86,7 @@ int main(int argc, char **argv) {
   s.sigint.data = s.sigterm.data = &s;
   uv_signal_start(&s.sigint, signal_cb, SIGINT);
   uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
+  cmd_app_on_fatal(s.app, fatal_cb, &s);
   rc = cmd_app_start(s.app);
   if (rc) {
     SF_ERROR(s.log, "main", "starting the service: %s", sf_strerror(rc));
@@ -86,8 +97,8 @@ int main(int argc, char **argv) {
   }
   SF_INFO(s.log, "main", "stockflow-command %s started", SF_VERSION);
   uv_run(&s.loop, UV_RUN_DEFAULT);
-  status = 0;
-  SF_INFO(s.log, "main", "stopped");
+  status = cmd_app_failed(s.app) ? 3 : 0;
+  SF_INFO(s.log, "main", "stopped (exit status %d)", status);
 
 fail_start:
   cmd_app_destroy(s.app);

@@ -288,20 +288,28 @@ def test_second_writer_fences_the_first(ctx):
     try:
         second.wait_ready(90)
         # The first instance's next commit is fenced: it answers 503, says
-        # so, and stops writing; the second one takes writes.
-        def fenced():
-            r = api.post_txn(ctx, store, product, "receipt", 1)
-            assert r.status == 503, f"first instance still writes: {r!r}"
-            return r
-        client.eventually(fenced, timeout=30, what="first instance fenced")
-        rz = get(first.port, "/readyz")
-        expect_problem(rz, 503, "unavailable")
-        assert "fenced" in first.log_text().lower(), "no fencing log line"
+        # so in its log, and exits non-zero (a supervisor restarts it); the
+        # second one takes writes.
+        r = api.post_txn(ctx, store, product, "receipt", 1)
+        assert r.status == 503, f"first instance still writes: {r!r}"
+        assert r.headers.get("retry-after"), "503 without Retry-After"
+
+        def exited():
+            code = first.exit_code()
+            assert code is not None, "the fenced instance still runs"
+            return code
+        code = client.eventually(exited, timeout=30,
+                                 what="fenced instance exits")
+        assert code not in (0, None) and code > 0, \
+            f"fenced instance exited with {code}, want non-zero"
+        text = first.log_text().lower()
+        assert "fenced" in text, "no fencing log line"
+        assert "supervisor" in text, "the log does not say why it exits"
         r = post(port, api.txn_path(store),
                  {"product_id": product, "type": "receipt", "quantity": 1})
         expect_json(r, 201, "second instance writes")
     finally:
         second.stop()
-        first.kill()
+        first.kill()  # reaps the exited process (or kills a survivor)
         first.start()
         first.wait_ready(90)

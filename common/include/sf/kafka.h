@@ -45,6 +45,19 @@ struct rd_kafka_s; /* rd_kafka_t, for callers that drive librdkafka */
  * idle (sf-kafka-limit, 1-event transactions: 22 -> 11 ms each). */
 int sf_kafka_await_delivery(struct rd_kafka_s *rk, int timeout_ms);
 
+struct rd_kafka_conf_s; /* rd_kafka_conf_t */
+
+/* The one place a raw librdkafka configuration is made: settings[i] =
+ * {key, value} applied in order, librdkafka's log lines and error events
+ * routed to the logger (one JSON line each, tagged with the handle's name).
+ * log_ref becomes the handle's opaque: it must point at the sf_log_t
+ * pointer (for example the first member of the owner's struct) and outlive
+ * the handle. Returns the configuration (rd_kafka_new takes it) or NULL
+ * with errstr naming the bad setting. Thread-safe. */
+struct rd_kafka_conf_s *sf_kafka_conf_new(const char *(*settings)[2],
+                                          size_t n, sf_log_t **log_ref,
+                                          char *errstr, size_t cap);
+
 /* ---- producer ---- */
 
 typedef struct sf_kafka_producer sf_kafka_producer_t;
