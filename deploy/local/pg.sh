@@ -3,7 +3,9 @@
 #
 #   pg.sh init               create the cluster once (initdb)
 #   pg.sh start              start it (initialising first if needed) and wait
-#   pg.sh stop               stop it (pg_ctl -m fast)
+#   pg.sh stop [MODE]        stop it (pg_ctl -m MODE: fast, the default, or
+#                            immediate: no checkpoint, crash recovery at the
+#                            next start; the fault tests use both)
 #   pg.sh status             say whether it runs and answers
 #   pg.sh migrate [dbname]   create the database (default stockflow) if missing
 #                            and apply schemas/migrations/*.sql not yet applied
@@ -37,7 +39,7 @@ PG_PIDFILE="$RUN_DIR/postgres.pid"
 PG_MIGRATIONS="${STOCKFLOW_MIGRATIONS_DIR:-$ROOT/schemas/migrations}"
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -138,6 +140,8 @@ cmd_start() {
 }
 
 cmd_stop() {
+  local mode="${1:-fast}"
+  [[ "$mode" =~ ^(fast|immediate)$ ]] || sf_die "bad stop mode '$mode' (want fast or immediate)"
   if ! sf_pid_alive "$PG_PIDFILE"; then
     rm -f "$PG_PIDFILE"
     sf_log "PostgreSQL not running"
@@ -145,9 +149,9 @@ cmd_stop() {
   fi
   local pid
   pid="$(sf_pid_of "$PG_PIDFILE")"
-  sf_log "stopping PostgreSQL (pid $pid)"
+  sf_log "stopping PostgreSQL (pid $pid, mode $mode)"
   # pg_ctl returns once postmaster.pid is gone; the process exits a moment later.
-  if as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null 2>&1 \
+  if as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w -t 60 stop >/dev/null 2>&1 \
       && sf_wait_gone "$pid" 10; then
     rm -f "$PG_PIDFILE"
   else
@@ -220,7 +224,7 @@ cmd_psql() {
 case "${1:-}" in
   init) cmd_init ;;
   start) cmd_start ;;
-  stop) cmd_stop ;;
+  stop) shift; cmd_stop "$@" ;;
   status) cmd_status ;;
   migrate) shift; cmd_migrate "$@" ;;
   psql) shift; cmd_psql "$@" ;;

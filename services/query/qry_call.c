@@ -80,8 +80,11 @@ void qry_respond_internal(qry_call_t *c, const char *what) {
   sf_http_respond_problem(c->req, 500, "internal", "internal error", NULL);
 }
 
+/* As on the command service, a 503 says when to try again: the pool
+ * reconnects with a backoff of at most 5 s, usually far sooner. */
 static void respond_unavailable(qry_call_t *c, const char *detail) {
   c->calls->n.db_unavailable++;
+  sf_http_add_header(c->req, "Retry-After", "1");
   sf_http_respond_problem(c->req, 503, "unavailable", detail, NULL);
 }
 

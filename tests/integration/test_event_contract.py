@@ -2,56 +2,17 @@
 with a non-C Avro implementation (fastavro, tests/tools/avro_decode.py)
 against schemas/, and carry the CloudEvents Kafka-binding headers."""
 
-import json
-import os
-import subprocess
-
 import api
 import client
+import eventlog
 from client import expect_json, post
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-DECODE = os.path.join(HERE, "..", "tools", "avro_decode.py")
 
 
 def _events(ctx, topic, key):
     """(headers, decoded event) of every message of topic with key, read
     committed, in offset order per partition."""
-    raw = subprocess.run(
-        ["kcat", "-C", "-b", ctx.env["STOCKFLOW_KAFKA_BROKERS"], "-t", topic,
-         "-o", "beginning", "-e", "-q", "-X", "isolation.level=read_committed",
-         "-f", "%K|%k%R%s%h\n"], capture_output=True, timeout=60)
-    assert raw.returncode == 0, f"kcat: {raw.stderr!r}"
-    data = raw.stdout
-    hexes, heads = [], []
-    i = 0
-    while i < len(data):
-        bar = data.index(b"|", i)
-        klen = int(data[i:bar])
-        i = bar + 1
-        key_b = data[i:i + klen] if klen > 0 else b""
-        i += max(klen, 0)
-        vlen = int.from_bytes(data[i:i + 4], "big", signed=True)
-        i += 4
-        value = data[i:i + max(vlen, 0)]
-        i += max(vlen, 0)
-        nl = data.index(b"\n", i)
-        hdr = data[i:nl].decode("utf-8", "replace")
-        i = nl + 1
-        if key_b.decode("utf-8", "replace") == key:
-            hexes.append(value.hex())
-            heads.append(dict(h.split("=", 1) for h in hdr.split(",")
-                              if "=" in h))
-    if not hexes:
-        return []
-    dec = subprocess.run(["python3", DECODE, "--hex"],
-                         input=("\n".join(hexes) + "\n").encode(),
-                         capture_output=True, timeout=60)
-    assert dec.returncode == 0, f"avro_decode.py: {dec.stderr!r}"
-    events = [json.loads(line) for line in dec.stdout.decode().splitlines()
-              if line.strip()]
-    assert len(events) == len(hexes), (len(events), len(hexes))
-    return list(zip(heads, events))
+    return [(m.headers, m.event)
+            for m in eventlog.read_topic(ctx, topic, keys={key})]
 
 
 def test_events_decode_with_fastavro_and_carry_cloudevents(ctx):
