@@ -766,6 +766,10 @@ static int switch_over(proj_rebuild_t *rb) {
               "%d); a long reader holds them",
               rb->o.lock_timeout_ms, attempt, rb->o.lock_attempts);
       nap_ms(1000);
+      if (stopping(rb)) { /* asked to stop while waiting for the lock */
+        list_free(&moves);
+        return SF_ECANCELED;
+      }
       continue;
     }
     if (!rc) {
