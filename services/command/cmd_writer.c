@@ -52,6 +52,7 @@ struct cmd_writer {
   uint64_t next_batch_id;
   /* writer thread only */
   rd_kafka_t *rk;
+  rd_kafka_t *watch; /* read_committed consumer for wait_visible (lazy) */
   double txn_started; /* monotonic seconds of the open transaction's begin */
 };
 
@@ -382,10 +383,43 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
  * them. The commit returns before the coordinator has written the commit
  * markers; without this wait another lane's stock event naming a new store
  * or product could become readable first (Kafka orders partitions, not
- * topics). The query runs with the producer's isolation level, which is
- * librdkafka's default read_committed, so "high" is the stable offset. */
+ * topics). The query goes through a read_committed consumer handle (a
+ * producer's ListOffsets read uncommitted: its "high" would be the high
+ * watermark, past the events at once), so "high" is the stable offset. */
+static rd_kafka_t *make_watcher(cmd_writer_t *w) {
+  char errstr[512];
+  const char *settings[][2] = {
+      {"bootstrap.servers", w->opts.brokers},
+      {"client.id", "stockflow-command-visibility"},
+      /* never joined nor committed to: only ListOffsets go out */
+      {"group.id", "stockflow-command-visibility"},
+      {"isolation.level", "read_committed"},
+      {"enable.auto.commit", "false"},
+      {"socket.nagle.disable", "true"},
+  };
+  rd_kafka_conf_t *conf = sf_kafka_conf_new(
+      settings, sizeof(settings) / sizeof(settings[0]), &w->log, errstr,
+      sizeof(errstr));
+  if (!conf) {
+    SF_ERROR(w->log, "kafka", "lane %u visibility consumer config: %s",
+             w->opts.lane, errstr);
+    return NULL;
+  }
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (!rk) {
+    SF_ERROR(w->log, "kafka", "lane %u: visibility consumer: %s", w->opts.lane,
+             errstr);
+    rd_kafka_conf_destroy(conf);
+  }
+  return rk;
+}
+
 static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
   double deadline = now_s() + 2.0;
+  if (!w->watch)
+    w->watch = make_watcher(w);
+  if (!w->watch)
+    return;
   for (const cmd_unit_t *u = units; u; u = u->next) {
     if (!u->wait_visible)
       continue;
@@ -393,7 +427,7 @@ static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
       for (;;) {
         int64_t lo = 0, hi = -1;
         rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-            w->rk, m->topic, m->partition, &lo, &hi, 1000);
+            w->watch, m->topic, m->partition, &lo, &hi, 1000);
         if (!err && hi > m->offset)
           break;
         if (now_s() > deadline || atomic_load(&w->stop)) {
@@ -630,6 +664,10 @@ out:;
   uv_mutex_unlock(&w->mu);
   post_all(w, left, SF_ECANCELED);
   destroy_producer(w);
+  if (w->watch) {
+    rd_kafka_destroy(w->watch);
+    w->watch = NULL;
+  }
 }
 
 static void vt_submit(cmd_sink_t *s, cmd_unit_t *u) {
