@@ -342,34 +342,48 @@ def test_rebuild_interrupted_and_bad_binary(ctx):
                                  os.path.join(home, "nope")),
                              EXIT_FAIL, "rebuild with a missing binary")
         assert "cannot run" in err, err
-        # Interrupted as soon as it reports its first phase. A rebuild of
-        # this small log can win the race and finish first (exit 0, "done"):
-        # then try again; it must be interrupted within a few attempts.
-        for attempt in range(5):
+        # Interrupted at a point it cannot race past: a reader holds the
+        # public products table (ACCESS SHARE) in an open transaction, so
+        # the switch's ACCESS EXCLUSIVE lock times out and the rebuild warns
+        # that it waits; the interrupt comes then, and the rebuild must stop
+        # without switching (exit "interrupted", nothing left behind).
+        holder = subprocess.Popen(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             ctx.env["STOCKFLOW_PG_DSN"]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        proc = None
+        try:
+            holder.stdin.write(b"BEGIN;\n"
+                               b"LOCK TABLE public.products IN ACCESS SHARE "
+                               b"MODE;\n\\echo locked\n")
+            holder.stdin.flush()
+            got = holder.stdout.readline().decode().strip()
+            assert got == "locked", f"psql did not take the lock: {got!r}"
             proc = subprocess.Popen([ctl_bin(ctx), "rebuild"],
                                     env=ctl_env(ctx, home),
                                     stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
             err = Reader(proc.stderr)
-            try:
-                err.wait_for(lambda ls: any(x.startswith("rebuild: ")
-                                            for x in ls),
-                             60, "the first progress line")
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait(timeout=60)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            err.t.join(5)
-            text = "\n".join(err.snapshot())
-            if rc != 0:
-                break
-            print(f"    attempt {attempt + 1}: the rebuild finished before "
-                  f"the interrupt; again", flush=True)
+            err.wait_for(lambda ls: any("could not lock the public tables"
+                                        in x for x in ls),
+                         90, "the rebuild waiting for the switch lock")
+            assert proc.poll() is None, "the rebuild ended while it waited"
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            holder.stdin.close()  # ends the transaction and the lock
+            holder.wait(timeout=30)
+        err.t.join(5)
+        text = "\n".join(err.snapshot())
         assert rc == EXIT_INTERRUPTED, f"exit {rc}:\n{text[-2000:]}"
         assert "stopping" in text, text[-2000:]
+        out = proc.stdout.read().decode("utf-8", "replace")
+        assert "rebuild done" not in out, out
     left = subprocess.run(
         ["psql", ctx.env["STOCKFLOW_PG_DSN"], "-Atc",
          "select count(*) from pg_namespace where nspname like "
