@@ -54,10 +54,10 @@ typedef struct sub {
   llhttp_t parser;
   fr_t *fr;
   uint32_t idx, store;
-  bool open;   /* tcp handle initialised and not closing */
-  bool ok;     /* answered 200 */
-  bool closed; /* ended (failed, dropped or closed by us) */
-  bool is_change;   /* the current SSE message is `event: change` */
+  bool open;      /* tcp handle initialised and not closing */
+  bool ok;        /* answered 200 */
+  bool closed;    /* ended (failed, dropped or closed by us) */
+  bool is_change; /* the current SSE message is `event: change` */
   bool line_overflow;
   uint64_t read_ns; /* time of the read being parsed */
   size_t line_len;
@@ -423,7 +423,8 @@ static void open_next_subs(fr_t *fr) {
     return;
   fr->t_open_done = bench_now_ns();
   fprintf(stderr, "freshness: %u of %u subscriptions open (%u failed) in "
-          "%.2f s\n", fr->subs_ok, fr->nsubs, fr->subs_failed,
+                  "%.2f s\n",
+          fr->subs_ok, fr->nsubs, fr->subs_failed,
           (double)(fr->t_open_done - fr->t_open_start) / 1e9);
   if (fr->subs_ok == 0) {
     finish(fr);
@@ -528,7 +529,7 @@ static void write_answered(wconn_t *c, uint64_t now) {
     fr->write_errors++;
     if (fr->write_errors <= 3)
       fprintf(stderr, "freshness: write answered %d: %.200s\n", c->status,
-                      c->resp);
+              c->resp);
     return;
   }
   fr->status201++;
@@ -652,7 +653,8 @@ static void write_send(fr_t *fr, wconn_t *c, uint64_t k) {
   if (len < REQ_CAP)
     len += (size_t)snprintf(c->req + len, REQ_CAP - len,
                             "Content-Type: application/json\r\n"
-                            "Content-Length: %d\r\n\r\n%s", bn, body);
+                            "Content-Length: %d\r\n\r\n%s",
+                            bn, body);
   if (len >= REQ_CAP) {
     fprintf(stderr, "freshness: request too large\n");
     exit(2);
@@ -701,8 +703,7 @@ static void start_writes(fr_t *fr) {
   uint32_t ready = 0;
   for (uint32_t i = 0; i < fr->nwriters; i++)
     ready += fr->wconns[i].connected;
-  fprintf(stderr, "freshness: %u subscribers live (%u dropped); writing %"
-          PRIu64 " sales at %.0f/s over %u connections (%u connected)\n",
+  fprintf(stderr, "freshness: %u subscribers live (%u dropped); writing %" PRIu64 " sales at %.0f/s over %u connections (%u connected)\n",
           fr->subs_ok - fr->subs_dropped, fr->subs_dropped, fr->n_writes,
           fr->rate, fr->nwriters, ready);
   fr->writing = true;
@@ -980,31 +981,31 @@ static void raise_nofile(rlim_t need) {
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: sf-freshness --query-url http://HOST:PORT --ids IDS.json\n"
-      "                    [--command-url http://HOST:PORT] [options]\n"
-      "  --ids FILE          {\"stores\": [...], \"products\": [...]}; the\n"
-      "                      subscribers are spread round robin over the stores\n"
-      "  -s, --subscribers N SSE subscriptions to GET /v1/changes?store_id=\n"
-      "                      (default 1000)\n"
-      "  -H, --header 'Name: value'  added to every request (repeatable), e.g.\n"
-      "                      'Authorization: Bearer TOKEN'\n"
-      "  --open-window N     subscriptions opening at once (default 200)\n"
-      "  --json FILE         results as JSON\n"
-      "  --label TEXT        name printed with the results\n"
-      "freshness (default): sales to the command service while subscribed\n"
-      "  -r, --rate R        sales per second, open loop (default 1000)\n"
-      "  -d, --duration S    measured seconds (default 20)\n"
-      "  -w, --warmup S      seconds of writes before measuring (default 2)\n"
-      "  -c, --writers N     keep-alive write connections (default 128)\n"
-      "  --drain S           wait for late arrivals after the last answer\n"
-      "                      (default 5)\n"
-      "  --settle S          pause between the last subscription and the\n"
-      "                      first write (default 1)\n"
-      "idle (--idle): hold the subscriptions without writes\n"
-      "  --hold S            seconds to hold them (default 10)\n"
-      "  --pid PID           the query service: VmRSS read before, once all\n"
-      "                      are open and after the hold\n"
-      "  --seed N            random seed (default 1)\n");
+          "usage: sf-freshness --query-url http://HOST:PORT --ids IDS.json\n"
+          "                    [--command-url http://HOST:PORT] [options]\n"
+          "  --ids FILE          {\"stores\": [...], \"products\": [...]}; the\n"
+          "                      subscribers are spread round robin over the stores\n"
+          "  -s, --subscribers N SSE subscriptions to GET /v1/changes?store_id=\n"
+          "                      (default 1000)\n"
+          "  -H, --header 'Name: value'  added to every request (repeatable), e.g.\n"
+          "                      'Authorization: Bearer TOKEN'\n"
+          "  --open-window N     subscriptions opening at once (default 200)\n"
+          "  --json FILE         results as JSON\n"
+          "  --label TEXT        name printed with the results\n"
+          "freshness (default): sales to the command service while subscribed\n"
+          "  -r, --rate R        sales per second, open loop (default 1000)\n"
+          "  -d, --duration S    measured seconds (default 20)\n"
+          "  -w, --warmup S      seconds of writes before measuring (default 2)\n"
+          "  -c, --writers N     keep-alive write connections (default 128)\n"
+          "  --drain S           wait for late arrivals after the last answer\n"
+          "                      (default 5)\n"
+          "  --settle S          pause between the last subscription and the\n"
+          "                      first write (default 1)\n"
+          "idle (--idle): hold the subscriptions without writes\n"
+          "  --hold S            seconds to hold them (default 10)\n"
+          "  --pid PID           the query service: VmRSS read before, once all\n"
+          "                      are open and after the hold\n"
+          "  --seed N            random seed (default 1)\n");
 }
 
 int main(int argc, char **argv) {
@@ -1022,8 +1023,18 @@ int main(int argc, char **argv) {
   fr->settle_s = 1;
   uint64_t seed = 1;
   const char *qurl = NULL, *curl = NULL, *ids = NULL;
-  enum { O_Q = 256, O_C, O_IDS, O_WIN, O_JSON, O_LABEL, O_DRAIN, O_SETTLE,
-         O_IDLE, O_HOLD, O_PID, O_SEED };
+  enum { O_Q = 256,
+         O_C,
+         O_IDS,
+         O_WIN,
+         O_JSON,
+         O_LABEL,
+         O_DRAIN,
+         O_SETTLE,
+         O_IDLE,
+         O_HOLD,
+         O_PID,
+         O_SEED };
   static const struct option longopts[] = {
       {"query-url", required_argument, NULL, O_Q},
       {"command-url", required_argument, NULL, O_C},
@@ -1092,7 +1103,7 @@ int main(int argc, char **argv) {
   if (!fr->idle && (parse_url(curl, fr->chost, &fr->cport, &fr->caddr) ||
                     fr->rate <= 0 || fr->duration_s <= 0 || fr->nwriters == 0)) {
     fprintf(stderr, "freshness: the writes need --command-url, --rate > 0, "
-            "--duration > 0 and --writers > 0\n");
+                    "--duration > 0 and --writers > 0\n");
     return 2;
   }
   if (fr->idle)

@@ -325,7 +325,7 @@ int main(int argc, char **argv) {
   }
   double encode_s = (double)(bench_now_ns() - t0) / 1e9;
   fprintf(stderr, "sf-kafka-limit: encoded %" PRIu64 " events (%.1f MB, "
-          "%.0f B mean) in %.2f s (%.0f events/s encode)\n",
+                  "%.0f B mean) in %.2f s (%.0f events/s encode)\n",
           events, (double)bytes / 1e6, (double)bytes / (double)events,
           encode_s, (double)events / encode_s);
 
@@ -350,8 +350,7 @@ int main(int argc, char **argv) {
   lane_job_t jobs[MAX_PRODUCERS];
   uv_thread_t threads[MAX_PRODUCERS];
   for (uint64_t k = 0; k < n_rk; k++) {
-    jobs[k] = (lane_job_t){rks[k], topic, msgs, events, txn, k, n_rk, {0, 0, 0},
-                           0};
+    jobs[k] = (lane_job_t){rks[k], topic, msgs, events, txn, k, n_rk, {0, 0, 0}, 0};
     if (uv_thread_create(&threads[k], lane_main, &jobs[k])) {
       fprintf(stderr, "sf-kafka-limit: cannot start a thread\n");
       for (uint64_t j = 0; j < k; j++)
@@ -371,8 +370,7 @@ int main(int argc, char **argv) {
     goto fail_producer;
   double secs = (double)(bench_now_ns() - t1) / 1e9;
   double eps = (double)events / secs;
-  printf("kafka limit: %" PRIu64 " events in %" PRIu64 " transactions of %"
-         PRIu64 " on %" PRIu64 " producer(s) in parallel in %.2f s: %.0f "
+  printf("kafka limit: %" PRIu64 " events in %" PRIu64 " transactions of %" PRIu64 " on %" PRIu64 " producer(s) in parallel in %.2f s: %.0f "
          "events/s, %.1f MB/s, %.0f commits/s\n",
          events, ntx, txn, n_rk, secs, eps, (double)bytes / 1e6 / secs,
          (double)ntx / secs);

@@ -55,11 +55,11 @@ typedef struct conn {
   lg_t *lg;
   llhttp_t parser;
   unsigned idx;
-  bool open;       /* tcp handle initialised and not closing */
-  bool connected;  /* connect succeeded */
-  bool busy;       /* a request is in flight */
-  bool writing;    /* uv_write pending on req */
-  bool answered;   /* message complete seen in the current read */
+  bool open;      /* tcp handle initialised and not closing */
+  bool connected; /* connect succeeded */
+  bool busy;      /* a request is in flight */
+  bool writing;   /* uv_write pending on req */
+  bool answered;  /* message complete seen in the current read */
   bool timer_armed;
   uint64_t intended_ns, sent_ns, slot;
   op_t *op;
@@ -101,7 +101,7 @@ struct lg {
   bool stopping, killed;
   uint64_t issued, seq;
   uint64_t rng;
-  char slab[65536]; /* read buffer: one loop thread, reads never overlap */
+  char slab[65536];   /* read buffer: one loop thread, reads never overlap */
   char body[REQ_CAP]; /* request body scratch, same reason */
   /* results */
   bench_hist_t lat, svc;
@@ -231,7 +231,8 @@ static void kill_timer_cb(uv_timer_t *t) {
   for (unsigned i = 0; i < lg->nconns; i++)
     lost += lg->conns[i].busy;
   fprintf(stderr, "loadgen: %" PRIu64 " requests unanswered 10 s after the "
-          "end; counted as errors\n", lost);
+                  "end; counted as errors\n",
+          lost);
   lg->errors += lost;
   lg->killed = true;
   maybe_finish(lg);
@@ -264,7 +265,8 @@ static void record_answer(conn_t *c) {
   if (op->optional && (st == 404 || st == 405)) {
     if (!op->disabled)
       fprintf(stderr, "loadgen: %s %s answered %d: operation \"%s\" dropped "
-              "from the mix (endpoint missing)\n", op->method, op->path, st,
+                      "from the mix (endpoint missing)\n",
+              op->method, op->path, st,
               op->name);
     op->disabled = true;
     op->skipped++;
@@ -668,7 +670,8 @@ static void parse_op(json_t *o, op_t *op, const char *what) {
   if (then) {
     if (!json_is_array(then) || !op->capture) {
       fprintf(stderr, "loadgen: %s: \"then\" is an array and needs "
-              "\"capture\"\n", what);
+                      "\"capture\"\n",
+              what);
       exit(2);
     }
     op->n_then = json_array_size(then);
@@ -707,7 +710,8 @@ static void load_spec(lg_t *lg, const char *file) {
   if (!json_is_array(ops) || json_array_size(ops) == 0 ||
       json_array_size(ops) > MAX_OPS) {
     fprintf(stderr, "loadgen: %s: \"ops\" must be an array of 1 to %d "
-            "operations\n", file, MAX_OPS);
+                    "operations\n",
+            file, MAX_OPS);
     exit(2);
   }
   lg->n_ops = json_array_size(ops);
@@ -879,25 +883,25 @@ static void report(lg_t *lg) {
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: sf-loadgen --url http://HOST:PORT --spec SPEC.json [options]\n"
-      "  --ids FILE        {\"stores\": [...], \"products\": [...]} for the\n"
-      "                    {store}, {store2} and {product} placeholders\n"
-      "  -c, --connections N   keep-alive connections (default 64)\n"
-      "  -d, --duration S  measured seconds (default 10)\n"
-      "  -w, --warmup S    seconds before measuring (default 1; duration mode)\n"
-      "  -n, --count N     send exactly N requests instead (all measured)\n"
-      "  -r, --rate R      open loop at R requests/s (default: closed loop)\n"
-      "  --sequential      {store}/{product} walk every pair in order\n"
-      "                    (request k: store k mod S, product k div S) and\n"
-      "                    operations are taken in spec order, not by weight\n"
-      "  -H, --header 'Name: value'   extra request header (repeatable)\n"
-      "  --json FILE       write the results as JSON\n"
-      "  --capture-out FILE  write every captured value as a JSON array\n"
-      "  --label TEXT      name printed with the results\n"
-      "  --seed N          random seed (default 1)\n"
-      "Spec: {\"ops\": [{\"name\", \"weight\", \"method\", \"path\", \"body\",\n"
-      "  \"optional\", \"capture\", \"then\": [ops]}]}; placeholders {store}\n"
-      "  {store2} (another store) {product} {seq} {captured}.\n");
+          "usage: sf-loadgen --url http://HOST:PORT --spec SPEC.json [options]\n"
+          "  --ids FILE        {\"stores\": [...], \"products\": [...]} for the\n"
+          "                    {store}, {store2} and {product} placeholders\n"
+          "  -c, --connections N   keep-alive connections (default 64)\n"
+          "  -d, --duration S  measured seconds (default 10)\n"
+          "  -w, --warmup S    seconds before measuring (default 1; duration mode)\n"
+          "  -n, --count N     send exactly N requests instead (all measured)\n"
+          "  -r, --rate R      open loop at R requests/s (default: closed loop)\n"
+          "  --sequential      {store}/{product} walk every pair in order\n"
+          "                    (request k: store k mod S, product k div S) and\n"
+          "                    operations are taken in spec order, not by weight\n"
+          "  -H, --header 'Name: value'   extra request header (repeatable)\n"
+          "  --json FILE       write the results as JSON\n"
+          "  --capture-out FILE  write every captured value as a JSON array\n"
+          "  --label TEXT      name printed with the results\n"
+          "  --seed N          random seed (default 1)\n"
+          "Spec: {\"ops\": [{\"name\", \"weight\", \"method\", \"path\", \"body\",\n"
+          "  \"optional\", \"capture\", \"then\": [ops]}]}; placeholders {store}\n"
+          "  {store2} (another store) {product} {seq} {captured}.\n");
 }
 
 int main(int argc, char **argv) {
@@ -909,7 +913,14 @@ int main(int argc, char **argv) {
   lg->warmup_s = 1;
   lg->seed = 1;
   const char *url = NULL, *spec = NULL, *ids = NULL;
-  enum { O_IDS = 256, O_SEQ, O_JSON, O_CAP, O_LABEL, O_SEED, O_SPEC, O_URL };
+  enum { O_IDS = 256,
+         O_SEQ,
+         O_JSON,
+         O_CAP,
+         O_LABEL,
+         O_SEED,
+         O_SPEC,
+         O_URL };
   static const struct option longopts[] = {
       {"url", required_argument, NULL, O_URL},
       {"spec", required_argument, NULL, O_SPEC},
@@ -987,7 +998,7 @@ int main(int argc, char **argv) {
   }
   if (uses(lg, "{product}") && lg->n_products == 0) {
     fprintf(stderr, "loadgen: the spec uses {product} but --ids has no "
-            "products\n");
+                    "products\n");
     return 2;
   }
   if (lg->capture_out)

@@ -36,18 +36,16 @@ static const char k_apply[] =
     " quantity, delta, reserved_delta, on_hand_after, reserved_after, version,"
     " reason, reference, actor, created_at, kafka_partition, kafka_offset)"
     " SELECT id, command_id, store_id, product_id, type, quantity, delta, 0,"
-    " on_hand_after, reserved_after, version, NULL, NULL, NULL, "
-    US_EXPR("created_us") ", kafka_partition, kafka_offset FROM bench_stage"
-    " ON CONFLICT DO NOTHING;"
-    "INSERT INTO inventory (store_id, product_id, on_hand, reserved, version,"
-    " updated_at)"
-    " SELECT DISTINCT ON (store_id, product_id) store_id, product_id,"
-    " on_hand_after, reserved_after, version, " US_EXPR("created_us")
-    " FROM bench_stage ORDER BY store_id, product_id, version DESC"
-    " ON CONFLICT (store_id, product_id) DO UPDATE SET"
-    " on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
-    " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
-    " WHERE inventory.version < EXCLUDED.version;";
+    " on_hand_after, reserved_after, version, NULL, NULL, NULL, " US_EXPR("created_us") ", kafka_partition, kafka_offset FROM bench_stage"
+                                                                                        " ON CONFLICT DO NOTHING;"
+                                                                                        "INSERT INTO inventory (store_id, product_id, on_hand, reserved, version,"
+                                                                                        " updated_at)"
+                                                                                        " SELECT DISTINCT ON (store_id, product_id) store_id, product_id,"
+                                                                                        " on_hand_after, reserved_after, version, " US_EXPR("created_us") " FROM bench_stage ORDER BY store_id, product_id, version DESC"
+                                                                                                                                                          " ON CONFLICT (store_id, product_id) DO UPDATE SET"
+                                                                                                                                                          " on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
+                                                                                                                                                          " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
+                                                                                                                                                          " WHERE inventory.version < EXCLUDED.version;";
 
 static const char k_changes[] =
     "INSERT INTO changes (store_id, product_id, on_hand, reserved, version,"
@@ -181,8 +179,7 @@ int main(int argc, char **argv) {
   if (!commit_sql)
     goto fail;
   snprintf(commit_sql, cap, "%s%sCOMMIT", k_apply, changes ? k_changes : "");
-  fprintf(stderr, "sf-pg-limit: %" PRIu64 " events, batches of %" PRIu64
-          ", tables transactions + inventory%s\n",
+  fprintf(stderr, "sf-pg-limit: %" PRIu64 " events, batches of %" PRIu64 ", tables transactions + inventory%s\n",
           events, batch, changes ? " + changes" : "");
   uint64_t t0 = bench_now_ns();
   uint64_t nb = 0;

@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
     }
     if (bad) {
       fprintf(stderr, "usage: sf-state-mem [--pairs N] [--events N] "
-              "[--json FILE]\n");
+                      "[--json FILE]\n");
       return 2;
     }
   }

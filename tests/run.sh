@@ -287,7 +287,8 @@ fi
 # ---- 4b. contract checks: the event schemas and the docs ----
 # check_schema_compat.py (fastavro, a non-C Avro implementation) checks
 # schemas/envelope.avsc against every published version; check_docs.py that
-# every setting and route is documented. Each counts as one test.
+# every setting and route is documented; check_deploy.sh the deploy files;
+# check_format.sh the C style. Each counts as one test.
 contract_check() {
   local name="$1"
   shift
@@ -316,6 +317,9 @@ if [[ " $TIERS " == *" unit "* ]]; then
   # (pinned in tests/requirements.txt, in their own venv).
   contract_check "deploy/ units, compose file and manifests validate" \
     "$ROOT/tests/tools/check_deploy.sh" "$BUILD_DIR"
+  # Every tracked C source follows .clang-format (clang-format --dry-run).
+  contract_check "C sources follow .clang-format" \
+    "$ROOT/tests/tools/check_format.sh"
 fi
 
 # add_summary FILE LABEL: adds a runner's summary ({"passed", "failed",

@@ -296,8 +296,8 @@ int sf_auth_cursor_decode(sf_auth_list_t kind, const char *text,
 
 typedef struct lim_entry {
   char key[KEY_MAX + 1];
-  int n;          /* attempts recorded, <= max_attempts */
-  int head;       /* index of the oldest attempt in at[] */
+  int n;    /* attempts recorded, <= max_attempts */
+  int head; /* index of the oldest attempt in at[] */
   UT_hash_handle hh;
   uint64_t at[]; /* ring of attempt times, max_attempts long */
 } lim_entry_t;

@@ -42,7 +42,7 @@ uint64_t sf_avro_crc64(const void *bytes, size_t len) {
  * dumped compactly. ---------------------------------------------------- */
 
 static bool pcf_is_primitive(const char *t) {
-  static const char *const prim[] = {"null", "boolean", "int",    "long",
+  static const char *const prim[] = {"null", "boolean", "int", "long",
                                      "float", "double", "bytes", "string"};
   for (size_t i = 0; i < sizeof(prim) / sizeof(prim[0]); i++)
     if (strcmp(t, prim[i]) == 0)
@@ -212,8 +212,20 @@ void sf_avro_fingerprint_bytes(uint64_t fp, uint8_t out[8]) {
 /* ---- the validation walk ---------------------------------------------- */
 
 typedef enum vkind {
-  VK_NULL, VK_BOOLEAN, VK_INT, VK_LONG, VK_FLOAT, VK_DOUBLE, VK_STRING,
-  VK_BYTES, VK_FIXED, VK_ENUM, VK_RECORD, VK_UNION, VK_ARRAY, VK_MAP
+  VK_NULL,
+  VK_BOOLEAN,
+  VK_INT,
+  VK_LONG,
+  VK_FLOAT,
+  VK_DOUBLE,
+  VK_STRING,
+  VK_BYTES,
+  VK_FIXED,
+  VK_ENUM,
+  VK_RECORD,
+  VK_UNION,
+  VK_ARRAY,
+  VK_MAP
 } vkind_t;
 
 /* One schema node. RECORD and UNION: children kids[first .. first + n);
@@ -302,13 +314,34 @@ static int vprog_compile(sf_avro_walk_t *p, avro_schema_t s, int depth,
   vkind_t kind;
   switch (avro_typeof(s)) {
   case AVRO_NULL: kind = VK_NULL; break;
-  case AVRO_BOOLEAN: kind = VK_BOOLEAN; min = 1; break;
-  case AVRO_INT32: kind = VK_INT; min = 1; break;
-  case AVRO_INT64: kind = VK_LONG; min = 1; break;
-  case AVRO_FLOAT: kind = VK_FLOAT; min = 4; break;
-  case AVRO_DOUBLE: kind = VK_DOUBLE; min = 8; break;
-  case AVRO_STRING: kind = VK_STRING; min = 1; break;
-  case AVRO_BYTES: kind = VK_BYTES; min = 1; break;
+  case AVRO_BOOLEAN:
+    kind = VK_BOOLEAN;
+    min = 1;
+    break;
+  case AVRO_INT32:
+    kind = VK_INT;
+    min = 1;
+    break;
+  case AVRO_INT64:
+    kind = VK_LONG;
+    min = 1;
+    break;
+  case AVRO_FLOAT:
+    kind = VK_FLOAT;
+    min = 4;
+    break;
+  case AVRO_DOUBLE:
+    kind = VK_DOUBLE;
+    min = 8;
+    break;
+  case AVRO_STRING:
+    kind = VK_STRING;
+    min = 1;
+    break;
+  case AVRO_BYTES:
+    kind = VK_BYTES;
+    min = 1;
+    break;
   case AVRO_FIXED:
     kind = VK_FIXED;
     if (avro_schema_fixed_size(s) < 0 ||

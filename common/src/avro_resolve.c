@@ -127,7 +127,8 @@ static avro_schema_t unlink_schema(avro_schema_t s) {
 /* avro-c status to ours: only running out of memory is not the input's
  * fault. */
 static int av_err(int rc) {
-  return rc == 0 ? 0 : rc == ENOMEM ? SF_ENOMEM : SF_EPARSE;
+  return rc == 0 ? 0 : rc == ENOMEM ? SF_ENOMEM
+                                    : SF_EPARSE;
 }
 
 static bool ascii_only(const char *s, size_t n) {
@@ -256,7 +257,14 @@ static int set_default(const rdefs_t *d, avro_value_t *v, avro_schema_t s,
 }
 
 typedef enum rkind {
-  RK_PRIM, RK_FIXED, RK_ENUM, RK_RECORD, RK_ARRAY, RK_MAP, RK_WUNION, RK_RUNION
+  RK_PRIM,
+  RK_FIXED,
+  RK_ENUM,
+  RK_RECORD,
+  RK_ARRAY,
+  RK_MAP,
+  RK_WUNION,
+  RK_RUNION
 } rkind_t;
 
 /* One (writer, reader) pair. RECORD: kids[first .. first + n), one per
@@ -272,9 +280,9 @@ typedef struct rnode {
 } rnode_t;
 
 typedef struct rkid {
-  int32_t to;   /* node or reader symbol, -1 for none */
-  int32_t widx; /* RECORD: the writer's field, -1 to take the default */
-  const json_t *def; /* RECORD, widx -1: the default (borrowed from rdefs) */
+  int32_t to;            /* node or reader symbol, -1 for none */
+  int32_t widx;          /* RECORD: the writer's field, -1 to take the default */
+  const json_t *def;     /* RECORD, widx -1: the default (borrowed from rdefs) */
   avro_schema_t rschema; /* RECORD, widx -1: the reader field's schema */
 } rkid_t;
 

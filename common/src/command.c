@@ -45,8 +45,9 @@ static bool text_ok(const uint8_t *s, size_t n) {
     uint8_t c = s[i];
     if (c < 0x20 || c == 0x7f)
       return false;
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-                 : (c >> 3) == 30             ? 4
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2
+                            : (c >> 4) == 14  ? 3
+                            : (c >> 3) == 30  ? 4
                                               : 0;
     if (!len || i + len > n || (len == 2 && c < 0xc2) ||
         (len == 4 && c > 0xf4))

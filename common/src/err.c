@@ -5,8 +5,8 @@ const char *sf_strerror(int code) {
   switch (code) {
   case SF_OK:
     return "success";
-#define SF__ERR_MSG(name, value, retriable, msg)                               \
-  case SF_E##name:                                                             \
+#define SF__ERR_MSG(name, value, retriable, msg) \
+  case SF_E##name:                               \
     return msg;
     SF_ERR_MAP(SF__ERR_MSG)
 #undef SF__ERR_MSG
@@ -19,8 +19,8 @@ const char *sf_err_name(int code) {
   switch (code) {
   case SF_OK:
     return "SF_OK";
-#define SF__ERR_NAME(name, value, retriable, msg)                              \
-  case SF_E##name:                                                             \
+#define SF__ERR_NAME(name, value, retriable, msg) \
+  case SF_E##name:                                \
     return "SF_E" #name;
     SF_ERR_MAP(SF__ERR_NAME)
 #undef SF__ERR_NAME
@@ -31,8 +31,8 @@ const char *sf_err_name(int code) {
 
 bool sf_err_is_retriable(int code) {
   switch (code) {
-#define SF__ERR_RETRY(name, value, retriable, msg)                             \
-  case SF_E##name:                                                             \
+#define SF__ERR_RETRY(name, value, retriable, msg) \
+  case SF_E##name:                                 \
     return retriable;
     SF_ERR_MAP(SF__ERR_RETRY)
 #undef SF__ERR_RETRY

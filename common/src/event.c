@@ -33,21 +33,35 @@ extern const char sf_schema_envelope[];
 
 #define SF__AVRO_MAGIC0 0xC3
 #define SF__AVRO_MAGIC1 0x01
-#define SF__HEADER_LEN 10   /* magic (2) + fingerprint (8) */
-#define SF__MAX_TEXT 255    /* idempotency key and correlation id */
+#define SF__HEADER_LEN 10 /* magic (2) + fingerprint (8) */
+#define SF__MAX_TEXT 255  /* idempotency key and correlation id */
 
 /* ---- names ------------------------------------------------------------ */
 
 static const char *const sf__type_names[SF_EV__COUNT] = {
-    "ProductCreated", "ProductUpdated", "ProductDiscontinued",
-    "StoreOpened",    "StoreUpdated",   "StoreClosed",
-    "StockMoved",     "TransferOut",    "TransferIn",
-    "OrderPlaced",    "OrderFulfilled", "OrderCancelled",
-    "StockBelowReorder", "StockRestored", "ProductPolicySet",
+    "ProductCreated",
+    "ProductUpdated",
+    "ProductDiscontinued",
+    "StoreOpened",
+    "StoreUpdated",
+    "StoreClosed",
+    "StockMoved",
+    "TransferOut",
+    "TransferIn",
+    "OrderPlaced",
+    "OrderFulfilled",
+    "OrderCancelled",
+    "StockBelowReorder",
+    "StockRestored",
+    "ProductPolicySet",
 };
 
 static const char *const sf__movement_names[SF_MOVE__COUNT] = {
-    "receipt", "sale", "return", "adjustment", "count",
+    "receipt",
+    "sale",
+    "return",
+    "adjustment",
+    "count",
 };
 
 const char *sf_event_type_name(sf_event_type_t t) {
@@ -100,7 +114,7 @@ struct sf_event_codec {
   uint64_t fingerprint;
   uint8_t fp_bytes[8];    /* little-endian, as on the wire */
   sf_avro_reader_t *defs; /* the reader's record definitions, for defaults */
-  sf__writer_t *writers; /* the other known writer schemas */
+  sf__writer_t *writers;  /* the other known writer schemas */
   size_t n_writers;
 };
 
@@ -141,7 +155,6 @@ static int check_schema_order(avro_schema_t env) {
       return SF_ESCHEMA;
   return 0;
 }
-
 
 static void writer_free(sf__writer_t *w) {
   if (w->value.self)
@@ -381,7 +394,8 @@ static bool event_ok(const sf_event_t *e) {
  * defaults. The fields the code maps are set after this. */
 static int put_defaults(sf_event_codec_t *c, avro_value_t *rec) {
   int rc = sf_avro_reader_fill_defaults(c->defs, rec);
-  return rc == 0 ? 0 : rc == SF_ENOMEM ? ENOMEM : EINVAL;
+  return rc == 0 ? 0 : rc == SF_ENOMEM ? ENOMEM
+                                       : EINVAL;
 }
 
 /* Field setters on a record value; each returns 0 or an avro-c errno. */
@@ -491,9 +505,7 @@ static int put_payload(sf_event_codec_t *c, avro_value_t *p,
         !(rc = put_str(p, "name", e->product.name)) &&
         !(rc = put_opt_str(p, "category", e->product.category)) &&
         !(rc = put_str(p, "price", e->product.price)))
-      rc = put_long(p, "reorder_level", e->product.has_reorder_level
-                                            ? e->product.reorder_level
-                                            : 0);
+      rc = put_long(p, "reorder_level", e->product.has_reorder_level ? e->product.reorder_level : 0);
     return rc;
   case SF_EV_PRODUCT_UPDATED:
     if (!(rc = put_str(p, "product_id", e->product_id)) &&
@@ -787,7 +799,6 @@ static int get_order(avro_value_t *p, sf_event_t *e, arena_t *a,
   return rc;
 }
 
-
 static int get_payload(avro_value_t *p, sf_event_t *e, arena_t *a,
                        sf_order_line_t *lines, size_t n_lines) {
   int rc;
@@ -935,8 +946,7 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
       return rc;
   }
   /* Defaults may add text that is not in buf. */
-  rc = get_event(c, e, len - SF__HEADER_LEN +
-                            sf_avro_reader_default_text_bytes(c->defs));
+  rc = get_event(c, e, len - SF__HEADER_LEN + sf_avro_reader_default_text_bytes(c->defs));
   if (!rc && !event_ok(e))
     rc = SF_EPARSE;
   if (rc)

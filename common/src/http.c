@@ -643,8 +643,7 @@ void sf_http_respond_problem(sf_http_req_t *r, int status, const char *code,
     bad |= json_object_set_new(o, "type", json_string(type));
     bad |= json_object_set_new(o, "title", json_string(title));
     bad |= json_object_set_new(o, "status", json_integer(status));
-    bad |= json_object_set_new(o, "detail", json_string(detail ? detail
-                                                               : title));
+    bad |= json_object_set_new(o, "detail", json_string(detail ? detail : title));
     bad |= json_object_set_new(o, "code", json_string(code));
     bad |= json_object_set_new(o, "request_id", json_string(r->id));
     if (!bad && json_is_object(extra))
@@ -759,7 +758,7 @@ static void upgrade_flush_cb(uv_timer_t *t) {
       c->in_len == 0)
     return;
   size_t n = c->in_len;
-  c->in_len = 0; /* before the callback: it may read more into c->in */
+  c->in_len = 0;                       /* before the callback: it may read more into c->in */
   r->data_cb(r, c->in, n, r->data_ud); /* may end r */
 }
 
@@ -855,7 +854,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field_complete(llhttp_t *p) {
   conn_t *c = p->data;
   return c->parsing->nheaders + 1 > c->srv->lim.max_headers ? fail_cb(c, 431)
-                                                              : 0;
+                                                            : 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {

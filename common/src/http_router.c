@@ -15,7 +15,7 @@
 
 /* Latency buckets in seconds. */
 static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                   0.05,   0.1,   0.25,   0.5,   1,    2.5};
+                                   0.05, 0.1, 0.25, 0.5, 1, 2.5};
 #define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
 
 typedef struct counter {

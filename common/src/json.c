@@ -185,10 +185,7 @@ void sf_json_format_time(int64_t unix_us, char *out, size_t cap) {
     return;
   }
   /* the common case without printf: a page of rows formats one per row */
-  const int parts[][2] = {{(int)y, 4},          {m, 2},
-                          {d, 2},               {(int)(secs / 3600), 2},
-                          {(int)(secs / 60 % 60), 2}, {(int)(secs % 60), 2},
-                          {(int)(rem % US_PER_S), 6}};
+  const int parts[][2] = {{(int)y, 4}, {m, 2}, {d, 2}, {(int)(secs / 3600), 2}, {(int)(secs / 60 % 60), 2}, {(int)(secs % 60), 2}, {(int)(rem % US_PER_S), 6}};
   static const char seps[] = "--T::.Z";
   char *o = out;
   for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {

@@ -69,11 +69,26 @@ static void append_escaped(char *buf, size_t cap, size_t *len,
     char tmp[7];
     size_t n = 0;
     switch (*p) {
-    case '"': tmp[n++] = '\\'; tmp[n++] = '"'; break;
-    case '\\': tmp[n++] = '\\'; tmp[n++] = '\\'; break;
-    case '\n': tmp[n++] = '\\'; tmp[n++] = 'n'; break;
-    case '\r': tmp[n++] = '\\'; tmp[n++] = 'r'; break;
-    case '\t': tmp[n++] = '\\'; tmp[n++] = 't'; break;
+    case '"':
+      tmp[n++] = '\\';
+      tmp[n++] = '"';
+      break;
+    case '\\':
+      tmp[n++] = '\\';
+      tmp[n++] = '\\';
+      break;
+    case '\n':
+      tmp[n++] = '\\';
+      tmp[n++] = 'n';
+      break;
+    case '\r':
+      tmp[n++] = '\\';
+      tmp[n++] = 'r';
+      break;
+    case '\t':
+      tmp[n++] = '\\';
+      tmp[n++] = 't';
+      break;
     default:
       if (*p < 0x20) {
         memcpy(tmp, "\\u00", 4);

@@ -290,7 +290,7 @@ static void conn_lost(conn_t *c, const char *reason) {
   if (was_up)
     c->backoff_ms = 0;
   c->failures++;
-  c->backoff_ms = c->backoff_ms == 0 ? BACKOFF_MIN_MS
+  c->backoff_ms = c->backoff_ms == 0                   ? BACKOFF_MIN_MS
                   : c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                        : c->backoff_ms * 2;
   if (!pg->closing)

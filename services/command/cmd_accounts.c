@@ -76,12 +76,11 @@ static const struct {
     /* $1 user id, $2 the caller's token hash, $3 cursor id or NULL, $4
      * rows. No row: no such user; one row with a NULL id: no sessions. */
     {STMT_SESSIONS,
-     "SELECT s.id::text, u.id::text, " CMD__TIME("s.created_at") ", "
-     CMD__TIME("s.expires_at") ", coalesce(s.token_hash = $2::bytea, false) "
-     "FROM users u LEFT JOIN sessions s ON s.user_id = u.id "
-     "AND s.revoked_at IS NULL AND s.expires_at > now() "
-     "AND ($3::uuid IS NULL OR s.id < $3::uuid) "
-     "WHERE u.id = $1::uuid ORDER BY s.id DESC NULLS LAST LIMIT $4::int"},
+     "SELECT s.id::text, u.id::text, " CMD__TIME("s.created_at") ", " CMD__TIME("s.expires_at") ", coalesce(s.token_hash = $2::bytea, false) "
+                                                                                                "FROM users u LEFT JOIN sessions s ON s.user_id = u.id "
+                                                                                                "AND s.revoked_at IS NULL AND s.expires_at > now() "
+                                                                                                "AND ($3::uuid IS NULL OR s.id < $3::uuid) "
+                                                                                                "WHERE u.id = $1::uuid ORDER BY s.id DESC NULLS LAST LIMIT $4::int"},
     /* $1 session id, $2 its owner (NULL: any, for an admin) */
     {STMT_REVOKE_ID,
      "UPDATE sessions SET revoked_at = now() WHERE id = $1::uuid "
@@ -302,13 +301,13 @@ static void h_enable(sf_http_req_t *req, void *ud) {
 typedef struct pw_op {
   uv_work_t work;
   cmd__gated_t *g;
-  char *current;  /* owned; change only: the password given as current */
-  char *password; /* owned; the new password */
-  char stored[SF_AUTH_PWHASH_MAX]; /* change only: the hash it must match */
-  char hash[SF_AUTH_PWHASH_MAX];   /* the new hash */
+  char *current;                         /* owned; change only: the password given as current */
+  char *password;                        /* owned; the new password */
+  char stored[SF_AUTH_PWHASH_MAX];       /* change only: the hash it must match */
+  char hash[SF_AUTH_PWHASH_MAX];         /* the new hash */
   char generated[SF_AUTH_TOKEN_LEN + 1]; /* reset: shown once */
-  char token_hash[67];             /* change: the caller's session */
-  char user_key[80];               /* change: the login limiter's key */
+  char token_hash[67];                   /* change: the caller's session */
+  char user_key[80];                     /* change: the login limiter's key */
   bool verified, ok;
 } pw_op_t;
 
@@ -468,7 +467,8 @@ static void after_change_hash(uv_work_t *w, int status) {
     cmd__users_unavailable(g->req, "the service is shutting down");
   } else if (!op->verified) {
     SF_INFO(u->log, "users", "request %s: password change of user %s "
-            "refused (wrong current password)", sf_http_req_id(g->req),
+                             "refused (wrong current password)",
+            sf_http_req_id(g->req),
             g->id);
     cmd__users_problem(g->req, 403, "wrong_password",
                        "current_password is not this account's password");

@@ -52,15 +52,15 @@ struct cmd_users {
 /* Every statement that answers with a user returns these columns first:
  * id, username, email, role, store ids (comma-separated), version,
  * disabled ('t'/'f'). */
-#define CMD__USER_COLS                                                         \
-  "u.id::text, u.username, u.email, u.role, "                                  \
-  "array_to_string(u.store_ids, ','), u.version, "                             \
+#define CMD__USER_COLS                             \
+  "u.id::text, u.username, u.email, u.role, "      \
+  "array_to_string(u.store_ids, ','), u.version, " \
   "(u.disabled_at IS NOT NULL)"
 #define CMD__USER_NCOLS 7
 
 /* A time column as RFC 3339 UTC with microseconds. */
-#define CMD__TIME(col)                                                         \
-  "to_char(" col " AT TIME ZONE 'UTC', "                                       \
+#define CMD__TIME(col)                   \
+  "to_char(" col " AT TIME ZONE 'UTC', " \
   "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 /* A request's context for the gated endpoints; request memory. */

@@ -31,13 +31,13 @@ struct cmd_app {
   sf_log_t *log;
   sf_http_server_t *http;
   cmd_lanes_t *lanes;
-  cmd_bus_t *bus; /* NULL when the bus intake is off */
+  cmd_bus_t *bus;       /* NULL when the bus intake is off */
   cmd_expiry_t *expiry; /* NULL when orders never expire (order-ttl-s 0) */
   sf_event_codec_t *codec;
   sf_uuidgen_t ids;
   uv_timer_t idem_timer;
-  cmd_state_t *state;   /* NULL until the first rebuild is done */
-  uint64_t generation;  /* of state */
+  cmd_state_t *state;  /* NULL until the first rebuild is done */
+  uint64_t generation; /* of state */
   bool resyncing;
   bool fatal;
   char fatal_reason[256];
@@ -47,7 +47,7 @@ struct cmd_app {
   double rebuild_seconds;
   uint64_t rebuild_events;
   cmd_rebuild_progress_t rebuild_progress; /* of the writer's rebuilds */
-  uint64_t pending;     /* commands waiting for their commit */
+  uint64_t pending;                        /* commands waiting for their commit */
   /* counters for /metrics */
   uint64_t accepted, rejected, failed, replayed;
   void (*stop_done)(void *);
@@ -73,8 +73,8 @@ struct cmd_req {
 /* One message of a batch: where its answer goes. */
 typedef struct batch_item {
   size_t index;
-  json_t *body;   /* without position */
-  char *key;      /* the item's idempotency key, or NULL */
+  json_t *body; /* without position */
+  char *key;    /* the item's idempotency key, or NULL */
   char hash[2 * crypto_hash_sha256_BYTES + 1];
 } batch_item_t;
 
@@ -84,7 +84,7 @@ struct cmd_batch {
   cmd_unit_t *unit;
   cmd_msg_t **tail;
   cmd_msg_t *extra, **extra_tail; /* crossing events, after the items' */
-  batch_item_t *items; /* one per message, in message order */
+  batch_item_t *items;            /* one per message, in message order */
   size_t n_items, cap_items;
 };
 
@@ -92,9 +92,9 @@ struct cmd_batch {
 typedef struct pending {
   cmd_app_t *app;
   cmd_req_t *c;
-  json_t *body; /* the answer, without position yet */
-  int status;   /* of the answer on success */
-  size_t n_answer; /* messages whose positions the answer gives */
+  json_t *body;       /* the answer, without position yet */
+  int status;         /* of the answer on success */
+  size_t n_answer;    /* messages whose positions the answer gives */
   cmd_batch_t *batch; /* set for a batch: then body is unused */
 } pending_t;
 
@@ -169,7 +169,7 @@ static void send_recorded(cmd_app_t *a, cmd_req_t *c, int status,
       cmd_state_idem_finish(a->state, c->idem_key, c->hash, status, text,
                             now_us() + idem_retention_us(a)) != 0)
     SF_WARN(a->log, "command", "could not record the answer of an "
-            "idempotency key (out of memory)");
+                               "idempotency key (out of memory)");
   answer_raw(c, status, content_type, text);
 }
 
@@ -269,7 +269,8 @@ cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req) {
     a->rejected++;
     sf_http_respond_problem(req, 400, "bad_idempotency_key",
                             "Idempotency-Key must be 1 to 255 printable "
-                            "characters", NULL);
+                            "characters",
+                            NULL);
     return NULL;
   }
   request_hash(req, c->hash, sizeof(c->hash));
@@ -279,12 +280,14 @@ cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req) {
       a->rejected++;
       sf_http_respond_problem(req, 422, "idempotency_key_reused",
                               "this Idempotency-Key was used with a different "
-                              "request", NULL);
+                              "request",
+                              NULL);
     } else if (v.pending) {
       sf_http_add_header(req, "Retry-After", "1");
       sf_http_respond_problem(req, 409, "idempotency_key_in_flight",
                               "the first request with this Idempotency-Key is "
-                              "still being committed; retry shortly", NULL);
+                              "still being committed; retry shortly",
+                              NULL);
     } else {
       a->replayed++;
       sf_http_add_header(req, "Idempotent-Replayed", "true");
@@ -542,7 +545,8 @@ void cmd_app_commit(cmd_app_t *a, cmd_req_t *c, const cmd_outgoing_t *evs,
        * commits, so the state no longer matches the log: writes pause and
        * the writer rebuilds it before its next batch. */
       SF_ERROR(a->log, "command", "folding event %s failed: %s; rebuilding "
-               "the state from the log", evs[i].e->event_id, sf_err_name(rc));
+                                  "the state from the log",
+               evs[i].e->event_id, sf_err_name(rc));
       a->resyncing = true;
       cmd_lanes_resync(a->lanes, "an accepted event could not be folded");
       goto fail;
@@ -698,7 +702,7 @@ static void batch_done(cmd_app_t *a, cmd_batch_t *b, cmd_unit_t *u) {
       cmd_state_idem_drop(a->state, b->c->idem_key);
     answer_unrecorded(b->c, 503, "unavailable",
                       "the event bus did not commit the batch; none of "
-                           "it was applied");
+                      "it was applied");
     batch_free(b);
     return;
   }
@@ -738,13 +742,13 @@ static void unit_done_cb(void *ud, cmd_unit_t *u) {
     if (c->idem_key && a->state)
       cmd_state_idem_drop(a->state, c->idem_key);
     answer_unrecorded(c, 503, "unavailable",
-                u->err == SF_ECANCELED
-                    ? "the service is shutting down; the command was not "
-                      "committed"
-                    : "the event bus did not commit the command; it was not "
-                      "applied (if the broker committed it before failing, "
-                      "the event log has it and the state is rebuilt from "
-                      "the log: retry with the same Idempotency-Key)");
+                      u->err == SF_ECANCELED
+                          ? "the service is shutting down; the command was not "
+                            "committed"
+                          : "the event bus did not commit the command; it was not "
+                            "applied (if the broker committed it before failing, "
+                            "the event log has it and the state is rebuilt from "
+                            "the log: retry with the same Idempotency-Key)");
   } else {
     a->accepted++;
     char positions[8][64];
@@ -780,7 +784,8 @@ static void state_cb(void *ud, cmd_state_t *state, uint64_t generation,
   a->rebuild_seconds = seconds;
   a->rebuild_events = events;
   SF_INFO(a->log, "command", "ready: %zu products, %zu stores, %zu stock rows "
-          "(rebuilt from %llu events in %.3f s)", cmd_state_n_products(state),
+                             "(rebuilt from %llu events in %.3f s)",
+          cmd_state_n_products(state),
           cmd_state_n_stores(state), cmd_state_n_stock(state),
           (unsigned long long)events, seconds);
 }
@@ -805,7 +810,8 @@ static void fatal_cb(void *ud, const char *reason) {
   snprintf(a->fatal_reason, sizeof(a->fatal_reason),
            "this command service instance stopped writing: %s", reason);
   SF_ERROR(a->log, "command", "%s; exiting so that a supervisor restarts "
-           "it", a->fatal_reason);
+                              "it",
+           a->fatal_reason);
   /* not from inside the lanes' callback: they are destroyed by the stop */
   uv_timer_start(&a->fatal_timer, fatal_timer_cb, 0, 0);
 }
@@ -1072,7 +1078,8 @@ size_t cmd_app_lane_count(const cmd_settings_t *cfg) {
   if (cfg->writer_lanes > 0)
     return (size_t)cfg->writer_lanes;
   unsigned n = uv_available_parallelism(); /* one per core */
-  return n < 1 ? 1 : n > CMD_MAX_LANES ? CMD_MAX_LANES : n;
+  return n < 1 ? 1 : n > CMD_MAX_LANES ? CMD_MAX_LANES
+                                       : n;
 }
 
 int cmd_app_start(cmd_app_t *a) {

@@ -193,7 +193,8 @@ static void h_batch(sf_http_req_t *req, void *ud) {
       cmd_app_batch_discard(b);
       cmd_app_problem(a, c, 500, "internal",
                       "a transaction could not be encoded; nothing was "
-                      "written", NULL);
+                      "written",
+                      NULL);
       goto out;
     }
     /* the body slot is filled with position after the commit */

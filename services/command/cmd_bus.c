@@ -20,7 +20,7 @@
 #define MAX_PARTITIONS 1024
 
 typedef struct item {
-  struct item *next;  /* inbox, outbox or the loop's retry list */
+  struct item *next; /* inbox, outbox or the loop's retry list */
   struct cmd_bus *bus;
   struct item *pnext; /* the partition's pending list, in offset order */
   int32_t partition;
@@ -30,8 +30,8 @@ typedef struct item {
   sf_command_t cmd;
   char hash[2 * crypto_hash_sha256_BYTES + 1];
   char bus_key[64];
-  bool done;   /* its result is published (thread only) */
-  int status;  /* the answer (set on the loop, then handed over) */
+  bool done;  /* its result is published (thread only) */
+  int status; /* the answer (set on the loop, then handed over) */
   char *body;
 } item_t;
 
@@ -49,7 +49,7 @@ struct cmd_bus {
   bool thread_started;
   atomic_bool stop, stop_intake;
   bool stopping; /* loop side: hand nothing more to the pipeline */
-  item_t *retry;  /* loop side: answered 503 or "in flight": run again */
+  item_t *retry; /* loop side: answered 503 or "in flight": run again */
   uv_timer_t retry_timer;
   uv_mutex_t mu;
   uv_async_t async;
@@ -219,14 +219,15 @@ static void take_message(cmd_bus_t *b, rd_kafka_message_t *m) {
   item_t *it = calloc(1, sizeof(*it));
   if (!it) {
     SF_ERROR(b->log, "bus", "out of memory: command at %s/%d@%lld left for "
-             "redelivery", b->opts.topic_commands, (int)m->partition,
+                            "redelivery",
+             b->opts.topic_commands, (int)m->partition,
              (long long)m->offset);
     return;
   }
   it->partition = m->partition;
   it->offset = m->offset;
   size_t klen = m->key_len < sizeof(it->key) - 1 ? m->key_len
-                                                  : sizeof(it->key) - 1;
+                                                 : sizeof(it->key) - 1;
   if (m->key)
     memcpy(it->key, m->key, klen);
   it->decode_err = sf_command_decode(m->payload, m->len, b->fp, &it->cmd);
@@ -277,8 +278,9 @@ static size_t publish_results(cmd_bus_t *b) {
         (int)it->partition, "offset", (json_int_t)it->offset);
     char *text = res ? json_dumps(res, JSON_COMPACT) : NULL;
     json_decref(res);
-    const char *key = it->key[0] ? it->key
-                      : it->decode_err ? "" : it->cmd.store_id;
+    const char *key = it->key[0]       ? it->key
+                      : it->decode_err ? ""
+                                       : it->cmd.store_id;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (text) {
       rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -299,7 +301,7 @@ static size_t publish_results(cmd_bus_t *b) {
     }
     if (!text || err) {
       SF_ERROR(b->log, "bus", "could not publish the result of %s/%d@%lld: "
-               "%s; offsets stop here until a restart redelivers it",
+                              "%s; offsets stop here until a restart redelivers it",
                b->opts.topic_commands, (int)it->partition,
                (long long)it->offset,
                text ? rd_kafka_err2str(err) : "out of memory");
@@ -315,7 +317,7 @@ static size_t publish_results(cmd_bus_t *b) {
   }
   if (n && sf_kafka_await_delivery(b->producer, 10000)) {
     SF_ERROR(b->log, "bus", "results not acknowledged by the broker within "
-             "10 s; offsets stop here until a restart redelivers them");
+                            "10 s; offsets stop here until a restart redelivers them");
     b->commit_blocked = true;
   }
   for (item_t *d = done_list; d; d = d->next)
@@ -354,7 +356,7 @@ static void commit_offsets(cmd_bus_t *b) {
   rd_kafka_resp_err_t err = rd_kafka_commit(b->consumer, l, 0);
   if (err)
     SF_WARN(b->log, "bus", "committing intake offsets: %s (the commands "
-            "will be delivered again and answered from their first answer)",
+                           "will be delivered again and answered from their first answer)",
             rd_kafka_err2str(err));
   rd_kafka_topic_partition_list_destroy(l);
 }

@@ -3,9 +3,9 @@
 
 #include <stddef.h>
 
-#define E(key, type, def, min, max, env, help, field)                          \
-  {key, type, def, min, max, env, help, offsetof(cmd_settings_t, field),       \
-   SF_CFG_OWN}
+#define E(key, type, def, min, max, env, help, field)                     \
+  { key, type, def, min, max, env, help, offsetof(cmd_settings_t, field), \
+    SF_CFG_OWN }
 #define S(id, help, field) SF_CFG_SHARED(id, help, offsetof(cmd_settings_t, field))
 
 static const sf_cfg_entry_t entries[] = {

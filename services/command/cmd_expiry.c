@@ -18,7 +18,7 @@ struct cmd_expiry {
   cmd_app_t *app;
   sf_log_t *log;
   int64_t ttl_us;
-  sf_order_line_t *lines;            /* CMD_MAX_LINES, for one decision */
+  sf_order_line_t *lines; /* CMD_MAX_LINES, for one decision */
   char ids[EXPIRY_PER_TICK][SF_ID_LEN];
 };
 
@@ -52,7 +52,8 @@ static void expire_one(cmd_expiry_t *x, const char *order_id, int64_t now) {
     return;
   }
   SF_INFO(x->log, "expiry", "order %s placed more than %lld s ago: releasing "
-          "its reservation", order_id, (long long)(x->ttl_us / 1000000));
+                            "its reservation",
+          order_id, (long long)(x->ttl_us / 1000000));
   cmd_outgoing_t o = {&e, false, e.store_id};
   cmd_app_commit(x->app, c, &o, 1);
 }

@@ -253,8 +253,8 @@ static void rebuild_main(void *arg) {
        * (glibc keeps freed heap otherwise). */
       malloc_trim(0);
       SF_INFO(l->log, "rebuild", "state rebuilt in %.3f s: %llu events "
-              "applied, %llu duplicates skipped, %llu undecodable skipped, "
-              "%llu idempotency keys restored",
+                                 "applied, %llu duplicates skipped, %llu undecodable skipped, "
+                                 "%llu idempotency keys restored",
               st.seconds, (unsigned long long)st.events,
               (unsigned long long)st.duplicates,
               (unsigned long long)st.skipped,
@@ -307,7 +307,7 @@ static void rebuild_done_cb(uv_async_t *h) {
     cmd_state_destroy(state);
     if (l->phase == PHASE_DRAINING)
       SF_INFO(l->log, "lanes", "a lane failed during the rebuild: "
-              "rebuilding again once every lane is ready");
+                               "rebuilding again once every lane is ready");
     maybe_rebuild(l);
     return;
   }
@@ -332,7 +332,7 @@ static void maybe_rebuild(cmd_lanes_t *l) {
       all_ready(l) && lanes_idle(l, l->all_mask) && !l->rebuild_running) {
     if (l->phase == PHASE_DRAINING)
       SF_INFO(l->log, "lanes", "every lane is idle and ready: rebuilding the "
-              "state, then writes resume");
+                               "state, then writes resume");
     start_rebuild(l);
   }
 }
@@ -357,7 +357,8 @@ static void pause_writes(cmd_lanes_t *l, const char *reason) {
 
 void cmd_lanes_resync(cmd_lanes_t *l, const char *reason) {
   SF_ERROR(l->log, "lanes", "resync asked (%s): failing the queued commands "
-           "and rebuilding the state from the log", reason);
+                            "and rebuilding the state from the log",
+           reason);
   pause_writes(l, reason);
 }
 
@@ -385,7 +386,8 @@ static void lane_ready_cb(void *ud, unsigned lane, int32_t partitions) {
   if (partitions > 0) {
     if (l->partitions && l->partitions != partitions)
       SF_WARN(l->log, "lanes", "lane %u sees %d partitions of %s, the lanes "
-              "route over %d", lane, (int)partitions, l->opts.topic_stock,
+                               "route over %d",
+              lane, (int)partitions, l->opts.topic_stock,
               (int)l->partitions);
     else
       l->partitions = partitions;
@@ -411,7 +413,8 @@ static void lane_fatal_cb(void *ud, unsigned lane, const char *reason) {
     return;
   l->phase = PHASE_FATAL;
   SF_ERROR(l->log, "lanes", "lane %u cannot go on (%s): this instance stops "
-           "writing", lane, reason);
+                            "writing",
+           lane, reason);
   for (size_t k = 0; k < l->n; k++)
     l->lanes[k].sink->vt->hold(l->lanes[k].sink);
   fail_waiting(l, SF_EUNAVAILABLE);
@@ -478,7 +481,8 @@ int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
     }
   }
   SF_INFO(log, "lanes", "%zu writer lane(s): stock partition p is written by "
-          "lane p mod %zu (transactional ids %s%s)", l->n, l->n,
+                        "lane p mod %zu (transactional ids %s%s)",
+          l->n, l->n,
           opts->transactional_id, l->n > 1 ? ", <id>-1, ..." : "");
   *out = l;
   return 0;

@@ -101,7 +101,8 @@ static void remember_answer(replay_t *r, const sf_event_t *const *evs,
                             evs[0]->request_hash, status, text,
                             evs[0]->occurred_at_us + r->idem_retention_us)) {
     SF_WARN(r->log, "rebuild", "could not restore the answer of idempotency "
-            "key of command %s", evs[0]->command_id);
+                               "key of command %s",
+            evs[0]->command_id);
   } else {
     r->st->idempotency_keys++;
   }
@@ -291,7 +292,8 @@ static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
       progress_tick(r, true);
       if (now_s() - last_note > 10.0) {
         SF_WARN(log, "rebuild", "still reading %s: %d of %d partitions left, "
-                "%llu events so far", topic, remaining, n,
+                                "%llu events so far",
+                topic, remaining, n,
                 (unsigned long long)st->events);
         last_note = now_s();
       }
@@ -334,13 +336,15 @@ static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
         }
         if (arc) {
           SF_ERROR(log, "rebuild", "event %s (%s) at %s/%d@%lld breaks the "
-                   "state's rules; skipped", e.event_id,
+                                   "state's rules; skipped",
+                   e.event_id,
                    sf_event_type_name(e.type), topic, (int)m->partition,
                    (long long)m->offset);
           st->skipped++;
         } else if (res == CMD_APPLY_DUPLICATE) {
           SF_DEBUG(log, "rebuild", "duplicate event %s of command %s at "
-                   "%s/%d@%lld skipped", e.event_id, e.command_id, topic,
+                                   "%s/%d@%lld skipped",
+                   e.event_id, e.command_id, topic,
                    (int)m->partition, (long long)m->offset);
           st->duplicates++;
         } else {
@@ -411,11 +415,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   rd_kafka_poll_set_consumer(rk);
 
   /* Catalog first: stock events refer to its products and stores. */
-  replay_t r = {.state = state, .codec = codec,
-                .idem_retention_us = idem_retention_us, .now_us = wall_us(),
-                .log = log, .st = stats, .shared = progress,
-                .tops = {{.name = topic_catalog, .catalog = true},
-                         {.name = topic_stock, .catalog = false}}};
+  replay_t r = {.state = state, .codec = codec, .idem_retention_us = idem_retention_us, .now_us = wall_us(), .log = log, .st = stats, .shared = progress, .tops = {{.name = topic_catalog, .catalog = true}, {.name = topic_stock, .catalog = false}}};
   rc = measure(rk, &r.tops[0], log);
   if (!rc)
     rc = measure(rk, &r.tops[1], log);
@@ -435,7 +435,8 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
       atomic_store(&progress->running, true);
     }
     SF_INFO(log, "rebuild", "replaying %s (%d partition(s)) and %s (%d "
-            "partition(s)): %" PRIu64 " offsets", topic_catalog, r.tops[0].n,
+                            "partition(s)): %" PRIu64 " offsets",
+            topic_catalog, r.tops[0].n,
             topic_stock, r.tops[1].n, total);
     rc = replay_topic(rk, &r.tops[0], &r, stop);
   }

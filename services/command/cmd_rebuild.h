@@ -38,9 +38,9 @@ typedef struct cmd_rebuild_stats {
  * object that outlives the rebuild and cmd_rebuild_progress_init it. */
 typedef struct cmd_rebuild_progress {
   atomic_bool running;
-  _Atomic uint64_t done, total;  /* log offsets */
-  _Atomic uint64_t rate_milli;   /* offsets per second x 1000 */
-  _Atomic int64_t eta_ms;        /* -1 while unknown */
+  _Atomic uint64_t done, total; /* log offsets */
+  _Atomic uint64_t rate_milli;  /* offsets per second x 1000 */
+  _Atomic int64_t eta_ms;       /* -1 while unknown */
   _Atomic int64_t elapsed_ms;
 } cmd_rebuild_progress_t;
 

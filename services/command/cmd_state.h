@@ -35,23 +35,23 @@ typedef struct cmd_state cmd_state_t;
 /* Why a command was refused; maps 1:1 to an HTTP status and problem code. */
 typedef enum cmd_verdict {
   CMD_OK = 0,
-  CMD_NOT_FOUND_STORE,        /* 404 not_found */
-  CMD_NOT_FOUND_PRODUCT,      /* 404 not_found */
-  CMD_DUPLICATE_SKU,          /* 409 duplicate_sku */
-  CMD_STORE_CLOSED,           /* 409 store_closed */
-  CMD_PRODUCT_DISCONTINUED,   /* 409 product_discontinued */
-  CMD_INSUFFICIENT_STOCK,     /* 409 insufficient_stock */
-  CMD_COUNT_BELOW_RESERVED,   /* 409 count_below_reserved */
-  CMD_STOCK_LIMIT,            /* 409 stock_limit_exceeded */
-  CMD_VERSION_CONFLICT,       /* 412 version_conflict */
-  CMD_INVALID_STATE,          /* 409 invalid_state (already closed, ...) */
-  CMD_SAME_STORE,             /* 422 validation_failed */
-  CMD_NOT_FOUND_ORDER,        /* 404 not_found */
-  CMD_DUPLICATE_LINE,         /* 422 validation_failed */
-  CMD_POLICY_MAX_SALE,        /* 409 policy_max_sale_quantity */
+  CMD_NOT_FOUND_STORE,                /* 404 not_found */
+  CMD_NOT_FOUND_PRODUCT,              /* 404 not_found */
+  CMD_DUPLICATE_SKU,                  /* 409 duplicate_sku */
+  CMD_STORE_CLOSED,                   /* 409 store_closed */
+  CMD_PRODUCT_DISCONTINUED,           /* 409 product_discontinued */
+  CMD_INSUFFICIENT_STOCK,             /* 409 insufficient_stock */
+  CMD_COUNT_BELOW_RESERVED,           /* 409 count_below_reserved */
+  CMD_STOCK_LIMIT,                    /* 409 stock_limit_exceeded */
+  CMD_VERSION_CONFLICT,               /* 412 version_conflict */
+  CMD_INVALID_STATE,                  /* 409 invalid_state (already closed, ...) */
+  CMD_SAME_STORE,                     /* 422 validation_failed */
+  CMD_NOT_FOUND_ORDER,                /* 404 not_found */
+  CMD_DUPLICATE_LINE,                 /* 422 validation_failed */
+  CMD_POLICY_MAX_SALE,                /* 409 policy_max_sale_quantity */
   CMD_POLICY_MAX_NEGATIVE_ADJUSTMENT, /* 409 policy_max_negative_adjustment */
-  CMD_POLICY_REASON_REQUIRED, /* 409 policy_reason_required */
-  CMD_NOT_DUE                 /* expiry: the order is not due yet (internal) */
+  CMD_POLICY_REASON_REQUIRED,         /* 409 policy_reason_required */
+  CMD_NOT_DUE                         /* expiry: the order is not due yet (internal) */
 } cmd_verdict_t;
 
 /* A product's stock policy (ProductPolicySet); all zero: no rules. */
@@ -117,9 +117,9 @@ size_t cmd_state_n_stock(const cmd_state_t *s);
 typedef struct cmd_movement_cmd {
   const char *store_id, *product_id;
   sf_movement_t movement;
-  int64_t quantity; /* validated range by the caller: see cmd_check_quantity */
+  int64_t quantity;               /* validated range by the caller: see cmd_check_quantity */
   const char *reason, *reference; /* NULL when absent */
-  int64_t if_match; /* expected stream version, or -1 for none */
+  int64_t if_match;               /* expected stream version, or -1 for none */
 } cmd_movement_cmd_t;
 
 /* Range rules of the contract for the quantity of a movement: receipt, sale

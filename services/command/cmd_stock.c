@@ -102,7 +102,7 @@ void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
   sf_event_t e;
   cmd_app_envelope(a, c, &e, NULL);
   cmd_movement_cmd_t mc = {store_id, product_id, movement, quantity,
-                           reason,   reference,  if_match};
+                           reason, reference, if_match};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, &e);
   if (v != CMD_OK) {
     char detail[256];

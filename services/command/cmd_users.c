@@ -76,7 +76,6 @@ static const struct {
 #define BOOT_WAIT_MS 5000
 #define CLEANUP_MS (3600 * 1000)
 
-
 /* ---- answers (shared with cmd_accounts.c) ---- */
 
 void cmd__users_problem(sf_http_req_t *req, int status, const char *code,
@@ -143,7 +142,7 @@ static void respond_user(sf_http_req_t *req, int status, const PGresult *res) {
 json_t *cmd__users_parse_body(sf_http_req_t *req) {
   if (!sf_http_req_is_json(req)) {
     cmd__users_problem(req, 415, "unsupported_media_type",
-            "Content-Type must be application/json");
+                       "Content-Type must be application/json");
     return NULL;
   }
   size_t len;
@@ -170,7 +169,7 @@ void cmd__users_db_failed(cmd_users_t *u, sf_http_req_t *req,
   if (err != SF_ECANCELED && sqlstate && strcmp(sqlstate, "SF409") == 0) {
     /* schemas/migrations/005_accounts.sql: users_last_admin */
     cmd__users_problem(req, 409, "last_admin",
-            "the last enabled admin cannot be disabled or demoted");
+                       "the last enabled admin cannot be disabled or demoted");
     return;
   }
   SF_WARN(u->log, "users", "request %s: %s failed (%s %s): %s",
@@ -198,7 +197,9 @@ cmd__gated_t *cmd__users_gated_new(cmd_users_t *u, sf_http_req_t *req) {
 
 /* ---- password work on the thread pool ---- */
 
-typedef enum op_kind { OP_SIGNUP, OP_LOGIN, OP_ADMIN } op_kind_t;
+typedef enum op_kind { OP_SIGNUP,
+                       OP_LOGIN,
+                       OP_ADMIN } op_kind_t;
 
 /* One sign-up, login or admin creation in flight. Owned by whoever holds
  * it now (the thread pool, a pg callback); freed by op_free. */
@@ -312,8 +313,8 @@ static void after_signup_hash(uv_work_t *w, int status) {
   } else if (!op->ok) {
     cmd__users_problem(op->req, 500, "internal", "password hashing failed");
   } else {
-    const char *params[6] = {op->id,   op->username, op->email,
-                             op->hash, op->role,     op->stores};
+    const char *params[6] = {op->id, op->username, op->email,
+                             op->hash, op->role, op->stores};
     if (sf_pg_query(u->pg, STMT_INSERT, 6, params, on_signup_inserted, op) ==
         0)
       return;
@@ -371,7 +372,7 @@ static void signup(cmd_users_t *u, sf_http_req_t *req,
       sf_http_add_header(req, "WWW-Authenticate",
                          "Bearer realm=\"stockflow\"");
       cmd__users_problem(req, 401, "unauthorized",
-              "role and store_ids need an admin's bearer token");
+                         "role and store_ids need an admin's bearer token");
     } else {
       sf_authn_forbidden(req, "only an admin gives a role or stores");
     }
@@ -441,10 +442,11 @@ static void too_many(cmd_users_t *u, sf_http_req_t *req, uint64_t wait_ms,
   snprintf(secs, sizeof(secs), "%" PRIu64, (wait_ms + 999) / 1000);
   u->stats.logins_limited++;
   SF_WARN(u->log, "users", "request %s: login refused for %s (too many "
-          "attempts), retry after %s s", sf_http_req_id(req), which, secs);
+                           "attempts), retry after %s s",
+          sf_http_req_id(req), which, secs);
   sf_http_add_header(req, "Retry-After", secs);
   cmd__users_problem(req, 429, "too_many_requests",
-          "too many login attempts; try again later");
+                     "too many login attempts; try again later");
 }
 
 static void on_session_created(void *ud, int err, const PGresult *res,
@@ -498,7 +500,7 @@ static void after_login_verify(uv_work_t *w, int status) {
     SF_INFO(u->log, "users", "request %s: login of disabled user %s refused",
             sf_http_req_id(op->req), op->id);
     cmd__users_problem(op->req, 403, "account_disabled",
-            "this account is disabled; ask an admin to enable it");
+                       "this account is disabled; ask an admin to enable it");
     op_free(op);
     return;
   }
@@ -879,7 +881,7 @@ static void on_admin_count(void *ud, int err, const PGresult *res,
   if (strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0) {
     if (u->admin_password)
       SF_INFO(u->log, "users", "an admin exists; STOCKFLOW_ADMIN_PASSWORD is "
-              "not used");
+                               "not used");
     became_ready(u);
     return;
   }
@@ -889,8 +891,9 @@ static void on_admin_count(void *ud, int err, const PGresult *res,
              "set");
     if (!u->said_no_password)
       SF_ERROR(u->log, "users", "%s: refusing to become ready (set "
-               "STOCKFLOW_ADMIN_PASSWORD for the first start; there is no "
-               "default password)", u->reason);
+                                "STOCKFLOW_ADMIN_PASSWORD for the first start; there is no "
+                                "default password)",
+               u->reason);
     u->said_no_password = true;
     boot_later(u, BOOT_WAIT_MS);
     return;
@@ -975,7 +978,7 @@ int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
       u->admin_username);
   if (rc) {
     SF_ERROR(log, "users", "STOCKFLOW_ADMIN_USERNAME: 1 to 64 characters "
-             "among letters, digits and . _ @ -");
+                           "among letters, digits and . _ @ -");
     goto fail_opts;
   }
   if (opts->admin_password && *opts->admin_password) {

@@ -48,10 +48,10 @@
 typedef struct cmd_users cmd_users_t;
 
 typedef struct cmd_users_opts {
-  const char *admin_username; /* NULL or "": "admin" */
-  const char *admin_password; /* NULL or "": none; copied, and the copy is
+  const char *admin_username;      /* NULL or "": "admin" */
+  const char *admin_password;      /* NULL or "": none; copied, and the copy is
                                  wiped once the bootstrap is over */
-  int64_t session_ttl_s;      /* default (<= 0) 86400 */
+  int64_t session_ttl_s;           /* default (<= 0) 86400 */
   sf_auth_limiter_opts_t per_user; /* default 5 attempts a minute */
   sf_auth_limiter_opts_t per_addr; /* default 20 attempts a minute */
 } cmd_users_opts_t;

@@ -52,7 +52,7 @@ struct cmd_writer {
   uint64_t next_batch_id;
   /* writer thread only */
   rd_kafka_t *rk;
-  rd_kafka_t *watch; /* read_committed consumer for wait_visible (lazy) */
+  rd_kafka_t *watch;  /* read_committed consumer for wait_visible (lazy) */
   double txn_started; /* monotonic seconds of the open transaction's begin */
 };
 
@@ -222,7 +222,10 @@ static rd_kafka_t *make_producer(cmd_writer_t *w) {
 }
 
 /* Classifies a transactional API error; logs it; frees it. */
-typedef enum txn_outcome { TXN_OK, TXN_RETRY, TXN_ABORT, TXN_FATAL } txn_outcome_t;
+typedef enum txn_outcome { TXN_OK,
+                           TXN_RETRY,
+                           TXN_ABORT,
+                           TXN_FATAL } txn_outcome_t;
 
 static txn_outcome_t txn_check(cmd_writer_t *w, rd_kafka_error_t *error,
                                const char *what, char *reason, size_t cap) {
@@ -259,9 +262,9 @@ static rd_kafka_headers_t *make_headers(const cmd_msg_t *m) {
 /* Result of one batch. */
 typedef enum batch_result {
   BATCH_OK,
-  BATCH_ABORTED,  /* aborted; the producer can go on */
-  BATCH_BROKEN,   /* the producer must be replaced */
-  BATCH_FENCED    /* another instance took our transactional id */
+  BATCH_ABORTED, /* aborted; the producer can go on */
+  BATCH_BROKEN,  /* the producer must be replaced */
+  BATCH_FENCED   /* another instance took our transactional id */
 } batch_result_t;
 
 /* After a fatal error: was it a fence by another instance? librdkafka
@@ -432,7 +435,8 @@ static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
           break;
         if (now_s() > deadline || atomic_load(&w->stop)) {
           SF_WARN(w->log, "writer", "lane %u: %s [%d] offset %lld not yet "
-                  "readable after 2 s (%s)", w->opts.lane, m->topic,
+                                    "readable after 2 s (%s)",
+                  w->opts.lane, m->topic,
                   (int)m->partition, (long long)m->offset,
                   err ? rd_kafka_err2name(err) : "stable offset behind");
           return;
@@ -474,7 +478,8 @@ static int start_producer(cmd_writer_t *w) {
       w->rk = make_producer(w);
       if (!w->rk) {
         post_reason(w, OUT_FATAL, "cannot create the Kafka producer (see the "
-                    "log)", false);
+                                  "log)",
+                    false);
         return SF_EKAFKA_FATAL;
       }
     }
@@ -501,7 +506,8 @@ static int start_producer(cmd_writer_t *w) {
   for (int i = 0; i < 5 && n <= 0 && !atomic_load(&w->stop); i++)
     n = stock_partitions(w);
   SF_INFO(w->log, "writer", "lane %u ready: transactional id %s, %s has %d "
-          "partitions", w->opts.lane, w->opts.transactional_id,
+                            "partitions",
+          w->opts.lane, w->opts.transactional_id,
           w->opts.topic_stock, (int)n);
   outbox_t *r = outbox_new(OUT_READY);
   r->partitions = n;
@@ -638,9 +644,10 @@ static void writer_main(void *arg) {
     post_all(w, dropped, SF_EUNAVAILABLE);
 
     SF_ERROR(w->log, "writer", "lane %u: batch %llu of %zu commands failed "
-             "(%s): answering 503; %s", w->opts.lane,
+                               "(%s): answering 503; %s",
+             w->opts.lane,
              (unsigned long long)batch_id, n_units, reason,
-             res == BATCH_FENCED ? "another instance took over this lane"
+             res == BATCH_FENCED   ? "another instance took over this lane"
              : res == BATCH_BROKEN ? "replacing the producer"
                                    : "the state is rebuilt from the log");
     if (res == BATCH_FENCED) {

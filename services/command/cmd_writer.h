@@ -45,10 +45,10 @@
  * fills the result fields before the done callback. */
 typedef struct cmd_msg {
   struct cmd_msg *next;
-  const char *topic;          /* borrowed from the settings */
-  char key[SF_ID_LEN];        /* partition key: store id or catalog id */
-  int32_t to_partition;       /* set by the lanes; -1: the partitioner's */
-  uint8_t *value;             /* owned (free()d with the message) */
+  const char *topic;    /* borrowed from the settings */
+  char key[SF_ID_LEN];  /* partition key: store id or catalog id */
+  int32_t to_partition; /* set by the lanes; -1: the partitioner's */
+  uint8_t *value;       /* owned (free()d with the message) */
   size_t value_len;
   /* CloudEvents Kafka binding headers */
   char ce_id[SF_ID_LEN];
@@ -56,7 +56,7 @@ typedef struct cmd_msg {
   char ce_time[40];
   char ce_subject[128];
   /* results */
-  int err;                    /* 0 or a negative SF_E code */
+  int err; /* 0 or a negative SF_E code */
   int32_t partition;
   int64_t offset;
 } cmd_msg_t;

@@ -183,7 +183,8 @@ static int set_opt(ctl_args_t *a, const opt_t *o, const char *val, char *err,
   case O_AFTER:
     if (ctl_parse_int(val, 0, INT64_MAX, &n))
       return fail(err, cap, "--after: \"%s\" is not a change id (an integer "
-                  ">= 0)", val);
+                            ">= 0)",
+                  val);
     a->has_after = true;
     a->after = (uint64_t)n;
     break;

@@ -21,10 +21,10 @@
 /* Exit codes that scripts can rely on (docs/operations.md). */
 typedef enum ctl_exit {
   CTL_EXIT_OK = 0,
-  CTL_EXIT_FAIL = 1,        /* anything else: a 500, a local error */
-  CTL_EXIT_USAGE = 2,       /* bad command line or argument */
-  CTL_EXIT_REFUSED = 3,     /* the service answered 4xx */
-  CTL_EXIT_UNAVAILABLE = 4, /* 503, or the service cannot be reached */
+  CTL_EXIT_FAIL = 1,         /* anything else: a 500, a local error */
+  CTL_EXIT_USAGE = 2,        /* bad command line or argument */
+  CTL_EXIT_REFUSED = 3,      /* the service answered 4xx */
+  CTL_EXIT_UNAVAILABLE = 4,  /* 503, or the service cannot be reached */
   CTL_EXIT_INTERRUPTED = 130 /* a rebuild stopped by Ctrl-C / SIGTERM */
 } ctl_exit_t;
 

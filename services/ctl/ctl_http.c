@@ -26,7 +26,7 @@ typedef struct xfer {
   ctl_http_chunk_cb chunk; /* NULL: collect every body */
   ctl_http_cancel_cb cancel;
   void *ud;
-  bool stopped;  /* the chunk callback or cancel ended it */
+  bool stopped; /* the chunk callback or cancel ended it */
   bool too_big;
 } xfer_t;
 
@@ -262,8 +262,7 @@ int ctl_http_stream(ctl_http_t *h, const char *base, const char *path,
   }
   curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_TIME, idle_timeout_s);
-  xfer_t x = {.h = h, .resp = resp, .chunk = chunk, .cancel = cancel,
-              .ud = ud};
+  xfer_t x = {.h = h, .resp = resp, .chunk = chunk, .cancel = cancel, .ud = ud};
   return perform(h, base, path, headers, &x);
 }
 

@@ -17,11 +17,11 @@
 typedef struct ctl_http ctl_http_t;
 
 typedef struct ctl_resp {
-  long status;         /* 0 when no answer arrived */
-  char *body;          /* NUL-terminated (owned; ctl_resp_free) */
+  long status; /* 0 when no answer arrived */
+  char *body;  /* NUL-terminated (owned; ctl_resp_free) */
   size_t len;
   char content_type[128];
-  char error[256];     /* why no answer arrived (status 0) */
+  char error[256]; /* why no answer arrived (status 0) */
 } ctl_resp_t;
 
 /* Creates a client whose plain requests time out after timeout_ms (streams

@@ -36,11 +36,11 @@ int ctl_rebuild_parse(const char *line, ctl_rebuild_report_t *r) {
   snprintf(r->phase, sizeof r->phase, "%s", phase);
   json_int_t v;
   double d;
-#define GET_U(field)                                                           \
-  v = json_integer_value(json_object_get(o, #field));                          \
+#define GET_U(field)                                  \
+  v = json_integer_value(json_object_get(o, #field)); \
   r->field = v > 0 ? (uint64_t)v : 0
-#define GET_D(field, key)                                                      \
-  d = json_number_value(json_object_get(o, key));                              \
+#define GET_D(field, key)                         \
+  d = json_number_value(json_object_get(o, key)); \
   r->field = d
   GET_U(done);
   GET_U(total);
@@ -170,9 +170,9 @@ typedef struct linebuf {
 typedef struct ui {
   const ctl_args_t *a;
   FILE *out, *err;
-  bool tty;         /* err is a terminal: redraw in place */
-  bool drawn;       /* a bar line is on the terminal */
-  char last[256];   /* the last line shown (non-terminal: no repeats) */
+  bool tty;       /* err is a terminal: redraw in place */
+  bool drawn;     /* a bar line is on the terminal */
+  char last[256]; /* the last line shown (non-terminal: no repeats) */
   ctl_rebuild_report_t final;
   bool have_final;
   bool saw_progress;
@@ -331,7 +331,7 @@ int ctl_rebuild_run(const ctl_args_t *a, FILE *out, FILE *err) {
   close(pe[1]);
   if (src) {
     fprintf(err, "stockflowctl: rebuild: cannot run %s: %s (set "
-            "--projector-bin or STOCKFLOW_PROJECTOR_BIN)\n",
+                 "--projector-bin or STOCKFLOW_PROJECTOR_BIN)\n",
             bin, strerror(src));
     close(po[0]);
     close(pe[0]);

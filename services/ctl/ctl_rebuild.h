@@ -27,7 +27,7 @@
 #include "ctl_config.h"
 
 typedef struct ctl_rebuild_report {
-  char phase[16];  /* lock, create, replay, indexes, catch-up, switch, done,
+  char phase[16]; /* lock, create, replay, indexes, catch-up, switch, done,
                       failed */
   uint64_t done, total;
   double rate, eta_s, elapsed_s; /* eta_s < 0: unknown */

@@ -11,9 +11,14 @@
 #define PAGES_MAX 10000 /* 5 million rows: a bug, not a store */
 
 static const ctl_column_t k_cols[] = {
-    {"PRODUCT", false, 0},  {"SKU", false, 24},     {"NAME", false, 32},
-    {"ON_HAND", true, 0},   {"RESERVED", true, 0},  {"AVAILABLE", true, 0},
-    {"VERSION", true, 0},   {"UPDATED", false, 0},
+    {"PRODUCT", false, 0},
+    {"SKU", false, 24},
+    {"NAME", false, 32},
+    {"ON_HAND", true, 0},
+    {"RESERVED", true, 0},
+    {"AVAILABLE", true, 0},
+    {"VERSION", true, 0},
+    {"UPDATED", false, 0},
 };
 #define N_COLS (sizeof k_cols / sizeof k_cols[0])
 
@@ -48,10 +53,14 @@ int ctl_stock_table(const json_t *rows, ctl_table_t **out) {
     }
     char b[4][32];
     const char *cells[N_COLS] = {
-        cell(row, "product_id", NULL, 0),  cell(row, "sku", NULL, 0),
-        cell(row, "name", NULL, 0),        cell(row, "on_hand", b[0], 32),
-        cell(row, "reserved", b[1], 32),   cell(row, "available", b[2], 32),
-        cell(row, "version", b[3], 32),    cell(row, "updated_at", NULL, 0),
+        cell(row, "product_id", NULL, 0),
+        cell(row, "sku", NULL, 0),
+        cell(row, "name", NULL, 0),
+        cell(row, "on_hand", b[0], 32),
+        cell(row, "reserved", b[1], 32),
+        cell(row, "available", b[2], 32),
+        cell(row, "version", b[3], 32),
+        cell(row, "updated_at", NULL, 0),
     };
     rc = ctl_table_add(t, cells);
     if (rc)

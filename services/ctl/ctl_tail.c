@@ -19,9 +19,9 @@ typedef struct tail {
   FILE *out, *err;
   ctl_sse_t sse;
   long long seen;
-  bool final;   /* stop for good with rc */
+  bool final; /* stop for good with rc */
   int rc;
-  bool broken;  /* the stream could not be parsed */
+  bool broken; /* the stream could not be parsed */
 } tail_t;
 
 static const char *str(const json_t *o, const char *k) {
@@ -88,7 +88,8 @@ static bool event_cb(void *ud, const char *id, const char *type,
         fprintf(t->out, "%s\n", line);
       } else {
         fprintf(t->err, "stockflowctl: tail: a change that is not JSON: "
-                "%.200s\n", data);
+                        "%.200s\n",
+                data);
       }
       json_decref(c);
     }
@@ -100,10 +101,10 @@ static bool event_cb(void *ud, const char *id, const char *type,
     }
   } else if (strcmp(type, "overflow") == 0) {
     fprintf(t->err, "stockflowctl: tail: the service dropped the stream "
-            "(this reader was too slow); resuming\n");
+                    "(this reader was too slow); resuming\n");
   } else if (strcmp(type, "expired") == 0) {
     fprintf(t->err, "stockflowctl: tail: the changes after %s were pruned "
-            "by retention; start again without --after\n",
+                    "by retention; start again without --after\n",
             t->sse.last_id[0] ? t->sse.last_id : "the start");
     t->final = true;
     t->rc = CTL_EXIT_REFUSED;
@@ -181,7 +182,7 @@ int ctl_tail_run(const ctl_args_t *a, ctl_http_t *h, const char *token,
     }
     ctl_resp_free(&resp);
     fprintf(err, "stockflowctl: tail: %s; resuming after change %s in %.0f "
-            "s\n",
+                 "s\n",
             why, t.sse.last_id[0] ? t.sse.last_id : "(none yet: from now)",
             backoff / 1000.0);
     if (ctl_signal_wait(backoff)) {

@@ -38,7 +38,7 @@ static int make_parents(const char *path, char *err, size_t cap) {
   if (!slash || slash == dir)
     return 0;
   *slash = '\0';
-  for (char *p = dir + 1; ; p++) {
+  for (char *p = dir + 1;; p++) {
     if (*p != '/' && *p != '\0')
       continue;
     char keep = *p;
@@ -117,7 +117,8 @@ int ctl_token_load(const char *path, char *buf, size_t buf_cap, char *err,
   if (fd < 0) {
     int e = errno;
     snprintf(err, cap, "cannot open %s: %s", path, strerror(e));
-    return e == ENOENT ? SF_ENOTFOUND : e == ELOOP ? SF_ESTATE : SF_EIO;
+    return e == ENOENT ? SF_ENOTFOUND : e == ELOOP ? SF_ESTATE
+                                                   : SF_EIO;
   }
   struct stat st;
   int rc = 0;
@@ -133,7 +134,8 @@ int ctl_token_load(const char *path, char *buf, size_t buf_cap, char *err,
     rc = SF_ESTATE;
   } else if (st.st_mode & 077) {
     snprintf(err, cap, "%s may be read or written by others (mode %03o); "
-             "chmod 600 it or log in again", path,
+                       "chmod 600 it or log in again",
+             path,
              (unsigned)(st.st_mode & 0777));
     rc = SF_ESTATE;
   }

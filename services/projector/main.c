@@ -38,7 +38,8 @@ static int run_check(const proj_config_t *cfg) {
   if (rc)
     SF_ERROR(log, "main", "check failed: %s", sf_strerror(rc));
   sf_log_destroy(log);
-  return rc ? 2 : differences ? 1 : 0;
+  return rc ? 2 : differences ? 1
+                              : 0;
 }
 
 static int app_create(const void *cfg, uv_loop_t *loop, sf_log_t *log,

@@ -267,7 +267,7 @@ int proj_app_wait(proj_app_t *a) {
                         (json_int_t)r->caught_up, "replay_s",
                         r->replay_seconds, "switch_s", r->switch_seconds,
                         "pruned_through", (json_int_t)r->pruned_through),
-             a->log);
+              a->log);
   SF_INFO(a->log, MOD,
           "rebuild done: %" PRIu64 " message(s) (%" PRIu64 " applied, %" PRIu64
           " skipped as poison, %" PRIu64 " under the lock) in %" PRIu64

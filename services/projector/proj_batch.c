@@ -24,14 +24,12 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          "INSERT INTO products (id, sku, name, category, price, reorder_level,"
          " discontinued, version, created_at, updated_at)"
          " SELECT u.id, u.sku, u.name, u.category, u.price, u.reorder_level,"
-         " u.discontinued, u.version, " US_EXPR("u.created_us") ", "
-         US_EXPR("u.updated_us")
-         " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
-         " $5::numeric[], $6::bigint[], $7::boolean[], $8::bigint[],"
-         " $9::bigint[], $10::bigint[])"
-         " AS u(id, sku, name, category, price, reorder_level, discontinued,"
-         " version, created_us, updated_us)"
-         " ON CONFLICT DO NOTHING",
+         " u.discontinued, u.version, " US_EXPR("u.created_us") ", " US_EXPR("u.updated_us") " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+                                                                                             " $5::numeric[], $6::bigint[], $7::boolean[], $8::bigint[],"
+                                                                                             " $9::bigint[], $10::bigint[])"
+                                                                                             " AS u(id, sku, name, category, price, reorder_level, discontinued,"
+                                                                                             " version, created_us, updated_us)"
+                                                                                             " ON CONFLICT DO NOTHING",
          10},
     [PROJ_STMT_PRODUCT_UPDATE] =
         {"proj_product_update",
@@ -41,13 +39,12 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " price = COALESCE(u.price, p.price),"
          " reorder_level = COALESCE(u.reorder_level, p.reorder_level),"
          " discontinued = p.discontinued OR u.discontinued,"
-         " version = u.version, updated_at = " US_EXPR("u.updated_us")
-         " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
-         " $5::numeric[], $6::bigint[], $7::boolean[], $8::bigint[],"
-         " $9::bigint[])"
-         " AS u(id, sku, name, category, price, reorder_level, discontinued,"
-         " version, updated_us)"
-         " WHERE p.id = u.id AND p.version < u.version",
+         " version = u.version, updated_at = " US_EXPR("u.updated_us") " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+                                                                       " $5::numeric[], $6::bigint[], $7::boolean[], $8::bigint[],"
+                                                                       " $9::bigint[])"
+                                                                       " AS u(id, sku, name, category, price, reorder_level, discontinued,"
+                                                                       " version, updated_us)"
+                                                                       " WHERE p.id = u.id AND p.version < u.version",
          9},
     [PROJ_STMT_PRODUCT_POLICY] =
         {"proj_product_policy",
@@ -62,13 +59,11 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
         {"proj_store_insert",
          "INSERT INTO stores (id, name, location, manager_id, closed, version,"
          " created_at, updated_at)"
-         " SELECT u.id, u.name, u.location, u.manager_id, u.closed, u.version, "
-         US_EXPR("u.created_us") ", " US_EXPR("u.updated_us")
-         " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
-         " $5::boolean[], $6::bigint[], $7::bigint[], $8::bigint[])"
-         " AS u(id, name, location, manager_id, closed, version, created_us,"
-         " updated_us)"
-         " ON CONFLICT DO NOTHING",
+         " SELECT u.id, u.name, u.location, u.manager_id, u.closed, u.version, " US_EXPR("u.created_us") ", " US_EXPR("u.updated_us") " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
+                                                                                                                                      " $5::boolean[], $6::bigint[], $7::bigint[], $8::bigint[])"
+                                                                                                                                      " AS u(id, name, location, manager_id, closed, version, created_us,"
+                                                                                                                                      " updated_us)"
+                                                                                                                                      " ON CONFLICT DO NOTHING",
          8},
     [PROJ_STMT_STORE_UPDATE] =
         {"proj_store_update",
@@ -76,27 +71,25 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " location = COALESCE(u.location, s.location),"
          " manager_id = COALESCE(u.manager_id, s.manager_id),"
          " closed = s.closed OR u.closed,"
-         " version = u.version, updated_at = " US_EXPR("u.updated_us")
-         " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
-         " $5::boolean[], $6::bigint[], $7::bigint[])"
-         " AS u(id, name, location, manager_id, closed, version, updated_us)"
-         " WHERE s.id = u.id AND s.version < u.version",
+         " version = u.version, updated_at = " US_EXPR("u.updated_us") " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
+                                                                       " $5::boolean[], $6::bigint[], $7::bigint[])"
+                                                                       " AS u(id, name, location, manager_id, closed, version, updated_us)"
+                                                                       " WHERE s.id = u.id AND s.version < u.version",
          7},
     [PROJ_STMT_ORDER_UPSERT] =
         {"proj_order_upsert",
          "INSERT INTO orders (id, store_id, status, reference, version,"
          " created_at, updated_at, cancel_cause)"
-         " SELECT u.id, u.store_id, u.status, u.reference, u.version, "
-         US_EXPR("u.created_us") ", " US_EXPR("u.updated_us") ", u.cause"
-         " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
-         " $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])"
-         " AS u(id, store_id, status, reference, version, created_us,"
-         " updated_us, cause)"
-         " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
-         " reference = COALESCE(orders.reference, EXCLUDED.reference),"
-         " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
-         " cancel_cause = EXCLUDED.cancel_cause"
-         " WHERE orders.version < EXCLUDED.version",
+         " SELECT u.id, u.store_id, u.status, u.reference, u.version, " US_EXPR("u.created_us") ", " US_EXPR("u.updated_us") ", u.cause"
+                                                                                                                             " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+                                                                                                                             " $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])"
+                                                                                                                             " AS u(id, store_id, status, reference, version, created_us,"
+                                                                                                                             " updated_us, cause)"
+                                                                                                                             " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+                                                                                                                             " reference = COALESCE(orders.reference, EXCLUDED.reference),"
+                                                                                                                             " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
+                                                                                                                             " cancel_cause = EXCLUDED.cancel_cause"
+                                                                                                                             " WHERE orders.version < EXCLUDED.version",
          8},
     [PROJ_STMT_ORDER_LINES] =
         {"proj_order_lines",
@@ -122,22 +115,21 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " kafka_partition, kafka_offset)"
          " SELECT id, command_id, store_id, product_id, type, quantity, delta,"
          " reserved_delta, on_hand_after, reserved_after, version, reason,"
-         " reference, actor, " US_EXPR("created_us")
-         ", kafka_partition, kafka_offset FROM u"
-         " ON CONFLICT DO NOTHING"
-         " RETURNING id, store_id, product_id, on_hand_after, reserved_after,"
-         " version, created_at),"
-         " best AS (SELECT DISTINCT ON (store_id, product_id) * FROM ins"
-         " ORDER BY store_id, product_id, version DESC),"
-         " inv AS (INSERT INTO inventory (store_id, product_id, on_hand,"
-         " reserved, version, updated_at)"
-         " SELECT store_id, product_id, on_hand_after, reserved_after, version,"
-         " created_at FROM best"
-         " ON CONFLICT (store_id, product_id) DO UPDATE SET"
-         " on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
-         " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
-         " WHERE inventory.version < EXCLUDED.version)"
-         " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
+         " reference, actor, " US_EXPR("created_us") ", kafka_partition, kafka_offset FROM u"
+                                                     " ON CONFLICT DO NOTHING"
+                                                     " RETURNING id, store_id, product_id, on_hand_after, reserved_after,"
+                                                     " version, created_at),"
+                                                     " best AS (SELECT DISTINCT ON (store_id, product_id) * FROM ins"
+                                                     " ORDER BY store_id, product_id, version DESC),"
+                                                     " inv AS (INSERT INTO inventory (store_id, product_id, on_hand,"
+                                                     " reserved, version, updated_at)"
+                                                     " SELECT store_id, product_id, on_hand_after, reserved_after, version,"
+                                                     " created_at FROM best"
+                                                     " ON CONFLICT (store_id, product_id) DO UPDATE SET"
+                                                     " on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
+                                                     " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
+                                                     " WHERE inventory.version < EXCLUDED.version)"
+                                                     " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
          17},
     [PROJ_STMT_CROSSINGS] =
         {"proj_crossings",
@@ -150,9 +142,8 @@ static const proj_stmt_def_t k_stmts[PROJ_STMT__COUNT] = {
          " product_id, kind, on_hand, reserved, reorder_level, version,"
          " created_at)"
          " SELECT id, command_id, store_id, product_id, kind, on_hand,"
-         " reserved, reorder_level, version, " US_EXPR("created_us")
-         " FROM u ON CONFLICT DO NOTHING RETURNING id)"
-         " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
+         " reserved, reorder_level, version, " US_EXPR("created_us") " FROM u ON CONFLICT DO NOTHING RETURNING id)"
+                                                                     " SELECT ins.id FROM ins JOIN u ON u.id = ins.id ORDER BY u.seq",
          10},
     [PROJ_STMT_OFFSETS] =
         {"proj_offsets",
@@ -741,8 +732,7 @@ static void plan_orders(proj_plan_t *p, const proj_input_t *in, size_t n) {
     add_int(p, so, 4, last->stream_version);
     add_int(p, so, 5, created_us);
     add_int(p, so, 6, last->occurred_at_us);
-    add_text(p, so, 7, last->type == SF_EV_ORDER_CANCELLED ? last->order.cause
-                                                         : NULL);
+    add_text(p, so, 7, last->type == SF_EV_ORDER_CANCELLED ? last->order.cause : NULL);
     p->rows[so]++;
     g = j;
   }
@@ -907,8 +897,7 @@ static void plan_crossings(proj_plan_t *p, const proj_input_t *in, size_t n) {
     add_text(p, s, 1, e->command_id);
     add_text(p, s, 2, e->store_id);
     add_text(p, s, 3, e->product_id);
-    add_text(p, s, 4, e->type == SF_EV_STOCK_BELOW_REORDER ? "below_reorder"
-                                                          : "restored");
+    add_text(p, s, 4, e->type == SF_EV_STOCK_BELOW_REORDER ? "below_reorder" : "restored");
     add_int(p, s, 5, e->crossing.on_hand);
     add_int(p, s, 6, e->crossing.reserved);
     add_int(p, s, 7, e->crossing.reorder_level);

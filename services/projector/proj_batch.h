@@ -71,7 +71,7 @@ typedef enum proj_stmt {
   PROJ_STMT_STORE_UPDATE,
   PROJ_STMT_ORDER_UPSERT, /* before ORDER_LINES: the lines reference orders */
   PROJ_STMT_ORDER_LINES,
-  PROJ_STMT_STOCK, /* returns the inserted transaction ids (change log) */
+  PROJ_STMT_STOCK,     /* returns the inserted transaction ids (change log) */
   PROJ_STMT_CROSSINGS, /* stock_crossings; returns the inserted ids (ditto) */
   PROJ_STMT_OFFSETS,
   PROJ_STMT__COUNT
@@ -99,11 +99,11 @@ typedef struct proj_input {
 
 /* What the plan does with each input. */
 typedef enum proj_verdict {
-  PROJ_APPLY = 0,  /* contributes rows */
-  PROJ_DUPLICATE,  /* already in this batch (same event, command or version) */
-  PROJ_SKIPPED,    /* a type the projector does not handle yet */
-  PROJ_INVALID,    /* decoded but unstorable; reason in proj_plan_t.why */
-  PROJ_POISON      /* did not decode (ev == NULL) */
+  PROJ_APPLY = 0, /* contributes rows */
+  PROJ_DUPLICATE, /* already in this batch (same event, command or version) */
+  PROJ_SKIPPED,   /* a type the projector does not handle yet */
+  PROJ_INVALID,   /* decoded but unstorable; reason in proj_plan_t.why */
+  PROJ_POISON     /* did not decode (ev == NULL) */
 } proj_verdict_t;
 
 /* The offsets consumed from one partition in this batch. */
@@ -133,8 +133,8 @@ typedef struct proj_plan {
 
   /* private */
   proj_sqlarr_t cols_[PROJ_STMT__COUNT][PROJ_MAX_PARAMS];
-  void *keys_;  /* scratch: sort keys, one per input */
-  size_t cap_;  /* inputs the arrays above have room for */
+  void *keys_; /* scratch: sort keys, one per input */
+  size_t cap_; /* inputs the arrays above have room for */
 } proj_plan_t;
 
 /* Makes an empty plan (no allocation). */

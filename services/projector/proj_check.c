@@ -67,7 +67,8 @@ static int read_model(check_t *c) {
     long p = strtol(PQgetvalue(r, i, 0), NULL, 10);
     if (p < 0 || p >= c->n_parts) {
       SF_ERROR(c->log, MOD, "projector_offsets names %s[%ld], which the "
-               "topic does not have", c->o->topic_stock, p);
+                            "topic does not have",
+               c->o->topic_stock, p);
       rc = SF_ECONFIG;
       PQclear(r);
       goto done;
@@ -123,9 +124,9 @@ static int read_log(check_t *c, sf_kafka_consumer_t *k) {
     if (rc)
       goto out;
     if (c->parts[p].end > high || (low > 0 && c->parts[p].end > 0)) {
-      SF_ERROR(c->log, MOD, "%s[%d] holds offsets %" PRId64 "..%" PRId64
-               ", the read model applied up to %" PRId64 ": the log cannot "
-               "prove it", c->o->topic_stock, (int)p, low, high,
+      SF_ERROR(c->log, MOD, "%s[%d] holds offsets %" PRId64 "..%" PRId64 ", the read model applied up to %" PRId64 ": the log cannot "
+                            "prove it",
+               c->o->topic_stock, (int)p, low, high,
                c->parts[p].end);
       rc = SF_ECONFIG;
       goto out;
@@ -190,13 +191,15 @@ static void row_cb(void *ud, const proj_ledger_diff_t *d) {
   check_t *c = ud;
   if (d->log_contradicts)
     fprintf(c->out, "difference: store %s product %s: the log's deltas sum "
-            "to on_hand %" PRId64 " reserved %" PRId64 " but its events say "
-            "otherwise (version %" PRId64 ")\n", d->store_id, d->product_id,
+                    "to on_hand %" PRId64 " reserved %" PRId64 " but its events say "
+                    "otherwise (version %" PRId64 ")\n",
+            d->store_id, d->product_id,
             d->log_on_hand, d->log_reserved, d->version);
   else
     fprintf(c->out, "difference: store %s product %s: read model %s, log %s"
-            " (on_hand %" PRId64 " reserved %" PRId64 " in the read model, "
-            "%" PRId64 " and %" PRId64 " from the log)\n", d->store_id,
+                    " (on_hand %" PRId64 " reserved %" PRId64 " in the read model, "
+                    "%" PRId64 " and %" PRId64 " from the log)\n",
+            d->store_id,
             d->product_id, d->in_model ? "has the row" : "lacks the row",
             d->in_log ? "moved it" : "never moved it", d->model_on_hand,
             d->model_reserved, d->log_on_hand, d->log_reserved);
@@ -206,7 +209,8 @@ static void product_cb(void *ud, const proj_ledger_product_t *p) {
   check_t *c = ud;
   if (!p->balanced)
     fprintf(c->out, "difference: product %s: stores %" PRId64 " + in transit "
-            "%" PRId64 " != movements %" PRId64 "\n", p->product_id,
+                    "%" PRId64 " != movements %" PRId64 "\n",
+            p->product_id,
             p->stores, p->in_transit, p->movements);
 }
 
@@ -243,12 +247,12 @@ int proj_check_run(const proj_check_opts_t *o, FILE *out, sf_log_t *log,
     proj_ledger_summary_t s;
     proj_ledger_report(c.ledger, row_cb, product_cb, &c, &s);
     fprintf(out, "check: %" PRIu64 " stock events folded from %s up to the "
-            "offsets of group %s (%" PRIu64 " duplicates, %" PRIu64
-            " undecodable skipped); %zu store x product rows, %zu products\n",
+                 "offsets of group %s (%" PRIu64 " duplicates, %" PRIu64 " undecodable skipped); %zu store x product rows, %zu products\n",
             s.events, o->topic_stock, o->group, s.duplicates, c.undecodable,
             s.rows, s.products);
     fprintf(out, "check: stores %" PRId64 " + in transit %" PRId64 " %s "
-            "movements %" PRId64 "\n", s.stores, s.in_transit,
+                 "movements %" PRId64 "\n",
+            s.stores, s.in_transit,
             s.stores + s.in_transit == s.movements ? "=" : "!=", s.movements);
     *differences = s.row_diffs + s.product_diffs;
     fprintf(out, "check: %s (%zu row and %zu product differences)\n",

@@ -14,7 +14,7 @@
 typedef struct proj_config {
   const char *kafka_brokers;
   const char *pg_dsn;
-  const char *listen;        /* host:port of /healthz, /readyz, /metrics */
+  const char *listen; /* host:port of /healthz, /readyz, /metrics */
   const char *log_level;
   const char *topic_catalog;
   const char *topic_stock;
@@ -24,8 +24,8 @@ typedef struct proj_config {
   long long batch_wait_ms;
   long long max_body;
   long long changes_retention_s;
-  bool rebuild; /* run the one-shot rebuild instead of the service */
-  bool check;   /* run the one-shot conservation check (proj_check) */
+  bool rebuild;               /* run the one-shot rebuild instead of the service */
+  bool check;                 /* run the one-shot conservation check (proj_check) */
   bool rebuild_progress_json; /* --rebuild: progress as JSON lines on stdout */
 } proj_config_t;
 

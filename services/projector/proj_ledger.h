@@ -44,8 +44,8 @@ typedef struct proj_ledger_diff {
   bool in_log, in_model;
   int64_t log_on_hand, log_reserved;     /* Σ deltas (0 when !in_log) */
   int64_t model_on_hand, model_reserved; /* 0 when !in_model */
-  bool log_contradicts; /* Σ deltas != the last event's after-levels */
-  int64_t version;      /* of the last folded event */
+  bool log_contradicts;                  /* Σ deltas != the last event's after-levels */
+  int64_t version;                       /* of the last folded event */
 } proj_ledger_diff_t;
 
 typedef struct proj_ledger_product {

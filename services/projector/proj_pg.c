@@ -19,38 +19,38 @@
 
 /* One changes row per transactions id in $1, in array order: INSERT ...
  * SELECT ... ORDER BY hands out the bigserial ids in that order. */
-#define SQL_CHANGES                                                           \
-  "WITH c AS (INSERT INTO changes (store_id, product_id, on_hand, reserved,"  \
-  " version, cause, transaction_id, occurred_at)"                             \
-  " SELECT t.store_id, t.product_id, t.on_hand_after, t.reserved_after,"      \
-  " t.version, t.type, t.id, t.created_at"                                    \
-  " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                    \
-  " JOIN transactions t ON t.id = u.id ORDER BY u.ord RETURNING id)"          \
+#define SQL_CHANGES                                                          \
+  "WITH c AS (INSERT INTO changes (store_id, product_id, on_hand, reserved," \
+  " version, cause, transaction_id, occurred_at)"                            \
+  " SELECT t.store_id, t.product_id, t.on_hand_after, t.reserved_after,"     \
+  " t.version, t.type, t.id, t.created_at"                                   \
+  " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                   \
+  " JOIN transactions t ON t.id = u.id ORDER BY u.ord RETURNING id)"         \
   " SELECT count(*), COALESCE(max(id), 0) FROM c"
 /* The same for the stock_crossings ids in $1 (rules: cause below_reorder or
  * restored, the levels and version of the movement that crossed). */
-#define SQL_XCHANGES                                                          \
-  "WITH c AS (INSERT INTO changes (store_id, product_id, on_hand, reserved,"  \
-  " version, cause, transaction_id, occurred_at)"                             \
-  " SELECT x.store_id, x.product_id, x.on_hand, x.reserved, x.version,"       \
-  " x.kind, x.id, x.created_at"                                               \
-  " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                    \
-  " JOIN stock_crossings x ON x.id = u.id ORDER BY u.ord RETURNING id)"       \
+#define SQL_XCHANGES                                                         \
+  "WITH c AS (INSERT INTO changes (store_id, product_id, on_hand, reserved," \
+  " version, cause, transaction_id, occurred_at)"                            \
+  " SELECT x.store_id, x.product_id, x.on_hand, x.reserved, x.version,"      \
+  " x.kind, x.id, x.created_at"                                              \
+  " FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"                   \
+  " JOIN stock_crossings x ON x.id = u.id ORDER BY u.ord RETURNING id)"      \
   " SELECT count(*), COALESCE(max(id), 0) FROM c"
-#define SQL_NOTIFY                                                            \
-  "SELECT CASE WHEN $1::bigint > 0 THEN"                                      \
-  " pg_notify('stockflow_changes', $1::text) END,"                            \
+#define SQL_NOTIFY                                 \
+  "SELECT CASE WHEN $1::bigint > 0 THEN"           \
+  " pg_notify('stockflow_changes', $1::text) END," \
   " pg_notify('stockflow_offsets', '')"
 /* The prefix of ids up to the newest row recorded before the cutoff. */
-#define SQL_PRUNE                                                             \
-  "WITH cut AS (SELECT max(id) AS id FROM changes"                            \
-  " WHERE recorded_at < now() - $1::bigint * interval '1 second'),"           \
-  " d AS (DELETE FROM changes WHERE id <= (SELECT id FROM cut) RETURNING id),"  \
-  " m AS (UPDATE changes_meta SET pruned_through = (SELECT id FROM cut)"      \
-  " WHERE (SELECT id FROM cut) IS NOT NULL"                                   \
-  " AND pruned_through < (SELECT id FROM cut) RETURNING pruned_through)"      \
-  " SELECT (SELECT count(*) FROM d),"                                         \
-  " COALESCE((SELECT pruned_through FROM m),"                                 \
+#define SQL_PRUNE                                                              \
+  "WITH cut AS (SELECT max(id) AS id FROM changes"                             \
+  " WHERE recorded_at < now() - $1::bigint * interval '1 second'),"            \
+  " d AS (DELETE FROM changes WHERE id <= (SELECT id FROM cut) RETURNING id)," \
+  " m AS (UPDATE changes_meta SET pruned_through = (SELECT id FROM cut)"       \
+  " WHERE (SELECT id FROM cut) IS NOT NULL"                                    \
+  " AND pruned_through < (SELECT id FROM cut) RETURNING pruned_through)"       \
+  " SELECT (SELECT count(*) FROM d),"                                          \
+  " COALESCE((SELECT pruned_through FROM m),"                                  \
   " (SELECT pruned_through FROM changes_meta))"
 
 #define STR(x) #x
@@ -60,7 +60,7 @@ struct proj_pg {
   PGconn *conn; /* owned; NULL when not connected */
   proj_pg_opts_t o;
   sf_log_t *log;
-  proj_sqlarr_t ids; /* scratch: the inserted transaction ids of a batch */
+  proj_sqlarr_t ids;  /* scratch: the inserted transaction ids of a batch */
   proj_sqlarr_t xids; /* scratch: the inserted stock_crossings ids */
 };
 

@@ -51,7 +51,7 @@ typedef struct proj_pg_opts {
 
 /* What a committed batch did beyond its plan. */
 typedef struct proj_pg_result {
-  size_t changes;    /* changes rows written */
+  size_t changes;     /* changes rows written */
   int64_t max_change; /* highest change id written, 0 when none */
 } proj_pg_result_t;
 

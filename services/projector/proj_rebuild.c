@@ -40,12 +40,12 @@
 /* The read-model tables, in the order the live projector writes them (so
  * LOCK TABLE in this order cannot deadlock with a live batch). */
 static const char *const k_tables[] = {
-    "products",  "stores",          "orders",  "order_lines",
-    "transactions", "inventory",    "stock_crossings", "changes",
+    "products", "stores", "orders", "order_lines",
+    "transactions", "inventory", "stock_crossings", "changes",
     "changes_meta", "projector_offsets"};
 #define N_TABLES (sizeof k_tables / sizeof k_tables[0])
-#define TABLES_ARRAY                                                          \
-  "{products,stores,orders,order_lines,transactions,inventory,"              \
+#define TABLES_ARRAY                                            \
+  "{products,stores,orders,order_lines,transactions,inventory," \
   "stock_crossings,changes,changes_meta,projector_offsets}"
 
 typedef struct rb_tp {
@@ -344,10 +344,8 @@ static int create_copy(proj_rebuild_t *rb, proj_pg_error_t *err) {
   rc = rc ? rc
           : collect_sql(pg, "constraints", k_sql_constraints, &early,
                         &rb->late, err);
-  rc = rc ? rc : collect_sql(pg, "indexes", k_sql_indexes, &early, &rb->late,
-                             err);
-  rc = rc ? rc : collect_sql(pg, "serials", k_sql_serials, &early, &rb->late,
-                             err);
+  rc = rc ? rc : collect_sql(pg, "indexes", k_sql_indexes, &early, &rb->late, err);
+  rc = rc ? rc : collect_sql(pg, "serials", k_sql_serials, &early, &rb->late, err);
   rc = rc ? rc : collect_sql(pg, "acl", k_sql_acl, &early, &rb->late, err);
   if (!rc && list_add(&early, "INSERT INTO changes_meta DEFAULT VALUES"))
     rc = SF_ENOMEM;
@@ -639,7 +637,8 @@ static int live_targets(proj_rebuild_t *rb, proj_pg_t *pg, bool *behind,
     int64_t off = strtoll(PQgetvalue(r, i, 2), NULL, 10);
     if (!tp) {
       SF_WARN(rb->log, MOD, "live offsets name %s[%s], which the topics do "
-              "not have; ignored", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+                            "not have; ignored",
+              PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
       continue;
     }
     if (off > tp->target)
@@ -756,8 +755,7 @@ static int switch_over(proj_rebuild_t *rb) {
     uint64_t caught_before = rb->rep.caught_up;
     int64_t t0 = proj_now_ms();
     rc = run(rb->apply, "BEGIN", "BEGIN", 0, NULL, NULL, NULL, &err);
-    rc = rc ? rc : run(rb->apply, "lock_timeout", timeout, 0, NULL, NULL,
-                       NULL, &err);
+    rc = rc ? rc : run(rb->apply, "lock_timeout", timeout, 0, NULL, NULL, NULL, &err);
     rc = rc ? rc : run(rb->apply, "lock", lock, 0, NULL, NULL, NULL, &err);
     if (rc == SF_EPG && strcmp(err.sqlstate, "55P03") == 0) {
       (void)run(rb->apply, "ROLLBACK", "ROLLBACK", 0, NULL, NULL, NULL, &err);
@@ -776,8 +774,7 @@ static int switch_over(proj_rebuild_t *rb) {
       rb->switching = true;
       rc = switch_locked(rb, &moves, &err);
     }
-    rc = rc ? rc : run(rb->apply, "COMMIT", "COMMIT", 0, NULL, NULL, NULL,
-                       &err);
+    rc = rc ? rc : run(rb->apply, "COMMIT", "COMMIT", 0, NULL, NULL, NULL, &err);
     rb->rep.switch_seconds = (double)(proj_now_ms() - t0) / 1000.0;
     if (rc) {
       if (rc == SF_EPG)
@@ -785,7 +782,7 @@ static int switch_over(proj_rebuild_t *rb) {
       (void)run(rb->apply, "ROLLBACK", "ROLLBACK", 0, NULL, NULL, NULL, &err);
       if (rb->rep.caught_up != caught_before)
         SF_ERROR(rb->log, MOD, "batches applied under the lock were rolled "
-                 "back with it; the rebuild cannot continue");
+                               "back with it; the rebuild cannot continue");
     }
     list_free(&moves);
     return rc;
@@ -805,10 +802,8 @@ int proj_rebuild_run(proj_rebuild_t *rb, proj_rebuild_report_t *rep) {
   memset(&rb->rep, 0, sizeof rb->rep);
   snprintf(rb->rep.schema, sizeof rb->rep.schema, "%s", rb->schema);
 
-  proj_pg_opts_t ao = {.dsn = rb->o.pg_dsn, .group = rb->o.group,
-                       .schema = NULL, .change_log = false};
-  proj_pg_opts_t po = {.dsn = rb->o.pg_dsn, .group = rb->o.group,
-                       .schema = rb->schema, .change_log = false};
+  proj_pg_opts_t ao = {.dsn = rb->o.pg_dsn, .group = rb->o.group, .schema = NULL, .change_log = false};
+  proj_pg_opts_t po = {.dsn = rb->o.pg_dsn, .group = rb->o.group, .schema = rb->schema, .change_log = false};
   int rc = proj_pg_new(&rb->admin, &ao, rb->log);
   rc = rc ? rc : proj_pg_new(&rb->apply, &po, rb->log);
   rc = rc ? rc : proj_intake_init(&rb->in, rb->o.batch_max);

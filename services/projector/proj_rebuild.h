@@ -82,18 +82,18 @@ typedef struct proj_rebuild_opts {
   const char *pg_dsn;
   size_t batch_max;
   int batch_wait_ms;
-  int lock_timeout_ms;  /* per attempt to lock the public tables; 5000 if <= 0 */
-  int lock_attempts;    /* 10 if <= 0 */
+  int lock_timeout_ms;               /* per attempt to lock the public tables; 5000 if <= 0 */
+  int lock_attempts;                 /* 10 if <= 0 */
   proj_rebuild_progress_cb progress; /* optional */
   void *progress_ud;
-  int progress_ms;      /* between two progress callbacks; 1000 if <= 0 */
+  int progress_ms; /* between two progress callbacks; 1000 if <= 0 */
 } proj_rebuild_opts_t;
 
 typedef struct proj_rebuild_report {
-  char schema[64];        /* the schema the tables were built in */
-  uint64_t messages;      /* consumed */
-  uint64_t applied;       /* decoded events in committed batches */
-  uint64_t poison;        /* undecodable or unstorable (skipped) */
+  char schema[64];   /* the schema the tables were built in */
+  uint64_t messages; /* consumed */
+  uint64_t applied;  /* decoded events in committed batches */
+  uint64_t poison;   /* undecodable or unstorable (skipped) */
   uint64_t batches;
   uint64_t caught_up;     /* messages applied under the switch lock */
   double replay_seconds;  /* steps 3 and 4 */

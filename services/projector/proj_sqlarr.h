@@ -20,8 +20,8 @@
 #include <stdint.h>
 
 typedef struct proj_sqlarr {
-  char *buf;    /* "{" + elements; owned */
-  size_t len;   /* bytes used, without the closing brace and NUL */
+  char *buf;  /* "{" + elements; owned */
+  size_t len; /* bytes used, without the closing brace and NUL */
   size_t cap;
   size_t count; /* elements added */
   bool failed;  /* an allocation failed */

@@ -16,7 +16,7 @@
 #define TOPIC_MAX 256
 
 static const double k_dur_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,   0.25,   0.5,   1.0,  2.5,   5.0};
+                                       0.1, 0.25, 0.5, 1.0, 2.5, 5.0};
 #define N_DUR (sizeof k_dur_buckets / sizeof k_dur_buckets[0])
 
 static const double k_size_buckets[] = {1, 10, 50, 100, 250, 500, 1000, 2500,

@@ -375,8 +375,7 @@ static void refresh_lag(proj_worker_t *w) {
     if (sf_kafka_position(w->consumer, o->topic, o->partition, &pos))
       pos = o->start >= 0 ? o->start : low;
     int64_t lag = high - pos;
-    SF_DEBUG(w->log, MOD, "lag of %s[%d]: low %" PRId64 ", high %" PRId64
-             ", position %" PRId64, o->topic, (int)o->partition, low, high,
+    SF_DEBUG(w->log, MOD, "lag of %s[%d]: low %" PRId64 ", high %" PRId64 ", position %" PRId64, o->topic, (int)o->partition, low, high,
              pos);
     proj_status_set_lag(w->st, o->topic, o->partition, lag > 0 ? lag : 0);
   }

@@ -39,12 +39,12 @@ typedef struct proj_worker_opts {
   const char *topic_stock;   /* e.g. "inventory.stock" */
   const char *topic_dlq;     /* e.g. "inventory.dlq" */
   const char *pg_dsn;
-  size_t batch_max;          /* messages per batch, >= 1 */
-  int batch_wait_ms;         /* wait after a batch's first message, >= 0 */
-  int stats_interval_ms;     /* the periodic info line; 10000 when <= 0 */
-  long long retention_s;     /* change log retention; <= 0: never prune */
-  int prune_interval_ms;     /* 60000 when <= 0 */
-  int lag_interval_ms;       /* 5000 when <= 0 */
+  size_t batch_max;      /* messages per batch, >= 1 */
+  int batch_wait_ms;     /* wait after a batch's first message, >= 0 */
+  int stats_interval_ms; /* the periodic info line; 10000 when <= 0 */
+  long long retention_s; /* change log retention; <= 0: never prune */
+  int prune_interval_ms; /* 60000 when <= 0 */
+  int lag_interval_ms;   /* 5000 when <= 0 */
   /* Called on the worker thread as its last act, with 0 after a requested
    * stop or a negative code after a fatal error (e.g. the consumer is
    * broken). May be NULL. Use it to wake the loop (uv_async_send). */

@@ -19,7 +19,7 @@ struct qry_calls {
   sf_authn_t *authn;
   sf_log_t *log;
   bool closing;
-  uint64_t inflight; /* statements sent, result not yet handled */
+  uint64_t inflight;         /* statements sent, result not yet handled */
   void (*idle_cb)(void *ud); /* set by qry_calls_shutdown */
   void *idle_ud;
   qry_calls_counters_t n;
@@ -87,7 +87,6 @@ static void respond_unavailable(qry_call_t *c, const char *detail) {
   sf_http_add_header(c->req, "Retry-After", "1");
   sf_http_respond_problem(c->req, 503, "unavailable", detail, NULL);
 }
-
 
 /* ---- the life of a call ---- */
 
@@ -240,7 +239,7 @@ static void on_waited(void *ud, qry_wait_outcome_t outcome) {
     return;
   case QRY_WAIT_CANCELED:
     respond_unavailable(c, c->calls->closing ? "service shutting down"
-                                           : "request canceled");
+                                             : "request canceled");
     return;
   }
 }
@@ -295,4 +294,3 @@ void qry_call_respond_page(qry_call_t *c, const PGresult *res,
   sf_http_respond(c->req, 200, "application/json", text, len);
   free(text);
 }
-

@@ -80,8 +80,8 @@ struct qry_call {
   qry_render_fn render;
   size_t n_pos; /* positions of min_position; 0: no wait */
   qry_position_t pos[QRY_POSITIONS_MAX];
-  qry_wait_t *wait; /* while waiting for pos */
-  void *ext;        /* the handler's own state (request memory) */
+  qry_wait_t *wait;         /* while waiting for pos */
+  void *ext;                /* the handler's own state (request memory) */
   const char *store_filter; /* accounts: the caller's stores as PG array
                                text "{...}", or NULL: sees every store */
 };

@@ -38,8 +38,11 @@
 #define DEFAULT_PAGE_ROWS 1000
 #define STALL_BEATS 4 /* heartbeat periods without progress before a cut */
 
-typedef enum sub_state { SUB_CATCHUP, SUB_LIVE, SUB_CLOSED } sub_state_t;
-typedef enum transport { T_SSE, T_WS } transport_t;
+typedef enum sub_state { SUB_CATCHUP,
+                         SUB_LIVE,
+                         SUB_CLOSED } sub_state_t;
+typedef enum transport { T_SSE,
+                         T_WS } transport_t;
 
 typedef struct qry_sub qry_sub_t;
 
@@ -49,9 +52,9 @@ struct qry_changes {
   qry_calls_t *calls;
   sf_log_t *log;
   qry_changes_opts_t opts;
-  qry_sub_t *subs; /* every open subscriber */
-  bool last_known; /* last_id is meaningful (live subscribers exist) */
-  int64_t last_id; /* highest id fetched by the shared fetch */
+  qry_sub_t *subs;      /* every open subscriber */
+  bool last_known;      /* last_id is meaningful (live subscribers exist) */
+  int64_t last_id;      /* highest id fetched by the shared fetch */
   bool fetching, dirty; /* dirty: notified while fetching */
   uint64_t last_fetch_ms;
   uv_timer_t tick; /* heartbeats, stalls, safety fetch */
@@ -928,7 +931,8 @@ void qry_changes_revoke_user(qry_changes_t *h, const char *user_id) {
     qry_sub_t *next = s->next; /* sub_close unlinks (and may free) s */
     if (strcmp(s->user_id, user_id) == 0) {
       SF_INFO(h->log, MOD, "ending a change stream of user %s: logged out "
-              "or its role changed", user_id);
+                           "or its role changed",
+              user_id);
       sub_close(s, NULL, 1008, "revoked");
     }
     s = next;

@@ -46,14 +46,14 @@ typedef struct qry_changes_opts {
 } qry_changes_opts_t;
 
 typedef struct qry_changes_counters {
-  uint64_t notifications; /* NOTIFY stockflow_changes received */
-  uint64_t fetches;       /* shared fetches run */
-  uint64_t fetched;       /* changes read by shared fetches */
-  uint64_t fanned_out;    /* change events queued to live subscribers */
-  uint64_t pages;         /* catch-up pages run */
-  uint64_t opened;        /* streams started */
-  uint64_t overflows;     /* subscribers cut off for their buffer */
-  uint64_t stalls;        /* subscribers cut off for making no progress */
+  uint64_t notifications;   /* NOTIFY stockflow_changes received */
+  uint64_t fetches;         /* shared fetches run */
+  uint64_t fetched;         /* changes read by shared fetches */
+  uint64_t fanned_out;      /* change events queued to live subscribers */
+  uint64_t pages;           /* catch-up pages run */
+  uint64_t opened;          /* streams started */
+  uint64_t overflows;       /* subscribers cut off for their buffer */
+  uint64_t stalls;          /* subscribers cut off for making no progress */
   size_t open_sse, open_ws; /* streams open now */
   size_t live;              /* of which live (caught up) */
 } qry_changes_counters_t;

@@ -38,8 +38,8 @@ const char *qry_event_kind_name(qry_event_kind_t kind);
 typedef struct qry_event {
   int refs;
   qry_event_kind_t kind;
-  int64_t id; /* changes.id; 0 when the event has none */
-  char store_id[SF_UUID_STR_LEN + 1];   /* "" when not about one row */
+  int64_t id;                         /* changes.id; 0 when the event has none */
+  char store_id[SF_UUID_STR_LEN + 1]; /* "" when not about one row */
   char product_id[SF_UUID_STR_LEN + 1];
   const char *json; /* NUL-terminated, json_len bytes; inside the event */
   size_t json_len;
@@ -81,7 +81,7 @@ size_t qry_sse_frame(char *out, size_t cap, int64_t id, const char *event,
 /* Which rows a subscriber wants: store and/or product, or everything. */
 typedef struct qry_filter {
   bool has_store, has_product;
-  char store_id[SF_UUID_STR_LEN + 1];   /* lowercase canonical */
+  char store_id[SF_UUID_STR_LEN + 1]; /* lowercase canonical */
   char product_id[SF_UUID_STR_LEN + 1];
 } qry_filter_t;
 

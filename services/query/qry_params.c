@@ -99,8 +99,8 @@ int qry_cursor_decode(const char *text, qry_cursor_kind_t kind,
 
 bool qry_tx_type_valid(const char *t) {
   static const char *const types[] = {
-      "receipt",     "sale",         "return",          "adjustment",
-      "count",       "transfer_out", "transfer_in",     "order_placed",
+      "receipt", "sale", "return", "adjustment",
+      "count", "transfer_out", "transfer_in", "order_placed",
       "order_fulfilled", "order_cancelled", "order_expired"};
   if (!t)
     return false;

@@ -321,8 +321,8 @@ json_t *qry_row(const PGresult *res, int row, const qry_shape_t *shape) {
   return qry_rowmap_row(&m, row);
 }
 
-#define SHAPE(name, list)                                                      \
-  static const qry_shape_t name##_shape = {list};                             \
+#define SHAPE(name, list)                         \
+  static const qry_shape_t name##_shape = {list}; \
   const qry_shape_t *const name = &name##_shape;
 SHAPE(QRY_SHAPE_INVENTORY, inventory_fields)
 SHAPE(QRY_SHAPE_INVENTORY_AT, inventory_at_fields)
@@ -395,5 +395,6 @@ int qry_page_build(const PGresult *res, const char *key_col, int limit,
     return rc;
   }
   rc = sf_jbuf_take(&b, out, out_len);
-  return rc == SF_ENOMEM ? SF_ENOMEM : rc ? SF_EPARSE : 0;
+  return rc == SF_ENOMEM ? SF_ENOMEM : rc ? SF_EPARSE
+                                          : 0;
 }

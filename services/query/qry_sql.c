@@ -14,36 +14,33 @@
 #define TS(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 
 /* Totals of one product over every store, for products p. */
-#define PRODUCT_TOTALS                                                         \
-  "CROSS JOIN LATERAL (SELECT coalesce(sum(iv.on_hand), 0)::bigint"          \
-  " AS total_on_hand, coalesce(sum(iv.on_hand - iv.reserved), 0)::bigint"    \
+#define PRODUCT_TOTALS                                                    \
+  "CROSS JOIN LATERAL (SELECT coalesce(sum(iv.on_hand), 0)::bigint"       \
+  " AS total_on_hand, coalesce(sum(iv.on_hand - iv.reserved), 0)::bigint" \
   " AS total_available FROM inventory iv WHERE iv.product_id = p.id) tot "
 
-#define PRODUCT_COLUMNS                                                        \
-  "p.id, p.sku, p.name, p.category, p.price::text AS price,"                 \
-  " p.reorder_level, p.discontinued, p.version,"                              \
-  " " US("p.created_at") " AS created_us, " US("p.updated_at")               \
-  " AS updated_us, tot.total_on_hand, tot.total_available,"                 \
-  " json_build_object('max_sale_quantity', p.max_sale_quantity,"             \
-  " 'max_negative_adjustment', p.max_negative_adjustment,"                   \
-  " 'count_requires_reason', p.count_requires_reason)::text AS policy "
+#define PRODUCT_COLUMNS                                                                                                       \
+  "p.id, p.sku, p.name, p.category, p.price::text AS price,"                                                                  \
+  " p.reorder_level, p.discontinued, p.version,"                                                                              \
+  " " US("p.created_at") " AS created_us, " US("p.updated_at") " AS updated_us, tot.total_on_hand, tot.total_available,"      \
+                                                               " json_build_object('max_sale_quantity', p.max_sale_quantity," \
+                                                               " 'max_negative_adjustment', p.max_negative_adjustment,"       \
+                                                               " 'count_requires_reason', p.count_requires_reason)::text AS policy "
 
-#define STORE_COLUMNS                                                          \
-  "s.id, s.name, s.location, s.manager_id, s.closed, s.version,"             \
-  " " US("s.created_at") " AS created_us, " US("s.updated_at")               \
-  " AS updated_us "
+#define STORE_COLUMNS                                            \
+  "s.id, s.name, s.location, s.manager_id, s.closed, s.version," \
+  " " US("s.created_at") " AS created_us, " US("s.updated_at") " AS updated_us "
 
-#define ORDER_COLUMNS                                                          \
-  "o.id AS order_id, o.store_id, o.status, o.reference, o.version,"          \
-  " o.cancel_cause,"                                                         \
-  " " US("o.created_at") " AS created_us, " US("o.updated_at")               \
-  " AS updated_us, coalesce((SELECT json_agg(json_build_object("             \
-  "'product_id', l.product_id, 'quantity', l.quantity)"                      \
-  " ORDER BY l.product_id)::text FROM order_lines l"                         \
-  " WHERE l.order_id = o.id), '[]') AS lines "
+#define ORDER_COLUMNS                                                                                                         \
+  "o.id AS order_id, o.store_id, o.status, o.reference, o.version,"                                                           \
+  " o.cancel_cause,"                                                                                                          \
+  " " US("o.created_at") " AS created_us, " US("o.updated_at") " AS updated_us, coalesce((SELECT json_agg(json_build_object(" \
+                                                               "'product_id', l.product_id, 'quantity', l.quantity)"          \
+                                                               " ORDER BY l.product_id)::text FROM order_lines l"             \
+                                                               " WHERE l.order_id = o.id), '[]') AS lines "
 
-#define CHANGE_COLUMNS                                                         \
-  "c.id, c.store_id, c.product_id, c.on_hand, c.reserved, c.version,"        \
+#define CHANGE_COLUMNS                                                \
+  "c.id, c.store_id, c.product_id, c.on_hand, c.reserved, c.version," \
   " c.cause, c.transaction_id, " US("c.occurred_at") " AS occurred_us "
 
 typedef struct stmt {
@@ -58,11 +55,11 @@ static const stmt_t statements[] = {
      " FROM stores s LEFT JOIN LATERAL ("
      "  SELECT i.product_id, p.sku, p.name, i.on_hand, i.reserved, i.version,"
      "  " US("i.updated_at") " AS updated_us"
-     "  FROM inventory i JOIN products p ON p.id = i.product_id"
-     "  WHERE i.store_id = s.id AND i.product_id > $2::uuid"
-     "  AND (NOT $3::boolean OR i.on_hand - i.reserved < p.reorder_level)"
-     "  ORDER BY i.product_id LIMIT $4::int) x ON true"
-     " WHERE s.id = $1::uuid ORDER BY x.product_id"},
+                             "  FROM inventory i JOIN products p ON p.id = i.product_id"
+                             "  WHERE i.store_id = s.id AND i.product_id > $2::uuid"
+                             "  AND (NOT $3::boolean OR i.on_hand - i.reserved < p.reorder_level)"
+                             "  ORDER BY i.product_id LIMIT $4::int) x ON true"
+                             " WHERE s.id = $1::uuid ORDER BY x.product_id"},
 
     {QRY_SQL_STORE_INVENTORY_AS_OF,
      "SELECT s.id AS owner_id, x.product_id, x.sku, x.name, x.on_hand,"
@@ -71,26 +68,25 @@ static const stmt_t statements[] = {
      "  SELECT t.product_id, p.sku, p.name, t.on_hand_after AS on_hand,"
      "  t.reserved_after AS reserved, t.version,"
      "  " US("t.created_at") " AS updated_us"
-     "  FROM (SELECT DISTINCT ON (tr.product_id) tr.product_id,"
-     "   tr.on_hand_after, tr.reserved_after, tr.version, tr.created_at"
-     "   FROM transactions tr"
-     "   WHERE tr.store_id = s.id AND tr.product_id > $2::uuid"
-     "   AND tr.created_at <= " TS("$5")
-     "   ORDER BY tr.product_id, tr.created_at DESC, tr.version DESC) t"
-     "  JOIN products p ON p.id = t.product_id"
-     "  WHERE (NOT $3::boolean"
-     "   OR t.on_hand_after - t.reserved_after < p.reorder_level)"
-     "  ORDER BY t.product_id LIMIT $4::int) x ON true"
-     " WHERE s.id = $1::uuid ORDER BY x.product_id"},
+                             "  FROM (SELECT DISTINCT ON (tr.product_id) tr.product_id,"
+                             "   tr.on_hand_after, tr.reserved_after, tr.version, tr.created_at"
+                             "   FROM transactions tr"
+                             "   WHERE tr.store_id = s.id AND tr.product_id > $2::uuid"
+                             "   AND tr.created_at <= " TS("$5") "   ORDER BY tr.product_id, tr.created_at DESC, tr.version DESC) t"
+                                                                 "  JOIN products p ON p.id = t.product_id"
+                                                                 "  WHERE (NOT $3::boolean"
+                                                                 "   OR t.on_hand_after - t.reserved_after < p.reorder_level)"
+                                                                 "  ORDER BY t.product_id LIMIT $4::int) x ON true"
+                                                                 " WHERE s.id = $1::uuid ORDER BY x.product_id"},
 
     {QRY_SQL_INVENTORY_ROW,
      "SELECT s.id AS store_id, p.id AS product_id, p.sku, p.name,"
      " coalesce(i.on_hand, 0) AS on_hand, coalesce(i.reserved, 0) AS reserved,"
      " coalesce(i.version, 0) AS version, " US("i.updated_at") " AS updated_us"
-     " FROM (SELECT $1::uuid AS sid, $2::uuid AS pid) k"
-     " LEFT JOIN stores s ON s.id = k.sid"
-     " LEFT JOIN products p ON p.id = k.pid"
-     " LEFT JOIN inventory i ON i.store_id = k.sid AND i.product_id = k.pid"},
+                                                               " FROM (SELECT $1::uuid AS sid, $2::uuid AS pid) k"
+                                                               " LEFT JOIN stores s ON s.id = k.sid"
+                                                               " LEFT JOIN products p ON p.id = k.pid"
+                                                               " LEFT JOIN inventory i ON i.store_id = k.sid AND i.product_id = k.pid"},
 
     {QRY_SQL_TRANSACTIONS,
      "SELECT s.id AS owner_id, x.transaction_id, x.store_id, x.product_id,"
@@ -101,14 +97,14 @@ static const stmt_t statements[] = {
      "  t.quantity, t.delta, t.on_hand_after AS on_hand,"
      "  t.reserved_after AS reserved, t.version, t.reason, t.reference,"
      "  t.actor, " US("t.created_at") " AS created_us"
-     "  FROM transactions t"
-     "  WHERE t.store_id = s.id AND t.id < $2::uuid"
-     "  AND ($3::uuid IS NULL OR t.product_id = $3::uuid)"
-     "  AND ($4::text IS NULL OR t.type = $4::text)"
-     "  AND ($5::bigint IS NULL OR t.created_at >= " TS("$5") ")"
-     "  AND ($6::bigint IS NULL OR t.created_at <= " TS("$6") ")"
-     "  ORDER BY t.id DESC LIMIT $7::int) x ON true"
-     " WHERE s.id = $1::uuid ORDER BY x.transaction_id DESC"},
+                                      "  FROM transactions t"
+                                      "  WHERE t.store_id = s.id AND t.id < $2::uuid"
+                                      "  AND ($3::uuid IS NULL OR t.product_id = $3::uuid)"
+                                      "  AND ($4::text IS NULL OR t.type = $4::text)"
+                                      "  AND ($5::bigint IS NULL OR t.created_at >= " TS("$5") ")"
+                                                                                               "  AND ($6::bigint IS NULL OR t.created_at <= " TS("$6") ")"
+                                                                                                                                                        "  ORDER BY t.id DESC LIMIT $7::int) x ON true"
+                                                                                                                                                        " WHERE s.id = $1::uuid ORDER BY x.transaction_id DESC"},
 
     {QRY_SQL_PRODUCT,
      "SELECT " PRODUCT_COLUMNS "FROM products p " PRODUCT_TOTALS
@@ -129,11 +125,11 @@ static const stmt_t statements[] = {
      "LEFT JOIN LATERAL ("
      "  SELECT i.store_id, st.name AS store_name, i.product_id, i.on_hand,"
      "  i.reserved, i.version, " US("i.updated_at") " AS updated_us"
-     "  FROM inventory i JOIN stores st ON st.id = i.store_id"
-     "  WHERE i.product_id = p.id AND i.store_id > $2::uuid"
-     "  AND ($4::uuid[] IS NULL OR i.store_id = ANY($4::uuid[]))"
-     "  ORDER BY i.store_id LIMIT $3::int) x ON true"
-     " WHERE p.id = $1::uuid ORDER BY x.store_id"},
+                                                    "  FROM inventory i JOIN stores st ON st.id = i.store_id"
+                                                    "  WHERE i.product_id = p.id AND i.store_id > $2::uuid"
+                                                    "  AND ($4::uuid[] IS NULL OR i.store_id = ANY($4::uuid[]))"
+                                                    "  ORDER BY i.store_id LIMIT $3::int) x ON true"
+                                                    " WHERE p.id = $1::uuid ORDER BY x.store_id"},
 
     {QRY_SQL_STORES,
      "SELECT " STORE_COLUMNS "FROM stores s WHERE s.id > $1::uuid"
@@ -174,10 +170,10 @@ static const stmt_t statements[] = {
      " LEFT JOIN LATERAL ("
      "  SELECT i.store_id, i.product_id, i.on_hand, i.reserved, i.version,"
      "  " US("i.updated_at") " AS updated_us FROM inventory i"
-     "  WHERE $3::boolean AND m.store_found AND m.product_found"
-     "  AND ($1::uuid IS NULL OR i.store_id = $1::uuid)"
-     "  AND ($2::uuid IS NULL OR i.product_id = $2::uuid)) x ON true"
-     " ORDER BY x.store_id, x.product_id"},
+                             "  WHERE $3::boolean AND m.store_found AND m.product_found"
+                             "  AND ($1::uuid IS NULL OR i.store_id = $1::uuid)"
+                             "  AND ($2::uuid IS NULL OR i.product_id = $2::uuid)) x ON true"
+                             " ORDER BY x.store_id, x.product_id"},
 
     {QRY_SQL_CHANGES_PAGE,
      "SELECT m.bound, m.pruned_through, x.*"

@@ -24,7 +24,9 @@
 
 #define DEFAULT_INTERVAL_MS 250
 
-typedef enum wait_state { W_QUERYING, W_SLEEPING, W_CLOSING } wait_state_t;
+typedef enum wait_state { W_QUERYING,
+                          W_SLEEPING,
+                          W_CLOSING } wait_state_t;
 
 struct qry_wait {
   qry_waits_t *ws;

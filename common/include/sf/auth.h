@@ -33,8 +33,8 @@
 #include "sf/uuid.h"
 
 #define SF_AUTH_TOKEN_BYTES 32
-#define SF_AUTH_TOKEN_LEN 43 /* base64url of 32 bytes, no padding, no NUL */
-#define SF_AUTH_HASH_BYTES 32 /* SHA-256 of the token text */
+#define SF_AUTH_TOKEN_LEN 43   /* base64url of 32 bytes, no padding, no NUL */
+#define SF_AUTH_HASH_BYTES 32  /* SHA-256 of the token text */
 #define SF_AUTH_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES, with its NUL */
 #define SF_AUTH_USERNAME_MAX 64
 #define SF_AUTH_EMAIL_MAX 254
@@ -50,14 +50,14 @@ typedef enum sf_role {
 } sf_role_t;
 
 typedef enum sf_auth_action {
-  SF_ACT_READ_CATALOG = 0, /* products and the store list: any user */
-  SF_ACT_READ_STORE,       /* a store's stock, transactions, orders, changes */
-  SF_ACT_CATALOG_WRITE,    /* products and stores: admin */
-  SF_ACT_STOCK_WRITE,      /* receipt, sale, return */
+  SF_ACT_READ_CATALOG = 0,   /* products and the store list: any user */
+  SF_ACT_READ_STORE,         /* a store's stock, transactions, orders, changes */
+  SF_ACT_CATALOG_WRITE,      /* products and stores: admin */
+  SF_ACT_STOCK_WRITE,        /* receipt, sale, return */
   SF_ACT_STOCK_COUNT_ADJUST, /* count, adjustment */
-  SF_ACT_ORDER_WRITE,      /* place, fulfil, cancel */
-  SF_ACT_TRANSFER,         /* checked on both stores of the transfer */
-  SF_ACT_USER_ADMIN,       /* user administration (list, create, role,
+  SF_ACT_ORDER_WRITE,        /* place, fulfil, cancel */
+  SF_ACT_TRANSFER,           /* checked on both stores of the transfer */
+  SF_ACT_USER_ADMIN,         /* user administration (list, create, role,
                               disable, reset): admin */
 } sf_auth_action_t;
 #define SF_ACT_COUNT 8
@@ -177,9 +177,9 @@ int sf_auth_cursor_decode(sf_auth_list_t kind, const char *text,
 typedef struct sf_auth_limiter sf_auth_limiter_t;
 
 typedef struct sf_auth_limiter_opts {
-  int max_attempts;  /* attempts counted in the window; default 5 */
+  int max_attempts;   /* attempts counted in the window; default 5 */
   uint64_t window_ms; /* default 60000 */
-  size_t max_keys;   /* tracked keys; default 10000; beyond, the least
+  size_t max_keys;    /* tracked keys; default 10000; beyond, the least
                         recently hit key is forgotten */
 } sf_auth_limiter_opts_t;
 

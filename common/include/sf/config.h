@@ -38,13 +38,13 @@ typedef enum sf_cfg_shared {
 } sf_cfg_shared_t;
 
 typedef struct sf_cfg_entry {
-  const char *key;   /* flag name without "--", e.g. "kafka-brokers" */
+  const char *key; /* flag name without "--", e.g. "kafka-brokers" */
   sf_cfg_type_t type;
-  const char *def;   /* default as text; never NULL */
-  long long min, max; /* range for SF_CFG_INT */
-  const char *env;   /* environment variable, e.g. "STOCKFLOW_KAFKA_BROKERS" */
-  const char *help;  /* one line */
-  size_t offset;     /* offsetof(settings struct, field) */
+  const char *def;        /* default as text; never NULL */
+  long long min, max;     /* range for SF_CFG_INT */
+  const char *env;        /* environment variable, e.g. "STOCKFLOW_KAFKA_BROKERS" */
+  const char *help;       /* one line */
+  size_t offset;          /* offsetof(settings struct, field) */
   sf_cfg_shared_t shared; /* not SF_CFG_OWN: key, type, default, range and
                              env come from the shared list (help too, when
                              help is NULL) */
@@ -52,19 +52,19 @@ typedef struct sf_cfg_entry {
 
 /* An entry of a shared setting filling field offset off, with the service's
  * own description help (NULL: the shared one). */
-#define SF_CFG_SHARED(id, help_, off)                                          \
+#define SF_CFG_SHARED(id, help_, off) \
   { .help = (help_), .offset = (off), .shared = (id) }
 
 /* What the caller should do after parsing. */
 typedef enum sf_cfg_outcome {
-  SF_CFG_RUN = 0,  /* settings filled: run the service */
-  SF_CFG_EXIT_OK,  /* --help, --version or --print-config was printed */
+  SF_CFG_RUN = 0,   /* settings filled: run the service */
+  SF_CFG_EXIT_OK,   /* --help, --version or --print-config was printed */
   SF_CFG_EXIT_USAGE /* an error was printed to err; exit with status 2 */
 } sf_cfg_outcome_t;
 
 typedef struct sf_cfg_spec {
-  const char *prog;        /* e.g. "stockflow-command" */
-  const char *summary;     /* one line for --help */
+  const char *prog;    /* e.g. "stockflow-command" */
+  const char *summary; /* one line for --help */
   const sf_cfg_entry_t *entries;
   size_t n_entries;
 } sf_cfg_spec_t;

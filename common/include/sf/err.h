@@ -10,25 +10,25 @@
 #include <stdbool.h>
 
 /* X(name, value, retriable, message) */
-#define SF_ERR_MAP(X)                                                          \
-  X(NOMEM, -1, false, "out of memory")                                         \
-  X(INVAL, -2, false, "invalid argument")                                      \
-  X(IO, -3, true, "input/output error")                                        \
-  X(NOTFOUND, -4, false, "not found")                                          \
-  X(EXISTS, -5, false, "already exists")                                       \
-  X(TOOBIG, -6, false, "too large")                                            \
-  X(TRUNCATED, -7, false, "truncated input")                                   \
-  X(PARSE, -8, false, "malformed input")                                       \
-  X(CONFIG, -9, false, "bad configuration")                                    \
-  X(KAFKA, -10, true, "kafka error")                                           \
-  X(KAFKA_FATAL, -11, false, "fatal kafka error")                              \
-  X(PG, -12, true, "postgresql error")                                         \
-  X(TIMEOUT, -13, true, "timed out")                                           \
-  X(UNAVAILABLE, -14, true, "dependency unavailable")                          \
-  X(CONFLICT, -15, false, "conflict")                                          \
-  X(STATE, -16, false, "invalid state")                                        \
-  X(SCHEMA, -17, false, "schema mismatch")                                     \
-  X(CANCELED, -18, false, "canceled")                                          \
+#define SF_ERR_MAP(X)                                 \
+  X(NOMEM, -1, false, "out of memory")                \
+  X(INVAL, -2, false, "invalid argument")             \
+  X(IO, -3, true, "input/output error")               \
+  X(NOTFOUND, -4, false, "not found")                 \
+  X(EXISTS, -5, false, "already exists")              \
+  X(TOOBIG, -6, false, "too large")                   \
+  X(TRUNCATED, -7, false, "truncated input")          \
+  X(PARSE, -8, false, "malformed input")              \
+  X(CONFIG, -9, false, "bad configuration")           \
+  X(KAFKA, -10, true, "kafka error")                  \
+  X(KAFKA_FATAL, -11, false, "fatal kafka error")     \
+  X(PG, -12, true, "postgresql error")                \
+  X(TIMEOUT, -13, true, "timed out")                  \
+  X(UNAVAILABLE, -14, true, "dependency unavailable") \
+  X(CONFLICT, -15, false, "conflict")                 \
+  X(STATE, -16, false, "invalid state")               \
+  X(SCHEMA, -17, false, "schema mismatch")            \
+  X(CANCELED, -18, false, "canceled")                 \
   X(INTERNAL, -19, false, "internal error")
 
 typedef enum sf_err {

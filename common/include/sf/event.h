@@ -30,12 +30,12 @@ typedef enum sf_event_type {
   SF_EV_STORE_OPENED,
   SF_EV_STORE_UPDATED,
   SF_EV_STORE_CLOSED,
-  SF_EV_STOCK_MOVED,       /* receipt, sale, return, adjustment, count */
-  SF_EV_TRANSFER_OUT,      /* source leg of a transfer (stock leaves) */
-  SF_EV_TRANSFER_IN,       /* destination leg (stock arrives) */
-  SF_EV_ORDER_PLACED,      /* reserves every line */
-  SF_EV_ORDER_FULFILLED,   /* reserved units leave on hand */
-  SF_EV_ORDER_CANCELLED,   /* reservation released (by command or expiry) */
+  SF_EV_STOCK_MOVED,         /* receipt, sale, return, adjustment, count */
+  SF_EV_TRANSFER_OUT,        /* source leg of a transfer (stock leaves) */
+  SF_EV_TRANSFER_IN,         /* destination leg (stock arrives) */
+  SF_EV_ORDER_PLACED,        /* reserves every line */
+  SF_EV_ORDER_FULFILLED,     /* reserved units leave on hand */
+  SF_EV_ORDER_CANCELLED,     /* reservation released (by command or expiry) */
   SF_EV_STOCK_BELOW_REORDER, /* available fell below the reorder level */
   SF_EV_STOCK_RESTORED,      /* available back at or above it */
   SF_EV_PRODUCT_POLICY_SET,  /* a product's stock policy (catalog topic) */
@@ -74,13 +74,13 @@ typedef struct sf_event {
   /* envelope */
   char event_id[SF_ID_LEN];
   sf_event_type_t type;
-  int64_t occurred_at_us;   /* Unix microseconds (timestamp-micros) */
-  char store_id[SF_ID_LEN]; /* "" for product events */
-  char product_id[SF_ID_LEN]; /* "" for store and order events */
-  int64_t stream_version;   /* version of store x product after this event;
+  int64_t occurred_at_us;      /* Unix microseconds (timestamp-micros) */
+  char store_id[SF_ID_LEN];    /* "" for product events */
+  char product_id[SF_ID_LEN];  /* "" for store and order events */
+  int64_t stream_version;      /* version of store x product after this event;
                                of the product/store/order for the others */
-  char actor[SF_ID_LEN];    /* acting user id, "" when none */
-  char command_id[SF_ID_LEN]; /* the command that caused it (dedupe key) */
+  char actor[SF_ID_LEN];       /* acting user id, "" when none */
+  char command_id[SF_ID_LEN];  /* the command that caused it (dedupe key) */
   const char *idempotency_key; /* NULL when none */
   const char *correlation_id;  /* NULL when none */
   const char *request_hash;    /* hex SHA-256 of the request, NULL when none */
@@ -97,25 +97,25 @@ typedef struct sf_event {
   } store; /* STORE_OPENED (name, location required), STORE_UPDATED, CLOSED */
   struct {
     sf_movement_t movement;
-    int64_t quantity;  /* as given by the command (count: units counted) */
-    int64_t delta;     /* signed change of on_hand */
-    int64_t on_hand;   /* after the event */
-    int64_t reserved;  /* after the event */
+    int64_t quantity; /* as given by the command (count: units counted) */
+    int64_t delta;    /* signed change of on_hand */
+    int64_t on_hand;  /* after the event */
+    int64_t reserved; /* after the event */
     const char *reason, *reference;
-    char transfer_id[SF_ID_LEN]; /* TRANSFER_*: the transfer; "" otherwise */
+    char transfer_id[SF_ID_LEN];          /* TRANSFER_*: the transfer; "" otherwise */
     char counterpart_store_id[SF_ID_LEN]; /* TRANSFER_*: the other store */
-  } stock; /* STOCK_MOVED, TRANSFER_OUT, TRANSFER_IN */
+  } stock;                                /* STOCK_MOVED, TRANSFER_OUT, TRANSFER_IN */
   struct {
     char order_id[SF_ID_LEN];
     const sf_order_line_t *lines; /* ORDER_PLACED: the lines */
     size_t n_lines;
     const char *reference;
     const char *cause; /* ORDER_CANCELLED: NULL (by command) or "expired" */
-  } order; /* ORDER_*; fulfil/cancel repeat the lines */
+  } order;             /* ORDER_*; fulfil/cancel repeat the lines */
   struct {
     int64_t on_hand, reserved; /* after the stock event that crossed */
     int64_t reorder_level;     /* the level it was compared with */
-  } crossing; /* STOCK_BELOW_REORDER, STOCK_RESTORED (envelope: store,
+  } crossing;                  /* STOCK_BELOW_REORDER, STOCK_RESTORED (envelope: store,
                  product, the crossing event's stream_version) */
   struct {
     bool has_max_sale;

@@ -57,12 +57,12 @@ typedef void (*sf_http_close_cb)(sf_http_req_t *req, void *ud);
 typedef void (*sf_http_done_cb)(void *ud);
 
 typedef struct sf_http_limits {
-  size_t max_body;             /* bytes; default 65536 -> 413 */
-  size_t max_header_bytes;     /* all header lines; default 16384 -> 431 */
-  size_t max_headers;          /* default 64 -> 431 */
-  uint64_t header_timeout_ms;  /* full headers must arrive; default 10000 */
-  uint64_t idle_timeout_ms;    /* keep-alive idle; default 60000 */
-  size_t max_connections;      /* default 10000; beyond, accept and close */
+  size_t max_body;            /* bytes; default 65536 -> 413 */
+  size_t max_header_bytes;    /* all header lines; default 16384 -> 431 */
+  size_t max_headers;         /* default 64 -> 431 */
+  uint64_t header_timeout_ms; /* full headers must arrive; default 10000 */
+  uint64_t idle_timeout_ms;   /* keep-alive idle; default 60000 */
+  size_t max_connections;     /* default 10000; beyond, accept and close */
 } sf_http_limits_t;
 
 /* Fills l with the defaults above. */

@@ -25,9 +25,9 @@ typedef struct sf__http_kv {
 } sf__http_kv_t;
 
 typedef enum sf__http_match_kind {
-  SF__HTTP_MATCH_FOUND = 0,  /* cb, ud, pattern, stats and params are set */
-  SF__HTTP_MATCH_NO_PATH,    /* no pattern matches the path: 404 */
-  SF__HTTP_MATCH_NO_METHOD,  /* a pattern matches, another method: 405;
+  SF__HTTP_MATCH_FOUND = 0, /* cb, ud, pattern, stats and params are set */
+  SF__HTTP_MATCH_NO_PATH,   /* no pattern matches the path: 404 */
+  SF__HTTP_MATCH_NO_METHOD, /* a pattern matches, another method: 405;
                                 allow, pattern and stats are set */
 } sf__http_match_kind_t;
 
@@ -39,7 +39,7 @@ typedef struct sf__http_match {
   sf__http_stats_t *stats; /* borrowed from the router */
   sf__http_kv_t *params;   /* request memory */
   size_t nparams;
-  const char *allow;       /* "GET, POST" (request memory) for 405 */
+  const char *allow; /* "GET, POST" (request memory) for 405 */
 } sf__http_match_t;
 
 /* Creates an empty table. Returns 0 or SF_ENOMEM. */

@@ -68,7 +68,7 @@ typedef struct sf_kafka_producer_opts {
   const char *client_id;        /* for broker logs; may be NULL */
   int linger_ms;                /* batching delay; default 1 when < 0 */
   int message_timeout_ms;       /* delivery timeout; default 30000 when <= 0 */
-  int queue_max_messages; /* local queue bound (queue.buffering.max.messages);
+  int queue_max_messages;       /* local queue bound (queue.buffering.max.messages);
                              librdkafka's default (100000) when <= 0 */
 } sf_kafka_producer_opts_t;
 
@@ -119,9 +119,9 @@ void sf_kafka_producer_close(sf_kafka_producer_t *p, void (*done)(void *),
 typedef struct sf_kafka_consumer sf_kafka_consumer_t;
 
 typedef struct sf_kafka_tp {
-  const char *topic;  /* borrowed for the callback */
+  const char *topic; /* borrowed for the callback */
   int32_t partition;
-  int64_t offset;     /* start offset to use; SF_KAFKA_OFFSET_* allowed */
+  int64_t offset; /* start offset to use; SF_KAFKA_OFFSET_* allowed */
 } sf_kafka_tp_t;
 
 #define SF_KAFKA_OFFSET_BEGINNING (-2)
@@ -137,7 +137,7 @@ typedef void (*sf_kafka_revoke_cb)(void *ud, const sf_kafka_tp_t *tps,
 
 typedef struct sf_kafka_consumer_opts {
   const char *brokers;
-  const char *group_id;   /* NULL: no group, use sf_kafka_consumer_assign */
+  const char *group_id; /* NULL: no group, use sf_kafka_consumer_assign */
   const char *client_id;
   sf_kafka_assign_cb on_assign; /* may be NULL */
   sf_kafka_revoke_cb on_revoke; /* may be NULL */

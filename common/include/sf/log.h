@@ -42,10 +42,10 @@ void sf_log_write(sf_log_t *log, sf_log_level_t level, const char *module,
                   const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define SF_LOG(log, level, module, ...)                                        \
-  do {                                                                         \
-    if (sf_log_enabled((log), (level)))                                        \
-      sf_log_write((log), (level), (module), __VA_ARGS__);                     \
+#define SF_LOG(log, level, module, ...)                    \
+  do {                                                     \
+    if (sf_log_enabled((log), (level)))                    \
+      sf_log_write((log), (level), (module), __VA_ARGS__); \
   } while (0)
 #define SF_DEBUG(log, module, ...) SF_LOG(log, SF_LOG_DEBUG, module, __VA_ARGS__)
 #define SF_INFO(log, module, ...) SF_LOG(log, SF_LOG_INFO, module, __VA_ARGS__)

@@ -29,9 +29,9 @@ typedef void (*sf_pg_result_cb)(void *ud, int err, const PGresult *res,
                                 const char *sqlstate, const char *errmsg);
 
 typedef struct sf_pg_opts {
-  const char *dsn;      /* libpq connection string */
-  int pool_size;        /* connections; default 4 when <= 0 */
-  int max_queue;        /* waiting queries; default 10000 when <= 0 */
+  const char *dsn;          /* libpq connection string */
+  int pool_size;            /* connections; default 4 when <= 0 */
+  int max_queue;            /* waiting queries; default 10000 when <= 0 */
   int statement_timeout_ms; /* 0: none */
   int unavailable_after_ms; /* no connection up for this long: queries fail
                                fast with SF_EUNAVAILABLE and queued ones with

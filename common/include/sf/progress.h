@@ -19,10 +19,10 @@
 
 typedef struct sf_progress {
   uint64_t done, total;
-  int64_t start_ms;    /* when sf_progress_start ran */
-  int64_t sample_ms;   /* the last sample of the rate */
+  int64_t start_ms;  /* when sf_progress_start ran */
+  int64_t sample_ms; /* the last sample of the rate */
   uint64_t sample_done;
-  double rate;         /* units per second; 0 while unknown */
+  double rate; /* units per second; 0 while unknown */
 } sf_progress_t;
 
 /* Starts at 0 of total, at now_ms. */

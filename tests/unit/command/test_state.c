@@ -410,7 +410,6 @@ static void test_idempotency_keys(void **st) {
   assert_int_equal(cmd_state_n_idem(s), 0);
 }
 
-
 /* ---- rules: low-stock crossings ---- */
 
 /* Decides a movement of PROD at STORE, folds it and its crossing; returns

@@ -60,9 +60,9 @@ struct fixture {
   uv_thread_t thread;
   client_fn client;
   int closed;
-  int revokes; /* notifications seen by B's callback */
-  char suffix[17]; /* makes usernames unique per run */
-  PGconn *db;      /* the client thread's own connection */
+  int revokes;          /* notifications seen by B's callback */
+  char suffix[17];      /* makes usernames unique per run */
+  PGconn *db;           /* the client thread's own connection */
   char secrets[8][128]; /* passwords and tokens that must not be logged */
   int n_secrets;
 };
@@ -483,9 +483,11 @@ static void flow_client(fixture_t *f) {
 
   /* a viewer without stores: 403 on store reads and every write */
   assert_int_equal(status_of(f->port_a, "GET", "/v1/stores/" S1 "/probe",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   assert_int_equal(status_of(f->port_b, "GET", "/v1/stores/" S1 "/probe",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   assert_int_equal(status_of(f->port_b, "GET", "/v1/products", vtoken), 200);
   assert_int_equal(status_of(f->port_a, "POST", "/v1/products", vtoken), 403);
   /* a non-admin may not change roles, not even its own */
@@ -495,10 +497,12 @@ static void flow_client(fixture_t *f) {
   make_admin(f, admin);
   assert_int_equal(status_of(f->port_a, "POST", "/v1/products", admin), 200);
   assert_int_equal(status_of(f->port_b, "GET", "/v1/stores/" S2 "/probe",
-                             admin), 200);
+                             admin),
+                   200);
   /* B caches the viewer's session now */
   assert_int_equal(status_of(f->port_b, "GET", "/v1/stores/" S1 "/probe",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   patch(f, admin, viewer_id, "{\"store_ids\":[\"" S1 "\"]}", 200);
   patch(f, admin, viewer_id, "{\"role\":\"root\"}", 422);
   patch(f, admin, viewer_id, "{\"store_ids\":[\"nope\"]}", 422);
@@ -509,15 +513,16 @@ static void flow_client(fixture_t *f) {
   patch(f, admin, "nope", "{\"role\":\"clerk\"}", 404);
   /* the change is seen by B within a second despite its cache */
   long t0 = mono_ms();
-  while (status_of(f->port_b, "GET", "/v1/stores/" S1 "/probe", vtoken) != 200)
-    {
+  while (status_of(f->port_b, "GET", "/v1/stores/" S1 "/probe", vtoken) != 200) {
     assert_true(mono_ms() - t0 < 1000);
     sleep_ms(5);
   }
   assert_int_equal(status_of(f->port_a, "GET", "/v1/stores/" S1 "/probe",
-                             vtoken), 200);
+                             vtoken),
+                   200);
   assert_int_equal(status_of(f->port_a, "GET", "/v1/stores/" S2 "/probe",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   assert_true(f->revokes >= 1); /* B heard of the change */
   /* the list filter: the viewer's stores; none for the admin */
   http(f->port_b, "GET", "/v1/stores/" S1 "/probe", vtoken, NULL, &r);
@@ -532,20 +537,22 @@ static void flow_client(fixture_t *f) {
   done(&r);
   /* viewer: no writes even in its store */
   assert_int_equal(status_of(f->port_a, "POST", "/v1/stores/" S1 "/transactions",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   patch(f, admin, viewer_id, "{\"role\":\"clerk\"}", 200);
   t0 = mono_ms();
-  while (status_of(f->port_a, "POST", "/v1/stores/" S1 "/transactions", vtoken)
-         != 201) {
+  while (status_of(f->port_a, "POST", "/v1/stores/" S1 "/transactions", vtoken) != 201) {
     assert_true(mono_ms() - t0 < 1000);
     sleep_ms(5);
   }
   /* a clerk does no counts, and nothing in other stores */
   assert_int_equal(status_of(f->port_a, "POST",
                              "/v1/stores/" S1 "/transactions?kind=count",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   assert_int_equal(status_of(f->port_a, "POST", "/v1/stores/" S2 "/transactions",
-                             vtoken), 403);
+                             vtoken),
+                   403);
   patch(f, admin, viewer_id, "{\"role\":\"manager\"}", 200);
   t0 = mono_ms();
   while (status_of(f->port_a, "POST",
@@ -563,7 +570,8 @@ static void flow_client(fixture_t *f) {
 
   /* logout: dead at once on A, and on B (which cached it) within 1 s */
   assert_int_equal(status_of(f->port_b, "GET", "/v1/stores/" S1 "/probe",
-                             vtoken), 200);
+                             vtoken),
+                   200);
   http(f->port_a, "DELETE", "/v1/sessions/current", vtoken, NULL, &r);
   expect(&r, 204, NULL);
   done(&r);
@@ -575,7 +583,8 @@ static void flow_client(fixture_t *f) {
   }
   print_message("token refused by B %ld ms after logout\n", mono_ms() - t0);
   assert_int_equal(status_of(f->port_a, "DELETE", "/v1/sessions/current",
-                             vtoken), 401);
+                             vtoken),
+                   401);
   /* the other session of the same user lives on */
   char t2[64];
   assert_int_equal(login(f, vname, "viewer-secret-1", t2, NULL), 201);
@@ -890,8 +899,8 @@ static const char *exec_state(PGconn *db, const char *q, char out[6]) {
   const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
   snprintf(out, 6, "%s",
            (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? ""
-           : code                                             ? code
-                                                              : "?????");
+           : code                                            ? code
+                                                             : "?????");
   PQclear(r);
   return out;
 }
@@ -926,21 +935,24 @@ static void test_last_admin(void **state) {
              ids[i], i, hash, i < 2 ? "admin" : "viewer");
     assert_string_equal(exec_state(c1, q, st), "");
   }
-#define USER_SET(set, id)                                                      \
+#define USER_SET(set, id) \
   (snprintf(q, sizeof(q), "UPDATE users SET %s WHERE id = '%s'", set, id), q)
   /* With two admins one may go; the other is then the last one: it can
    * be neither disabled, nor demoted, nor deleted, and a viewer's changes
    * are not held up by the rule. */
   assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[0]),
-                                 st), "");
+                                 st),
+                      "");
   assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[1]),
-                                 st), "SF409");
+                                 st),
+                      "SF409");
   assert_string_equal(exec_state(c1, USER_SET("role = 'manager'", ids[1]), st),
                       "SF409");
   snprintf(q, sizeof(q), "DELETE FROM users WHERE id = '%s'", ids[1]);
   assert_string_equal(exec_state(c1, q, st), "SF409");
   assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[2]),
-                                 st), "");
+                                 st),
+                      "");
   /* a disabled admin does not count and may be demoted */
   assert_string_equal(exec_state(c1, USER_SET("role = 'clerk'", ids[0]), st),
                       "");
@@ -948,11 +960,14 @@ static void test_last_admin(void **state) {
    * once each take one away: the second waits for the first on the
    * advisory lock, sees its commit and fails. */
   assert_string_equal(exec_state(c1, USER_SET("role = 'admin', "
-                                              "disabled_at = NULL", ids[2]),
-                                 st), "");
+                                              "disabled_at = NULL",
+                                              ids[2]),
+                                 st),
+                      "");
   assert_string_equal(exec_state(c1, "BEGIN", st), "");
   assert_string_equal(exec_state(c1, USER_SET("disabled_at = now()", ids[1]),
-                                 st), "");
+                                 st),
+                      "");
   assert_int_equal(PQsendQuery(c2, USER_SET("role = 'viewer'", ids[2])), 1);
   sleep_ms(200);
   assert_int_equal(PQconsumeInput(c2), 1);

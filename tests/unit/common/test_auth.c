@@ -336,8 +336,7 @@ static void test_limiter_undo_clear(void **state) {
 static void test_limiter_bounded(void **state) {
   (void)state;
   sf_auth_limiter_t *l;
-  sf_auth_limiter_opts_t o = {.max_attempts = 1, .window_ms = 60000,
-                              .max_keys = 100};
+  sf_auth_limiter_opts_t o = {.max_attempts = 1, .window_ms = 60000, .max_keys = 100};
   assert_int_equal(sf_auth_limiter_new(&l, &o), 0);
   char key[32];
   assert_int_equal(sf_auth_limiter_hit(l, "victim", 0), 0);

@@ -45,10 +45,10 @@ static void expect_pcf(const char *schema, const char *canon) {
   free(out);
 }
 
-#define NESTED                                                                 \
-  "{\"type\": \"record\", \"name\": \"R\", \"namespace\": \"a\", \"doc\": "   \
-  "\"x\", \"fields\": [{\"name\": \"e\", \"default\": \"A\", \"type\": "      \
-  "{\"type\": \"enum\", \"name\": \"E\", \"symbols\": [\"A\", \"B\"]}}, "     \
+#define NESTED                                                              \
+  "{\"type\": \"record\", \"name\": \"R\", \"namespace\": \"a\", \"doc\": " \
+  "\"x\", \"fields\": [{\"name\": \"e\", \"default\": \"A\", \"type\": "    \
+  "{\"type\": \"enum\", \"name\": \"E\", \"symbols\": [\"A\", \"B\"]}}, "   \
   "{\"name\": \"e2\", \"type\": \"E\"}]}"
 
 /* Expected texts and the fingerprint come from fastavro 1.13.1
@@ -88,7 +88,10 @@ static void test_canonical_form_rejects(void **state) {
   char *out = NULL;
   uint64_t fp = 0;
   static const char *const bad[] = {
-      "{", "", "42", "{\"type\": \"record\"}",
+      "{",
+      "",
+      "42",
+      "{\"type\": \"record\"}",
       "{\"type\": \"record\", \"name\": \"R\"}",
       "{\"type\": \"enum\", \"name\": \"E\"}",
       "{\"type\": \"fixed\", \"name\": \"F\", \"size\": \"4\"}",
@@ -140,10 +143,10 @@ static sf_avro_walk_t *walk_of(const char *json) {
   return w;
 }
 
-#define CHECK(w, rc, ...)                                                      \
-  do {                                                                         \
-    static const uint8_t b_[] = {__VA_ARGS__};                                 \
-    assert_int_equal(sf_avro_walk_check(w, b_, sizeof(b_), 100), rc);          \
+#define CHECK(w, rc, ...)                                             \
+  do {                                                                \
+    static const uint8_t b_[] = {__VA_ARGS__};                        \
+    assert_int_equal(sf_avro_walk_check(w, b_, sizeof(b_), 100), rc); \
   } while (0)
 
 static void test_walk_primitives(void **state) {
@@ -152,16 +155,16 @@ static void test_walk_primitives(void **state) {
   CHECK(w, 0, 0x02);
   CHECK(w, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01);
   CHECK(w, SF_EPARSE, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0x02);                       /* the 10th byte carries more than bit 63 */
-  CHECK(w, SF_ETRUNCATED, 0x80);     /* unfinished varint */
-  CHECK(w, SF_EPARSE, 0x02, 0x00);   /* trailing byte */
+        0x02);                     /* the 10th byte carries more than bit 63 */
+  CHECK(w, SF_ETRUNCATED, 0x80);   /* unfinished varint */
+  CHECK(w, SF_EPARSE, 0x02, 0x00); /* trailing byte */
   assert_int_equal(sf_avro_walk_check(w, (const uint8_t *)"", 0, 100),
                    SF_ETRUNCATED);
   sf_avro_walk_destroy(w);
 
   w = walk_of("\"int\"");
-  CHECK(w, 0, 0xfe, 0xff, 0xff, 0xff, 0x0f);            /* INT32_MAX */
-  CHECK(w, SF_EPARSE, 0x80, 0x80, 0x80, 0x80, 0x10);    /* 2^31 */
+  CHECK(w, 0, 0xfe, 0xff, 0xff, 0xff, 0x0f);         /* INT32_MAX */
+  CHECK(w, SF_EPARSE, 0x80, 0x80, 0x80, 0x80, 0x10); /* 2^31 */
   sf_avro_walk_destroy(w);
 
   w = walk_of("\"boolean\"");
@@ -184,12 +187,12 @@ static void test_walk_strings(void **state) {
   (void)state;
   sf_avro_walk_t *w = walk_of("\"string\"");
   CHECK(w, 0, 0x06, 'a', 'b', 'c');
-  CHECK(w, 0, 0x00);                          /* "" */
+  CHECK(w, 0, 0x00); /* "" */
   CHECK(w, SF_ETRUNCATED, 0x06, 'a');
   CHECK(w, SF_ETRUNCATED, 0xfe, 0xff, 0xff, 0xff, 0x0f, 'a'); /* 2 GiB */
-  CHECK(w, SF_EPARSE, 0x01);                  /* length -1 */
-  CHECK(w, SF_EPARSE, 0x02, 0x00);            /* an embedded NUL */
-  CHECK(w, SF_EPARSE, 0x04, 0xc0, 0xaf);      /* overlong UTF-8 */
+  CHECK(w, SF_EPARSE, 0x01);                                  /* length -1 */
+  CHECK(w, SF_EPARSE, 0x02, 0x00);                            /* an embedded NUL */
+  CHECK(w, SF_EPARSE, 0x04, 0xc0, 0xaf);                      /* overlong UTF-8 */
   sf_avro_walk_destroy(w);
 
   w = walk_of("\"bytes\"");
@@ -218,14 +221,14 @@ static void test_walk_indexes(void **state) {
 static void test_walk_blocks(void **state) {
   (void)state;
   sf_avro_walk_t *w = walk_of("{\"type\": \"array\", \"items\": \"long\"}");
-  CHECK(w, 0, 0x00);                          /* empty */
-  CHECK(w, 0, 0x04, 0x02, 0x04, 0x00);        /* [1, 2] */
-  CHECK(w, 0, 0x03, 0x04, 0x02, 0x04, 0x00);  /* block of -2 items, 2 bytes */
-  CHECK(w, SF_EPARSE, 0x03, 0x06, 0x02, 0x04, 0x00); /* size says 3 */
+  CHECK(w, 0, 0x00);                                     /* empty */
+  CHECK(w, 0, 0x04, 0x02, 0x04, 0x00);                   /* [1, 2] */
+  CHECK(w, 0, 0x03, 0x04, 0x02, 0x04, 0x00);             /* block of -2 items, 2 bytes */
+  CHECK(w, SF_EPARSE, 0x03, 0x06, 0x02, 0x04, 0x00);     /* size says 3 */
   CHECK(w, SF_ETRUNCATED, 0x03, 0x40, 0x02, 0x04, 0x00); /* size past end */
   CHECK(w, SF_ETRUNCATED, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0x02, 0x00);
-  CHECK(w, SF_ETRUNCATED, 0x04, 0x02);        /* second item missing */
-  CHECK(w, SF_ETRUNCATED, 0x04, 0x02, 0x04);  /* no end of blocks */
+  CHECK(w, SF_ETRUNCATED, 0x04, 0x02);         /* second item missing */
+  CHECK(w, SF_ETRUNCATED, 0x04, 0x02, 0x04);   /* no end of blocks */
   CHECK(w, SF_EPARSE, 0x01, 0x00, 0x02, 0x00); /* -1 item in 0 bytes */
   /* the item bound counts across blocks */
   static const uint8_t three[] = {0x04, 0x02, 0x04, 0x02, 0x06, 0x00};

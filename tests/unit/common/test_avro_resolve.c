@@ -70,26 +70,26 @@ static void field(avro_value_t *rec, const char *name, avro_value_t *out) {
   assert_int_equal(avro_value_get_by_name(rec, name, out, NULL), 0);
 }
 
-#define W_REC                                                                  \
-  "{\"type\": \"record\", \"name\": \"R\", \"fields\": ["                     \
-  "{\"name\": \"a\", \"type\": \"int\"},"                                      \
-  "{\"name\": \"gone\", \"type\": \"string\"},"                               \
+#define W_REC                                             \
+  "{\"type\": \"record\", \"name\": \"R\", \"fields\": [" \
+  "{\"name\": \"a\", \"type\": \"int\"},"                 \
+  "{\"name\": \"gone\", \"type\": \"string\"},"           \
   "{\"name\": \"t\", \"type\": \"bytes\"}]}"
 
 #define R_REC                                                                  \
-  "{\"type\": \"record\", \"name\": \"R\", \"fields\": ["                     \
-  "{\"name\": \"t\", \"type\": \"string\"},"                                  \
-  "{\"name\": \"a\", \"type\": \"double\"},"                                  \
-  "{\"name\": \"s\", \"type\": \"string\", \"default\": \"pcs\"},"            \
-  "{\"name\": \"n\", \"type\": [\"null\", \"int\"], \"default\": null},"      \
-  "{\"name\": \"l\", \"type\": {\"type\": \"array\", \"items\": \"long\"}, "  \
+  "{\"type\": \"record\", \"name\": \"R\", \"fields\": ["                      \
+  "{\"name\": \"t\", \"type\": \"string\"},"                                   \
+  "{\"name\": \"a\", \"type\": \"double\"},"                                   \
+  "{\"name\": \"s\", \"type\": \"string\", \"default\": \"pcs\"},"             \
+  "{\"name\": \"n\", \"type\": [\"null\", \"int\"], \"default\": null},"       \
+  "{\"name\": \"l\", \"type\": {\"type\": \"array\", \"items\": \"long\"}, "   \
   "\"default\": [4, 5]},"                                                      \
   "{\"name\": \"m\", \"type\": {\"type\": \"map\", \"values\": \"boolean\"}, " \
   "\"default\": {\"k\": true}},"                                               \
-  "{\"name\": \"e\", \"type\": {\"type\": \"enum\", \"name\": \"E\", "        \
-  "\"symbols\": [\"lo\", \"hi\"]}, \"default\": \"hi\"},"                     \
-  "{\"name\": \"sub\", \"type\": {\"type\": \"record\", \"name\": \"Sub\", "  \
-  "\"fields\": [{\"name\": \"x\", \"type\": \"int\", \"default\": 9}]}, "     \
+  "{\"name\": \"e\", \"type\": {\"type\": \"enum\", \"name\": \"E\", "         \
+  "\"symbols\": [\"lo\", \"hi\"]}, \"default\": \"hi\"},"                      \
+  "{\"name\": \"sub\", \"type\": {\"type\": \"record\", \"name\": \"Sub\", "   \
+  "\"fields\": [{\"name\": \"x\", \"type\": \"int\", \"default\": 9}]}, "      \
   "\"default\": {}}]}"
 
 static void test_added_and_removed_fields(void **state) {
@@ -223,7 +223,7 @@ static void expect_no_plan(const char *writer, const char *reader) {
 
 static void test_does_not_resolve(void **state) {
   (void)state;
-  expect_no_plan("\"long\"", "\"int\"");    /* no demotion */
+  expect_no_plan("\"long\"", "\"int\""); /* no demotion */
   expect_no_plan("\"double\"", "\"float\"");
   expect_no_plan("\"string\"", "\"long\"");
   expect_no_plan("\"int\"", "[\"null\", \"string\"]");
@@ -261,7 +261,7 @@ static void test_reader_defaults(void **state) {
   assert_null(d);
   const char *twice =
       "[" REC1("") ", {\"type\": \"record\", \"name\": \"x.R\", \"fields\": "
-      "[]}]";
+                   "[]}]";
   assert_int_equal(sf_avro_reader_new(twice, strlen(twice), &d), SF_ESCHEMA);
   assert_null(d);
   const char *nofields = "{\"type\": \"record\", \"name\": \"R\"}";

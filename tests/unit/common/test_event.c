@@ -56,7 +56,7 @@ static const uint8_t envelope_v1_fp_wire[8] = {0xef, 0xea, 0x7e, 0xa6,
 #define ID_ORDER "0190f5c4-7b1e-7c3a-8a9b-0000000000d1"
 
 static const sf_order_line_t two_lines[2] = {{ID_PROD, 3, 10, 3, 4},
-                                              {ID_PROD2, 1, 1, 1, 1}};
+                                             {ID_PROD2, 1, 1, 1, 1}};
 
 /* A complete event of type t, every optional field set when full. */
 static void sample(sf_event_t *e, sf_event_type_t t, bool full) {
@@ -700,7 +700,8 @@ static void test_crafted_huge_lengths(void **state) {
   /* text that is not strict UTF-8, in the idempotency key */
   static const char *const bad_utf8[] = {
       "\xff", "\xc3", "\xc0\x80", "\xe0\x80\xaf", "\xed\xa0\x80",
-      "\xf4\x90\x80\x80", "a\x80" "b"};
+      "\xf4\x90\x80\x80", "a\x80"
+                          "b"};
   for (size_t i = 0; i <= sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
     /* the last round uses valid 2-, 3- and 4-byte sequences */
     const char *key = i < sizeof(bad_utf8) / sizeof(bad_utf8[0])
@@ -724,7 +725,7 @@ static void test_crafted_huge_lengths(void **state) {
     w_str(&w, ID_STORE);
     assert_int_equal(decode(c, &w),
                      i < sizeof(bad_utf8) / sizeof(bad_utf8[0]) ? SF_EPARSE
-                                                                 : 0);
+                                                                : 0);
   }
   /* a string with an embedded NUL */
   w_header(&w);
@@ -1006,8 +1007,8 @@ static char *schema_dump(json_t *root) {
   return s;
 }
 
-#define NOTE_FIELD                                                             \
-  "{\"name\": \"test_note\", \"type\": [\"null\", \"string\"], "             \
+#define NOTE_FIELD                                               \
+  "{\"name\": \"test_note\", \"type\": [\"null\", \"string\"], " \
   "\"default\": null}"
 
 /* "v2": the current schema plus optional fields, as evolution allows: a
@@ -1417,7 +1418,7 @@ static void test_evolution_new_type_and_symbol(void **state) {
   assert_string_equal(e.product_id, ID_PROD);
   sf_event_clear(&e);
   assert_int_equal(decode(v1, &w), SF_ESCHEMA); /* v3 unknown to v1 */
-  w.b[at] = 2 * (SF_MOVE__COUNT + 1); /* past v3's symbols too */
+  w.b[at] = 2 * (SF_MOVE__COUNT + 1);           /* past v3's symbols too */
   assert_int_equal(decode(c, &w), SF_EPARSE);
 
   /* the new event type (branch 12: v3 is v1, which has 12, plus one), and

@@ -46,9 +46,9 @@ struct fixture {
   int answered_canceled;  /* deferred answers given after a cancel */
   int stream_write_rc;    /* stream_write after the peer left */
   bool answer_in_on_close;
-  int shared_done;        /* sf_http_stream_write_shared done callbacks */
-  int ws_closes;          /* on_close of upgraded requests */
-  char *big;              /* a large shared buffer (owned by the test) */
+  int shared_done; /* sf_http_stream_write_shared done callbacks */
+  int ws_closes;   /* on_close of upgraded requests */
+  char *big;       /* a large shared buffer (owned by the test) */
   /* Client side records, read after the thread is joined. */
   char rec[NREC][RECSZ];
   long ms[NREC];
@@ -183,8 +183,7 @@ static void h_echo(sf_http_req_t *r, void *ud) {
   char *copy = sf_http_req_alloc(r, len + 1);
   assert_non_null(copy);
   memcpy(copy, body, len + 1);
-  sf_http_respond(r, 201, sf_http_req_is_json(r) ? "application/json"
-                                                 : "text/plain",
+  sf_http_respond(r, 201, sf_http_req_is_json(r) ? "application/json" : "text/plain",
                   copy, len);
 }
 
@@ -438,12 +437,12 @@ static void test_get_params_and_query(void **state) {
   assert_true(has(r, "\"flag\":\"\""));
   assert_true(has(r, "\"path\":\"/v1/stores/s 1/items/a/b\""));
   assert_true(has(r, "\"route\":\"/v1/stores/{store_id}/items/{item}\""));
-  assert_true(has(f->rec[1], "HTTP/1.1 404 Not Found\r\n")); /* trailing / */
+  assert_true(has(f->rec[1], "HTTP/1.1 404 Not Found\r\n"));   /* trailing / */
   assert_true(has(f->rec[2], "HTTP/1.1 400 Bad Request\r\n")); /* %00 */
   assert_true(has(f->rec[3], "HTTP/1.1 400 Bad Request\r\n")); /* %zz */
   assert_true(has(f->rec[4], "HTTP/1.1 400 Bad Request\r\n")); /* query %4 */
   assert_true(has(f->rec[5], "HTTP/1.1 400 Bad Request\r\n"));
-  assert_false(has(f->rec[5], "has space"));      /* id was generated */
+  assert_false(has(f->rec[5], "has space"));        /* id was generated */
   assert_true(has(f->rec[5], "\"request_id\":\"")); /* and reported */
 }
 
@@ -552,12 +551,12 @@ static void test_peer_closes_during_deferred(void **state) {
 
 static void c_errors(fixture_t *f) {
   static const char *const reqs[] = {
-      "GET /echo HTTP/1.1\r\n\r\n",                            /* 405 */
-      "DELETE /nowhere HTTP/1.1\r\n\r\n",                      /* 404 */
-      "POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n",     /* 400 */
+      "GET /echo HTTP/1.1\r\n\r\n",                        /* 405 */
+      "DELETE /nowhere HTTP/1.1\r\n\r\n",                  /* 404 */
+      "POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n", /* 400 */
       "POST /echo HTTP/1.1\r\nContent-Length: "
-      "99999999999999999999999\r\n\r\n",                       /* 400 */
-      "\x01\x02\x03garbage\r\n\r\n",                           /* 400 */
+      "99999999999999999999999\r\n\r\n", /* 400 */
+      "\x01\x02\x03garbage\r\n\r\n",     /* 400 */
       "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
       "zz\r\nabc\r\n0\r\n\r\n",                                /* 400 */
       "POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n",    /* 413 */

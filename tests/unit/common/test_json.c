@@ -261,24 +261,24 @@ static void test_parse_time(void **state) {
 
   static const char *const bad[] = {
       "",
-      "2026-02-30T00:00:00Z",       /* Feb 30 */
-      "2025-02-29T00:00:00Z",       /* not a leap year */
-      "1900-02-29T00:00:00Z",       /* century, not a leap year */
+      "2026-02-30T00:00:00Z", /* Feb 30 */
+      "2025-02-29T00:00:00Z", /* not a leap year */
+      "1900-02-29T00:00:00Z", /* century, not a leap year */
       "2026-04-31T00:00:00Z",
       "2026-13-01T00:00:00Z",
       "2026-00-10T00:00:00Z",
       "2026-01-00T00:00:00Z",
-      "2026-01-01T24:00:00Z",       /* hour 24 */
+      "2026-01-01T24:00:00Z", /* hour 24 */
       "2026-01-01T23:60:00Z",
-      "2026-01-01T23:59:60Z",       /* leap second: not representable */
-      "2026-01-01T00:00:00",        /* no offset */
-      "2026-01-01T00:00:00+0100",   /* offset without colon */
-      "2026-01-01T00:00:00+24:00",  /* offset hour */
-      "2026-01-01T00:00:00+01:60",  /* offset minute */
+      "2026-01-01T23:59:60Z",      /* leap second: not representable */
+      "2026-01-01T00:00:00",       /* no offset */
+      "2026-01-01T00:00:00+0100",  /* offset without colon */
+      "2026-01-01T00:00:00+24:00", /* offset hour */
+      "2026-01-01T00:00:00+01:60", /* offset minute */
       "2026-01-01T00:00:00+1:00",
-      "2026-01-01T00:00:00.Z",      /* empty fraction */
+      "2026-01-01T00:00:00.Z",           /* empty fraction */
       "2026-01-01T00:00:00.1234567891Z", /* 10 fraction digits */
-      "2026-01-01 00:00:00Z",       /* space separator */
+      "2026-01-01 00:00:00Z",            /* space separator */
       "2026-1-01T00:00:00Z",
       "26-01-01T00:00:00Z",
       "2026-01-01T00:00:00ZZ",
@@ -303,9 +303,21 @@ static void test_check_decimal(void **state) {
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
     assert_int_equal(sf_json_check_decimal(good[i]), 0);
   static const char *const bad[] = {
-      "",      "-1",     "+1",        "1.",    ".5",  "19.99999",
-      "1e5",   "1,5",    " 1",        "1 ",    "abc", "1.2.3",
-      "1234567890123456", "NaN", "0x10",
+      "",
+      "-1",
+      "+1",
+      "1.",
+      ".5",
+      "19.99999",
+      "1e5",
+      "1,5",
+      " 1",
+      "1 ",
+      "abc",
+      "1.2.3",
+      "1234567890123456",
+      "NaN",
+      "0x10",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     assert_int_equal(sf_json_check_decimal(bad[i]), SF_EINVAL);

@@ -74,10 +74,7 @@ static void test_duration(void **state) {
   struct {
     double s;
     const char *want;
-  } cases[] = {{-1.0, "?"},     {0.0, "0ms"},        {0.25, "250ms"},
-               {1.0, "1s"},     {59.4, "59s"},       {59.6, "1m00s"},
-               {65.0, "1m05s"}, {3599.0, "59m59s"},  {3600.0, "1h00m"},
-               {7440.0, "2h04m"}, {1e30, ">99999h"}};
+  } cases[] = {{-1.0, "?"}, {0.0, "0ms"}, {0.25, "250ms"}, {1.0, "1s"}, {59.4, "59s"}, {59.6, "1m00s"}, {65.0, "1m05s"}, {3599.0, "59m59s"}, {3600.0, "1h00m"}, {7440.0, "2h04m"}, {1e30, ">99999h"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sf_progress_duration(cases[i].s, b, sizeof b);
     assert_string_equal(b, cases[i].want);

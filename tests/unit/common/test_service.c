@@ -19,7 +19,10 @@
 #include "sf/err.h"
 #include "sf/service.h"
 
-typedef enum mode { M_SIGNAL, M_OWN_END, M_CREATE_FAILS, M_START_FAILS } fake_mode_t;
+typedef enum mode { M_SIGNAL,
+                    M_OWN_END,
+                    M_CREATE_FAILS,
+                    M_START_FAILS } fake_mode_t;
 
 typedef struct fake {
   fake_mode_t mode;
@@ -30,7 +33,6 @@ typedef struct fake {
   void (*done)(void *);
   void *done_ud;
 } fake_t;
-
 
 static void closed_cb(uv_handle_t *h) {
   fake_t *f = h->data;

@@ -29,8 +29,8 @@ static void test_layout(void **state) {
   sf_uuid_t u;
   sf_uuid_v7(&g, &u);
   int64_t after = wall_ms();
-  assert_int_equal(u.b[6] >> 4, 7);      /* version 7 */
-  assert_int_equal(u.b[8] >> 6, 2);      /* variant 10 */
+  assert_int_equal(u.b[6] >> 4, 7); /* version 7 */
+  assert_int_equal(u.b[8] >> 6, 2); /* variant 10 */
   assert_in_range(sf_uuid_v7_ms(&u), before, after);
   char s[SF_UUID_STR_LEN + 1];
   sf_uuid_format(&u, s);

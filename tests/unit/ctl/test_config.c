@@ -14,10 +14,10 @@
 #include "ctl_config.h"
 
 #define ARGV(...) ((char *[]){"stockflowctl", __VA_ARGS__, NULL})
-#define ARGC(...) ((int)(sizeof((char *[]){"stockflowctl", __VA_ARGS__}) /  \
+#define ARGC(...) ((int)(sizeof((char *[]){"stockflowctl", __VA_ARGS__}) / \
                          sizeof(char *)))
-#define PARSE(a, err, ...)                                                     \
-  ctl_args_parse((a), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), test_env, (err),   \
+#define PARSE(a, err, ...)                                                   \
+  ctl_args_parse((a), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), test_env, (err), \
                  sizeof(err))
 
 static const char *test_env(const char *name) {
@@ -163,8 +163,10 @@ static void test_usage_text(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_move),        cmocka_unit_test(test_defaults_and_others),
-      cmocka_unit_test(test_usage_errors), cmocka_unit_test(test_parse_int),
+      cmocka_unit_test(test_move),
+      cmocka_unit_test(test_defaults_and_others),
+      cmocka_unit_test(test_usage_errors),
+      cmocka_unit_test(test_parse_int),
       cmocka_unit_test(test_usage_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -61,8 +61,7 @@ static void test_parse(void **state) {
 
 static void test_render(void **state) {
   (void)state;
-  ctl_rebuild_report_t r = {.phase = "replay", .done = 25, .total = 100,
-                            .rate = 50.0, .eta_s = 1.5};
+  ctl_rebuild_report_t r = {.phase = "replay", .done = 25, .total = 100, .rate = 50.0, .eta_s = 1.5};
   char b[256];
   ctl_rebuild_render(&r, 20, b, sizeof b);
   assert_string_equal(b, "replay    [#####---------------]  25/100 offsets  "

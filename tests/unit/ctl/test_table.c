@@ -26,8 +26,7 @@ static char *print(const ctl_table_t *t) {
 
 static void test_layout(void **state) {
   (void)state;
-  ctl_column_t cols[] = {{"NAME", false, 8}, {"QTY", true, 0},
-                         {"NOTE", false, 0}};
+  ctl_column_t cols[] = {{"NAME", false, 8}, {"QTY", true, 0}, {"NOTE", false, 0}};
   ctl_table_t *t = NULL;
   assert_int_equal(ctl_table_new(&t, cols, 3), 0);
   assert_int_equal(ctl_table_add(t, (const char *[]){"tea", "7", "ok"}), 0);

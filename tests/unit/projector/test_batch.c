@@ -89,7 +89,9 @@ static void test_offsets_per_partition(void **state) {
   sf_event_t a = stock_ev(S1, P1, 1, 1, 5), b = stock_ev(S1, P1, 2, 2, 10);
   sf_event_t c = stock_ev(S2, P1, 1, 3, 5);
   proj_input_t in[] = {
-      in_of(STK, 3, 100, &a), in_of(STK, 0, 7, &c), in_of(STK, 3, 101, &b),
+      in_of(STK, 3, 100, &a),
+      in_of(STK, 0, 7, &c),
+      in_of(STK, 3, 101, &b),
       in_of(STK, 3, 102, NULL), /* poison still advances */
       in_of(CAT, 0, 40, NULL),
   };
@@ -155,7 +157,8 @@ static void test_stock_params(void **state) {
   assert_int_equal(proj_plan_build(p, GROUP, in, 2), 0);
   assert_int_equal(p->rows[PROJ_STMT_STOCK], 2);
   const char *const *sp = p->params[PROJ_STMT_STOCK];
-  assert_string_equal(sp[0], "{\"" "0190e000-0000-7000-8000-000000000001\","
+  assert_string_equal(sp[0], "{\""
+                             "0190e000-0000-7000-8000-000000000001\","
                              "\"0190e000-0000-7000-8000-000000000002\"}");
   assert_string_equal(sp[2], "{\"" S1 "\",\"" S1 "\"}");
   assert_string_equal(sp[4], "{\"receipt\",\"transfer_out\"}");
@@ -178,7 +181,7 @@ static void test_stock_params(void **state) {
 static void test_stock_dedupe(void **state) {
   proj_plan_t *p = *state;
   sf_event_t a = stock_ev(S1, P1, 1, 1, 5);
-  sf_event_t same_event = a; /* a librdkafka/producer duplicate */
+  sf_event_t same_event = a;                        /* a librdkafka/producer duplicate */
   sf_event_t same_cmd = stock_ev(S1, P1, 2, 1, 10); /* command replayed */
   snprintf(same_cmd.event_id, sizeof same_cmd.event_id,
            "0190e000-0000-7000-8000-000000000099");
@@ -217,8 +220,8 @@ static void test_stock_invalid(void **state) {
   bad_time.occurred_at_us = -1;
   sf_event_t good = stock_ev(S2, P2, 1, 7, 5);
   proj_input_t in[] = {in_of(STK, 0, 1, &bad_store), in_of(STK, 0, 2, &bad_actor),
-                       in_of(STK, 0, 3, &bad_text),  in_of(STK, 0, 4, &bad_ver),
-                       in_of(STK, 0, 5, &bad_move),  in_of(STK, 0, 6, &bad_time),
+                       in_of(STK, 0, 3, &bad_text), in_of(STK, 0, 4, &bad_ver),
+                       in_of(STK, 0, 5, &bad_move), in_of(STK, 0, 6, &bad_time),
                        in_of(STK, 0, 7, &good)};
   assert_int_equal(proj_plan_build(p, GROUP, in, 7), 0);
   for (int i = 0; i < 6; i++) {
@@ -292,12 +295,12 @@ static void test_order_lifecycle(void **state) {
                              "\",\"" P2 "\"}");
   assert_string_equal(sp[4], "{\"receipt\",\"order_placed\",\"order_placed\","
                              "\"order_fulfilled\",\"order_fulfilled\"}");
-  assert_string_equal(sp[5], "{5,3,1,3,1}");       /* quantity */
-  assert_string_equal(sp[6], "{5,0,0,-3,-1}");     /* delta */
-  assert_string_equal(sp[16], "{0,3,1,-3,-1}");    /* reserved_delta */
-  assert_string_equal(sp[7], "{10,10,5,7,4}");     /* on_hand after */
-  assert_string_equal(sp[8], "{0,3,1,0,0}");       /* reserved after */
-  assert_string_equal(sp[9], "{1,2,7,3,8}");       /* line versions */
+  assert_string_equal(sp[5], "{5,3,1,3,1}");    /* quantity */
+  assert_string_equal(sp[6], "{5,0,0,-3,-1}");  /* delta */
+  assert_string_equal(sp[16], "{0,3,1,-3,-1}"); /* reserved_delta */
+  assert_string_equal(sp[7], "{10,10,5,7,4}");  /* on_hand after */
+  assert_string_equal(sp[8], "{0,3,1,0,0}");    /* reserved after */
+  assert_string_equal(sp[9], "{1,2,7,3,8}");    /* line versions */
   assert_string_equal(sp[10], "{NULL,NULL,NULL,NULL,NULL}");
   assert_string_equal(sp[15], "{7,8,8,9,9}");
 }
@@ -337,10 +340,10 @@ static void test_order_duplicates_and_invalid(void **state) {
   sf_event_t dup_product = order_ev(SF_EV_ORDER_PLACED, O2, 1, 4, twice, 2);
   sf_event_t bad_qty = order_ev(SF_EV_ORDER_PLACED, O2, 1, 5, zero, 1);
   sf_event_t bad_id = order_ev(SF_EV_ORDER_PLACED, "nope", 1, 6, one, 1);
-  proj_input_t in[] = {in_of(STK, 0, 1, &a),        in_of(STK, 0, 2, &a_again),
-                       in_of(STK, 0, 3, &stale),    in_of(STK, 0, 4, &no_lines),
+  proj_input_t in[] = {in_of(STK, 0, 1, &a), in_of(STK, 0, 2, &a_again),
+                       in_of(STK, 0, 3, &stale), in_of(STK, 0, 4, &no_lines),
                        in_of(STK, 0, 5, &dup_product),
-                       in_of(STK, 0, 6, &bad_qty),  in_of(STK, 0, 7, &bad_id)};
+                       in_of(STK, 0, 6, &bad_qty), in_of(STK, 0, 7, &bad_id)};
   assert_int_equal(proj_plan_build(p, GROUP, in, 7), 0);
   assert_int_equal(p->verdicts[0], PROJ_APPLY);
   assert_int_equal(p->verdicts[1], PROJ_DUPLICATE);
@@ -604,8 +607,8 @@ static void test_stmt_defs(void **state) {
 static void test_price_valid(void **state) {
   (void)state;
   const char *ok[] = {"0", "19.99", "-1.5", "123456789012345", "1.0001"};
-  const char *bad[] = {"",    "-",     ".5", "1.", "1.00001", "1e5",
-                       "1,5", " 1",    "1 ", "1234567890123456", "abc"};
+  const char *bad[] = {"", "-", ".5", "1.", "1.00001", "1e5",
+                       "1,5", " 1", "1 ", "1234567890123456", "abc"};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
     assert_true(proj_price_valid(ok[i]));
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -617,9 +620,9 @@ static void test_utf8_valid(void **state) {
   (void)state;
   const char *ok[] = {"", "abc", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
                       "\xF4\x8F\xBF\xBF"};
-  const char *bad[] = {"\x80",         "\xC0\xAF",     "\xC3",
+  const char *bad[] = {"\x80", "\xC0\xAF", "\xC3",
                        "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80",
-                       "\xF5\x80\x80\x80", "\xE2\x82",  "a\xFF"};
+                       "\xF5\x80\x80\x80", "\xE2\x82", "a\xFF"};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
     assert_true(proj_utf8_valid(ok[i]));
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

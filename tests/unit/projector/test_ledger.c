@@ -72,8 +72,10 @@ static void test_balanced_fold(void **state) {
   proj_ledger_t *l = NULL;
   assert_int_equal(proj_ledger_new(&l), 0);
   sf_event_t evs[] = {
-      moved(S1, P1, 10, 10, 0, 1), moved(S1, P1, -3, 7, 0, 2),
-      leg(SF_EV_TRANSFER_OUT, S1, -4, 3, 3), leg(SF_EV_TRANSFER_IN, S2, 4, 4, 1),
+      moved(S1, P1, 10, 10, 0, 1),
+      moved(S1, P1, -3, 7, 0, 2),
+      leg(SF_EV_TRANSFER_OUT, S1, -4, 3, 3),
+      leg(SF_EV_TRANSFER_IN, S2, 4, 4, 1),
       moved(S1, P2, 5, 5, 0, 1),
   };
   for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)

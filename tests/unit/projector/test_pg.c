@@ -131,8 +131,7 @@ static bool skip_without_pg(fx_t *f) {
 }
 
 static void open_pg(fx_t *f, bool change_log) {
-  proj_pg_opts_t o = {.dsn = f->dsn, .group = "g", .schema = f->schema,
-                      .change_log = change_log};
+  proj_pg_opts_t o = {.dsn = f->dsn, .group = "g", .schema = f->schema, .change_log = change_log};
   assert_int_equal(proj_pg_new(&f->pg, &o, f->log), 0);
   proj_pg_error_t err;
   int rc = proj_pg_connect(f->pg, &err);
@@ -194,15 +193,14 @@ static void test_change_log_and_replay(void **state) {
   open_pg(f, true);
   char listen[128];
   snprintf(listen, sizeof listen, "LISTEN stockflow_changes; LISTEN "
-           "stockflow_offsets");
+                                  "stockflow_offsets");
   exec_ok(f->admin, listen);
 
   sf_event_t a = stock_ev(P1, 1, 1, 5), b = stock_ev(P2, 1, 2, 5),
              c = stock_ev(P1, 2, 3, 10);
   sf_order_line_t lines[] = {{P1, 4, 10, 4, 3}, {P2, 1, 5, 1, 2}};
   sf_event_t o = order_ev(SF_EV_ORDER_PLACED, 1, 4, lines, 2);
-  proj_input_t in[] = {{STK, 1, 10, &a}, {STK, 1, 11, &b}, {STK, 1, 12, &c},
-                       {STK, 1, 13, &o}};
+  proj_input_t in[] = {{STK, 1, 10, &a}, {STK, 1, 11, &b}, {STK, 1, 12, &c}, {STK, 1, 13, &o}};
   proj_pg_result_t res;
   assert_int_equal(apply(f, in, 4, &res), 0);
   assert_int_equal(res.changes, 5);

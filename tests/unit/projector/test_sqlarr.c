@@ -101,9 +101,12 @@ static void test_sticky_failure(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_empty),          cmocka_unit_test(test_ints_and_bools),
-      cmocka_unit_test(test_text_escaping),  cmocka_unit_test(test_text_then_add),
-      cmocka_unit_test(test_growth),         cmocka_unit_test(test_sticky_failure),
+      cmocka_unit_test(test_empty),
+      cmocka_unit_test(test_ints_and_bools),
+      cmocka_unit_test(test_text_escaping),
+      cmocka_unit_test(test_text_then_add),
+      cmocka_unit_test(test_growth),
+      cmocka_unit_test(test_sticky_failure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -195,8 +195,8 @@ static void test_after(void **state) {
   assert_int_equal(v, 123456);
   assert_int_equal(qry_after_parse("9223372036854775807", &v), 0);
   assert_int_equal(v, INT64_MAX);
-  static const char *const bad[] = {"",   "-1", "+1",  "1.0", " 1", "1 ",
-                                    "0x1", "a",  "9223372036854775808",
+  static const char *const bad[] = {"", "-1", "+1", "1.0", " 1", "1 ",
+                                    "0x1", "a", "9223372036854775808",
                                     "99999999999999999999"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     assert_int_equal(qry_after_parse(bad[i], &v), SF_EINVAL);

@@ -32,7 +32,7 @@ static void test_limit_default_and_range(void **state) {
 static void test_limit_rejects_garbage(void **state) {
   (void)state;
   static const char *const bad[] = {
-      "0",  "501", "abc", "",   "-1",  "+5",   " 5",   "5 ",  "05",
+      "0", "501", "abc", "", "-1", "+5", " 5", "5 ", "05",
       "1e2", "5000", "2.5", "0x10", "99999999999999999999", "5a", "-0"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int v = 42;
@@ -123,10 +123,10 @@ static void test_cursor_rejects_garbage(void **state) {
   static const char *const bad[] = {
       "", "abc", "!!!!!!!!!!!!!!!!!!!!!!!", "cy0xMjM", id_a,
       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-      "c+AAAAAAAAAAAAAAAAAAAAA", /* '+' is not base64url */
+      "c+AAAAAAAAAAAAAAAAAAAAA",                            /* '+' is not base64url */
       "c/AAAAAAAAAAAAAAAAAAAAA", "cAAAAAAAAAAAAAAAAAAAAA=", /* padding */
-      "cAAAAAAAAAAAAAAAAAAAAA", /* 22 chars: 16 bytes */
-      "cAAAAAAAAAAAAAAAAAAAAAAA", /* 24 chars: 18 bytes */
+      "cAAAAAAAAAAAAAAAAAAAAA",                             /* 22 chars: 16 bytes */
+      "cAAAAAAAAAAAAAAAAAAAAAAA",                           /* 24 chars: 18 bytes */
       "cAAAAAAAAAAA AAAAAAAAAA"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     assert_int_equal(qry_cursor_decode(bad[i], QRY_CURSOR_STORES, back),
@@ -158,14 +158,14 @@ static void test_tx_types(void **state) {
   (void)state;
   /* Orders write history rows too (phase 2): their types filter as well. */
   static const char *const ok[] = {
-      "receipt",     "sale",         "return",          "adjustment",
-      "count",       "transfer_out", "transfer_in",     "order_placed",
+      "receipt", "sale", "return", "adjustment",
+      "count", "transfer_out", "transfer_in", "order_placed",
       "order_fulfilled", "order_cancelled", "order_expired"};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
     assert_true(qry_tx_type_valid(ok[i]));
-  static const char *const bad[] = {"",         "Sale",     "sale ",
-                                    "transfer", "order",    "receipts",
-                                    "sal",      "placed",   NULL};
+  static const char *const bad[] = {"", "Sale", "sale ",
+                                    "transfer", "order", "receipts",
+                                    "sal", "placed", NULL};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     assert_false(qry_tx_type_valid(bad[i]));
 }
@@ -212,9 +212,9 @@ static void test_position_list(void **state) {
                    SF_EPARSE);
   assert_int_equal(n, 77); /* untouched on failure */
   static const char *const bad[] = {
-      "",           ",",          "stock-1-2,",  ",stock-1-2",
-      "stock-1-2,,stock-1-3",    "stock-1-2;stock-1-3", "stock-1-2, ",
-      "stock-1-2,bad-1-2",       "stock-1-2 stock-1-3",
+      "", ",", "stock-1-2,", ",stock-1-2",
+      "stock-1-2,,stock-1-3", "stock-1-2;stock-1-3", "stock-1-2, ",
+      "stock-1-2,bad-1-2", "stock-1-2 stock-1-3",
       "stock-1-99999999999999999999999999999999999999999999999999999999999999"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     assert_int_equal(qry_positions_parse(bad[i], p, 4, &n), SF_EPARSE);
@@ -293,10 +293,7 @@ static void test_position_bad(void **state) {
 static void test_price(void **state) {
   (void)state;
   static const char *const cases[][2] = {
-      {"19.9900", "19.99"}, {"20.0000", "20.00"}, {"0.1250", "0.125"},
-      {"0.0001", "0.0001"}, {"5", "5.00"},        {"5.1", "5.10"},
-      {"7.50", "7.50"},     {"0.0000", "0.00"},
-      {"123456789012345.4567", "123456789012345.4567"}};
+      {"19.9900", "19.99"}, {"20.0000", "20.00"}, {"0.1250", "0.125"}, {"0.0001", "0.0001"}, {"5", "5.00"}, {"5.1", "5.10"}, {"7.50", "7.50"}, {"0.0000", "0.00"}, {"123456789012345.4567", "123456789012345.4567"}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char out[64];
     assert_int_equal(qry_price_normalize(cases[i][0], out, sizeof(out)), 0);

@@ -52,9 +52,9 @@ static void assert_json(json_t *v, const char *want) {
   json_decref(v);
 }
 
-static const char *const inv_cols[] = {"owner_id",   "product_id", "sku",
-                                       "name",       "on_hand",    "reserved",
-                                       "version",    "updated_us"};
+static const char *const inv_cols[] = {"owner_id", "product_id", "sku",
+                                       "name", "on_hand", "reserved",
+                                       "version", "updated_us"};
 #define INV_NCOLS 8
 #define STORE "0190f3a1-0000-7000-8000-000000000001"
 #define P1 "0190f3a1-0000-7000-8000-00000000000a"
@@ -87,11 +87,11 @@ static void test_inventory_row(void **state) {
 static void test_inventory_row_bad_cells(void **state) {
   (void)state;
   const char *const rows[][MAX_COLS] = {
-      {STORE, P1, "S", "N", "10x", "3", "4", "1"},     /* bad integer */
-      {STORE, P1, "S", "N", NULL, "3", "4", "1"},      /* NULL on_hand */
-      {STORE, P1, NULL, "N", "1", "0", "1", "1"},      /* NULL sku */
-      {STORE, P1, "S", "N", "1", "0", "", "1"},        /* empty version */
-      {STORE, P1, "S", "N", "1", "0", "1", "12:00"},   /* bad time */
+      {STORE, P1, "S", "N", "10x", "3", "4", "1"},   /* bad integer */
+      {STORE, P1, "S", "N", NULL, "3", "4", "1"},    /* NULL on_hand */
+      {STORE, P1, NULL, "N", "1", "0", "1", "1"},    /* NULL sku */
+      {STORE, P1, "S", "N", "1", "0", "", "1"},      /* empty version */
+      {STORE, P1, "S", "N", "1", "0", "1", "12:00"}, /* bad time */
       {STORE, P1, "S", "N", "99999999999999999999", "0", "1", "1"}};
   PGresult *res = make_result(INV_NCOLS, inv_cols, 6, rows);
   for (int r = 0; r < 6; r++)
@@ -101,8 +101,8 @@ static void test_inventory_row_bad_cells(void **state) {
 
 static void test_inventory_at_row(void **state) {
   (void)state;
-  const char *const cols[] = {"store_id", "product_id", "sku",     "name",
-                              "on_hand",  "reserved",   "version", "updated_us"};
+  const char *const cols[] = {"store_id", "product_id", "sku", "name",
+                              "on_hand", "reserved", "version", "updated_us"};
   const char *const rows[][MAX_COLS] = {
       {STORE, P1, "S", "N", "-2", "1", "9", "0"}};
   PGresult *res = make_result(8, cols, 1, rows);
@@ -118,8 +118,8 @@ static void test_transaction_row(void **state) {
   (void)state;
   const char *const cols[] = {
       "owner_id", "transaction_id", "store_id", "product_id", "type",
-      "quantity", "delta",          "on_hand",  "reserved",   "version",
-      "reason",   "reference",      "actor",    "created_us"};
+      "quantity", "delta", "on_hand", "reserved", "version",
+      "reason", "reference", "actor", "created_us"};
   const char *const rows[][MAX_COLS] = {
       {STORE, P3, STORE, P1, "sale", "2", "-2", "8", "1", "5", NULL, "PO-1",
        NULL, "1795705200000001"},
@@ -146,12 +146,12 @@ static void test_transaction_row(void **state) {
 }
 
 static const char *const product_cols[] = {
-    "id",      "sku",        "name",       "category",      "price",
+    "id", "sku", "name", "category", "price",
     "reorder_level", "discontinued", "version", "created_us", "updated_us",
     "total_on_hand", "total_available", "policy"};
 
-#define POLICY                                                                 \
-  "{\"max_sale_quantity\" : 5, \"max_negative_adjustment\" : null, "          \
+#define POLICY                                                       \
+  "{\"max_sale_quantity\" : 5, \"max_negative_adjustment\" : null, " \
   "\"count_requires_reason\" : true}"
 
 static void test_product_row(void **state) {
@@ -189,8 +189,8 @@ static void test_product_row(void **state) {
 
 static void test_store_row(void **state) {
   (void)state;
-  const char *const cols[] = {"id",      "name",       "location",  "manager_id",
-                              "closed",  "version",    "created_us", "updated_us"};
+  const char *const cols[] = {"id", "name", "location", "manager_id",
+                              "closed", "version", "created_us", "updated_us"};
   const char *const rows[][MAX_COLS] = {
       {STORE, "Main", "Berlin", NULL, "f", "1", "0", "1000000"}};
   PGresult *res = make_result(8, cols, 1, rows);
@@ -246,8 +246,8 @@ static void test_page_more_rows(void **state) {
   PGresult *res = make_result(INV_NCOLS, inv_cols, 3, page_rows);
   json_t *page = NULL;
   assert_int_equal(build_page(res, "product_id", 2,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    0);
   json_t *items = json_object_get(page, "items");
   assert_int_equal(json_array_size(items), 2);
@@ -263,8 +263,8 @@ static void test_page_more_rows(void **state) {
 
   /* exactly limit rows: no next page */
   assert_int_equal(build_page(res, "product_id", 3,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    0);
   assert_int_equal(json_array_size(json_object_get(page, "items")), 3);
   assert_true(json_is_null(json_object_get(page, "next_cursor")));
@@ -278,14 +278,14 @@ static void test_page_owner_cases(void **state) {
   /* no owner row: the store does not exist */
   PGresult *none = make_result(INV_NCOLS, inv_cols, 0, NULL);
   assert_int_equal(build_page(none, "product_id", 50,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    SF_ENOTFOUND);
   assert_null(page);
   /* an unowned list may be empty */
   assert_int_equal(build_page(none, "product_id", 50,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  false, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              false, &page),
                    0);
   assert_json(page, "{\"items\":[],\"next_cursor\":null}");
   PQclear(none);
@@ -296,8 +296,8 @@ static void test_page_owner_cases(void **state) {
   PGresult *empty = make_result(INV_NCOLS, inv_cols, 1, empty_rows);
   page = NULL;
   assert_int_equal(build_page(empty, "product_id", 50,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    0);
   assert_json(page, "{\"items\":[],\"next_cursor\":null}");
   PQclear(empty);
@@ -311,25 +311,25 @@ static void test_page_errors(void **state) {
       {STORE, P2, "S2", "N2", "oops", "0", "1", "0"}};
   PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
   assert_int_equal(build_page(res, "product_id", 5,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    SF_EPARSE);
   assert_null(page);
   /* the bad row is beyond the page: not mapped, no error */
   assert_int_equal(build_page(res, "product_id", 1,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    0);
   assert_int_equal(json_array_size(json_object_get(page, "items")), 1);
   json_decref(page);
   page = NULL;
   /* unknown key column, bad limit */
   assert_int_equal(build_page(res, "nope", 5, QRY_CURSOR_STORE_INVENTORY,
-                                  QRY_SHAPE_INVENTORY, true, &page),
+                              QRY_SHAPE_INVENTORY, true, &page),
                    SF_EPARSE);
   assert_int_equal(build_page(res, "product_id", 0,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    SF_EPARSE);
   assert_null(page);
   PQclear(res);
@@ -340,8 +340,8 @@ static void test_page_errors(void **state) {
       {STORE, "y", "S2", "N2", "1", "0", "1", "0"}};
   res = make_result(INV_NCOLS, inv_cols, 2, badkey);
   assert_int_equal(build_page(res, "product_id", 1,
-                                  QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
-                                  true, &page),
+                              QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
+                              true, &page),
                    SF_EPARSE);
   assert_null(page);
   PQclear(res);
@@ -392,15 +392,16 @@ static void test_page_text_escapes_and_extra(void **state) {
 
 static void test_order_row(void **state) {
   (void)state;
-  static const char *const cols[] = {"owner_id",  "order_id",   "store_id",
-                                     "status",    "reference",  "version",
+  static const char *const cols[] = {"owner_id", "order_id", "store_id",
+                                     "status", "reference", "version",
                                      "created_us", "updated_us", "lines",
                                      "cancel_cause"};
   const char *const rows[][MAX_COLS] = {
       {STORE, P3, STORE, "placed", "PO-1", "1", "1795705200123456",
        "1795705200123456",
        "[{\"product_id\" : \"" P1 "\", \"quantity\" : 2}, "
-       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]", NULL},
+       "{\"product_id\" : \"" P2 "\", \"quantity\" : 5}]",
+       NULL},
       {STORE, P2, STORE, "cancelled", NULL, "2", "1795705200000000",
        "1795705260000000", "[]", "expired"},
       {STORE, P1, STORE, "placed", NULL, "1", "1795705200000000",
@@ -425,7 +426,7 @@ static void test_order_row(void **state) {
   /* a page of orders, newest first, keyed by order_id */
   json_t *page = NULL;
   assert_int_equal(build_page(res, "order_id", 1, QRY_CURSOR_ORDERS,
-                                  QRY_SHAPE_ORDER, true, &page),
+                              QRY_SHAPE_ORDER, true, &page),
                    0);
   json_t *next = json_object_get(page, "next_cursor");
   assert_true(json_is_string(next));
@@ -444,8 +445,8 @@ static void test_order_row(void **state) {
 static void test_change_and_snapshot_rows(void **state) {
   (void)state;
   static const char *const cols[] = {
-      "id",    "store_id", "product_id", "on_hand",        "reserved",
-      "version", "cause",  "transaction_id", "occurred_us", "updated_us"};
+      "id", "store_id", "product_id", "on_hand", "reserved",
+      "version", "cause", "transaction_id", "occurred_us", "updated_us"};
   const char *const rows[][MAX_COLS] = {
       {"42", STORE, P1, "10", "4", "7", "order_placed", P3,
        "1795705200123456", NULL},

@@ -255,8 +255,8 @@ static void test_list_needs_every_position(void **state) {
   fixture_t *f = *state;
   need_pg(f);
   listen_ready(f);
-  set_offset(f, "test.stock", 5, 170);  /* stock-5-169 applied */
-  set_offset(f, "test.catalog", 0, 3);  /* catalog-0-7 not yet */
+  set_offset(f, "test.stock", 5, 170); /* stock-5-169 applied */
+  set_offset(f, "test.catalog", 0, 3); /* catalog-0-7 not yet */
   open_waits_every(f, 5000, 60000);
   outcome_t r = {0};
   qry_position_t pos[3] = {{QRY_TOPIC_STOCK, 5, 169},

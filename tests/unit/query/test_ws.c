@@ -15,7 +15,6 @@
 #include "qry_ws.h"
 #include "sf/err.h"
 
-
 static void test_accept_key(void **state) {
   (void)state;
   char out[QRY_WS_ACCEPT_LEN + 1];
@@ -116,7 +115,9 @@ static void test_feed_ping_message_close(void **state) {
   size_t n = client_frame(in, 0x9, "abc", 3, true);
   assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_OPEN);
   assert_int_equal(k->len, 5);
-  assert_memory_equal(k->buf, "\x8a\x03" "abc", 5);
+  assert_memory_equal(k->buf, "\x8a\x03"
+                              "abc",
+                      5);
   k->len = 0;
   /* a client message is read and dropped, even one byte at a time */
   n = client_frame(in, 0x1, "subscribe", 9, true);
