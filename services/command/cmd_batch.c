@@ -94,7 +94,7 @@ static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
 }
 
 static void h_batch(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *atomic_q = sf_http_req_query(req, "atomic");
   bool atomic = atomic_q && (strcmp(atomic_q, "true") == 0 ||
                              strcmp(atomic_q, "1") == 0);
@@ -105,7 +105,7 @@ static void h_batch(sf_http_req_t *req, void *ud) {
     return;
   }
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   static const char *const keys[] = {"transactions", NULL};
@@ -113,18 +113,18 @@ static void h_batch(sf_http_req_t *req, void *ud) {
   json_t *items = json_object_get(obj, "transactions");
   size_t n = json_is_array(items) ? json_array_size(items) : 0;
   if (sf_json_only_keys(obj, keys, err, sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   if (n < 1 || n > CMD_BATCH_MAX_ITEMS) {
-    cmd_app_invalid(a, c, "transactions: must be an array of 1 to 1000 "
-                          "stock transactions");
+    cmd_pipeline_invalid(pl, c, "transactions: must be an array of 1 to 1000 "
+                                "stock transactions");
     goto out;
   }
-  cmd_state_t *st = (cmd_state_t *)cmd_app_state(a);
+  cmd_state_t *st = (cmd_state_t *)cmd_pipeline_state(pl);
   const char *batch_key = cmd_req_idem_key(c);
   json_t *results = json_array();
-  cmd_batch_t *b = results ? cmd_app_batch_new(a, c, results) : NULL;
+  cmd_batch_t *b = results ? cmd_pipeline_batch_new(pl, c, results) : NULL;
   if (!b)
     goto out;
   cmd_state_savepoint(st);
@@ -169,7 +169,7 @@ static void h_batch(sf_http_req_t *req, void *ud) {
       }
     }
     sf_event_t e;
-    cmd_app_envelope(a, c, &e, NULL);
+    cmd_pipeline_envelope(pl, c, &e, NULL);
     e.idempotency_key = batch_key ? key : NULL;
     e.request_hash = batch_key ? hash : NULL;
     int status = 0;
@@ -185,16 +185,16 @@ static void h_batch(sf_http_req_t *req, void *ud) {
     json_t *body = NULL;
     if (cmd_state_apply(st, &e, &res) != 0 ||
         !(body = cmd_reply_build(st, &one, 1, &status201)) ||
-        cmd_app_batch_add(a, b, &e, i, body, batch_key ? key : NULL,
-                          hash) != 0) {
+        cmd_pipeline_batch_add(pl, b, &e, i, body, batch_key ? key : NULL,
+                               hash) != 0) {
       /* The state may hold a fold without its message: put every row
        * back and write nothing. */
       cmd_state_rollback(st);
-      cmd_app_batch_discard(b);
-      cmd_app_problem(a, c, 500, "internal",
-                      "a transaction could not be encoded; nothing was "
-                      "written",
-                      NULL);
+      cmd_pipeline_batch_discard(b);
+      cmd_pipeline_problem(pl, c, 500, "internal",
+                           "a transaction could not be encoded; nothing was "
+                           "written",
+                           NULL);
       goto out;
     }
     /* the body slot is filled with position after the commit */
@@ -204,7 +204,7 @@ static void h_batch(sf_http_req_t *req, void *ud) {
     cmd_state_rollback(st);
     /* Nothing is written: committed-looking items become "not applied". */
     json_t *res_copy = json_deep_copy(results);
-    cmd_app_batch_discard(b);
+    cmd_pipeline_batch_discard(b);
     size_t idx;
     json_t *r;
     json_array_foreach(res_copy, idx, r) {
@@ -222,22 +222,22 @@ static void h_batch(sf_http_req_t *req, void *ud) {
              "%zu of %zu transactions were refused; with atomic=true nothing "
              "was written",
              refused, n);
-    cmd_app_problem(a, c, 409, "batch_rejected", detail,
-                    json_pack("{s:o}", "results", res_copy));
+    cmd_pipeline_problem(pl, c, 409, "batch_rejected", detail,
+                         json_pack("{s:o}", "results", res_copy));
     goto out;
   }
   cmd_state_release(st);
-  cmd_app_batch_commit(a, b);
+  cmd_pipeline_batch_commit(pl, b);
 out:
   json_decref(obj);
 }
 
-int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http, size_t max_body) {
+int cmd_batch_routes(cmd_pipeline_t *pl, sf_http_server_t *http, size_t max_body) {
   /* 1,000 transactions do not fit the default 64 KiB */
   int rc = sf_http_body_limit(http, "POST", "/v1/batches", max_body);
   if (rc)
     return rc;
   /* accounts: any signed-in user; each item is checked on its store */
-  return cmd_app_route(a, http, "POST", "/v1/batches", SF_ACT_READ_CATALOG,
-                       NULL, h_batch);
+  return cmd_pipeline_route(pl, http, "POST", "/v1/batches", SF_ACT_READ_CATALOG,
+                            NULL, h_batch);
 }

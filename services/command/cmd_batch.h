@@ -6,12 +6,12 @@
 #ifndef CMD_BATCH_H
 #define CMD_BATCH_H
 
-#include "cmd_app.h"
+#include "cmd_pipeline.h"
 #include "sf/http.h"
 
 #define CMD_BATCH_MAX_ITEMS 1000
 
 /* Registers POST /v1/batches with its own body limit (max_body bytes). */
-int cmd_batch_routes(cmd_app_t *a, sf_http_server_t *http, size_t max_body);
+int cmd_batch_routes(cmd_pipeline_t *pl, sf_http_server_t *http, size_t max_body);
 
 #endif

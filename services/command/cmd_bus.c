@@ -41,7 +41,7 @@ typedef struct plist {
 
 struct cmd_bus {
   uv_loop_t *loop;
-  cmd_app_t *app;
+  cmd_pipeline_t *pipeline;
   sf_log_t *log;
   cmd_bus_opts_t opts;
   uint64_t fp;
@@ -140,12 +140,12 @@ static void run_command(cmd_bus_t *b, item_t *it) {
   }
   const sf_command_t *c = &it->cmd;
   snprintf(it->bus_key, sizeof(it->bus_key), "bus:%s", c->command_id);
-  cmd_req_t *req = cmd_app_begin_bus(b->app, it->bus_key, it->hash,
-                                     c->actor[0] ? c->actor : NULL, answer_cb,
-                                     it);
+  cmd_req_t *req = cmd_pipeline_begin_bus(b->pipeline, it->bus_key, it->hash,
+                                          c->actor[0] ? c->actor : NULL, answer_cb,
+                                          it);
   if (!req)
     return; /* answered at once */
-  cmd_stock_movement(b->app, req, c->store_id, c->product_id, c->movement,
+  cmd_stock_movement(b->pipeline, req, c->store_id, c->product_id, c->movement,
                      c->quantity, c->has_reason ? c->reason : NULL,
                      c->has_reference ? c->reference : NULL, -1);
 }
@@ -392,13 +392,13 @@ static void thread_main(void *arg) {
   rd_kafka_consumer_close(b->consumer);
 }
 
-int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_app_t *app,
+int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
                 const cmd_bus_opts_t *opts, sf_log_t *log) {
   cmd_bus_t *b = calloc(1, sizeof(*b));
   if (!b)
     return SF_ENOMEM;
   b->loop = loop;
-  b->app = app;
+  b->pipeline = pipeline;
   b->log = log;
   b->opts = *opts;
   if (b->opts.max_inflight == 0)

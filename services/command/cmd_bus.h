@@ -19,7 +19,7 @@
 
 #include <uv.h>
 
-#include "cmd_app.h"
+#include "cmd_pipeline.h"
 #include "sf/log.h"
 
 typedef struct cmd_bus cmd_bus_t;
@@ -32,9 +32,9 @@ typedef struct cmd_bus_opts {
   size_t max_inflight; /* commands handed to the loop, not yet answered */
 } cmd_bus_opts_t;
 
-/* Starts the intake thread. opts strings, app, loop and log are borrowed
+/* Starts the intake thread. opts strings, pipeline, loop and log are borrowed
  * for the bus's life. Returns 0, SF_ENOMEM, SF_EKAFKA, SF_EINTERNAL. */
-int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_app_t *app,
+int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
                 const cmd_bus_opts_t *opts, sf_log_t *log);
 
 /* Stops taking new commands (those not yet handed over are delivered again

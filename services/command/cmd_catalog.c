@@ -18,7 +18,7 @@ static bool valid_sku(const char *s) {
   return true;
 }
 
-static void catalog_verdict(cmd_app_t *a, cmd_req_t *c, cmd_verdict_t v,
+static void catalog_verdict(cmd_pipeline_t *pl, cmd_req_t *c, cmd_verdict_t v,
                             const char *what, const char *id) {
   char detail[200];
   switch (v) {
@@ -42,23 +42,23 @@ static void catalog_verdict(cmd_app_t *a, cmd_req_t *c, cmd_verdict_t v,
   default:
     snprintf(detail, sizeof(detail), "%s %s: refused", what, id);
   }
-  cmd_app_refuse(a, c, v, detail, NULL);
+  cmd_pipeline_refuse(pl, c, v, detail, NULL);
 }
 
 /* Commits one catalog event keyed by id. */
-static void commit_catalog(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
+static void commit_catalog(cmd_pipeline_t *pl, cmd_req_t *c, sf_event_t *e,
                            const char *id) {
   cmd_outgoing_t o = {e, true, id};
-  cmd_app_commit(a, c, &o, 1);
+  cmd_pipeline_commit(pl, c, &o, 1);
 }
 
 static const char *const product_keys[] = {"sku", "name", "category", "price",
                                            "reorder_level", NULL};
 
 static void h_create_product(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -73,28 +73,28 @@ static void h_create_product(sf_http_req_t *req, void *ud) {
       sf_json_get_string(obj, "price", true, 32, &price, err, sizeof(err)) ||
       sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
                       &has_reorder, err, sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   if (!valid_sku(sku)) {
-    cmd_app_invalid(a, c, "sku: must not contain spaces or control characters");
+    cmd_pipeline_invalid(pl, c, "sku: must not contain spaces or control characters");
     goto out;
   }
   if (sf_json_check_decimal(price) != 0) {
-    cmd_app_invalid(a, c, "price: must be a decimal string such as \"19.99\" "
-                          "(up to 4 fraction digits, not negative)");
+    cmd_pipeline_invalid(pl, c, "price: must be a decimal string such as \"19.99\" "
+                                "(up to 4 fraction digits, not negative)");
     goto out;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
   const char *id = e.event_id;
-  cmd_verdict_t v = cmd_decide_product_create(cmd_app_state(a), id, sku, name,
+  cmd_verdict_t v = cmd_decide_product_create(cmd_pipeline_state(pl), id, sku, name,
                                               category, price, reorder, &e);
   if (v != CMD_OK) {
-    catalog_verdict(a, c, v, "product", sku);
+    catalog_verdict(pl, c, v, "product", sku);
     goto out;
   }
-  commit_catalog(a, c, &e, id);
+  commit_catalog(pl, c, &e, id);
 out:
   json_decref(obj);
 }
@@ -103,10 +103,10 @@ static const char *const product_patch_keys[] = {"name", "category", "price",
                                                  "reorder_level", NULL};
 
 static void h_update_product(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -120,36 +120,36 @@ static void h_update_product(sf_http_req_t *req, void *ud) {
       sf_json_get_string(obj, "price", false, 32, &price, err, sizeof(err)) ||
       sf_json_get_int(obj, "reorder_level", false, 0, CMD_MAX_QUANTITY, &reorder,
                       &has_reorder, err, sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   if (name && !*name) {
-    cmd_app_invalid(a, c, "name: must not be empty");
+    cmd_pipeline_invalid(pl, c, "name: must not be empty");
     goto out;
   }
   if (price && sf_json_check_decimal(price) != 0) {
-    cmd_app_invalid(a, c, "price: must be a decimal string such as \"19.99\"");
+    cmd_pipeline_invalid(pl, c, "price: must be a decimal string such as \"19.99\"");
     goto out;
   }
   if (!name && !category && !price && !has_reorder) {
-    cmd_app_invalid(a, c, "body: give at least one of name, category, price, "
-                          "reorder_level");
+    cmd_pipeline_invalid(pl, c, "body: give at least one of name, category, price, "
+                                "reorder_level");
     goto out;
   }
   if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, c, CMD_NOT_FOUND_PRODUCT, "product", id);
+    catalog_verdict(pl, c, CMD_NOT_FOUND_PRODUCT, "product", id);
     goto out;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
-  cmd_verdict_t v = cmd_decide_product_update(cmd_app_state(a), id, name,
+  cmd_pipeline_envelope(pl, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_product_update(cmd_pipeline_state(pl), id, name,
                                               category, price, has_reorder,
                                               reorder, &e);
   if (v != CMD_OK) {
-    catalog_verdict(a, c, v, "product", id);
+    catalog_verdict(pl, c, v, "product", id);
     goto out;
   }
-  commit_catalog(a, c, &e, id);
+  commit_catalog(pl, c, &e, id);
 out:
   json_decref(obj);
 }
@@ -161,10 +161,10 @@ static const char *const policy_keys[] = {
 /* PUT /v1/products/{id}/policy: the whole policy (rules); an absent or null
  * limit is none, an absent count_requires_reason is false. */
 static void h_put_policy(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -176,49 +176,49 @@ static void h_put_policy(sf_http_req_t *req, void *ud) {
       sf_json_get_int(obj, "max_negative_adjustment", false, 0,
                       CMD_MAX_QUANTITY, &pol.max_negative_adjustment,
                       &pol.has_max_negative_adjustment, err, sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   json_t *flag = json_object_get(obj, "count_requires_reason");
   if (flag && !json_is_boolean(flag) && !json_is_null(flag)) {
-    cmd_app_invalid(a, c, "count_requires_reason: must be true or false");
+    cmd_pipeline_invalid(pl, c, "count_requires_reason: must be true or false");
     goto out;
   }
   pol.count_requires_reason = json_is_true(flag);
   if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, c, CMD_NOT_FOUND_PRODUCT, "product", id);
+    catalog_verdict(pl, c, CMD_NOT_FOUND_PRODUCT, "product", id);
     goto out;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
-  cmd_verdict_t v = cmd_decide_product_policy(cmd_app_state(a), id, &pol, &e);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_product_policy(cmd_pipeline_state(pl), id, &pol, &e);
   if (v != CMD_OK) {
-    catalog_verdict(a, c, v, "product", id);
+    catalog_verdict(pl, c, v, "product", id);
     goto out;
   }
-  commit_catalog(a, c, &e, id);
+  commit_catalog(pl, c, &e, id);
 out:
   json_decref(obj);
 }
 
 static void h_discontinue_product(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *id = sf_http_req_param(req, "id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
+  cmd_req_t *c = cmd_pipeline_begin_write(pl, req);
   if (!c)
     return;
   if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, c, CMD_NOT_FOUND_PRODUCT, "product", id);
+    catalog_verdict(pl, c, CMD_NOT_FOUND_PRODUCT, "product", id);
     return;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
-  cmd_verdict_t v = cmd_decide_product_discontinue(cmd_app_state(a), id, &e);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_product_discontinue(cmd_pipeline_state(pl), id, &e);
   if (v != CMD_OK) {
-    catalog_verdict(a, c, v, "product", id);
+    catalog_verdict(pl, c, v, "product", id);
     return;
   }
-  commit_catalog(a, c, &e, id);
+  commit_catalog(pl, c, &e, id);
 }
 
 static const char *const store_keys[] = {"name", "location", "manager_id",
@@ -226,7 +226,7 @@ static const char *const store_keys[] = {"name", "location", "manager_id",
 
 /* Reads name, location and manager_id; required says whether name and
  * location must be there. Answers 422 itself and returns false. */
-static bool store_fields(cmd_app_t *a, cmd_req_t *c, json_t *obj,
+static bool store_fields(cmd_pipeline_t *pl, cmd_req_t *c, json_t *obj,
                          bool required, const char **name,
                          const char **location, const char **manager) {
   char err[256];
@@ -237,90 +237,90 @@ static bool store_fields(cmd_app_t *a, cmd_req_t *c, json_t *obj,
                          sizeof(err)) ||
       sf_json_get_string(obj, "manager_id", false, SF_UUID_STR_LEN, manager,
                          err, sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     return false;
   }
   if ((*name && !**name) || (*location && !**location)) {
-    cmd_app_invalid(a, c, "name, location: must not be empty");
+    cmd_pipeline_invalid(pl, c, "name, location: must not be empty");
     return false;
   }
   if (*manager && !sf_uuid_valid(*manager)) {
-    cmd_app_invalid(a, c, "manager_id: must be a user id (UUID)");
+    cmd_pipeline_invalid(pl, c, "manager_id: must be a user id (UUID)");
     return false;
   }
   return true;
 }
 
 static void h_create_store(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   const char *name = NULL, *location = NULL, *manager = NULL;
-  if (store_fields(a, c, obj, true, &name, &location, &manager)) {
+  if (store_fields(pl, c, obj, true, &name, &location, &manager)) {
     sf_event_t e;
-    cmd_app_envelope(a, c, &e, NULL);
+    cmd_pipeline_envelope(pl, c, &e, NULL);
     const char *id = e.event_id;
-    cmd_decide_store_open(cmd_app_state(a), id, name, location, manager, &e);
-    commit_catalog(a, c, &e, id);
+    cmd_decide_store_open(cmd_pipeline_state(pl), id, name, location, manager, &e);
+    commit_catalog(pl, c, &e, id);
   }
   json_decref(obj);
 }
 
 static void h_update_store(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   const char *name = NULL, *location = NULL, *manager = NULL;
-  if (!store_fields(a, c, obj, false, &name, &location, &manager))
+  if (!store_fields(pl, c, obj, false, &name, &location, &manager))
     goto out;
   if (!name && !location && !manager) {
-    cmd_app_invalid(a, c, "body: give at least one of name, location, "
-                          "manager_id");
+    cmd_pipeline_invalid(pl, c, "body: give at least one of name, location, "
+                                "manager_id");
     goto out;
   }
   if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, c, CMD_NOT_FOUND_STORE, "store", id);
+    catalog_verdict(pl, c, CMD_NOT_FOUND_STORE, "store", id);
     goto out;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
-  cmd_verdict_t v = cmd_decide_store_update(cmd_app_state(a), id, name,
+  cmd_pipeline_envelope(pl, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_store_update(cmd_pipeline_state(pl), id, name,
                                             location, manager, &e);
   if (v != CMD_OK) {
-    catalog_verdict(a, c, v, "store", id);
+    catalog_verdict(pl, c, v, "store", id);
     goto out;
   }
-  commit_catalog(a, c, &e, id);
+  commit_catalog(pl, c, &e, id);
 out:
   json_decref(obj);
 }
 
 static void h_close_store(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *id = sf_http_req_param(req, "id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
+  cmd_req_t *c = cmd_pipeline_begin_write(pl, req);
   if (!c)
     return;
   if (!sf_uuid_valid(id)) {
-    catalog_verdict(a, c, CMD_NOT_FOUND_STORE, "store", id);
+    catalog_verdict(pl, c, CMD_NOT_FOUND_STORE, "store", id);
     return;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
-  cmd_verdict_t v = cmd_decide_store_close(cmd_app_state(a), id, &e);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_store_close(cmd_pipeline_state(pl), id, &e);
   if (v != CMD_OK) {
-    catalog_verdict(a, c, v, "store", id);
+    catalog_verdict(pl, c, v, "store", id);
     return;
   }
-  commit_catalog(a, c, &e, id);
+  commit_catalog(pl, c, &e, id);
 }
 
-int cmd_catalog_routes(cmd_app_t *a, sf_http_server_t *http) {
+int cmd_catalog_routes(cmd_pipeline_t *pl, sf_http_server_t *http) {
   struct {
     const char *method, *path;
     sf_http_handler_cb cb;
@@ -335,8 +335,8 @@ int cmd_catalog_routes(cmd_app_t *a, sf_http_server_t *http) {
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
     /* accounts: the catalog is written by admins only */
-    int rc = cmd_app_route(a, http, routes[i].method, routes[i].path,
-                           SF_ACT_CATALOG_WRITE, NULL, routes[i].cb);
+    int rc = cmd_pipeline_route(pl, http, routes[i].method, routes[i].path,
+                                SF_ACT_CATALOG_WRITE, NULL, routes[i].cb);
     if (rc)
       return rc;
   }

@@ -4,10 +4,10 @@
 #ifndef CMD_CATALOG_H
 #define CMD_CATALOG_H
 
-#include "cmd_app.h"
+#include "cmd_pipeline.h"
 #include "sf/http.h"
 
 /* Registers POST/PATCH/DELETE /v1/products[/{id}] and /v1/stores[/{id}]. */
-int cmd_catalog_routes(cmd_app_t *a, sf_http_server_t *http);
+int cmd_catalog_routes(cmd_pipeline_t *pl, sf_http_server_t *http);
 
 #endif

@@ -15,7 +15,7 @@
 
 struct cmd_expiry {
   uv_timer_t timer;
-  cmd_app_t *app;
+  cmd_pipeline_t *pipeline;
   sf_log_t *log;
   int64_t ttl_us;
   sf_order_line_t *lines; /* CMD_MAX_LINES, for one decision */
@@ -40,27 +40,27 @@ static void answer_cb(void *ud, int status, const char *body) {
 }
 
 static void expire_one(cmd_expiry_t *x, const char *order_id, int64_t now) {
-  cmd_req_t *c = cmd_app_begin_system(x->app, answer_cb, x);
+  cmd_req_t *c = cmd_pipeline_begin_system(x->pipeline, answer_cb, x);
   if (!c)
     return; /* not writing now (rebuilding, out of memory): next tick */
   sf_event_t e;
-  cmd_app_envelope(x->app, c, &e, NULL);
-  cmd_verdict_t v = cmd_decide_order_expire(cmd_app_state(x->app), order_id,
+  cmd_pipeline_envelope(x->pipeline, c, &e, NULL);
+  cmd_verdict_t v = cmd_decide_order_expire(cmd_pipeline_state(x->pipeline), order_id,
                                             now, x->ttl_us, x->lines, &e);
   if (v != CMD_OK) {
-    cmd_app_refuse(x->app, c, v, "the order is not due or not placed", NULL);
+    cmd_pipeline_refuse(x->pipeline, c, v, "the order is not due or not placed", NULL);
     return;
   }
   SF_INFO(x->log, "expiry", "order %s placed more than %lld s ago: releasing "
                             "its reservation",
           order_id, (long long)(x->ttl_us / 1000000));
   cmd_outgoing_t o = {&e, false, e.store_id};
-  cmd_app_commit(x->app, c, &o, 1);
+  cmd_pipeline_commit(x->pipeline, c, &o, 1);
 }
 
 static void tick_cb(uv_timer_t *t) {
   cmd_expiry_t *x = t->data;
-  const cmd_state_t *st = cmd_app_state(x->app);
+  const cmd_state_t *st = cmd_pipeline_state(x->pipeline);
   if (!st)
     return;
   int64_t now = wall_us();
@@ -69,7 +69,7 @@ static void tick_cb(uv_timer_t *t) {
     expire_one(x, x->ids[i], now);
 }
 
-int cmd_expiry_new(cmd_expiry_t **out, uv_loop_t *loop, cmd_app_t *app,
+int cmd_expiry_new(cmd_expiry_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
                    int64_t ttl_s, uint64_t interval_ms, sf_log_t *log) {
   cmd_expiry_t *x = calloc(1, sizeof(*x));
   if (!x)
@@ -79,7 +79,7 @@ int cmd_expiry_new(cmd_expiry_t **out, uv_loop_t *loop, cmd_app_t *app,
     free(x);
     return SF_ENOMEM;
   }
-  x->app = app;
+  x->pipeline = pipeline;
   x->log = log;
   x->ttl_us = ttl_s * 1000000;
   uv_timer_init(loop, &x->timer);

@@ -72,35 +72,35 @@ int cmd_movement_fields(json_t *obj, bool with_store, cmd_movement_fields_t *f,
   return 0;
 }
 
-void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
+void cmd_stock_movement(cmd_pipeline_t *pl, cmd_req_t *c, const char *store_id,
                         const char *product_id, sf_movement_t movement,
                         int64_t quantity, const char *reason,
                         const char *reference, int64_t if_match) {
   const char *type = sf_movement_name(movement);
   if (!type) {
-    cmd_app_invalid(
-        a, c, "type: must be one of receipt, sale, return, adjustment, count");
+    cmd_pipeline_invalid(
+        pl, c, "type: must be one of receipt, sale, return, adjustment, count");
     return;
   }
   /* accounts: counts and adjustments need more than the gate's check */
-  if (!cmd_app_allowed(a, c, cmd_movement_action(movement), store_id))
+  if (!cmd_pipeline_allowed(pl, c, cmd_movement_action(movement), store_id))
     return;
   if (!sf_uuid_valid(product_id)) {
-    cmd_app_invalid(a, c, "product_id: must be a product id (UUID)");
+    cmd_pipeline_invalid(pl, c, "product_id: must be a product id (UUID)");
     return;
   }
   const char *rule = cmd_check_movement(movement, quantity, reason);
   if (rule) {
-    cmd_app_invalid(a, c, rule);
+    cmd_pipeline_invalid(pl, c, rule);
     return;
   }
   if (!sf_uuid_valid(store_id)) {
-    cmd_app_refuse(a, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
+    cmd_pipeline_refuse(pl, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
     return;
   }
-  const cmd_state_t *st = cmd_app_state(a);
+  const cmd_state_t *st = cmd_pipeline_state(pl);
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
   cmd_movement_cmd_t mc = {store_id, product_id, movement, quantity,
                            reason, reference, if_match};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, &e);
@@ -151,34 +151,34 @@ void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
         snprintf(detail, sizeof(detail), "on hand would exceed the limit");
     }
     }
-    cmd_app_refuse(a, c, v, detail, NULL);
+    cmd_pipeline_refuse(pl, c, v, detail, NULL);
     return;
   }
   cmd_outgoing_t o = {&e, false, e.store_id};
-  cmd_app_commit(a, c, &o, 1);
+  cmd_pipeline_commit(pl, c, &o, 1);
 }
 
 static void h_movement(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *store_id = sf_http_req_param(req, "store_id");
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   char err[256];
   cmd_movement_fields_t f;
   if (cmd_movement_fields(obj, false, &f, err, sizeof(err)) != 0) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   /* validated here, before the state is consulted (422 before 404/409) */
   int64_t if_match = parse_if_match(sf_http_req_header(req, "If-Match"));
   if (if_match == -2 && cmd_req_may(c, cmd_movement_action(f.movement),
                                     store_id)) {
-    cmd_app_invalid(a, c, "If-Match: must be a version in quotes, e.g. \"3\"");
+    cmd_pipeline_invalid(pl, c, "If-Match: must be a version in quotes, e.g. \"3\"");
     goto out;
   }
-  cmd_stock_movement(a, c, store_id, f.product_id, f.movement, f.quantity,
+  cmd_stock_movement(pl, c, store_id, f.product_id, f.movement, f.quantity,
                      f.reason, f.reference, if_match < 0 ? -1 : if_match);
 out:
   json_decref(obj);
@@ -189,9 +189,9 @@ static const char *const transfer_keys[] = {"from_store_id", "to_store_id",
                                             "reference", NULL};
 
 static void h_transfer(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   char err[256];
@@ -208,25 +208,25 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
                       &has_q, err, sizeof(err)) ||
       sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
                          sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   if (!sf_uuid_valid(from) || !sf_uuid_valid(to) || !sf_uuid_valid(product)) {
-    cmd_app_invalid(a, c,
-                    "from_store_id, to_store_id, product_id: must be UUIDs");
+    cmd_pipeline_invalid(pl, c,
+                         "from_store_id, to_store_id, product_id: must be UUIDs");
     goto out;
   }
   /* accounts: a transfer needs the right on both stores */
-  if (!cmd_app_allowed(a, c, SF_ACT_TRANSFER, from) ||
-      !cmd_app_allowed(a, c, SF_ACT_TRANSFER, to))
+  if (!cmd_pipeline_allowed(pl, c, SF_ACT_TRANSFER, from) ||
+      !cmd_pipeline_allowed(pl, c, SF_ACT_TRANSFER, to))
     goto out;
-  const cmd_state_t *st = cmd_app_state(a);
+  const cmd_state_t *st = cmd_pipeline_state(pl);
   char transfer_id[SF_ID_LEN];
-  cmd_app_new_id(a, transfer_id);
+  cmd_pipeline_new_id(pl, transfer_id);
   sf_event_t eo, ei;
-  cmd_app_envelope(a, c, &eo, NULL);
+  cmd_pipeline_envelope(pl, c, &eo, NULL);
   /* one command: both legs share the command id and the time */
-  cmd_app_envelope(a, c, &ei, eo.command_id);
+  cmd_pipeline_envelope(pl, c, &ei, eo.command_id);
   ei.occurred_at_us = eo.occurred_at_us;
   cmd_verdict_t v = cmd_decide_transfer(st, from, to, product, quantity,
                                         reference, transfer_id, &eo, &ei);
@@ -257,11 +257,11 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
     default:
       snprintf(detail, sizeof(detail), "on hand would exceed the limit");
     }
-    cmd_app_refuse(a, c, v, detail, NULL);
+    cmd_pipeline_refuse(pl, c, v, detail, NULL);
     goto out;
   }
   cmd_outgoing_t legs[2] = {{&eo, false, from}, {&ei, false, to}};
-  cmd_app_commit(a, c, legs, 2);
+  cmd_pipeline_commit(pl, c, legs, 2);
 out:
   json_decref(obj);
 }
@@ -270,10 +270,10 @@ static const char *const order_keys[] = {"lines", "reference", NULL};
 static const char *const line_keys[] = {"product_id", "quantity", NULL};
 
 static void h_place_order(sf_http_req_t *req, void *ud) {
-  cmd_app_t *a = ud;
+  cmd_pipeline_t *pl = ud;
   const char *store_id = sf_http_req_param(req, "store_id");
   cmd_req_t *c = NULL;
-  json_t *obj = cmd_app_begin_json(a, req, &c);
+  json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
     return;
   sf_order_line_t *in = NULL, *out_lines = NULL;
@@ -283,20 +283,20 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
   if (sf_json_only_keys(obj, order_keys, err, sizeof(err)) ||
       sf_json_get_string(obj, "reference", false, MAX_TEXT, &reference, err,
                          sizeof(err))) {
-    cmd_app_invalid(a, c, err);
+    cmd_pipeline_invalid(pl, c, err);
     goto out;
   }
   json_t *lines = json_object_get(obj, "lines");
   size_t n = json_is_array(lines) ? json_array_size(lines) : 0;
   if (n < 1 || n > CMD_MAX_LINES) {
-    cmd_app_invalid(a, c, "lines: must be an array of 1 to 1000 lines");
+    cmd_pipeline_invalid(pl, c, "lines: must be an array of 1 to 1000 lines");
     goto out;
   }
   in = calloc(n, sizeof(*in));
   out_lines = calloc(n, sizeof(*out_lines));
   shorts = calloc(n, sizeof(*shorts));
   if (!in || !out_lines || !shorts) {
-    cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
+    cmd_pipeline_problem(pl, c, 500, "internal", "out of memory", NULL);
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
@@ -317,20 +317,20 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
                                         ? "product_id: must be a UUID"
                                         : lerr)
                                  : "must be an object {product_id, quantity}");
-      cmd_app_invalid(a, c, err);
+      cmd_pipeline_invalid(pl, c, err);
       goto out;
     }
     snprintf(in[i].product_id, sizeof(in[i].product_id), "%s", pid);
     in[i].quantity = q;
   }
   if (!sf_uuid_valid(store_id)) {
-    cmd_app_refuse(a, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
+    cmd_pipeline_refuse(pl, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
     goto out;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
   const char *order_id = e.event_id;
-  const cmd_state_t *st = cmd_app_state(a);
+  const cmd_state_t *st = cmd_pipeline_state(pl);
   cmd_verdict_t v = cmd_decide_order_place(st, store_id, order_id, in, n,
                                            reference, out_lines, shorts, &e);
   if (v == CMD_INSUFFICIENT_STOCK) {
@@ -346,10 +346,10 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
                     "requested", (json_int_t)in[i].quantity, "available",
                     (json_int_t)(row.on_hand - row.reserved)));
     }
-    cmd_app_refuse(a, c, v,
-                   "some lines are short of available stock; nothing was "
-                   "reserved",
-                   json_pack("{s:o}", "lines", short_lines));
+    cmd_pipeline_refuse(pl, c, v,
+                        "some lines are short of available stock; nothing was "
+                        "reserved",
+                        json_pack("{s:o}", "lines", short_lines));
     goto out;
   }
   if (v != CMD_OK) {
@@ -359,11 +359,11 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
                              ? "lines: a product appears twice"
                          : v == CMD_STORE_CLOSED ? "the store is closed"
                                                  : "refused";
-    cmd_app_refuse(a, c, v, detail, NULL);
+    cmd_pipeline_refuse(pl, c, v, detail, NULL);
     goto out;
   }
   cmd_outgoing_t o = {&e, false, store_id};
-  cmd_app_commit(a, c, &o, 1);
+  cmd_pipeline_commit(pl, c, &o, 1);
 out:
   free(in);
   free(out_lines);
@@ -371,13 +371,13 @@ out:
   json_decref(obj);
 }
 
-static void finish_order(sf_http_req_t *req, cmd_app_t *a, bool fulfil) {
+static void finish_order(sf_http_req_t *req, cmd_pipeline_t *pl, bool fulfil) {
   const char *order_id = sf_http_req_param(req, "id");
-  cmd_req_t *c = cmd_app_begin_write(a, req);
+  cmd_req_t *c = cmd_pipeline_begin_write(pl, req);
   if (!c)
     return;
   if (!sf_uuid_valid(order_id)) {
-    cmd_app_refuse(a, c, CMD_NOT_FOUND_ORDER, "no such order", NULL);
+    cmd_pipeline_refuse(pl, c, CMD_NOT_FOUND_ORDER, "no such order", NULL);
     return;
   }
   /* accounts: the order's store decides (an unknown order answers 404) */
@@ -385,35 +385,35 @@ static void finish_order(sf_http_req_t *req, cmd_app_t *a, bool fulfil) {
     char ostore[SF_ID_LEN];
     cmd_order_status_t ostatus;
     int64_t oversion;
-    if (cmd_state_order(cmd_app_state(a), order_id, ostore, &ostatus,
+    if (cmd_state_order(cmd_pipeline_state(pl), order_id, ostore, &ostatus,
                         &oversion) &&
-        !cmd_app_allowed(a, c, SF_ACT_ORDER_WRITE, ostore))
+        !cmd_pipeline_allowed(pl, c, SF_ACT_ORDER_WRITE, ostore))
       return;
   }
   sf_order_line_t *lines = calloc(CMD_MAX_LINES, sizeof(*lines));
   if (!lines) {
-    cmd_app_problem(a, c, 500, "internal", "out of memory", NULL);
+    cmd_pipeline_problem(pl, c, 500, "internal", "out of memory", NULL);
     return;
   }
   sf_event_t e;
-  cmd_app_envelope(a, c, &e, NULL);
+  cmd_pipeline_envelope(pl, c, &e, NULL);
   cmd_verdict_t v =
-      cmd_decide_order_finish(cmd_app_state(a), order_id, fulfil, lines, &e);
+      cmd_decide_order_finish(cmd_pipeline_state(pl), order_id, fulfil, lines, &e);
   if (v != CMD_OK) {
     char detail[160];
     char store[SF_ID_LEN];
     cmd_order_status_t status;
     int64_t version;
     if (v == CMD_INVALID_STATE &&
-        cmd_state_order(cmd_app_state(a), order_id, store, &status, &version))
+        cmd_state_order(cmd_pipeline_state(pl), order_id, store, &status, &version))
       snprintf(detail, sizeof(detail), "order %s is already %s", order_id,
                cmd_order_status_name(status));
     else
       snprintf(detail, sizeof(detail), "no such order: %s", order_id);
-    cmd_app_refuse(a, c, v, detail, NULL);
+    cmd_pipeline_refuse(pl, c, v, detail, NULL);
   } else {
     cmd_outgoing_t o = {&e, false, e.store_id};
-    cmd_app_commit(a, c, &o, 1);
+    cmd_pipeline_commit(pl, c, &o, 1);
   }
   free(lines);
 }
@@ -425,10 +425,10 @@ static void h_cancel(sf_http_req_t *req, void *ud) {
   finish_order(req, ud, false);
 }
 
-int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http) {
+int cmd_stock_routes(cmd_pipeline_t *pl, sf_http_server_t *http) {
   /* accounts: the gate checks the action on the path's store; counts and
    * adjustments, a transfer's stores and an order's store are checked in
-   * the handlers (cmd_app_allowed) */
+   * the handlers (cmd_pipeline_allowed) */
   struct {
     const char *method, *path;
     sf_http_handler_cb cb;
@@ -444,9 +444,9 @@ int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http) {
       {"POST", "/v1/orders/{id}/cancel", h_cancel, SF_ACT_READ_CATALOG, NULL},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-    int rc = cmd_app_route(a, http, routes[i].method, routes[i].path,
-                           routes[i].action, routes[i].store_param,
-                           routes[i].cb);
+    int rc = cmd_pipeline_route(pl, http, routes[i].method, routes[i].path,
+                                routes[i].action, routes[i].store_param,
+                                routes[i].cb);
     if (rc)
       return rc;
   }

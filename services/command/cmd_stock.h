@@ -10,12 +10,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cmd_app.h"
+#include "cmd_pipeline.h"
 #include "sf/http.h"
 
 /* Registers POST /v1/stores/{store_id}/transactions, /v1/transfers,
  * /v1/stores/{store_id}/orders, /v1/orders/{id}/fulfil|cancel. */
-int cmd_stock_routes(cmd_app_t *a, sf_http_server_t *http);
+int cmd_stock_routes(cmd_pipeline_t *pl, sf_http_server_t *http);
 
 /* The fields of one movement in a JSON object (borrowed from it). */
 typedef struct cmd_movement_fields {
@@ -36,7 +36,7 @@ int cmd_movement_fields(json_t *obj, bool with_store, cmd_movement_fields_t *f,
 /* Decides and commits one movement for c (validated fields; if_match -1
  * for none): answers 422/403/404/409/412 itself, or queues the event. The
  * HTTP handler and the bus intake (cmd_bus.c) both end here. */
-void cmd_stock_movement(cmd_app_t *a, cmd_req_t *c, const char *store_id,
+void cmd_stock_movement(cmd_pipeline_t *pl, cmd_req_t *c, const char *store_id,
                         const char *product_id, sf_movement_t movement,
                         int64_t quantity, const char *reason,
                         const char *reference, int64_t if_match);

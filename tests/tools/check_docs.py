@@ -11,7 +11,7 @@ Fails (exit 1, naming each miss and where it was found) when
     service's /v1/products/{id} matches the document's
     /v1/products/{product_id}.
 With --codes it also requires every problem code the sources can answer
-(sf_http_respond_problem / cmd_app_problem calls, cmd_verdict_code) to be
+(sf_http_respond_problem / cmd_pipeline_problem calls, cmd_verdict_code) to be
 named in docs/api.md.
 
 Exit status: 0 all documented, 1 something missing, 2 cannot run (a file
@@ -34,7 +34,7 @@ ROUTE_RE = re.compile(r'"(/v1(?:/[A-Za-z0-9_.{}-]*)*|/healthz|/readyz|/metrics)"
 PARAM_RE = re.compile(r"\{[^}/]*\}")
 CODE_RES = [
     # sf_http_respond_problem(req, 404, "not_found", ...) and
-    # cmd_app_problem(a, c, 415, "unsupported_media_type", ...)
+    # cmd_pipeline_problem(pl, c, 415, "unsupported_media_type", ...)
     re.compile(r'respond_problem\s*\([^;]*?,\s*[0-9]{3}\s*,\s*"([a-z_]+)"', re.S),
     re.compile(r'_problem\s*\([^;]*?,\s*[0-9]{3}\s*,\s*"([a-z_]+)"', re.S),
     # problem_json(409, "not_applied", ...)   (problems inside batch results)

@@ -1,0 +1,279 @@
+/* Unit tests of cmd_pipeline over an in-memory sink: no HTTP, no Kafka.
+ * Commands enter as the bus intake's and the expiry sweeper's do
+ * (cmd_pipeline_begin_bus / begin_system), are decided against a real
+ * cmd_state, committed as units the test holds, and answered when the test
+ * hands the units back: the position in the answer, the Idempotency-Key
+ * replay and reuse rules, 503 while paused, stopped or after a failed
+ * commit, and the resync request when a fold disagrees with the decision. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cmd_pipeline.h"
+#include "sf/err.h"
+
+#define STORE "0190a1b2-0000-7000-8000-0000000000a1"
+#define PRODUCT "0190a1b2-0000-7000-8000-0000000000b1"
+
+typedef struct world {
+  cmd_settings_t cfg;
+  sf_log_t *log;
+  cmd_pipeline_t *pl;
+  cmd_unit_t *units[16]; /* submitted, not yet handed back */
+  size_t n_units;
+  int resyncs;
+  /* the last answer */
+  int answers;
+  int status;
+  char body[2048];
+} world_t;
+
+static void sink_submit(void *ud, cmd_unit_t *u) {
+  world_t *w = ud;
+  assert_true(w->n_units < 16);
+  w->units[w->n_units++] = u;
+}
+
+static void sink_resync(void *ud, const char *reason) {
+  world_t *w = ud;
+  assert_non_null(reason);
+  w->resyncs++;
+}
+
+static void answer_cb(void *ud, int status, const char *body) {
+  world_t *w = ud;
+  w->answers++;
+  w->status = status;
+  snprintf(w->body, sizeof(w->body), "%s", body);
+}
+
+static int setup(void **st) {
+  world_t *w = calloc(1, sizeof(*w));
+  assert_non_null(w);
+  w->cfg.topic_catalog = "t.catalog";
+  w->cfg.topic_stock = "t.stock";
+  w->cfg.idem_retention_s = 3600;
+  assert_int_equal(sf_log_new(&w->log, "test", SF_LOG_OFF, stderr), 0);
+  cmd_pipeline_sink_t sink = {sink_submit, sink_resync, w};
+  assert_int_equal(cmd_pipeline_new(&w->pl, &w->cfg, NULL, &sink, w->log), 0);
+  *st = w;
+  return 0;
+}
+
+static int teardown(void **st) {
+  world_t *w = *st;
+  /* every submitted unit must come back before the pipeline goes */
+  for (size_t i = 0; i < w->n_units; i++) {
+    w->units[i]->err = SF_ECANCELED;
+    cmd_pipeline_unit_done(w->pl, w->units[i]);
+  }
+  cmd_pipeline_destroy(w->pl);
+  sf_log_destroy(w->log);
+  free(w);
+  return 0;
+}
+
+static void give_state(world_t *w) {
+  cmd_state_t *s = NULL;
+  assert_int_equal(cmd_state_new(&s), 0);
+  cmd_pipeline_set_state(w->pl, s, 1);
+}
+
+/* Hands the oldest held unit back, committed at the given offset (every
+ * message gets consecutive offsets) or failed with err. */
+static void finish_unit(world_t *w, int err, int64_t offset) {
+  assert_true(w->n_units > 0);
+  cmd_unit_t *u = w->units[0];
+  memmove(w->units, w->units + 1, (w->n_units - 1) * sizeof(w->units[0]));
+  w->n_units--;
+  u->err = err;
+  for (cmd_msg_t *m = u->msgs; m; m = m->next) {
+    m->partition = 0;
+    m->offset = offset++;
+  }
+  cmd_pipeline_unit_done(w->pl, u);
+}
+
+/* A bus command that opens STORE under key: decided, committed, held. */
+static void open_store(world_t *w, const char *key, const char *hash) {
+  cmd_req_t *c = cmd_pipeline_begin_bus(w->pl, key, hash, NULL, answer_cb, w);
+  assert_non_null(c);
+  sf_event_t e;
+  cmd_pipeline_envelope(w->pl, c, &e, NULL);
+  assert_string_equal(e.idempotency_key, key);
+  assert_int_equal(cmd_decide_store_open(cmd_pipeline_state(w->pl), STORE,
+                                         "Lyon", "Part-Dieu", NULL, &e),
+                   CMD_OK);
+  cmd_outgoing_t o = {&e, true, STORE};
+  cmd_pipeline_commit(w->pl, c, &o, 1);
+}
+
+static void no_state_answers_503(void **st) {
+  world_t *w = *st;
+  assert_false(cmd_pipeline_writable(w->pl));
+  assert_null(cmd_pipeline_begin_bus(w->pl, "k1", "h1", NULL, answer_cb, w));
+  assert_int_equal(w->answers, 1);
+  assert_int_equal(w->status, 503);
+  assert_non_null(strstr(w->body, "\"unavailable\""));
+  /* a system command is simply not started */
+  assert_null(cmd_pipeline_begin_system(w->pl, answer_cb, w));
+  assert_int_equal(w->answers, 1);
+  assert_int_equal(w->n_units, 0);
+}
+
+static void commit_answers_with_position_after_the_unit(void **st) {
+  world_t *w = *st;
+  give_state(w);
+  assert_true(cmd_pipeline_writable(w->pl));
+  open_store(w, "k-open", "h-open");
+  /* folded at once: the next command sees the store */
+  cmd_store_view_t sv;
+  assert_true(cmd_state_store(cmd_pipeline_state(w->pl), STORE, &sv));
+  assert_int_equal(w->n_units, 1);
+  assert_int_equal(w->units[0]->n_msgs, 1);
+  assert_string_equal(w->units[0]->msgs->topic, "t.catalog");
+  assert_string_equal(w->units[0]->msgs->key, STORE);
+  assert_int_equal(w->answers, 0); /* nothing before the commit */
+  cmd_pipeline_stats_t s;
+  cmd_pipeline_stats(w->pl, &s);
+  assert_int_equal(s.pending, 1);
+  finish_unit(w, 0, 41);
+  assert_int_equal(w->answers, 1);
+  assert_int_equal(w->status, 201);
+  assert_non_null(strstr(w->body, "\"position\":\"catalog-0-41\""));
+  assert_non_null(strstr(w->body, STORE));
+  cmd_pipeline_stats(w->pl, &s);
+  assert_int_equal(s.pending, 0);
+  assert_int_equal(s.accepted, 1);
+}
+
+static void same_key_replays_other_body_refused(void **st) {
+  world_t *w = *st;
+  give_state(w);
+  open_store(w, "k-open", "h-open");
+  /* while in flight: 409, nothing new */
+  assert_null(
+      cmd_pipeline_begin_bus(w->pl, "k-open", "h-open", NULL, answer_cb, w));
+  assert_int_equal(w->status, 409);
+  assert_non_null(strstr(w->body, "idempotency_key_in_flight"));
+  finish_unit(w, 0, 7);
+  char first[2048];
+  snprintf(first, sizeof(first), "%s", w->body);
+  /* the same key and command: the first answer, byte for byte */
+  assert_null(
+      cmd_pipeline_begin_bus(w->pl, "k-open", "h-open", NULL, answer_cb, w));
+  assert_int_equal(w->status, 201);
+  assert_string_equal(w->body, first);
+  /* the same key with another command: 422, nothing written */
+  assert_null(
+      cmd_pipeline_begin_bus(w->pl, "k-open", "h-other", NULL, answer_cb, w));
+  assert_int_equal(w->status, 422);
+  assert_non_null(strstr(w->body, "idempotency_key_reused"));
+  assert_int_equal(w->n_units, 0);
+  cmd_pipeline_stats_t s;
+  cmd_pipeline_stats(w->pl, &s);
+  assert_int_equal(s.replayed, 1);
+  assert_int_equal(s.rejected, 1);
+}
+
+static void failed_commit_answers_503_and_frees_the_key(void **st) {
+  world_t *w = *st;
+  give_state(w);
+  open_store(w, "k-fail", "h-fail");
+  finish_unit(w, SF_EKAFKA, 0);
+  assert_int_equal(w->status, 503);
+  assert_non_null(strstr(w->body, "did not commit"));
+  cmd_pipeline_stats_t s;
+  cmd_pipeline_stats(w->pl, &s);
+  assert_int_equal(s.failed, 1);
+  /* the key is free again: a retry is a new attempt, not a replay (the
+   * lanes rebuild the state; here a fresh one stands in for it) */
+  give_state(w);
+  open_store(w, "k-fail", "h-fail");
+  assert_int_equal(w->n_units, 1);
+  finish_unit(w, 0, 3);
+  assert_int_equal(w->status, 201);
+}
+
+static void paused_and_stopped_answer_503(void **st) {
+  world_t *w = *st;
+  give_state(w);
+  cmd_pipeline_pause(w->pl);
+  assert_true(cmd_pipeline_resyncing(w->pl));
+  assert_null(cmd_pipeline_begin_bus(w->pl, "k", "h", NULL, answer_cb, w));
+  assert_int_equal(w->status, 503);
+  assert_non_null(strstr(w->body, "rebuilding"));
+  give_state(w); /* the rebuilt state: writes resume */
+  assert_true(cmd_pipeline_writable(w->pl));
+  cmd_pipeline_stop(w->pl, "fenced by a newer instance");
+  assert_string_equal(cmd_pipeline_stopped(w->pl),
+                      "fenced by a newer instance");
+  assert_null(cmd_pipeline_begin_bus(w->pl, "k", "h", NULL, answer_cb, w));
+  assert_int_equal(w->status, 503);
+  assert_non_null(strstr(w->body, "fenced by a newer instance"));
+  assert_null(cmd_pipeline_begin_system(w->pl, answer_cb, w));
+  assert_int_equal(w->n_units, 0);
+}
+
+static void fold_disagreement_asks_for_a_resync(void **st) {
+  world_t *w = *st;
+  give_state(w);
+  /* an update of a product the state has never seen: the fold refuses
+   * it, as it would any decision that disagrees with the state */
+  cmd_req_t *c = cmd_pipeline_begin_system(w->pl, answer_cb, w);
+  assert_non_null(c);
+  sf_event_t e;
+  cmd_pipeline_envelope(w->pl, c, &e, NULL);
+  e.type = SF_EV_PRODUCT_UPDATED;
+  snprintf(e.product_id, sizeof(e.product_id), "%s", PRODUCT);
+  e.stream_version = 2;
+  cmd_outgoing_t o = {&e, true, PRODUCT};
+  cmd_pipeline_commit(w->pl, c, &o, 1);
+  assert_int_equal(w->n_units, 0); /* nothing submitted */
+  assert_int_equal(w->answers, 1);
+  assert_int_equal(w->status, 500);
+  assert_int_equal(w->resyncs, 1);
+  assert_true(cmd_pipeline_resyncing(w->pl));
+  assert_false(cmd_pipeline_writable(w->pl));
+}
+
+static void expired_keys_are_forgotten(void **st) {
+  world_t *w = *st;
+  assert_int_equal(cmd_pipeline_expire_keys(w->pl), 0); /* no state: 0 */
+  w->cfg.idem_retention_s = -1;                         /* every answer is already expired */
+  give_state(w);
+  open_store(w, "k-old", "h-old");
+  finish_unit(w, 0, 1);
+  assert_int_equal(cmd_pipeline_expire_keys(w->pl), 1);
+  /* the key is new again: another command may use it */
+  cmd_req_t *c =
+      cmd_pipeline_begin_bus(w->pl, "k-old", "h-new", NULL, answer_cb, w);
+  assert_non_null(c);
+  cmd_pipeline_invalid(w->pl, c, "answered by the test");
+  assert_int_equal(w->status, 422);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(no_state_answers_503, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          commit_answers_with_position_after_the_unit, setup, teardown),
+      cmocka_unit_test_setup_teardown(same_key_replays_other_body_refused,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          failed_commit_answers_503_and_frees_the_key, setup, teardown),
+      cmocka_unit_test_setup_teardown(paused_and_stopped_answer_503, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(fold_disagreement_asks_for_a_resync,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(expired_keys_are_forgotten, setup,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
