@@ -13,10 +13,12 @@
 #include "cmd_bus.h"
 #include "cmd_catalog.h"
 #include "cmd_expiry.h"
+#include "cmd_instances.h"
 #include "cmd_lanes.h"
 #include "cmd_rebuild.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
+#include "cmd_tail.h"
 #include "cmd_users.h"
 #include "sf/authn.h"
 #include "sf/err.h"
@@ -56,7 +58,22 @@ struct cmd_app {
   sf_pg_t *pg;
   sf_authn_t *authn;
   cmd_users_t *users;
+  /* instances: this one's share, its lanes' transactional id prefix, the
+   * tail of what the others write (NULL for a single instance), requests
+   * parked until the tail caught up, and the one being decided again */
+  cmd_instances_t ins;
+  char txn_prefix[256];
+  cmd_tail_t *tail;
+  sf_http_req_t *rerun;
+  uint64_t redirected, misdirected;
 };
+
+/* A request waiting for the tail (cmd_app_catch_up). */
+typedef struct parked {
+  cmd_app_t *app;
+  sf_http_req_t *req;
+  sf_http_handler_cb again;
+} parked_t;
 
 struct cmd_req {
   sf_http_req_t *req; /* NULL for a command from the bus */
@@ -412,6 +429,130 @@ void cmd_app_envelope(cmd_app_t *a, cmd_req_t *c, sf_event_t *e,
            who ? who->user_id : (c->req ? "" : c->actor));
   e->idempotency_key = c->idem_key;
   e->request_hash = c->idem_key ? c->hash : NULL;
+}
+
+/* ---- instances ---- */
+
+static int32_t store_partition(const cmd_app_t *a, const char *store_id) {
+  int32_t n = a->state ? cmd_state_stock_partitions(a->state) : 0;
+  return n > 0 && store_id ? cmd_lanes_partition(store_id, n) : -1;
+}
+
+bool cmd_app_store_is_local(const cmd_app_t *a, const char *store_id) {
+  int32_t p = store_partition(a, store_id);
+  return p < 0 || cmd_instances_owns_partition(&a->ins, p);
+}
+
+unsigned cmd_app_store_owner(const cmd_app_t *a, const char *store_id) {
+  int32_t p = store_partition(a, store_id);
+  return p < 0 ? a->ins.index
+               : cmd_instances_owner_of_partition(p, a->ins.count);
+}
+
+/* The answer to a request another instance decides: 307 with Location
+ * (HTTP), else 421; never recorded under an Idempotency-Key. */
+static void answer_elsewhere(cmd_app_t *a, cmd_req_t *c, sf_http_req_t *req,
+                             const cmd_route_t *r, const char *what) {
+  int status = req ? cmd_route_status(r->kind) : 421;
+  char detail[1024];
+  snprintf(detail, sizeof(detail),
+           "%.80s is decided by command instance %u of %u, not by this one "
+           "(%u)%s%s",
+           what, r->owner, a->ins.count, a->ins.index,
+           status == 307 ? "; repeat the request at " : "",
+           status == 307 ? r->location : "");
+  json_t *extra = json_pack("{s:i, s:i}", "owner_instance", (int)r->owner,
+                            "instance", (int)a->ins.index);
+  if (extra && status == 307)
+    json_object_set_new(extra, "location", json_string(r->location));
+  if (status == 307)
+    a->redirected++;
+  else
+    a->misdirected++;
+  if (req) {
+    if (status == 307)
+      sf_http_add_header(req, "Location", r->location);
+    sf_http_respond_problem(req, status, "wrong_instance", detail, extra);
+    return;
+  }
+  json_t *p = cmd_problem_json(421, "wrong_instance", detail, c->request_id);
+  if (p && extra)
+    json_object_update_missing(p, extra);
+  json_decref(extra);
+  char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+  json_decref(p);
+  answer_raw(c, 421, "application/problem+json", text ? text : "{}");
+  free(text);
+}
+
+bool cmd_app_route_store(cmd_app_t *a, cmd_req_t *c, const char *store_id) {
+  int32_t p = store_partition(a, store_id);
+  if (p < 0 || cmd_instances_owns_partition(&a->ins, p))
+    return true;
+  cmd_route_t r;
+  cmd_instances_route(&a->ins, p, c->req ? sf_http_req_path(c->req) : NULL,
+                      &r);
+  if (c->idem_key && a->state)
+    cmd_state_idem_drop(a->state, c->idem_key);
+  char what[80];
+  snprintf(what, sizeof(what), "store %.36s", store_id);
+  answer_elsewhere(a, c, c->req, &r, what);
+  return false;
+}
+
+bool cmd_app_route_catalog(cmd_app_t *a, sf_http_req_t *req) {
+  if (cmd_instances_owns_catalog(&a->ins))
+    return true;
+  cmd_route_t r;
+  cmd_instances_route(&a->ins, -1, sf_http_req_path(req), &r);
+  answer_elsewhere(a, NULL, req, &r, "the catalog");
+  return false;
+}
+
+void cmd_app_cross_instance(cmd_app_t *a, cmd_req_t *c, const char *from,
+                            const char *to) {
+  unsigned fo = cmd_app_store_owner(a, from), to_owner = cmd_app_store_owner(a, to);
+  char detail[256];
+  snprintf(detail, sizeof(detail),
+           "from_store_id is owned by command instance %u and to_store_id by "
+           "instance %u: a transfer is one Kafka transaction of one "
+           "instance, so it cannot span two (move the stock with a sale-side "
+           "adjustment and a receipt instead)",
+           fo, to_owner);
+  cmd_app_problem(a, c, 409, "cross_instance_transfer", detail,
+                  json_pack("{s:i, s:i}", "from_owner_instance", (int)fo,
+                            "to_owner_instance", (int)to_owner));
+}
+
+static void parked_done_cb(void *ud, bool caught_up) {
+  parked_t *p = ud;
+  cmd_app_t *a = p->app;
+  sf_http_req_t *req = p->req;
+  sf_http_handler_cb again = p->again;
+  free(p);
+  (void)caught_up; /* either way the request is decided again */
+  if (a->stopping || !a->lanes) {
+    unavailable(req, "the service is shutting down; nothing was written");
+    return;
+  }
+  a->rerun = req; /* decided again once, never parked twice */
+  again(req, a);
+  a->rerun = NULL;
+}
+
+bool cmd_app_catch_up(cmd_app_t *a, cmd_req_t *c, sf_http_handler_cb again) {
+  if (!a->tail || !c->req || c->req == a->rerun || a->stopping)
+    return false;
+  parked_t *p = calloc(1, sizeof(*p));
+  if (!p)
+    return false;
+  if (c->idem_key && a->state)
+    cmd_state_idem_drop(a->state, c->idem_key);
+  p->app = a;
+  p->req = c->req;
+  p->again = again;
+  cmd_tail_sync(a->tail, parked_done_cb, p);
+  return true;
 }
 
 /* ---- authorization (accounts) ---- */
@@ -783,6 +924,12 @@ static void state_cb(void *ud, cmd_state_t *state, uint64_t generation,
   a->resyncing = false;
   a->rebuild_seconds = seconds;
   a->rebuild_events = events;
+  /* instances: fold what the others write from where the rebuild ended */
+  if (a->tail && cmd_tail_reset(a->tail, state) != 0)
+    SF_ERROR(a->log, "command", "the tail of the other instances' events "
+                                "could not start; their new catalog entries "
+                                "and orders stay unknown until the next "
+                                "rebuild");
   SF_INFO(a->log, "command", "ready: %zu products, %zu stores, %zu stock rows "
                              "(rebuilt from %llu events in %.3f s)",
           cmd_state_n_products(state),
@@ -851,10 +998,26 @@ static void rebuilding(cmd_app_t *a, sf_http_req_t *req, const char *what) {
   sf_http_respond_problem(req, 503, "unavailable", detail, extra);
 }
 
+/* instances: this instance's assignment, for /readyz */
+static json_t *instance_json(const cmd_app_t *a) {
+  json_t *parts = json_array();
+  int32_t n = a->state ? cmd_state_stock_partitions(a->state) : 0;
+  for (int32_t p = 0; p < n; p++)
+    if (cmd_instances_owns_partition(&a->ins, p))
+      json_array_append_new(parts, json_integer(p));
+  return json_pack("{s:i, s:i, s:o, s:b, s:s}", "index", (int)a->ins.index,
+                   "count", (int)a->ins.count, "stock_partitions",
+                   parts ? parts : json_null(), "catalog",
+                   cmd_instances_owns_catalog(&a->ins), "transactional_id",
+                   a->txn_prefix);
+}
+
 static void h_readyz(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   if (a->fatal)
-    problem_plain(req, 503, "unavailable", a->fatal_reason);
+    sf_http_respond_problem(req, 503, "unavailable", a->fatal_reason,
+                            json_pack("{s:b, s:o}", "fenced", true,
+                                      "instance", instance_json(a)));
   else if (!a->state)
     rebuilding(a, req,
                "connecting to Kafka and rebuilding the state from the log");
@@ -864,7 +1027,7 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
     problem_plain(req, 503, "unavailable",
                   cmd_users_not_ready_reason(a->users));
   else
-    sf_http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+    sf_http_respond_json(req, 200, json_pack("{s:s, s:o}", "status", "ready", "instance", instance_json(a)));
 }
 
 static void h_metrics(sf_http_req_t *req, void *ud) {
@@ -958,6 +1121,33 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
                        "Bus command results acknowledged by the broker.",
                        bs.results);
   }
+  /* instances */
+  sf_metrics_gauge(&m, "instance_index", "This command instance's number.",
+                   (int64_t)a->ins.index);
+  sf_metrics_gauge(&m, "instance_count",
+                   "Command instances sharing the stock partitions.",
+                   (int64_t)a->ins.count);
+  sf_metrics_gauge(&m, "owned_partitions",
+                   "Stock partitions this instance decides and writes.",
+                   a->state ? cmd_instances_n_owned(
+                                  &a->ins, cmd_state_stock_partitions(a->state))
+                            : 0);
+  sf_metrics_family(&m, "wrong_instance_total", SF_METRIC_COUNTER,
+                    "Requests for another instance's stores or catalog, by "
+                    "answer.");
+  sf_metrics_u64(&m, "wrong_instance_total",
+                 &(sf_metric_label_t){"answer", "redirect"}, 1, a->redirected);
+  sf_metrics_u64(&m, "wrong_instance_total",
+                 &(sf_metric_label_t){"answer", "misdirected"}, 1,
+                 a->misdirected);
+  uint64_t tail_folded, tail_syncs;
+  cmd_tail_stats(a->tail, &tail_folded, &tail_syncs);
+  sf_metrics_counter(&m, "tail_events_total",
+                     "Events of other instances folded into the state.",
+                     tail_folded);
+  sf_metrics_counter(&m, "tail_syncs_total",
+                     "Requests that waited for the tail before a 404.",
+                     tail_syncs);
   cmd_rebuild_snapshot_t rs;
   cmd_rebuild_progress_read(&a->rebuild_progress, &rs);
   sf_metrics_gauge(&m, "rebuild_running",
@@ -1089,16 +1279,29 @@ int cmd_app_start(cmd_app_t *a) {
     SF_ERROR(a->log, "command", "bad listen address \"%s\"", a->cfg->listen);
     return SF_ECONFIG;
   }
+  /* instances: the assignment, checked before anything starts */
+  a->ins = (cmd_instances_t){(unsigned)a->cfg->instance_index,
+                             (unsigned)a->cfg->instance_count,
+                             a->cfg->peer_urls ? a->cfg->peer_urls : ""};
+  char err[256] = "transactional-id is too long";
+  if (cmd_instances_check(&a->ins, err, sizeof(err)) != 0 ||
+      cmd_instances_txn_prefix(&a->ins, a->cfg->transactional_id,
+                               a->txn_prefix, sizeof(a->txn_prefix) - 8) !=
+          0) {
+    SF_ERROR(a->log, "command", "instances: %s", err);
+    return SF_ECONFIG;
+  }
   int rc = sf_http_listen(a->http, host, port);
   if (rc)
     return rc;
   SF_INFO(a->log, "command", "listening on %s:%d", host, sf_http_bound_port(a->http));
   cmd_lanes_opts_t lo = {
       .brokers = a->cfg->kafka_brokers,
-      .transactional_id = a->cfg->transactional_id,
+      .transactional_id = a->txn_prefix,
       .topic_catalog = a->cfg->topic_catalog,
       .topic_stock = a->cfg->topic_stock,
       .lanes = cmd_app_lane_count(a->cfg),
+      .instances = a->ins.count,
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
@@ -1109,6 +1312,22 @@ int cmd_app_start(cmd_app_t *a) {
   rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */
   if (rc)
     return rc;
+  if (a->ins.count > 1) {
+    SF_INFO(a->log, "command", "instance %u of %u: owns the stock partitions "
+                               "p with p mod %u = %u%s; transactional ids %s...",
+            a->ins.index, a->ins.count, a->ins.count, a->ins.index,
+            cmd_instances_owns_catalog(&a->ins) ? " and the catalog" : "",
+            a->txn_prefix);
+    cmd_tail_opts_t to = {.brokers = a->cfg->kafka_brokers,
+                          .topic_catalog = a->cfg->topic_catalog,
+                          .topic_stock = a->cfg->topic_stock,
+                          .instances = a->ins,
+                          .poll_ms = 10,
+                          .sync_timeout_ms = 3000};
+    rc = cmd_tail_new(&a->tail, a->loop, &to, a->log);
+    if (rc)
+      return rc;
+  }
   cmd_lanes_cbs_t cbs = {unit_done_cb, state_cb, resync_cb, fatal_cb, a};
   rc = cmd_lanes_new(&a->lanes, a->loop, &lo, &cbs, a->log);
   if (!rc && a->cfg->order_ttl_s > 0) /* rules: reservations expire */
@@ -1152,6 +1371,8 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
    * answers (503 or 201) before the server closes the connections and the
    * bus publishes the last results. */
   cmd_bus_stop_intake(a->bus);
+  cmd_tail_destroy(a->tail); /* parked requests answer 503 */
+  a->tail = NULL;
   cmd_expiry_close(a->expiry);
   a->expiry = NULL;
   cmd_lanes_destroy(a->lanes);

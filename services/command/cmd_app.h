@@ -134,6 +134,35 @@ sf_http_req_t *cmd_req_http(cmd_req_t *c);
 /* The Idempotency-Key of the write and its request hash, or NULL. */
 const char *cmd_req_idem_key(const cmd_req_t *c);
 
+/* ---- instances (cmd_instances.h): who decides for which store ---- */
+
+/* Whether this instance owns store_id's stock partition (true while the
+ * partition count is unknown: the write then answers 503 anyway). */
+bool cmd_app_store_is_local(const cmd_app_t *a, const char *store_id);
+/* The instance that owns store_id's stock partition. */
+unsigned cmd_app_store_owner(const cmd_app_t *a, const char *store_id);
+/* true when this instance decides for store_id. Otherwise answers c
+ * without writing or recording anything (its Idempotency-Key is released,
+ * so the owner can take it): 307 to the owner's URL for the same path with
+ * code wrong_instance, 421 wrong_instance when that URL is unknown (and
+ * 421 on the bus results topic), and returns false. */
+bool cmd_app_route_store(cmd_app_t *a, cmd_req_t *c, const char *store_id);
+/* The same for the catalog (owned by instance 0), before any write has
+ * begun: true when this instance writes the catalog; else req is answered
+ * 307 or 421. */
+bool cmd_app_route_catalog(cmd_app_t *a, sf_http_req_t *req);
+/* Answers 409 cross_instance_transfer naming both owners. */
+void cmd_app_cross_instance(cmd_app_t *a, cmd_req_t *c, const char *from,
+                            const char *to);
+/* A store, product or order c names is unknown, and other instances write
+ * to the log this instance folds with a delay (cmd_tail.h): when that can
+ * be the reason (an HTTP request, several instances, not asked already for
+ * this request), releases c's Idempotency-Key, parks the request until the
+ * tail has folded everything committed so far, runs again(req, a) then
+ * (which decides again with the newer state) and returns true; the caller
+ * returns without answering. Otherwise false: answer 404 as usual. */
+bool cmd_app_catch_up(cmd_app_t *a, cmd_req_t *c, sf_http_handler_cb again);
+
 /* ---- authorization (sf/authn.h; added with the accounts) ---- */
 
 /* Registers a business route behind the authentication gate: a missing or
