@@ -16,8 +16,9 @@ static const sf_cfg_entry_t entries[] = {
     S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
     E("transactional-id", SF_CFG_STRING, "stockflow-command-0", 0, 0,
       "STOCKFLOW_COMMAND_TXN_ID",
-      "Kafka transactional.id; a second instance with the same id fences "
-      "the first",
+      "Kafka transactional.id of lane 0 (lane k: <id>-<k>; with several "
+      "instances <id>-p<index>of<count>[-<k>]); a second instance with the "
+      "same ids fences the first",
       transactional_id),
     E("intake", SF_CFG_BOOL, "true", 0, 0, "STOCKFLOW_COMMAND_INTAKE",
       "take Avro stock commands from the commands topic (bus intake)",

@@ -2,7 +2,8 @@
  * recovery.
  *
  * The stock partitions are split among N lanes (partition p belongs to lane
- * p mod N). Each lane is a cmd_writer: its own thread, its own
+ * p mod N; with several instances, the instance's partitions i, i + n, ...
+ * belong to lane (p / n) mod N, so that they spread over every lane). Each lane is a cmd_writer: its own thread, its own
  * transactional producer (transactional.id <id> for lane 0, <id>-<k> for
  * lane k) and its own group commit, so N transactions commit at once. The
  * decisions stay on the loop thread against one state (deciding takes
