@@ -187,6 +187,7 @@ const char *sf_http_status_text(int status) {
   case 202: return "Accepted";
   case 204: return "No Content";
   case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
   case 403: return "Forbidden";
@@ -199,6 +200,7 @@ const char *sf_http_status_text(int status) {
   case 412: return "Precondition Failed";
   case 413: return "Payload Too Large";
   case 415: return "Unsupported Media Type";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Entity";
   case 426: return "Upgrade Required";
   case 429: return "Too Many Requests";

@@ -13,11 +13,13 @@
 #include "cmd_bus.h"
 #include "cmd_catalog.h"
 #include "cmd_expiry.h"
+#include "cmd_instances.h"
 #include "cmd_lanes.h"
 #include "cmd_pipeline.h"
 #include "cmd_rebuild.h"
 #include "cmd_reply.h"
 #include "cmd_stock.h"
+#include "cmd_tail.h"
 #include "cmd_users.h"
 #include "sf/authn.h"
 #include "sf/err.h"
@@ -50,6 +52,11 @@ struct cmd_app {
   sf_pg_t *pg;
   sf_authn_t *authn;
   cmd_users_t *users;
+  /* instances: this one's share, its lanes' transactional id prefix, the
+   * tail of what the others write (NULL for a single instance) */
+  cmd_instances_t ins;
+  char txn_prefix[256];
+  cmd_tail_t *tail;
 };
 
 static int64_t idem_retention_us(const cmd_settings_t *cfg) {
@@ -74,6 +81,16 @@ static void sink_resync(void *ud, const char *reason) {
     cmd_lanes_resync(a->lanes, reason);
 }
 
+/* instances: a request for something this instance has not read yet waits
+ * for the tail of the other instances' events */
+static bool sink_park(void *ud, void (*done)(void *, bool), void *done_ud) {
+  cmd_app_t *a = ud;
+  if (!a->tail || a->stopping)
+    return false;
+  cmd_tail_sync(a->tail, done, done_ud);
+  return true;
+}
+
 static void unit_done_cb(void *ud, cmd_unit_t *u) {
   cmd_app_t *a = ud;
   cmd_pipeline_unit_done(a->pipeline, u);
@@ -83,6 +100,12 @@ static void state_cb(void *ud, cmd_state_t *state, uint64_t generation,
                      double seconds, uint64_t events) {
   cmd_app_t *a = ud;
   cmd_pipeline_set_state(a->pipeline, state, generation);
+  /* instances: fold what the others write from where the rebuild ended */
+  if (a->tail && cmd_tail_reset(a->tail, state) != 0)
+    SF_ERROR(a->log, "command", "the tail of the other instances' events "
+                                "could not start; their new catalog entries "
+                                "and orders stay unknown until the next "
+                                "rebuild");
   a->rebuild_seconds = seconds;
   a->rebuild_events = events;
   SF_INFO(a->log, "command", "ready: %zu products, %zu stores, %zu stock rows "
@@ -154,10 +177,27 @@ static void rebuilding(cmd_app_t *a, sf_http_req_t *req, const char *what) {
   sf_http_respond_problem(req, 503, "unavailable", detail, extra);
 }
 
+/* instances: this instance's assignment, for /readyz */
+static json_t *instance_json(const cmd_app_t *a) {
+  json_t *parts = json_array();
+  const cmd_state_t *st = cmd_pipeline_state(a->pipeline);
+  int32_t n = st ? cmd_state_stock_partitions(st) : 0;
+  for (int32_t p = 0; p < n; p++)
+    if (cmd_instances_owns_partition(&a->ins, p))
+      json_array_append_new(parts, json_integer(p));
+  return json_pack("{s:i, s:i, s:o, s:b, s:s}", "index", (int)a->ins.index,
+                   "count", (int)a->ins.count, "stock_partitions",
+                   parts ? parts : json_null(), "catalog",
+                   cmd_instances_owns_catalog(&a->ins), "transactional_id",
+                   a->txn_prefix);
+}
+
 static void h_readyz(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   if (a->fatal)
-    problem_plain(req, 503, "unavailable", a->fatal_reason);
+    sf_http_respond_problem(req, 503, "unavailable", a->fatal_reason,
+                            json_pack("{s:b, s:o}", "fenced", true,
+                                      "instance", instance_json(a)));
   else if (!cmd_pipeline_has_state(a->pipeline))
     rebuilding(a, req,
                "connecting to Kafka and rebuilding the state from the log");
@@ -167,7 +207,9 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
     problem_plain(req, 503, "unavailable",
                   cmd_users_not_ready_reason(a->users));
   else
-    sf_http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+    sf_http_respond_json(req, 200,
+                         json_pack("{s:s, s:o}", "status", "ready", "instance",
+                                   instance_json(a)));
 }
 
 static void h_metrics(sf_http_req_t *req, void *ud) {
@@ -264,6 +306,33 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
                        "Bus command results acknowledged by the broker.",
                        bs.results);
   }
+  /* instances */
+  sf_metrics_gauge(&m, "instance_index", "This command instance's number.",
+                   (int64_t)a->ins.index);
+  sf_metrics_gauge(&m, "instance_count",
+                   "Command instances sharing the stock partitions.",
+                   (int64_t)a->ins.count);
+  sf_metrics_gauge(&m, "owned_partitions",
+                   "Stock partitions this instance decides and writes.",
+                   st ? cmd_instances_n_owned(&a->ins,
+                                              cmd_state_stock_partitions(st))
+                      : 0);
+  sf_metrics_family(&m, "wrong_instance_total", SF_METRIC_COUNTER,
+                    "Requests for another instance's stores or catalog, by "
+                    "answer.");
+  sf_metrics_u64(&m, "wrong_instance_total",
+                 &(sf_metric_label_t){"answer", "redirect"}, 1, ps.redirected);
+  sf_metrics_u64(&m, "wrong_instance_total",
+                 &(sf_metric_label_t){"answer", "misdirected"}, 1,
+                 ps.misdirected);
+  uint64_t tail_folded, tail_syncs;
+  cmd_tail_stats(a->tail, &tail_folded, &tail_syncs);
+  sf_metrics_counter(&m, "tail_events_total",
+                     "Events of other instances folded into the state.",
+                     tail_folded);
+  sf_metrics_counter(&m, "tail_syncs_total",
+                     "Requests that waited for the tail before a 404.",
+                     tail_syncs);
   cmd_rebuild_snapshot_t rs;
   cmd_rebuild_progress_read(&a->rebuild_progress, &rs);
   sf_metrics_gauge(&m, "rebuild_running",
@@ -327,7 +396,7 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   rc = cmd_users_new(&a->users, loop, a->pg, a->authn, &uo, log);
   if (rc)
     goto fail_users;
-  cmd_pipeline_sink_t sink = {sink_submit, sink_resync, a};
+  cmd_pipeline_sink_t sink = {sink_submit, sink_resync, sink_park, a};
   rc = cmd_pipeline_new(&a->pipeline, cfg, a->authn, &sink, log);
   if (rc)
     goto fail_pipeline;
@@ -391,16 +460,30 @@ int cmd_app_start(cmd_app_t *a) {
     SF_ERROR(a->log, "command", "bad listen address \"%s\"", a->cfg->listen);
     return SF_ECONFIG;
   }
+  /* instances: the assignment, checked before anything starts */
+  a->ins = (cmd_instances_t){(unsigned)a->cfg->instance_index,
+                             (unsigned)a->cfg->instance_count,
+                             a->cfg->peer_urls ? a->cfg->peer_urls : ""};
+  char err[256] = "transactional-id is too long";
+  if (cmd_instances_check(&a->ins, err, sizeof(err)) != 0 ||
+      cmd_instances_txn_prefix(&a->ins, a->cfg->transactional_id,
+                               a->txn_prefix, sizeof(a->txn_prefix) - 8) !=
+          0) {
+    SF_ERROR(a->log, "command", "instances: %s", err);
+    return SF_ECONFIG;
+  }
+  cmd_pipeline_set_instances(a->pipeline, &a->ins);
   int rc = sf_http_listen(a->http, host, port);
   if (rc)
     return rc;
   SF_INFO(a->log, "command", "listening on %s:%d", host, sf_http_bound_port(a->http));
   cmd_lanes_opts_t lo = {
       .brokers = a->cfg->kafka_brokers,
-      .transactional_id = a->cfg->transactional_id,
+      .transactional_id = a->txn_prefix,
       .topic_catalog = a->cfg->topic_catalog,
       .topic_stock = a->cfg->topic_stock,
       .lanes = cmd_app_lane_count(a->cfg),
+      .instances = a->ins.count,
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
@@ -411,6 +494,22 @@ int cmd_app_start(cmd_app_t *a) {
   rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */
   if (rc)
     return rc;
+  if (a->ins.count > 1) {
+    SF_INFO(a->log, "command", "instance %u of %u: owns the stock partitions "
+                               "p with p mod %u = %u%s; transactional ids %s...",
+            a->ins.index, a->ins.count, a->ins.count, a->ins.index,
+            cmd_instances_owns_catalog(&a->ins) ? " and the catalog" : "",
+            a->txn_prefix);
+    cmd_tail_opts_t to = {.brokers = a->cfg->kafka_brokers,
+                          .topic_catalog = a->cfg->topic_catalog,
+                          .topic_stock = a->cfg->topic_stock,
+                          .instances = a->ins,
+                          .poll_ms = 10,
+                          .sync_timeout_ms = 3000};
+    rc = cmd_tail_new(&a->tail, a->loop, &to, a->log);
+    if (rc)
+      return rc;
+  }
   cmd_lanes_cbs_t cbs = {unit_done_cb, state_cb, resync_cb, fatal_cb, a};
   rc = cmd_lanes_new(&a->lanes, a->loop, &lo, &cbs, a->log);
   if (!rc && a->cfg->order_ttl_s > 0) /* rules: reservations expire */
@@ -453,10 +552,12 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
   /* No new bus commands; then the writer: its pending commands get their
    * answers (503 or 201) before the server closes the connections and the
    * bus publishes the last results. */
+  cmd_pipeline_stop(a->pipeline, "the service is shutting down");
   cmd_bus_stop_intake(a->bus);
+  cmd_tail_destroy(a->tail); /* parked requests answer 503 */
+  a->tail = NULL;
   cmd_expiry_close(a->expiry);
   a->expiry = NULL;
-  cmd_pipeline_stop(a->pipeline, "the service is shutting down");
   cmd_lanes_destroy(a->lanes);
   a->lanes = NULL;
   cmd_bus_destroy(a->bus);

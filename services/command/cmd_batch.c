@@ -168,6 +168,24 @@ static void h_batch(sf_http_req_t *req, void *ud) {
         continue;
       }
     }
+    /* instances: an item of another instance's store is not decided
+     * here (one batch is one transaction of one instance) */
+    {
+      const char *istore = json_string_value(json_object_get(item, "store_id"));
+      if (istore && !cmd_pipeline_store_is_local(pl, istore)) {
+        char detail[160];
+        unsigned owner = cmd_pipeline_store_owner(pl, istore);
+        snprintf(detail, sizeof(detail),
+                 "store %.36s is decided by command instance %u; send this "
+                 "transaction there",
+                 istore, owner);
+        json_t *p = problem_json(421, "wrong_instance", detail);
+        json_object_set_new(p, "owner_instance", json_integer(owner));
+        set_result(results, i, 421, p);
+        refused++;
+        continue;
+      }
+    }
     sf_event_t e;
     cmd_pipeline_envelope(pl, c, &e, NULL);
     e.idempotency_key = batch_key ? key : NULL;

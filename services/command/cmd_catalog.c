@@ -57,6 +57,8 @@ static const char *const product_keys[] = {"sku", "name", "category", "price",
 
 static void h_create_product(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   cmd_req_t *c = NULL;
   json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
@@ -104,6 +106,8 @@ static const char *const product_patch_keys[] = {"name", "category", "price",
 
 static void h_update_product(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = NULL;
   json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
@@ -162,6 +166,8 @@ static const char *const policy_keys[] = {
  * limit is none, an absent count_requires_reason is false. */
 static void h_put_policy(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = NULL;
   json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
@@ -203,6 +209,8 @@ out:
 
 static void h_discontinue_product(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = cmd_pipeline_begin_write(pl, req);
   if (!c)
@@ -253,6 +261,8 @@ static bool store_fields(cmd_pipeline_t *pl, cmd_req_t *c, json_t *obj,
 
 static void h_create_store(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   cmd_req_t *c = NULL;
   json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
   if (!obj)
@@ -270,6 +280,8 @@ static void h_create_store(sf_http_req_t *req, void *ud) {
 
 static void h_update_store(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = NULL;
   json_t *obj = cmd_pipeline_begin_json(pl, req, &c);
@@ -302,6 +314,8 @@ out:
 
 static void h_close_store(sf_http_req_t *req, void *ud) {
   cmd_pipeline_t *pl = ud;
+  if (!cmd_pipeline_route_catalog(pl, req)) /* instances: instance 0 writes it */
+    return;
   const char *id = sf_http_req_param(req, "id");
   cmd_req_t *c = cmd_pipeline_begin_write(pl, req);
   if (!c)

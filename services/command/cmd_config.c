@@ -16,8 +16,9 @@ static const sf_cfg_entry_t entries[] = {
     S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
     E("transactional-id", SF_CFG_STRING, "stockflow-command-0", 0, 0,
       "STOCKFLOW_COMMAND_TXN_ID",
-      "Kafka transactional.id; a second instance with the same id fences "
-      "the first",
+      "Kafka transactional.id of lane 0 (lane k: <id>-<k>; with several "
+      "instances <id>-p<index>of<count>[-<k>]); a second instance with the "
+      "same ids fences the first",
       transactional_id),
     E("intake", SF_CFG_BOOL, "true", 0, 0, "STOCKFLOW_COMMAND_INTAKE",
       "take Avro stock commands from the commands topic (bus intake)",
@@ -87,6 +88,20 @@ static const sf_cfg_entry_t entries[] = {
       "OrderCancelled with cause \"expired\" releases the stock); 0: "
       "never",
       order_ttl_s),
+    /* instances (cmd_instances.c) */
+    E("instance-index", SF_CFG_INT, "0", 0, 1023, "STOCKFLOW_INSTANCE_INDEX",
+      "this command instance's number i: it owns the stock partitions p "
+      "with p mod instance-count = i (instance 0 also owns the catalog)",
+      instance_index),
+    E("instance-count", SF_CFG_INT, "1", 1, 1024, "STOCKFLOW_INSTANCE_COUNT",
+      "command instances sharing the stock partitions; 1: this instance "
+      "owns everything",
+      instance_count),
+    E("peer-urls", SF_CFG_STRING, "", 0, 0, "STOCKFLOW_PEER_URLS",
+      "base URLs of every instance, in instance order "
+      "(http://host:port,...): a request for another instance's store is "
+      "redirected there (307); empty: answered 421 naming the owner",
+      peer_urls),
 };
 
 static const sf_cfg_spec_t spec = {

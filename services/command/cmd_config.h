@@ -35,6 +35,10 @@ typedef struct cmd_settings {
   const char *admin_username;
   long long session_ttl_s;
   long long order_ttl_s; /* rules: reservation time-to-live, 0 never */
+  /* instances (cmd_instances.h): this one's share of the stock partitions */
+  long long instance_index;
+  long long instance_count;
+  const char *peer_urls;
 } cmd_settings_t;
 
 /* The spec for sf_config_parse (static storage). */

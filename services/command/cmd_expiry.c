@@ -58,13 +58,19 @@ static void expire_one(cmd_expiry_t *x, const char *order_id, int64_t now) {
   cmd_pipeline_commit(x->pipeline, c, &o, 1);
 }
 
+static bool keep_cb(void *ud, const char *store_id) {
+  return cmd_pipeline_store_is_local(ud, store_id);
+}
+
 static void tick_cb(uv_timer_t *t) {
   cmd_expiry_t *x = t->data;
   const cmd_state_t *st = cmd_pipeline_state(x->pipeline);
   if (!st)
     return;
   int64_t now = wall_us();
-  size_t n = cmd_state_due_orders(st, now, x->ttl_us, x->ids, EXPIRY_PER_TICK);
+  /* instances: only the orders of this instance's stores */
+  size_t n = cmd_state_due_orders_where(st, now, x->ttl_us, keep_cb, x->pipeline,
+                                        x->ids, EXPIRY_PER_TICK);
   for (size_t i = 0; i < n; i++)
     expire_one(x, x->ids[i], now);
 }

@@ -67,6 +67,14 @@ unsigned cmd_lanes_of_partition(int32_t partition, size_t lanes) {
   return (unsigned)((size_t)partition % lanes);
 }
 
+unsigned cmd_lanes_of_owned_partition(int32_t partition, unsigned instances,
+                                      size_t lanes) {
+  if (partition < 0)
+    return 0;
+  return cmd_lanes_of_partition(
+      instances > 1 ? partition / (int32_t)instances : partition, lanes);
+}
+
 int32_t cmd_lanes_partition(const char *key, int32_t partitions) {
   if (partitions <= 0)
     return -1;
@@ -92,7 +100,8 @@ static void route(cmd_lanes_t *l, cmd_unit_t *u) {
   for (cmd_msg_t *m = u->msgs; m; m = m->next) {
     if (strcmp(m->topic, l->opts.topic_stock) == 0 && l->partitions > 0) {
       m->to_partition = cmd_lanes_partition(m->key, l->partitions);
-      unsigned k = cmd_lanes_of_partition(m->to_partition, l->n);
+      unsigned k = cmd_lanes_of_owned_partition(m->to_partition,
+                                                l->opts.instances, l->n);
       if (first)
         primary = k;
       mask |= UINT64_C(1) << k;
@@ -481,8 +490,8 @@ int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
     }
   }
   SF_INFO(log, "lanes", "%zu writer lane(s): stock partition p is written by "
-                        "lane p mod %zu (transactional ids %s%s)",
-          l->n, l->n,
+                        "lane (p / %u) mod %zu (transactional ids %s%s)",
+          l->n, opts->instances > 1 ? opts->instances : 1, l->n,
           opts->transactional_id, l->n > 1 ? ", <id>-1, ..." : "");
   *out = l;
   return 0;

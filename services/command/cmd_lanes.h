@@ -2,7 +2,8 @@
  * recovery.
  *
  * The stock partitions are split among N lanes (partition p belongs to lane
- * p mod N). Each lane is a cmd_writer: its own thread, its own
+ * p mod N; with several instances, the instance's partitions i, i + n, ...
+ * belong to lane (p / n) mod N, so that they spread over every lane). Each lane is a cmd_writer: its own thread, its own
  * transactional producer (transactional.id <id> for lane 0, <id>-<k> for
  * lane k) and its own group commit, so N transactions commit at once. The
  * decisions stay on the loop thread against one state (deciding takes
@@ -53,10 +54,15 @@ typedef struct cmd_lanes cmd_lanes_t;
 
 typedef struct cmd_lanes_opts {
   const char *brokers;
-  const char *transactional_id; /* lane 0; lane k: "<id>-<k>" */
+  const char *transactional_id; /* lane 0; lane k: "<id>-<k>" (the
+                                   instance's prefix: cmd_instances.h) */
   const char *topic_catalog;
   const char *topic_stock;
-  size_t lanes;              /* 1 .. CMD_MAX_LANES */
+  size_t lanes; /* 1 .. CMD_MAX_LANES */
+  /* instances (cmd_instances.h): the instance owns every instances-th
+   * stock partition, which its lanes share: lane (p / instances) mod lanes.
+   * 0 or 1: a single instance (lane p mod lanes). */
+  unsigned instances;
   size_t max_batch;          /* messages per transaction */
   int64_t linger_us;         /* extra wait for a fuller batch; 0: none */
   int txn_timeout_ms;        /* commit/abort bound */
@@ -126,6 +132,12 @@ void cmd_lanes_destroy(cmd_lanes_t *l);
 
 /* The lane of a stock partition. */
 unsigned cmd_lanes_of_partition(int32_t partition, size_t lanes);
+
+/* The lane of a stock partition owned by an instance of `instances`
+ * (instance i owns the partitions i, i + instances, ...): spreads them over
+ * the lanes as cmd_lanes_of_partition(partition / instances, lanes). */
+unsigned cmd_lanes_of_owned_partition(int32_t partition, unsigned instances,
+                                      size_t lanes);
 
 /* The stock partition of a store id: murmur2 of the key, as librdkafka's
  * murmur2_random and the Java client's default partitioner. */

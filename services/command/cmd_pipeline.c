@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cmd_lanes.h"
 #include "cmd_reply.h"
 #include "sf/err.h"
 #include "sf/json.h"
@@ -27,7 +28,18 @@ struct cmd_pipeline {
   bool fatal;
   char fatal_reason[256];
   cmd_pipeline_stats_t stats;
+  /* instances: this one's share; the request being decided again after a
+   * park (never parked twice) */
+  cmd_instances_t ins;
+  sf_http_req_t *rerun;
 };
+
+/* A request waiting for the other instances' events (catch_up). */
+typedef struct parked {
+  cmd_pipeline_t *pl;
+  sf_http_req_t *req;
+  sf_http_handler_cb again;
+} parked_t;
 
 struct cmd_req {
   sf_http_req_t *req; /* NULL for a command from the bus */
@@ -383,6 +395,139 @@ void cmd_pipeline_envelope(cmd_pipeline_t *pl, cmd_req_t *c, sf_event_t *e,
            who ? who->user_id : (c->req ? "" : c->actor));
   e->idempotency_key = c->idem_key;
   e->request_hash = c->idem_key ? c->hash : NULL;
+}
+
+/* ---- instances ---- */
+
+static int32_t store_partition(const cmd_pipeline_t *pl, const char *store_id) {
+  int32_t n = pl->state ? cmd_state_stock_partitions(pl->state) : 0;
+  return n > 0 && store_id ? cmd_lanes_partition(store_id, n) : -1;
+}
+
+bool cmd_pipeline_store_is_local(const cmd_pipeline_t *pl,
+                                 const char *store_id) {
+  int32_t p = store_partition(pl, store_id);
+  return p < 0 || cmd_instances_owns_partition(&pl->ins, p);
+}
+
+unsigned cmd_pipeline_store_owner(const cmd_pipeline_t *pl,
+                                  const char *store_id) {
+  int32_t p = store_partition(pl, store_id);
+  return p < 0 ? pl->ins.index
+               : cmd_instances_owner_of_partition(p, pl->ins.count);
+}
+
+/* The answer to a request another instance decides: 307 with Location
+ * (HTTP), else 421; never recorded under an Idempotency-Key. */
+static void answer_elsewhere(cmd_pipeline_t *pl, cmd_req_t *c,
+                             sf_http_req_t *req, const cmd_route_t *r,
+                             const char *what) {
+  int status = req ? cmd_route_status(r->kind) : 421;
+  char detail[1024];
+  snprintf(detail, sizeof(detail),
+           "%.80s is decided by command instance %u of %u, not by this one "
+           "(%u)%s%s",
+           what, r->owner, pl->ins.count, pl->ins.index,
+           status == 307 ? "; repeat the request at " : "",
+           status == 307 ? r->location : "");
+  json_t *extra = json_pack("{s:i, s:i}", "owner_instance", (int)r->owner,
+                            "instance", (int)pl->ins.index);
+  if (extra && status == 307)
+    json_object_set_new(extra, "location", json_string(r->location));
+  if (status == 307)
+    pl->stats.redirected++;
+  else
+    pl->stats.misdirected++;
+  if (req) {
+    if (status == 307)
+      sf_http_add_header(req, "Location", r->location);
+    sf_http_respond_problem(req, status, "wrong_instance", detail, extra);
+    return;
+  }
+  json_t *p = cmd_problem_json(421, "wrong_instance", detail, c->request_id);
+  if (p && extra)
+    json_object_update_missing(p, extra);
+  json_decref(extra);
+  char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+  json_decref(p);
+  answer_raw(c, 421, "application/problem+json", text ? text : "{}");
+  free(text);
+}
+
+bool cmd_pipeline_route_store(cmd_pipeline_t *pl, cmd_req_t *c,
+                              const char *store_id) {
+  int32_t p = store_partition(pl, store_id);
+  if (p < 0 || cmd_instances_owns_partition(&pl->ins, p))
+    return true;
+  cmd_route_t r;
+  cmd_instances_route(&pl->ins, p, c->req ? sf_http_req_path(c->req) : NULL,
+                      &r);
+  if (c->idem_key && pl->state)
+    cmd_state_idem_drop(pl->state, c->idem_key);
+  char what[80];
+  snprintf(what, sizeof(what), "store %.36s", store_id);
+  answer_elsewhere(pl, c, c->req, &r, what);
+  return false;
+}
+
+bool cmd_pipeline_route_catalog(cmd_pipeline_t *pl, sf_http_req_t *req) {
+  if (cmd_instances_owns_catalog(&pl->ins))
+    return true;
+  cmd_route_t r;
+  cmd_instances_route(&pl->ins, -1, sf_http_req_path(req), &r);
+  answer_elsewhere(pl, NULL, req, &r, "the catalog");
+  return false;
+}
+
+void cmd_pipeline_cross_instance(cmd_pipeline_t *pl, cmd_req_t *c,
+                                 const char *from, const char *to) {
+  unsigned fo = cmd_pipeline_store_owner(pl, from),
+           to_owner = cmd_pipeline_store_owner(pl, to);
+  char detail[256];
+  snprintf(detail, sizeof(detail),
+           "from_store_id is owned by command instance %u and to_store_id by "
+           "instance %u: a transfer is one Kafka transaction of one "
+           "instance, so it cannot span two (move the stock with a sale-side "
+           "adjustment and a receipt instead)",
+           fo, to_owner);
+  cmd_pipeline_problem(pl, c, 409, "cross_instance_transfer", detail,
+                       json_pack("{s:i, s:i}", "from_owner_instance", (int)fo,
+                                 "to_owner_instance", (int)to_owner));
+}
+
+static void parked_done_cb(void *ud, bool caught_up) {
+  parked_t *p = ud;
+  cmd_pipeline_t *pl = p->pl;
+  sf_http_req_t *req = p->req;
+  sf_http_handler_cb again = p->again;
+  free(p);
+  (void)caught_up; /* either way the request is decided again */
+  if (pl->fatal) {
+    unavailable(req, pl->fatal_reason);
+    return;
+  }
+  pl->rerun = req; /* decided again once, never parked twice */
+  again(req, pl);
+  pl->rerun = NULL;
+}
+
+bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c,
+                           sf_http_handler_cb again) {
+  if (!pl->sink.park || !c->req || c->req == pl->rerun || pl->fatal)
+    return false;
+  parked_t *p = calloc(1, sizeof(*p));
+  if (!p)
+    return false;
+  p->pl = pl;
+  p->req = c->req;
+  p->again = again;
+  if (!pl->sink.park(pl->sink.ud, parked_done_cb, p)) {
+    free(p);
+    return false;
+  }
+  if (c->idem_key && pl->state)
+    cmd_state_idem_drop(pl->state, c->idem_key);
+  return true;
 }
 
 /* ---- authorization (accounts) ---- */
@@ -756,6 +901,7 @@ int cmd_pipeline_new(cmd_pipeline_t **out, const cmd_settings_t *cfg,
   pl->log = log;
   pl->authn = authn;
   pl->sink = *sink;
+  pl->ins = (cmd_instances_t){0, 1, ""}; /* the only instance */
   sf_uuidgen_init(&pl->ids);
   int rc = sf_event_codec_new(&pl->codec);
   if (rc) {
@@ -781,6 +927,11 @@ void cmd_pipeline_set_state(cmd_pipeline_t *pl, cmd_state_t *state,
   pl->state = state;
   pl->generation = generation;
   pl->resyncing = false;
+}
+
+void cmd_pipeline_set_instances(cmd_pipeline_t *pl,
+                                const cmd_instances_t *ins) {
+  pl->ins = *ins;
 }
 
 void cmd_pipeline_pause(cmd_pipeline_t *pl) { pl->resyncing = true; }

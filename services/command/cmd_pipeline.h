@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "cmd_config.h"
+#include "cmd_instances.h"
 #include "cmd_state.h"
 #include "cmd_writer.h"
 #include "sf/auth.h"
@@ -42,6 +43,12 @@ typedef struct cmd_pipeline cmd_pipeline_t;
 typedef struct cmd_pipeline_sink {
   void (*submit)(void *ud, cmd_unit_t *u);
   void (*resync)(void *ud, const char *reason);
+  /* instances (may be NULL: a single instance): parks a request until
+   * everything the other instances committed so far is folded into the
+   * state, then calls done(done_ud, caught_up) on the loop, never inside
+   * this call. Returns false when it cannot park (then done never fires). */
+  bool (*park)(void *ud, void (*done)(void *done_ud, bool caught_up),
+               void *done_ud);
   void *ud;
 } cmd_pipeline_sink_t;
 
@@ -49,6 +56,8 @@ typedef struct cmd_pipeline_sink {
 typedef struct cmd_pipeline_stats {
   uint64_t accepted, rejected, failed, replayed;
   uint64_t pending; /* commands waiting for their commit */
+  /* instances: requests for another instance's stores or catalog */
+  uint64_t redirected, misdirected;
 } cmd_pipeline_stats_t;
 
 /* Creates a pipeline with no state yet (every write answers 503 until
@@ -68,6 +77,10 @@ void cmd_pipeline_destroy(cmd_pipeline_t *pl);
  * resume. generation is the lanes' generation of that state. */
 void cmd_pipeline_set_state(cmd_pipeline_t *pl, cmd_state_t *state,
                             uint64_t generation);
+/* This instance's share of the stock partitions and the catalog (copied;
+ * the peers string is borrowed for the pipeline's life). Until called, the
+ * pipeline is the only instance and owns everything. */
+void cmd_pipeline_set_instances(cmd_pipeline_t *pl, const cmd_instances_t *ins);
 /* Writes pause (503) until the next cmd_pipeline_set_state. */
 void cmd_pipeline_pause(cmd_pipeline_t *pl);
 /* Writes stop for good (503 with reason, copied): the instance was fenced
@@ -175,6 +188,39 @@ void cmd_pipeline_commit(cmd_pipeline_t *pl, cmd_req_t *c,
 sf_http_req_t *cmd_req_http(cmd_req_t *c);
 /* The Idempotency-Key of the write and its request hash, or NULL. */
 const char *cmd_req_idem_key(const cmd_req_t *c);
+
+/* ---- instances (cmd_instances.h): who decides for which store ---- */
+
+/* Whether this instance owns store_id's stock partition (true while the
+ * partition count is unknown: the write then answers 503 anyway). */
+bool cmd_pipeline_store_is_local(const cmd_pipeline_t *pl,
+                                 const char *store_id);
+/* The instance that owns store_id's stock partition. */
+unsigned cmd_pipeline_store_owner(const cmd_pipeline_t *pl,
+                                  const char *store_id);
+/* true when this instance decides for store_id. Otherwise answers c
+ * without writing or recording anything (its Idempotency-Key is released,
+ * so the owner can take it): 307 to the owner's URL for the same path with
+ * code wrong_instance, 421 wrong_instance when that URL is unknown (and
+ * 421 on the bus results topic), and returns false. */
+bool cmd_pipeline_route_store(cmd_pipeline_t *pl, cmd_req_t *c,
+                              const char *store_id);
+/* The same for the catalog (owned by instance 0), before any write has
+ * begun: true when this instance writes the catalog; else req is answered
+ * 307 or 421. */
+bool cmd_pipeline_route_catalog(cmd_pipeline_t *pl, sf_http_req_t *req);
+/* Answers 409 cross_instance_transfer naming both owners. */
+void cmd_pipeline_cross_instance(cmd_pipeline_t *pl, cmd_req_t *c,
+                                 const char *from, const char *to);
+/* A store, product or order c names is unknown, and other instances write
+ * to the log this instance folds with a delay (cmd_tail.h): when that can
+ * be the reason (an HTTP request, a sink that can park, not asked already
+ * for this request), releases c's Idempotency-Key, parks the request until
+ * the tail has folded everything committed so far, runs again(req, pl)
+ * then (which decides again with the newer state) and returns true; the
+ * caller returns without answering. Otherwise false: answer 404 as usual. */
+bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c,
+                           sf_http_handler_cb again);
 
 /* ---- authorization (sf/authn.h) ---- */
 

@@ -442,6 +442,11 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   }
   if (!rc)
     rc = replay_topic(rk, &r.tops[1], &r, stop);
+  /* instances: where the tail of the other instances' events starts */
+  for (int t = 0; !rc && t < 2; t++)
+    for (int i = 0; !rc && i < (r.tops[t].catalog ? 1 : r.tops[t].n); i++)
+      rc = cmd_state_set_log_next(state, r.tops[t].catalog, i,
+                                  r.tops[t].p[i].end);
   if (!rc) {
     progress_tick(&r, true);
     /* The whole run's average (a short replay has no moving one yet). */

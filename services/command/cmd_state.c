@@ -80,14 +80,56 @@ struct cmd_state {
   order_t *orders;
   order_t *open_orders; /* the placed ones (hh_open), for expiry */
   idem_t *idem;
+  /* instances: the log offsets folded so far (the next to read), for the
+   * tail that keeps folding what other instances write (cmd_tail.c) */
+  int64_t catalog_next;
+  int64_t *stock_next;
+  int32_t n_stock_parts;
 };
 
 int cmd_state_new(cmd_state_t **out) {
   cmd_state_t *s = calloc(1, sizeof(*s));
   if (!s)
     return SF_ENOMEM;
+  s->catalog_next = -1;
   *out = s;
   return 0;
+}
+
+int cmd_state_set_log_next(cmd_state_t *s, bool catalog, int32_t partition,
+                           int64_t next) {
+  if (partition < 0)
+    return SF_EINVAL;
+  if (catalog) {
+    if (partition != 0)
+      return SF_EINVAL;
+    s->catalog_next = next;
+    return 0;
+  }
+  if (partition >= s->n_stock_parts) {
+    int64_t *a = realloc(s->stock_next, (size_t)(partition + 1) * sizeof(*a));
+    if (!a)
+      return SF_ENOMEM;
+    for (int32_t p = s->n_stock_parts; p <= partition; p++)
+      a[p] = -1;
+    s->stock_next = a;
+    s->n_stock_parts = partition + 1;
+  }
+  s->stock_next[partition] = next;
+  return 0;
+}
+
+int64_t cmd_state_log_next(const cmd_state_t *s, bool catalog,
+                           int32_t partition) {
+  if (catalog)
+    return partition == 0 ? s->catalog_next : -1;
+  return partition >= 0 && partition < s->n_stock_parts
+             ? s->stock_next[partition]
+             : -1;
+}
+
+int32_t cmd_state_stock_partitions(const cmd_state_t *s) {
+  return s->n_stock_parts;
 }
 
 static void product_free(product_t *p) {
@@ -108,6 +150,7 @@ static void store_free(store_t *st) {
 void cmd_state_destroy(cmd_state_t *s) {
   if (!s)
     return;
+  free(s->stock_next);
   product_t *p, *ptmp;
   HASH_CLEAR(hh_sku, s->by_sku);
   HASH_ITER(hh, s->products, p, ptmp) {
@@ -943,12 +986,21 @@ bool cmd_order_due(int64_t placed_at_us, int64_t now_us, int64_t ttl_us) {
 size_t cmd_state_due_orders(const cmd_state_t *s, int64_t now_us,
                             int64_t ttl_us, char (*ids)[SF_ID_LEN],
                             size_t cap) {
+  return cmd_state_due_orders_where(s, now_us, ttl_us, NULL, NULL, ids, cap);
+}
+
+size_t cmd_state_due_orders_where(const cmd_state_t *s, int64_t now_us,
+                                  int64_t ttl_us,
+                                  bool (*keep)(void *ud, const char *store_id),
+                                  void *ud, char (*ids)[SF_ID_LEN],
+                                  size_t cap) {
   size_t n = 0;
   const order_t *o, *tmp;
   HASH_ITER(hh_open, s->open_orders, o, tmp) {
     if (n == cap)
       break;
-    if (cmd_order_due(o->placed_at_us, now_us, ttl_us))
+    if (cmd_order_due(o->placed_at_us, now_us, ttl_us) &&
+        (!keep || keep(ud, o->store_id)))
       sf_uuid_format(&o->id, ids[n++]);
   }
   return n;

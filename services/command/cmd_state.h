@@ -106,6 +106,21 @@ void cmd_state_stock(const cmd_state_t *s, const char *store_id,
                      const char *product_id, cmd_stock_row_t *out);
 bool cmd_state_sku_taken(const cmd_state_t *s, const char *sku);
 
+/* ---- log positions (instances) ----
+ * The rebuild records, per partition, the offset after the last one it
+ * folded; the tail (cmd_tail.h) that keeps folding the events other
+ * instances write starts there and moves it on. Catalog: partition 0
+ * only. */
+/* Returns 0, SF_EINVAL (bad partition) or SF_ENOMEM. */
+int cmd_state_set_log_next(cmd_state_t *s, bool catalog, int32_t partition,
+                           int64_t next);
+/* The next offset to fold, or -1 when never recorded. */
+int64_t cmd_state_log_next(const cmd_state_t *s, bool catalog,
+                           int32_t partition);
+/* Stock partitions with a recorded position (the topic's partition count
+ * once a rebuild ran; 0 before). */
+int32_t cmd_state_stock_partitions(const cmd_state_t *s);
+
 /* Counts for metrics and the startup log. */
 size_t cmd_state_n_products(const cmd_state_t *s);
 size_t cmd_state_n_stores(const cmd_state_t *s);
@@ -216,6 +231,13 @@ bool cmd_order_due(int64_t placed_at_us, int64_t now_us, int64_t ttl_us);
 size_t cmd_state_due_orders(const cmd_state_t *s, int64_t now_us,
                             int64_t ttl_us, char (*ids)[SF_ID_LEN],
                             size_t cap);
+/* The same, only orders whose store keep(ud, store_id) accepts (keep NULL:
+ * every order): an instance expires the orders of its own stores only. */
+size_t cmd_state_due_orders_where(const cmd_state_t *s, int64_t now_us,
+                                  int64_t ttl_us,
+                                  bool (*keep)(void *ud, const char *store_id),
+                                  void *ud, char (*ids)[SF_ID_LEN],
+                                  size_t cap);
 size_t cmd_state_n_open_orders(const cmd_state_t *s);
 /* Decides the expiry of order_id like a cancel (lines_out: room for
  * CMD_MAX_LINES), with cause "expired": CMD_NOT_FOUND_ORDER,

@@ -40,6 +40,12 @@ static int64_t parse_if_match(const char *h) {
   return *h ? -2 : v;
 }
 
+static void h_movement(sf_http_req_t *req, void *ud);
+static void h_transfer(sf_http_req_t *req, void *ud);
+static void h_place_order(sf_http_req_t *req, void *ud);
+static void h_fulfil(sf_http_req_t *req, void *ud);
+static void h_cancel(sf_http_req_t *req, void *ud);
+
 static const char *const movement_keys[] = {"product_id", "type", "quantity",
                                             "reason", "reference", NULL};
 static const char *const item_keys[] = {"store_id", "product_id", "type",
@@ -85,6 +91,9 @@ void cmd_stock_movement(cmd_pipeline_t *pl, cmd_req_t *c, const char *store_id,
   /* accounts: counts and adjustments need more than the gate's check */
   if (!cmd_pipeline_allowed(pl, c, cmd_movement_action(movement), store_id))
     return;
+  /* instances: another instance's store is answered 307 / 421 */
+  if (!cmd_pipeline_route_store(pl, c, store_id))
+    return;
   if (!sf_uuid_valid(product_id)) {
     cmd_pipeline_invalid(pl, c, "product_id: must be a product id (UUID)");
     return;
@@ -104,6 +113,9 @@ void cmd_stock_movement(cmd_pipeline_t *pl, cmd_req_t *c, const char *store_id,
   cmd_movement_cmd_t mc = {store_id, product_id, movement, quantity,
                            reason, reference, if_match};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, &e);
+  if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
+      cmd_pipeline_catch_up(pl, c, h_movement))
+    return; /* decided again once this instance has read the catalog */
   if (v != CMD_OK) {
     char detail[256];
     cmd_stock_row_t row;
@@ -220,6 +232,14 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
   if (!cmd_pipeline_allowed(pl, c, SF_ACT_TRANSFER, from) ||
       !cmd_pipeline_allowed(pl, c, SF_ACT_TRANSFER, to))
     goto out;
+  /* instances: both stores must be one instance's: redirected there when
+   * it is another one, refused when they belong to two */
+  if (cmd_pipeline_store_owner(pl, from) != cmd_pipeline_store_owner(pl, to)) {
+    cmd_pipeline_cross_instance(pl, c, from, to);
+    goto out;
+  }
+  if (!cmd_pipeline_route_store(pl, c, from))
+    goto out;
   const cmd_state_t *st = cmd_pipeline_state(pl);
   char transfer_id[SF_ID_LEN];
   cmd_pipeline_new_id(pl, transfer_id);
@@ -230,6 +250,9 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
   ei.occurred_at_us = eo.occurred_at_us;
   cmd_verdict_t v = cmd_decide_transfer(st, from, to, product, quantity,
                                         reference, transfer_id, &eo, &ei);
+  if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
+      cmd_pipeline_catch_up(pl, c, h_transfer))
+    goto out;
   if (v != CMD_OK) {
     char detail[256];
     cmd_stock_row_t row;
@@ -327,12 +350,17 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
     cmd_pipeline_refuse(pl, c, CMD_NOT_FOUND_STORE, "no such store", NULL);
     goto out;
   }
+  if (!cmd_pipeline_route_store(pl, c, store_id)) /* instances */
+    goto out;
   sf_event_t e;
   cmd_pipeline_envelope(pl, c, &e, NULL);
   const char *order_id = e.event_id;
   const cmd_state_t *st = cmd_pipeline_state(pl);
   cmd_verdict_t v = cmd_decide_order_place(st, store_id, order_id, in, n,
                                            reference, out_lines, shorts, &e);
+  if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
+      cmd_pipeline_catch_up(pl, c, h_place_order))
+    goto out;
   if (v == CMD_INSUFFICIENT_STOCK) {
     json_t *short_lines = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -380,15 +408,21 @@ static void finish_order(sf_http_req_t *req, cmd_pipeline_t *pl, bool fulfil) {
     cmd_pipeline_refuse(pl, c, CMD_NOT_FOUND_ORDER, "no such order", NULL);
     return;
   }
-  /* accounts: the order's store decides (an unknown order answers 404) */
+  /* accounts: the order's store decides (an unknown order answers 404);
+   * instances: so does its owner, and an order this instance has not read
+   * yet may have been placed through another one */
   {
     char ostore[SF_ID_LEN];
     cmd_order_status_t ostatus;
     int64_t oversion;
-    if (cmd_state_order(cmd_pipeline_state(pl), order_id, ostore, &ostatus,
-                        &oversion) &&
-        !cmd_pipeline_allowed(pl, c, SF_ACT_ORDER_WRITE, ostore))
+    if (!cmd_state_order(cmd_pipeline_state(pl), order_id, ostore, &ostatus,
+                         &oversion)) {
+      if (cmd_pipeline_catch_up(pl, c, fulfil ? h_fulfil : h_cancel))
+        return;
+    } else if (!cmd_pipeline_allowed(pl, c, SF_ACT_ORDER_WRITE, ostore) ||
+               !cmd_pipeline_route_store(pl, c, ostore)) {
       return;
+    }
   }
   sf_order_line_t *lines = calloc(CMD_MAX_LINES, sizeof(*lines));
   if (!lines) {
