@@ -16,6 +16,7 @@
 #include "cmd_lanes.h"
 #include "cmd_rebuild.h"
 #include "cmd_reply.h"
+#include "cmd_schema.h"
 #include "cmd_stock.h"
 #include "cmd_users.h"
 #include "sf/authn.h"
@@ -34,6 +35,7 @@ struct cmd_app {
   cmd_bus_t *bus;       /* NULL when the bus intake is off */
   cmd_expiry_t *expiry; /* NULL when orders never expire (order-ttl-s 0) */
   sf_event_codec_t *codec;
+  cmd_schema_t *schema; /* the wire format (and registration) of events */
   sf_uuidgen_t ids;
   uv_timer_t idem_timer;
   cmd_state_t *state;  /* NULL until the first rebuild is done */
@@ -255,6 +257,10 @@ cmd_req_t *cmd_app_begin_write(cmd_app_t *a, sf_http_req_t *req) {
                      "event log; nothing was written");
     return NULL;
   }
+  if (!cmd_schema_ready(a->schema)) {
+    unavailable(req, cmd_schema_not_ready_reason(a->schema));
+    return NULL;
+  }
   cmd_req_t *c = sf_http_req_alloc(req, sizeof(*c));
   if (!c) {
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
@@ -328,6 +334,11 @@ cmd_req_t *cmd_app_begin_bus(cmd_app_t *a, const char *key, const char *hash,
     answer_unrecorded(c, 503, "unavailable",
                       "the command service is rebuilding its state from the "
                       "event log; nothing was written");
+    return NULL;
+  }
+  if (!cmd_schema_ready(a->schema)) {
+    answer_unrecorded(c, 503, "unavailable",
+                      cmd_schema_not_ready_reason(a->schema));
     return NULL;
   }
   snprintf(c->key_buf, sizeof(c->key_buf), "%s", key);
@@ -459,7 +470,7 @@ static cmd_msg_t *make_msg(cmd_app_t *a, const sf_event_t *e, const char *topic,
   cmd_msg_t *m = calloc(1, sizeof(*m));
   if (!m)
     return NULL;
-  int rc = sf_event_encode(a->codec, e, &m->value, &m->value_len);
+  int rc = cmd_schema_encode(a->schema, e, topic, &m->value, &m->value_len);
   if (rc) {
     SF_ERROR(a->log, "command", "encoding %s event %s: %s",
              sf_event_type_name(e->type), e->event_id, sf_err_name(rc));
@@ -855,6 +866,10 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
   cmd_app_t *a = ud;
   if (a->fatal)
     problem_plain(req, 503, "unavailable", a->fatal_reason);
+  else if (!cmd_schema_ready(a->schema)) /* first: the rebuild may wait for
+                                            the same registry */
+    problem_plain(req, 503, "unavailable",
+                  cmd_schema_not_ready_reason(a->schema));
   else if (!a->state)
     rebuilding(a, req,
                "connecting to Kafka and rebuilding the state from the log");
@@ -1006,6 +1021,13 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
     SF_ERROR(log, "command", "loading the event schema: %s", sf_err_name(rc));
     goto fail_codec;
   }
+  cmd_schema_opts_t so = {.format = cfg->event_format,
+                          .registry_url = cfg->schema_registry_url,
+                          .topic_catalog = cfg->topic_catalog,
+                          .topic_stock = cfg->topic_stock};
+  rc = cmd_schema_new(&a->schema, loop, &so, a->codec, log);
+  if (rc)
+    goto fail_schema;
   sf_http_limits_t limits;
   sf_http_limits_default(&limits);
   limits.max_body = (size_t)cfg->max_body;
@@ -1068,6 +1090,8 @@ fail_authn:
 fail_pg:
   sf_http_server_destroy(a->http);
 fail_http:
+  cmd_schema_close(a->schema); /* its timer closes if the loop runs */
+fail_schema:
   sf_event_codec_destroy(a->codec);
 fail_codec:
   free(a);
@@ -1098,6 +1122,7 @@ int cmd_app_start(cmd_app_t *a) {
       .transactional_id = a->cfg->transactional_id,
       .topic_catalog = a->cfg->topic_catalog,
       .topic_stock = a->cfg->topic_stock,
+      .registry_url = a->cfg->schema_registry_url,
       .lanes = cmd_app_lane_count(a->cfg),
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
@@ -1107,6 +1132,8 @@ int cmd_app_start(cmd_app_t *a) {
   };
   uv_timer_start(&a->idem_timer, idem_timer_cb, 60000, 60000);
   rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */
+  if (!rc)
+    rc = cmd_schema_start(a->schema);
   if (rc)
     return rc;
   cmd_lanes_cbs_t cbs = {unit_done_cb, state_cb, resync_cb, fatal_cb, a};
@@ -1160,6 +1187,8 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
   a->bus = NULL;
   uv_close((uv_handle_t *)&a->idem_timer, NULL);
   uv_close((uv_handle_t *)&a->fatal_timer, NULL);
+  cmd_schema_close(a->schema);
+  a->schema = NULL;
   cmd_users_shutdown(a->users); /* accounts: new account requests 503 */
   sf_http_server_close(a->http, http_closed_cb, a);
 }

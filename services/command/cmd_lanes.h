@@ -56,6 +56,7 @@ typedef struct cmd_lanes_opts {
   const char *transactional_id; /* lane 0; lane k: "<id>-<k>" */
   const char *topic_catalog;
   const char *topic_stock;
+  const char *registry_url;  /* schema registry; NULL or "" when none */
   size_t lanes;              /* 1 .. CMD_MAX_LANES */
   size_t max_batch;          /* messages per transaction */
   int64_t linger_us;         /* extra wait for a fuller batch; 0: none */
