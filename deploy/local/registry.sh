@@ -34,14 +34,17 @@ cmd_fetch() {
   sf_need mvn java
   sf_log "fetching Apicurio Registry $REGISTRY_VERSION with Maven into $REGISTRY_CACHE"
   mkdir -p "$REGISTRY_CACHE"
-  local tmp="$REGISTRY_CACHE/dist.partial"
-  rm -rf "$tmp"
+  local tmp="$REGISTRY_CACHE/dist.partial" markers="$REGISTRY_CACHE/markers"
+  rm -rf "$tmp" "$markers"
+  # The plugin's markers go to the cache too, not into the source tree.
   if ! mvn -q -B -Dstyle.color=never -f "$SF_LOCAL_DIR/registry/pom.xml" \
       -Dapicurio.version="$REGISTRY_VERSION" \
-      dependency:unpack -DoutputDirectory="$tmp" >&2; then
-    rm -rf "$tmp"
+      dependency:unpack -DoutputDirectory="$tmp" \
+      -Dmarkers.dir="$markers" >&2; then
+    rm -rf "$tmp" "$markers"
     sf_die "mvn could not fetch the registry (see the output above)"
   fi
+  rm -rf "$markers"
   [ -f "$tmp/apicurio-registry-app-$REGISTRY_VERSION-runner.jar" ] \
     || sf_die "apicurio-registry-app-$REGISTRY_VERSION-runner.jar missing after the fetch"
   rm -rf "$REGISTRY_CACHE/dist"
