@@ -20,6 +20,9 @@
 #   STOCKFLOW_TEST_PG_PORT       PostgreSQL port (default 25433: below the
 #                                kernel's ephemeral range, so no outgoing
 #                                connection can hold it)
+#   STOCKFLOW_TEST_REGISTRY_PORT schema registry port (default 19090; one
+#                                registry serves both builds, started only
+#                                for the integration tier)
 #   STOCKFLOW_TEST_PORTS_NORMAL  command,query,projector ports for the normal
 #                                build's services (default 18081,18082,18083)
 #   STOCKFLOW_TEST_PORTS_ASAN    same for the sanitizer build (28081,28082,28083)
@@ -42,6 +45,7 @@ TEST_STATE="${STOCKFLOW_TEST_STATE_DIR:-$ROOT/.local/test}"
 KAFKA_PORT="${STOCKFLOW_TEST_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${STOCKFLOW_TEST_KAFKA_CONTROLLER_PORT:-19093}"
 PG_PORT="${STOCKFLOW_TEST_PG_PORT:-25433}"
+REGISTRY_PORT="${STOCKFLOW_TEST_REGISTRY_PORT:-19090}"
 PORTS_NORMAL="${STOCKFLOW_TEST_PORTS_NORMAL:-18081,18082,18083}"
 PORTS_ASAN="${STOCKFLOW_TEST_PORTS_ASAN:-28081,28082,28083}"
 BUILDS="${STOCKFLOW_TEST_BUILDS:-normal asan}"
@@ -125,6 +129,7 @@ cleanup() {
   if [ "$STACK_TOUCHED" = 1 ]; then
     "$LOCAL/kafka.sh" stop >/dev/null 2>&1 || warn "kafka.sh stop failed"
     "$LOCAL/pg.sh" stop >/dev/null 2>&1 || warn "pg.sh stop failed"
+    "$LOCAL/registry.sh" stop >/dev/null 2>&1 || warn "registry.sh stop failed"
   fi
   exit "$rc"
 }
@@ -169,6 +174,7 @@ export STOCKFLOW_STATE_DIR="$TEST_STATE"
 export STOCKFLOW_KAFKA_PORT="$KAFKA_PORT"
 export STOCKFLOW_KAFKA_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT"
 export STOCKFLOW_PG_PORT="$PG_PORT"
+export STOCKFLOW_REGISTRY_PORT="$REGISTRY_PORT"
 export STOCKFLOW_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export STOCKFLOW_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=stockflow user=postgres"
 
@@ -182,13 +188,14 @@ fi
 STACK_TOUCHED=1
 "$LOCAL/kafka.sh" stop >/dev/null 2>&1
 "$LOCAL/pg.sh" stop >/dev/null 2>&1
+"$LOCAL/registry.sh" stop >/dev/null 2>&1
 rm -rf "$TEST_STATE"
 mkdir -p "$TEST_STATE/log" || fatal "cannot create $TEST_STATE"
 touch "$TEST_STATE/$MARKER"
 LOGS="$TEST_STATE/log"
 
 # Before anything slow: the ports must be free.
-for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT" \
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT" "$REGISTRY_PORT" \
          ${PORTS_NORMAL//,/ } ${PORTS_ASAN//,/ }; do
   port_busy "$p" && fatal "port $p is in use (another test stack?); see the STOCKFLOW_TEST_*PORT* settings in tests/run.sh"
 done
@@ -223,6 +230,14 @@ run_child "$LOCAL/kafka.sh" fetch || fatal "kafka.sh fetch failed"
 run_child "$LOCAL/kafka.sh" start || fatal "kafka.sh start failed"
 run_child "$LOCAL/pg.sh" init || fatal "pg.sh init failed"
 run_child "$LOCAL/pg.sh" start || fatal "pg.sh start failed"
+# The schema registry (docs/events.md, Confluent wire format): only the
+# integration tests use it.
+REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+if [[ " $TIERS " == *" integration "* ]]; then
+  say "starting the schema registry on :$REGISTRY_PORT"
+  run_child "$LOCAL/registry.sh" fetch || fatal "registry.sh fetch failed"
+  run_child "$LOCAL/registry.sh" start || fatal "registry.sh start failed"
+fi
 # The unit tests that need PostgreSQL (they skip without this) get a
 # migrated database of their own.
 UNIT_DB="sf_unit_${RUN_ID}"
@@ -302,8 +317,10 @@ contract_check() {
 }
 
 # fastavro (a non-C Avro implementation) is used by the contract checks and
-# by the integration tests that publish Avro commands.
-if ! python3 -c 'import fastavro' 2>/dev/null; then
+# by the integration tests that publish Avro commands; confluent-kafka (with
+# its schema registry client and Avro deserializer) by the Confluent wire
+# format tests and examples/analytics.
+if ! python3 -c 'import fastavro, confluent_kafka.schema_registry.avro' 2>/dev/null; then
   run_child python3 -m pip install -q -r "$ROOT/tests/requirements.txt" \
     || warn "pip install -r tests/requirements.txt failed"
 fi
@@ -377,7 +394,8 @@ integration_tests() {
               --env "STOCKFLOW_ADMIN_PASSWORD=$ADMIN_PASSWORD"
               --env "STOCKFLOW_COMMAND_LISTEN=127.0.0.1:$cmd_port"
               --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
-              --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port")
+              --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port"
+              --env "STOCKFLOW_SCHEMA_REGISTRY_URL=$REGISTRY_URL")
   if [ "$b" = asan ]; then
     args+=(--sanitized --env "ASAN_OPTIONS=$SAN_ASAN_OPTIONS"
            --env "UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS")
@@ -414,6 +432,7 @@ bench_smoke() {
   say "benchmark smoke test: bench/run.sh --quick (state $state, log $LOGS/bench.log)"
   "$LOCAL/kafka.sh" stop >/dev/null 2>&1 || warn "kafka.sh stop failed"
   "$LOCAL/pg.sh" stop >/dev/null 2>&1 || warn "pg.sh stop failed"
+  "$LOCAL/registry.sh" stop >/dev/null 2>&1 || warn "registry.sh stop failed"
   rm -rf "$state" "$summary"
   STOCKFLOW_BENCH_NO_DOC=1 STOCKFLOW_BENCH_STATE_DIR="$state" \
     run_child "$ROOT/bench/run.sh" --quick >"$LOGS/bench.log" 2>&1

@@ -42,6 +42,13 @@ static const sf_cfg_entry_t shared[SF_CFG__SHARED_COUNT] = {
                                 "of its stored offsets in projector_offsets, "
                                 "which position tokens are checked against",
                                 0, SF_CFG_PROJECTOR_GROUP},
+    [SF_CFG_SCHEMA_REGISTRY_URL] = {
+        "schema-registry-url", SF_CFG_STRING, "", 0, 0,
+        "STOCKFLOW_SCHEMA_REGISTRY_URL",
+        "base URL of a schema registry's Confluent-compatible API (e.g. "
+        "http://127.0.0.1:8090/apis/ccompat/v7), where the schema ids of "
+        "events in the Confluent wire format are looked up; empty: none",
+        0, SF_CFG_SCHEMA_REGISTRY_URL},
 };
 
 sf_cfg_entry_t sf_config_entry(const sf_cfg_spec_t *spec, size_t i) {

@@ -16,7 +16,12 @@
  * any other writer schema): the fingerprint picks the writer schema, the
  * walk runs over that schema, and an event of another version is resolved
  * to the reader schema by a plan compiled at creation (sf/avro_resolve.h:
- * avro-c's own resolvers do not handle defaults). */
+ * avro-c's own resolvers do not handle defaults).
+ *
+ * The Confluent wire format names the writer schema by a registry's id
+ * instead: the codec keeps a small table from ids it was taught to the
+ * reader or one of the writers, so both formats share the walk, the plan
+ * and everything after. */
 #include "sf/event.h"
 #include "sf/avro.h"
 #include "sf/avro_resolve.h"
@@ -34,7 +39,10 @@ extern const char sf_schema_envelope[];
 #define SF__AVRO_MAGIC0 0xC3
 #define SF__AVRO_MAGIC1 0x01
 #define SF__HEADER_LEN 10 /* magic (2) + fingerprint (8) */
-#define SF__MAX_TEXT 255  /* idempotency key and correlation id */
+#define SF__CONFLUENT_MAGIC 0x00
+#define SF__CONFLUENT_LEN 5 /* magic (1) + big-endian schema id (4) */
+#define SF__READER (-1)     /* an id table entry naming the reader schema */
+#define SF__MAX_TEXT 255    /* idempotency key and correlation id */
 
 /* ---- names ------------------------------------------------------------ */
 
@@ -104,8 +112,16 @@ typedef struct sf__writer {
   uint8_t fp_bytes[8];
 } sf__writer_t;
 
+/* A registry schema id the codec was taught: SF__READER or a writers[]
+ * index (an index, not a pointer: writers[] moves when it grows). */
+typedef struct sf__schema_id {
+  uint32_t id;
+  long writer;
+} sf__schema_id_t;
+
 struct sf_event_codec {
   avro_schema_t schema; /* the reader schema; also the one encode writes */
+  char *schema_json;    /* its text */
   avro_value_iface_t *iface;
   avro_value_t value; /* reused by every encode and decode */
   avro_reader_t reader;
@@ -116,6 +132,8 @@ struct sf_event_codec {
   sf_avro_reader_t *defs; /* the reader's record definitions, for defaults */
   sf__writer_t *writers;  /* the other known writer schemas */
   size_t n_writers;
+  sf__schema_id_t *ids; /* the registry ids taught */
+  size_t n_ids;
 };
 
 /* Every earlier published version of the envelope, oldest first, as X(N)
@@ -168,9 +186,10 @@ static void writer_free(sf__writer_t *w) {
   memset(w, 0, sizeof(*w));
 }
 
-/* Registers writer schema text with c (a schema already known is skipped).
+/* Registers writer schema text with c (a schema already known is skipped)
+ * and sets *which (when not NULL) to SF__READER or its writers[] index.
  * Returns 0, SF_EINVAL, SF_ENOMEM or SF_ESCHEMA. */
-static int writer_add(sf_event_codec_t *c, const char *text) {
+static int writer_add(sf_event_codec_t *c, const char *text, long *which) {
   if (!text)
     return SF_EINVAL;
   size_t len = strlen(text);
@@ -180,11 +199,17 @@ static int writer_add(sf_event_codec_t *c, const char *text) {
   if (rc)
     return rc;
   sf_avro_fingerprint_bytes(fp, wire);
+  long dummy;
+  if (!which)
+    which = &dummy;
+  *which = SF__READER;
   if (memcmp(wire, c->fp_bytes, 8) == 0)
     return 0;
   for (size_t i = 0; i < c->n_writers; i++)
-    if (memcmp(wire, c->writers[i].fp_bytes, 8) == 0)
+    if (memcmp(wire, c->writers[i].fp_bytes, 8) == 0) {
+      *which = (long)i;
       return 0;
+    }
   sf__writer_t *ws =
       realloc(c->writers, (c->n_writers + 1) * sizeof(*c->writers));
   if (!ws)
@@ -203,7 +228,7 @@ static int writer_add(sf_event_codec_t *c, const char *text) {
   w->iface = avro_generic_class_from_schema(w->schema);
   if (!w->iface || avro_generic_value_new(w->iface, &w->value))
     goto fail;
-  c->n_writers++;
+  *which = (long)c->n_writers++;
   return 0;
 fail:
   writer_free(w);
@@ -224,6 +249,9 @@ int sf_event_codec_new_with(sf_event_codec_t **out,
   int rc = SF_ESCHEMA;
   if (avro_schema_from_json_length(reader_schema_json, len, &c->schema))
     goto fail;
+  rc = SF_ENOMEM;
+  if (!(c->schema_json = strdup(reader_schema_json)))
+    goto fail;
   if ((rc = check_schema_order(c->schema)) ||
       (rc = sf_avro_schema_fingerprint(reader_schema_json, len,
                                        &c->fingerprint)))
@@ -241,7 +269,7 @@ int sf_event_codec_new_with(sf_event_codec_t **out,
   if (!c->reader || !c->writer)
     goto fail;
   for (size_t i = 0; i < n; i++)
-    if ((rc = writer_add(c, extra_writer_schemas[i])))
+    if ((rc = writer_add(c, extra_writer_schemas[i], NULL)))
       goto fail;
   *out = c;
   return 0;
@@ -262,6 +290,8 @@ void sf_event_codec_destroy(sf_event_codec_t *c) {
   for (size_t i = 0; i < c->n_writers; i++)
     writer_free(&c->writers[i]);
   free(c->writers);
+  free(c->ids);
+  free(c->schema_json);
   if (c->writer)
     avro_writer_free(c->writer);
   if (c->reader)
@@ -279,6 +309,65 @@ void sf_event_codec_destroy(sf_event_codec_t *c) {
 
 uint64_t sf_event_codec_fingerprint(const sf_event_codec_t *c) {
   return c->fingerprint;
+}
+
+const char *sf_event_codec_schema_json(const sf_event_codec_t *c) {
+  return c->schema_json;
+}
+
+/* ---- wire formats ----------------------------------------------------- */
+
+static const char *const sf__format_names[] = {"single-object", "confluent"};
+
+int sf_event_format_parse(const char *name, sf_event_format_t *out) {
+  for (int i = 0; name && i < 2; i++)
+    if (strcmp(name, sf__format_names[i]) == 0) {
+      *out = (sf_event_format_t)i;
+      return 0;
+    }
+  return SF_EINVAL;
+}
+
+const char *sf_event_format_name(sf_event_format_t f) {
+  return (unsigned)f < 2 ? sf__format_names[f] : NULL;
+}
+
+bool sf_event_confluent_id(const uint8_t *buf, size_t len, uint32_t *id) {
+  if (!buf || len < SF__CONFLUENT_LEN || buf[0] != SF__CONFLUENT_MAGIC)
+    return false;
+  *id = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
+        (uint32_t)buf[3] << 8 | (uint32_t)buf[4];
+  return true;
+}
+
+static const sf__schema_id_t *id_find(const sf_event_codec_t *c, uint32_t id) {
+  for (size_t i = 0; i < c->n_ids; i++)
+    if (c->ids[i].id == id)
+      return &c->ids[i];
+  return NULL;
+}
+
+bool sf_event_codec_knows_id(const sf_event_codec_t *c, uint32_t id) {
+  return id_find(c, id) != NULL;
+}
+
+int sf_event_codec_add_schema_id(sf_event_codec_t *c, uint32_t id,
+                                 const char *schema_json) {
+  if (!c || !schema_json)
+    return SF_EINVAL;
+  long which;
+  int rc = writer_add(c, schema_json, &which);
+  if (rc)
+    return rc;
+  const sf__schema_id_t *known = id_find(c, id);
+  if (known)
+    return known->writer == which ? 0 : SF_ECONFLICT;
+  sf__schema_id_t *ids = realloc(c->ids, (c->n_ids + 1) * sizeof(*ids));
+  if (!ids)
+    return SF_ENOMEM;
+  c->ids = ids;
+  ids[c->n_ids++] = (sf__schema_id_t){id, which};
+  return 0;
 }
 
 /* ---- event rules (shared by encode and decode) ------------------------ */
@@ -580,8 +669,10 @@ static int put_event(sf_event_codec_t *c, const sf_event_t *e) {
   return rc;
 }
 
-int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
-                    size_t *out_len) {
+/* Encodes e behind the hlen bytes of header (either wire format). */
+static int encode_framed(sf_event_codec_t *c, const sf_event_t *e,
+                         const uint8_t *header, size_t hlen, uint8_t **out,
+                         size_t *out_len) {
   *out = NULL;
   *out_len = 0;
   if (!event_ok(e))
@@ -590,15 +681,13 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
   int rc = put_event(c, e);
   if (rc || avro_value_sizeof(&c->value, &size))
     return rc == ENOMEM ? SF_ENOMEM : SF_EINTERNAL;
-  if (size > SF_EVENT_MAX_BYTES - SF__HEADER_LEN)
+  if (size > SF_EVENT_MAX_BYTES - hlen)
     return SF_ETOOBIG;
-  uint8_t *buf = malloc(SF__HEADER_LEN + size);
+  uint8_t *buf = malloc(hlen + size);
   if (!buf)
     return SF_ENOMEM;
-  buf[0] = SF__AVRO_MAGIC0;
-  buf[1] = SF__AVRO_MAGIC1;
-  memcpy(buf + 2, c->fp_bytes, 8);
-  avro_writer_memory_set_dest(c->writer, (const char *)buf + SF__HEADER_LEN,
+  memcpy(buf, header, hlen);
+  avro_writer_memory_set_dest(c->writer, (const char *)buf + hlen,
                               (int64_t)size);
   if (avro_value_write(c->writer, &c->value) ||
       avro_writer_tell(c->writer) != (int64_t)size) {
@@ -607,14 +696,34 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
   }
   /* Never write what a reader would refuse: the same walk as decoding
    * (catches text that is not UTF-8, which event_ok does not look at). */
-  if (sf_avro_walk_check(c->walk, buf + SF__HEADER_LEN, size,
-                         SF_EVENT_MAX_LINES) != 0) {
+  if (sf_avro_walk_check(c->walk, buf + hlen, size, SF_EVENT_MAX_LINES) !=
+      0) {
     free(buf);
     return SF_EINVAL;
   }
   *out = buf;
-  *out_len = SF__HEADER_LEN + size;
+  *out_len = hlen + size;
   return 0;
+}
+
+int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
+                    size_t *out_len) {
+  uint8_t header[SF__HEADER_LEN] = {SF__AVRO_MAGIC0, SF__AVRO_MAGIC1};
+  memcpy(header + 2, c->fp_bytes, 8);
+  return encode_framed(c, e, header, sizeof(header), out, out_len);
+}
+
+int sf_event_encode_confluent(sf_event_codec_t *c, const sf_event_t *e,
+                              uint32_t id, uint8_t **out, size_t *out_len) {
+  *out = NULL;
+  *out_len = 0;
+  const sf__schema_id_t *known = id_find(c, id);
+  if (!known || known->writer != SF__READER)
+    return SF_EINVAL;
+  uint8_t header[SF__CONFLUENT_LEN] = {SF__CONFLUENT_MAGIC, (uint8_t)(id >> 24),
+                                       (uint8_t)(id >> 16), (uint8_t)(id >> 8),
+                                       (uint8_t)id};
+  return encode_framed(c, e, header, sizeof(header), out, out_len);
 }
 
 /* ---- decode ----------------------------------------------------------- */
@@ -906,11 +1015,26 @@ static int get_event(sf_event_codec_t *c, sf_event_t *e, size_t strings_cap) {
   return get_payload(&p, e, &a, e->mem_, n_lines);
 }
 
-int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
-                    sf_event_t *e) {
-  sf_event_init(e);
-  if (len > SF_EVENT_MAX_BYTES)
-    return SF_ETOOBIG;
+/* Reads the header of buf in either wire format: *w gets the writer schema
+ * (NULL: the reader's), *hlen the header's length. Returns 0, SF_EPARSE
+ * (neither marker), SF_ETRUNCATED (a header cut short) or SF_ESCHEMA (a
+ * fingerprint or schema id the codec does not know). */
+static int find_writer(sf_event_codec_t *c, const uint8_t *buf, size_t len,
+                       sf__writer_t **w, size_t *hlen) {
+  *w = NULL;
+  if (len >= 1 && buf[0] == SF__CONFLUENT_MAGIC) {
+    uint32_t id;
+    *hlen = SF__CONFLUENT_LEN;
+    if (!sf_event_confluent_id(buf, len, &id))
+      return SF_ETRUNCATED;
+    const sf__schema_id_t *known = id_find(c, id);
+    if (!known)
+      return SF_ESCHEMA;
+    if (known->writer != SF__READER)
+      *w = &c->writers[known->writer];
+    return 0;
+  }
+  *hlen = SF__HEADER_LEN;
   if (len < SF__HEADER_LEN)
     return (len >= 1 && buf[0] != SF__AVRO_MAGIC0) ||
                    (len >= 2 && buf[1] != SF__AVRO_MAGIC1)
@@ -918,22 +1042,34 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
                : SF_ETRUNCATED;
   if (buf[0] != SF__AVRO_MAGIC0 || buf[1] != SF__AVRO_MAGIC1)
     return SF_EPARSE;
+  if (memcmp(buf + 2, c->fp_bytes, 8) == 0)
+    return 0;
+  for (size_t i = 0; i < c->n_writers; i++)
+    if (memcmp(buf + 2, c->writers[i].fp_bytes, 8) == 0) {
+      *w = &c->writers[i];
+      return 0;
+    }
+  return SF_ESCHEMA;
+}
+
+int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
+                    sf_event_t *e) {
+  sf_event_init(e);
+  if (len > SF_EVENT_MAX_BYTES)
+    return SF_ETOOBIG;
+  size_t hlen;
   sf__writer_t *w = NULL; /* NULL: written with the reader schema */
-  if (memcmp(buf + 2, c->fp_bytes, 8) != 0) {
-    for (size_t i = 0; i < c->n_writers && !w; i++)
-      if (memcmp(buf + 2, c->writers[i].fp_bytes, 8) == 0)
-        w = &c->writers[i];
-    if (!w)
-      return SF_ESCHEMA;
-  }
-  /* The walk follows the schema the bytes were written with; the only
-   * array of the envelope is the order lines. */
-  int rc = sf_avro_walk_check(w ? w->walk : c->walk, buf + SF__HEADER_LEN,
-                              len - SF__HEADER_LEN, SF_EVENT_MAX_LINES);
+  int rc = find_writer(c, buf, len, &w, &hlen);
   if (rc)
     return rc;
-  avro_reader_memory_set_source(c->reader, (const char *)buf + SF__HEADER_LEN,
-                                (int64_t)(len - SF__HEADER_LEN));
+  /* The walk follows the schema the bytes were written with; the only
+   * array of the envelope is the order lines. */
+  rc = sf_avro_walk_check(w ? w->walk : c->walk, buf + hlen, len - hlen,
+                          SF_EVENT_MAX_LINES);
+  if (rc)
+    return rc;
+  avro_reader_memory_set_source(c->reader, (const char *)buf + hlen,
+                                (int64_t)(len - hlen));
   if (avro_value_reset(&c->value))
     return SF_EPARSE;
   if (!w) {
@@ -946,7 +1082,7 @@ int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
       return rc;
   }
   /* Defaults may add text that is not in buf. */
-  rc = get_event(c, e, len - SF__HEADER_LEN + sf_avro_reader_default_text_bytes(c->defs));
+  rc = get_event(c, e, len - hlen + sf_avro_reader_default_text_bytes(c->defs));
   if (!rc && !event_ok(e))
     rc = SF_EPARSE;
   if (rc)

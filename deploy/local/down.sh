@@ -27,6 +27,7 @@ for svc in query projector command; do
 done
 
 "$SF_LOCAL_DIR/pg.sh" stop
+"$SF_LOCAL_DIR/registry.sh" stop
 "$SF_LOCAL_DIR/kafka.sh" stop
 
 if [ "$wipe" = 1 ]; then

@@ -9,6 +9,9 @@
 #   STOCKFLOW_PG_PORT                PostgreSQL port (default 55432)
 #   STOCKFLOW_KAFKA_VERSION          Kafka release fetched from Maven (default 4.1.2)
 #   STOCKFLOW_KAFKA_CACHE            jar cache (default ~/.cache/stockflow/kafka-<version>)
+#   STOCKFLOW_REGISTRY_PORT          schema registry port (default 8090)
+#   STOCKFLOW_REGISTRY_VERSION       Apicurio Registry release fetched from Maven (default 2.6.13.Final)
+#   STOCKFLOW_REGISTRY_CACHE         its cache (default ~/.cache/stockflow/apicurio-registry-<version>)
 #   STOCKFLOW_KAFKA_BROKERS          exported for the services (default 127.0.0.1:<kafka port>)
 #   STOCKFLOW_PG_DSN                 exported for the services
 
@@ -28,6 +31,12 @@ LOG_DIR="$STATE/log"
 KAFKA_PORT="${STOCKFLOW_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${STOCKFLOW_KAFKA_CONTROLLER_PORT:-9093}"
 PG_PORT="${STOCKFLOW_PG_PORT:-55432}"
+
+REGISTRY_PORT="${STOCKFLOW_REGISTRY_PORT:-8090}"
+REGISTRY_VERSION="${STOCKFLOW_REGISTRY_VERSION:-2.6.13.Final}"
+REGISTRY_CACHE="${STOCKFLOW_REGISTRY_CACHE:-${HOME:-/root}/.cache/stockflow/apicurio-registry-$REGISTRY_VERSION}"
+# The Confluent-compatible API of the registry, as the services want it.
+REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
 
 KAFKA_VERSION="${STOCKFLOW_KAFKA_VERSION:-4.1.2}"
 KAFKA_CACHE="${STOCKFLOW_KAFKA_CACHE:-${HOME:-/root}/.cache/stockflow/kafka-$KAFKA_VERSION}"

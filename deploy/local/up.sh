@@ -9,6 +9,8 @@
 #   STOCKFLOW_BUILD_DIR         build folder (default <repo>/build)
 #   STOCKFLOW_READY_TIMEOUT     seconds to wait for each /readyz (default 60)
 #   STOCKFLOW_SKIP_DEMO=1       do not load the demo data
+#   STOCKFLOW_SKIP_REGISTRY=1   do not start the schema registry (it is only
+#                               needed with STOCKFLOW_EVENT_FORMAT=confluent)
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -52,6 +54,13 @@ fi
 "$SF_LOCAL_DIR/pg.sh" init
 "$SF_LOCAL_DIR/pg.sh" start
 "$SF_LOCAL_DIR/pg.sh" migrate
+# The schema registry of the Confluent wire format (docs/events.md): every
+# service looks schema ids up there.
+if [ "${STOCKFLOW_SKIP_REGISTRY:-0}" != 1 ]; then
+  "$SF_LOCAL_DIR/registry.sh" fetch
+  "$SF_LOCAL_DIR/registry.sh" start
+  export STOCKFLOW_SCHEMA_REGISTRY_URL="${STOCKFLOW_SCHEMA_REGISTRY_URL:-$REGISTRY_URL}"
+fi
 
 # 4. The first admin. The command service creates it at first start from
 # STOCKFLOW_ADMIN_USERNAME / STOCKFLOW_ADMIN_PASSWORD; there is no default
@@ -130,6 +139,7 @@ stockflow local stack is up
   query service      http://$STOCKFLOW_QUERY_LISTEN
   projector          http://$STOCKFLOW_PROJECTOR_LISTEN (readyz, metrics)
   Kafka              $STOCKFLOW_KAFKA_BROKERS (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)
+  schema registry    ${STOCKFLOW_SCHEMA_REGISTRY_URL:-not started}
   PostgreSQL         $STOCKFLOW_PG_DSN
   state folder       $STATE
   logs               $LOG_DIR

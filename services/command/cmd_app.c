@@ -18,6 +18,7 @@
 #include "cmd_pipeline.h"
 #include "cmd_rebuild.h"
 #include "cmd_reply.h"
+#include "cmd_schema.h"
 #include "cmd_stock.h"
 #include "cmd_tail.h"
 #include "cmd_users.h"
@@ -37,6 +38,8 @@ struct cmd_app {
   cmd_bus_t *bus;           /* NULL when the bus intake is off */
   cmd_expiry_t *expiry;     /* NULL when orders never expire (order-ttl-s 0) */
   cmd_pipeline_t *pipeline; /* the state and every write */
+  sf_event_codec_t *codec;
+  cmd_schema_t *schema; /* the wire format (and registration) of events */
   uv_timer_t idem_timer;
   bool fatal;
   char fatal_reason[256];
@@ -203,6 +206,9 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
                "connecting to Kafka and rebuilding the state from the log");
   else if (cmd_pipeline_resyncing(a->pipeline))
     rebuilding(a, req, "rebuilding the state after a failed commit");
+  else if (!cmd_schema_ready(a->schema))
+    problem_plain(req, 503, "unavailable",
+                  cmd_schema_not_ready_reason(a->schema));
   else if (!cmd_users_ready(a->users)) /* accounts: no admin, or no PG */
     problem_plain(req, 503, "unavailable",
                   cmd_users_not_ready_reason(a->users));
@@ -373,12 +379,24 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   a->cfg = cfg;
   a->log = log;
   cmd_rebuild_progress_init(&a->rebuild_progress);
+  int rc = sf_event_codec_new(&a->codec);
+  if (rc) {
+    SF_ERROR(log, "command", "loading the event schema: %s", sf_err_name(rc));
+    goto fail_codec;
+  }
+  cmd_schema_opts_t so = {.format = cfg->event_format,
+                          .registry_url = cfg->schema_registry_url,
+                          .topic_catalog = cfg->topic_catalog,
+                          .topic_stock = cfg->topic_stock};
+  rc = cmd_schema_new(&a->schema, loop, &so, a->codec, log);
+  if (rc)
+    goto fail_schema;
   sf_http_limits_t limits;
   sf_http_limits_default(&limits);
   limits.max_body = (size_t)cfg->max_body;
   limits.header_timeout_ms = (uint64_t)cfg->header_timeout_ms;
   limits.idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms;
-  int rc = sf_http_server_new(&a->http, loop, &limits, log);
+  rc = sf_http_server_new(&a->http, loop, &limits, log);
   if (rc)
     goto fail_http;
   /* accounts: a PostgreSQL pool for users and sessions, the gate, and the
@@ -397,7 +415,7 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
   if (rc)
     goto fail_users;
   cmd_pipeline_sink_t sink = {sink_submit, sink_resync, sink_park, a};
-  rc = cmd_pipeline_new(&a->pipeline, cfg, a->authn, &sink, log);
+  rc = cmd_pipeline_new(&a->pipeline, cfg, a->authn, a->schema, &sink, log);
   if (rc)
     goto fail_pipeline;
   struct {
@@ -441,6 +459,10 @@ fail_authn:
 fail_pg:
   sf_http_server_destroy(a->http);
 fail_http:
+  cmd_schema_close(a->schema); /* its timer closes if the loop runs */
+fail_schema:
+  sf_event_codec_destroy(a->codec);
+fail_codec:
   free(a);
   return rc;
 }
@@ -482,6 +504,7 @@ int cmd_app_start(cmd_app_t *a) {
       .transactional_id = a->txn_prefix,
       .topic_catalog = a->cfg->topic_catalog,
       .topic_stock = a->cfg->topic_stock,
+      .registry_url = a->cfg->schema_registry_url,
       .lanes = cmd_app_lane_count(a->cfg),
       .instances = a->ins.count,
       .max_batch = (size_t)a->cfg->max_batch,
@@ -492,6 +515,8 @@ int cmd_app_start(cmd_app_t *a) {
   };
   uv_timer_start(&a->idem_timer, idem_timer_cb, 60000, 60000);
   rc = cmd_users_bootstrap(a->users); /* accounts: the first admin */
+  if (!rc)
+    rc = cmd_schema_start(a->schema);
   if (rc)
     return rc;
   if (a->ins.count > 1) {
@@ -505,7 +530,8 @@ int cmd_app_start(cmd_app_t *a) {
                           .topic_stock = a->cfg->topic_stock,
                           .instances = a->ins,
                           .poll_ms = 10,
-                          .sync_timeout_ms = 3000};
+                          .sync_timeout_ms = 3000,
+                          .registry_url = a->cfg->schema_registry_url};
     rc = cmd_tail_new(&a->tail, a->loop, &to, a->log);
     if (rc)
       return rc;
@@ -564,6 +590,8 @@ void cmd_app_stop(cmd_app_t *a, void (*done)(void *), void *ud) {
   a->bus = NULL;
   uv_close((uv_handle_t *)&a->idem_timer, NULL);
   uv_close((uv_handle_t *)&a->fatal_timer, NULL);
+  cmd_schema_close(a->schema);
+  a->schema = NULL;
   cmd_users_shutdown(a->users); /* accounts: new account requests 503 */
   sf_http_server_close(a->http, http_closed_cb, a);
 }
@@ -575,5 +603,6 @@ void cmd_app_destroy(cmd_app_t *a) {
   sf_authn_destroy(a->authn); /* accounts: after the pool closed */
   cmd_users_destroy(a->users);
   cmd_pipeline_destroy(a->pipeline); /* every unit was answered at stop */
+  sf_event_codec_destroy(a->codec);
   free(a);
 }

@@ -14,6 +14,13 @@ static const sf_cfg_entry_t entries[] = {
     S(SF_CFG_KAFKA_BROKERS, NULL, kafka_brokers),
     S(SF_CFG_TOPIC_CATALOG, NULL, topic_catalog),
     S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
+    E("event-format", SF_CFG_STRING, "single-object", 0, 0,
+      "STOCKFLOW_EVENT_FORMAT",
+      "wire format of the events written: single-object (Avro single-object "
+      "encoding, schema by fingerprint) or confluent (magic 0 and a schema "
+      "id of the registry at --schema-registry-url, which is then required)",
+      event_format),
+    S(SF_CFG_SCHEMA_REGISTRY_URL, NULL, schema_registry_url),
     E("transactional-id", SF_CFG_STRING, "stockflow-command-0", 0, 0,
       "STOCKFLOW_COMMAND_TXN_ID",
       "Kafka transactional.id of lane 0 (lane k: <id>-<k>; with several "

@@ -13,6 +13,8 @@ typedef struct cmd_settings {
   const char *kafka_brokers;
   const char *topic_catalog;
   const char *topic_stock;
+  const char *event_format;        /* "single-object" or "confluent" */
+  const char *schema_registry_url; /* "" when none */
   const char *transactional_id;
   const char *topic_commands;
   const char *topic_results;

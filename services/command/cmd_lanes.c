@@ -253,7 +253,8 @@ static void rebuild_main(void *arg) {
                            &st.events);
     else
       rc = cmd_rebuild_run(l->opts.brokers, l->opts.topic_catalog,
-                           l->opts.topic_stock, l->opts.idem_retention_us,
+                           l->opts.topic_stock, l->opts.registry_url,
+                           l->opts.idem_retention_us,
                            &l->stop, l->log, &state, &st,
                            l->opts.rebuild_progress);
     if (rc == 0) {

@@ -58,7 +58,8 @@ typedef struct cmd_lanes_opts {
                                    instance's prefix: cmd_instances.h) */
   const char *topic_catalog;
   const char *topic_stock;
-  size_t lanes; /* 1 .. CMD_MAX_LANES */
+  const char *registry_url; /* schema registry; NULL or "" when none */
+  size_t lanes;             /* 1 .. CMD_MAX_LANES */
   /* instances (cmd_instances.h): the instance owns every instances-th
    * stock partition, which its lanes share: lane (p / instances) mod lanes.
    * 0 or 1: a single instance (lane p mod lanes). */

@@ -20,7 +20,8 @@ struct cmd_pipeline {
   sf_log_t *log;
   sf_authn_t *authn; /* for routes; NULL in the unit tests */
   cmd_pipeline_sink_t sink;
-  sf_event_codec_t *codec;
+  cmd_schema_t *schema;    /* the wire format; NULL: codec below */
+  sf_event_codec_t *codec; /* NULL when schema is set */
   sf_uuidgen_t ids;
   cmd_state_t *state;  /* NULL until the first rebuild is done */
   uint64_t generation; /* of state */
@@ -238,6 +239,10 @@ cmd_req_t *cmd_pipeline_begin_write(cmd_pipeline_t *pl, sf_http_req_t *req) {
                      "event log; nothing was written");
     return NULL;
   }
+  if (pl->schema && !cmd_schema_ready(pl->schema)) {
+    unavailable(req, cmd_schema_not_ready_reason(pl->schema));
+    return NULL;
+  }
   cmd_req_t *c = sf_http_req_alloc(req, sizeof(*c));
   if (!c) {
     sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
@@ -313,6 +318,11 @@ cmd_req_t *cmd_pipeline_begin_bus(cmd_pipeline_t *pl, const char *key, const cha
                       "event log; nothing was written");
     return NULL;
   }
+  if (pl->schema && !cmd_schema_ready(pl->schema)) {
+    answer_unrecorded(c, 503, "unavailable",
+                      cmd_schema_not_ready_reason(pl->schema));
+    return NULL;
+  }
   snprintf(c->key_buf, sizeof(c->key_buf), "%s", key);
   snprintf(c->hash, sizeof(c->hash), "%s", hash);
   cmd_idem_view_t v;
@@ -347,7 +357,7 @@ cmd_req_t *cmd_pipeline_begin_bus(cmd_pipeline_t *pl, const char *key, const cha
 
 cmd_req_t *cmd_pipeline_begin_system(cmd_pipeline_t *pl, cmd_answer_cb answer,
                                      void *ud) {
-  if (pl->fatal || !pl->state || pl->resyncing)
+  if (!cmd_pipeline_writable(pl))
     return NULL;
   cmd_req_t *c = calloc(1, sizeof(*c));
   if (!c)
@@ -575,7 +585,9 @@ static cmd_msg_t *make_msg(cmd_pipeline_t *pl, const sf_event_t *e, const char *
   cmd_msg_t *m = calloc(1, sizeof(*m));
   if (!m)
     return NULL;
-  int rc = sf_event_encode(pl->codec, e, &m->value, &m->value_len);
+  int rc = pl->schema ? cmd_schema_encode(pl->schema, e, topic, &m->value,
+                                          &m->value_len)
+                      : sf_event_encode(pl->codec, e, &m->value, &m->value_len);
   if (rc) {
     SF_ERROR(pl->log, "command", "encoding %s event %s: %s",
              sf_event_type_name(e->type), e->event_id, sf_err_name(rc));
@@ -892,8 +904,8 @@ void cmd_pipeline_unit_done(cmd_pipeline_t *pl, cmd_unit_t *u) {
 /* ---- lifecycle, fed by the owner ---- */
 
 int cmd_pipeline_new(cmd_pipeline_t **out, const cmd_settings_t *cfg,
-                     sf_authn_t *authn, const cmd_pipeline_sink_t *sink,
-                     sf_log_t *log) {
+                     sf_authn_t *authn, cmd_schema_t *schema,
+                     const cmd_pipeline_sink_t *sink, sf_log_t *log) {
   cmd_pipeline_t *pl = calloc(1, sizeof(*pl));
   if (!pl)
     return SF_ENOMEM;
@@ -903,7 +915,8 @@ int cmd_pipeline_new(cmd_pipeline_t **out, const cmd_settings_t *cfg,
   pl->sink = *sink;
   pl->ins = (cmd_instances_t){0, 1, ""}; /* the only instance */
   sf_uuidgen_init(&pl->ids);
-  int rc = sf_event_codec_new(&pl->codec);
+  pl->schema = schema;
+  int rc = schema ? 0 : sf_event_codec_new(&pl->codec);
   if (rc) {
     SF_ERROR(log, "command", "loading the event schema: %s", sf_err_name(rc));
     free(pl);
@@ -948,7 +961,8 @@ size_t cmd_pipeline_expire_keys(cmd_pipeline_t *pl) {
 }
 
 bool cmd_pipeline_writable(const cmd_pipeline_t *pl) {
-  return pl->state && !pl->resyncing && !pl->fatal;
+  return pl->state && !pl->resyncing && !pl->fatal &&
+         (!pl->schema || cmd_schema_ready(pl->schema));
 }
 bool cmd_pipeline_has_state(const cmd_pipeline_t *pl) {
   return pl->state != NULL;

@@ -26,6 +26,7 @@
 
 #include "cmd_config.h"
 #include "cmd_instances.h"
+#include "cmd_schema.h"
 #include "cmd_state.h"
 #include "cmd_writer.h"
 #include "sf/auth.h"
@@ -61,12 +62,14 @@ typedef struct cmd_pipeline_stats {
 } cmd_pipeline_stats_t;
 
 /* Creates a pipeline with no state yet (every write answers 503 until
- * cmd_pipeline_set_state). cfg, log and authn (may be NULL: no principal,
- * every check allowed, as for the bus) are borrowed for its life; sink is
- * copied. Returns 0, SF_ENOMEM, or the codec's error (logged). */
+ * cmd_pipeline_set_state). cfg, log, authn (NULL: no routes can be
+ * registered) and schema are borrowed for its life; sink is copied. schema
+ * is the wire format events are encoded in (writes answer 503 while it is
+ * not ready); NULL: Avro single-object encoding with a codec of the
+ * pipeline's own. Returns 0, SF_ENOMEM, or the codec's error (logged). */
 int cmd_pipeline_new(cmd_pipeline_t **out, const cmd_settings_t *cfg,
-                     sf_authn_t *authn, const cmd_pipeline_sink_t *sink,
-                     sf_log_t *log);
+                     sf_authn_t *authn, cmd_schema_t *schema,
+                     const cmd_pipeline_sink_t *sink, sf_log_t *log);
 /* Frees the pipeline and its state. Every submitted unit must have come
  * back through cmd_pipeline_unit_done first. */
 void cmd_pipeline_destroy(cmd_pipeline_t *pl);

@@ -22,8 +22,11 @@
 #include "sf/kafka.h"
 #include "sf/event.h"
 #include "sf/progress.h"
+#include "sf/registry.h"
 
 #define PROGRESS_PUBLISH_MS 250
+#define REGISTRY_TIMEOUT_MS 5000
+#define LEARN_BACKOFF_MAX_MS 5000
 #define PROGRESS_LOG_MS 5000
 #define PROGRESS_CHECK_EVERY 256 /* messages between two looks at the clock */
 
@@ -50,6 +53,7 @@ typedef struct topic_parts {
 typedef struct replay {
   cmd_state_t *state;
   sf_event_codec_t *codec;
+  sf_registry_t *reg; /* NULL when no registry is configured */
   int64_t idem_retention_us;
   int64_t now_us;
   held_leg_t *held;
@@ -255,6 +259,31 @@ static int measure(rd_kafka_t *rk, topic_parts_t *tp, sf_log_t *log) {
   return 0;
 }
 
+/* Teaches the codec the schema id of a Confluent-framed payload, waiting
+ * for a registry that does not answer (or does not know the id) until it
+ * does or stop becomes true. An id whose schema is not an envelope is left
+ * to the decode, which skips the event. Returns 0 or SF_ECANCELED. */
+static int learn(replay_t *r, const void *payload, size_t len,
+                 const atomic_bool *stop) {
+  int backoff = 100;
+  for (;;) {
+    int rc = sf_registry_learn(r->reg, r->codec, payload, len);
+    if (rc == 0 || rc == SF_ESCHEMA || rc == SF_ECONFLICT)
+      return 0;
+    SF_WARN(r->log, "rebuild", "schema registry %s: %s (%s); retrying in %d ms",
+            sf_registry_url(r->reg), sf_registry_error(r->reg),
+            sf_err_name(rc), backoff);
+    for (int slept = 0; slept < backoff; slept += 50) {
+      if (atomic_load(stop))
+        return SF_ECANCELED;
+      struct timespec ts = {0, 50 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    backoff = backoff * 2 > LEARN_BACKOFF_MAX_MS ? LEARN_BACKOFF_MAX_MS
+                                                 : backoff * 2;
+  }
+}
+
 static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
                         const atomic_bool *stop) {
   sf_event_codec_t *codec = r->codec;
@@ -318,6 +347,11 @@ static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
           m->offset + 1 > tp->p[m->partition].next)
         tp->p[m->partition].next = m->offset + 1;
       progress_tick(r, false);
+      if (learn(r, m->payload, m->len, stop)) {
+        rd_kafka_message_destroy(m);
+        rc = SF_ECANCELED;
+        break;
+      }
       sf_event_t e;
       int drc = sf_event_decode(codec, m->payload, m->len, &e);
       if (drc) {
@@ -366,7 +400,8 @@ static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
 }
 
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
-                    const char *topic_stock, int64_t idem_retention_us,
+                    const char *topic_stock, const char *registry_url,
+                    int64_t idem_retention_us,
                     const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
                     cmd_rebuild_stats_t *stats,
                     cmd_rebuild_progress_t *progress) {
@@ -376,6 +411,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   int rc = 0;
   cmd_state_t *state = NULL;
   sf_event_codec_t *codec = NULL;
+  sf_registry_t *reg = NULL;
   rd_kafka_t *rk = NULL;
 
   rc = cmd_state_new(&state);
@@ -383,6 +419,9 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
     goto fail;
   rc = sf_event_codec_new(&codec);
   if (rc)
+    goto fail;
+  if (registry_url && registry_url[0] &&
+      (rc = sf_registry_new(&reg, registry_url, REGISTRY_TIMEOUT_MS)))
     goto fail;
 
   const char *settings[][2] = {
@@ -415,7 +454,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   rd_kafka_poll_set_consumer(rk);
 
   /* Catalog first: stock events refer to its products and stores. */
-  replay_t r = {.state = state, .codec = codec, .idem_retention_us = idem_retention_us, .now_us = wall_us(), .log = log, .st = stats, .shared = progress, .tops = {{.name = topic_catalog, .catalog = true}, {.name = topic_stock, .catalog = false}}};
+  replay_t r = {.state = state, .codec = codec, .reg = reg, .idem_retention_us = idem_retention_us, .now_us = wall_us(), .log = log, .st = stats, .shared = progress, .tops = {{.name = topic_catalog, .catalog = true}, {.name = topic_stock, .catalog = false}}};
   rc = measure(rk, &r.tops[0], log);
   if (!rc)
     rc = measure(rk, &r.tops[1], log);
@@ -465,6 +504,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
 
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  sf_registry_destroy(reg);
   sf_event_codec_destroy(codec);
   stats->seconds = now_s() - t0;
   *out = state;
@@ -475,6 +515,7 @@ fail:
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
   }
+  sf_registry_destroy(reg);
   sf_event_codec_destroy(codec);
   cmd_state_destroy(state);
   return rc;

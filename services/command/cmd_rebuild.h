@@ -57,12 +57,17 @@ void cmd_rebuild_progress_read(const cmd_rebuild_progress_t *p,
 
 /* Returns 0 with *out (caller owns) or SF_EKAFKA / SF_ENOMEM /
  * SF_ECANCELED (stop became true). */
-/* Events carrying an idempotency key younger than idem_retention_us also
+/* Events in the Confluent wire format have their schema ids looked up at
+ * registry_url (NULL or "": none, and such events are skipped as
+ * undecodable); a registry that does not answer is waited for (logged,
+ * retried until stop). Events carrying an idempotency key younger than
+ * idem_retention_us also
  * restore the key's first answer (cmd_reply), so a retry after a restart
  * is answered exactly as the first time. progress (may be NULL; borrowed)
  * is running from the start to the end of the call. */
 int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
-                    const char *topic_stock, int64_t idem_retention_us,
+                    const char *topic_stock, const char *registry_url,
+                    int64_t idem_retention_us,
                     const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
                     cmd_rebuild_stats_t *stats,
                     cmd_rebuild_progress_t *progress);

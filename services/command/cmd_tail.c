@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sf/err.h"
+#include "sf/registry.h"
 #include "sf/event.h"
 #include "sf/kafka.h"
 
@@ -40,6 +41,7 @@ struct cmd_tail {
   cmd_tail_opts_t opts;
   rd_kafka_t *rk;
   sf_event_codec_t *codec;
+  sf_registry_t *reg; /* NULL without a registry */
   uv_timer_t timer;
   cmd_state_t *state; /* borrowed; NULL: fold nothing */
   tail_part_t *parts;
@@ -57,6 +59,7 @@ static void maybe_free(cmd_tail_t *t) {
   rd_kafka_consumer_close(t->rk);
   rd_kafka_destroy(t->rk);
   sf_event_codec_destroy(t->codec);
+  sf_registry_destroy(t->reg);
   free(t->parts);
   free(t);
 }
@@ -109,6 +112,9 @@ static void fold(cmd_tail_t *t, tail_part_t *p, rd_kafka_message_t *m) {
   if (m->offset < p->reached) /* folded already (rebuild or earlier) */
     return;
   sf_event_t e;
+  if (t->reg && sf_registry_learn(t->reg, t->codec, m->payload, m->len) != 0)
+    SF_WARN(t->log, "tail", "schema registry %s: %s", sf_registry_url(t->reg),
+            sf_registry_error(t->reg));
   int rc = sf_event_decode(t->codec, m->payload, m->len, &e);
   if (rc) {
     SF_ERROR(t->log, "tail", "skipping undecodable event %s/%d@%lld: %s",
@@ -160,6 +166,11 @@ int cmd_tail_new(cmd_tail_t **out, uv_loop_t *loop, const cmd_tail_opts_t *o,
   int rc = sf_event_codec_new(&t->codec);
   if (rc)
     goto fail_codec;
+  if (o->registry_url && *o->registry_url) {
+    rc = sf_registry_new(&t->reg, o->registry_url, 2000);
+    if (rc)
+      goto fail_conf;
+  }
   const char *settings[][2] = {
       {"bootstrap.servers", o->brokers},
       {"group.id", "stockflow-command-tail"}, /* never joins or commits */
@@ -195,6 +206,7 @@ int cmd_tail_new(cmd_tail_t **out, uv_loop_t *loop, const cmd_tail_opts_t *o,
   return 0;
 
 fail_conf:
+  sf_registry_destroy(t->reg);
   sf_event_codec_destroy(t->codec);
 fail_codec:
   free(t);

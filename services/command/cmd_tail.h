@@ -42,6 +42,10 @@ typedef struct cmd_tail_opts {
   cmd_instances_t instances; /* which partitions this instance writes */
   uint64_t poll_ms;          /* period of the poll timer */
   uint64_t sync_timeout_ms;  /* a sync gives up (caught_up false) after it */
+  /* schema registry (Confluent wire format): the schema of an id the tail
+   * has not seen is fetched from it once, on the loop thread (a short
+   * blocking call, once per id); NULL or "": none */
+  const char *registry_url;
 } cmd_tail_opts_t;
 
 /* Fires once: caught_up is true when everything committed to the tailed

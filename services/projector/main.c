@@ -31,6 +31,7 @@ static int run_check(const proj_config_t *cfg) {
   proj_check_opts_t co = {.brokers = cfg->kafka_brokers,
                           .group = cfg->group,
                           .topic_stock = cfg->topic_stock,
+                          .registry_url = cfg->schema_registry_url,
                           .pg_dsn = cfg->pg_dsn,
                           .timeout_ms = 30000};
   size_t differences = 0;

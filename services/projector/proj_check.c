@@ -11,6 +11,7 @@
 #include "sf/err.h"
 #include "sf/event.h"
 #include "sf/kafka.h"
+#include "sf/registry.h"
 
 #define MOD "check"
 #define KAFKA_TIMEOUT_MS 10000
@@ -108,11 +109,18 @@ static bool all_read(const check_t *c) {
 /* Folds the stock topic up to the stored offsets. */
 static int read_log(check_t *c, sf_kafka_consumer_t *k) {
   sf_event_codec_t *codec = NULL;
+  sf_registry_t *reg = NULL;
   int rc = sf_event_codec_new(&codec);
   if (rc)
     return rc;
+  if (c->o->registry_url && c->o->registry_url[0] &&
+      (rc = sf_registry_new(&reg, c->o->registry_url, KAFKA_TIMEOUT_MS))) {
+    sf_event_codec_destroy(codec);
+    return rc;
+  }
   sf_kafka_tp_t *tps = calloc((size_t)c->n_parts, sizeof(*tps));
   if (!tps) {
+    sf_registry_destroy(reg);
     sf_event_codec_destroy(codec);
     return SF_ENOMEM;
   }
@@ -161,12 +169,22 @@ static int read_log(check_t *c, sf_kafka_consumer_t *k) {
       if (m->offset + 1 > t->next)
         t->next = m->offset + 1;
       if (m->offset < t->end && !rc) {
-        sf_event_t e;
-        if (sf_event_decode(codec, m->value, m->value_len, &e) == 0)
-          rc = proj_ledger_apply(c->ledger, &e);
-        else
-          c->undecodable++; /* the projector dead-lettered it too */
-        sf_event_clear(&e);
+        /* an id whose schema is not an envelope was dead-lettered: it
+         * fails to decode below; a registry that does not answer fails the
+         * check rather than count valid events as undecodable */
+        int lrc = sf_registry_learn(reg, codec, m->value, m->value_len);
+        if (lrc && lrc != SF_ESCHEMA && lrc != SF_ECONFLICT) {
+          SF_ERROR(c->log, MOD, "schema registry: %s",
+                   sf_registry_error(reg));
+          rc = lrc;
+        } else {
+          sf_event_t e;
+          if (sf_event_decode(codec, m->value, m->value_len, &e) == 0)
+            rc = proj_ledger_apply(c->ledger, &e);
+          else
+            c->undecodable++; /* the projector dead-lettered it too */
+          sf_event_clear(&e);
+        }
       }
       sf_kafka_msg_destroy(m);
     }
@@ -183,6 +201,7 @@ static int read_log(check_t *c, sf_kafka_consumer_t *k) {
   }
 out:
   free(tps);
+  sf_registry_destroy(reg);
   sf_event_codec_destroy(codec);
   return rc;
 }

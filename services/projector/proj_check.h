@@ -23,6 +23,7 @@ typedef struct proj_check_opts {
   const char *brokers;
   const char *group; /* the projector's group: whose offsets are checked */
   const char *topic_stock;
+  const char *registry_url; /* schema registry; NULL or "" when none */
   const char *pg_dsn;
   int timeout_ms; /* bound on reading the log without progress */
 } proj_check_opts_t;

@@ -17,6 +17,7 @@ static const sf_cfg_entry_t k_entries[] = {
     S(SF_CFG_LOG_LEVEL, NULL, log_level),
     S(SF_CFG_TOPIC_CATALOG, NULL, topic_catalog),
     S(SF_CFG_TOPIC_STOCK, NULL, topic_stock),
+    S(SF_CFG_SCHEMA_REGISTRY_URL, NULL, schema_registry_url),
     {"topic-dlq", SF_CFG_STRING, "inventory.dlq", 0, 0, "STOCKFLOW_TOPIC_DLQ",
      "dead-letter topic: messages that do not decode or cannot be stored",
      F(topic_dlq)},

@@ -18,6 +18,7 @@ typedef struct proj_config {
   const char *log_level;
   const char *topic_catalog;
   const char *topic_stock;
+  const char *schema_registry_url; /* "" when none */
   const char *topic_dlq;
   const char *group;
   long long batch_max;

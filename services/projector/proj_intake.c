@@ -10,6 +10,9 @@
 #include "sf/err.h"
 
 #define MOD "projector"
+#define REGISTRY_TIMEOUT_MS 5000
+#define LEARN_BACKOFF_MIN_MS 100
+#define LEARN_BACKOFF_MAX_MS 5000
 
 int64_t proj_now_ms(void) {
   struct timespec ts;
@@ -17,7 +20,7 @@ int64_t proj_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int proj_intake_init(proj_intake_t *b, size_t cap) {
+int proj_intake_init(proj_intake_t *b, size_t cap, const char *registry_url) {
   memset(b, 0, sizeof *b);
   proj_plan_init(&b->plan);
   if (cap < 1)
@@ -32,9 +35,14 @@ int proj_intake_init(proj_intake_t *b, size_t cap) {
   rc = sf_event_codec_new(&b->codec);
   if (rc)
     goto fail;
+  if (registry_url && registry_url[0] &&
+      (rc = sf_registry_new(&b->registry, registry_url, REGISTRY_TIMEOUT_MS)))
+    goto fail_registry;
   b->cap = cap;
   return 0;
 
+fail_registry:
+  sf_event_codec_destroy(b->codec);
 fail:
   free(b->decode_rc);
   free(b->inputs);
@@ -56,6 +64,7 @@ void proj_intake_release(proj_intake_t *b) {
 void proj_intake_free(proj_intake_t *b) {
   proj_intake_release(b);
   proj_plan_free(&b->plan);
+  sf_registry_destroy(b->registry);
   sf_event_codec_destroy(b->codec);
   free(b->decode_rc);
   free(b->inputs);
@@ -92,6 +101,48 @@ int proj_intake_fill(proj_intake_t *b, sf_kafka_consumer_t *c, int wait_ms,
       deadline = *t0 + wait_ms;
     }
     b->n += (size_t)k;
+  }
+  return 0;
+}
+
+/* Sleeps ms in short slices; false when stop(ud) came first. */
+static bool nap(int ms, bool (*stop)(void *ud), void *ud) {
+  int64_t until = proj_now_ms() + ms;
+  while (!stop(ud)) {
+    int64_t left = until - proj_now_ms();
+    if (left <= 0)
+      return true;
+    struct timespec ts = {0, (long)(left > 50 ? 50 : left) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+int proj_intake_learn(proj_intake_t *b, bool (*stop)(void *ud), void *ud,
+                      sf_log_t *log) {
+  int backoff = LEARN_BACKOFF_MIN_MS;
+  for (size_t i = 0; b->registry && i < b->n;) {
+    const sf_kafka_msg_t *m = &b->msgs[i];
+    int rc = sf_registry_learn(b->registry, b->codec, m->value, m->value_len);
+    if (rc == 0 || rc == SF_ESCHEMA || rc == SF_ECONFLICT) {
+      if (rc)
+        SF_ERROR(log, MOD, "%s[%d]@%" PRId64 ": %s; it will be dead-lettered",
+                 m->topic, (int)m->partition, m->offset,
+                 sf_registry_error(b->registry));
+      i++;
+      backoff = LEARN_BACKOFF_MIN_MS;
+      continue;
+    }
+    SF_WARN(log, MOD,
+            "%s[%d]@%" PRId64 ": schema registry %s: %s (%s); retrying in "
+            "%d ms",
+            m->topic, (int)m->partition, m->offset,
+            sf_registry_url(b->registry), sf_registry_error(b->registry),
+            sf_err_name(rc), backoff);
+    if (!nap(backoff, stop, ud))
+      return SF_ECANCELED;
+    backoff = backoff * 2 > LEARN_BACKOFF_MAX_MS ? LEARN_BACKOFF_MAX_MS
+                                                 : backoff * 2;
   }
   return 0;
 }

@@ -20,6 +20,7 @@
 #include "sf/event.h"
 #include "sf/kafka.h"
 #include "sf/log.h"
+#include "sf/registry.h"
 
 typedef struct proj_intake {
   size_t cap; /* messages per batch */
@@ -30,11 +31,25 @@ typedef struct proj_intake {
   int *decode_rc; /* per message: 0 or the sf_event_decode error */
   proj_plan_t plan;
   sf_event_codec_t *codec;
+  sf_registry_t *registry; /* NULL when no registry is configured */
 } proj_intake_t;
 
-/* Allocates room for cap (>= 1) messages and the codec. Returns 0,
- * SF_EINVAL, SF_ENOMEM or SF_ESCHEMA; on failure nothing needs freeing. */
-int proj_intake_init(proj_intake_t *b, size_t cap);
+/* Allocates room for cap (>= 1) messages, the codec and, when
+ * registry_url (borrowed) is neither NULL nor "", a schema registry client.
+ * Returns 0, SF_EINVAL, SF_ENOMEM or SF_ESCHEMA; on failure nothing needs
+ * freeing. */
+int proj_intake_init(proj_intake_t *b, size_t cap, const char *registry_url);
+
+/* Makes the codec able to decode every message in hand that is in the
+ * Confluent wire format: fetches the schema of each schema id it has not
+ * learnt from the registry. A registry that does not answer, or does not
+ * know the id, is waited for (logged, retried with backoff until
+ * stop(ud)): a valid event must not be dead-lettered because the registry
+ * blinked. An id whose schema is not an envelope is left for the decode to
+ * dead-letter. Without a registry, nothing to do. Returns 0, or
+ * SF_ECANCELED when stop(ud) came first. */
+int proj_intake_learn(proj_intake_t *b, bool (*stop)(void *ud), void *ud,
+                      sf_log_t *log);
 /* Releases the batch and frees everything. Safe on a zeroed value. */
 void proj_intake_free(proj_intake_t *b);
 

@@ -590,7 +590,9 @@ static int replay(proj_rebuild_t *rb, bool in_txn) {
       return rc;
     if (rb->in.n == 0)
       continue;
-    rc = proj_intake_plan(&rb->in, rb->o.group, rb->log);
+    rc = proj_intake_learn(&rb->in, stop_cb, rb, rb->log);
+    if (!rc)
+      rc = proj_intake_plan(&rb->in, rb->o.group, rb->log);
     if (rc) {
       proj_intake_release(&rb->in);
       return rc;
@@ -806,7 +808,7 @@ int proj_rebuild_run(proj_rebuild_t *rb, proj_rebuild_report_t *rep) {
   proj_pg_opts_t po = {.dsn = rb->o.pg_dsn, .group = rb->o.group, .schema = rb->schema, .change_log = false};
   int rc = proj_pg_new(&rb->admin, &ao, rb->log);
   rc = rc ? rc : proj_pg_new(&rb->apply, &po, rb->log);
-  rc = rc ? rc : proj_intake_init(&rb->in, rb->o.batch_max);
+  rc = rc ? rc : proj_intake_init(&rb->in, rb->o.batch_max, rb->o.registry_url);
   if (rc)
     goto done;
   phase(rb, "lock");

@@ -79,6 +79,7 @@ typedef struct proj_rebuild_opts {
   const char *group; /* the live projector's group: key of the offsets */
   const char *topic_catalog;
   const char *topic_stock;
+  const char *registry_url; /* schema registry; NULL or "" when none */
   const char *pg_dsn;
   size_t batch_max;
   int batch_wait_ms;

@@ -217,7 +217,7 @@ int proj_worker_new(proj_worker_t **out, const proj_worker_opts_t *opts,
   w->log = log;
   atomic_init(&w->stop, false);
 
-  int rc = proj_intake_init(&w->in, opts->batch_max);
+  int rc = proj_intake_init(&w->in, opts->batch_max, opts->registry_url);
   if (rc) {
     SF_ERROR(log, MOD, "cannot set up the batch buffers: %s", sf_strerror(rc));
     goto fail_intake;
@@ -428,7 +428,8 @@ static int run(proj_worker_t *w) {
       SF_ERROR(w->log, MOD, "consumer failed: %s", sf_strerror(rc));
       break;
     }
-    if (w->in.n > 0 && !stopping(w)) {
+    if (w->in.n > 0 && !stopping(w) &&
+        proj_intake_learn(&w->in, stop_cb, w, w->log) == 0) {
       rc = proj_intake_plan(&w->in, w->o.group, w->log);
       if (rc) {
         SF_ERROR(w->log, MOD, "cannot plan a batch of %zu: %s", w->in.n,

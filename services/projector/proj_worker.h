@@ -38,6 +38,7 @@ typedef struct proj_worker_opts {
   const char *topic_catalog; /* e.g. "inventory.catalog" */
   const char *topic_stock;   /* e.g. "inventory.stock" */
   const char *topic_dlq;     /* e.g. "inventory.dlq" */
+  const char *registry_url;  /* schema registry; NULL or "" when none */
   const char *pg_dsn;
   size_t batch_max;      /* messages per batch, >= 1 */
   int batch_wait_ms;     /* wait after a batch's first message, >= 0 */

@@ -28,12 +28,14 @@ typedef enum sf_cfg_type {
 /* The shared settings (SF_CFG_OWN: an entry of the service's own). */
 typedef enum sf_cfg_shared {
   SF_CFG_OWN = 0,
-  SF_CFG_KAFKA_BROKERS,   /* --kafka-brokers, STOCKFLOW_KAFKA_BROKERS */
-  SF_CFG_PG_DSN,          /* --pg-dsn, STOCKFLOW_PG_DSN */
-  SF_CFG_LOG_LEVEL,       /* --log-level, STOCKFLOW_LOG_LEVEL */
-  SF_CFG_TOPIC_CATALOG,   /* --topic-catalog, STOCKFLOW_TOPIC_CATALOG */
-  SF_CFG_TOPIC_STOCK,     /* --topic-stock, STOCKFLOW_TOPIC_STOCK */
-  SF_CFG_PROJECTOR_GROUP, /* --projector-group, STOCKFLOW_PROJECTOR_GROUP */
+  SF_CFG_KAFKA_BROKERS,       /* --kafka-brokers, STOCKFLOW_KAFKA_BROKERS */
+  SF_CFG_PG_DSN,              /* --pg-dsn, STOCKFLOW_PG_DSN */
+  SF_CFG_LOG_LEVEL,           /* --log-level, STOCKFLOW_LOG_LEVEL */
+  SF_CFG_TOPIC_CATALOG,       /* --topic-catalog, STOCKFLOW_TOPIC_CATALOG */
+  SF_CFG_TOPIC_STOCK,         /* --topic-stock, STOCKFLOW_TOPIC_STOCK */
+  SF_CFG_PROJECTOR_GROUP,     /* --projector-group, STOCKFLOW_PROJECTOR_GROUP */
+  SF_CFG_SCHEMA_REGISTRY_URL, /* --schema-registry-url,
+                                 STOCKFLOW_SCHEMA_REGISTRY_URL */
   SF_CFG__SHARED_COUNT
 } sf_cfg_shared_t;
 

@@ -6,6 +6,11 @@
  * with Avro single-object encoding: 0xC3 0x01, the 8-byte little-endian
  * CRC-64-AVRO fingerprint of the schema's parsing canonical form, then the
  * Avro binary datum, so any consumer can pick the schema from schemas/.
+ * Events may also be written in the Confluent wire format: 0x00, the
+ * 4-byte big-endian id of the schema in a schema registry, then the datum.
+ * The codec does no I/O: it learns which schema an id names from its caller
+ * (sf_event_codec_add_schema_id; sf/registry.h fetches it), and decoding
+ * takes either format, picked by the first byte.
  *
  * Decoding never trusts a length: every string length, array count and union
  * index is checked against the bytes that remain before anything is
@@ -176,8 +181,11 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
                     size_t *out_len);
 
 /* Decodes buf (borrowed) into e (initialised by the call; release with
- * sf_event_clear even on failure). The writer schema is picked by the
- * fingerprint among the codec's known ones; an event of an older or newer
+ * sf_event_clear even on failure). Either wire format: the writer schema is
+ * picked by the fingerprint (single-object) or by the schema id (Confluent;
+ * an id the codec has not learnt is SF_ESCHEMA, so callers that hold a
+ * registry learn it first, see sf_registry_learn) among the codec's known
+ * ones; an event of an older or newer
  * writer is resolved to the reader schema (fields only the writer has are
  * dropped, fields only the reader has take their defaults). Returns 0,
  * SF_EPARSE (bad marker or datum), SF_ESCHEMA (unknown fingerprint, or an
@@ -186,6 +194,46 @@ int sf_event_encode(sf_event_codec_t *c, const sf_event_t *e, uint8_t **out,
  * SF_EVENT_MAX_BYTES). */
 int sf_event_decode(sf_event_codec_t *c, const uint8_t *buf, size_t len,
                     sf_event_t *e);
+
+/* The two wire formats (docs/events.md). */
+typedef enum sf_event_format {
+  SF_EVENT_FORMAT_SINGLE_OBJECT = 0, /* 0xC3 0x01, 8-byte fingerprint */
+  SF_EVENT_FORMAT_CONFLUENT          /* 0x00, 4-byte schema id */
+} sf_event_format_t;
+
+/* "single-object" or "confluent" into *out: 0, or SF_EINVAL. */
+int sf_event_format_parse(const char *name, sf_event_format_t *out);
+/* "single-object", "confluent"; NULL if out of range. */
+const char *sf_event_format_name(sf_event_format_t f);
+
+/* True when buf (len bytes, borrowed) is in the Confluent wire format with
+ * a whole header: sets *id to its schema id. False for anything else
+ * (single-object, garbage, a truncated header), which sf_event_decode then
+ * judges. Pure. */
+bool sf_event_confluent_id(const uint8_t *buf, size_t len, uint32_t *id);
+
+/* The JSON text of the schema the codec encodes with (its reader schema),
+ * owned by the codec: what a registry is given to register. */
+const char *sf_event_codec_schema_json(const sf_event_codec_t *c);
+
+/* Teaches c that schema id `id` of a registry names the schema JSON text
+ * schema_json (borrowed for the call): the reader schema, one of the known
+ * writers, or a new writer schema that must resolve to the reader (the
+ * rules of sf_event_codec_new_with). Learning an id again with the same
+ * schema is a no-op; with another schema it is SF_ECONFLICT (a registry
+ * never reuses an id). Returns 0, SF_EINVAL, SF_ENOMEM, SF_ECONFLICT or
+ * SF_ESCHEMA (not a schema, or one that does not resolve: not an envelope). */
+int sf_event_codec_add_schema_id(sf_event_codec_t *c, uint32_t id,
+                                 const char *schema_json);
+
+/* True when c has learnt schema id `id`. */
+bool sf_event_codec_knows_id(const sf_event_codec_t *c, uint32_t id);
+
+/* Encodes e like sf_event_encode, but in the Confluent wire format with
+ * schema id `id`, which c must have learnt as its reader schema (else
+ * SF_EINVAL: the id would name another schema). Same returns otherwise. */
+int sf_event_encode_confluent(sf_event_codec_t *c, const sf_event_t *e,
+                              uint32_t id, uint8_t **out, size_t *out_len);
 
 #define SF_EVENT_MAX_BYTES (1024 * 1024)
 #define SF_EVENT_MAX_LINES 1000

@@ -61,7 +61,7 @@ static int setup(void **st) {
   w->cfg.idem_retention_s = 3600;
   assert_int_equal(sf_log_new(&w->log, "test", SF_LOG_OFF, stderr), 0);
   cmd_pipeline_sink_t sink = {sink_submit, sink_resync, NULL, w};
-  assert_int_equal(cmd_pipeline_new(&w->pl, &w->cfg, NULL, &sink, w->log), 0);
+  assert_int_equal(cmd_pipeline_new(&w->pl, &w->cfg, NULL, NULL, &sink, w->log), 0);
   *st = w;
   return 0;
 }
