@@ -540,8 +540,10 @@ static void parked_done_cb(void *ud, bool caught_up) {
   a->rerun = NULL;
 }
 
-bool cmd_app_catch_up(cmd_app_t *a, cmd_req_t *c, sf_http_handler_cb again) {
-  if (!a->tail || !c->req || c->req == a->rerun || a->stopping)
+bool cmd_app_catch_up(cmd_app_t *a, cmd_req_t *c, bool catalog,
+                      sf_http_handler_cb again) {
+  if (!a->tail || !c->req || c->req == a->rerun || a->stopping ||
+      (catalog && cmd_instances_owns_catalog(&a->ins)))
     return false;
   parked_t *p = calloc(1, sizeof(*p));
   if (!p)

@@ -154,14 +154,17 @@ bool cmd_app_route_catalog(cmd_app_t *a, sf_http_req_t *req);
 /* Answers 409 cross_instance_transfer naming both owners. */
 void cmd_app_cross_instance(cmd_app_t *a, cmd_req_t *c, const char *from,
                             const char *to);
-/* A store, product or order c names is unknown, and other instances write
- * to the log this instance folds with a delay (cmd_tail.h): when that can
- * be the reason (an HTTP request, several instances, not asked already for
- * this request), releases c's Idempotency-Key, parks the request until the
- * tail has folded everything committed so far, runs again(req, a) then
- * (which decides again with the newer state) and returns true; the caller
- * returns without answering. Otherwise false: answer 404 as usual. */
-bool cmd_app_catch_up(cmd_app_t *a, cmd_req_t *c, sf_http_handler_cb again);
+/* A store, product (catalog true) or order (catalog false) c names is
+ * unknown, and other instances write to the log this instance folds with a
+ * delay (cmd_tail.h): when that can be the reason (an HTTP request,
+ * several instances, not the catalog's own writer for a catalog entry, not
+ * asked already for this request), releases c's Idempotency-Key, parks the
+ * request until the tail has folded everything committed so far, runs
+ * again(req, a) then (which decides again with the newer state) and
+ * returns true; the caller returns without answering. Otherwise false:
+ * answer 404 as usual. */
+bool cmd_app_catch_up(cmd_app_t *a, cmd_req_t *c, bool catalog,
+                      sf_http_handler_cb again);
 
 /* ---- authorization (sf/authn.h; added with the accounts) ---- */
 
