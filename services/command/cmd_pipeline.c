@@ -521,9 +521,10 @@ static void parked_done_cb(void *ud, bool caught_up) {
   pl->rerun = NULL;
 }
 
-bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c,
+bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c, bool catalog,
                            sf_http_handler_cb again) {
-  if (!pl->sink.park || !c->req || c->req == pl->rerun || pl->fatal)
+  if (!pl->sink.park || !c->req || c->req == pl->rerun || pl->fatal ||
+      (catalog && cmd_instances_owns_catalog(&pl->ins)))
     return false;
   parked_t *p = calloc(1, sizeof(*p));
   if (!p)

@@ -215,14 +215,16 @@ bool cmd_pipeline_route_catalog(cmd_pipeline_t *pl, sf_http_req_t *req);
 /* Answers 409 cross_instance_transfer naming both owners. */
 void cmd_pipeline_cross_instance(cmd_pipeline_t *pl, cmd_req_t *c,
                                  const char *from, const char *to);
-/* A store, product or order c names is unknown, and other instances write
- * to the log this instance folds with a delay (cmd_tail.h): when that can
- * be the reason (an HTTP request, a sink that can park, not asked already
- * for this request), releases c's Idempotency-Key, parks the request until
- * the tail has folded everything committed so far, runs again(req, pl)
- * then (which decides again with the newer state) and returns true; the
- * caller returns without answering. Otherwise false: answer 404 as usual. */
-bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c,
+/* A store, product (catalog true) or order (catalog false) c names is
+ * unknown, and other instances write to the log this instance folds with a
+ * delay (cmd_tail.h): when that can be the reason (an HTTP request, a sink
+ * that can park, not the catalog's own writer for a catalog entry, not
+ * asked already for this request), releases c's Idempotency-Key, parks the
+ * request until the tail has folded everything committed so far, runs
+ * again(req, pl) then (which decides again with the newer state) and
+ * returns true; the caller returns without answering. Otherwise false:
+ * answer 404 as usual. */
+bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c, bool catalog,
                            sf_http_handler_cb again);
 
 /* ---- authorization (sf/authn.h) ---- */

@@ -114,7 +114,7 @@ void cmd_stock_movement(cmd_pipeline_t *pl, cmd_req_t *c, const char *store_id,
                            reason, reference, if_match};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, &e);
   if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
-      cmd_pipeline_catch_up(pl, c, h_movement))
+      cmd_pipeline_catch_up(pl, c, true, h_movement))
     return; /* decided again once this instance has read the catalog */
   if (v != CMD_OK) {
     char detail[256];
@@ -251,7 +251,7 @@ static void h_transfer(sf_http_req_t *req, void *ud) {
   cmd_verdict_t v = cmd_decide_transfer(st, from, to, product, quantity,
                                         reference, transfer_id, &eo, &ei);
   if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
-      cmd_pipeline_catch_up(pl, c, h_transfer))
+      cmd_pipeline_catch_up(pl, c, true, h_transfer))
     goto out;
   if (v != CMD_OK) {
     char detail[256];
@@ -359,7 +359,7 @@ static void h_place_order(sf_http_req_t *req, void *ud) {
   cmd_verdict_t v = cmd_decide_order_place(st, store_id, order_id, in, n,
                                            reference, out_lines, shorts, &e);
   if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
-      cmd_pipeline_catch_up(pl, c, h_place_order))
+      cmd_pipeline_catch_up(pl, c, true, h_place_order))
     goto out;
   if (v == CMD_INSUFFICIENT_STOCK) {
     json_t *short_lines = json_array();
@@ -417,7 +417,7 @@ static void finish_order(sf_http_req_t *req, cmd_pipeline_t *pl, bool fulfil) {
     int64_t oversion;
     if (!cmd_state_order(cmd_pipeline_state(pl), order_id, ostore, &ostatus,
                          &oversion)) {
-      if (cmd_pipeline_catch_up(pl, c, fulfil ? h_fulfil : h_cancel))
+      if (cmd_pipeline_catch_up(pl, c, false, fulfil ? h_fulfil : h_cancel))
         return;
     } else if (!cmd_pipeline_allowed(pl, c, SF_ACT_ORDER_WRITE, ostore) ||
                !cmd_pipeline_route_store(pl, c, ostore)) {

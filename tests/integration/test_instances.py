@@ -347,6 +347,15 @@ def test_product_created_on_instance_0_is_usable_on_instance_1(ctx):
     r = post(p.b.port, api.txn_path(store_b),
              txn_body(client.new_uuid(), "receipt", 1))
     expect_problem(r, 404, "not_found", "unknown product on instance 1")
+    metrics = {}
+    for line in get(p.b.port, "/metrics").body.split("\n"):
+        if line.startswith("stockflow_command_tail_"):
+            name, _, value = line.partition(" ")
+            metrics[name] = float(value)
+    assert metrics.get("stockflow_command_tail_events_total", 0) > 0, \
+        f"instance 1 folded no event of instance 0: {metrics}"
+    assert metrics.get("stockflow_command_tail_syncs_total", 0) >= 1, \
+        f"the unknown product did not make instance 1 catch up: {metrics}"
 
 
 def test_same_assignment_fences_the_older_instance(ctx):
@@ -394,3 +403,9 @@ def test_same_assignment_fences_the_older_instance(ctx):
         _pair = None
     assert p.a.last_exit == 0, f"instance 0 exit {p.a.last_exit}"
     assert c.last_exit == 0, f"the newcomer's exit {c.last_exit}"
+    # under ASan/UBSan: no report in any instance's log (the runner only
+    # reads the stack's own logs)
+    found = [f"{s.log_path}: {line.strip()[:200]}" for s in (p.a, p.b, c)
+             for line in s.log_text(since_start=False).split("\n")
+             if any(m in line for m in stackmod.SANITIZER_MARKERS)]
+    assert not found, "\n".join(found[:10])
