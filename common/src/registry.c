@@ -135,8 +135,12 @@ static int call(sf_registry_t *r, const char *path, const char *post,
  * log. */
 static int http_error(sf_registry_t *r, const char *what, long status,
                       const body_t *b) {
-  snprintf(r->error, sizeof(r->error), "%.60s: HTTP %ld %.160s", what, status,
-           b->p ? b->p : "");
+  int n = snprintf(r->error, sizeof(r->error), "%.60s: HTTP %ld %.160s",
+                   what, status, b->p ? b->p : "");
+  /* one log line: the body's newlines and tabs become spaces */
+  for (int i = 0; i < n && i < (int)sizeof(r->error) && r->error[i]; i++)
+    if ((unsigned char)r->error[i] < 0x20)
+      r->error[i] = ' ';
   if (status >= 500 || status == 408 || status == 429)
     return SF_EUNAVAILABLE;
   if (status == 404)

@@ -110,6 +110,31 @@ sf_stop_pid() {
   rm -f "$pidfile"
 }
 
+# sf_await_up NAME PIDFILE TIMEOUT_S LOGFILE CHECK...: wait until the command
+# CHECK... succeeds while the process named in PIDFILE lives. When it exits
+# or TIMEOUT_S passes, prints the tail of LOGFILE, stops it (by PIDFILE) and
+# returns 1.
+sf_await_up() {
+  local name="$1" pidfile="$2" timeout="$3" logfile="$4" deadline
+  shift 4
+  deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ! sf_pid_alive "$pidfile"; then
+      sf_log "$name exited during start-up; last log lines:"
+      tail -n 30 "$logfile" >&2 2>/dev/null || true
+      rm -f "$pidfile"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      sf_log "$name did not answer within ${timeout}s; last log lines:"
+      tail -n 30 "$logfile" >&2 2>/dev/null || true
+      sf_stop_pid "$pidfile" 20
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
 # sf_wait_http URL TIMEOUT_S: wait until URL answers 200. Returns 1 on timeout.
 sf_wait_http() {
   local url="$1" timeout="$2" deadline code

@@ -76,22 +76,9 @@ cmd_start() {
     java -Xms64m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     -jar "$REGISTRY_JAR" >>"$REGISTRY_LOG" 2>&1 </dev/null &
   echo $! >"$REGISTRY_PIDFILE"
-  local deadline=$((SECONDS + REGISTRY_START_TIMEOUT)) t0=$SECONDS
-  until registry_answers; do
-    if ! sf_pid_alive "$REGISTRY_PIDFILE"; then
-      sf_log "the registry exited during start-up; last log lines:"
-      tail -n 30 "$REGISTRY_LOG" >&2 2>/dev/null || true
-      rm -f "$REGISTRY_PIDFILE"
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      sf_log "the registry did not answer within ${REGISTRY_START_TIMEOUT}s; last log lines:"
-      tail -n 30 "$REGISTRY_LOG" >&2 2>/dev/null || true
-      sf_stop_pid "$REGISTRY_PIDFILE" 20
-      exit 1
-    fi
-    sleep 0.5
-  done
+  local t0=$SECONDS
+  sf_await_up "the registry" "$REGISTRY_PIDFILE" "$REGISTRY_START_TIMEOUT" \
+    "$REGISTRY_LOG" registry_answers || exit 1
   sf_log "registry ready after $((SECONDS - t0))s (pid $(sf_pid_of "$REGISTRY_PIDFILE"), $REGISTRY_URL, log $REGISTRY_LOG)"
 }
 

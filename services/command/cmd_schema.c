@@ -34,7 +34,7 @@ struct cmd_schema {
   uint64_t retry_ms;
   unsigned attempts;
   /* written by the worker thread, read after it (uv orders the two) */
-  const char *schema_json; /* borrowed from the codec */
+  char *schema_json; /* a copy: the worker thread never reads the codec */
   uint32_t ids[N_TOPICS];
   int work_rc;
   char work_error[256];
@@ -63,7 +63,10 @@ int cmd_schema_new(cmd_schema_t **out, uv_loop_t *loop,
   s->format = f;
   s->codec = codec;
   s->log = log;
-  s->schema_json = sf_event_codec_schema_json(codec);
+  if (!(s->schema_json = strdup(sf_event_codec_schema_json(codec)))) {
+    free(s);
+    return SF_ENOMEM;
+  }
   s->ready = f == SF_EVENT_FORMAT_SINGLE_OBJECT;
   s->retry_ms = RETRY_MIN_MS;
   uv_timer_init(loop, &s->retry);
@@ -96,8 +99,10 @@ static void register_work_cb(uv_work_t *w) {
 }
 
 static void free_if_done(cmd_schema_t *s) {
-  if (s->closing && s->timer_closed && !s->in_flight)
+  if (s->closing && s->timer_closed && !s->in_flight) {
+    free(s->schema_json);
     free(s);
+  }
 }
 
 static void timer_closed_cb(uv_handle_t *h) {
