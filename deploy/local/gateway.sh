@@ -73,9 +73,10 @@ need_match() {
 # scheme://host[:port] (what browsers send), lower-case; anything else, a
 # wildcard included, is refused, so no origin is ever matched loosely.
 origins_map() {
-  local o
-  local IFS=','
-  for o in $ORIGINS; do
+  local o list=()
+  # read, not an unquoted expansion: a "*" must not become file names
+  IFS=',' read -ra list <<<"$ORIGINS"
+  for o in "${list[@]}"; do
     o="$(printf '%s' "$o" | tr -d ' \t' | tr 'A-Z' 'a-z')"
     [ -n "$o" ] || continue
     need_match STOCKFLOW_CORS_ORIGINS "$o" '^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$'
