@@ -401,6 +401,7 @@ integration_tests() {
               --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
               --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port"
               --env "STOCKFLOW_GATEWAY_LISTEN=127.0.0.1:$gw_port"
+              --env "STOCKFLOW_TRUSTED_PROXIES=127.0.0.1"
               --env "STOCKFLOW_CORS_ORIGINS=https://app.example,http://localhost:3000")
   if [ "$b" = asan ]; then
     args+=(--sanitized --env "ASAN_OPTIONS=$SAN_ASAN_OPTIONS"

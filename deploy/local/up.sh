@@ -21,6 +21,12 @@ export STOCKFLOW_COMMAND_LISTEN="${STOCKFLOW_COMMAND_LISTEN:-127.0.0.1:8081}"
 export STOCKFLOW_QUERY_LISTEN="${STOCKFLOW_QUERY_LISTEN:-127.0.0.1:8082}"
 export STOCKFLOW_PROJECTOR_LISTEN="${STOCKFLOW_PROJECTOR_LISTEN:-127.0.0.1:8083}"
 export STOCKFLOW_GATEWAY_LISTEN="${STOCKFLOW_GATEWAY_LISTEN:-127.0.0.1:8080}"
+# The gateway connects from 127.0.0.1 and names each client in X-Real-IP:
+# the command service counts login attempts against that client, not
+# against the gateway (docs/security.md). Set it empty to trust no proxy.
+if [ "${STOCKFLOW_SKIP_GATEWAY:-0}" != 1 ]; then
+  export STOCKFLOW_TRUSTED_PROXIES="${STOCKFLOW_TRUSTED_PROXIES-127.0.0.1}"
+fi
 BUILD_DIR="${STOCKFLOW_BUILD_DIR:-$ROOT/build}"
 READY_TIMEOUT="${STOCKFLOW_READY_TIMEOUT:-60}"
 

@@ -34,7 +34,8 @@ typedef struct cmd_settings {
   long long pg_pool;
   const char *admin_username;
   long long session_ttl_s;
-  long long order_ttl_s; /* rules: reservation time-to-live, 0 never */
+  const char *trusted_proxies; /* peers whose X-Real-IP names the client */
+  long long order_ttl_s;       /* rules: reservation time-to-live, 0 never */
 } cmd_settings_t;
 
 /* The spec for sf_config_parse (static storage). */

@@ -13,7 +13,8 @@ services to the service that serves it.
      of services/query/*.c (all GET) the query stub: a new route that the
      gateway would send to the wrong service fails here.
   3. Request headers (Authorization, Idempotency-Key, If-Match,
-     Last-Event-ID, X-Min-Position) reach the upstream; the upstream's
+     Last-Event-ID, X-Min-Position) reach the upstream, X-Real-IP as the
+     client's address whatever the client sent; the upstream's
      status, body and headers (ETag, Location, Retry-After,
      Idempotent-Replayed) come back unchanged, its own 503 and 504 too.
 
@@ -90,6 +91,7 @@ class Stub(http.server.BaseHTTPRequestHandler):
             "upstream": self.server.name, "method": self.command,
             "path": self.path,
             "headers": {k: self.headers.get(k) for k in PASS_HEADERS},
+            "real_ip": self.headers.get("X-Real-IP"),
         }).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -267,7 +269,8 @@ class Check:
             for status in (200, 503, 504):
                 q = f"{path}?status={status}"
                 body = b"{}" if method == "POST" else None
-                st, hdrs, raw = request(port, method, q, PASS_HEADERS, body)
+                sent = dict(PASS_HEADERS, **{"X-Real-IP": "203.0.113.9"})
+                st, hdrs, raw = request(port, method, q, sent, body)
                 what = f"{method} {q}"
                 if st != status:
                     self.fail(f"{what}: status {st} instead of the "
@@ -281,6 +284,10 @@ class Check:
                 if echo.get("headers") != PASS_HEADERS:
                     self.fail(f"{what}: request headers changed on the way: "
                               f"{echo.get('headers')}")
+                if echo.get("real_ip") != "127.0.0.1":
+                    self.fail(f"{what}: X-Real-IP reached the service as "
+                              f"{echo.get('real_ip')!r}, not the client's "
+                              f"address 127.0.0.1")
                 for k, v in ANSWER_HEADERS.items():
                     if hdrs.get(k.lower()) != v:
                         self.fail(f"{what}: answer header {k} is "
