@@ -24,6 +24,7 @@
 #   STOCKFLOW_BATCH_MAX_BODY          largest POST /v1/batches body (default 1048576, as the command service)
 #   STOCKFLOW_GATEWAY_STREAM_TIMEOUT  seconds a change stream may stay silent (default 3600)
 #   STOCKFLOW_GATEWAY_WORKERS         nginx worker processes (default 1)
+#   STOCKFLOW_GATEWAY_WORKER_CONNECTIONS  connections per worker, both sides counted (default 1024)
 #   STOCKFLOW_GATEWAY_DIR             its folder (default $STATE/gateway)
 #   STOCKFLOW_GATEWAY_ACCESS_LOG      access log file, or "off" (default $STATE/log/gateway-access.log)
 #   STOCKFLOW_NGINX                   the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
@@ -45,6 +46,7 @@ MAX_BODY="${STOCKFLOW_MAX_BODY:-65536}"
 BATCH_MAX_BODY="${STOCKFLOW_BATCH_MAX_BODY:-1048576}"
 STREAM_TIMEOUT="${STOCKFLOW_GATEWAY_STREAM_TIMEOUT:-3600}"
 WORKERS="${STOCKFLOW_GATEWAY_WORKERS:-1}"
+WORKER_CONNECTIONS="${STOCKFLOW_GATEWAY_WORKER_CONNECTIONS:-1024}"
 ACCESS_LOG="${STOCKFLOW_GATEWAY_ACCESS_LOG:-$LOG_DIR/gateway-access.log}"
 
 usage() {
@@ -95,6 +97,7 @@ render() {
   need_match STOCKFLOW_BATCH_MAX_BODY "$BATCH_MAX_BODY" '^[0-9]{1,9}$'
   need_match STOCKFLOW_GATEWAY_STREAM_TIMEOUT "$STREAM_TIMEOUT" '^[0-9]{1,7}$'
   need_match STOCKFLOW_GATEWAY_WORKERS "$WORKERS" '^([1-9][0-9]?|auto)$'
+  need_match STOCKFLOW_GATEWAY_WORKER_CONNECTIONS "$WORKER_CONNECTIONS" '^[1-9][0-9]{1,5}$'
   [[ "$GW_DIR" != *[[:space:]\;\'\"@#]* ]] || sf_die "STOCKFLOW_GATEWAY_DIR '$GW_DIR' has a character nginx.conf cannot take"
   local access="off"
   if [ "$ACCESS_LOG" != off ]; then
@@ -116,7 +119,7 @@ render() {
       -e "s#@MAX_BODY@#$MAX_BODY#g" -e "s#@BATCH_MAX_BODY@#$BATCH_MAX_BODY#g" \
       -e "s#@BODY_BUFFER@#$buffer#g" -e "s#@STREAM_TIMEOUT@#${STREAM_TIMEOUT}s#g" \
       -e "s#@CORS_MAX_AGE@#$MAX_AGE#g" -e "s#@VARY@#$vary#g" \
-      -e "s#@WORKERS@#$WORKERS#g" -e "s#@WORKER_CONNECTIONS@#1024#g" \
+      -e "s#@WORKERS@#$WORKERS#g" -e "s#@WORKER_CONNECTIONS@#$WORKER_CONNECTIONS#g" \
       -e "s#@ACCESS_LOG@#$access#g" \
       "$tmpl" >"$GW_CONF.tmp"
   if grep -n '@[A-Z_]*@' "$GW_CONF.tmp" >&2; then
