@@ -23,8 +23,10 @@
 #   STOCKFLOW_TEST_REGISTRY_PORT schema registry port (default 19090; one
 #                                registry serves both builds, started only
 #                                for the integration tier)
-#   STOCKFLOW_TEST_PORTS_NORMAL  command,query,projector ports for the normal
-#                                build's services (default 18081,18082,18083)
+#   STOCKFLOW_TEST_PORTS_NORMAL  command,query,projector[,gateway] ports for
+#                                the normal build's services (default
+#                                18081,18082,18083; the gateway's port
+#                                defaults to the command port - 1: 18080)
 #   STOCKFLOW_TEST_PORTS_ASAN    same for the sanitizer build (28081,28082,28083)
 #   STOCKFLOW_TEST_BUILDS        which builds to test (default "normal asan")
 #   STOCKFLOW_TEST_TIERS         which tiers to run (default "unit integration
@@ -108,7 +110,9 @@ run_child() {
 
 # shellcheck disable=SC2317  # cleanup and on_signal run from traps
 # Stops every service process a runner left behind (by the pid files
-# tests/integration/stack.py keeps), then Kafka and PostgreSQL.
+# tests/integration/stack.py keeps), then Kafka and PostgreSQL. The gateway
+# (nginx) is stopped with its process group: its workers would outlive a
+# master killed alone and keep the port.
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -120,7 +124,10 @@ cleanup() {
   for f in "$TEST_STATE"/it-*/pids/*.pid; do
     [ -f "$f" ] || continue
     pid="$(tr -dc '0-9' <"$f")"
-    if [ -n "$pid" ] && grep -q stockflow- "/proc/$pid/cmdline" 2>/dev/null; then
+    if [ -n "$pid" ] && grep -q stockflow-gateway "/proc/$pid/cmdline" 2>/dev/null; then
+      warn "stopping leftover gateway process group $pid ($f)"
+      kill -KILL -- "-$pid" 2>/dev/null
+    elif [ -n "$pid" ] && grep -q stockflow- "/proc/$pid/cmdline" 2>/dev/null; then
       warn "stopping leftover service pid $pid ($f)"
       kill -KILL "$pid" 2>/dev/null
     fi
@@ -194,9 +201,18 @@ mkdir -p "$TEST_STATE/log" || fatal "cannot create $TEST_STATE"
 touch "$TEST_STATE/$MARKER"
 LOGS="$TEST_STATE/log"
 
+# gateway_port PORTS: the gateway's port of a build (4th entry, else the
+# command port - 1).
+gateway_port() {
+  local c q p g
+  IFS=, read -r c q p g <<<"$1"
+  echo "${g:-$((c - 1))}"
+}
+
 # Before anything slow: the ports must be free.
 for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$PG_PORT" "$REGISTRY_PORT" \
-         ${PORTS_NORMAL//,/ } ${PORTS_ASAN//,/ }; do
+         ${PORTS_NORMAL//,/ } ${PORTS_ASAN//,/ } \
+         "$(gateway_port "$PORTS_NORMAL")" "$(gateway_port "$PORTS_ASAN")"; do
   port_busy "$p" && fatal "port $p is in use (another test stack?); see the STOCKFLOW_TEST_*PORT* settings in tests/run.sh"
 done
 
@@ -303,7 +319,8 @@ fi
 # check_schema_compat.py (fastavro, a non-C Avro implementation) checks
 # schemas/envelope.avsc against every published version; check_docs.py that
 # every setting and route is documented; check_deploy.sh the deploy files;
-# check_format.sh the C style. Each counts as one test.
+# check_gateway.py the gateway's nginx configuration; check_format.sh the C
+# style. Each counts as one test.
 contract_check() {
   local name="$1"
   shift
@@ -334,6 +351,10 @@ if [[ " $TIERS " == *" unit "* ]]; then
   # (pinned in tests/requirements.txt, in their own venv).
   contract_check "deploy/ units, compose file and manifests validate" \
     "$ROOT/tests/tools/check_deploy.sh" "$BUILD_DIR"
+  # The gateway's nginx configuration renders and passes `nginx -t`; a
+  # doctored one and a wildcard origin are refused.
+  contract_check "gateway configuration passes nginx -t" \
+    python3 "$ROOT/tests/tools/check_gateway.py"
   # Every tracked C source follows .clang-format (clang-format --dry-run).
   contract_check "C sources follow .clang-format" \
     "$ROOT/tests/tools/check_format.sh"
@@ -359,8 +380,9 @@ print(s["passed"], s["failed"], *[n.replace(" ", "_") for n in s["failures"]])
 integration_tests() {
   local b="$1" dir="${BUILD_OF[$1]}" ports db prefix group summary
   if [ "$b" = asan ]; then ports="$PORTS_ASAN"; else ports="$PORTS_NORMAL"; fi
-  local cmd_port qry_port proj_port
-  IFS=, read -r cmd_port qry_port proj_port <<<"$ports"
+  local cmd_port qry_port proj_port gw_port
+  IFS=, read -r cmd_port qry_port proj_port _ <<<"$ports"
+  gw_port="$(gateway_port "$ports")"
   db="sf_it_${b}_${RUN_ID}"
   prefix="it${RUN_ID}${b}"
   group="sf-it-${RUN_ID}-${b}"
@@ -395,7 +417,10 @@ integration_tests() {
               --env "STOCKFLOW_COMMAND_LISTEN=127.0.0.1:$cmd_port"
               --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
               --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port"
-              --env "STOCKFLOW_SCHEMA_REGISTRY_URL=$REGISTRY_URL")
+              --env "STOCKFLOW_SCHEMA_REGISTRY_URL=$REGISTRY_URL"
+              --env "STOCKFLOW_GATEWAY_LISTEN=127.0.0.1:$gw_port"
+              --env "STOCKFLOW_TRUSTED_PROXIES=127.0.0.1"
+              --env "STOCKFLOW_CORS_ORIGINS=https://app.example,http://localhost:3000")
   if [ "$b" = asan ]; then
     args+=(--sanitized --env "ASAN_OPTIONS=$SAN_ASAN_OPTIONS"
            --env "UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stops the local stack in the reverse order of up.sh: the services (query,
-# projector, command), then PostgreSQL, then Kafka. Each by its pid file only.
+# Stops the local stack in the reverse order of up.sh: the gateway, the
+# services (query, projector, command), then PostgreSQL, then Kafka. Each by
+# its pid file only.
 #
 #   down.sh           stop everything, keep the data
 #   down.sh --wipe    stop everything, then delete the data and logs in the
@@ -15,6 +16,8 @@ case "${1:-}" in
   --wipe) wipe=1 ;;
   *) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
+
+"$SF_LOCAL_DIR/gateway.sh" stop
 
 for svc in query projector command; do
   pidfile="$RUN_DIR/$svc.pid"
@@ -31,8 +34,8 @@ done
 "$SF_LOCAL_DIR/kafka.sh" stop
 
 if [ "$wipe" = 1 ]; then
-  sf_log "wiping kafka/, pg/, run/, log/ and the demo markers in $STATE"
-  rm -rf "${STATE:?}/kafka" "${STATE:?}/pg" "${STATE:?}/run" "${STATE:?}/log" \
+  sf_log "wiping kafka/, pg/, gateway/, run/, log/ and the demo markers in $STATE"
+  rm -rf "${STATE:?}/kafka" "${STATE:?}/pg" "${STATE:?}/gateway" "${STATE:?}/run" "${STATE:?}/log" \
     "${STATE:?}/demo.json" "${STATE:?}/demo-loaded"
 fi
 sf_log "stack stopped"

@@ -10,7 +10,7 @@ PKGS=(
   libcurl4-openssl-dev
   postgresql postgresql-client openjdk-17-jdk-headless maven kcat
   python3 python3-venv valgrind procps iproute2 clang libclang-rt-14-dev
-  clang-format systemd
+  clang-format systemd nginx
 )
 
 missing=()

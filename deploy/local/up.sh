@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings the whole local stack up: Debian packages, build, Kafka (+ topics),
-# PostgreSQL (+ migrations), the three services, and the demo data (once).
+# PostgreSQL (+ migrations), the three services, the gateway in front of
+# them (nginx: deploy/local/gateway.sh), and the demo data (once).
 # Safe to run again: whatever already runs is left alone, and a service that
 # died is started again.
 #
@@ -11,6 +12,9 @@
 #   STOCKFLOW_SKIP_DEMO=1       do not load the demo data
 #   STOCKFLOW_SKIP_REGISTRY=1   do not start the schema registry (it is only
 #                               needed with STOCKFLOW_EVENT_FORMAT=confluent)
+#   STOCKFLOW_SKIP_GATEWAY=1    do not start the gateway
+#   (the gateway's own settings, STOCKFLOW_GATEWAY_LISTEN, STOCKFLOW_CORS_ORIGINS
+#   and more, are listed in gateway.sh)
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +22,13 @@ set -euo pipefail
 export STOCKFLOW_COMMAND_LISTEN="${STOCKFLOW_COMMAND_LISTEN:-127.0.0.1:8081}"
 export STOCKFLOW_QUERY_LISTEN="${STOCKFLOW_QUERY_LISTEN:-127.0.0.1:8082}"
 export STOCKFLOW_PROJECTOR_LISTEN="${STOCKFLOW_PROJECTOR_LISTEN:-127.0.0.1:8083}"
+export STOCKFLOW_GATEWAY_LISTEN="${STOCKFLOW_GATEWAY_LISTEN:-127.0.0.1:8080}"
+# The gateway connects from 127.0.0.1 and names each client in X-Real-IP:
+# the command service counts login attempts against that client, not
+# against the gateway (docs/security.md). Set it empty to trust no proxy.
+if [ "${STOCKFLOW_SKIP_GATEWAY:-0}" != 1 ]; then
+  export STOCKFLOW_TRUSTED_PROXIES="${STOCKFLOW_TRUSTED_PROXIES-127.0.0.1}"
+fi
 BUILD_DIR="${STOCKFLOW_BUILD_DIR:-$ROOT/build}"
 READY_TIMEOUT="${STOCKFLOW_READY_TIMEOUT:-60}"
 
@@ -118,6 +129,17 @@ for svc in "${present[@]}"; do
   sf_log "$svc: ready ($url)"
 done
 
+# 5b. The gateway: one entry point in front of the command and query
+# services (started whatever their state: it answers 503 for a service that
+# is down). A running one is left alone; `gateway.sh reload` applies new
+# settings.
+if [ "${STOCKFLOW_SKIP_GATEWAY:-0}" = 1 ]; then
+  gateway_line="not started (STOCKFLOW_SKIP_GATEWAY=1)"
+else
+  "$SF_LOCAL_DIR/gateway.sh" start
+  gateway_line="http://$STOCKFLOW_GATEWAY_LISTEN (CORS origins: ${STOCKFLOW_CORS_ORIGINS:-none})"
+fi
+
 # 6. Demo data, once.
 if [ "${STOCKFLOW_SKIP_DEMO:-0}" = 1 ]; then
   :
@@ -138,6 +160,8 @@ stockflow local stack is up
   command service    http://$STOCKFLOW_COMMAND_LISTEN
   query service      http://$STOCKFLOW_QUERY_LISTEN
   projector          http://$STOCKFLOW_PROJECTOR_LISTEN (readyz, metrics)
+  gateway            $gateway_line
+                     writes to the command service, reads and streams to the query service
   Kafka              $STOCKFLOW_KAFKA_BROKERS (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)
   schema registry    ${STOCKFLOW_SCHEMA_REGISTRY_URL:-not started}
   PostgreSQL         $STOCKFLOW_PG_DSN
@@ -152,6 +176,7 @@ Try:
   TOKEN=\$(curl -s -X POST http://$STOCKFLOW_COMMAND_LISTEN/v1/sessions -H 'Content-Type: application/json' \\
     -d "{\\"username\\":\\"$STOCKFLOW_ADMIN_USERNAME\\",\\"password\\":\\"\$(cat $ADMIN_PASSWORD_FILE)\\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   curl -s -H "Authorization: Bearer \$TOKEN" http://$STOCKFLOW_QUERY_LISTEN/v1/stores
+  curl -s -H "Authorization: Bearer \$TOKEN" http://$STOCKFLOW_GATEWAY_LISTEN/v1/stores   # the same, through the gateway
   deploy/local/pg.sh psql          # SQL shell on the stockflow database
   kcat -b $STOCKFLOW_KAFKA_BROKERS -L   # topics
 Stop with deploy/local/down.sh

@@ -39,7 +39,8 @@ struct cmd_users {
   sf_log_t *log;
   int64_t ttl_s;
   char admin_username[SF_AUTH_USERNAME_MAX + 1];
-  char *admin_password; /* owned, wiped and freed after the bootstrap */
+  char *admin_password;  /* owned, wiped and freed after the bootstrap */
+  char *trusted_proxies; /* owned; NULL: none (opts.trusted_proxies) */
   char dummy_hash[SF_AUTH_PWHASH_MAX];
   sf_auth_limiter_t *per_user, *per_addr;
   sf_uuidgen_t ids;

@@ -410,7 +410,8 @@ int cmd_app_new(cmd_app_t **out, uv_loop_t *loop, const cmd_settings_t *cfg,
     goto fail_authn;
   cmd_users_opts_t uo = {.admin_username = cfg->admin_username,
                          .admin_password = getenv("STOCKFLOW_ADMIN_PASSWORD"),
-                         .session_ttl_s = cfg->session_ttl_s};
+                         .session_ttl_s = cfg->session_ttl_s,
+                         .trusted_proxies = cfg->trusted_proxies};
   rc = cmd_users_new(&a->users, loop, a->pg, a->authn, &uo, log);
   if (rc)
     goto fail_users;

@@ -89,6 +89,11 @@ static const sf_cfg_entry_t entries[] = {
     E("session-ttl-s", SF_CFG_INT, "86400", 60, 31536000,
       "STOCKFLOW_SESSION_TTL_S", "lifetime of a login token in seconds",
       session_ttl_s),
+    E("trusted-proxies", SF_CFG_STRING, "", 0, 0, "STOCKFLOW_TRUSTED_PROXIES",
+      "comma-separated peer IP addresses (a gateway in front of the "
+      "service) whose X-Real-IP header names the client that login "
+      "attempts count against; empty: the peer's own address, always",
+      trusted_proxies),
     /* business rules (cmd_expiry.c) */
     E("order-ttl-s", SF_CFG_INT, "0", 0, 31536000, "STOCKFLOW_ORDER_TTL_S",
       "seconds after which a placed order's reservation expires (an "

@@ -36,7 +36,8 @@ typedef struct cmd_settings {
   long long pg_pool;
   const char *admin_username;
   long long session_ttl_s;
-  long long order_ttl_s; /* rules: reservation time-to-live, 0 never */
+  const char *trusted_proxies; /* peers whose X-Real-IP names the client */
+  long long order_ttl_s;       /* rules: reservation time-to-live, 0 never */
   /* instances (cmd_instances.h): this one's share of the stock partitions */
   long long instance_index;
   long long instance_count;

@@ -429,10 +429,64 @@ static void h_signup(sf_http_req_t *req, void *ud) {
 
 static const char *const login_keys[] = {"username", "password", NULL};
 
-static void client_key(sf_http_req_t *req, char *out, size_t cap) {
+/* True when s is an IPv4 or IPv6 address in text form. */
+static bool ip_address(const char *s, size_t len) {
+  char text[64];
+  unsigned char bin[16];
+  if (len == 0 || len >= sizeof(text))
+    return false;
+  memcpy(text, s, len);
+  text[len] = '\0';
+  return uv_inet_pton(AF_INET, text, bin) == 0 ||
+         uv_inet_pton(AF_INET6, text, bin) == 0;
+}
+
+/* Calls cb(item, length, ud) for each comma-separated item of list, spaces
+ * trimmed, empty items skipped; stops at the first nonzero return and
+ * returns it. */
+static int each_item(const char *list, int (*cb)(const char *, size_t, void *),
+                     void *ud) {
+  while (list && *list) {
+    const char *end = strchr(list, ',');
+    size_t len = end ? (size_t)(end - list) : strlen(list);
+    const char *s = list;
+    while (len && *s == ' ')
+      s++, len--;
+    while (len && s[len - 1] == ' ')
+      len--;
+    int rc = len ? cb(s, len, ud) : 0;
+    if (rc)
+      return rc;
+    list = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+static int same_address_cb(const char *item, size_t len, void *ud) {
+  const char *addr = ud;
+  return strlen(addr) == len && memcmp(item, addr, len) == 0;
+}
+
+static int bad_address_cb(const char *item, size_t len, void *ud) {
+  (void)ud;
+  return !ip_address(item, len);
+}
+
+/* The address a login attempt counts against: the peer's, or, when the
+ * peer is a trusted proxy (the gateway), the client address it names in
+ * X-Real-IP; otherwise every client behind the gateway would share one
+ * budget of attempts. */
+static void client_key(const cmd_users_t *u, sf_http_req_t *req, char *out,
+                       size_t cap) {
   char addr[64];
-  if (sf_http_req_peer(req, addr, sizeof(addr)) != 0)
+  if (sf_http_req_peer(req, addr, sizeof(addr)) != 0) {
     snprintf(addr, sizeof(addr), "unknown");
+  } else if (u->trusted_proxies &&
+             each_item(u->trusted_proxies, same_address_cb, addr)) {
+    const char *real = sf_http_req_header(req, "X-Real-IP");
+    if (real && ip_address(real, strlen(real)))
+      snprintf(addr, sizeof(addr), "%s", real);
+  }
   snprintf(out, cap, "a:%s", addr);
 }
 
@@ -582,7 +636,7 @@ static void h_login(sf_http_req_t *req, void *ud) {
   if (sf_auth_username_normalize(username, op->username) != 0)
     snprintf(op->username, sizeof(op->username), "%s", "\x01invalid");
   json_decref(obj);
-  client_key(req, op->addr_key, sizeof(op->addr_key));
+  client_key(u, req, op->addr_key, sizeof(op->addr_key));
   snprintf(op->user_key, sizeof(op->user_key), "u:%s", op->username);
   uint64_t now = uv_now(u->loop);
   uint64_t wait = sf_auth_limiter_hit(u->per_addr, op->addr_key, now);
@@ -993,6 +1047,18 @@ int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
       goto fail_opts;
     }
   }
+  if (opts->trusted_proxies && *opts->trusted_proxies) {
+    if (each_item(opts->trusted_proxies, bad_address_cb, NULL)) {
+      SF_ERROR(log, "users", "STOCKFLOW_TRUSTED_PROXIES: a comma-separated "
+                             "list of IP addresses");
+      rc = SF_ECONFIG;
+      goto fail_proxies;
+    }
+    if (!(u->trusted_proxies = strdup(opts->trusted_proxies))) {
+      rc = SF_ENOMEM;
+      goto fail_proxies;
+    }
+  }
   sf_auth_limiter_opts_t pu = opts->per_user, pa = opts->per_addr;
   if (pa.max_attempts <= 0)
     pa.max_attempts = 20;
@@ -1026,6 +1092,8 @@ fail_dummy:
 fail_addr:
   sf_auth_limiter_destroy(u->per_user);
 fail_user:
+  free(u->trusted_proxies);
+fail_proxies:
   wipe_admin_password(u);
 fail_opts:
   free(u);
@@ -1049,6 +1117,7 @@ void cmd_users_destroy(cmd_users_t *u) {
   sf_auth_limiter_destroy(u->per_user);
   sf_auth_limiter_destroy(u->per_addr);
   sodium_memzero(u->dummy_hash, sizeof(u->dummy_hash));
+  free(u->trusted_proxies);
   free(u);
 }
 

@@ -54,12 +54,16 @@ typedef struct cmd_users_opts {
   int64_t session_ttl_s;           /* default (<= 0) 86400 */
   sf_auth_limiter_opts_t per_user; /* default 5 attempts a minute */
   sf_auth_limiter_opts_t per_addr; /* default 20 attempts a minute */
+  /* comma-separated IP addresses of proxies whose X-Real-IP header names
+   * the client for per_addr (a gateway); NULL or "": none. Copied. */
+  const char *trusted_proxies;
 } cmd_users_opts_t;
 
 /* Creates the module: registers its statements with pg and computes the
  * dummy hash (one argon2id hash, on this thread). loop, pg, authn and log
- * are borrowed and must outlive it. Returns 0, SF_EINVAL, SF_ENOMEM or an
- * error of sf_pg_prepare. */
+ * are borrowed and must outlive it. Returns 0, SF_EINVAL, SF_ENOMEM,
+ * SF_ECONFIG (a bad admin setting or trusted proxy address) or an error of
+ * sf_pg_prepare. */
 int cmd_users_new(cmd_users_t **out, uv_loop_t *loop, sf_pg_t *pg,
                   sf_authn_t *authn, const cmd_users_opts_t *opts,
                   sf_log_t *log);

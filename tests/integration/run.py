@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """stockflow integration tests: a tiny runner (no pytest, stdlib only).
 
-Starts the three services (built binaries under --bin-dir) against a real
+Starts the three services (built binaries under --bin-dir) and the gateway
+in front of them (deploy/local/gateway.sh: nginx) against a real
 Kafka and PostgreSQL that the caller prepared (tests/run.sh creates a fresh
 database and fresh topics per run and passes them with --env), runs every
 test_* function of every test_*.py module here, in file then source order,
@@ -52,6 +53,7 @@ class Ctx:
         self.cmd = stack.port("command")
         self.qry = stack.port("query")
         self.proj = stack.port("projector")
+        self.gw = stack.port("gateway")
 
     def ports(self):
         return {"command": self.cmd, "query": self.qry, "projector": self.proj}
@@ -203,7 +205,7 @@ class Runner:
 
     def shutdown_checks(self):
         results = self.stack.stop_all()
-        for n in ("query", "projector", "command"):
+        for n in ("gateway", "query", "projector", "command"):
             svc = self.stack[n]
             if svc.proc is None:
                 self.record(f"clean shutdown {n}", False, "never started")
@@ -228,7 +230,7 @@ class Runner:
             try:
                 self.stack.start()
                 print(f"stack ready: command :{ctx.cmd}, query :{ctx.qry}, "
-                      f"projector :{ctx.proj} (logs in "
+                      f"projector :{ctx.proj}, gateway :{ctx.gw} (logs in "
                       f"{os.path.join(self.args.state_dir, 'logs')})",
                       flush=True)
             except stackmod.StackError as e:

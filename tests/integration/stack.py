@@ -1,11 +1,13 @@
-"""Process control for the integration tests: the three services as
+"""Process control for the integration tests: the three services, and the
+gateway in front of them (nginx, run by deploy/local/gateway.sh), as
 subprocesses of the runner.
 
 Each service writes stdout and stderr to <state>/logs/<service>.log (appended
 across restarts, with a marker line per start) and its pid to
 <state>/pids/<service>.pid while it runs, so that tests/run.sh can stop a
 leftover by pid if the runner itself is killed. Services are only ever
-signalled by the pid of the process this module started.
+signalled by the pid of the process this module started (the gateway by its
+process group: nginx's master and its workers, all started here).
 """
 
 import os
@@ -15,17 +17,22 @@ import time
 
 import client
 
-SERVICES = ("command", "projector", "query")
+SERVICES = ("command", "projector", "query", "gateway")
 LISTEN_ENV = {
     "command": "STOCKFLOW_COMMAND_LISTEN",
     "projector": "STOCKFLOW_PROJECTOR_LISTEN",
     "query": "STOCKFLOW_QUERY_LISTEN",
+    "gateway": "STOCKFLOW_GATEWAY_LISTEN",
 }
 DEFAULT_LISTEN = {
     "command": "127.0.0.1:8081",
     "projector": "127.0.0.1:8083",
     "query": "127.0.0.1:8082",
+    "gateway": "127.0.0.1:8080",
 }
+GATEWAY_SCRIPT = os.path.abspath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "local",
+    "gateway.sh"))
 SANITIZER_MARKERS = (
     "ERROR: AddressSanitizer",
     "ERROR: LeakSanitizer",
@@ -43,9 +50,13 @@ class StackError(Exception):
 
 
 class Service:
-    def __init__(self, name, binary, env, state_dir):
+    def __init__(self, name, binary, env, state_dir, args=(), group=False):
         self.name = name
         self.binary = binary
+        self.args = list(args)
+        # group: signal the whole process group (nginx's workers outlive a
+        # master killed alone, and keep the port)
+        self.group = group
         self.env = env
         listen = env.get(LISTEN_ENV[name], DEFAULT_LISTEN[name])
         self.port = int(listen.rsplit(":", 1)[1])
@@ -93,7 +104,7 @@ class Service:
                       f"at {time.strftime('%H:%M:%S')} ===\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [self.binary], env=self.env, stdin=subprocess.DEVNULL,
+                [self.binary] + self.args, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         with open(self.pid_path, "w") as f:
@@ -145,7 +156,7 @@ class Service:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
+            self._signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -163,18 +174,31 @@ class Service:
         if self.proc.poll() is not None:
             self._ended()
             return self.last_exit, True
-        os.kill(self.proc.pid, signal.SIGTERM)
+        self._signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
             graceful = True
         except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            self._signal(signal.SIGKILL)
             self.proc.wait(10)
             graceful = False
         self._ended()
         return self.last_exit, graceful
 
+    def _signal(self, sig):
+        if self.group:
+            # start_new_session made the process the leader of its group
+            os.killpg(self.proc.pid, sig)
+        else:
+            os.kill(self.proc.pid, sig)
+
     def _ended(self):
+        if self.group:
+            # a worker that outlived its master (SIGKILL) goes too
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.last_exit = self.proc.returncode
         try:
             os.unlink(self.pid_path)
@@ -210,6 +234,21 @@ def describe_exit(code):
     return f"status {code}"
 
 
+def gateway_env(env, state_dir):
+    """The gateway's environment: the services' (their listen addresses are
+    its upstreams), its own folder and access log under state_dir, and a
+    port next to the command service's unless one is given."""
+    out = dict(env)
+    out["STOCKFLOW_GATEWAY_DIR"] = os.path.join(state_dir, "gateway")
+    out["STOCKFLOW_GATEWAY_ACCESS_LOG"] = os.path.join(
+        state_dir, "logs", "gateway-access.log")
+    if not out.get("STOCKFLOW_GATEWAY_LISTEN"):
+        cmd = env.get(LISTEN_ENV["command"], DEFAULT_LISTEN["command"])
+        host, port = cmd.rsplit(":", 1)
+        out["STOCKFLOW_GATEWAY_LISTEN"] = f"{host}:{int(port) - 1}"
+    return out
+
+
 class Stack:
     def __init__(self, bin_dir, env, state_dir, ready_timeout=60.0):
         self.env = env
@@ -218,8 +257,11 @@ class Stack:
             name: Service(name,
                           os.path.join(bin_dir, name, f"stockflow-{name}"),
                           env, state_dir)
-            for name in SERVICES
+            for name in SERVICES if name != "gateway"
         }
+        self.services["gateway"] = Service(
+            "gateway", GATEWAY_SCRIPT, gateway_env(env, state_dir),
+            state_dir, args=["run"], group=True)
 
     def __getitem__(self, name):
         return self.services[name]
@@ -259,10 +301,10 @@ class Stack:
             self.start(todo)
 
     def stop_all(self, timeout=30.0):
-        """SIGTERM each service (query, projector, command). Returns
-        {name: (returncode, graceful)}."""
+        """SIGTERM each service (gateway, query, projector, command).
+        Returns {name: (returncode, graceful)}."""
         out = {}
-        for n in ("query", "projector", "command"):
+        for n in ("gateway", "query", "projector", "command"):
             try:
                 out[n] = self.services[n].stop(timeout)
             except OSError as e:

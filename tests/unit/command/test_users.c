@@ -12,7 +12,9 @@
  * logout killing the token on both servers within one second although B
  * caches sessions, role changes seen by B at once, an expired token, 429
  * with Retry-After under guessing (per username and per address) while
- * other users still log in, no password or token in the logs, and the
+ * other users still log in, trusted proxy addresses checked at start (the
+ * X-Real-IP they pass is tested in tests/integration/test_gateway.py), no
+ * password or token in the logs, and the
  * last-admin trigger of migration 005 (also under two transactions at
  * once). */
 #include "cmd_users.h"
@@ -840,6 +842,19 @@ static void test_bootstrap(void **state) {
                               .admin_password = "long-enough-1"};
   assert_int_equal(cmd_users_new(&u, &loop, pg, authn, &badname, f->log),
                    SF_EINVAL);
+  /* trusted proxies (STOCKFLOW_TRUSTED_PROXIES) are IP addresses, nothing
+   * else: no names, no networks */
+  static const char *const bad_proxies[] = {"localhost", "127.0.0.1,10/8",
+                                            "1.2.3.4.5", "127.0.0.1;::1"};
+  for (size_t i = 0; i < sizeof(bad_proxies) / sizeof(bad_proxies[0]); i++) {
+    cmd_users_opts_t o = {.trusted_proxies = bad_proxies[i]};
+    assert_int_equal(cmd_users_new(&u, &loop, pg, authn, &o, f->log),
+                     SF_ECONFIG);
+  }
+  cmd_users_opts_t proxies = {.trusted_proxies = " 127.0.0.1 , ::1,"};
+  assert_int_equal(cmd_users_new(&u, &loop, pg, authn, &proxies, f->log), 0);
+  cmd_users_destroy(u);
+  u = NULL;
   int closed = 0;
   sf_pg_close(pg, on_closed_count, &closed);
   while (!closed)
