@@ -201,14 +201,15 @@ static void h_readyz(sf_http_req_t *req, void *ud) {
     sf_http_respond_problem(req, 503, "unavailable", a->fatal_reason,
                             json_pack("{s:b, s:o}", "fenced", true,
                                       "instance", instance_json(a)));
+  else if (!cmd_schema_ready(a->schema)) /* first: the rebuild may wait for
+                                            the same registry */
+    problem_plain(req, 503, "unavailable",
+                  cmd_schema_not_ready_reason(a->schema));
   else if (!cmd_pipeline_has_state(a->pipeline))
     rebuilding(a, req,
                "connecting to Kafka and rebuilding the state from the log");
   else if (cmd_pipeline_resyncing(a->pipeline))
     rebuilding(a, req, "rebuilding the state after a failed commit");
-  else if (!cmd_schema_ready(a->schema))
-    problem_plain(req, 503, "unavailable",
-                  cmd_schema_not_ready_reason(a->schema));
   else if (!cmd_users_ready(a->users)) /* accounts: no admin, or no PG */
     problem_plain(req, 503, "unavailable",
                   cmd_users_not_ready_reason(a->users));
