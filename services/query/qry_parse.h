@@ -1,0 +1,81 @@
+/* qry_parse: the Parse-compatible REST facade under /parse (issue 11;
+ * design and the supported / mapped / refused table: docs/parse-compat.md).
+ *
+ * qry_parse_register adds the /parse routes to the query service's HTTP
+ * server. Every request is first turned into a qry_parse_req_t (the
+ * envelope): Parse's two request styles are accepted alike,
+ *  - REST: the method as sent, X-Parse-Application-Id,
+ *    X-Parse-REST-API-Key / X-Parse-Javascript-Key, X-Parse-Session-Token,
+ *    X-Parse-Request-Id, X-Parse-Installation-Id headers, GET parameters in
+ *    the query string (where= as JSON text);
+ *  - the Parse SDK's: POST with Content-Type text/plain and a JSON body
+ *    carrying _method, _ApplicationId, _JavaScriptKey, _ClientVersion,
+ *    _InstallationId, _SessionToken (and the query's parameters: where as
+ *    an object, limit, skip, order, keys, include, count),
+ * then checked (application id), and dispatched: reads to the read handlers
+ * of qry_parse.c (SQL over the read models, via qry_parse_query), writes
+ * and sign-in to qry_parse_write. Every answer is Parse-shaped: objects
+ * with objectId/createdAt/updatedAt, pointers and dates as Parse types,
+ * errors {"code": N, "error": "..."} (qry_parse_error). Loop thread only. */
+#ifndef QRY_PARSE_H
+#define QRY_PARSE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "sf/http.h"
+
+/* Parse's error codes that the facade answers (Parse.Error). */
+enum {
+  QRY_PARSE_OTHER_CAUSE = -1,
+  QRY_PARSE_INTERNAL_SERVER_ERROR = 1,
+  QRY_PARSE_CONNECTION_FAILED = 100,
+  QRY_PARSE_OBJECT_NOT_FOUND = 101,
+  QRY_PARSE_INVALID_QUERY = 102,
+  QRY_PARSE_INVALID_CLASS_NAME = 103,
+  QRY_PARSE_MISSING_OBJECT_ID = 104,
+  QRY_PARSE_INVALID_KEY_NAME = 105,
+  QRY_PARSE_INVALID_JSON = 107,
+  QRY_PARSE_INCORRECT_TYPE = 111,
+  QRY_PARSE_OBJECT_TOO_LARGE = 116,
+  QRY_PARSE_OPERATION_FORBIDDEN = 119,
+  QRY_PARSE_TIMEOUT = 124,
+  QRY_PARSE_DUPLICATE_VALUE = 137,
+  QRY_PARSE_VALIDATION_ERROR = 142,
+  QRY_PARSE_REQUEST_LIMIT_EXCEEDED = 155,
+  QRY_PARSE_DUPLICATE_REQUEST = 159,
+  QRY_PARSE_USERNAME_MISSING = 200,
+  QRY_PARSE_PASSWORD_MISSING = 201,
+  QRY_PARSE_USERNAME_TAKEN = 202,
+  QRY_PARSE_EMAIL_TAKEN = 203,
+  QRY_PARSE_SESSION_MISSING = 206,
+  QRY_PARSE_INVALID_SESSION_TOKEN = 209,
+};
+
+/* One Parse request, after the envelope is read. Lives in the request's
+ * memory (sf_http_req_alloc); strings are borrowed from the request or from
+ * body and live as long as the request. */
+typedef struct qry_parse_req {
+  sf_http_req_t *req;
+  const char *method;        /* effective method: _method or the HTTP one */
+  const char *path;          /* below /parse, e.g. "/classes/Store/abc" */
+  json_t *body;              /* the JSON body without the _keys (owned by
+                                the request; an empty object when none) */
+  json_t *params;            /* GET parameters as JSON: from the query
+                                string (where parsed from text) or from the
+                                SDK's body; never NULL */
+  const char *session_token; /* X-Parse-Session-Token / _SessionToken, or
+                                NULL; it is a stockflow bearer token */
+  const char *request_id;    /* X-Parse-Request-Id, or NULL */
+  const char *installation_id; /* X-Parse-Installation-Id /
+                                  _InstallationId, or NULL */
+} qry_parse_req_t;
+
+/* Answers {"code": code, "error": message} with status. */
+void qry_parse_error(sf_http_req_t *req, int status, int code,
+                     const char *message);
+
+/* Answers status with body (ownership taken), application/json. */
+void qry_parse_respond(sf_http_req_t *req, int status, json_t *body);
+
+#endif
