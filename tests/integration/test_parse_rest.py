@@ -532,3 +532,31 @@ def test_bad_queries(ctx):
     assert results(ctx, "Product", {"where": {
         "name": {"$in": ["\"); DROP TABLE products; --"]}}}) == []
     ok(ctx, f"/classes/Product/{P1}")
+
+
+def test_sizes_and_paths_outside_the_facade(ctx):
+    """What the HTTP server answers before the facade sees a request, and
+    the size bounds of a query."""
+    tok = admin_token()
+    # a body over STOCKFLOW_MAX_BODY: the server's 413, nothing read
+    big = {"where": {"name": "x" * 70000}}
+    r = sdk(ctx, "/classes/Store", big, tok)
+    assert r.status == 413, r
+    # a path the facade does not serve (Cloud Code, files, ...): 404
+    for path in ("/parse/functions/hello", "/parse/files/a.txt",
+                 "/parse/classes", "/parse/users/abc/extra"):
+        r = request(ctx.qry, "POST", path, json.dumps(
+            {"_method": "GET", "_ApplicationId": APP, "_SessionToken": tok}),
+            {"Authorization": None, "Content-Type": "text/plain"})
+        assert r.status == 404, f"{path}: {r!r}"
+    # $in: 1,000 values are served, 1,001 refused
+    vals = [client.new_uuid() for _ in range(1001)]
+    r = sdk(ctx, "/classes/Store",
+            {"where": {"objectId": {"$in": vals[:1000]}}}, tok)
+    assert (r.status, r.body) == (200, {"results": []}), r
+    parse_error(sdk(ctx, "/classes/Store",
+                    {"where": {"objectId": {"$in": vals}}}, tok),
+                400, 102, "$in of 1001")
+    # a long string value is refused, not truncated
+    parse_error(sdk(ctx, "/classes/Store", {"where": {"name": "n" * 2000}},
+                    tok), 400, 102, "2000-character value")
