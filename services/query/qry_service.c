@@ -11,6 +11,7 @@
 #include "qry_call.h"
 #include "qry_changes.h"
 #include "qry_handlers.h"
+#include "qry_livequery.h"
 #include "qry_sql.h"
 #include "sf/err.h"
 #include "sf/metrics.h"
@@ -27,6 +28,7 @@ struct qry_service {
   qry_waits_t *waits;
   qry_calls_t *calls;
   qry_changes_t *changes;
+  qry_livequery_t *livequery;
   bool closing;
   qry_drained_cb drained_cb; /* set by qry_service_shutdown until it fires */
   void *drained_ud;
@@ -37,7 +39,8 @@ struct qry_service {
 /* Fires the shutdown callback once nothing of ours is pending. */
 static void maybe_drained(qry_service_t *s) {
   if (!s->closing || !s->drained_cb || qry_calls_pending(s->calls) > 0 ||
-      qry_waits_pending(s->waits) > 0 || qry_changes_pending(s->changes) > 0)
+      qry_waits_pending(s->waits) > 0 || qry_changes_pending(s->changes) > 0 ||
+      qry_livequery_pending(s->livequery) > 0)
     return;
   qry_drained_cb cb = s->drained_cb;
   s->drained_cb = NULL;
@@ -202,6 +205,16 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
   rc = qry_changes_new(&s->changes, loop, pg, s->calls, &co, log);
   if (rc != 0)
     goto fail_changes;
+  qry_livequery_opts_t lo = {.app_id = opts->parse_app_id ? opts->parse_app_id
+                                                          : "stockflow",
+                             .resume_ms = opts->livequery_resume_ms,
+                             .resume_max = opts->livequery_resume_max,
+                             .max_buffer = opts->stream_max_buffer,
+                             .heartbeat_ms = opts->stream_heartbeat_ms};
+  rc = qry_livequery_new(&s->livequery, loop, pg, s->changes, opts->authn,
+                         &lo, log);
+  if (rc != 0)
+    goto fail_livequery;
   rc = qry_sql_prepare_all(pg);
   if (rc != 0) {
     SF_ERROR(log, "query", "preparing statements: %s", sf_strerror(rc));
@@ -211,7 +224,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
       (rc = sf_http_route(http, "GET", "/readyz", h_readyz, s)) != 0 ||
       (rc = sf_http_route(http, "GET", "/metrics", h_metrics, s)) != 0 ||
       (rc = qry_handlers_register(s->calls, http)) != 0 ||
-      (rc = qry_changes_register(s->changes, http)) != 0) {
+      (rc = qry_changes_register(s->changes, http)) != 0 ||
+      (rc = qry_livequery_register(s->livequery, http)) != 0) {
     SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
     goto fail_setup;
   }
@@ -227,6 +241,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
   return 0;
 
 fail_setup:
+  qry_livequery_destroy(s->livequery);
+fail_livequery:
   qry_changes_destroy(s->changes);
 fail_changes:
   qry_calls_destroy(s->calls);
@@ -240,6 +256,7 @@ fail_waits:
 static void on_revoke(void *ud, const char *user_id) {
   qry_service_t *s = ud;
   qry_changes_revoke_user(s->changes, user_id);
+  qry_livequery_revoke_user(s->livequery, user_id);
 }
 
 void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
@@ -254,6 +271,8 @@ void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
   qry_calls_shutdown(s->calls, on_idle, s);
   qry_waits_set_idle_cb(s->waits, on_idle, s);
   qry_waits_cancel_all(s->waits);
+  /* LiveQuery first: its subscriptions are listeners of the hub */
+  qry_livequery_shutdown(s->livequery, on_idle, s);
   qry_changes_shutdown(s->changes, on_idle, s);
   maybe_drained(s);
 }
@@ -261,6 +280,7 @@ void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
 void qry_service_destroy(qry_service_t *s) {
   if (!s)
     return;
+  qry_livequery_destroy(s->livequery);
   qry_changes_destroy(s->changes);
   qry_calls_destroy(s->calls);
   qry_waits_destroy(s->waits);

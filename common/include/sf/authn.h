@@ -113,6 +113,26 @@ void sf_authn_forget_user(sf_authn_t *a, const char *user_id);
 void sf_authn_forget_token(sf_authn_t *a,
                            const uint8_t hash[SF_AUTH_HASH_BYTES]);
 
+/* A token that does not come in an Authorization header (the Parse
+ * LiveQuery connect message): the same look-up, cache and rules as
+ * sf_authn_check, answered through cb instead of an HTTP answer. p is
+ * borrowed for the call (copy what you keep); it is NULL unless result is
+ * SF_AUTHN_OK. */
+typedef enum sf_authn_result {
+  SF_AUTHN_OK = 0,
+  SF_AUTHN_REFUSED,    /* missing, malformed, unknown, revoked or expired */
+  SF_AUTHN_UNAVAILABLE /* the account database failed: try again later */
+} sf_authn_result_t;
+typedef void (*sf_authn_token_cb)(void *ud, sf_authn_result_t result,
+                                  const sf_principal_t *p);
+
+/* Looks token (NULL or "" is refused) up. Returns 0 and cb fires exactly
+ * once (possibly before this returns: cache hit or refusal), or returns
+ * SF_ENOMEM / an error of sf_pg_query and cb never fires. ud must stay
+ * valid until cb. */
+int sf_authn_check_token(sf_authn_t *a, const char *token,
+                         sf_authn_token_cb cb, void *ud);
+
 /* Counters for /metrics: cache hits, database look-ups, refusals (401). */
 typedef struct sf_authn_stats {
   uint64_t hits, lookups, refused, notifications;
