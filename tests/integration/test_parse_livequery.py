@@ -298,3 +298,63 @@ def test_parse_livequery_resume(ctx):
         lq.expect_silence(1.0)
     finally:
         lq.close()
+
+
+def test_parse_livequery_update_op(ctx):
+    require_auth(ctx)
+    p = api.create_product(ctx, reorder_level=0)["id"]
+    s1 = api.create_store(ctx)["id"]
+    s2 = api.create_store(ctx)["id"]
+    lq = LiveQuery(ctx)
+    try:
+        connected(lq, admin_token())
+        assert lq.subscribe(1, {"store": pointer("Store", s1)}).get(
+            "op") == "subscribed"
+        lq.send({"op": "update", "requestId": 1,
+                 "query": {"className": "Inventory",
+                           "where": {"store": pointer("Store", s2)}}})
+        m = lq.recv()
+        assert m.get("op") == "subscribed" and m.get("requestId") == 1, m
+        api.txn(ctx, s1, p, "receipt", 2, on_hand=2, version=1)
+        api.txn(ctx, s2, p, "receipt", 3, on_hand=3, version=1)
+        expect_event(lq.recv(), "create", 1, s2, p, 3, 1)
+        lq.expect_silence(1.0)
+        lq.send({"op": "update", "requestId": 9,
+                 "query": {"className": "Inventory"}})
+        expect_error(lq.recv(), 2, "update of an unknown request",
+                     request_id=9)
+    finally:
+        lq.close()
+
+
+def test_parse_livequery_handshake_and_logout(ctx):
+    require_auth(ctx)
+    r = client.get(ctx.qry, "/parse")
+    client.expect_problem(r, 400, "bad_request", "GET /parse without upgrade")
+    store = api.create_store(ctx)["id"]
+    p = api.create_product(ctx, reorder_level=0)["id"]
+    _, token = sign_up(ctx, "lqlogout")
+    lq = LiveQuery(ctx)
+    try:
+        connected(lq, token, client.new_uuid())
+        # a viewer without stores may subscribe; it just hears nothing
+        assert lq.subscribe(1).get("op") == "subscribed"
+        api.txn(ctx, store, p, "receipt", 1, on_hand=1, version=1)
+        lq.expect_silence(1.0)
+        r = client.delete(ctx.cmd, "/v1/sessions/current",
+                          headers=bearer(token))
+        assert r.status == 204, f"logout: {r!r}"
+        deadline = time.monotonic() + 3
+        closed = None
+        while time.monotonic() < deadline and closed is None:
+            op, payload = ws_read_frame(lq.sock, deadline - time.monotonic())
+            if op == 0x8:
+                closed = int.from_bytes(payload[:2], "big")
+        assert closed == 1008, f"no close 1008 after the logout: {closed}"
+    finally:
+        lq.sock.close()
+    lq = LiveQuery(ctx)
+    try:
+        expect_error(lq.connect(token), 209, "connect after logout")
+    finally:
+        lq.close()
