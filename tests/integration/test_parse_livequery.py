@@ -5,6 +5,7 @@ stream, with the stream's gap-free resume underneath."""
 import base64
 import json
 import os
+import socket
 import time
 
 import api
@@ -12,6 +13,7 @@ import client
 from client import bearer, expect_json, patch
 from test_auth import require_auth, sign_up
 from test_changes import ws_read_frame, ws_send
+from test_read_side_more import post_batch
 
 APP_ID = "stockflow"
 
@@ -19,8 +21,14 @@ APP_ID = "stockflow"
 class LiveQuery:
     """A raw WebSocket client of /parse speaking JSON text messages."""
 
-    def __init__(self, ctx):
-        self.sock = client.raw_connect(ctx.qry)
+    def __init__(self, ctx, rcvbuf=None):
+        if rcvbuf:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(10)
+            self.sock.connect((client.HOST, ctx.qry))
+        else:
+            self.sock = client.raw_connect(ctx.qry)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((
             "GET /parse HTTP/1.1\r\nHost: it\r\nUpgrade: websocket\r\n"
@@ -358,3 +366,53 @@ def test_parse_livequery_handshake_and_logout(ctx):
         expect_error(lq.connect(token), 209, "connect after logout")
     finally:
         lq.close()
+
+
+def test_parse_livequery_slow_client_cut_off(ctx):
+    """A client that stops reading is closed with 1008 once its unsent
+    bytes pass STOCKFLOW_STREAM_MAX_BUFFER; what it got is in order."""
+    require_auth(ctx)
+    limit = int(ctx.stack["query"].setting("STOCKFLOW_STREAM_MAX_BUFFER")
+                or 1048576)
+    store = api.create_store(ctx)["id"]
+    product = api.create_product(ctx, reorder_level=0)["id"]
+    lq = LiveQuery(ctx, rcvbuf=4096)
+    try:
+        connected(lq, admin_token())
+        assert lq.subscribe(1, {"store": pointer("Store", store)}).get(
+            "op") == "subscribed"
+        # enough to pass the limit plus the kernel's buffers twice over; an
+        # update with its original is about 900 bytes
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            wmem_max = int(f.read().split()[2])
+        per_batch = 1000
+        batches = max(4, 2 * (limit + wmem_max) // (900 * per_batch) + 1)
+        for _ in range(batches):
+            post_batch(ctx, [{"store_id": store, "product_id": product,
+                              "type": "receipt", "quantity": 1}
+                             for _ in range(per_batch)])
+        total = per_batch * batches
+        # now read everything: events in order, then a close 1008
+        versions, close_code = [], None
+        deadline = time.monotonic() + 120
+        while close_code is None:
+            left = deadline - time.monotonic()
+            assert left > 0, f"still open after {len(versions)} events"
+            try:
+                op, payload = ws_read_frame(lq.sock, left)
+            except AssertionError:
+                break  # closed without a close frame
+            if op == 0x8:
+                close_code = int.from_bytes(payload[:2], "big")
+            elif op == 0x1:
+                m = json.loads(payload)
+                assert m.get("op") in ("create", "update"), m
+                versions.append(m["object"]["version"])
+    finally:
+        lq.sock.close()
+    ctx.log(f"slow LiveQuery client got {len(versions)} of {total} events")
+    assert close_code == 1008, f"closed with {close_code}, not 1008"
+    assert 0 < len(versions) < total, (len(versions), total)
+    assert versions == list(range(1, len(versions) + 1)), \
+        "the events skipped or repeated a change"
+    api.healthz_all(ctx)
