@@ -162,6 +162,24 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   sf_metrics_counter(&m, "changes_catchup_pages_total",
                      "Catch-up pages read by streams resuming or starting.",
                      ch.pages);
+  qry_livequery_counters_t lq;
+  qry_livequery_stats(s->livequery, &lq);
+  sf_metrics_gauge(&m, "livequery_connections",
+                   "Parse LiveQuery connections open now.", (int64_t)lq.open);
+  sf_metrics_gauge(&m, "livequery_subscriptions",
+                   "Parse LiveQuery subscriptions open now.",
+                   (int64_t)lq.subscriptions);
+  sf_metrics_counter(&m, "livequery_resumed_total",
+                     "Parse LiveQuery subscriptions resumed from a kept "
+                     "position.",
+                     lq.resumed);
+  sf_metrics_counter(&m, "livequery_cut_off_total",
+                     "Parse LiveQuery connections closed for overflow or "
+                     "stall.",
+                     lq.cut_off);
+  sf_metrics_gauge(&m, "livequery_resume_points",
+                   "Parse LiveQuery resume positions kept now.",
+                   (int64_t)lq.resume_entries);
   size_t len = 0;
   char *all = sf_metrics_take(&m, &len);
   if (!all) {

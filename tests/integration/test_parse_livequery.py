@@ -298,6 +298,11 @@ def test_parse_livequery_resume(ctx):
         lq.expect_silence(1.0)
     finally:
         lq.close()
+    r = client.get(ctx.qry, "/metrics")
+    assert r.status == 200, r
+    resumed = [line for line in str(r.body).splitlines()
+               if line.startswith("stockflow_query_livequery_resumed_total ")]
+    assert resumed and int(resumed[0].split()[1]) >= 1, resumed
     # another installation does not resume: it starts from now
     lq = LiveQuery(ctx)
     try:
