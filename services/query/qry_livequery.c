@@ -42,6 +42,7 @@ typedef struct lq_sub {
   int64_t last_id;                  /* every change id <= last_id handled */
   row_state_t *rows;
   bool starting; /* the start query is in flight */
+  bool started;  /* it listened: its position means something */
   bool removed;  /* no longer in conn->subs: the start query frees it */
 } lq_sub_t;
 
@@ -229,7 +230,9 @@ static bool may_see(const lq_conn_t *c, const char *store_id) {
   return sf_auth_has_store(&c->who, store_id);
 }
 
-/* sink: one change for subscription s. */
+/* sink: one change for subscription s. The position and the row state
+ * move on only once the event is handed to the socket, so that a resume
+ * point never counts an event that was not sent. */
 static int sink_event(void *ud, const qry_event_t *e) {
   lq_sub_t *s = ud;
   lq_conn_t *c = s->conn;
@@ -238,20 +241,23 @@ static int sink_event(void *ud, const qry_event_t *e) {
     SF_ERROR(c->lq->log, MOD, "change %" PRId64 ": malformed event", e->id);
     return SF_EPARSE;
   }
-  s->last_id = e->id;
-  if (!may_see(c, cur.store_id))
+  if (!may_see(c, cur.store_id)) {
+    s->last_id = e->id;
     return 0;
+  }
   row_state_t *prev_e = row_find(s->rows, &cur);
   qry_lq_row_t prev = prev_e ? prev_e->row : cur;
   qry_lq_op_t op = qry_lq_classify(s->q, prev_e ? &prev : NULL, &cur);
-  if (row_put(&s->rows, &cur) != 0)
-    return SF_ENOMEM;
-  if (op == QRY_LQ_NONE)
-    return 0;
-  json_t *obj = qry_lq_object(s->q, &cur, !prev_e);
-  json_t *orig = prev_e ? qry_lq_object(s->q, &prev, false) : NULL;
-  return send_json(c, qry_lq_event_msg(op, c->client_id, s->request_id, obj,
-                                       orig));
+  if (op != QRY_LQ_NONE) {
+    json_t *obj = qry_lq_object(s->q, &cur, !prev_e);
+    json_t *orig = prev_e ? qry_lq_object(s->q, &prev, false) : NULL;
+    int rc = send_json(c, qry_lq_event_msg(op, c->client_id, s->request_id,
+                                           obj, orig));
+    if (rc != 0)
+      return rc;
+  }
+  s->last_id = e->id;
+  return row_put(&s->rows, &cur);
 }
 
 static size_t sink_pending(void *ud) {
@@ -322,7 +328,7 @@ static resume_t *resume_take(qry_livequery_t *lq, const lq_conn_t *c,
 
 /* Keeps s's position and rows (moved out of s) for a reconnect. */
 static void resume_keep(qry_livequery_t *lq, lq_conn_t *c, lq_sub_t *s) {
-  if (!c->installation_id[0] || lq->opts.resume_ms == 0 || s->starting ||
+  if (!c->installation_id[0] || lq->opts.resume_ms == 0 || !s->started ||
       lq->opts.resume_max == 0)
     return;
   resume_t *old = resume_take(lq, c, s); /* one point per key */
@@ -455,6 +461,7 @@ static void on_start(void *ud, int err, const PGresult *res,
   if (!rc) {
     s->last_id = after;
     rc = qry_changes_listen(lq->hub, &f, after, &sink, s, &s->listener);
+    s->started = rc == 0;
   }
   if (rc) {
     send_error(c, QRY_PARSE_CONNECTION_FAILED,
@@ -661,7 +668,7 @@ static void conn_close(lq_conn_t *c, uint16_t code, const char *why) {
   lq->c.open--;
   while (c->subs) {
     lq_sub_t *s = c->subs;
-    if (s->listener)
+    if (s->started)
       resume_keep(lq, c, s);
     sub_remove(c, s);
   }

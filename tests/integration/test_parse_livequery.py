@@ -381,11 +381,12 @@ def test_parse_livequery_slow_client_cut_off(ctx):
                 or 1048576)
     store = api.create_store(ctx)["id"]
     product = api.create_product(ctx, reorder_level=0)["id"]
+    inst = client.new_uuid()
+    where = {"store": pointer("Store", store)}
     lq = LiveQuery(ctx, rcvbuf=4096)
     try:
-        connected(lq, admin_token())
-        assert lq.subscribe(1, {"store": pointer("Store", store)}).get(
-            "op") == "subscribed"
+        connected(lq, admin_token(), inst)
+        assert lq.subscribe(1, where).get("op") == "subscribed"
         # enough to pass the limit plus the kernel's buffers twice over; an
         # update with its original is about 900 bytes
         with open("/proc/sys/net/ipv4/tcp_wmem") as f:
@@ -420,4 +421,19 @@ def test_parse_livequery_slow_client_cut_off(ctx):
     assert 0 < len(versions) < total, (len(versions), total)
     assert versions == list(range(1, len(versions) + 1)), \
         "the events skipped or repeated a change"
+    # It reconnects and resumes: the rest, from exactly where it was cut
+    lq = LiveQuery(ctx)
+    try:
+        connected(lq, admin_token(), inst)
+        assert lq.subscribe(1, where).get("op") == "subscribed"
+        want = len(versions) + 1
+        while want <= total:
+            m = lq.recv(timeout=30)
+            assert m.get("op") == "update" and \
+                m["object"]["version"] == want, \
+                f"after the cut-off, want version {want}: {m}"
+            want += 1
+        lq.expect_silence(1.0)
+    finally:
+        lq.close()
     api.healthz_all(ctx)
