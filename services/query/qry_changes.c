@@ -962,8 +962,7 @@ int qry_changes_listen(qry_changes_t *h, const qry_filter_t *filter,
   if (h->subs)
     h->subs->prev = s;
   h->subs = s;
-  h->c.open_listeners++;
-  h->c.opened++;
+  h->c.open_listeners++; /* not in opened: that counts streams */
   s->last_write_ms = s->last_progress_ms = now_ms(h);
   start_tick(h);
   /* the first page is asked for at once; its events come from the loop */
