@@ -217,6 +217,50 @@ static void deliver(check_t *c, const sf_principal_t *p) {
     c->cb(c->req, copy, c->ud);
 }
 
+/* Reads the session row of res (one row) into a new entry for hash, and
+ * caches it when no notification came in since the look-up began (the row
+ * may predate a logout) and the cache is on. *out is the entry: owned by
+ * the cache when *cached, else by the caller (entry_free). Returns 0,
+ * SF_EPARSE (malformed row) or SF_ENOMEM. */
+static int load_session(sf_authn_t *a, const PGresult *res,
+                        const uint8_t hash[SF_AUTH_HASH_BYTES],
+                        uint64_t epoch, cache_entry_t **out, bool *cached) {
+  cache_entry_t *e = calloc(1, sizeof(*e));
+  if (!e)
+    return SF_ENOMEM;
+  memcpy(e->hash, hash, sizeof(e->hash));
+  e->loaded_ms = uv_now(a->loop);
+  const char *uid = PQgetvalue(res, 0, 0);
+  const char *uname = PQgetvalue(res, 0, 1);
+  int rc = 0;
+  if (!sf_uuid_valid(uid) || strlen(uname) > SF_AUTH_USERNAME_MAX ||
+      sf_role_parse(PQgetvalue(res, 0, 2), &e->p.role) != 0)
+    rc = SF_EPARSE;
+  if (!rc)
+    rc = parse_stores(PQgetvalue(res, 0, 3), &e->stores, &e->p.n_stores);
+  if (rc) {
+    entry_free(e);
+    return rc;
+  }
+  snprintf(e->p.user_id, sizeof(e->p.user_id), "%s", uid);
+  snprintf(e->p.username, sizeof(e->p.username), "%s", uname);
+  e->p.store_ids = (const store_id_t *)e->stores;
+  e->expires_ms = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+  cache_entry_t *old = NULL;
+  HASH_FIND(hh, a->cache, hash, SF_AUTH_HASH_BYTES, old);
+  if (old)
+    cache_remove(a, old);
+  *cached = a->o.cache_ms > 0 && epoch == a->epoch;
+  if (*cached) {
+    if (a->n_cache >= a->o.cache_max)
+      cache_remove(a, a->cache); /* the oldest */
+    HASH_ADD(hh, a->cache, hash, SF_AUTH_HASH_BYTES, e);
+    a->n_cache++;
+  }
+  *out = e;
+  return 0;
+}
+
 static void on_session(void *ud, int err, const PGresult *res,
                        const char *sqlstate, const char *errmsg) {
   check_t *c = ud;
@@ -233,50 +277,20 @@ static void on_session(void *ud, int err, const PGresult *res,
                  "the token is unknown, expired or revoked");
     return;
   }
-  cache_entry_t *e = calloc(1, sizeof(*e));
-  if (!e) {
-    check_failed(c, SF_AUTHN_INTERNAL, "out of memory");
-    return;
-  }
-  memcpy(e->hash, c->hash, sizeof(e->hash));
-  e->loaded_ms = uv_now(a->loop);
-  const char *uid = PQgetvalue(res, 0, 0);
-  const char *uname = PQgetvalue(res, 0, 1);
-  int rc = 0;
-  if (!sf_uuid_valid(uid) || strlen(uname) > SF_AUTH_USERNAME_MAX ||
-      sf_role_parse(PQgetvalue(res, 0, 2), &e->p.role) != 0)
-    rc = SF_EPARSE;
-  if (!rc)
-    rc = parse_stores(PQgetvalue(res, 0, 3), &e->stores, &e->p.n_stores);
+  cache_entry_t *e = NULL;
+  bool cached = false;
+  int rc = load_session(a, res, c->hash, c->epoch, &e, &cached);
   if (rc) {
     SF_ERROR(a->log, "authn", "request %s: malformed session row (%s)",
              sf_http_req_id(c->req), sf_err_name(rc));
-    entry_free(e);
     check_failed(c, SF_AUTHN_INTERNAL,
                  rc == SF_ENOMEM ? "out of memory" : "malformed account row");
     return;
   }
-  snprintf(e->p.user_id, sizeof(e->p.user_id), "%s", uid);
-  snprintf(e->p.username, sizeof(e->p.username), "%s", uname);
-  e->p.store_ids = (const store_id_t *)e->stores;
-  e->expires_ms = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
   sf_principal_t p = e->p;
-  /* Cache only when no notification came in while we looked (the row we
-   * read may predate a logout), and only if the cache is on. */
-  cache_entry_t *old = NULL;
-  HASH_FIND(hh, a->cache, c->hash, SF_AUTH_HASH_BYTES, old);
-  if (old)
-    cache_remove(a, old);
-  if (a->o.cache_ms > 0 && c->epoch == a->epoch) {
-    if (a->n_cache >= a->o.cache_max)
-      cache_remove(a, a->cache); /* the oldest */
-    HASH_ADD(hh, a->cache, hash, SF_AUTH_HASH_BYTES, e);
-    a->n_cache++;
-    deliver(c, &p);
-  } else {
-    deliver(c, &p); /* copies p before e goes */
+  deliver(c, &p); /* copies p into request memory */
+  if (!cached)
     entry_free(e);
-  }
 }
 
 /* Looks token up (cache, then PostgreSQL) for c, whose callbacks are set. */
@@ -353,6 +367,84 @@ void sf_authn_check_token(sf_authn_t *a, sf_http_req_t *req,
   c->tcb = cb;
   c->ud = ud;
   check_start(c, token);
+}
+
+/* ---- tokens outside a request ---- */
+
+/* One look-up of sf_authn_lookup_token in flight (heap). */
+typedef struct token_check {
+  sf_authn_t *a;
+  sf_authn_lookup_cb cb;
+  void *ud;
+  uint64_t epoch;
+  uint8_t hash[SF_AUTH_HASH_BYTES];
+} token_check_t;
+
+static void on_token_session(void *ud, int err, const PGresult *res,
+                             const char *sqlstate, const char *errmsg) {
+  token_check_t *t = ud;
+  sf_authn_t *a = t->a;
+  cache_entry_t *e = NULL;
+  bool cached = false;
+  int rc = 0;
+  if (err) {
+    SF_WARN(a->log, "authn", "token look-up failed (%s %s): %s",
+            sf_err_name(err), sqlstate ? sqlstate : "", errmsg ? errmsg : "");
+    t->cb(t->ud, SF_AUTHN_UNAVAILABLE, NULL);
+  } else if (PQntuples(res) != 1) {
+    a->stats.refused++;
+    t->cb(t->ud, SF_AUTHN_INVALID, NULL);
+  } else if ((rc = load_session(a, res, t->hash, t->epoch, &e, &cached))) {
+    SF_ERROR(a->log, "authn", "token look-up: malformed session row (%s)",
+             sf_err_name(rc));
+    t->cb(t->ud, SF_AUTHN_INTERNAL, NULL);
+  } else {
+    sf_principal_t p = e->p;
+    t->cb(t->ud, SF_AUTHN_OK, &p);
+    if (!cached)
+      entry_free(e);
+  }
+  free(t);
+}
+
+int sf_authn_lookup_token(sf_authn_t *a, const char *token,
+                          sf_authn_lookup_cb cb, void *ud) {
+  if (!a || !cb)
+    return SF_EINVAL;
+  uint8_t hash[SF_AUTH_HASH_BYTES];
+  if (!token || !*token || sf_auth_token_hash(token, hash) != 0) {
+    a->stats.refused++;
+    cb(ud, SF_AUTHN_INVALID, NULL);
+    return 0;
+  }
+  if (a->o.cache_ms > 0) {
+    cache_entry_t *e = cache_find(a, hash);
+    if (e) {
+      a->stats.hits++;
+      sf_principal_t p = e->p;
+      cb(ud, SF_AUTHN_OK, &p);
+      return 0;
+    }
+  }
+  token_check_t *t = calloc(1, sizeof(*t));
+  if (!t)
+    return SF_ENOMEM;
+  t->a = a;
+  t->cb = cb;
+  t->ud = ud;
+  t->epoch = a->epoch;
+  memcpy(t->hash, hash, sizeof(hash));
+  char hex[67];
+  sf_auth_hash_bytea(hash, hex);
+  const char *params[1] = {hex};
+  a->stats.lookups++;
+  int rc = sf_pg_query(a->pg, STMT_SESSION, 1, params, on_token_session, t);
+  if (rc) {
+    SF_WARN(a->log, "authn", "token look-up not queued: %s", sf_err_name(rc));
+    free(t);
+    return rc;
+  }
+  return 0;
 }
 
 /* ---- gated routes ---- */

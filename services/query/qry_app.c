@@ -71,6 +71,8 @@ int qry_app_new(qry_app_t **out, uv_loop_t *loop, const qry_settings_t *cfg,
       .parse_app_id = cfg->parse_app_id,
       /* engineer B's STOCKFLOW_COMMAND_URL sets this at merge */
       .command_url = NULL,
+      .livequery_resume_ms = (uint64_t)cfg->parse_livequery_resume_ms,
+      .livequery_resume_max = (size_t)cfg->parse_livequery_resume_max,
       .authn = a->authn};
   if ((rc = qry_service_new(&a->svc, loop, a->http, a->pg, &so, log)) != 0) {
     SF_ERROR(log, "query", "query service: %s", sf_strerror(rc));

@@ -42,9 +42,11 @@ typedef enum sub_state { SUB_CATCHUP,
                          SUB_LIVE,
                          SUB_CLOSED } sub_state_t;
 typedef enum transport { T_SSE,
-                         T_WS } transport_t;
+                         T_WS,
+                         T_SINK } transport_t;
 
-typedef struct qry_sub qry_sub_t;
+/* A subscriber: a stream, or a listener (T_SINK, see qry_changes.h). */
+typedef struct qry_changes_listener qry_sub_t;
 
 struct qry_changes {
   uv_loop_t *loop;
@@ -66,7 +68,7 @@ struct qry_changes {
   qry_changes_counters_t c;
 };
 
-struct qry_sub {
+struct qry_changes_listener {
   qry_changes_t *hub;
   qry_sub_t *prev, *next; /* in hub->subs until closed */
   sf_http_req_t *req;     /* NULL once the stream ended */
@@ -74,6 +76,8 @@ struct qry_sub {
   sub_state_t state;
   transport_t transport;
   qry_ws_t *ws;
+  const qry_changes_sink_t *sink; /* T_SINK; NULL once unlistened */
+  void *sink_ud;
   qry_filter_t filter;
   char user_id[40];  /* the subscriber's user, "" without accounts */
   int64_t cursor;    /* every change id <= cursor is handled */
@@ -122,16 +126,16 @@ static size_t ev_bytes(const qry_sub_t *s, const qry_event_t *e) {
   return s->transport == T_SSE ? e->sse_len : e->json_len + 10;
 }
 
-/* Bytes accepted for this client but not yet on the wire. */
-static size_t unsent(const qry_sub_t *s) {
-  size_t n = s->q_bytes;
-  if (s->req)
-    n += sf_http_stream_pending(s->req);
-  return n;
+static size_t socket_pending(const qry_sub_t *s) {
+  if (s->transport == T_SINK)
+    return s->sink && s->state != SUB_CLOSED ? s->sink->pending(s->sink_ud)
+                                             : 0;
+  return s->req ? sf_http_stream_pending(s->req) : 0;
 }
 
-static size_t socket_pending(const qry_sub_t *s) {
-  return s->req ? sf_http_stream_pending(s->req) : 0;
+/* Bytes accepted for this client but not yet on the wire. */
+static size_t unsent(const qry_sub_t *s) {
+  return s->q_bytes + socket_pending(s);
 }
 
 static int q_push(qry_sub_t *s, qry_event_t *e) {
@@ -197,14 +201,26 @@ static void hub_unlink(qry_changes_t *h, qry_sub_t *s) {
   s->prev = s->next = NULL;
   if (s->transport == T_SSE)
     h->c.open_sse--;
-  else
+  else if (s->transport == T_WS)
     h->c.open_ws--;
+  else
+    h->c.open_listeners--;
   if (s->state == SUB_LIVE)
     h->c.live--;
   if (h->c.live == 0 && !h->fetching)
     h->last_known = false;
   if (!h->subs && h->tick_init && !h->tick_closed)
     uv_timer_stop(&h->tick);
+}
+
+/* Why a listener ends, from what sub_close was given. */
+static qry_changes_end_t end_reason(const qry_event_t *final,
+                                    uint16_t ws_code) {
+  if (final && final->kind == QRY_EVENT_EXPIRED)
+    return QRY_CHANGES_END_EXPIRED;
+  if (final && final->kind == QRY_EVENT_OVERFLOW)
+    return QRY_CHANGES_END_OVERFLOW;
+  return ws_code == 1001 ? QRY_CHANGES_END_SHUTDOWN : QRY_CHANGES_END_FAILED;
 }
 
 /* Ends the subscriber once: drops its queue, sends final (may be NULL) and,
@@ -218,6 +234,14 @@ static void sub_close(qry_sub_t *s, qry_event_t *final, uint16_t ws_code,
   hub_unlink(h, s);
   s->state = SUB_CLOSED;
   q_clear(s);
+  if (s->transport == T_SINK) {
+    const qry_changes_sink_t *sink = s->sink;
+    s->sink = NULL;
+    if (sink)
+      sink->end(s->sink_ud, end_reason(final, ws_code), s->last_sent);
+    sub_unref(s);
+    return;
+  }
   sf_http_req_t *req = s->req;
   s->req = NULL;
   if (req) {
@@ -282,7 +306,9 @@ static int ws_write(void *ud, const uint8_t *data, size_t len) {
 /* Hands one event to the socket. */
 static int send_event(qry_sub_t *s, qry_event_t *e) {
   int rc;
-  if (s->transport == T_SSE) {
+  if (s->transport == T_SINK) {
+    rc = s->sink ? s->sink->event(s->sink_ud, e) : SF_ECANCELED;
+  } else if (s->transport == T_SSE) {
     wtok_t *t = malloc(sizeof(*t));
     if (!t)
       return SF_ENOMEM;
@@ -468,12 +494,14 @@ static void hub_fetch(qry_changes_t *h) {
 
 /* Cuts off every live subscriber (they resume with Last-Event-ID). */
 static void drop_live(qry_changes_t *h, const char *why) {
-  qry_sub_t *s = h->subs;
-  while (s) {
-    qry_sub_t *next = s->next;
-    if (s->state == SUB_LIVE)
-      sub_close(s, NULL, 1011, why);
-    s = next;
+  /* from the head each time: closing a listener may close its siblings */
+  for (;;) {
+    qry_sub_t *s = h->subs;
+    while (s && s->state != SUB_LIVE)
+      s = s->next;
+    if (!s)
+      return;
+    sub_close(s, NULL, 1011, why);
   }
 }
 
@@ -526,11 +554,23 @@ static void on_fetch(void *ud, int err, const PGresult *res,
     h->c.fetched++;
     qry_sub_t *s = h->subs;
     while (s) {
-      qry_sub_t *next = s->next; /* s may be cut off below */
+      /* s may be cut off below, and with a listener its consumer may end
+       * siblings too (one LiveQuery connection, several listeners): hold
+       * next, and start over when it was closed meanwhile (the cursors
+       * skip the subscribers already served). */
+      qry_sub_t *next = s->next;
+      if (next)
+        next->refs++;
       if (s->state == SUB_LIVE && id > s->cursor) {
         s->cursor = id;
         if (qry_filter_match(&s->filter, e))
           deliver(h, s, e);
+      }
+      if (next && next->state == SUB_CLOSED) {
+        sub_unref(next);
+        next = h->subs;
+      } else if (next) {
+        sub_unref(next);
       }
       s = next;
     }
@@ -584,6 +624,10 @@ static void on_tick(uv_timer_t *t) {
   qry_sub_t *s = h->subs;
   while (s) {
     qry_sub_t *next = s->next;
+    if (s->transport == T_SINK) { /* the consumer has its own */
+      s = next;
+      continue;
+    }
     if (socket_pending(s) == 0)
       s->last_progress_ms = now;
     if (now - s->last_progress_ms >= stall_ms) {
@@ -765,6 +809,40 @@ static void render_start(qry_call_t *c, const PGresult *res) {
 
 /* ---- GET /v1/changes ---- */
 
+bool qry_changes_ws_handshake(sf_http_req_t *req,
+                              char accept_key[QRY_WS_ACCEPT_LEN + 1]) {
+  const char *version = sf_http_req_header(req, "Sec-WebSocket-Version");
+  if (!qry_header_has_token(sf_http_req_header(req, "Upgrade"),
+                            "websocket") ||
+      !qry_header_has_token(sf_http_req_header(req, "Connection"),
+                            "upgrade")) {
+    sf_http_respond_problem(req, 400, "bad_request",
+                            "WebSocket upgrade without Upgrade: websocket "
+                            "and Connection: Upgrade",
+                            NULL);
+    return false;
+  }
+  if (!version || strcmp(version, "13") != 0) {
+    sf_http_add_header(req, "Sec-WebSocket-Version", "13");
+    sf_http_respond_problem(req, 426, "upgrade_required",
+                            "only WebSocket version 13 is supported", NULL);
+    return false;
+  }
+  int krc = qry_ws_accept_key(sf_http_req_header(req, "Sec-WebSocket-Key"),
+                              accept_key);
+  if (krc == SF_ENOMEM) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return false;
+  }
+  if (krc != 0) {
+    sf_http_respond_problem(req, 400, "bad_request",
+                            "Sec-WebSocket-Key must be base64 of 16 bytes",
+                            NULL);
+    return false;
+  }
+  return true;
+}
+
 static void h_changes(sf_http_req_t *req, void *ud) {
   qry_changes_t *h = ud;
   qry_call_t *c = qry_call_begin(h->calls, req);
@@ -780,32 +858,8 @@ static void h_changes(sf_http_req_t *req, void *ud) {
   const char *upgrade = sf_http_req_header(req, "Upgrade");
   if (upgrade && qry_header_has_token(upgrade, "websocket")) {
     sr->transport = T_WS;
-    const char *version = sf_http_req_header(req, "Sec-WebSocket-Version");
-    if (!qry_header_has_token(sf_http_req_header(req, "Connection"),
-                              "upgrade")) {
-      sf_http_respond_problem(req, 400, "bad_request",
-                              "WebSocket upgrade without Connection: Upgrade",
-                              NULL);
+    if (!qry_changes_ws_handshake(req, sr->accept_key))
       return;
-    }
-    if (!version || strcmp(version, "13") != 0) {
-      sf_http_add_header(req, "Sec-WebSocket-Version", "13");
-      sf_http_respond_problem(req, 426, "upgrade_required",
-                              "only WebSocket version 13 is supported", NULL);
-      return;
-    }
-    int krc = qry_ws_accept_key(sf_http_req_header(req, "Sec-WebSocket-Key"),
-                                sr->accept_key);
-    if (krc == SF_ENOMEM) {
-      sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
-      return;
-    }
-    if (krc != 0) {
-      sf_http_respond_problem(req, 400, "bad_request",
-                              "Sec-WebSocket-Key must be base64 of 16 bytes",
-                              NULL);
-      return;
-    }
   } else if (qry_accepts_media(sf_http_req_header(req, "Accept"),
                                "text/event-stream")) {
     sr->transport = T_SSE;
@@ -883,6 +937,58 @@ int qry_changes_new(qry_changes_t **out, uv_loop_t *loop, sf_pg_t *pg,
 
 int qry_changes_register(qry_changes_t *h, sf_http_server_t *http) {
   return qry_route(h->calls, http, "/v1/changes", h_changes, h);
+}
+
+/* ---- listeners ---- */
+
+int qry_changes_listen(qry_changes_t *h, const qry_filter_t *filter,
+                       int64_t after, const qry_changes_sink_t *sink,
+                       void *ud, qry_changes_listener_t **out) {
+  if (!h || !filter || !sink || !out || after < 0)
+    return SF_EINVAL;
+  if (h->closing)
+    return SF_ESTATE;
+  qry_sub_t *s = calloc(1, sizeof(*s));
+  if (!s)
+    return SF_ENOMEM;
+  s->hub = h;
+  s->refs = 1; /* the consumer's */
+  s->transport = T_SINK;
+  s->sink_ud = ud; /* sink is set once the start cannot fail */
+  s->filter = *filter;
+  s->cursor = s->last_sent = after;
+  s->state = SUB_CATCHUP; /* its first page tells how far behind it is */
+  s->next = h->subs;
+  if (h->subs)
+    h->subs->prev = s;
+  h->subs = s;
+  h->c.open_listeners++; /* not in opened: that counts streams */
+  s->last_write_ms = s->last_progress_ms = now_ms(h);
+  start_tick(h);
+  /* the first page is asked for at once; its events come from the loop */
+  s->refs++;
+  advance(s);
+  if (s->state == SUB_CLOSED) { /* the page could not be queued */
+    sub_unref(s);
+    return SF_EIO;
+  }
+  s->refs--;
+  s->sink = sink;
+  *out = s;
+  return 0;
+}
+
+void qry_changes_listener_kick(qry_changes_listener_t *l) {
+  if (l && l->state != SUB_CLOSED)
+    pump(l);
+}
+
+void qry_changes_unlisten(qry_changes_listener_t *l) {
+  if (!l)
+    return;
+  l->sink = NULL; /* no end callback */
+  if (l->state != SUB_CLOSED)
+    sub_close(l, NULL, 1000, "unlistened");
 }
 
 static void on_tick_closed(uv_handle_t *t) {

@@ -44,8 +44,19 @@ static const sf_cfg_entry_t entries[] = {
     E("parse-app-id", SF_CFG_STRING, "stockflow", 0, 0,
       "STOCKFLOW_PARSE_APP_ID",
       "application id that Parse clients must send on /parse "
-      "(X-Parse-Application-Id or _ApplicationId); others get 403",
+      "(X-Parse-Application-Id or _ApplicationId) and in LiveQuery's "
+      "connect; others are refused (403, LiveQuery error 4)",
       parse_app_id),
+    E("parse-livequery-resume-ms", SF_CFG_INT, "60000", 0, 3600000,
+      "STOCKFLOW_PARSE_LIVEQUERY_RESUME_MS",
+      "how long a Parse LiveQuery subscription's position is kept after its "
+      "connection ends, for a gap-free resume (0: no resume)",
+      parse_livequery_resume_ms),
+    E("parse-livequery-resume-max", SF_CFG_INT, "10000", 0, 1000000,
+      "STOCKFLOW_PARSE_LIVEQUERY_RESUME_MAX",
+      "resume points of Parse LiveQuery subscriptions kept at most (the "
+      "oldest goes first)",
+      parse_livequery_resume_max),
     S(SF_CFG_LOG_LEVEL, NULL, log_level),
 };
 

@@ -11,20 +11,22 @@
 #include "sf/config.h"
 
 typedef struct qry_settings {
-  const char *listen;                /* STOCKFLOW_QUERY_LISTEN host:port */
-  const char *pg_dsn;                /* STOCKFLOW_PG_DSN */
-  long long pg_pool;                 /* STOCKFLOW_PG_POOL */
-  long long pg_statement_timeout_ms; /* STOCKFLOW_PG_STATEMENT_TIMEOUT_MS */
-  long long min_position_wait_ms;    /* STOCKFLOW_MIN_POSITION_WAIT_MS */
-  const char *projector_group;       /* STOCKFLOW_PROJECTOR_GROUP */
-  const char *topic_catalog;         /* STOCKFLOW_TOPIC_CATALOG */
-  const char *topic_stock;           /* STOCKFLOW_TOPIC_STOCK */
-  long long position_poll_ms;        /* STOCKFLOW_POSITION_POLL_MS */
-  long long stream_max_buffer;       /* STOCKFLOW_STREAM_MAX_BUFFER */
-  long long stream_heartbeat_ms;     /* STOCKFLOW_STREAM_HEARTBEAT_MS */
-  long long max_body;                /* STOCKFLOW_MAX_BODY */
-  const char *parse_app_id;          /* STOCKFLOW_PARSE_APP_ID */
-  const char *log_level;             /* STOCKFLOW_LOG_LEVEL */
+  const char *listen;                   /* STOCKFLOW_QUERY_LISTEN host:port */
+  const char *pg_dsn;                   /* STOCKFLOW_PG_DSN */
+  long long pg_pool;                    /* STOCKFLOW_PG_POOL */
+  long long pg_statement_timeout_ms;    /* STOCKFLOW_PG_STATEMENT_TIMEOUT_MS */
+  long long min_position_wait_ms;       /* STOCKFLOW_MIN_POSITION_WAIT_MS */
+  const char *projector_group;          /* STOCKFLOW_PROJECTOR_GROUP */
+  const char *topic_catalog;            /* STOCKFLOW_TOPIC_CATALOG */
+  const char *topic_stock;              /* STOCKFLOW_TOPIC_STOCK */
+  long long position_poll_ms;           /* STOCKFLOW_POSITION_POLL_MS */
+  long long stream_max_buffer;          /* STOCKFLOW_STREAM_MAX_BUFFER */
+  long long stream_heartbeat_ms;        /* STOCKFLOW_STREAM_HEARTBEAT_MS */
+  long long max_body;                   /* STOCKFLOW_MAX_BODY */
+  const char *parse_app_id;             /* STOCKFLOW_PARSE_APP_ID */
+  long long parse_livequery_resume_ms;  /* STOCKFLOW_PARSE_LIVEQUERY_RESUME_MS */
+  long long parse_livequery_resume_max; /* ..._RESUME_MAX */
+  const char *log_level;                /* STOCKFLOW_LOG_LEVEL */
 } qry_settings_t;
 
 /* The table, for sf_config_parse and sf_config_print_markdown. Static and

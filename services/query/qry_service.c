@@ -12,6 +12,7 @@
 #include "qry_changes.h"
 #include "qry_handlers.h"
 #include "qry_parse.h"
+#include "qry_livequery.h"
 #include "qry_sql.h"
 #include "sf/err.h"
 #include "sf/metrics.h"
@@ -29,6 +30,7 @@ struct qry_service {
   qry_calls_t *calls;
   qry_changes_t *changes;
   qry_parse_t *parse; /* the /parse facade; NULL without authentication */
+  qry_livequery_t *livequery;
   bool closing;
   qry_drained_cb drained_cb; /* set by qry_service_shutdown until it fires */
   void *drained_ud;
@@ -39,8 +41,8 @@ struct qry_service {
 /* Fires the shutdown callback once nothing of ours is pending. */
 static void maybe_drained(qry_service_t *s) {
   if (!s->closing || !s->drained_cb || qry_calls_pending(s->calls) > 0 ||
-      qry_waits_pending(s->waits) > 0 ||
-      qry_changes_pending(s->changes) > 0 ||
+      qry_waits_pending(s->waits) > 0 || qry_changes_pending(s->changes) > 0 ||
+      qry_livequery_pending(s->livequery) > 0 ||
       (s->parse && !qry_parse_closed(s->parse)))
     return;
   qry_drained_cb cb = s->drained_cb;
@@ -163,6 +165,24 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   sf_metrics_counter(&m, "changes_catchup_pages_total",
                      "Catch-up pages read by streams resuming or starting.",
                      ch.pages);
+  qry_livequery_counters_t lq;
+  qry_livequery_stats(s->livequery, &lq);
+  sf_metrics_gauge(&m, "livequery_connections",
+                   "Parse LiveQuery connections open now.", (int64_t)lq.open);
+  sf_metrics_gauge(&m, "livequery_subscriptions",
+                   "Parse LiveQuery subscriptions open now.",
+                   (int64_t)lq.subscriptions);
+  sf_metrics_counter(&m, "livequery_resumed_total",
+                     "Parse LiveQuery subscriptions resumed from a kept "
+                     "position.",
+                     lq.resumed);
+  sf_metrics_counter(&m, "livequery_cut_off_total",
+                     "Parse LiveQuery connections closed for overflow or "
+                     "stall.",
+                     lq.cut_off);
+  sf_metrics_gauge(&m, "livequery_resume_points",
+                   "Parse LiveQuery resume positions kept now.",
+                   (int64_t)lq.resume_entries);
   size_t len = 0;
   char *all = sf_metrics_take(&m, &len);
   if (!all) {
@@ -218,6 +238,16 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
       goto fail_parse;
     }
   }
+  qry_livequery_opts_t lo = {.app_id = opts->parse_app_id ? opts->parse_app_id
+                                                          : "stockflow",
+                             .resume_ms = opts->livequery_resume_ms,
+                             .resume_max = opts->livequery_resume_max,
+                             .max_buffer = opts->stream_max_buffer,
+                             .heartbeat_ms = opts->stream_heartbeat_ms};
+  rc = qry_livequery_new(&s->livequery, loop, pg, s->changes, opts->authn,
+                         &lo, log);
+  if (rc != 0)
+    goto fail_livequery;
   rc = qry_sql_prepare_all(pg);
   if (rc != 0) {
     SF_ERROR(log, "query", "preparing statements: %s", sf_strerror(rc));
@@ -228,7 +258,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
       (rc = sf_http_route(http, "GET", "/metrics", h_metrics, s)) != 0 ||
       (rc = qry_handlers_register(s->calls, http)) != 0 ||
       (rc = qry_changes_register(s->changes, http)) != 0 ||
-      (s->parse && (rc = qry_parse_register(s->parse, http)) != 0)) {
+      (s->parse && (rc = qry_parse_register(s->parse, http)) != 0) ||
+      (rc = qry_livequery_register(s->livequery, http)) != 0) {
     SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
     goto fail_setup;
   }
@@ -244,6 +275,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
   return 0;
 
 fail_setup:
+  qry_livequery_destroy(s->livequery);
+fail_livequery:
   qry_parse_destroy(s->parse);
 fail_parse:
   qry_changes_destroy(s->changes);
@@ -259,6 +292,7 @@ fail_waits:
 static void on_revoke(void *ud, const char *user_id) {
   qry_service_t *s = ud;
   qry_changes_revoke_user(s->changes, user_id);
+  qry_livequery_revoke_user(s->livequery, user_id);
 }
 
 void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
@@ -276,6 +310,8 @@ void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
     qry_parse_close(s->parse, on_idle, s);
   qry_waits_set_idle_cb(s->waits, on_idle, s);
   qry_waits_cancel_all(s->waits);
+  /* LiveQuery first: its subscriptions are listeners of the hub */
+  qry_livequery_shutdown(s->livequery, on_idle, s);
   qry_changes_shutdown(s->changes, on_idle, s);
   maybe_drained(s);
 }
@@ -284,6 +320,7 @@ void qry_service_destroy(qry_service_t *s) {
   if (!s)
     return;
   qry_parse_destroy(s->parse);
+  qry_livequery_destroy(s->livequery);
   qry_changes_destroy(s->changes);
   qry_calls_destroy(s->calls);
   qry_waits_destroy(s->waits);

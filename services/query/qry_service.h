@@ -35,6 +35,8 @@ typedef struct qry_service_opts {
   uint64_t stream_heartbeat_ms;  /* STOCKFLOW_STREAM_HEARTBEAT_MS */
   const char *parse_app_id;      /* STOCKFLOW_PARSE_APP_ID */
   const char *command_url;       /* the command service, for Parse writes */
+  uint64_t livequery_resume_ms;  /* STOCKFLOW_PARSE_LIVEQUERY_RESUME_MS */
+  size_t livequery_resume_max;   /* STOCKFLOW_PARSE_LIVEQUERY_RESUME_MAX */
   sf_authn_t *authn;             /* accounts: the bearer-token gate (borrowed); NULL
                         serves without authentication (unit tests only) */
 } qry_service_opts_t;

@@ -56,6 +56,8 @@ struct qry_ws {
   const uint8_t *in; /* bytes being fed, borrowed during qry_ws_feed */
   size_t in_len;
   bool write_failed;
+  qry_ws_text_fn text; /* NULL: client messages are dropped */
+  bool text_failed;    /* text() refused a message */
 };
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
@@ -90,9 +92,18 @@ static void on_msg_cb(wslay_event_context_ptr ctx,
                       void *user_data) {
   /* Client messages carry nothing for a one-way stream; control frames
    * (ping, close) are handled by wslay itself. */
-  (void)ctx;
-  (void)arg;
-  (void)user_data;
+  qry_ws_t *ws = user_data;
+  if (!ws->text || ws->text_failed || arg->opcode != WSLAY_TEXT_FRAME)
+    return;
+  if (ws->text(ws->ud, (const char *)arg->msg, arg->msg_length) != 0) {
+    ws->text_failed = true;
+    wslay_event_queue_close(ctx, 1011, NULL, 0);
+  }
+}
+
+void qry_ws_on_text(qry_ws_t *ws, qry_ws_text_fn text, size_t max_len) {
+  ws->text = text;
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, max_len);
 }
 
 int qry_ws_new(qry_ws_t **out, qry_ws_write_fn write, void *ud) {
@@ -182,7 +193,7 @@ int qry_ws_feed(qry_ws_t *ws, const char *data, size_t len) {
   /* Pongs, or the close reply wslay queued on its own. */
   if ((rc = flush(ws)) != 0)
     return rc;
-  if (wslay_event_get_close_received(ws->ctx) ||
+  if (ws->text_failed || wslay_event_get_close_received(ws->ctx) ||
       !wslay_event_get_read_enabled(ws->ctx))
     return QRY_WS_CLOSED;
   return QRY_WS_OPEN;

@@ -56,8 +56,18 @@ typedef enum qry_ws_state {
                       frame was written; end the connection */
 } qry_ws_state_t;
 
+/* Receives one complete text message of the client (borrowed for the
+ * call); returns 0, or non-zero to fail the connection. */
+typedef int (*qry_ws_text_fn)(void *ud, const char *data, size_t len);
+
+/* Makes ws deliver the client's text messages (up to max_len bytes each; a
+ * longer one fails the connection with close code 1009) to text(ud, ...)
+ * instead of dropping them (a two-way protocol: Parse LiveQuery). The
+ * callback runs inside qry_ws_feed and may send. */
+void qry_ws_on_text(qry_ws_t *ws, qry_ws_text_fn text, size_t max_len);
+
 /* Feeds len bytes the peer sent. Pings are answered, client messages are
- * dropped. Returns QRY_WS_OPEN, QRY_WS_CLOSED, or SF_EIO / SF_ENOMEM (drop
+ * dropped unless qry_ws_on_text asked for them. Returns QRY_WS_OPEN, QRY_WS_CLOSED, or SF_EIO / SF_ENOMEM (drop
  * the connection). */
 int qry_ws_feed(qry_ws_t *ws, const char *data, size_t len);
 

@@ -136,6 +136,20 @@ void sf_authn_forget_user(sf_authn_t *a, const char *user_id);
 void sf_authn_forget_token(sf_authn_t *a,
                            const uint8_t hash[SF_AUTH_HASH_BYTES]);
 
+/* A token that does not come with a request at all (the Parse LiveQuery
+ * connect message on an open WebSocket): the same look-up, cache and rules
+ * as sf_authn_check, answered through cb. p is borrowed for the call (copy
+ * what you keep); it is NULL unless outcome is SF_AUTHN_OK. */
+typedef void (*sf_authn_lookup_cb)(void *ud, sf_authn_outcome_t outcome,
+                                   const sf_principal_t *p);
+
+/* Looks token (NULL or "" is SF_AUTHN_INVALID) up. Returns 0 and cb fires
+ * exactly once (possibly before this returns: cache hit or refusal), or
+ * returns SF_ENOMEM / an error of sf_pg_query and cb never fires. ud must
+ * stay valid until cb. */
+int sf_authn_lookup_token(sf_authn_t *a, const char *token,
+                          sf_authn_lookup_cb cb, void *ud);
+
 /* Counters for /metrics: cache hits, database look-ups, refusals (401). */
 typedef struct sf_authn_stats {
   uint64_t hits, lookups, refused, notifications;

@@ -46,7 +46,10 @@ static void test_accept_key(void **state) {
 typedef struct sink {
   uint8_t buf[65536];
   size_t len;
-  int fail; /* non-zero: the next writes fail */
+  int fail;      /* non-zero: the next writes fail */
+  char text[64]; /* the last text message (qry_ws_on_text) */
+  int texts;     /* text messages received */
+  bool refuse;   /* the text callback fails */
 } sink_t;
 
 static int sink_write(void *ud, const uint8_t *data, size_t len) {
@@ -169,12 +172,61 @@ static void test_feed_protocol_errors(void **state) {
   free(k);
 }
 
+static int on_text(void *ud, const char *data, size_t len) {
+  sink_t *k = ud;
+  assert_true(len < sizeof(k->text));
+  memcpy(k->text, data, len);
+  k->text[len] = '\0';
+  k->texts++;
+  return k->refuse ? -1 : 0;
+}
+
+static void test_text_messages(void **state) {
+  (void)state;
+  sink_t *k = calloc(1, sizeof(*k));
+  assert_non_null(k);
+  qry_ws_t *ws = NULL;
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  qry_ws_on_text(ws, on_text, 16);
+  uint8_t in[256];
+  /* delivered whole, also when fed one byte at a time */
+  size_t n = client_frame(in, 0x1, "{\"op\":\"connect\"}", 16, true);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(qry_ws_feed(ws, (const char *)in + i, 1), QRY_WS_OPEN);
+  assert_int_equal(k->texts, 1);
+  assert_string_equal(k->text, "{\"op\":\"connect\"}");
+  assert_int_equal(k->len, 0);
+  /* binary frames are not text messages */
+  n = client_frame(in, 0x2, "bin", 3, true);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_OPEN);
+  assert_int_equal(k->texts, 1);
+  /* longer than max_len: the connection is failed with 1009 */
+  n = client_frame(in, 0x1, "0123456789abcdefX", 17, true);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_CLOSED);
+  assert_int_equal(k->texts, 1);
+  assert_true(k->len >= 4);
+  assert_memory_equal(k->buf, "\x88\x02\x03\xf1", 4);
+  qry_ws_destroy(ws);
+  /* a refused message fails the connection (close 1011) */
+  memset(k, 0, sizeof(*k));
+  k->refuse = true;
+  assert_int_equal(qry_ws_new(&ws, sink_write, k), 0);
+  qry_ws_on_text(ws, on_text, 16);
+  n = client_frame(in, 0x1, "x", 1, true);
+  assert_int_equal(qry_ws_feed(ws, (const char *)in, n), QRY_WS_CLOSED);
+  assert_int_equal(k->texts, 1);
+  assert_memory_equal(k->buf, "\x88\x02\x03\xf3", 4);
+  qry_ws_destroy(ws);
+  free(k);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accept_key),
       cmocka_unit_test(test_send_frames),
       cmocka_unit_test(test_feed_ping_message_close),
       cmocka_unit_test(test_feed_protocol_errors),
+      cmocka_unit_test(test_text_messages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
