@@ -14,7 +14,7 @@
 // stock: {"A/P1": n, ...}, tag}.
 'use strict';
 
-const STOCK = { 'A/P1': 100, 'A/P2': 20, 'A/P3': 5, 'B/P1': 30 };
+const STOCK = { 'A/P1': 1000, 'A/P2': 20, 'A/P3': 5, 'B/P1': 30 };
 
 async function http(method, url, headers, body, timeoutMs = 15000) {
   let res;
