@@ -298,9 +298,13 @@ def test_parse_livequery_upgrade_through_the_gateway(ctx):
             f"{head.splitlines()[0] if head else head!r}: the query " \
             f"service does not serve Parse LiveQuery on /parse " \
             f"(issue 11 part 3)"
+        # The facade's LiveQuery wants a session (the runner's admin token:
+        # a session token is a stockflow bearer token).
+        token = os.environ.get("STOCKFLOW_TEST_TOKEN", "")
+        assert token, "the runner logged in as no one (STOCKFLOW_TEST_TOKEN)"
         ws_client.send_frame(sock, 0x1, json.dumps(
             {"op": "connect", "applicationId": app_id,
-             "clientKey": "any"}).encode())
+             "sessionToken": token}).encode())
         while True:
             fin, op, payload = ws_client.read_frame(sock)
             if op == 0x9:
