@@ -332,7 +332,9 @@ say "open files limit for the services: $(ulimit -n)"
 say "starting the services (command :$PORT_CMD, projector :$PORT_PROJ, query :$PORT_QRY)"
 start_command
 start projector STOCKFLOW_PROJECTOR_LISTEN="127.0.0.1:$PORT_PROJ" -- "$PROJ_BIN"
-start query STOCKFLOW_QUERY_LISTEN="127.0.0.1:$PORT_QRY" -- "$QRY_BIN"
+# STOCKFLOW_COMMAND_URL: where the query service's Parse facade sends its
+# writes and sign-ins (step 8b).
+start query STOCKFLOW_QUERY_LISTEN="127.0.0.1:$PORT_QRY" STOCKFLOW_COMMAND_URL="http://127.0.0.1:$PORT_CMD" -- "$QRY_BIN"
 wait_ready projector "$PROJ_URL/readyz" 60
 wait_ready query "$QRY_URL/readyz" 60
 
