@@ -6,7 +6,8 @@
 RESULTS_DIR is the run's results folder ($STATE/results), REPORT.md the
 report it wrote (its plots are in img/ beside it). It checks that each
 benchmark left its raw result with a positive figure, that the report's
-tables carry a number in every stockflow and Parse cell, that both PNG plots
+tables carry a number in every stockflow and Parse cell (the Parse SDK
+flow's table included: tests/parse/flow.js --bench on both), that both PNG plots
 are real PNG files, and that stockflow's three correctness checks passed
 (those are behaviour, not speed). It never judges how fast anything was:
 that is what the report is for.
@@ -183,6 +184,14 @@ def main():
             for k in ("race", "retry_default", "retry_idempotency", "livequery_disconnect"):
                 if not p.get(k):
                     raise AssertionError(f"no {k}")
+            for op in ("login", "query_where", "save_transaction", "livequery_update"):
+                positive(p, "sdk_flow", "ops", op, "p99_ms")
+
+        @check("the Parse SDK flow on stockflow's facade: every figure")
+        def _():
+            f = load(results, "parse-flow.json")
+            for op in ("login", "query_where", "save_transaction", "livequery_update"):
+                positive(f, "ops", op, "p99_ms")
 
     # ---- the report ----
     @check("report: targets table has a figure in every row")
@@ -203,6 +212,19 @@ def main():
             bad = [r[0] for r in rows if not (has_number(r[1]) and has_number(r[2]))]
             if bad:
                 raise AssertionError(f"missing a side for: {bad}")
+
+    if with_parse:
+        @check("report: the Parse SDK flow table has both sides")
+        def _():
+            text = open(report).read()
+            rows = table_rows(text, "| operation | stockflow facade | Parse Server")
+            if len(rows) < 8:
+                raise AssertionError(f"only {len(rows)} rows (the SDK flow's 4 "
+                                     f"operations x p50/p99)")
+            bad = [r[0] for r in rows if not (has_number(r[1]) and has_number(r[2]))]
+            if bad:
+                raise AssertionError(f"missing a side for: {bad} (stockflow: "
+                                     f"parse-flow.log in the state folder)")
 
     @check("report: plots are PNG files")
     def _():

@@ -205,6 +205,26 @@ def peer_rows(parse, sales, http_sales, rp, rg, pbp, pbg, fresh):
     return rows
 
 
+SDK_OPS = (("login", "Parse.User.logIn"),
+           ("query_where", "Inventory query: where store, onHand > 0, include product"),
+           ("save_transaction", "Transaction save (a sale of 1)"),
+           ("livequery_update", "LiveQuery update: save sent -> update event"))
+
+
+def sdk_flow_rows(sf, peer):
+    """(operation, stockflow facade, Parse Server, ratio) of the Parse SDK
+    flow (tests/parse/flow.js --bench) on both, p50 and p99 in ms."""
+    rows = []
+    for key, label in SDK_OPS:
+        a = sf and sf.get("ops", {}).get(key)
+        b = peer and peer.get("ops", {}).get(key)
+        for q in ("p50", "p99"):
+            x, y = a and a.get(f"{q}_ms"), b and b.get(f"{q}_ms")
+            rows.append((f"Parse SDK flow: {label}, {q} (ms): stockflow facade vs Parse Server",
+                         fmt(x, digits=1), fmt(y, digits=1), ratio_lower(x, y)))
+    return rows
+
+
 def correctness_rows(corr, parse):
     """(check, stockflow, Parse) for the three correctness checks."""
     rows = []
@@ -632,6 +652,24 @@ def main():
         else:
             top += ["", "Parse Server was not run in this run (`--without-parse`) or failed: see its log in the state folder."]
         top.append("")
+    sdk_sf = load(out, "parse-flow.json")
+    sdk_peer = parse and parse.get("sdk_flow")
+    if sdk_sf or sdk_peer or parse:
+        top += ["## The Parse SDK flow: stockflow's facade and Parse Server", "",
+                "The unmodified parse npm SDK (`tests/parse/flow.js --bench`, one client, one "
+                "operation at a time) against stockflow's `/parse` through the gateway and against "
+                "Parse Server 9 running the template's Cloud Code (`tests/parse/cloud.js`): each "
+                "round logs in, queries a store's Inventory with where, saves a Transaction (a sale "
+                "of 1) and waits for the LiveQuery update it causes.", "",
+                "| operation | stockflow facade | Parse Server | ratio |", "|---|---|---|---|"]
+        top += ["| " + " | ".join(r) + " |" for r in sdk_flow_rows(sdk_sf, sdk_peer)]
+        n_sf = sdk_sf and sdk_sf.get("rounds")
+        n_p = sdk_peer and sdk_peer.get("rounds")
+        top += ["", f"Rounds: stockflow {fmt(n_sf)}, Parse Server {fmt(n_p)}. "
+                + ("" if sdk_sf else "stockflow: not measured (the flow failed, or node is missing: "
+                   "`parse-flow.log` in the state folder). ")
+                + ("" if sdk_peer else "Parse Server: not measured (`--without-parse`, or it failed). ")
+                + "Raw figures: `parse-flow.json`, and `sdk_flow` in `parse.json`.", ""]
     if corr or parse:
         top += ["## Correctness, side by side", "",
                 "stockflow: `bench/correctness.py` (Python threads, plain HTTP/1.1 and SSE against the "

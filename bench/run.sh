@@ -46,6 +46,11 @@
 #     the same kind of client as the peer's): 32 clients x 10 sales of 1
 #     from stock 100; an SSE client away 5 s during 100 changes, resuming
 #     with Last-Event-ID; a sale retried with the same Idempotency-Key;
+#  8b. the Parse SDK flow (tests/parse/flow.js --bench, the parse npm SDK)
+#     on stockflow's facade through the gateway: log-in, an Inventory query
+#     with where, a Transaction saved, the LiveQuery update it causes (20
+#     rounds quick, 200 full); the peer runs the same flow (bench/parse/run.sh
+#     step 6), and the report puts them side by side;
 #  9. unless --without-parse: a pure-sale run (POST /v1/stores/{store}/transactions
 #     at 64 connections, and the same spec against the fixed-201 server) in
 #     step 4; then, once the stockflow stack is stopped, bench/parse/run.sh
@@ -84,7 +89,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --with-parse) WITH_PARSE=1 ;; # the default; kept for older command lines
     --without-parse) WITH_PARSE=0 ;;
-    -h | --help) sed -n '2,72p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,79p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: bench/run.sh [--quick] [--without-parse]" >&2; exit 2 ;;
   esac
 done
@@ -117,6 +122,7 @@ CONNS=64
 PORT_KAFKA=$BASE; PORT_KCTL=$((BASE + 1)); PORT_PG=$((BASE + 2))
 PORT_CMD=$((BASE + 3)); PORT_QRY=$((BASE + 4)); PORT_PROJ=$((BASE + 5))
 PORT_201=$((BASE + 6)); PORT_CMD2=$((BASE + 7)); PORT_PROJ2=$((BASE + 8))
+PORT_GW=$((BASE + 9))
 
 say() { printf '== [%3d s] %s\n' $((SECONDS - T0)) "$*" >&2; }
 die() { printf 'bench/run.sh: %s\n' "$*" >&2; exit 1; }
@@ -141,6 +147,7 @@ export STOCKFLOW_ADMIN_PASSWORD="${STOCKFLOW_ADMIN_PASSWORD:-bench-$(od -An -N8 
 RUN="$STATE/run"; LOGS="$STATE/log"; OUT="$STATE/results"
 PIDS=()
 STACK=0
+GW=0
 
 # shellcheck disable=SC2317  # runs from the trap
 cleanup() {
@@ -154,6 +161,7 @@ cleanup() {
       kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     fi
   done
+  [ "$GW" = 1 ] && { "$LOCAL/gateway.sh" stop >/dev/null 2>&1 || true; }
   if [ "$STACK" = 1 ]; then
     "$LOCAL/pg.sh" stop >/dev/null 2>&1 || true
     "$LOCAL/kafka.sh" stop >/dev/null 2>&1 || true
@@ -324,7 +332,9 @@ say "open files limit for the services: $(ulimit -n)"
 say "starting the services (command :$PORT_CMD, projector :$PORT_PROJ, query :$PORT_QRY)"
 start_command
 start projector STOCKFLOW_PROJECTOR_LISTEN="127.0.0.1:$PORT_PROJ" -- "$PROJ_BIN"
-start query STOCKFLOW_QUERY_LISTEN="127.0.0.1:$PORT_QRY" -- "$QRY_BIN"
+# STOCKFLOW_COMMAND_URL: where the query service's Parse facade sends its
+# writes and sign-ins (step 8b).
+start query STOCKFLOW_QUERY_LISTEN="127.0.0.1:$PORT_QRY" STOCKFLOW_COMMAND_URL="http://127.0.0.1:$PORT_CMD" -- "$QRY_BIN"
 wait_ready projector "$PROJ_URL/readyz" 60
 wait_ready query "$QRY_URL/readyz" 60
 
@@ -785,6 +795,31 @@ wait_projector
 STOCKFLOW_BENCH_TOKEN="$TOKEN" python3 "$ROOT/bench/correctness.py" --command-url "$CMD_URL" \
   --query-url "$QRY_URL" --json "$OUT/correctness.json" 2>>"$LOGS/correctness.log" \
   | tee -a "$LOGS/results.log" >&2 || say "bench/correctness.py failed (log $LOGS/correctness.log)"
+
+# ---- 8b. the Parse SDK flow on stockflow's facade ----
+# tests/parse/flow.js --bench through the gateway (as a Parse app would
+# reach the facade): log-in, an Inventory query with where, a Transaction
+# saved, the LiveQuery update it causes; the same rounds as the peer's.
+FLOW_ROUNDS=$([ "$QUICK" = 1 ] && echo 20 || echo 200)
+if [ "$ONLY" = streams ]; then
+  :
+elif command -v node >/dev/null && "$ROOT/tests/parse/install.sh"; then
+  say "the Parse SDK flow on stockflow's facade: $FLOW_ROUNDS rounds through the gateway on :$PORT_GW"
+  GW=1
+  if STOCKFLOW_GATEWAY_LISTEN="127.0.0.1:$PORT_GW" STOCKFLOW_GATEWAY_COMMAND="127.0.0.1:$PORT_CMD" \
+      STOCKFLOW_GATEWAY_QUERY="127.0.0.1:$PORT_QRY" "$LOCAL/gateway.sh" start >"$LOGS/gateway-start.log" 2>&1; then
+    node "$ROOT/tests/parse/flow.js" --server "http://127.0.0.1:$PORT_GW/parse" \
+      --livequery "ws://127.0.0.1:$PORT_GW/parse" --app-id "${STOCKFLOW_PARSE_APP_ID:-stockflow}" \
+      --target stockflow --only bench --bench "$FLOW_ROUNDS" --json "$OUT/parse-flow.json" \
+      >"$LOGS/parse-flow.log" 2>&1 || say "the Parse SDK flow failed on stockflow (log $LOGS/parse-flow.log): $(tail -n 3 "$LOGS/parse-flow.log" | tr '\n' ' ')"
+    grep '^BENCH' "$LOGS/parse-flow.log" >&2
+  else
+    say "the gateway did not start (log $LOGS/gateway-start.log): no SDK flow figures"
+  fi
+  "$LOCAL/gateway.sh" stop >/dev/null 2>&1; GW=0
+else
+  say "node, or the judge's npm ci (tests/parse/install.sh), is missing: no SDK flow figures"
+fi
 
 # ---- 9. the peer ----
 if [ "$WITH_PARSE" = 1 ]; then

@@ -342,6 +342,15 @@ if ! python3 -c 'import fastavro, confluent_kafka.schema_registry.avro' 2>/dev/n
     || warn "pip install -r tests/requirements.txt failed"
 fi
 
+# The Parse SDK judge (tests/parse: the parse npm package, pinned in its
+# package-lock.json) that tests/integration/test_parse_sdk.py runs: npm ci
+# when its lock file changed, nothing otherwise. Without node the test says
+# so and fails.
+if [[ " $TIERS " == *" integration "* ]] && command -v node >/dev/null; then
+  run_child "$ROOT/tests/parse/install.sh" \
+    || warn "tests/parse/install.sh failed (test_parse_sdk will fail)"
+fi
+
 if [[ " $TIERS " == *" unit "* ]]; then
   contract_check "schema compatibility (fastavro)" \
     python3 "$ROOT/tests/tools/check_schema_compat.py"

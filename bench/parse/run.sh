@@ -23,7 +23,12 @@
 #     with the same X-Parse-Request-Id (objects created), with Parse's
 #     defaults and again with its experimental idempotency turned on;
 #  5. LiveQuery (live.js, the parse SDK's client): freshness at 100 writes/s,
-#     and a subscriber away 5 s during 100 changes.
+#     and a subscriber away 5 s during 100 changes;
+#  6. the Parse SDK flow (tests/parse/flow.js --target parse --peer --bench:
+#     log-in, an Inventory query with where, a Transaction saved, the
+#     LiveQuery update it causes), Parse Server restarted with the template's
+#     Cloud Code (tests/parse/cloud.js) for it; PARSE_BENCH_FLOW_ROUNDS
+#     rounds (default 200, quick 20).
 # Every process it starts is stopped by its pid when it exits.
 #
 # Environment (optional): PARSE_PG_URI; PARSE_BENCH_LOADGEN (a built
@@ -32,7 +37,8 @@
 # PARSE_BENCH_DURATION (seconds per figure); PARSE_BENCH_CONNECTIONS (64);
 # PARSE_BENCH_LIVE_S (seconds of the LiveQuery freshness run: 30, quick 10);
 # PARSE_BENCH_RESULTS (where the results go; default bench/parse/results.json;
-# bench/run.sh --with-parse points it into its own results folder).
+# bench/run.sh --with-parse points it into its own results folder);
+# PARSE_BENCH_FLOW_ROUNDS (rounds of the SDK flow, step 6).
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +48,7 @@ QUICK=0
 case "${1:-}" in
   "") ;;
   --quick) QUICK=1 ;;
-  -h | --help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: bench/parse/run.sh [--quick]" >&2; exit 2 ;;
 esac
 if [ "$QUICK" = 1 ]; then DUR="${PARSE_BENCH_DURATION:-5}"; WARM=0.5; LIVE_S="${PARSE_BENCH_LIVE_S:-10}"
@@ -149,6 +155,19 @@ node "$HERE/live.js" fresh 100 "$LIVE_S" "$OUT/live.json" >&2 || die "live.js fr
 say "LiveQuery: subscriber away 5 s during 100 changes"
 node "$HERE/live.js" disconnect "$OUT/live-disconnect.json" >&2 || die "live.js disconnect failed"
 
+FLOW_ROUNDS="${PARSE_BENCH_FLOW_ROUNDS:-$([ "$QUICK" = 1 ] && echo 20 || echo 200)}"
+say "the Parse SDK flow, $FLOW_ROUNDS rounds (Parse Server with tests/parse/cloud.js)"
+"$HERE/stop.sh" >/dev/null 2>&1
+PARSE_CLOUD="$ROOT/tests/parse/cloud.js" "$HERE/setup.sh" 2>&1 | grep -v DeprecationWarning >&2
+FLOW_SETUP="${PIPESTATUS[0]}"
+if [ "$FLOW_SETUP" = 0 ] && "$ROOT/tests/parse/install.sh"; then
+  node "$ROOT/tests/parse/flow.js" --server "$PARSE_URL" --livequery "ws://127.0.0.1:$PARSE_PORT/parse" \
+    --app-id "$PARSE_APP_ID" --target parse --master-key "$PARSE_MASTER_KEY" --peer --only bench \
+    --bench "$FLOW_ROUNDS" --json "$OUT/flow.json" >&2 || say "the Parse SDK flow failed"
+else
+  say "Parse Server with Cloud Code, or the judge's npm ci, failed: no SDK flow figures"
+fi
+
 say "restarting Parse Server with its experimental idempotency (classes/.*)"
 "$HERE/stop.sh" >/dev/null 2>&1
 PARSE_IDEMPOTENCY=1 "$HERE/setup.sh" 2>&1 | grep -v DeprecationWarning >&2
@@ -200,6 +219,7 @@ res = {
   "retry_idempotency": load("retry-idempotency.json"),
   "livequery": load("live.json"),
   "livequery_disconnect": load("live-disconnect.json"),
+  "sdk_flow": load("flow.json"),
 }
 json.dump(res, open(dest, "w"), indent=1)
 print(json.dumps({k: res[k] for k in ("race", "retry_default", "retry_idempotency", "livequery_disconnect")}, indent=1))

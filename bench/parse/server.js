@@ -11,6 +11,10 @@
 //   PARSE_IDEMPOTENCY   1: enable Parse's (experimental) request idempotency
 //                       on classes/.* (X-Parse-Request-Id, ttl 300 s); off by
 //                       default, as in a stock Parse Server
+//   PARSE_CLOUD         a Cloud Code file to load (tests/parse/flow.js runs
+//                       Parse Server with tests/parse/cloud.js, the
+//                       template's afterSave that moves Inventory); none by
+//                       default
 //
 // Options that differ from Parse's defaults, and why:
 //   allowCustomObjectId: the seed gives Store/Product/Inventory objectIds of
@@ -52,6 +56,7 @@ async function main() {
     logLevel: 'warn',
     liveQuery: { classNames: ['Inventory', 'Transaction'] },
   };
+  if (process.env.PARSE_CLOUD) options.cloud = path.resolve(process.env.PARSE_CLOUD);
   const idempotent = process.env.PARSE_IDEMPOTENCY === '1';
   if (idempotent) {
     options.idempotencyOptions = { paths: ['classes/.*'], ttl: 300 };

@@ -14,7 +14,8 @@
 # Environment: PARSE_PG_URI (required), PARSE_MASTER_KEY (default: a random
 # key written to $PARSE_BENCH_DIR/master.key), PARSE_APP_ID (stockflow-bench),
 # PARSE_PORT (1337), PARSE_BENCH_DIR (/tmp/parse-bench-peer),
-# PARSE_IDEMPOTENCY=1 (Parse's request idempotency on classes/.*).
+# PARSE_IDEMPOTENCY=1 (Parse's request idempotency on classes/.*), PARSE_CLOUD (a
+# Cloud Code file, e.g. tests/parse/cloud.js for tests/parse/flow.js).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -221,10 +221,110 @@ def test_websocket_through_the_gateway(ctx):
         sock.close()
 
 
-def preflight(ctx, origin, method="POST", path="/v1/stores"):
+PARSE_PATHS = ("/parse", "/parse/classes/Store", "/parse/classes/Inventory",
+               "/parse/login", "/parse/users/me", "/parse/batch", "/graphql")
+PARSE_HEADERS = ("x-parse-application-id", "x-parse-rest-api-key",
+                 "x-parse-javascript-key", "x-parse-session-token",
+                 "x-parse-request-id", "x-parse-installation-id",
+                 "x-parse-client-version", "x-parse-revocable-session")
+
+
+def access_log(ctx, marker):
+    """The gateway's access-log records (stack.py points its access log
+    into the runner's state folder) whose URI carries marker; at least one
+    (AssertionError otherwise, for client.eventually)."""
+    path = os.path.join(ctx.args.state_dir, "logs", "gateway-access.log")
+    out = []
+    with open(path) as f:
+        for line in f:
+            if marker in line:
+                out.append(json.loads(line))
+    assert out, f"no access-log record with {marker}"
+    return out
+
+
+def test_parse_paths_reach_the_query_service(ctx):
+    """Every method of /parse, /parse/... and /graphql is proxied to the
+    query service (the Parse SDK sends everything as POST; the facade in the
+    query service passes writes on): the upstream in the gateway's access
+    log is the query service's address, whatever the service answers."""
+    marker = client.unique("parse-route").replace(" ", "")
+    sent = 0
+    for path in PARSE_PATHS:
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+            body = "{}" if method in ("POST", "PUT", "PATCH") else None
+            r = client.request(
+                ctx.gw, method, f"{path}?m={marker}", body,
+                headers={"Content-Type": "text/plain",
+                         "X-Parse-Application-Id": "wrong-app-id"})
+            sent += 1
+            assert r.status not in (502, 503, 504), \
+                f"{method} {path}: the gateway could not reach its " \
+                f"upstream: {r!r}"
+    want = f"127.0.0.1:{ctx.qry}"
+
+    def logged():
+        got = access_log(ctx, marker)
+        assert len(got) == sent, f"{len(got)} of {sent} logged"
+        return got
+    records = client.eventually(logged, timeout=5,
+                                what=f"{sent} access-log records")
+    wrong = [(x["method"], x["uri"], x["upstream"]) for x in records
+             if x["upstream"] != want]
+    assert not wrong, f"sent to another upstream than the query " \
+        f"service ({want}): {wrong}"
+    # A neighbour of the prefixes is not the facade's: the gateway's 404.
+    for path in ("/parsefoo", "/graphql/x"):
+        expect_problem(post(ctx.gw, path, {}), 404, "not_found", path)
+
+
+def test_parse_livequery_upgrade_through_the_gateway(ctx):
+    """LiveQuery's WebSocket upgrade on /parse reaches the query service and
+    is served there (101, then Parse's connect / connected)."""
+    marker = client.unique("parse-ws").replace(" ", "")
+    app_id = ctx.env.get("STOCKFLOW_PARSE_APP_ID", "stockflow")
+    sock = client.raw_connect(ctx.gw)
+    try:
+        sock.settimeout(10)
+        status, head, _ = ws_client.handshake(
+            sock, "127.0.0.1", ctx.gw, f"/parse?m={marker}", [])
+        rec = client.eventually(lambda: access_log(ctx, marker), timeout=5,
+                                what="the upgrade's access-log record") \
+            if status != 101 else None
+        if rec:
+            assert rec[0]["upstream"] == f"127.0.0.1:{ctx.qry}", rec
+        assert status == 101, \
+            f"WebSocket upgrade on /parse through the gateway answered " \
+            f"{head.splitlines()[0] if head else head!r}: the query " \
+            f"service does not serve Parse LiveQuery on /parse " \
+            f"(issue 11 part 3)"
+        # The facade's LiveQuery wants a session (the runner's admin token:
+        # a session token is a stockflow bearer token).
+        token = os.environ.get("STOCKFLOW_TEST_TOKEN", "")
+        assert token, "the runner logged in as no one (STOCKFLOW_TEST_TOKEN)"
+        ws_client.send_frame(sock, 0x1, json.dumps(
+            {"op": "connect", "applicationId": app_id,
+             "sessionToken": token}).encode())
+        while True:
+            fin, op, payload = ws_client.read_frame(sock)
+            if op == 0x9:
+                ws_client.send_frame(sock, 0xA, payload)
+                continue
+            break
+        assert op == 0x1, f"opcode {op}: {payload[:200]!r}"
+        assert json.loads(payload).get("op") == "connected", payload
+    finally:
+        sock.close()
+    # The connection ended: its record names the query service.
+    rec = client.eventually(lambda: access_log(ctx, marker), timeout=5,
+                            what="the upgrade's access-log record")
+    assert rec[0]["upstream"] == f"127.0.0.1:{ctx.qry}", rec
+
+
+def preflight(ctx, origin, method="POST", path="/v1/stores",
+              asked="authorization, content-type, idempotency-key"):
     hdrs = {"Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers":
-                "authorization, content-type, idempotency-key",
+            "Access-Control-Request-Headers": asked,
             "Authorization": None}
     if origin is not None:
         hdrs["Origin"] = origin
@@ -251,6 +351,15 @@ def test_cors(ctx):
     # A preflight of a read path is answered the same (never forwarded).
     r = preflight(ctx, origins[0], "GET", "/v1/changes")
     assert r.status == 204, r
+    # A Parse app's preflight: its X-Parse-* headers are allowed.
+    r = preflight(ctx, origins[0], "POST", "/parse/classes/Transaction",
+                  ", ".join(PARSE_HEADERS))
+    assert r.status == 204, r
+    allowed = {x.strip().lower() for x in r.headers.get(
+        "access-control-allow-headers", "").split(",")}
+    missing = set(PARSE_HEADERS) - allowed
+    assert not missing, f"Allow-Headers lacks Parse's {missing}: {r.headers}"
+    assert r.headers.get("access-control-allow-origin") == origins[0], r
     # An origin not on the list: 403, no CORS header (the browser blocks).
     for bad in (DISALLOWED, origins[0] + ".evil.example",
                 origins[0].replace("https://", "http://", 1) + ":1"):

@@ -17,6 +17,12 @@ services to the service that serves it.
      client's address whatever the client sent; the upstream's
      status, body and headers (ETag, Location, Retry-After,
      Idempotent-Replayed) come back unchanged, its own 503 and 504 too.
+  4. The Parse facade's paths (docs/parse-compat.md): every method of
+     /parse and /parse/... and /graphql reaches the query stub; a WebSocket
+     upgrade on /parse (LiveQuery) is passed through as a tunnel to the
+     query stub; a CORS preflight from an allowed origin allows Parse's
+     X-Parse-* request headers; /parsefoo and /graphql/x stay the gateway's
+     404.
 
 No service, Kafka or PostgreSQL is needed: the unit tier runs it.
 Exit status: 0 ok, 1 something wrong, 2 cannot run (no nginx).
@@ -50,6 +56,11 @@ PASS_HEADERS = {"Authorization": "Bearer check-gateway-token",
                 "If-Match": '"7"',
                 "Last-Event-ID": "42",
                 "X-Min-Position": "stock-1-2"}
+PARSE_ORIGIN = "https://parse-app.example"
+PARSE_HEADERS = ("X-Parse-Application-Id", "X-Parse-REST-API-Key",
+                 "X-Parse-Javascript-Key", "X-Parse-Session-Token",
+                 "X-Parse-Request-Id", "X-Parse-Installation-Id",
+                 "X-Parse-Client-Version", "X-Parse-Revocable-Session")
 ANSWER_HEADERS = {"ETag": '"7"', "Location": "/v1/somewhere",
                   "Retry-After": "3", "Idempotent-Replayed": "true"}
 
@@ -80,6 +91,17 @@ class Stub(http.server.BaseHTTPRequestHandler):
         pass
 
     def answer(self):
+        if (self.headers.get("Upgrade") or "").lower() == "websocket":
+            # A tunnel that says who it is: 101, then one line, then close.
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.write(f"tunnel to {self.server.name} "
+                             f"{self.command} {self.path}\n".encode())
+            self.wfile.flush()
+            self.close_connection = True
+            return
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             self.rfile.read(n)
@@ -213,7 +235,8 @@ class Check:
             state, STOCKFLOW_GATEWAY_LISTEN=f"127.0.0.1:{port}",
             STOCKFLOW_GATEWAY_COMMAND=f"127.0.0.1:{cmd.server_address[1]}",
             STOCKFLOW_GATEWAY_QUERY=f"127.0.0.1:{qry.server_address[1]}",
-            STOCKFLOW_GATEWAY_ACCESS_LOG="off")
+            STOCKFLOW_GATEWAY_ACCESS_LOG="off",
+            STOCKFLOW_CORS_ORIGINS=PARSE_ORIGIN)
         proc = subprocess.Popen([self.script, "run"], env=env,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT,
@@ -234,6 +257,7 @@ class Check:
                 time.sleep(0.1)
             self.routes(port)
             self.passthrough(port)
+            self.parse(port)
         finally:
             stop(proc)
             cmd.shutdown()
@@ -293,6 +317,81 @@ class Check:
                         self.fail(f"{what}: answer header {k} is "
                                   f"{hdrs.get(k.lower())!r}, not {v!r}")
         print("check_gateway: headers, statuses and bodies pass unchanged")
+
+    def parse(self, port):
+        """Section 4: the Parse facade's paths."""
+        wrong = 0
+        paths = ("/parse", "/parse/", "/parse/classes/Inventory",
+                 f"/parse/classes/Inventory/{ID}?where=%7B%7D",
+                 "/parse/login", "/parse/users/me", "/parse/batch",
+                 "/parse/health", "/graphql")
+        for path in paths:
+            for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+                body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+                hdrs = {"Content-Type": "text/plain"} if body else {}
+                st, _, raw = request(port, method, path + (
+                    "&" if "?" in path else "?") + "status=200", hdrs, body)
+                if method == "HEAD":
+                    # No body to name the upstream: the stub's 201 proves it.
+                    st, _, _ = request(port, method, path + (
+                        "&" if "?" in path else "?") + "status=201")
+                    got = "query" if st == 201 else f"HTTP {st}"
+                else:
+                    try:
+                        got = json.loads(raw)["upstream"]
+                    except (ValueError, KeyError):
+                        got = f"HTTP {st} {raw[:80]!r}"
+                if got != "query":
+                    wrong += 1
+                    self.fail(f"{method} {path}: reached {got}, not the "
+                              f"query service")
+        for path in ("/parsefoo", "/graphql/x", "/graphqlx"):
+            st, _, raw = request(port, "POST", path, {}, b"{}")
+            if st != 404 or b"not_found" not in raw:
+                self.fail(f"POST {path}: {st} {raw[:80]!r}, not the "
+                          f"gateway's 404")
+        print(f"check_gateway: {len(paths) * 6 - wrong} of {len(paths) * 6} "
+              f"Parse/GraphQL requests reach the query service")
+        # LiveQuery: the upgrade on /parse becomes a tunnel to the query stub.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /parse HTTP/1.1\r\nHost: x\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+            got = b""
+            try:
+                while b"tunnel to" not in got or not got.endswith(b"\n"):
+                    if b"\r\n\r\n" in got and \
+                            not got.startswith(b"HTTP/1.1 101"):
+                        break  # an answer that is not an upgrade
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+            except OSError as e:
+                got += f" ({e})".encode()
+        if not got.startswith(b"HTTP/1.1 101") or \
+                b"tunnel to query GET /parse\n" not in got:
+            self.fail(f"WebSocket upgrade on /parse: {got[:200]!r}")
+        else:
+            print("check_gateway: the LiveQuery upgrade on /parse is a "
+                  "tunnel to the query service")
+        # CORS preflight with Parse's headers.
+        asked = ", ".join(PARSE_HEADERS)
+        st, hdrs, _ = request(port, "OPTIONS", "/parse/classes/Store", {
+            "Origin": PARSE_ORIGIN, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked})
+        allowed = {h.strip().lower() for h in
+                   hdrs.get("access-control-allow-headers", "").split(",")}
+        missing = [h for h in PARSE_HEADERS if h.lower() not in allowed]
+        if st != 204 or missing or \
+                hdrs.get("access-control-allow-origin") != PARSE_ORIGIN:
+            self.fail(f"preflight of /parse/classes/Store: {st}, origin "
+                      f"{hdrs.get('access-control-allow-origin')!r}, "
+                      f"missing allowed headers {missing}")
+        else:
+            print("check_gateway: a preflight allows Parse's "
+                  f"{len(PARSE_HEADERS)} X-Parse-* headers")
 
 
 def main(argv):
