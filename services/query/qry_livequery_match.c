@@ -530,6 +530,7 @@ int qry_lq_msg_parse(const char *data, size_t len, qry_lq_msg_t *out,
                   NULL);
       goto fail;
     }
+    out->session_token = qry_parse_bare_token(out->session_token);
     return 0;
   }
   if (strcmp(op, "subscribe") == 0)
@@ -555,6 +556,7 @@ int qry_lq_msg_parse(const char *data, size_t len, qry_lq_msg_t *out,
                 "sessionToken must be a string", NULL);
     goto fail;
   }
+  out->session_token = qry_parse_bare_token(out->session_token);
   out->query = json_object_get(root, "query");
   if (!json_is_object(out->query)) {
     rc = refuse(code, msg, cap, QRY_LQ_ERR_BAD_REQUEST,

@@ -132,7 +132,8 @@ static bool envelope_read(qry_parse_t *p, sf_http_req_t *req,
   pr->req = req;
   pr->method = sf_http_req_method(req);
   pr->path = sf_http_req_path(req) + strlen("/parse");
-  pr->session_token = sf_http_req_header(req, "X-Parse-Session-Token");
+  pr->session_token =
+      qry_parse_bare_token(sf_http_req_header(req, "X-Parse-Session-Token"));
   pr->request_id = sf_http_req_header(req, "X-Parse-Request-Id");
   pr->installation_id = sf_http_req_header(req, "X-Parse-Installation-Id");
   const char *app_id = sf_http_req_header(req, "X-Parse-Application-Id");
@@ -171,7 +172,8 @@ static bool envelope_read(qry_parse_t *p, sf_http_req_t *req,
     if (json_object_get(body, "_ApplicationId"))
       app_id = body_string(body, "_ApplicationId");
     if (json_object_get(body, "_SessionToken"))
-      pr->session_token = body_string(body, "_SessionToken");
+      pr->session_token =
+          qry_parse_bare_token(body_string(body, "_SessionToken"));
     if (json_object_get(body, "_InstallationId"))
       pr->installation_id = body_string(body, "_InstallationId");
     master = master || json_object_get(body, "_MasterKey") != NULL;
@@ -247,7 +249,8 @@ typedef struct read {
   const char *sql;
   const char **params;
   int n_params;
-  const char *token;
+  const char *token;      /* bare: for the position of the last write */
+  const char *echo_token; /* /users/me: token with QRY_PARSE_TOKEN_PREFIX */
   bool me;
 } read_t;
 
@@ -256,7 +259,8 @@ static void render_read(qry_call_t *c, const PGresult *res) {
   char *text = NULL;
   size_t len = 0;
   int rc = r->q.by_id ? qry_pq_render_one(&r->q, res,
-                                          r->me ? r->token : NULL, &text, &len)
+                                          r->me ? r->echo_token : NULL, &text,
+                                          &len)
                       : qry_pq_render_list(&r->q, res, &text, &len);
   if (rc == SF_ENOTFOUND && r->me) {
     /* the session's user went between the look-up and the read */
@@ -412,6 +416,19 @@ static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
   pr->r.e = e;
   pr->r.token = e->pr.session_token;
   pr->r.me = me;
+  if (me) {
+    size_t n = strlen(e->pr.session_token);
+    char *echo = sf_http_req_alloc(req, sizeof(QRY_PARSE_TOKEN_PREFIX) + n);
+    if (!echo) {
+      qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
+                      "out of memory");
+      return;
+    }
+    memcpy(echo, QRY_PARSE_TOKEN_PREFIX, sizeof(QRY_PARSE_TOKEN_PREFIX) - 1);
+    memcpy(echo + sizeof(QRY_PARSE_TOKEN_PREFIX) - 1, e->pr.session_token,
+           n + 1);
+    pr->r.echo_token = echo;
+  }
   pr->class_name = class_name;
   pr->object_id = object_id;
   sf_authn_check_token(p->authn, req, e->pr.session_token, on_session, pr);

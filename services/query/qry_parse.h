@@ -76,6 +76,21 @@ typedef struct qry_parse_req {
                                   _InstallationId, or NULL */
 } qry_parse_req_t;
 
+/* Parse SDKs end a session on the server (POST /logout) only when its
+ * token is "revocable", which they tell by an "r:" in it. The facade hands
+ * out stockflow bearer tokens with this prefix (sign-up, login,
+ * /users/me) and takes them with or without it everywhere (REST, SDK
+ * body, LiveQuery, GraphQL); /v1 takes only the bare token. */
+#define QRY_PARSE_TOKEN_PREFIX "r:"
+
+/* token without QRY_PARSE_TOKEN_PREFIX (a pointer into token; NULL stays
+ * NULL). */
+static inline const char *qry_parse_bare_token(const char *token) {
+  if (token && token[0] == 'r' && token[1] == ':')
+    return token + 2;
+  return token;
+}
+
 /* Answers {"code": code, "error": message} with status. */
 void qry_parse_error(sf_http_req_t *req, int status, int code,
                      const char *message);
