@@ -69,6 +69,7 @@ typedef struct check {
   sf_authn_t *a;
   sf_http_req_t *req;
   sf_authn_cb cb;
+  sf_authn_token_cb tcb; /* sf_authn_check_token: failures go here too */
   void *ud;
   uint64_t epoch;
   uint8_t hash[SF_AUTH_HASH_BYTES];
@@ -180,13 +181,40 @@ void sf_authn_forbidden(sf_http_req_t *req, const char *detail) {
 
 /* ---- the check ---- */
 
+/* A failed check: answered by the gate, or handed to the caller of
+ * sf_authn_check_token. */
+static void check_failed(check_t *c, sf_authn_outcome_t outcome,
+                         const char *detail) {
+  if (c->tcb) {
+    if (outcome == SF_AUTHN_INVALID)
+      c->a->stats.refused++;
+    c->tcb(c->req, outcome, NULL, c->ud);
+    return;
+  }
+  switch (outcome) {
+  case SF_AUTHN_INVALID:
+    unauthorized(c->a, c->req, detail);
+    return;
+  case SF_AUTHN_UNAVAILABLE:
+    unavailable(c->req);
+    return;
+  case SF_AUTHN_OK:
+  case SF_AUTHN_INTERNAL:
+    break;
+  }
+  sf_http_respond_problem(c->req, 500, "internal", detail, NULL);
+}
+
 static void deliver(check_t *c, const sf_principal_t *p) {
   const sf_principal_t *copy = principal_to_req(c->req, p);
   if (!copy) {
-    sf_http_respond_problem(c->req, 500, "internal", "out of memory", NULL);
+    check_failed(c, SF_AUTHN_INTERNAL, "out of memory");
     return;
   }
-  c->cb(c->req, copy, c->ud);
+  if (c->tcb)
+    c->tcb(c->req, SF_AUTHN_OK, copy, c->ud);
+  else
+    c->cb(c->req, copy, c->ud);
 }
 
 static void on_session(void *ud, int err, const PGresult *res,
@@ -197,16 +225,17 @@ static void on_session(void *ud, int err, const PGresult *res,
     SF_WARN(a->log, "authn", "request %s: session look-up failed (%s %s): %s",
             sf_http_req_id(c->req), sf_err_name(err), sqlstate ? sqlstate : "",
             errmsg ? errmsg : "");
-    unavailable(c->req);
+    check_failed(c, SF_AUTHN_UNAVAILABLE, "the account database is unreachable");
     return;
   }
   if (PQntuples(res) != 1) {
-    unauthorized(a, c->req, "the token is unknown, expired or revoked");
+    check_failed(c, SF_AUTHN_INVALID,
+                 "the token is unknown, expired or revoked");
     return;
   }
   cache_entry_t *e = calloc(1, sizeof(*e));
   if (!e) {
-    sf_http_respond_problem(c->req, 500, "internal", "out of memory", NULL);
+    check_failed(c, SF_AUTHN_INTERNAL, "out of memory");
     return;
   }
   memcpy(e->hash, c->hash, sizeof(e->hash));
@@ -223,10 +252,8 @@ static void on_session(void *ud, int err, const PGresult *res,
     SF_ERROR(a->log, "authn", "request %s: malformed session row (%s)",
              sf_http_req_id(c->req), sf_err_name(rc));
     entry_free(e);
-    sf_http_respond_problem(c->req, 500, "internal",
-                            rc == SF_ENOMEM ? "out of memory"
-                                            : "malformed account row",
-                            NULL);
+    check_failed(c, SF_AUTHN_INTERNAL,
+                 rc == SF_ENOMEM ? "out of memory" : "malformed account row");
     return;
   }
   snprintf(e->p.user_id, sizeof(e->p.user_id), "%s", uid);
@@ -252,29 +279,13 @@ static void on_session(void *ud, int err, const PGresult *res,
   }
 }
 
-void sf_authn_check(sf_authn_t *a, sf_http_req_t *req, sf_authn_cb cb,
-                    void *ud) {
-  const char *hdr = sf_http_req_header(req, "Authorization");
-  const char *token = sf_auth_bearer(hdr);
-  if (!token) {
-    unauthorized(a, req,
-                 hdr ? "the Authorization header is not a valid bearer token"
-                     : "this endpoint needs Authorization: Bearer <token>");
-    return;
-  }
-  check_t *c = sf_http_req_alloc(req, sizeof(*c));
-  if (!c) {
-    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
-    return;
-  }
-  memset(c, 0, sizeof(*c));
-  c->a = a;
-  c->req = req;
-  c->cb = cb;
-  c->ud = ud;
+/* Looks token up (cache, then PostgreSQL) for c, whose callbacks are set. */
+static void check_start(check_t *c, const char *token) {
+  sf_authn_t *a = c->a;
   c->epoch = a->epoch;
   if (sf_auth_token_hash(token, c->hash) != 0) {
-    unauthorized(a, req, "the Authorization header is not a valid bearer token");
+    check_failed(c, SF_AUTHN_INVALID,
+                 "the Authorization header is not a valid bearer token");
     return;
   }
   if (a->o.cache_ms > 0) {
@@ -292,9 +303,56 @@ void sf_authn_check(sf_authn_t *a, sf_http_req_t *req, sf_authn_cb cb,
   int rc = sf_pg_query(a->pg, STMT_SESSION, 1, params, on_session, c);
   if (rc) {
     SF_WARN(a->log, "authn", "request %s: session look-up not queued: %s",
-            sf_http_req_id(req), sf_err_name(rc));
-    unavailable(req);
+            sf_http_req_id(c->req), sf_err_name(rc));
+    check_failed(c, SF_AUTHN_UNAVAILABLE, "the account database is unreachable");
   }
+}
+
+static check_t *check_new(sf_authn_t *a, sf_http_req_t *req) {
+  check_t *c = sf_http_req_alloc(req, sizeof(*c));
+  if (!c)
+    return NULL;
+  memset(c, 0, sizeof(*c));
+  c->a = a;
+  c->req = req;
+  return c;
+}
+
+void sf_authn_check(sf_authn_t *a, sf_http_req_t *req, sf_authn_cb cb,
+                    void *ud) {
+  const char *hdr = sf_http_req_header(req, "Authorization");
+  const char *token = sf_auth_bearer(hdr);
+  if (!token) {
+    unauthorized(a, req,
+                 hdr ? "the Authorization header is not a valid bearer token"
+                     : "this endpoint needs Authorization: Bearer <token>");
+    return;
+  }
+  check_t *c = check_new(a, req);
+  if (!c) {
+    sf_http_respond_problem(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  c->cb = cb;
+  c->ud = ud;
+  check_start(c, token);
+}
+
+void sf_authn_check_token(sf_authn_t *a, sf_http_req_t *req,
+                          const char *token, sf_authn_token_cb cb, void *ud) {
+  if (!token || !*token) {
+    a->stats.refused++;
+    cb(req, SF_AUTHN_INVALID, NULL, ud);
+    return;
+  }
+  check_t *c = check_new(a, req);
+  if (!c) {
+    cb(req, SF_AUTHN_INTERNAL, NULL, ud);
+    return;
+  }
+  c->tcb = cb;
+  c->ud = ud;
+  check_start(c, token);
 }
 
 /* ---- gated routes ---- */

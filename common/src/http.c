@@ -56,9 +56,17 @@ typedef struct resp_header {
 
 typedef struct conn conn_t;
 
+/* A function to run when a request is freed (sf_http_req_on_free). */
+typedef struct req_cleanup {
+  struct req_cleanup *next;
+  void (*fn)(void *ud);
+  void *ud;
+} req_cleanup_t;
+
 struct sf_http_req {
   sf_http_server_t *srv;
-  conn_t *conn; /* the connection stays allocated while the request lives */
+  req_cleanup_t *cleanups; /* in the arena; run newest first */
+  conn_t *conn;            /* the connection stays allocated while the request lives */
   arena_chunk_t *arena;
   /* Parse accumulators (owned, malloc'd). */
   gbuf_t url, hfield, hvalue, body;
@@ -229,6 +237,8 @@ static sf_http_req_t *req_new(conn_t *c) {
 }
 
 static void req_free(sf_http_req_t *r) {
+  for (req_cleanup_t *cl = r->cleanups; cl; cl = cl->next)
+    cl->fn(cl->ud);
   arena_chunk_t *ch = r->arena;
   while (ch) {
     arena_chunk_t *next = ch->next;
@@ -329,6 +339,19 @@ int sf_http_req_peer(const sf_http_req_t *r, char *out, size_t cap) {
 }
 void sf_http_req_set_data(sf_http_req_t *r, void *data) { r->data = data; }
 void *sf_http_req_data(const sf_http_req_t *r) { return r->data; }
+
+int sf_http_req_on_free(sf_http_req_t *r, void (*fn)(void *ud), void *ud) {
+  if (!fn)
+    return SF_EINVAL;
+  req_cleanup_t *cl = sf_http_req_alloc(r, sizeof(*cl));
+  if (!cl)
+    return SF_ENOMEM;
+  cl->fn = fn;
+  cl->ud = ud;
+  cl->next = r->cleanups;
+  r->cleanups = cl;
+  return 0;
+}
 
 void sf_http_req_on_close(sf_http_req_t *r, sf_http_close_cb cb, void *ud) {
   r->close_cb = cb;

@@ -435,6 +435,9 @@ static void conn_send_query(conn_t *c, query_t *q) {
   if (q->prepared)
     ok = PQsendQueryPrepared(c->pq, q->stmt, q->n_params, q->values, NULL,
                              NULL, 0);
+  else if (q->n_params > 0)
+    ok = PQsendQueryParams(c->pq, q->stmt, q->n_params, NULL, q->values,
+                           NULL, NULL, 0);
   else
     ok = PQsendQuery(c->pq, q->stmt);
   if (!ok)
@@ -776,6 +779,19 @@ int sf_pg_exec(sf_pg_t *pg, const char *sql, sf_pg_result_cb cb, void *ud) {
   if (pool_unavailable(pg))
     return SF_EUNAVAILABLE;
   query_t *q = query_new(false, sql, 0, NULL, cb, ud);
+  if (!q)
+    return SF_ENOMEM;
+  return pool_submit(pg, q);
+}
+
+int sf_pg_query_sql(sf_pg_t *pg, const char *sql, int n_params,
+                    const char *const *values, sf_pg_result_cb cb, void *ud) {
+  if (!pg || !sql || !cb || n_params < 1 || n_params > SF_PG_MAX_PARAMS ||
+      !values)
+    return SF_EINVAL;
+  if (pool_unavailable(pg))
+    return SF_EUNAVAILABLE;
+  query_t *q = query_new(false, sql, n_params, values, cb, ud);
   if (!q)
     return SF_ENOMEM;
   return pool_submit(pg, q);

@@ -74,10 +74,19 @@ void qry_respond_bad_cursor(sf_http_req_t *req) {
                           "cursor is not one returned by this list", NULL);
 }
 
+/* A failure of the call, in the shape of its caller. */
+static void call_fail(qry_call_t *c, int status, const char *code,
+                      const char *detail) {
+  if (c->fail)
+    c->fail(c, status, code, detail);
+  else
+    sf_http_respond_problem(c->req, status, code, detail, NULL);
+}
+
 void qry_respond_internal(qry_call_t *c, const char *what) {
   SF_ERROR(c->calls->log, "query", "request %s (%s): %s",
            sf_http_req_id(c->req), sf_http_req_route(c->req), what);
-  sf_http_respond_problem(c->req, 500, "internal", "internal error", NULL);
+  call_fail(c, 500, "internal", "internal error");
 }
 
 /* As on the command service, a 503 says when to try again: the pool
@@ -85,7 +94,7 @@ void qry_respond_internal(qry_call_t *c, const char *what) {
 static void respond_unavailable(qry_call_t *c, const char *detail) {
   c->calls->n.db_unavailable++;
   sf_http_add_header(c->req, "Retry-After", "1");
-  sf_http_respond_problem(c->req, 503, "unavailable", detail, NULL);
+  call_fail(c, 503, "unavailable", detail);
 }
 
 /* ---- the life of a call ---- */
@@ -123,6 +132,23 @@ qry_call_t *qry_call_begin(qry_calls_t *s, sf_http_req_t *req) {
                             "stock-3-1234 or catalog-0-17, or a "
                             "comma-separated list of up to 32 of them",
                             NULL);
+    return NULL;
+  }
+  return c;
+}
+
+qry_call_t *qry_call_begin_custom(qry_calls_t *k, sf_http_req_t *req,
+                                  qry_fail_fn fail) {
+  qry_call_t *c = sf_http_req_alloc(req, sizeof(*c));
+  if (!c)
+    return NULL;
+  memset(c, 0, sizeof(*c));
+  c->calls = k;
+  c->req = req;
+  c->fail = fail;
+  if (k->closing) {
+    sf_http_add_header(req, "Retry-After", "1");
+    fail(c, 503, "unavailable", "service shutting down");
     return NULL;
   }
   return c;
@@ -211,7 +237,10 @@ static void submit(qry_call_t *c) {
     respond_unavailable(c, "service shutting down");
     return;
   }
-  int rc = sf_pg_query(s->pg, c->stmt, c->n_params, c->params, on_result, c);
+  int rc = c->sql ? sf_pg_query_sql(s->pg, c->sql, c->n_params,
+                                    c->sql_params, on_result, c)
+                  : sf_pg_query(s->pg, c->stmt, c->n_params, c->params,
+                                on_result, c);
   if (rc != 0) {
     SF_WARN(s->log, "query", "request %s: %s not queued: %s",
             sf_http_req_id(c->req), c->stmt, sf_strerror(rc));
@@ -230,9 +259,8 @@ static void on_waited(void *ud, qry_wait_outcome_t outcome) {
     submit(c);
     return;
   case QRY_WAIT_TIMEOUT:
-    sf_http_respond_problem(c->req, 504, "position_timeout",
-                            "the read model has not reached min_position yet",
-                            NULL);
+    call_fail(c, 504, "position_timeout",
+              "the read model has not reached min_position yet");
     return;
   case QRY_WAIT_ERROR:
     respond_unavailable(c, "database unavailable");
@@ -271,6 +299,14 @@ void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
     return;
   }
   sf_http_req_on_close(c->req, on_peer_gone, c);
+}
+
+void qry_call_run_sql(qry_call_t *c, const char *label, const char *sql,
+                      int n_params, const char *const *params,
+                      qry_render_fn render) {
+  c->sql = sql;
+  c->sql_params = params;
+  qry_call_run(c, label, n_params, render);
 }
 
 void qry_call_respond_page(qry_call_t *c, const PGresult *res,

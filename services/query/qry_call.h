@@ -68,6 +68,13 @@ typedef struct qry_call qry_call_t;
  * duration of the call. */
 typedef void (*qry_render_fn)(qry_call_t *c, const PGresult *res);
 
+/* Answers a failure of the call in the caller's own shape (a facade's):
+ * status 500, 503 (also service closing or request canceled) or 504
+ * (position wait timed out), code the /v1 problem code ("internal",
+ * "unavailable", "position_timeout"), detail a sentence. */
+typedef void (*qry_fail_fn)(qry_call_t *c, int status, const char *code,
+                            const char *detail);
+
 struct qry_call {
   qry_calls_t *calls;
   sf_http_req_t *req;
@@ -80,10 +87,13 @@ struct qry_call {
   qry_render_fn render;
   size_t n_pos; /* positions of min_position; 0: no wait */
   qry_position_t pos[QRY_POSITIONS_MAX];
-  qry_wait_t *wait;         /* while waiting for pos */
-  void *ext;                /* the handler's own state (request memory) */
-  const char *store_filter; /* accounts: the caller's stores as PG array
+  qry_wait_t *wait;              /* while waiting for pos */
+  void *ext;                     /* the handler's own state (request memory) */
+  const char *store_filter;      /* accounts: the caller's stores as PG array
                                text "{...}", or NULL: sees every store */
+  qry_fail_fn fail;              /* NULL: /v1 problem answers */
+  const char *sql;               /* qry_call_run_sql: the one-off SQL text */
+  const char *const *sql_params; /* and its parameters (borrowed) */
 };
 
 /* Starts a query request: answers 503 when the service is shutting down,
@@ -92,6 +102,14 @@ struct qry_call {
  * and returns NULL then (the request is answered). Otherwise returns the
  * call, owned by the request. */
 qry_call_t *qry_call_begin(qry_calls_t *k, sf_http_req_t *req);
+
+/* Starts a call for a facade that answers in its own shape (the Parse
+ * facade): no min_position parsing and no store filter (the caller sets
+ * c->n_pos / c->pos and c->store_filter); failures later on go to fail.
+ * Returns NULL on out of memory (nothing answered) or, when the service is
+ * shutting down, after fail answered 503. */
+qry_call_t *qry_call_begin_custom(qry_calls_t *k, sf_http_req_t *req,
+                                  qry_fail_fn fail);
 
 /* accounts: registers GET pattern behind the authentication gate (when the
  * service has one): 401 without a valid token; a pattern with {store_id}
@@ -110,6 +128,13 @@ void qry_call_param_i64(qry_call_t *c, int i, long long value);
  * and calls render with the result. Always leads to exactly one answer. */
 void qry_call_run(qry_call_t *c, const char *stmt, int n_params,
                   qry_render_fn render);
+
+/* Like qry_call_run for a one-off SQL text (sf_pg_query_sql) with
+ * n_params parameters; sql and params are borrowed and must live as long
+ * as the request (request memory). label names the statement in logs. */
+void qry_call_run_sql(qry_call_t *c, const char *label, const char *sql,
+                      int n_params, const char *const *params,
+                      qry_render_fn render);
 
 /* Answers a page built by qry_page_build from res: 200, or 404 not_found
  * naming owner when the owner row is missing (owner NULL: no owner row

@@ -46,6 +46,11 @@ static const sf_cfg_entry_t entries[] = {
       "base URL of the command service, where the Parse facade sends its "
       "writes and sign-ins",
       command_url),
+    E("parse-app-id", SF_CFG_STRING, "stockflow", 0, 0,
+      "STOCKFLOW_PARSE_APP_ID",
+      "application id that Parse clients must send on /parse "
+      "(X-Parse-Application-Id or _ApplicationId); others get 403",
+      parse_app_id),
     S(SF_CFG_LOG_LEVEL, NULL, log_level),
 };
 

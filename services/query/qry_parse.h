@@ -23,7 +23,12 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "sf/authn.h"
 #include "sf/http.h"
+#include "sf/log.h"
+
+/* The forward declarations the facade needs from the service core. */
+typedef struct qry_calls qry_calls_t;
 
 /* Parse's error codes that the facade answers (Parse.Error). */
 enum {
@@ -57,16 +62,16 @@ enum {
  * body and live as long as the request. */
 typedef struct qry_parse_req {
   sf_http_req_t *req;
-  const char *method;        /* effective method: _method or the HTTP one */
-  const char *path;          /* below /parse, e.g. "/classes/Store/abc" */
-  json_t *body;              /* the JSON body without the _keys (owned by
+  const char *method;          /* effective method: _method or the HTTP one */
+  const char *path;            /* below /parse, e.g. "/classes/Store/abc" */
+  json_t *body;                /* the JSON body without the _keys (owned by
                                 the request; an empty object when none) */
-  json_t *params;            /* GET parameters as JSON: from the query
+  json_t *params;              /* GET parameters as JSON: from the query
                                 string (where parsed from text) or from the
                                 SDK's body; never NULL */
-  const char *session_token; /* X-Parse-Session-Token / _SessionToken, or
+  const char *session_token;   /* X-Parse-Session-Token / _SessionToken, or
                                 NULL; it is a stockflow bearer token */
-  const char *request_id;    /* X-Parse-Request-Id, or NULL */
+  const char *request_id;      /* X-Parse-Request-Id, or NULL */
   const char *installation_id; /* X-Parse-Installation-Id /
                                   _InstallationId, or NULL */
 } qry_parse_req_t;
@@ -77,5 +82,44 @@ void qry_parse_error(sf_http_req_t *req, int status, int code,
 
 /* Answers status with body (ownership taken), application/json. */
 void qry_parse_respond(sf_http_req_t *req, int status, json_t *body);
+
+/* The facade: its settings, its write side and its routes. */
+typedef struct qry_parse qry_parse_t;
+
+typedef struct qry_parse_opts {
+  const char *app_id;      /* STOCKFLOW_PARSE_APP_ID; copied */
+  const char *command_url; /* the command service's base URL, for the
+                              writes (qry_parse_writes_new); copied there */
+} qry_parse_opts_t;
+
+/* Creates the facade and its write side. loop, calls (the query service's
+ * call context: pool, position waits, shutdown flag), authn (the
+ * bearer-token gate; session tokens are bearer tokens) and log are
+ * borrowed and must outlive it. Returns 0, SF_EINVAL or SF_ENOMEM, or an
+ * error of qry_parse_writes_new. */
+int qry_parse_new(qry_parse_t **out, uv_loop_t *loop, qry_calls_t *calls,
+                  sf_authn_t *authn, const qry_parse_opts_t *opts,
+                  sf_log_t *log);
+
+/* Adds the /parse routes (not "/parse" itself: the LiveQuery WebSocket's):
+ * GET, POST, PUT, DELETE on /parse/classes/{class},
+ * /parse/classes/{class}/{id}, /parse/users, /parse/users/me,
+ * /parse/login, /parse/logout, /parse/batch, and GET /parse/health.
+ * Returns 0 or an error of sf_http_route. */
+int qry_parse_register(qry_parse_t *p, sf_http_server_t *http);
+
+/* Stops the facade: new reads are refused by the call context (503, code
+ * 100), the write side is closed (qry_parse_writes_close: its requests in
+ * flight are answered); done fires on the loop once that is finished.
+ * Call once, before the loop is drained. */
+void qry_parse_close(qry_parse_t *p, void (*done)(void *ud), void *ud);
+
+/* True once the close above has finished. */
+bool qry_parse_closed(const qry_parse_t *p);
+
+/* Frees the facade (after qry_parse_close's done; or right after
+ * qry_parse_new, when the service failed to start: the write side is then
+ * closed on the loop). */
+void qry_parse_destroy(qry_parse_t *p);
 
 #endif

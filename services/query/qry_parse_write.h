@@ -23,13 +23,13 @@ typedef struct qry_parse_writes qry_parse_writes_t;
 
 /* What the dispatcher asks for. */
 typedef enum qry_parse_op {
-  QRY_PARSE_SIGNUP,  /* POST /users */
-  QRY_PARSE_LOGIN,   /* GET or POST /login */
-  QRY_PARSE_LOGOUT,  /* POST /logout */
-  QRY_PARSE_CREATE,  /* POST /classes/{class} */
-  QRY_PARSE_UPDATE,  /* PUT /classes/{class}/{id} */
-  QRY_PARSE_DELETE,  /* DELETE /classes/{class}/{id} */
-  QRY_PARSE_BATCH,   /* POST /batch */
+  QRY_PARSE_SIGNUP, /* POST /users */
+  QRY_PARSE_LOGIN,  /* GET or POST /login */
+  QRY_PARSE_LOGOUT, /* POST /logout */
+  QRY_PARSE_CREATE, /* POST /classes/{class} */
+  QRY_PARSE_UPDATE, /* PUT /classes/{class}/{id} */
+  QRY_PARSE_DELETE, /* DELETE /classes/{class}/{id} */
+  QRY_PARSE_BATCH,  /* POST /batch */
 } qry_parse_op_t;
 
 /* command_url: the command service's base URL ("http://127.0.0.1:8081");

@@ -11,6 +11,7 @@
 #include "qry_call.h"
 #include "qry_changes.h"
 #include "qry_handlers.h"
+#include "qry_parse.h"
 #include "qry_sql.h"
 #include "sf/err.h"
 #include "sf/metrics.h"
@@ -27,6 +28,7 @@ struct qry_service {
   qry_waits_t *waits;
   qry_calls_t *calls;
   qry_changes_t *changes;
+  qry_parse_t *parse; /* the /parse facade; NULL without authentication */
   bool closing;
   qry_drained_cb drained_cb; /* set by qry_service_shutdown until it fires */
   void *drained_ud;
@@ -37,7 +39,9 @@ struct qry_service {
 /* Fires the shutdown callback once nothing of ours is pending. */
 static void maybe_drained(qry_service_t *s) {
   if (!s->closing || !s->drained_cb || qry_calls_pending(s->calls) > 0 ||
-      qry_waits_pending(s->waits) > 0 || qry_changes_pending(s->changes) > 0)
+      qry_waits_pending(s->waits) > 0 ||
+      qry_changes_pending(s->changes) > 0 ||
+      (s->parse && !qry_parse_closed(s->parse)))
     return;
   qry_drained_cb cb = s->drained_cb;
   s->drained_cb = NULL;
@@ -202,6 +206,18 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
   rc = qry_changes_new(&s->changes, loop, pg, s->calls, &co, log);
   if (rc != 0)
     goto fail_changes;
+  /* the Parse facade's sessions are bearer tokens: it needs the gate */
+  if (opts->authn) {
+    qry_parse_opts_t po = {.app_id = opts->parse_app_id
+                                         ? opts->parse_app_id
+                                         : "stockflow",
+                           .command_url = opts->command_url};
+    rc = qry_parse_new(&s->parse, loop, s->calls, opts->authn, &po, log);
+    if (rc != 0) {
+      SF_ERROR(log, "query", "parse facade: %s", sf_strerror(rc));
+      goto fail_parse;
+    }
+  }
   rc = qry_sql_prepare_all(pg);
   if (rc != 0) {
     SF_ERROR(log, "query", "preparing statements: %s", sf_strerror(rc));
@@ -211,7 +227,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
       (rc = sf_http_route(http, "GET", "/readyz", h_readyz, s)) != 0 ||
       (rc = sf_http_route(http, "GET", "/metrics", h_metrics, s)) != 0 ||
       (rc = qry_handlers_register(s->calls, http)) != 0 ||
-      (rc = qry_changes_register(s->changes, http)) != 0) {
+      (rc = qry_changes_register(s->changes, http)) != 0 ||
+      (s->parse && (rc = qry_parse_register(s->parse, http)) != 0)) {
     SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
     goto fail_setup;
   }
@@ -227,6 +244,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
   return 0;
 
 fail_setup:
+  qry_parse_destroy(s->parse);
+fail_parse:
   qry_changes_destroy(s->changes);
 fail_changes:
   qry_calls_destroy(s->calls);
@@ -252,6 +271,9 @@ void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
   s->drained_cb = drained;
   s->drained_ud = ud;
   qry_calls_shutdown(s->calls, on_idle, s);
+  /* the facade's writes in flight are answered before the loop drains */
+  if (s->parse)
+    qry_parse_close(s->parse, on_idle, s);
   qry_waits_set_idle_cb(s->waits, on_idle, s);
   qry_waits_cancel_all(s->waits);
   qry_changes_shutdown(s->changes, on_idle, s);
@@ -261,6 +283,7 @@ void qry_service_shutdown(qry_service_t *s, qry_drained_cb drained,
 void qry_service_destroy(qry_service_t *s) {
   if (!s)
     return;
+  qry_parse_destroy(s->parse);
   qry_changes_destroy(s->changes);
   qry_calls_destroy(s->calls);
   qry_waits_destroy(s->waits);

@@ -33,6 +33,8 @@ typedef struct qry_service_opts {
   uint64_t position_poll_ms;     /* safety re-check of a position wait */
   size_t stream_max_buffer;      /* STOCKFLOW_STREAM_MAX_BUFFER */
   uint64_t stream_heartbeat_ms;  /* STOCKFLOW_STREAM_HEARTBEAT_MS */
+  const char *parse_app_id;      /* STOCKFLOW_PARSE_APP_ID */
+  const char *command_url;       /* the command service, for Parse writes */
   sf_authn_t *authn;             /* accounts: the bearer-token gate (borrowed); NULL
                         serves without authentication (unit tests only) */
 } qry_service_opts_t;

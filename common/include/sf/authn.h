@@ -67,6 +67,29 @@ typedef void (*sf_authn_cb)(sf_http_req_t *req, const sf_principal_t *p,
 void sf_authn_check(sf_authn_t *a, sf_http_req_t *req, sf_authn_cb cb,
                     void *ud);
 
+/* The outcome of sf_authn_check_token. */
+typedef enum sf_authn_outcome {
+  SF_AUTHN_OK,          /* p is the session's principal */
+  SF_AUTHN_INVALID,     /* missing, malformed, unknown, revoked or expired */
+  SF_AUTHN_UNAVAILABLE, /* the account database did not answer */
+  SF_AUTHN_INTERNAL,    /* out of memory or a malformed account row */
+} sf_authn_outcome_t;
+
+/* Fires once with the outcome; p (NULL unless SF_AUTHN_OK) lives in request
+ * memory and is also the request's data pointer, as behind the gate. */
+typedef void (*sf_authn_token_cb)(sf_http_req_t *req,
+                                  sf_authn_outcome_t outcome,
+                                  const sf_principal_t *p, void *ud);
+
+/* Authenticates token (borrowed; a bearer token that came some other way
+ * than the Authorization header, e.g. a Parse session token in a header or
+ * a body) with the same cache and look-up as sf_authn_check, but answers
+ * nothing itself: cb fires exactly once (possibly before this returns) with
+ * the outcome, and the caller answers in its own shape. The token is never
+ * logged. */
+void sf_authn_check_token(sf_authn_t *a, sf_http_req_t *req,
+                          const char *token, sf_authn_token_cb cb, void *ud);
+
 /* Registers method + pattern on s behind the gate. Once authenticated,
  * when store_param is not NULL, action is checked with sf_auth_allows on
  * that path parameter; when NULL, action is checked without a store (use

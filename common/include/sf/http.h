@@ -139,6 +139,12 @@ bool sf_http_req_canceled(const sf_http_req_t *r);
 int sf_http_req_peer(const sf_http_req_t *r, char *out, size_t cap);
 /* Memory freed with the request; NULL on out of memory. */
 void *sf_http_req_alloc(sf_http_req_t *r, size_t size);
+/* fn(ud) runs once when the request is freed (after its answer, or when
+ * the connection goes), newest first, before its memory is released: for
+ * what the request owns outside its memory, e.g. a parsed JSON body that
+ * handlers share. fn must not touch the request. Returns 0, SF_EINVAL or
+ * SF_ENOMEM. */
+int sf_http_req_on_free(sf_http_req_t *r, void (*fn)(void *ud), void *ud);
 /* Per-request user pointer for the handler's own state. */
 void sf_http_req_set_data(sf_http_req_t *r, void *data);
 void *sf_http_req_data(const sf_http_req_t *r);

@@ -54,6 +54,19 @@ int sf_pg_prepare(sf_pg_t *pg, const char *name, const char *sql);
 int sf_pg_query(sf_pg_t *pg, const char *stmt, int n_params,
                 const char *const *values, sf_pg_result_cb cb, void *ud);
 
+/* Most parameters of one sf_pg_query_sql (PostgreSQL's own limit). */
+#define SF_PG_MAX_PARAMS 65535
+
+/* Runs a one-off SQL text with parameters $1..$n_params (PQsendQueryParams:
+ * parsed and planned for this call only, not prepared), for statements
+ * built per request (the Parse facade's queries). Values are text (copied;
+ * NULL = SQL NULL) and never become part of the SQL, so a caller splices
+ * only text it controls into sql. Needs at least one parameter (use
+ * sf_pg_exec otherwise). Same contract as sf_pg_query; SF_EINVAL for bad
+ * arguments. */
+int sf_pg_query_sql(sf_pg_t *pg, const char *sql, int n_params,
+                    const char *const *values, sf_pg_result_cb cb, void *ud);
+
 /* Runs a plain SQL text (no parameters), e.g. LISTEN; same contract. */
 int sf_pg_exec(sf_pg_t *pg, const char *sql, sf_pg_result_cb cb, void *ud);
 

@@ -222,6 +222,58 @@ static void test_null_params(void **state) {
   assert_string_equal(r.v1, "x");
 }
 
+static void sql_wait(fixture_t *f, const char *sql, int n, const char **v,
+                     result_t *r) {
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(sf_pg_query_sql(f->pg, sql, n, v, on_result, r), 0);
+  run_while(&f->loop, not_fired, r, 10000);
+  assert_int_equal(r->fired, 1);
+}
+
+/* One-off SQL with parameters: values stay values (a quote or a SQL
+ * fragment in a value is never executed), NULLs, errors with SQLSTATE, and
+ * the synchronous refusals. */
+static void test_query_sql(void **state) {
+  fixture_t *f = *state;
+  need_pg(f);
+  open_pool(f, 1, 0);
+  result_t r;
+  const char *v[] = {"2", "x'); DROP TABLE pg_class; --"};
+  sql_wait(f, "SELECT $1::int + 40, $2::text", 2, v, &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.ntuples, 1);
+  assert_string_equal(r.v0, "42");
+  assert_string_equal(r.v1, "x'); DROP TABLE pg_class; --");
+  const char *n[] = {NULL, "dflt"};
+  sql_wait(f, "SELECT $1::text IS NULL, coalesce($1::text, $2::text)", 2, n,
+           &r);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.v0, "t");
+  assert_string_equal(r.v1, "dflt");
+  const char *bad[] = {"not-a-uuid"};
+  sql_wait(f, "SELECT $1::uuid", 1, bad, &r);
+  assert_int_equal(r.err, SF_EPG);
+  assert_string_equal(r.sqlstate, "22P02");
+  /* A syntax error is the server's, and the connection stays usable. */
+  sql_wait(f, "SELEC $1::int", 1, v, &r);
+  assert_int_equal(r.err, SF_EPG);
+  assert_string_equal(r.sqlstate, "42601");
+  sql_wait(f, "SELECT $1::int * 2", 1, v, &r);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.v0, "4");
+  /* Refused synchronously: cb never fires. */
+  result_t never = {0};
+  assert_int_equal(sf_pg_query_sql(f->pg, "SELECT 1", 0, v, on_result, &never),
+                   SF_EINVAL);
+  assert_int_equal(sf_pg_query_sql(f->pg, "SELECT $1", 1, NULL, on_result,
+                                   &never),
+                   SF_EINVAL);
+  assert_int_equal(sf_pg_query_sql(f->pg, NULL, 1, v, on_result, &never),
+                   SF_EINVAL);
+  run_ms(&f->loop, 20);
+  assert_int_equal(never.fired, 0);
+}
+
 typedef struct order {
   int done;
   int errors;
@@ -531,6 +583,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sql_error_sqlstate, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_null_params, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_query_sql, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_statement_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_killed, setup, teardown),
