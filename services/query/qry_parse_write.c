@@ -420,12 +420,15 @@ void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
                              qry_parse_op_t op, const char *class_name,
                              const char *object_id) {
   sf_http_req_t *req = pr->req;
+  const char *token = pr->session_token && *pr->session_token
+                          ? pr->session_token
+                          : NULL;
   if (w->closing) {
     respond_error(req, 503, QRY_PARSE_CONNECTION_FAILED,
                   "service shutting down", "1");
     return;
   }
-  if (pr->session_token && !printable(pr->session_token, TOKEN_MAX)) {
+  if (token && !printable(token, TOKEN_MAX)) {
     respond_error(req, 400, QRY_PARSE_INVALID_SESSION_TOKEN,
                   "Invalid session token", NULL);
     return;
@@ -438,7 +441,7 @@ void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
   }
   job_t *j = calloc(1, sizeof(*j));
   if (!j ||
-      (pr->session_token && !(j->token = strdup(pr->session_token))) ||
+      (token && !(j->token = strdup(token))) ||
       (pr->request_id && !(j->request_id = strdup(pr->request_id)))) {
     SF_ERROR(w->log, "parse", "out of memory for a write");
     if (j)
