@@ -219,18 +219,25 @@ static bool price_field(const json_t *body, json_t *out,
   return true;
 }
 
-/* path = base[/id]suffix; ids are UUIDs here, so it always fits. */
-static void set_path(qry_parse_v1_t *v, const char *base, const char *id,
-                     const char *suffix) {
-  snprintf(v->path, sizeof(v->path), "%s%s%s%s", base, id ? "/" : "",
-           id ? id : "", suffix);
+/* path = the /v1 route template with its one "{id}" replaced by id (ids
+ * are UUIDs here, so it always fits); the templates are the routes of
+ * docs/openapi.yaml, which tests/tools/check_docs.py checks. */
+static void set_path(qry_parse_v1_t *v, const char *route, const char *id) {
+  const char *slot = strstr(route, "{id}");
+  if (!slot || !id) {
+    snprintf(v->path, sizeof(v->path), "%s", route);
+    return;
+  }
+  snprintf(v->path, sizeof(v->path), "%.*s%s%s", (int)(slot - route), route,
+           id, slot + 4);
 }
 
-/* The catalog routes of /v1 for a Store or Product write: POST base,
- * PATCH base/id, DELETE base/id (closes or discontinues). */
-static void catalog_route(qry_parse_v1_t *v, const char *base,
-                          qry_parse_op_t op, const char *id) {
-  set_path(v, base, op == QRY_PARSE_CREATE ? NULL : id, "");
+/* The catalog routes of /v1 for a Store or Product write: POST collection,
+ * PATCH and DELETE (closes or discontinues) on item. */
+static void catalog_route(qry_parse_v1_t *v, const char *collection,
+                          const char *item, qry_parse_op_t op,
+                          const char *id) {
+  set_path(v, op == QRY_PARSE_CREATE ? collection : item, id);
   v->method = op == QRY_PARSE_CREATE   ? "POST"
               : op == QRY_PARSE_UPDATE ? "PATCH"
                                        : "DELETE";
@@ -273,7 +280,7 @@ static bool map_transaction(qry_parse_op_t op, const json_t *body,
     json_decref(out);
     return false;
   }
-  set_path(v, "/v1/stores", store, "/transactions");
+  set_path(v, "/v1/stores/{id}/transactions", store);
   v->method = "POST";
   v->body = out;
   v->shape = QRY_PARSE_SHAPE_TRANSACTION;
@@ -322,16 +329,16 @@ static bool map_order(qry_parse_op_t op, const char *id, const json_t *body,
     if (!id_ok(id, f) || !keys_ok(body, allowed, "Order", f))
       return false;
     const char *status = json_string_value(json_object_get(body, "status"));
-    const char *action = NULL;
+    const char *route = NULL;
     if (status && strcmp(status, "fulfilled") == 0)
-      action = "/fulfil";
+      route = "/v1/orders/{id}/fulfil";
     else if (status && strcmp(status, "cancelled") == 0)
-      action = "/cancel";
-    if (!action)
+      route = "/v1/orders/{id}/cancel";
+    if (!route)
       return fault(f, QRY_PARSE_VALIDATION_ERROR,
                    "an Order changes only by {\"status\": \"fulfilled\"} or "
                    "{\"status\": \"cancelled\"}");
-    set_path(v, "/v1/orders", id, action);
+    set_path(v, route, id);
     v->method = "POST";
     v->body = NULL;
     v->shape = QRY_PARSE_SHAPE_UPDATED;
@@ -350,7 +357,7 @@ static bool map_order(qry_parse_op_t op, const char *id, const json_t *body,
     json_decref(out);
     return false;
   }
-  set_path(v, "/v1/stores", store, "/orders");
+  set_path(v, "/v1/stores/{id}/orders", store);
   v->method = "POST";
   v->body = out;
   v->shape = QRY_PARSE_SHAPE_CREATED;
@@ -362,7 +369,7 @@ static bool map_store(qry_parse_op_t op, const char *id, const json_t *body,
   if (op != QRY_PARSE_CREATE && !id_ok(id, f))
     return false;
   if (op == QRY_PARSE_DELETE) {
-    catalog_route(v, "/v1/stores", op, id);
+    catalog_route(v, "/v1/stores", "/v1/stores/{id}", op, id);
     return true;
   }
   static const char *const allowed[] = {"name", "location", "manager", NULL};
@@ -384,7 +391,7 @@ static bool map_store(qry_parse_op_t op, const char *id, const json_t *body,
     json_decref(out);
     return false;
   }
-  catalog_route(v, "/v1/stores", op, id);
+  catalog_route(v, "/v1/stores", "/v1/stores/{id}", op, id);
   v->body = out;
   return true;
 }
@@ -394,7 +401,7 @@ static bool map_product(qry_parse_op_t op, const char *id, const json_t *body,
   if (op != QRY_PARSE_CREATE && !id_ok(id, f))
     return false;
   if (op == QRY_PARSE_DELETE) {
-    catalog_route(v, "/v1/products", op, id);
+    catalog_route(v, "/v1/products", "/v1/products/{id}", op, id);
     return true;
   }
   static const char *const create_keys[] = {
@@ -412,7 +419,7 @@ static bool map_product(qry_parse_op_t op, const char *id, const json_t *body,
     json_decref(out);
     return false;
   }
-  catalog_route(v, "/v1/products", op, id);
+  catalog_route(v, "/v1/products", "/v1/products/{id}", op, id);
   v->body = out;
   return true;
 }
@@ -460,7 +467,7 @@ static bool map_inventory(qry_parse_op_t op, const char *id,
                                  : DEFAULT_INCREMENT_REASON);
   if (!out)
     return fault(f, QRY_PARSE_INTERNAL_SERVER_ERROR, "no memory");
-  set_path(v, "/v1/stores", store, "/transactions");
+  set_path(v, "/v1/stores/{id}/transactions", store);
   v->method = "POST";
   v->body = out;
   v->shape = QRY_PARSE_SHAPE_INCREMENT;

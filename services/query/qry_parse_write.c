@@ -212,6 +212,8 @@ static bool outcome(job_t *j, const sf_upstream_res_t *res, json_t **answer,
                           j->op == QRY_PARSE_LOGIN, f);
     if (f->code == QRY_PARSE_CONNECTION_FAILED)
       *retry_after = res->retry_after ? res->retry_after : "1";
+    else if (f->code == QRY_PARSE_REQUEST_LIMIT_EXCEEDED)
+      *retry_after = res->retry_after;
     json_decref(v1);
     return false;
   }
