@@ -96,11 +96,11 @@ static void empty_cb(sf_http_req_t *req, void *ud) {
 
 static void tick_cb(uv_timer_t *t) { (void)t; }
 
-static int setup(void **state) {
+static int setup_limits(void **state, const sf_http_limits_t *limits) {
   fixture_t *f = calloc(1, sizeof(*f));
   assert_non_null(f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  assert_int_equal(sf_http_server_new(&f->srv, &f->loop, NULL, NULL), 0);
+  assert_int_equal(sf_http_server_new(&f->srv, &f->loop, limits, NULL), 0);
   const char *methods[] = {"GET", "POST", "PUT", "DELETE"};
   for (size_t i = 0; i < 4; i++)
     assert_int_equal(sf_http_route(f->srv, methods[i], "/echo", echo_cb, f),
@@ -116,6 +116,17 @@ static int setup(void **state) {
   assert_int_equal(uv_timer_start(&f->tick, tick_cb, 5, 5), 0);
   *state = f;
   return 0;
+}
+
+static int setup(void **state) { return setup_limits(state, NULL); }
+
+/* A server that takes one connection at a time (a second one is accepted
+ * and closed at once). */
+static int setup_one_connection(void **state) {
+  sf_http_limits_t l;
+  sf_http_limits_default(&l);
+  l.max_connections = 1;
+  return setup_limits(state, &l);
 }
 
 static void up_done_cb(void *ud) { ((fixture_t *)ud)->up_done = true; }
@@ -299,7 +310,7 @@ static void test_many_concurrent(void **state) {
   }
   assert_int_equal(f->answered, NRES);
   assert_int_equal(sf_upstream_pending(f->up), 0);
-  /* A second round reuses the kept-alive connections and still works. */
+  /* A second round, over the kept-alive connections, still works. */
   memset(f->res, 0, sizeof(f->res));
   for (int i = 0; i < 8; i++)
     assert_int_equal(send_to(f, "GET", "/echo", NULL, 5000, &f->res[i], NULL),
@@ -307,6 +318,22 @@ static void test_many_concurrent(void **state) {
   run_until(f, 8);
   for (int i = 0; i < 8; i++)
     assert_int_equal(f->res[i].status, 201);
+}
+
+/* Requests one after the other go over the one kept-alive connection:
+ * with a server that allows a single connection, a client that opened a
+ * new one per request (leaving the idle one open) would be refused. */
+static void test_keep_alive(void **state) {
+  fixture_t *f = *state;
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(send_to(f, i % 2 ? "POST" : "GET", "/echo",
+                             i % 2 ? "{}" : NULL, 5000, &f->res[i], NULL),
+                     0);
+    run_until(f, i + 1);
+    assert_int_equal(f->res[i].err, 0);
+    assert_int_equal(f->res[i].status, 201);
+  }
+  assert_int_equal(f->answered, 10);
 }
 
 static void test_connection_refused(void **state) {
@@ -441,6 +468,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_send_from_callback, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keep_alive, setup_one_connection,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_connection_refused, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
