@@ -394,6 +394,16 @@ static bool setup_easy(sf_upstream_req_t *r, const sf_upstream_call_t *call) {
       curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers) == CURLE_OK;
   if (!ok)
     return false;
+  if (call->max_redirects > 0) {
+    ok = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_MAXREDIRS, call->max_redirects) ==
+             CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 1L) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") ==
+             CURLE_OK;
+    if (!ok)
+      return false;
+  }
   if (call->body) {
     ok = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                           (curl_off_t)call->body_len) == CURLE_OK &&

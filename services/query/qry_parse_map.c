@@ -82,6 +82,9 @@ static const code_map_t codes[] = {
     {"unavailable", QRY_PARSE_CONNECTION_FAILED},
     {"idempotency_key_in_flight", QRY_PARSE_CONNECTION_FAILED},
     {"internal", QRY_PARSE_INTERNAL_SERVER_ERROR},
+    /* 421: the owner instance's URL is not configured (not the client's
+     * fault; the 307 with a URL is followed). */
+    {"wrong_instance", QRY_PARSE_INTERNAL_SERVER_ERROR},
 };
 
 static int code_of_status(int status) {

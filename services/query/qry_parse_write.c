@@ -162,7 +162,10 @@ static int job_send(job_t *j, const char *idem_key, bool bearer) {
                              .n_headers = nh,
                              .body = body,
                              .body_len = body ? strlen(body) : 0,
-                             .timeout_ms = UPSTREAM_TIMEOUT_MS};
+                             .timeout_ms = UPSTREAM_TIMEOUT_MS,
+                             /* Several command instances: the one asked
+                              * names the store's owner (307). */
+                             .max_redirects = 1};
   int rc = sf_upstream_send(w->up, &call, upstream_cb, j, &j->up);
   free(body);
   if (rc != 0)

@@ -63,6 +63,11 @@ typedef struct sf_upstream_call {
   const char *body;
   size_t body_len;
   long timeout_ms;
+  /* Redirects followed (0: none). A 307/308 is followed with the same
+   * method, body and headers, Authorization included also to another
+   * host or port: only for a trusted peer (a command instance sending the
+   * caller to the instance that owns a store). */
+  long max_redirects;
 } sf_upstream_call_t;
 
 /* Starts call; cb(res, ud) fires later on the loop. *out (may be NULL) is a

@@ -89,6 +89,15 @@ static void big_cb(sf_http_req_t *req, void *ud) {
   free(b);
 }
 
+/* 307 to /echo on the same server (an instance naming the owner). */
+static void redirect_cb(sf_http_req_t *req, void *ud) {
+  fixture_t *f = ud;
+  char where[160];
+  snprintf(where, sizeof(where), "%s/echo", f->url);
+  sf_http_add_header(req, "Location", where);
+  sf_http_respond(req, 307, "text/plain", "elsewhere", 9);
+}
+
 static void empty_cb(sf_http_req_t *req, void *ud) {
   (void)ud;
   sf_http_respond(req, 204, NULL, NULL, 0);
@@ -106,6 +115,8 @@ static int setup_limits(void **state, const sf_http_limits_t *limits) {
     assert_int_equal(sf_http_route(f->srv, methods[i], "/echo", echo_cb, f),
                      0);
   assert_int_equal(sf_http_route(f->srv, "GET", "/slow", slow_cb, f), 0);
+  assert_int_equal(sf_http_route(f->srv, "POST", "/redirect", redirect_cb, f),
+                   0);
   assert_int_equal(sf_http_route(f->srv, "GET", "/big", big_cb, f), 0);
   assert_int_equal(sf_http_route(f->srv, "DELETE", "/empty", empty_cb, f), 0);
   assert_int_equal(sf_http_listen(f->srv, "127.0.0.1", 0), 0);
@@ -336,6 +347,37 @@ static void test_keep_alive(void **state) {
   assert_int_equal(f->answered, 10);
 }
 
+/* A 307 is followed only when asked, with method, body and headers. */
+static void test_redirect(void **state) {
+  fixture_t *f = *state;
+  char url[256];
+  snprintf(url, sizeof(url), "%s/redirect", f->url);
+  const char *headers[] = {"X-Test: carried", "Authorization: Bearer t"};
+  sf_upstream_call_t call = {.method = "POST",
+                             .url = url,
+                             .headers = headers,
+                             .n_headers = 2,
+                             .body = "{\"k\":2}",
+                             .body_len = 7,
+                             .timeout_ms = 5000};
+  assert_int_equal(sf_upstream_send(f->up, &call, record_cb, &f->res[0], NULL),
+                   0);
+  call.max_redirects = 1;
+  assert_int_equal(sf_upstream_send(f->up, &call, record_cb, &f->res[1], NULL),
+                   0);
+  run_until(f, 2);
+  assert_int_equal(f->res[0].status, 307);
+  assert_string_equal(f->res[0].body, "elsewhere");
+  assert_int_equal(f->res[1].status, 201);
+  json_t *j = body_json(&f->res[1]);
+  assert_string_equal(json_string_value(json_object_get(j, "method")), "POST");
+  assert_string_equal(json_string_value(json_object_get(j, "body")),
+                      "{\"k\":2}");
+  assert_string_equal(json_string_value(json_object_get(j, "test")),
+                      "carried");
+  json_decref(j);
+}
+
 static void test_connection_refused(void **state) {
   fixture_t *f = *state;
   /* A socket bound but not listening: connecting to it is refused. */
@@ -470,6 +512,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_many_concurrent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keep_alive, setup_one_connection,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_redirect, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connection_refused, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
