@@ -306,6 +306,10 @@ static void test_problems(void **state) {
       {413, "payload_too_large", false, 400, 116},
       {429, "too_many_requests", true, 429, 155},
       {500, "internal", false, 500, 1},
+      {421, "wrong_instance", false, 500, 1},
+      {409, "last_admin", false, 400, 142},
+      {403, "account_disabled", true, 400, 119},
+      {400, "malformed_json", false, 400, 107},
       /* Unknown codes and no code: by status. */
       {409, "something_new", false, 400, 142},
       {502, NULL, false, 500, 1},
