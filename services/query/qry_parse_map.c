@@ -533,7 +533,7 @@ bool qry_parse_map_signup(const json_t *body, qry_parse_v1_t *v,
     return false;
   }
   v->method = "POST";
-  snprintf(v->path, sizeof(v->path), "/v1/users");
+  set_path(v, "/v1/users", NULL);
   v->body = out;
   v->shape = QRY_PARSE_SHAPE_SIGNUP;
   return true;
@@ -551,9 +551,16 @@ bool qry_parse_map_login(const char *username, const char *password,
   if (!v->body)
     return fault(f, QRY_PARSE_INTERNAL_SERVER_ERROR, "no memory");
   v->method = "POST";
-  snprintf(v->path, sizeof(v->path), "/v1/sessions");
+  set_path(v, "/v1/sessions", NULL);
   v->shape = QRY_PARSE_SHAPE_LOGIN;
   return true;
+}
+
+void qry_parse_map_logout(qry_parse_v1_t *v) {
+  memset(v, 0, sizeof(*v));
+  v->method = "DELETE";
+  set_path(v, "/v1/sessions/current", NULL);
+  v->shape = QRY_PARSE_SHAPE_DELETED;
 }
 
 /* ---- answers ---- */

@@ -3,7 +3,11 @@
  * (method, path, JSON body), a /v1 success answer becomes Parse's answer
  * (objectId, createdAt, updatedAt, ...), and a /v1 problem becomes a Parse
  * error (code and HTTP status). No I/O and no clock: qry_parse_write does
- * the sending. Everything here is pure and thread-safe. */
+ * the sending. Everything here is pure and thread-safe.
+ *
+ * The /v1 paths here are the command service's routes, called as a client:
+ * tests/tools/check_gateway.py knows this file is not the query service's
+ * route table. */
 #ifndef QRY_PARSE_MAP_H
 #define QRY_PARSE_MAP_H
 
@@ -68,6 +72,9 @@ bool qry_parse_map_signup(const json_t *body, qry_parse_v1_t *v,
  * NULL: then 200 / 201). */
 bool qry_parse_map_login(const char *username, const char *password,
                          qry_parse_v1_t *v, qry_parse_fault_t *f);
+
+/* The /v1 request of a logout: DELETE /v1/sessions/current (no body). */
+void qry_parse_map_logout(qry_parse_v1_t *v);
 
 /* Parse's answer (new reference) for the /v1 answer v1 of a request of
  * shape; token is the session token for SIGNUP and LOGIN (else NULL);

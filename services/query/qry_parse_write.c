@@ -388,9 +388,7 @@ static bool first_step(job_t *j, qry_parse_req_t *pr, const char *class_name,
       snprintf(f->message, sizeof(f->message), "Invalid session token");
       return false;
     }
-    j->v1.method = "DELETE";
-    snprintf(j->v1.path, sizeof(j->v1.path), "/v1/sessions/current");
-    j->v1.shape = QRY_PARSE_SHAPE_DELETED;
+    qry_parse_map_logout(&j->v1);
     return true;
   case QRY_PARSE_CREATE:
   case QRY_PARSE_UPDATE:

@@ -276,6 +276,11 @@ static void test_signin(void **state) {
   assert_string_equal(json_string_value(json_object_get(v.body, "password")),
                       "pw");
   json_decref(v.body);
+  qry_parse_map_logout(&v);
+  assert_string_equal(v.method, "DELETE");
+  assert_string_equal(v.path, "/v1/sessions/current");
+  assert_null(v.body);
+  assert_int_equal(v.shape, QRY_PARSE_SHAPE_DELETED);
   assert_false(qry_parse_map_login(NULL, "pw", &v, &f));
   assert_int_equal(f.code, QRY_PARSE_USERNAME_MISSING);
   assert_false(qry_parse_map_login("ana", "", &v, &f));
