@@ -541,6 +541,45 @@ def test_parse_read_your_writes(ctx):
     assert expect_json(r, 200, "store read after create")["objectId"] == sid
 
 
+def test_parse_read_waits_for_the_sessions_write(ctx):
+    """The read-your-writes wait is really there: with the projector
+    stopped, the writing session's next Parse read waits for its write and
+    times out (504 code 124), while the read model, read without a
+    position, still has the old stock."""
+    store, product = api.store_and_product(ctx)
+    t = api.txn(ctx, store, product, "receipt", 2, on_hand=2, version=1)
+    api.expect_stock(ctx, store, product, on_hand=2, version=1,
+                     position=t["position"])
+    _, _, user = sign_up(ctx, "pryw")
+    # The admin gives the new user (a manager of the store) the sale.
+    r = client.patch(ctx.cmd, f"/v1/users/{user['objectId']}",
+                     {"role": "manager", "store_ids": [store]})
+    expect_json(r, 200, "make the user a manager")
+    token = user["sessionToken"]
+    oid = f"{store}_{product}"
+    proj = ctx.stack["projector"]
+    proj.stop()
+    try:
+        r = client.eventually(
+            lambda: expect_json(rest(ctx, "POST", "/classes/Transaction",
+                                     parse_txn(store, product, "sale", 1),
+                                     token=token), 201, "manager's sale"),
+            what="the manager's sale (role change seen)")
+        assert r["onHand"] == 1, r
+        started = time.time()
+        r = rest(ctx, "GET", f"/classes/Inventory/{oid}", token=token)
+        waited = time.time() - started
+        expect_parse_error(r, 504, 124, "read while the write is not applied")
+        assert waited >= 1.0, f"the read did not wait ({waited:.2f}s)"
+        stale = expect_json(api.inventory_row(ctx, store, product), 200,
+                            "/v1 read without a position")
+        assert stale["on_hand"] == 2, stale
+    finally:
+        ctx.stack.start(["projector"])
+    r = rest(ctx, "GET", f"/classes/Inventory/{oid}", token=token)
+    assert expect_json(r, 200, "read once applied")["onHand"] == 1, r.body
+
+
 def test_parse_command_service_down(ctx):
     admin = admin_token()
     store, product = api.store_and_product(ctx)
