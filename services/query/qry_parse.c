@@ -258,9 +258,15 @@ static void render_read(qry_call_t *c, const PGresult *res) {
   int rc = r->q.by_id ? qry_pq_render_one(&r->q, res,
                                           r->me ? r->token : NULL, &text, &len)
                       : qry_pq_render_list(&r->q, res, &text, &len);
+  if (rc == SF_ENOTFOUND && r->me) {
+    /* the session's user went between the look-up and the read */
+    qry_parse_error(c->req, 400, QRY_PARSE_INVALID_SESSION_TOKEN,
+                    "Invalid session token");
+    return;
+  }
   if (rc == SF_ENOTFOUND) {
     qry_parse_error(c->req, 404, QRY_PARSE_OBJECT_NOT_FOUND,
-                    r->me ? "Invalid session token" : "Object not found.");
+                    "Object not found.");
     return;
   }
   if (rc) {

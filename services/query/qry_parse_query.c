@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "qry_params.h"
+#include "qry_rows.h"
 #include "sf/err.h"
 #include "sf/jbuf.h"
 #include "sf/json.h"
@@ -881,16 +882,8 @@ static int write_value(sf_jbuf_t *b, const qry_pq_field_t *f, const char *v) {
     sf_jbuf_str(b, iso, strlen(iso));
     return 0;
   }
-  case QRY_PQ_JSON: {
-    json_t *j = json_loads(v, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
-    char *t = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    if (!t)
-      return SF_EPARSE;
-    sf_jbuf_lit(b, t);
-    free(t);
-    return 0;
-  }
+  case QRY_PQ_JSON:
+    return qry_json_column(v, b);
   case QRY_PQ_POINTER:
     break;
   }

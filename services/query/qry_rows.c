@@ -252,17 +252,8 @@ static int write_field(sf_jbuf_t *b, const qry_rowmap_t *m, int row,
     sf_jbuf_str(b, buf, strlen(buf));
     return 0;
   }
-  case F_JSON: {
-    /* PostgreSQL's json_agg text, checked and made compact by jansson */
-    json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, NULL);
-    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!t)
-      return SF_EPARSE;
-    sf_jbuf_lit(b, t);
-    free(t);
-    return 0;
-  }
+  case F_JSON:
+    return qry_json_column(v, b);
   case F_AVAILABLE:
     break;
   }
@@ -397,4 +388,15 @@ int qry_page_build(const PGresult *res, const char *key_col, int limit,
   rc = sf_jbuf_take(&b, out, out_len);
   return rc == SF_ENOMEM ? SF_ENOMEM : rc ? SF_EPARSE
                                           : 0;
+}
+
+int qry_json_column(const char *text, sf_jbuf_t *b) {
+  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+  char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!t)
+    return SF_EPARSE;
+  sf_jbuf_lit(b, t);
+  free(t);
+  return 0;
 }

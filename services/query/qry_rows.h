@@ -95,6 +95,11 @@ int qry_row_text(const PGresult *res, int row, const qry_shape_t *shape,
  * SF_ENOTFOUND (no such column, or NULL) or SF_EPARSE. */
 int qry_row_i64(const PGresult *res, int row, const char *name, int64_t *out);
 
+/* Appends the JSON text of a column that PostgreSQL built (json_agg,
+ * to_json: an array or an object) to b, checked and made compact by
+ * jansson. Returns 0 or SF_EPARSE (not such JSON; b untouched). */
+int qry_json_column(const char *text, sf_jbuf_t *b);
+
 /* Writes {"items": [...], "next_cursor": ...} as JSON text from a result
  * that holds up to limit + 1 rows ordered by key_col, straight from the
  * rows (no jansson tree: for a 100-row page the tree cost more than the

@@ -48,7 +48,9 @@ struct fixture {
   bool answer_in_on_close;
   int shared_done; /* sf_http_stream_write_shared done callbacks */
   int ws_closes;   /* on_close of upgraded requests */
-  char *big;       /* a large shared buffer (owned by the test) */
+  int freed[2];    /* sf_http_req_on_free callbacks, in order of firing */
+  int n_freed;
+  char *big; /* a large shared buffer (owned by the test) */
   /* Client side records, read after the thread is joined. */
   char rec[NREC][RECSZ];
   long ms[NREC];
@@ -208,10 +210,28 @@ static void on_close(sf_http_req_t *r, void *ud) {
   }
 }
 
-/* /deferred answers after 50 ms, /hang after 300 ms. */
+static void on_freed_1(void *ud) {
+  fixture_t *f = ud;
+  if (f->n_freed < 2)
+    f->freed[f->n_freed] = 1;
+  f->n_freed++;
+}
+
+static void on_freed_2(void *ud) {
+  fixture_t *f = ud;
+  if (f->n_freed < 2)
+    f->freed[f->n_freed] = 2;
+  f->n_freed++;
+}
+
+/* /deferred answers after 50 ms, /hang after 300 ms. Both run two
+ * sf_http_req_on_free callbacks when the request goes. */
 static void h_deferred(sf_http_req_t *r, void *ud) {
   fixture_t *f = ud;
   assert_null(f->pending);
+  assert_int_equal(sf_http_req_on_free(r, NULL, f), SF_EINVAL);
+  assert_int_equal(sf_http_req_on_free(r, on_freed_1, f), 0);
+  assert_int_equal(sf_http_req_on_free(r, on_freed_2, f), 0);
   f->pending = r;
   sf_http_req_on_close(r, on_close, f);
   uv_timer_start(&f->timer, deferred_cb,
@@ -523,6 +543,8 @@ static void test_pipelined_in_order(void **state) {
   assert_true(has(f->rec[2], "HTTP/1.1 404 Not Found\r\n"));
   assert_true(has(f->rec[3], "\r\n\r\ntwo"));
   assert_int_equal(f->closes, 0);
+  /* an answered request runs its cleanups too */
+  assert_int_equal(f->n_freed, 2);
 }
 
 static void c_cancel(fixture_t *f) {
@@ -546,6 +568,11 @@ static void test_peer_closes_during_deferred(void **state) {
   run(f, NULL, c_cancel);
   assert_int_equal(f->closes, 1);
   assert_int_equal(f->answered_canceled, 1);
+  /* each of the two requests (the canceled one too) was freed once, its
+   * cleanups newest first */
+  assert_int_equal(f->n_freed, 4);
+  assert_int_equal(f->freed[0], 2);
+  assert_int_equal(f->freed[1], 1);
   assert_true(has(f->rec[0], "\r\n\r\nlate"));
 }
 

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "fake_result.h"
 #include "qry_parse_query.h"
 #include "sf/err.h"
 
@@ -447,29 +448,7 @@ static void test_by_id(void **state) {
 
 /* ---- rendering ---- */
 
-#define MAX_COLS 24
-
-static PGresult *make_result(int ncols, const char *const *cols, int nrows,
-                             const char *const (*rows)[MAX_COLS]) {
-  PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-  assert_non_null(res);
-  PGresAttDesc attrs[MAX_COLS];
-  memset(attrs, 0, sizeof(attrs));
-  for (int c = 0; c < ncols; c++) {
-    attrs[c].name = (char *)cols[c];
-    attrs[c].typid = 25;
-    attrs[c].typlen = -1;
-    attrs[c].atttypmod = -1;
-  }
-  assert_int_equal(PQsetResultAttrs(res, ncols, attrs), 1);
-  for (int r = 0; r < nrows; r++)
-    for (int c = 0; c < ncols; c++) {
-      const char *v = rows[r][c];
-      assert_int_equal(
-          PQsetvalue(res, r, c, (char *)v, v ? (int)strlen(v) : -1), 1);
-    }
-  return res;
-}
+#define MAX_COLS FAKE_MAX_COLS
 
 /* text is read after rc was computed (argument order is unspecified). */
 static void assert_rendered(int rc, char **text, const char *want) {
@@ -490,7 +469,7 @@ static void test_render_store_list(void **state) {
       {U1, "North \"1\"", "Oslo", U2, "f", "1795705200123456",
        "1795705200123457"},
       {U2, "South", "Bergen", NULL, "t", "0", "1"}};
-  PGresult *res = make_result(7, store_cols, 2, rows);
+  PGresult *res = fake_result(7, store_cols, 2, rows);
   qry_pq_t q;
   assert_int_equal(build("Store", "{}", NULL, &q), 0);
   char *text = NULL;
@@ -521,7 +500,7 @@ static void test_render_store_list(void **state) {
   assert_int_equal(qry_pq_render_one(&q, res, NULL, &text, &len), 0);
   assert_non_null(strstr(text, "\"name\":\"North"));
   free(text);
-  PGresult *none = make_result(7, store_cols, 0, rows);
+  PGresult *none = fake_result(7, store_cols, 0, rows);
   assert_int_equal(qry_pq_render_one(&q, none, NULL, &text, &len),
                    SF_ENOTFOUND);
   qry_pq_free(&q);
@@ -529,7 +508,7 @@ static void test_render_store_list(void **state) {
   /* a malformed value is refused, not half-written */
   const char *const bad[][MAX_COLS] = {
       {U1, "N", "O", NULL, "maybe", "1", "1"}};
-  PGresult *bres = make_result(7, store_cols, 1, bad);
+  PGresult *bres = fake_result(7, store_cols, 1, bad);
   assert_int_equal(build("Store", "{}", NULL, &q), 0);
   assert_int_equal(qry_pq_render_list(&q, bres, &text, &len), SF_EPARSE);
   qry_pq_free(&q);
@@ -552,7 +531,7 @@ static void test_render_include_price_count(void **state) {
        "Widget", NULL, "12.5000", "4", "f", "0", "0"},
       {"7", U2 "_" U1, U2, U1, "-1", "0", "-1", "1", "0", "0", NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
-  PGresult *res = make_result(19, cols, 2, rows);
+  PGresult *res = fake_result(19, cols, 2, rows);
   qry_pq_t q;
   assert_int_equal(build("Inventory",
                          "{\"include\":\"product\",\"count\":1,\"keys\":"
@@ -578,7 +557,7 @@ static void test_render_include_price_count(void **state) {
   /* count with an empty page: one row of NULLs */
   const char *const empty[][MAX_COLS] = {{"0", NULL}};
   const char *const ecols[] = {"@count", "objectId"};
-  PGresult *eres = make_result(2, ecols, 1, empty);
+  PGresult *eres = fake_result(2, ecols, 1, empty);
   assert_rendered(qry_pq_render_list(&q, eres, &text, &len), &text,
                   "{\"results\":[],\"count\":0}");
   PQclear(eres);
@@ -595,7 +574,7 @@ static void test_render_order_and_user(void **state) {
        "[{\"product\" : {\"__type\" : \"Pointer\", \"className\" : "
        "\"Product\", \"objectId\" : \"" U2 "\"}, \"quantity\" : 2}]",
        NULL, "0", "0"}};
-  PGresult *res = make_result(7, cols, 1, rows);
+  PGresult *res = fake_result(7, cols, 1, rows);
   qry_pq_t q;
   assert_int_equal(build("Order", "{}", U1, &q), 0);
   char *text = NULL;
@@ -615,7 +594,7 @@ static void test_render_order_and_user(void **state) {
                                "updatedAt"};
   const char *const urows[][MAX_COLS] = {
       {U1, "ann", "ann@example.com", "viewer", "[\"" U2 "\"]", "0", "0"}};
-  PGresult *ures = make_result(7, ucols, 1, urows);
+  PGresult *ures = fake_result(7, ucols, 1, urows);
   assert_int_equal(build("_User", "{}", U1, &q), 0);
   assert_rendered(
       qry_pq_render_one(&q, ures, "tok", &text, &len), &text,

@@ -11,36 +11,12 @@
 #include <cmocka.h>
 
 #include "qry_params.h"
+#include "fake_result.h"
 #include "qry_rows.h"
 #include "sf/err.h"
 #include "sf/json.h"
 
-#define MAX_COLS 16
-
-/* Builds a TUPLES_OK result with the given column names and rows; a NULL
- * cell is SQL NULL. Caller PQclear()s. */
-static PGresult *make_result(int ncols, const char *const *cols, int nrows,
-                             const char *const (*rows)[MAX_COLS]) {
-  PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-  assert_non_null(res);
-  PGresAttDesc attrs[MAX_COLS];
-  memset(attrs, 0, sizeof(attrs));
-  for (int c = 0; c < ncols; c++) {
-    attrs[c].name = (char *)cols[c];
-    attrs[c].format = 0;
-    attrs[c].typid = 25; /* text */
-    attrs[c].typlen = -1;
-    attrs[c].atttypmod = -1;
-  }
-  assert_int_equal(PQsetResultAttrs(res, ncols, attrs), 1);
-  for (int r = 0; r < nrows; r++)
-    for (int c = 0; c < ncols; c++) {
-      const char *v = rows[r][c];
-      assert_int_equal(
-          PQsetvalue(res, r, c, (char *)v, v ? (int)strlen(v) : -1), 1);
-    }
-  return res;
-}
+#define MAX_COLS FAKE_MAX_COLS
 
 /* Compares the compact serialisation of v with want; frees v. */
 static void assert_json(json_t *v, const char *want) {
@@ -67,7 +43,7 @@ static void test_inventory_row(void **state) {
       {STORE, P1, "SKU-1", "Widget \"big\"", "10", "3", "4",
        "1795705200123456"},
       {STORE, P2, "SKU-2", "Gadget", "0", "0", "0", NULL}};
-  PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
+  PGresult *res = fake_result(INV_NCOLS, inv_cols, 2, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_INVENTORY),
               "{\"product_id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget "
               "\\\"big\\\"\",\"on_hand\":10,\"reserved\":3,\"available\":7,"
@@ -93,7 +69,7 @@ static void test_inventory_row_bad_cells(void **state) {
       {STORE, P1, "S", "N", "1", "0", "", "1"},      /* empty version */
       {STORE, P1, "S", "N", "1", "0", "1", "12:00"}, /* bad time */
       {STORE, P1, "S", "N", "99999999999999999999", "0", "1", "1"}};
-  PGresult *res = make_result(INV_NCOLS, inv_cols, 6, rows);
+  PGresult *res = fake_result(INV_NCOLS, inv_cols, 6, rows);
   for (int r = 0; r < 6; r++)
     assert_null(qry_row(res, r, QRY_SHAPE_INVENTORY));
   PQclear(res);
@@ -105,7 +81,7 @@ static void test_inventory_at_row(void **state) {
                               "on_hand", "reserved", "version", "updated_us"};
   const char *const rows[][MAX_COLS] = {
       {STORE, P1, "S", "N", "-2", "1", "9", "0"}};
-  PGresult *res = make_result(8, cols, 1, rows);
+  PGresult *res = fake_result(8, cols, 1, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_INVENTORY_AT),
               "{\"store_id\":\"" STORE "\",\"product_id\":\"" P1
               "\",\"sku\":\"S\",\"name\":\"N\",\"on_hand\":-2,\"reserved\":1,"
@@ -127,7 +103,7 @@ static void test_transaction_row(void **state) {
        "broken", NULL, P1, "1795705200000002"},
       {STORE, P2, STORE, P1, "adjustment", "-1", "-1", "7", "0", "6",
        "broken", NULL, P1, NULL} /* created_at must not be NULL */};
-  PGresult *res = make_result(14, cols, 3, rows);
+  PGresult *res = fake_result(14, cols, 3, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_TRANSACTION),
               "{\"transaction_id\":\"" P3 "\",\"store_id\":\"" STORE
               "\",\"product_id\":\"" P1 "\",\"type\":\"sale\",\"quantity\":2,"
@@ -165,7 +141,7 @@ static void test_product_row(void **state) {
        POLICY},
       {P3, "SKU-3", "Bad", NULL, "-3", "0", "f", "1", "0", "0", "0", "0",
        POLICY}};
-  PGresult *res = make_result(13, product_cols, 4, rows);
+  PGresult *res = fake_result(13, product_cols, 4, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_PRODUCT),
               "{\"id\":\"" P1 "\",\"sku\":\"SKU-1\",\"name\":\"Widget\","
               "\"category\":\"tools\",\"price\":\"19.99\","
@@ -193,7 +169,7 @@ static void test_store_row(void **state) {
                               "closed", "version", "created_us", "updated_us"};
   const char *const rows[][MAX_COLS] = {
       {STORE, "Main", "Berlin", NULL, "f", "1", "0", "1000000"}};
-  PGresult *res = make_result(8, cols, 1, rows);
+  PGresult *res = fake_result(8, cols, 1, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_STORE),
               "{\"id\":\"" STORE "\",\"name\":\"Main\",\"location\":\"Berlin\","
               "\"manager_id\":null,\"closed\":false,\"version\":1,"
@@ -206,7 +182,7 @@ static void test_row_i64(void **state) {
   (void)state;
   const char *const cols[] = {"a", "b", "c"};
   const char *const rows[][MAX_COLS] = {{"-9223372036854775808", NULL, "7 "}};
-  PGresult *res = make_result(3, cols, 1, rows);
+  PGresult *res = fake_result(3, cols, 1, rows);
   int64_t v = 0;
   assert_int_equal(qry_row_i64(res, 0, "a", &v), 0);
   assert_true(v == INT64_MIN);
@@ -243,7 +219,7 @@ static const char *const page_rows[][MAX_COLS] = {
 
 static void test_page_more_rows(void **state) {
   (void)state;
-  PGresult *res = make_result(INV_NCOLS, inv_cols, 3, page_rows);
+  PGresult *res = fake_result(INV_NCOLS, inv_cols, 3, page_rows);
   json_t *page = NULL;
   assert_int_equal(build_page(res, "product_id", 2,
                               QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
@@ -276,7 +252,7 @@ static void test_page_owner_cases(void **state) {
   (void)state;
   json_t *page = NULL;
   /* no owner row: the store does not exist */
-  PGresult *none = make_result(INV_NCOLS, inv_cols, 0, NULL);
+  PGresult *none = fake_result(INV_NCOLS, inv_cols, 0, NULL);
   assert_int_equal(build_page(none, "product_id", 50,
                               QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                               true, &page),
@@ -293,7 +269,7 @@ static void test_page_owner_cases(void **state) {
   /* the owner exists and holds nothing: one row with a NULL key */
   const char *const empty_rows[][MAX_COLS] = {
       {STORE, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
-  PGresult *empty = make_result(INV_NCOLS, inv_cols, 1, empty_rows);
+  PGresult *empty = fake_result(INV_NCOLS, inv_cols, 1, empty_rows);
   page = NULL;
   assert_int_equal(build_page(empty, "product_id", 50,
                               QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
@@ -309,7 +285,7 @@ static void test_page_errors(void **state) {
   const char *const rows[][MAX_COLS] = {
       {STORE, P1, "S1", "N1", "1", "0", "1", "0"},
       {STORE, P2, "S2", "N2", "oops", "0", "1", "0"}};
-  PGresult *res = make_result(INV_NCOLS, inv_cols, 2, rows);
+  PGresult *res = fake_result(INV_NCOLS, inv_cols, 2, rows);
   assert_int_equal(build_page(res, "product_id", 5,
                               QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                               true, &page),
@@ -338,7 +314,7 @@ static void test_page_errors(void **state) {
   const char *const badkey[][MAX_COLS] = {
       {STORE, "x", "S1", "N1", "1", "0", "1", "0"},
       {STORE, "y", "S2", "N2", "1", "0", "1", "0"}};
-  res = make_result(INV_NCOLS, inv_cols, 2, badkey);
+  res = fake_result(INV_NCOLS, inv_cols, 2, badkey);
   assert_int_equal(build_page(res, "product_id", 1,
                               QRY_CURSOR_STORE_INVENTORY, QRY_SHAPE_INVENTORY,
                               true, &page),
@@ -354,7 +330,7 @@ static void test_page_text_escapes_and_extra(void **state) {
   (void)state;
   const char *const rows[][MAX_COLS] = {
       {STORE, P1, "S\"1", "tab\tquote\"back\\nl\n\x01 é", "1", "0", "1", "0"}};
-  PGresult *res = make_result(INV_NCOLS, inv_cols, 1, rows);
+  PGresult *res = fake_result(INV_NCOLS, inv_cols, 1, rows);
   json_t *extra = json_pack("{s:s,s:I}", "product_id", P1, "total_on_hand",
                             (json_int_t)7);
   char *text = NULL;
@@ -380,7 +356,7 @@ static void test_page_text_escapes_and_extra(void **state) {
 
   const char *const bad[][MAX_COLS] = {
       {STORE, P1, "S1", "bad \xff byte", "1", "0", "1", "0"}};
-  res = make_result(INV_NCOLS, inv_cols, 1, bad);
+  res = fake_result(INV_NCOLS, inv_cols, 1, bad);
   text = NULL;
   assert_int_equal(qry_page_build(res, "product_id", 5,
                                   QRY_CURSOR_STORE_INVENTORY,
@@ -407,7 +383,7 @@ static void test_order_row(void **state) {
       {STORE, P1, STORE, "placed", NULL, "1", "1795705200000000",
        "1795705200000000", "[{\"product_id\": ", NULL}, /* broken JSON */
   };
-  PGresult *res = make_result(10, cols, 3, rows);
+  PGresult *res = fake_result(10, cols, 3, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_ORDER),
               "{\"order_id\":\"" P3 "\",\"store_id\":\"" STORE "\","
               "\"status\":\"placed\",\"lines\":[{\"product_id\":\"" P1 "\","
@@ -452,7 +428,7 @@ static void test_change_and_snapshot_rows(void **state) {
        "1795705200123456", NULL},
       {"x", STORE, P1, "10", "4", "7", "sale", P3, "1795705200123456", NULL},
   };
-  PGresult *res = make_result(10, cols, 2, rows);
+  PGresult *res = fake_result(10, cols, 2, rows);
   assert_json(qry_row(res, 0, QRY_SHAPE_CHANGE),
               "{\"id\":42,\"store_id\":\"" STORE "\",\"product_id\":\"" P1
               "\",\"on_hand\":10,\"reserved\":4,\"available\":6,"
