@@ -8,7 +8,6 @@ _ApplicationId, _SessionToken in the body)."""
 import json
 import os
 import random
-import threading
 import time
 
 import api
@@ -258,25 +257,12 @@ def test_parse_concurrent_sales_of_10(ctx):
     admin = admin_token()
     store, product = api.store_and_product(ctx)
     api.txn(ctx, store, product, "receipt", 10, on_hand=10, version=1)
-    results = [None] * 20
-    start = threading.Barrier(20)
-
     def sell(i):
-        try:
-            start.wait(10)
-            send = sdk if i % 2 else rest
-            results[i] = send(ctx, "POST", "/classes/Transaction",
-                              parse_txn(store, product, "sale", 1),
-                              token=admin)
-        except Exception as e:  # noqa: BLE001 - reported below
-            results[i] = e
+        send = sdk if i % 2 else rest
+        return send(ctx, "POST", "/classes/Transaction",
+                    parse_txn(store, product, "sale", 1), token=admin)
 
-    threads = [threading.Thread(target=sell, args=(i,), daemon=True)
-               for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = client.parallel(20, sell, 60)
     errors = [r for r in results if not isinstance(r, client.Response)]
     assert not errors, f"{len(errors)} requests failed: {errors[:3]}"
     ok = [r for r in results if r.status == 201]
