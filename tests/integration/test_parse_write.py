@@ -174,6 +174,22 @@ def test_parse_signup_login_logout(ctx):
                           401, "unauthorized", "first token after logout")
 
 
+def test_parse_login_limit_per_username(ctx):
+    """The command service's login limit (5 attempts a minute per
+    username) holds through the facade: the 6th is Parse's 429 code 155
+    with Retry-After, even with the right password, from any address."""
+    username, password, _ = sign_up(ctx, "plimit")
+    for i in range(5):
+        r = rest(ctx, "POST", "/login", {"username": username,
+                                         "password": f"wrong-{i}-pass"})
+        expect_parse_error(r, 404, 101, f"wrong password {i}")
+    r = sdk(ctx, "POST", "/login", {"username": username,
+                                   "password": password})
+    expect_parse_error(r, 429, 155, "6th attempt")
+    retry = r.headers.get("retry-after", "")
+    assert retry.isdigit() and 1 <= int(retry) <= 60, r.headers
+
+
 # ---- catalog and stock ----
 
 def parse_store_and_product(ctx):
