@@ -50,7 +50,9 @@ const char *qry_parse_writes_position(qry_parse_writes_t *w,
                                       const char *session_token);
 
 /* Stops: requests in flight are answered 503-shaped Parse errors
- * (code 100), done fires on the loop when nothing is pending any more. */
+ * (code 100), done fires on the loop when nothing is pending any more.
+ * Until then w stays valid and qry_parse_writes_handle answers 503; it is
+ * freed just before done is called (done may be NULL). Call once. */
 void qry_parse_writes_close(qry_parse_writes_t *w, void (*done)(void *ud),
                             void *ud);
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 
@@ -108,6 +109,28 @@ def patch(port, path, body=None, headers=None, timeout=TIMEOUT):
 
 def delete(port, path, headers=None, timeout=TIMEOUT):
     return request(port, "DELETE", path, None, headers, timeout)
+
+
+def parallel(n, fn, timeout=120):
+    """Runs fn(i) for i in 0..n-1 on n threads released together; returns
+    the results (an exception object where a call raised)."""
+    results = [None] * n
+    start = threading.Barrier(n)
+
+    def run(i):
+        try:
+            start.wait(20)
+            results[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True)
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results
 
 
 def with_position(path, position):

@@ -1,7 +1,5 @@
 """Concurrent writers cannot oversell: the single writer serialises them."""
 
-import threading
-
 import api
 import client
 
@@ -9,21 +7,8 @@ import client
 def test_50_concurrent_sales_of_20(ctx):
     store, product = api.store_and_product(ctx)
     api.txn(ctx, store, product, "receipt", 20, on_hand=20, version=1)
-    results = [None] * 50
-    start = threading.Barrier(50)
-
-    def sell(i):
-        try:
-            start.wait(10)
-            results[i] = api.post_txn(ctx, store, product, "sale", 1)
-        except Exception as e:  # noqa: BLE001 - reported below
-            results[i] = e
-
-    threads = [threading.Thread(target=sell, args=(i,), daemon=True) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = client.parallel(
+        50, lambda i: api.post_txn(ctx, store, product, "sale", 1), 60)
     errors = [r for r in results if not isinstance(r, client.Response)]
     assert not errors, f"{len(errors)} requests failed: {errors[:3]}"
     ok = [r for r in results if r.status == 201]

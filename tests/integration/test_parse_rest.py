@@ -465,7 +465,7 @@ def test_viewer_sees_only_their_store(ctx):
     me = ok(ctx, "/users/me", None, tok)
     assert (me["objectId"], me["username"], me["role"], me["storeIds"],
             me["sessionToken"]) == \
-        (viewer["id"], viewer["username"], "viewer", [A], tok), me
+        (viewer["id"], viewer["username"], "viewer", [A], "r:" + tok), me
     assert me["email"] == f"{viewer['username']}@example.com", me
     api.expect_time(me["createdAt"], "me createdAt")
     parse_error(both(ctx, "/users/me"), 403, 119, "me without a token")

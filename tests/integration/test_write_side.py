@@ -13,28 +13,6 @@ import stack as stackmod
 from client import expect_json, expect_problem, get, post
 
 
-def _parallel(n, fn):
-    """Runs fn(i) for i in 0..n-1 on n threads released together; returns
-    the results (an exception object where a call raised)."""
-    results = [None] * n
-    start = threading.Barrier(n)
-
-    def run(i):
-        try:
-            start.wait(20)
-            results[i] = fn(i)
-        except Exception as e:  # noqa: BLE001 - reported by the caller
-            results[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True)
-               for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return results
-
-
 def _responses(results):
     errors = [r for r in results if not isinstance(r, client.Response)]
     assert not errors, f"{len(errors)} requests failed: {errors[:3]}"
@@ -44,7 +22,7 @@ def _responses(results):
 def test_200_concurrent_sales_of_100(ctx):
     store, product = api.store_and_product(ctx)
     api.txn(ctx, store, product, "receipt", 100, on_hand=100, version=1)
-    res = _responses(_parallel(
+    res = _responses(client.parallel(
         200, lambda i: api.post_txn(ctx, store, product, "sale", 1)))
     ok = [r for r in res if r.status == 201]
     refused = [r for r in res if r.status == 409]
@@ -77,7 +55,7 @@ def test_orders_and_sales_never_oversell(ctx):
             return _place_order(ctx, store, [(product, 2)])
         return api.post_txn(ctx, store, product, "sale", 2)
 
-    res = _responses(_parallel(40, one))
+    res = _responses(client.parallel(40, one))
     ok = [r for r in res if r.status == 201]
     assert len(ok) == 15, f"{len(ok)} of 40 accepted (30 units / 2)"
     for r in res:
