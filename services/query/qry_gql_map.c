@@ -41,9 +41,12 @@ invalid(qry_gql_error_t *err, const qry_gql_sel_t *at, const char *fmt, ...) {
   return SF_EPARSE;
 }
 
-/* The GraphQL name of a class: _User is User. */
+/* The GraphQL name of a class: _User is User (the session's own account)
+ * or PublicUser (a store's manager as others see it). */
 static const char *type_name(const qry_pq_class_t *cls) {
-  return strcmp(cls->name, "_User") == 0 ? "User" : cls->name;
+  if (strcmp(cls->name, "_User") != 0)
+    return cls->name;
+  return cls == qry_pq_user_class() ? "User" : "PublicUser";
 }
 
 /* ---- base64 (standard alphabet, padded), as Parse's ids and cursors ---- */

@@ -11,6 +11,7 @@
 #include "qry_call.h"
 #include "qry_changes.h"
 #include "qry_handlers.h"
+#include "qry_graphql.h"
 #include "qry_parse.h"
 #include "qry_sql.h"
 #include "sf/err.h"
@@ -228,7 +229,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
       (rc = sf_http_route(http, "GET", "/metrics", h_metrics, s)) != 0 ||
       (rc = qry_handlers_register(s->calls, http)) != 0 ||
       (rc = qry_changes_register(s->changes, http)) != 0 ||
-      (s->parse && (rc = qry_parse_register(s->parse, http)) != 0)) {
+      (s->parse && (rc = qry_parse_register(s->parse, http)) != 0) ||
+      (s->parse && (rc = qry_graphql_register(s->parse, http)) != 0)) {
     SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
     goto fail_setup;
   }
