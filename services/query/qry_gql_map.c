@@ -15,6 +15,7 @@
 
 #define FIELDS_MAX 128 /* fields of one selection set, fragments expanded */
 #define WHERE_AND_DEPTH 4
+#define SPREADS_MAX 256 /* fragment expansions of one selection set */
 
 /* The root fields of each class: Parse GraphQL's names. */
 static const struct {
@@ -160,7 +161,8 @@ static long long cursor_offset(const char *cursor) {
 
 static int flatten_into(const qry_gql_doc_t *doc, const qry_gql_sel_t *sels,
                         const char *tname, const qry_gql_sel_t **out,
-                        int *n, int depth, qry_gql_error_t *err) {
+                        int *n, int depth, int *spreads,
+                        qry_gql_error_t *err) {
   for (const qry_gql_sel_t *s = sels; s; s = s->next) {
     if (s->kind == QRY_GQL_FIELD) {
       if (*n >= FIELDS_MAX)
@@ -169,6 +171,12 @@ static int flatten_into(const qry_gql_doc_t *doc, const qry_gql_sel_t *sels,
       out[(*n)++] = s;
       continue;
     }
+    /* Fragments that spread others twice each would expand
+     * exponentially: the expansions of one selection set are counted. */
+    if (++*spreads > SPREADS_MAX)
+      return invalid(err, s, "more than %d fragment expansions in one "
+                             "selection set",
+                     SPREADS_MAX);
     const qry_gql_sel_t *inner = s->sels;
     const char *cond = s->type_cond;
     if (s->kind == QRY_GQL_SPREAD) {
@@ -186,7 +194,7 @@ static int flatten_into(const qry_gql_doc_t *doc, const qry_gql_sel_t *sels,
                      "Fragment cannot be spread here as objects of type "
                      "\"%s\" can never be of type \"%.64s\".",
                      tname, cond);
-    int rc = flatten_into(doc, inner, tname, out, n, depth + 1, err);
+    int rc = flatten_into(doc, inner, tname, out, n, depth + 1, spreads, err);
     if (rc)
       return rc;
   }
@@ -196,8 +204,9 @@ static int flatten_into(const qry_gql_doc_t *doc, const qry_gql_sel_t *sels,
 static int flatten(const qry_gql_doc_t *doc, const qry_gql_sel_t *sels,
                    const char *tname, const qry_gql_sel_t **out, int *n,
                    qry_gql_error_t *err) {
+  int spreads = 0;
   *n = 0;
-  return flatten_into(doc, sels, tname, out, n, 0, err);
+  return flatten_into(doc, sels, tname, out, n, 0, &spreads, err);
 }
 
 int qry_gqlm_roots(const qry_gql_doc_t *doc, const qry_gql_op_t *op,
@@ -458,7 +467,9 @@ static int connection(walk_t *w, const qry_gql_sel_t *sels,
         json_t *v = NULL;
         char c[64];
         if ((rc = no_args(w, p, "PageInfo")) != 0 ||
-            (rc = leaf(w, p, "PageInfo's scalars")) != 0)
+            (rc = leaf(w, p,
+                       strstr(p->name, "Cursor") ? "String" : "Boolean")) !=
+                0)
           return rc;
         if (strcmp(p->name, "hasNextPage") == 0) {
           v = pi ? json_boolean(more) : NULL;

@@ -372,6 +372,16 @@ static void test_plan_validation(void **state) {
   plan_invalid("{ stores { edges { node { ...F } } } }"
                " fragment F on Store { ...F }",
                "within itself");
+  /* fragments spreading others twice: 2^20 expansions, refused early */
+  char bomb[2048];
+  size_t n = (size_t)snprintf(bomb, sizeof(bomb),
+                              "{ stores { edges { node { ...F0 } } } }");
+  for (int i = 0; i < 20; i++)
+    n += (size_t)snprintf(bomb + n, sizeof(bomb) - n,
+                          " fragment F%d on Store { ...F%d ...F%d }", i,
+                          i + 1, i + 1);
+  snprintf(bomb + n, sizeof(bomb) - n, " fragment F20 on Store { name }");
+  plan_invalid(bomb, "fragment expansions");
 }
 
 /* ---- answers ---- */
