@@ -205,6 +205,12 @@ static bool run(exec_t *x, qry_gqlm_root_t *r) {
 }
 
 static void step(exec_t *x) {
+  /* A client that went away gets no more queries run for it; the answer
+   * (dropped) frees the request. */
+  if (sf_http_req_canceled(x->req)) {
+    respond_message(x->req, 503, "request canceled", "CANCELED");
+    return;
+  }
   for (; x->next < x->n; x->next++) {
     qry_gqlm_root_t *r = &x->roots[x->next];
     bool ok = true;
