@@ -416,6 +416,7 @@ integration_tests() {
               --env "STOCKFLOW_ADMIN_PASSWORD=$ADMIN_PASSWORD"
               --env "STOCKFLOW_COMMAND_LISTEN=127.0.0.1:$cmd_port"
               --env "STOCKFLOW_QUERY_LISTEN=127.0.0.1:$qry_port"
+              --env "STOCKFLOW_COMMAND_URL=http://127.0.0.1:$cmd_port"
               --env "STOCKFLOW_PROJECTOR_LISTEN=127.0.0.1:$proj_port"
               --env "STOCKFLOW_SCHEMA_REGISTRY_URL=$REGISTRY_URL"
               --env "STOCKFLOW_GATEWAY_LISTEN=127.0.0.1:$gw_port"

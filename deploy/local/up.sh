@@ -23,6 +23,8 @@ export STOCKFLOW_COMMAND_LISTEN="${STOCKFLOW_COMMAND_LISTEN:-127.0.0.1:8081}"
 export STOCKFLOW_QUERY_LISTEN="${STOCKFLOW_QUERY_LISTEN:-127.0.0.1:8082}"
 export STOCKFLOW_PROJECTOR_LISTEN="${STOCKFLOW_PROJECTOR_LISTEN:-127.0.0.1:8083}"
 export STOCKFLOW_GATEWAY_LISTEN="${STOCKFLOW_GATEWAY_LISTEN:-127.0.0.1:8080}"
+# The query service's Parse facade sends its writes to the command service.
+export STOCKFLOW_COMMAND_URL="${STOCKFLOW_COMMAND_URL:-http://$STOCKFLOW_COMMAND_LISTEN}"
 # The gateway connects from 127.0.0.1 and names each client in X-Real-IP:
 # the command service counts login attempts against that client, not
 # against the gateway (docs/security.md). Set it empty to trust no proxy.

@@ -69,8 +69,7 @@ int qry_app_new(qry_app_t **out, uv_loop_t *loop, const qry_settings_t *cfg,
       .stream_max_buffer = (size_t)cfg->stream_max_buffer,
       .stream_heartbeat_ms = (uint64_t)cfg->stream_heartbeat_ms,
       .parse_app_id = cfg->parse_app_id,
-      /* engineer B's STOCKFLOW_COMMAND_URL sets this at merge */
-      .command_url = NULL,
+      .command_url = cfg->command_url,
       .authn = a->authn};
   if ((rc = qry_service_new(&a->svc, loop, a->http, a->pg, &so, log)) != 0) {
     SF_ERROR(log, "query", "query service: %s", sf_strerror(rc));

@@ -41,6 +41,11 @@ static const sf_cfg_entry_t entries[] = {
       stream_heartbeat_ms),
     E("max-body", SF_CFG_INT, "65536", 0, 16777216, "STOCKFLOW_MAX_BODY",
       "largest request body in bytes (413 beyond)", max_body),
+    E("command-url", SF_CFG_STRING, "http://127.0.0.1:8081", 0, 0,
+      "STOCKFLOW_COMMAND_URL",
+      "base URL of the command service, where the Parse facade sends its "
+      "writes and sign-ins",
+      command_url),
     E("parse-app-id", SF_CFG_STRING, "stockflow", 0, 0,
       "STOCKFLOW_PARSE_APP_ID",
       "application id that Parse clients must send on /parse "

@@ -23,6 +23,7 @@ typedef struct qry_settings {
   long long stream_max_buffer;       /* STOCKFLOW_STREAM_MAX_BUFFER */
   long long stream_heartbeat_ms;     /* STOCKFLOW_STREAM_HEARTBEAT_MS */
   long long max_body;                /* STOCKFLOW_MAX_BODY */
+  const char *command_url;           /* STOCKFLOW_COMMAND_URL */
   const char *parse_app_id;          /* STOCKFLOW_PARSE_APP_ID */
   const char *log_level;             /* STOCKFLOW_LOG_LEVEL */
 } qry_settings_t;

@@ -249,8 +249,20 @@ def gateway_env(env, state_dir):
     return out
 
 
+def with_command_url(env):
+    """env with STOCKFLOW_COMMAND_URL (where the query service's Parse
+    facade sends its writes) naming this stack's command service, unless
+    one is given."""
+    out = dict(env)
+    if not out.get("STOCKFLOW_COMMAND_URL"):
+        cmd = env.get(LISTEN_ENV["command"], DEFAULT_LISTEN["command"])
+        out["STOCKFLOW_COMMAND_URL"] = f"http://{cmd}"
+    return out
+
+
 class Stack:
     def __init__(self, bin_dir, env, state_dir, ready_timeout=60.0):
+        env = with_command_url(env)
         self.env = env
         self.ready_timeout = ready_timeout
         self.services = {
