@@ -426,6 +426,8 @@ void qry_parse_session(qry_parse_t *p, sf_http_req_t *req, const char *token,
 
 qry_calls_t *qry_parse_calls(qry_parse_t *p) { return p->calls; }
 
+qry_parse_writes_t *qry_parse_writes_of(qry_parse_t *p) { return p->writes; }
+
 sf_log_t *qry_parse_log(qry_parse_t *p) { return p->log; }
 
 static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,

@@ -145,6 +145,11 @@ bool qry_parse_move_sql(sf_http_req_t *req, qry_pq_t *q, const char **sql,
 
 /* The query service's call context and log, borrowed by the facade. */
 qry_calls_t *qry_parse_calls(qry_parse_t *p);
+
+/* The facade's write side (qry_parse_write.h), or NULL once it is closed;
+ * borrowed. */
+typedef struct qry_parse_writes qry_parse_writes_t;
+qry_parse_writes_t *qry_parse_writes_of(qry_parse_t *p);
 sf_log_t *qry_parse_log(qry_parse_t *p);
 
 /* True once the close above has finished. */
