@@ -264,6 +264,14 @@ static int set(json_t *out, const char *key, json_t *v) {
   return json_object_set_new(out, key, v) ? SF_ENOMEM : 0;
 }
 
+/* A String leaf answered text (__typename, sessionToken; out NULL:
+ * validate only). */
+static int string_leaf(walk_t *w, const qry_gql_sel_t *f, const char *text,
+                       json_t *out) {
+  int rc = leaf(w, f, "String");
+  return rc || !out ? rc : set(out, f->alias, json_string(text));
+}
+
 /* A Parse value shown as a GraphQL scalar: dates as their ISO text. */
 static json_t *scalar(const json_t *v) {
   if (!v)
@@ -312,8 +320,7 @@ static int node(walk_t *w, const qry_gql_sel_t *sels, const qry_pq_class_t *cls,
     if ((rc = no_args(w, f, tn)) != 0)
       return rc;
     if (strcmp(f->name, "__typename") == 0) {
-      if ((rc = leaf(w, f, "String")) != 0 ||
-          (out && (rc = set(out, f->alias, json_string(tn))) != 0))
+      if ((rc = string_leaf(w, f, tn, out)) != 0)
         return rc;
       continue;
     }
@@ -402,8 +409,7 @@ static int connection(walk_t *w, const qry_gql_sel_t *sels,
     if ((rc = no_args(w, f, conn_t)) != 0)
       return rc;
     if (strcmp(f->name, "__typename") == 0) {
-      if ((rc = leaf(w, f, "String")) != 0 ||
-          (out && (rc = set(out, f->alias, json_string(conn_t))) != 0))
+      if ((rc = string_leaf(w, f, conn_t, out)) != 0)
         return rc;
     } else if (strcmp(f->name, "count") == 0) {
       if ((rc = leaf(w, f, "Int")) != 0)
@@ -431,8 +437,7 @@ static int connection(walk_t *w, const qry_gql_sel_t *sels,
           if ((rc = no_args(w, e, edge_t)) != 0)
             return rc;
           if (strcmp(e->name, "__typename") == 0) {
-            if ((rc = leaf(w, e, "String")) != 0 ||
-                (edge && (rc = set(edge, e->alias, json_string(edge_t))) != 0))
+            if ((rc = string_leaf(w, e, edge_t, edge)) != 0)
               return rc;
           } else if (strcmp(e->name, "cursor") == 0) {
             char c[64];
@@ -512,12 +517,10 @@ static int viewer(walk_t *w, const qry_gql_sel_t *sels, const json_t *user,
     if ((rc = no_args(w, f, "Viewer")) != 0)
       return rc;
     if (strcmp(f->name, "__typename") == 0) {
-      if ((rc = leaf(w, f, "String")) != 0 ||
-          (out && (rc = set(out, f->alias, json_string("Viewer"))) != 0))
+      if ((rc = string_leaf(w, f, "Viewer", out)) != 0)
         return rc;
     } else if (strcmp(f->name, "sessionToken") == 0) {
-      if ((rc = leaf(w, f, "String")) != 0 ||
-          (out && (rc = set(out, f->alias, json_string(token))) != 0))
+      if ((rc = string_leaf(w, f, token, out)) != 0)
         return rc;
     } else if (strcmp(f->name, "user") == 0) {
       json_t *u = out ? json_object() : NULL;
@@ -842,6 +845,234 @@ static char *include_text(const qry_pq_class_t *cls, uint64_t bits,
   return out;
 }
 
+/* ---- mutations ---- */
+
+static const struct {
+  const char *name, *payload_type, *class_name, *key;
+  qry_gqlm_kind_t kind;
+} mutations[] = {
+    {"logIn", "LogInPayload", NULL, "viewer", QRY_GQLM_LOGIN},
+    {"logOut", "LogOutPayload", NULL, "ok", QRY_GQLM_LOGOUT},
+    {"createTransaction", "CreateTransactionPayload", "Transaction",
+     "transaction", QRY_GQLM_CREATE},
+    {"createOrder", "CreateOrderPayload", "Order", "order", QRY_GQLM_CREATE},
+};
+
+static int mutation_of(const char *name) {
+  for (size_t i = 0; i < sizeof(mutations) / sizeof(mutations[0]); i++)
+    if (strcmp(mutations[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* The payload of mutation m: validates (obj and out NULL) or shapes. */
+static int payload(walk_t *w, const qry_gql_sel_t *sels, int m,
+                   const qry_gqlm_root_t *r, const json_t *obj,
+                   json_t *out) {
+  const qry_gql_sel_t *fs[FIELDS_MAX];
+  int n, rc;
+  const char *tn = mutations[m].payload_type;
+  if ((rc = flatten(w->doc, sels, tn, fs, &n, w->err)) != 0)
+    return rc;
+  for (int i = 0; i < n; i++) {
+    const qry_gql_sel_t *f = fs[i];
+    if ((rc = no_args(w, f, tn)) != 0)
+      return rc;
+    if (strcmp(f->name, "__typename") == 0) {
+      if ((rc = string_leaf(w, f, tn, out)) != 0)
+        return rc;
+    } else if (strcmp(f->name, "clientMutationId") == 0) {
+      if ((rc = leaf(w, f, "String")) != 0 ||
+          (out && (rc = set(out, f->alias, r->client_id ? json_incref(r->client_id) : json_null())) != 0))
+        return rc;
+    } else if (strcmp(f->name, mutations[m].key) != 0) {
+      return invalid(w->err, f, "Cannot query field \"%s\" on type \"%s\".",
+                     f->name, tn);
+    } else if (mutations[m].kind == QRY_GQLM_LOGOUT) {
+      if ((rc = leaf(w, f, "Boolean")) != 0 ||
+          (out && (rc = set(out, f->alias, json_true())) != 0))
+        return rc;
+    } else if (mutations[m].kind == QRY_GQLM_LOGIN) {
+      json_t *v = out ? json_object() : NULL;
+      const char *token =
+          json_string_value(json_object_get(obj, "sessionToken"));
+      if ((rc = branch(w, f, "Viewer")) != 0 ||
+          (out && (rc = set(out, f->alias, v)) != 0) ||
+          (rc = viewer(w, f->sels, obj, token ? token : "", v)) != 0)
+        return rc;
+    } else {
+      const qry_pq_class_t *cls = qry_pq_class(mutations[m].class_name);
+      json_t *v = out ? json_object() : NULL;
+      if ((rc = branch(w, f, cls->name)) != 0 ||
+          (out && (rc = set(out, f->alias, v)) != 0) ||
+          (rc = node(w, f->sels, cls, 0, obj, v)) != 0)
+        return rc;
+    }
+  }
+  return 0;
+}
+
+/* {link: id} -> a Pointer to target; anything else as it is (the write
+ * path refuses it). New reference. */
+static json_t *link(const qry_pq_class_t *target, const json_t *v) {
+  const char *id = json_string_value(json_object_get(v, "link"));
+  char oid[QRY_GQLM_ID_CAP];
+  if (!json_is_object(v) || json_object_size(v) != 1 || !id)
+    return json_incref((json_t *)v);
+  if (qry_gqlm_object_id(target->name, id, oid, sizeof(oid)) != 0)
+    snprintf(oid, sizeof(oid), "%s", "-");
+  return json_pack("{s:s,s:s,s:s}", "__type", "Pointer", "className",
+                   target->name, "objectId", oid);
+}
+
+/* The Parse body of a create from input.fields. */
+static json_t *create_body(const qry_pq_class_t *cls, const json_t *fields) {
+  json_t *body = json_object();
+  const char *k;
+  const json_t *v;
+  json_object_foreach((json_t *)fields, k, v) {
+    json_t *x = NULL;
+    const qry_pq_field_t *fd = NULL;
+    for (size_t i = 0; i < cls->n_fields; i++)
+      if (strcmp(cls->fields[i].key, k) == 0)
+        fd = &cls->fields[i];
+    if (fd && fd->type == QRY_PQ_POINTER) {
+      x = link(fd->target, v);
+    } else if (strcmp(k, "lines") == 0 && json_is_array(v)) {
+      x = json_array();
+      size_t i;
+      const json_t *line;
+      json_array_foreach(v, i, line) {
+        json_t *l = json_deep_copy(line);
+        const json_t *p = json_object_get(line, "product");
+        if (l && p && json_object_set_new(l, "product", link(qry_pq_class("Product"), p))) {
+          json_decref(l);
+          l = NULL;
+        }
+        if (!x || !l || json_array_append_new(x, l)) {
+          json_decref(x);
+          x = NULL;
+          break;
+        }
+      }
+    } else {
+      x = json_incref((json_t *)v);
+    }
+    if (!body || !x || json_object_set_new(body, k, x)) {
+      json_decref(body);
+      return NULL;
+    }
+  }
+  return body;
+}
+
+static int bad_input(qry_gql_error_t *err, const qry_gql_arg_t *a,
+                     const char *what) {
+  snprintf(err->message, sizeof(err->message),
+           "Argument \"input\" has an invalid value: %s.", what);
+  err->line = a->line;
+  err->col = a->col;
+  return SF_EPARSE;
+}
+
+static int plan_mutation(const qry_gql_doc_t *doc, const qry_gql_op_t *op,
+                         const qry_gql_sel_t *f, const json_t *vars,
+                         qry_gqlm_root_t *r, qry_gql_error_t *err) {
+  walk_t w = {.doc = doc, .err = err};
+  int m = mutation_of(f->name), rc;
+  if (m < 0)
+    return invalid(err, f, "Cannot query field \"%s\" on type \"Mutation\".",
+                   f->name);
+  r->kind = mutations[m].kind;
+  r->cls = mutations[m].class_name ? qry_pq_class(mutations[m].class_name)
+                                   : qry_pq_user_class();
+  const qry_gql_arg_t *in = NULL;
+  for (const qry_gql_arg_t *a = f->args; a; a = a->next) {
+    if (strcmp(a->name, "input") != 0)
+      return invalid(err, f, "Unknown argument \"%s\" on field "
+                             "\"Mutation.%s\".",
+                     a->name, f->name);
+    in = a;
+  }
+  if (!in && r->kind != QRY_GQLM_LOGOUT)
+    return invalid(err, f,
+                   "Field \"%s\" argument \"input\" is required, but it "
+                   "was not provided.",
+                   f->name);
+  json_t *input = NULL;
+  if (in && (rc = qry_gql_value_json(in->value, op, vars, &input, err)) != 0)
+    return rc;
+  if (!input && !(input = json_object()))
+    return SF_ENOMEM;
+  rc = 0;
+  const json_t *cid = json_object_get(input, "clientMutationId");
+  const char *k;
+  json_t *v;
+  if (!json_is_object(input)) {
+    rc = bad_input(err, in, "an input object expected");
+  } else if (cid && !json_is_string(cid) && !json_is_null(cid)) {
+    rc = bad_input(err, in, "clientMutationId must be a String");
+  } else {
+    if (json_is_string(cid))
+      r->client_id = json_incref((json_t *)cid);
+    json_object_foreach(input, k, v) {
+      bool known = strcmp(k, "clientMutationId") == 0 ||
+                   (r->kind == QRY_GQLM_LOGIN && (strcmp(k, "username") == 0 ||
+                                                  strcmp(k, "password") == 0)) ||
+                   (r->kind == QRY_GQLM_CREATE && strcmp(k, "fields") == 0);
+      if (!known && !rc)
+        rc = bad_input(err, in, "an input field is not defined by its type");
+    }
+  }
+  if (!rc && r->kind == QRY_GQLM_LOGIN) {
+    const json_t *u = json_object_get(input, "username");
+    const json_t *pw = json_object_get(input, "password");
+    if (!json_is_string(u) || !json_is_string(pw))
+      rc = bad_input(err, in, "username and password Strings expected");
+    else if (!(r->body = json_pack("{s:O,s:O}", "username", u, "password",
+                                   pw)))
+      rc = SF_ENOMEM;
+  } else if (!rc && r->kind == QRY_GQLM_LOGOUT) {
+    if (!(r->body = json_object()))
+      rc = SF_ENOMEM;
+  } else if (!rc) {
+    const json_t *fields = json_object_get(input, "fields");
+    if (!json_is_object(fields))
+      rc = bad_input(err, in, "fields must be an input object");
+    else if (!(r->body = create_body(r->cls, fields)))
+      rc = SF_ENOMEM;
+  }
+  json_decref(input);
+  if (rc)
+    return rc;
+  if ((rc = branch(&w, f, mutations[m].payload_type)) != 0 ||
+      (rc = payload(&w, f->sels, m, r, NULL, NULL)) != 0)
+    return rc;
+  char inc[128];
+  r->params = json_pack("{s:s}", "include",
+                        include_text(r->cls, w.include, inc, sizeof(inc)));
+  return r->params ? 0 : SF_ENOMEM;
+}
+
+int qry_gqlm_shape_payload(const qry_gql_doc_t *doc, const qry_gqlm_root_t *r,
+                           const json_t *obj, json_t **out) {
+  qry_gql_error_t err;
+  walk_t w = {.doc = doc, .err = &err};
+  int m = mutation_of(r->field->name);
+  json_t *o = json_object();
+  if (m < 0 || !o) {
+    json_decref(o);
+    return m < 0 ? SF_EINVAL : SF_ENOMEM;
+  }
+  int rc = payload(&w, r->field->sels, m, r, obj, o);
+  if (rc) {
+    json_decref(o);
+    return rc;
+  }
+  *out = o;
+  return 0;
+}
+
 static int plan(const qry_gql_doc_t *doc, const qry_gql_op_t *op,
                 const qry_gql_sel_t *f, const json_t *vars,
                 qry_gqlm_root_t *r, qry_gql_error_t *err) {
@@ -853,6 +1084,8 @@ static int plan(const qry_gql_doc_t *doc, const qry_gql_op_t *op,
                                                 "arguments or subfields.")
                               : 0;
   }
+  if (op->kind == QRY_GQL_MUTATION)
+    return plan_mutation(doc, op, f, vars, r, err);
   if (strcmp(f->name, "viewer") == 0) {
     r->kind = QRY_GQLM_VIEWER;
     r->cls = qry_pq_user_class();
@@ -990,7 +1223,9 @@ int qry_gqlm_plan(const qry_gql_doc_t *doc, const qry_gql_op_t *op,
 
 void qry_gqlm_root_free(qry_gqlm_root_t *r) {
   json_decref(r->params);
-  r->params = NULL;
+  json_decref(r->body);
+  json_decref(r->client_id);
+  r->params = r->body = r->client_id = NULL;
 }
 
 /* ---- answers ---- */

@@ -15,6 +15,11 @@
  * with its global id (base64 of "Class:objectId"), pointers as the object
  * pointed to.
  *
+ * Mutations (logIn, logOut, createTransaction, createOrder) are planned
+ * into the Parse REST body of the write ({store: {link: id}} becomes a
+ * Pointer), for the facade's write path (qry_parse_write), so the same /v1
+ * rules apply; their payload selection is checked like a query's.
+ *
  * Errors come in two kinds, as in GraphQL servers: a plan that does not
  * fit the schema (unknown field or argument, wrong argument type) is a
  * validation error of the whole request (SF_EPARSE); a `where` that the
@@ -37,6 +42,9 @@ typedef enum qry_gqlm_kind {
   QRY_GQLM_ONE,      /* store(id:) ... */
   QRY_GQLM_LIST,     /* stores(where:, order:, skip:, first:, after:) */
   QRY_GQLM_VIEWER,   /* viewer { user sessionToken } */
+  QRY_GQLM_LOGIN,    /* mutation logIn(input: {username, password}) */
+  QRY_GQLM_LOGOUT,   /* mutation logOut(input: {}) */
+  QRY_GQLM_CREATE,   /* mutation createTransaction / createOrder */
 } qry_gqlm_kind_t;
 
 /* One root field of a query, planned. */
@@ -44,7 +52,10 @@ typedef struct qry_gqlm_root {
   qry_gqlm_kind_t kind;
   const qry_gql_sel_t *field;      /* borrowed from the document */
   const qry_pq_class_t *cls;       /* ONE, LIST; VIEWER: the _User class */
-  json_t *params;                  /* qry_pq_build's parameters (owned) */
+  json_t *params;                  /* qry_pq_build's parameters (owned); CREATE: those
+                        of the read back */
+  json_t *body;                    /* mutations: the Parse REST body of the write (owned) */
+  json_t *client_id;               /* mutations: input.clientMutationId, or NULL */
   char object_id[QRY_GQLM_ID_CAP]; /* ONE: the objectId asked for */
   long long skip;                  /* LIST: offset of the first edge */
   long long first;                 /* LIST: edges asked for */
@@ -84,6 +95,12 @@ int qry_gqlm_shape_one(const qry_gql_doc_t *doc, const qry_gqlm_root_t *r,
 int qry_gqlm_shape_viewer(const qry_gql_doc_t *doc, const qry_gqlm_root_t *r,
                           const json_t *user, const char *session_token,
                           json_t **out);
+
+/* The payload of a mutation root: LOGIN from the Parse login answer
+ * (the user with its sessionToken), LOGOUT from nothing (obj NULL), CREATE
+ * from the object written, read back. */
+int qry_gqlm_shape_payload(const qry_gql_doc_t *doc, const qry_gqlm_root_t *r,
+                           const json_t *obj, json_t **out);
 
 /* Parse's global id of an object: base64 of "Class:objectId" into out
  * (cap bytes). Returns 0 or SF_ETOOBIG. */

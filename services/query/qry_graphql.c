@@ -15,6 +15,7 @@
 #include "qry_gql.h"
 #include "qry_gql_map.h"
 #include "qry_parse_query.h"
+#include "qry_parse_write.h"
 #include "sf/err.h"
 
 typedef struct exec {
@@ -31,7 +32,10 @@ typedef struct exec {
   qry_gqlm_root_t roots[QRY_GRAPHQL_MAX_ROOTS];
   int rc[QRY_GRAPHQL_MAX_ROOTS];
   qry_gql_error_t err[QRY_GRAPHQL_MAX_ROOTS];
-  qry_pq_t q; /* the root running now */
+  qry_pq_t q;         /* the root running now */
+  bool mutation;      /* the operation is a mutation */
+  bool needs_session; /* a root other than logIn */
+  qry_parse_req_t pr; /* the write running now (mutations) */
 } exec_t;
 
 static void exec_free(void *ud) {
@@ -150,6 +154,8 @@ static void on_rows(qry_call_t *c, const PGresult *res) {
   int rc = r->kind == QRY_GQLM_LIST
                ? qry_pq_render_list(&x->q, res, &text, &len)
                : qry_pq_render_one(&x->q, res, NULL, &text, &len);
+  if (rc == SF_ENOTFOUND && r->kind == QRY_GQLM_CREATE)
+    rc = SF_EINVAL; /* written, yet not read back: a bug */
   json_t *parse_json = NULL, *shaped = NULL;
   if (rc == SF_ENOTFOUND) {
     if (!field_message(x, r, QRY_PARSE_OBJECT_NOT_FOUND,
@@ -170,6 +176,8 @@ static void on_rows(qry_call_t *c, const PGresult *res) {
              ? qry_gqlm_shape_list(x->doc, r, parse_json, &shaped)
          : r->kind == QRY_GQLM_ONE
              ? qry_gqlm_shape_one(x->doc, r, parse_json, &shaped)
+         : r->kind == QRY_GQLM_CREATE
+             ? qry_gqlm_shape_payload(x->doc, r, parse_json, &shaped)
              : qry_gqlm_shape_viewer(x->doc, r, parse_json, x->token, &shaped);
   }
   free(text);
@@ -200,8 +208,77 @@ static bool run(exec_t *x, qry_gqlm_root_t *r) {
     return qry_calls_closing(qry_parse_calls(x->p));
   c->ext = x;
   c->store_filter = r->kind == QRY_GQLM_VIEWER ? NULL : x->filter;
+  /* a created object is read once the read model has it */
+  const char *pos =
+      r->kind == QRY_GQLM_CREATE
+          ? qry_parse_writes_position(qry_parse_writes_of(x->p), x->token)
+          : NULL;
+  if (pos && qry_positions_parse(pos, c->pos, QRY_POSITIONS_MAX, &c->n_pos))
+    c->n_pos = 0;
   qry_call_run_sql(c, "graphql query", sql, n_params, params, on_rows);
   return true;
+}
+
+/* The answer of a mutation's write (the facade's write path, Parse's
+ * shape): an error is the field's; logIn and logOut are shaped from it; a
+ * created object is read back (after its position) for its payload. */
+static void on_written(void *ud, int status, json_t *body) {
+  exec_t *x = ud;
+  qry_gqlm_root_t *r = &x->roots[x->next];
+  bool ok = body != NULL;
+  if (ok && (status < 200 || status > 299)) {
+    const json_t *code = json_object_get(body, "code");
+    const char *msg = json_string_value(json_object_get(body, "error"));
+    ok = field_message(x, r,
+                       json_is_integer(code) ? (int)json_integer_value(code)
+                                             : QRY_PARSE_OTHER_CAUSE,
+                       msg ? msg : "the write failed");
+  } else if (ok && r->kind == QRY_GQLM_CREATE) {
+    const char *oid = json_string_value(json_object_get(body, "objectId"));
+    memset(&x->q, 0, sizeof(x->q));
+    int rc = oid ? qry_pq_build(r->cls, r->params, oid, x->filter, &x->q)
+                 : SF_EPARSE;
+    json_decref(body);
+    if (rc == 0) {
+      if (!run(x, r)) {
+        qry_pq_free(&x->q);
+        respond_message(x->req, 500, "out of memory",
+                        "INTERNAL_SERVER_ERROR");
+      }
+      return; /* on_rows goes on */
+    }
+    respond_message(x->req, 500, "the created object was not read back",
+                    "INTERNAL_SERVER_ERROR");
+    return;
+  } else if (ok) {
+    json_t *shaped = NULL;
+    ok = qry_gqlm_shape_payload(x->doc, r, r->kind == QRY_GQLM_LOGIN ? body : NULL,
+                                &shaped) == 0 &&
+         !json_object_set_new(x->data, r->field->alias, shaped);
+  }
+  json_decref(body);
+  if (!ok) {
+    respond_message(x->req, 500, "out of memory", "INTERNAL_SERVER_ERROR");
+    return;
+  }
+  x->next++;
+  step(x);
+}
+
+static void start_write(exec_t *x, qry_parse_writes_t *w,
+                        qry_gqlm_root_t *r) {
+  x->pr = (qry_parse_req_t){.req = x->req,
+                            .method = "POST",
+                            .path = "",
+                            .body = r->body,
+                            .params = r->body,
+                            .session_token = x->token};
+  qry_parse_op_t op = r->kind == QRY_GQLM_LOGIN    ? QRY_PARSE_LOGIN
+                      : r->kind == QRY_GQLM_LOGOUT ? QRY_PARSE_LOGOUT
+                                                   : QRY_PARSE_CREATE;
+  qry_parse_writes_call(w, &x->pr, op,
+                        r->kind == QRY_GQLM_CREATE ? r->cls->name : NULL,
+                        NULL, on_written, x);
 }
 
 static void step(exec_t *x) {
@@ -218,7 +295,17 @@ static void step(exec_t *x) {
       ok = field_error(x, r, r->code, &x->err[x->next]);
     } else if (r->kind == QRY_GQLM_TYPENAME) {
       ok = !json_object_set_new(x->data, r->field->alias,
-                                json_string("Query"));
+                                json_string(x->mutation ? "Mutation"
+                                                        : "Query"));
+    } else if (r->kind == QRY_GQLM_LOGIN || r->kind == QRY_GQLM_LOGOUT ||
+               r->kind == QRY_GQLM_CREATE) {
+      qry_parse_writes_t *w = qry_parse_writes_of(x->p);
+      if (w) {
+        start_write(x, w, r);
+        return; /* on_written goes on */
+      }
+      ok = field_message(x, r, QRY_PARSE_CONNECTION_FAILED,
+                         "service shutting down");
     } else {
       const char *id = r->kind == QRY_GQLM_VIEWER ? x->who->user_id
                        : r->kind == QRY_GQLM_ONE  ? r->object_id
@@ -314,20 +401,16 @@ static bool read_request(exec_t *x, const char **query, size_t *qlen,
   return true;
 }
 
-static void on_session(sf_http_req_t *req, const sf_principal_t *who,
-                       void *ud) {
-  exec_t *x = ud;
-  x->who = who;
-  if (sf_authn_store_filter(req, &x->filter) != 0) {
-    respond_message(req, 500, "out of memory", "INTERNAL_SERVER_ERROR");
-    return;
-  }
+/* Reads, parses and plans the request. Returns true when it is ready to
+ * run, else answers and returns false. */
+static bool prepare(exec_t *x) {
+  sf_http_req_t *req = x->req;
   const char *query = NULL, *op_name = NULL;
   size_t qlen = 0;
   json_t *body = NULL;
   if (!read_request(x, &query, &qlen, &op_name, &body)) {
     json_decref(body);
-    return;
+    return false;
   }
   qry_gql_error_t e;
   int rc = qry_gql_parse(query, qlen, &x->doc, &e);
@@ -337,28 +420,29 @@ static void on_session(sf_http_req_t *req, const sf_principal_t *who,
   json_decref(body); /* query and op_name are not used after this */
   if (rc == SF_ENOMEM) {
     respond_message(req, 500, "out of memory", "INTERNAL_SERVER_ERROR");
-    return;
+    return false;
   }
   if (rc) {
     respond_errors(req, 400, &e, "GRAPHQL_PARSE_FAILED");
-    return;
+    return false;
   }
-  if (op->kind != QRY_GQL_QUERY) {
+  bool get = strcmp(sf_http_req_method(req), "GET") == 0;
+  if (op->kind == QRY_GQL_SUBSCRIPTION ||
+      (op->kind == QRY_GQL_MUTATION && get)) {
     e.line = op->line;
     e.col = op->col;
     snprintf(e.message, sizeof(e.message), "%s",
-             op->kind == QRY_GQL_MUTATION
-                 ? "Mutations are not served yet: write through /parse "
-                   "(docs/parse-compat.md)."
+             get ? "Mutations are sent with POST."
                  : "Subscriptions are not served: use LiveQuery on /parse.");
     respond_errors(req, 400, &e, "GRAPHQL_VALIDATION_FAILED");
-    return;
+    return false;
   }
+  x->mutation = op->kind == QRY_GQL_MUTATION;
   const qry_gql_sel_t *fields[QRY_GRAPHQL_MAX_ROOTS];
   int n = qry_gqlm_roots(x->doc, op, fields, QRY_GRAPHQL_MAX_ROOTS, &e);
   if (n < 0) {
     respond_errors(req, 400, &e, "GRAPHQL_VALIDATION_FAILED");
-    return;
+    return false;
   }
   for (int i = 0; i < n; i++) {
     rc = qry_gqlm_plan(x->doc, op, fields[i], x->vars, &x->roots[i],
@@ -367,20 +451,37 @@ static void on_session(sf_http_req_t *req, const sf_principal_t *who,
     x->n = i + 1; /* freed by exec_free from here on */
     if (rc == SF_EPARSE) {
       respond_errors(req, 400, &x->err[i], "GRAPHQL_VALIDATION_FAILED");
-      return;
+      return false;
     }
     if (rc && rc != SF_EINVAL) {
       respond_message(req, 500, "out of memory", "INTERNAL_SERVER_ERROR");
-      return;
+      return false;
     }
+    /* logIn is the one root field that needs no session */
+    if (x->roots[i].kind != QRY_GQLM_LOGIN &&
+        !(x->roots[i].kind == QRY_GQLM_TYPENAME && x->mutation))
+      x->needs_session = true;
   }
   if (!(x->data = json_object()) || !(x->errors = json_array())) {
+    respond_message(req, 500, "out of memory", "INTERNAL_SERVER_ERROR");
+    return false;
+  }
+  return true;
+}
+
+static void on_session(sf_http_req_t *req, const sf_principal_t *who,
+                       void *ud) {
+  exec_t *x = ud;
+  x->who = who;
+  if (sf_authn_store_filter(req, &x->filter) != 0) {
     respond_message(req, 500, "out of memory", "INTERNAL_SERVER_ERROR");
     return;
   }
   step(x);
 }
 
+/* The checks of /parse first (application id, master key); then the
+ * document, so that a logIn needs no session; then the session. */
 static void h_graphql(sf_http_req_t *req, void *ud) {
   qry_parse_t *p = ud;
   const char *app = sf_http_req_header(req, "X-Parse-Application-Id");
@@ -396,7 +497,15 @@ static void h_graphql(sf_http_req_t *req, void *ud) {
   x->p = p;
   x->req = req;
   x->token = sf_http_req_header(req, "X-Parse-Session-Token");
-  qry_parse_session(p, req, x->token, on_session, x);
+  if (x->token && !*x->token)
+    x->token = NULL;
+  if (!prepare(x))
+    return;
+  if (x->needs_session || x->token) {
+    qry_parse_session(p, req, x->token, on_session, x);
+    return;
+  }
+  step(x);
 }
 
 int qry_graphql_register(qry_parse_t *p, sf_http_server_t *http) {

@@ -18,9 +18,11 @@
  *    (extensions.code "GRAPHQL_PARSE_FAILED") or a document that does not
  *    fit the schema ("GRAPHQL_VALIDATION_FAILED"); nothing is run;
  *  - the facade's Parse-shaped errors for the app id and the session.
- * Mutations are not served yet (400, see docs/parse-compat.md): they will
- * go through the facade's write path (qry_parse_write). Loop thread
- * only. */
+ * Mutations (logIn, logOut, createTransaction, createOrder; POST only)
+ * go through the facade's write path (qry_parse_writes_call: /v1 on the
+ * command service, the same rules as /parse); a created object is read
+ * back once the read model has it (its position). logIn is the one field
+ * that needs no session. Loop thread only. */
 #ifndef QRY_GRAPHQL_H
 #define QRY_GRAPHQL_H
 

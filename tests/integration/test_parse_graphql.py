@@ -9,8 +9,10 @@ query builder and objects not found (200, that field null, an error with
 the Parse code). Data is seeded through /v1 and each test waits for it
 with ?min_position= on a /v1 read.
 
-Mutations are not served yet (the facade's write path is not merged on
-this branch): the test checks that they are refused plainly."""
+Mutations (logIn, logOut, createTransaction, createOrder) go through the
+facade's write path to /v1: a sale, an oversell refused with code 142 and
+nothing written, an order, a clerk's write to another store refused, a
+login and a logout."""
 
 import base64
 import json
@@ -406,8 +408,16 @@ def test_graphql_bad_queries(ctx):
         ("{ __schema { types { name } } }", "Introspection is not served"),
         ("{ stores { edges { node { ...F } } } } fragment F on Product "
          "{ sku }", "can never be of type"),
-        ("mutation { logOut(input: {}) { clientMutationId } }",
-         "Mutations are not served yet"),
+        ("mutation { deleteStore(input: {}) { ok } }",
+         "Cannot query field \"deleteStore\" on type \"Mutation\""),
+        ("mutation { logIn(input: {username: 5, password: \"x\"}) {"
+         " viewer { sessionToken } } }", "username and password"),
+        ("mutation { createTransaction(input: {fields: {}}) { nope } }",
+         "Cannot query field \"nope\""),
+        ("mutation { createTransaction(input: {other: 1}) { clientMutationId"
+         " } }", "not defined by its type"),
+        ("mutation { createTransaction { clientMutationId } }",
+         "\"input\" is required"),
         ("subscription { stores { count } }", "Subscriptions"),
     ]
     for q, want in invalid:
@@ -436,3 +446,108 @@ def test_graphql_bad_queries(ctx):
             s: store(id: "%s") { objectId } }""" % A)
     field_error(r, "stores", 102)
     assert r.body["data"]["s"] == {"objectId": A}, r
+
+
+# ---- mutations ----
+
+def test_graphql_mutations_sale_oversell_order(ctx):
+    store, product = api.store_and_product(ctx)
+    tx = """mutation T($s: ID!, $p: ID!, $type: String!, $q: Int!) {
+              createTransaction(input: {clientMutationId: "c-1", fields: {
+                  store: {link: $s}, product: {link: $p}, type: $type,
+                  quantity: $q, reference: "gql-po"}}) {
+                clientMutationId
+                transaction { objectId type quantity delta reference
+                              store { objectId name } product { objectId }
+                              __typename }
+              } }"""
+    d = data(gql(ctx, tx, {"s": store, "p": product, "type": "receipt",
+                           "q": 10}), "receipt")
+    t = d["createTransaction"]
+    assert t["clientMutationId"] == "c-1", t
+    client.expect_uuid(t["transaction"]["objectId"])
+    assert {k: v for k, v in t["transaction"].items() if k != "objectId"} \
+        == {"type": "receipt", "quantity": 10, "delta": 10,
+            "reference": "gql-po", "store": {"objectId": store,
+                                             "name": t["transaction"]
+                                             ["store"]["name"]},
+            "product": {"objectId": product},
+            "__typename": "Transaction"}, t
+    # a sale, with global ids as links
+    d = data(gql(ctx, tx, {"s": gid("Store", store),
+                           "p": gid("Product", product), "type": "sale",
+                           "q": 3}), "sale")
+    assert d["createTransaction"]["transaction"]["delta"] == -3, d
+    # the oversell: that field null, code 142, nothing written
+    r = gql(ctx, tx, {"s": store, "p": product, "type": "sale", "q": 8})
+    msg = field_error(r, "createTransaction", 142, "oversell")
+    assert msg, r
+    last = api.txn(ctx, store, product, "receipt", 1, on_hand=8, version=3)
+    hist = api.history(ctx, store, product, position=last["position"])
+    assert [(i["type"], i["quantity"]) for i in hist] == \
+        [("receipt", 1), ("sale", 3), ("receipt", 10)], hist
+    # an order reserves stock
+    d = data(gql(ctx, """mutation { createOrder(input: {fields: {
+                 store: {link: "%s"}, lines: [{product: {link: "%s"},
+                 quantity: 2}], reference: "gql-web"}}) { order { objectId
+                 status reference lines store { objectId } } } }"""
+                 % (store, product)), "order")
+    o = d["createOrder"]["order"]
+    client.expect_uuid(o["objectId"])
+    assert (o["status"], o["reference"], o["store"]) == \
+        ("placed", "gql-web", {"objectId": store}), o
+    assert o["lines"] == [{"product": {"__type": "Pointer",
+                                       "className": "Product",
+                                       "objectId": product},
+                           "quantity": 2}], o
+    inv = data(gql(ctx, """{ inventory(id: "%s_%s") { onHand reserved
+                   available } }""" % (store, product)))["inventory"]
+    assert inv == {"onHand": 8, "reserved": 2, "available": 6}, inv
+    # the write path's refusals come back with their Parse code
+    r = gql(ctx, tx, {"s": store, "p": product, "type": "teleport",
+                      "q": 1})
+    field_error(r, "createTransaction", 142, "unknown type")
+    r = gql(ctx, tx, {"s": client.new_uuid(), "p": product,
+                      "type": "receipt", "q": 1})
+    assert r.body["data"]["createTransaction"] is None, r
+    assert r.body["errors"][0]["extensions"]["code"] in (101, 142), r
+
+
+def test_graphql_mutations_login_logout_and_roles(ctx):
+    store, product = api.store_and_product(ctx)
+    other, _ = api.store_and_product(ctx)
+    clerk = user_with_role(ctx, "clerk", [store])
+    login = """mutation L($u: String!, $p: String!) { logIn(input: {
+                 username: $u, password: $p}) { viewer { sessionToken
+                 user { objectId username role } } } }"""
+    # no session needed to log in
+    d = data(gql(ctx, login, {"u": clerk["username"],
+                              "p": clerk["password"]}, token=""), "login")
+    v = d["logIn"]["viewer"]
+    assert v["user"] == {"objectId": clerk["id"],
+                         "username": clerk["username"], "role": "clerk"}, v
+    tok = v["sessionToken"]
+    assert isinstance(tok, str) and len(tok) == 43, v
+    # wrong password: code 101, as Parse
+    r = gql(ctx, login, {"u": clerk["username"], "p": "wrong-password"},
+            token="")
+    assert field_error(r, "logIn", 101) == "Invalid username/password."
+    # other mutations need a session
+    tx = """mutation { createTransaction(input: {fields: {store: {link:
+            "%s"}, product: {link: "%s"}, type: "receipt", quantity: 2}})
+            { transaction { objectId } } }"""
+    parse_error(gql(ctx, tx % (store, product), token=""), 403, 119,
+                "no session")
+    # the clerk writes to its store, not to another one
+    d = data(gql(ctx, tx % (store, product), token=tok), "clerk receipt")
+    client.expect_uuid(d["createTransaction"]["transaction"]["objectId"])
+    r = gql(ctx, tx % (other, product), token=tok)
+    field_error(r, "createTransaction", 119, "another store")
+    # logOut ends the session at once
+    d = data(gql(ctx, "mutation { logOut(input: {}) { ok } }", token=tok))
+    assert d == {"logOut": {"ok": True}}, d
+
+    def gone():
+        parse_error(gql(ctx, "{ __typename }", token=tok), 400, 209,
+                    "after logOut")
+    client.eventually(gone, timeout=5, what="logged-out token refused")

@@ -384,6 +384,104 @@ static void test_plan_validation(void **state) {
   plan_invalid(bomb, "fragment expansions");
 }
 
+/* Mutations: the Parse body of the write, links as Pointers, the
+ * payload's selection checked, and shaped. */
+static void test_plan_mutations(void **state) {
+  (void)state;
+  planned_t p;
+  char gid[128], q[1024];
+  assert_int_equal(qry_gqlm_global_id("Product", U2, gid, sizeof(gid)), 0);
+  snprintf(q, sizeof(q),
+           "mutation { createTransaction(input: {clientMutationId: \"m\","
+           " fields: {store: {link: \"" U1 "\"}, product: {link: \"%s\"},"
+           " type: \"sale\", quantity: 2, reason: \"r\"}}) {"
+           " clientMutationId transaction { objectId store { name } } } }",
+           gid);
+  plan_text(&p, q, NULL);
+  assert_int_equal(p.rc, 0);
+  assert_int_equal(p.r.kind, QRY_GQLM_CREATE);
+  assert_string_equal(p.r.cls->name, "Transaction");
+  assert_json(p.r.body,
+              "{\"store\": {\"__type\": \"Pointer\", \"className\": \"Store\","
+              " \"objectId\": \"" U1 "\"}, \"product\": {\"__type\":"
+              " \"Pointer\", \"className\": \"Product\", \"objectId\": \"" U2
+              "\"}, \"type\": \"sale\", \"quantity\": 2, \"reason\": \"r\"}");
+  assert_json(p.r.params, "{\"include\": \"store\"}");
+  json_t *obj = json_loads("{\"objectId\": \"t\", \"store\": {\"__type\":"
+                           " \"Object\", \"objectId\": \"s\", \"name\":"
+                           " \"North\"}}",
+                           0, NULL);
+  json_t *out = NULL;
+  assert_int_equal(qry_gqlm_shape_payload(p.doc, &p.r, obj, &out), 0);
+  assert_json(out, "{\"clientMutationId\": \"m\", \"transaction\":"
+                   " {\"objectId\": \"t\", \"store\": {\"name\":"
+                   " \"North\"}}}");
+  json_decref(out);
+  json_decref(obj);
+  plan_done(&p);
+
+  plan_text(&p,
+            "mutation { createOrder(input: {fields: {store: {link: \"" U1
+            "\"}, lines: [{product: {link: \"" U2 "\"}, quantity: 1}]}}) {"
+            " order { status } } }",
+            NULL);
+  assert_int_equal(p.rc, 0);
+  assert_json(p.r.body,
+              "{\"store\": {\"__type\": \"Pointer\", \"className\": \"Store\","
+              " \"objectId\": \"" U1 "\"}, \"lines\": [{\"product\":"
+              " {\"__type\": \"Pointer\", \"className\": \"Product\","
+              " \"objectId\": \"" U2 "\"}, \"quantity\": 1}]}");
+  plan_done(&p);
+
+  plan_text(&p,
+            "mutation L($p: String!) { logIn(input: {username: \"ann\","
+            " password: $p}) { viewer { sessionToken user { username } } } }",
+            "{\"p\": \"secret\"}");
+  assert_int_equal(p.rc, 0);
+  assert_int_equal(p.r.kind, QRY_GQLM_LOGIN);
+  assert_json(p.r.body, "{\"username\": \"ann\", \"password\": \"secret\"}");
+  obj = json_loads("{\"objectId\": \"u\", \"username\": \"ann\","
+                   " \"sessionToken\": \"tok\"}",
+                   0, NULL);
+  assert_int_equal(qry_gqlm_shape_payload(p.doc, &p.r, obj, &out), 0);
+  assert_json(out, "{\"viewer\": {\"sessionToken\": \"tok\", \"user\":"
+                   " {\"username\": \"ann\"}}}");
+  json_decref(out);
+  json_decref(obj);
+  plan_done(&p);
+
+  plan_text(&p, "mutation { logOut { ok __typename } }", NULL);
+  assert_int_equal(p.rc, 0);
+  assert_int_equal(p.r.kind, QRY_GQLM_LOGOUT);
+  assert_int_equal(qry_gqlm_shape_payload(p.doc, &p.r, NULL, &out), 0);
+  assert_json(out, "{\"ok\": true, \"__typename\": \"LogOutPayload\"}");
+  json_decref(out);
+  plan_done(&p);
+
+  plan_invalid("mutation { updateStore(input: {}) { ok } }",
+               "on type \"Mutation\"");
+  plan_invalid("mutation { logIn(input: {username: \"a\"}) { viewer {"
+               " sessionToken } } }",
+               "username and password");
+  plan_invalid("mutation { logIn(input: {username: \"a\", password: \"b\","
+               " x: 1}) { viewer { sessionToken } } }",
+               "not defined by its type");
+  plan_invalid("mutation { logIn(input: 5) { viewer { sessionToken } } }",
+               "input object expected");
+  plan_invalid("mutation { createOrder(input: {fields: 3}) { order {"
+               " status } } }",
+               "fields must be an input object");
+  plan_invalid("mutation { createOrder { order { status } } }",
+               "\"input\" is required");
+  plan_invalid("mutation { createOrder(input: {fields: {}}) { order {"
+               " nope } } }",
+               "Cannot query field \"nope\" on type \"Order\"");
+  plan_invalid("mutation { logOut(input: {}) { viewer { sessionToken } } }",
+               "on type \"LogOutPayload\"");
+  plan_invalid("mutation { logOut(input: {}, x: 1) { ok } }",
+               "Unknown argument \"x\"");
+}
+
 /* ---- answers ---- */
 
 static void test_shape_list(void **state) {
@@ -484,6 +582,7 @@ int main(void) {
       cmocka_unit_test(test_plan_list),
       cmocka_unit_test(test_plan_one_and_viewer),
       cmocka_unit_test(test_plan_validation),
+      cmocka_unit_test(test_plan_mutations),
       cmocka_unit_test(test_shape_list),
       cmocka_unit_test(test_shape_one_and_viewer),
   };
