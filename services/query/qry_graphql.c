@@ -208,11 +208,10 @@ static bool run(exec_t *x, qry_gqlm_root_t *r) {
     return qry_calls_closing(qry_parse_calls(x->p));
   c->ext = x;
   c->store_filter = r->kind == QRY_GQLM_VIEWER ? NULL : x->filter;
-  /* a created object is read once the read model has it */
+  /* Read-your-writes, as on /parse: every read waits for the session's
+   * last write through the facade (a created object's own, too). */
   const char *pos =
-      r->kind == QRY_GQLM_CREATE
-          ? qry_parse_writes_position(qry_parse_writes_of(x->p), x->token)
-          : NULL;
+      qry_parse_writes_position(qry_parse_writes_of(x->p), x->token);
   if (pos && qry_positions_parse(pos, c->pos, QRY_POSITIONS_MAX, &c->n_pos))
     c->n_pos = 0;
   qry_call_run_sql(c, "graphql query", sql, n_params, params, on_rows);

@@ -503,6 +503,12 @@ def test_graphql_mutations_sale_oversell_order(ctx):
     inv = data(gql(ctx, """{ inventory(id: "%s_%s") { onHand reserved
                    available } }""" % (store, product)))["inventory"]
     assert inv == {"onHand": 8, "reserved": 2, "available": 6}, inv
+    # read-your-writes: a sale through GraphQL, then at once a read
+    d = data(gql(ctx, tx, {"s": store, "p": product, "type": "sale",
+                           "q": 1}), "sale 1")
+    inv = data(gql(ctx, """{ inventory(id: "%s_%s") { onHand version } }"""
+                   % (store, product)))["inventory"]
+    assert inv["onHand"] == 7, inv
     # the write path's refusals come back with their Parse code
     r = gql(ctx, tx, {"s": store, "p": product, "type": "teleport",
                       "q": 1})
