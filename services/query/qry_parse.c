@@ -86,6 +86,20 @@ static void read_fail(qry_call_t *c, int status, const char *code,
 
 /* ---- the envelope ---- */
 
+bool qry_parse_check_app(qry_parse_t *p, sf_http_req_t *req,
+                         const char *app_id, bool master) {
+  if (!app_id || strcmp(app_id, p->app_id) != 0) {
+    qry_parse_respond(req, 403, json_pack("{s:s}", "error", "unauthorized"));
+    return false;
+  }
+  if (master) {
+    qry_parse_error(req, 403, QRY_PARSE_OPERATION_FORBIDDEN,
+                    "the master key is not accepted: use an admin account");
+    return false;
+  }
+  return true;
+}
+
 /* The JS SDK's keys of the body, which are the envelope, not the object. */
 static const char *const sdk_keys[] = {
     "_method", "_ApplicationId", "_JavaScriptKey", "_ClientVersion",
@@ -178,15 +192,8 @@ static bool envelope_read(qry_parse_t *p, sf_http_req_t *req,
       pr->installation_id = body_string(body, "_InstallationId");
     master = master || json_object_get(body, "_MasterKey") != NULL;
   }
-  if (!app_id || strcmp(app_id, p->app_id) != 0) {
-    qry_parse_respond(req, 403, json_pack("{s:s}", "error", "unauthorized"));
+  if (!qry_parse_check_app(p, req, app_id, master))
     return false;
-  }
-  if (master) {
-    qry_parse_error(req, 403, QRY_PARSE_OPERATION_FORBIDDEN,
-                    "the master key is not accepted: use an admin account");
-    return false;
-  }
   /* The object / parameters without the envelope's keys. */
   json_t *rest = json_deep_copy(body);
   if (!rest) {
@@ -284,14 +291,12 @@ static void render_read(qry_call_t *c, const PGresult *res) {
   free(text);
 }
 
-/* Moves the built SQL and parameters into request memory, so that every
- * way the request ends frees them. */
-static bool move_to_request(sf_http_req_t *req, read_t *r) {
-  qry_pq_t *q = &r->q;
+bool qry_parse_move_sql(sf_http_req_t *req, qry_pq_t *q, const char **sql_out,
+                        const char ***params_out, int *n_out) {
   size_t n = strlen(q->sql) + 1;
   char *sql = sf_http_req_alloc(req, n);
   const char **params =
-      sf_http_req_alloc(req, (size_t)q->n_params * sizeof(char *));
+      sf_http_req_alloc(req, (size_t)q->n_params * sizeof(char *) + 1);
   if (!sql || !params)
     return false;
   memcpy(sql, q->sql, n);
@@ -306,9 +311,9 @@ static bool move_to_request(sf_http_req_t *req, read_t *r) {
     memcpy(v, q->params[i], pn);
     params[i] = v;
   }
-  r->sql = sql;
-  r->params = params;
-  r->n_params = q->n_params;
+  *sql_out = sql;
+  *params_out = params;
+  *n_out = q->n_params;
   qry_pq_free(q); /* the rest of q (class, keys, ...) stays */
   return true;
 }
@@ -349,7 +354,8 @@ static void run_read(read_t *r, const sf_principal_t *p,
     qry_parse_error(req, 404, QRY_PARSE_OBJECT_NOT_FOUND, "Object not found.");
     return;
   }
-  if (rc || !move_to_request(req, r)) {
+  if (rc || !qry_parse_move_sql(req, &r->q, &r->sql, &r->params,
+                                &r->n_params)) {
     qry_pq_free(&r->q);
     qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
                     "out of memory");
@@ -374,12 +380,25 @@ typedef struct pending_read {
   const char *object_id;
 } pending_read_t;
 
+static void on_read_session(sf_http_req_t *req, const sf_principal_t *who,
+                            void *ud) {
+  (void)req;
+  pending_read_t *pr = ud;
+  run_read(&pr->r, who, pr->class_name, pr->object_id);
+}
+
+/* A session look-up of qry_parse_session. */
+typedef struct session {
+  qry_parse_session_cb cb;
+  void *ud;
+} session_t;
+
 static void on_session(sf_http_req_t *req, sf_authn_outcome_t outcome,
                        const sf_principal_t *p, void *ud) {
-  pending_read_t *pr = ud;
+  session_t *s = ud;
   switch (outcome) {
   case SF_AUTHN_OK:
-    run_read(&pr->r, p, pr->class_name, pr->object_id);
+    s->cb(req, p, s->ud);
     return;
   case SF_AUTHN_INVALID:
     qry_parse_error(req, 400, QRY_PARSE_INVALID_SESSION_TOKEN,
@@ -397,14 +416,33 @@ static void on_session(sf_http_req_t *req, sf_authn_outcome_t outcome,
                   "internal server error");
 }
 
-static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
-                       const char *object_id, bool me) {
-  sf_http_req_t *req = e->pr.req;
-  if (!e->pr.session_token || !*e->pr.session_token) {
+void qry_parse_session(qry_parse_t *p, sf_http_req_t *req, const char *token,
+                       qry_parse_session_cb cb, void *ud) {
+  if (!token || !*token) {
     qry_parse_error(req, 403, QRY_PARSE_OPERATION_FORBIDDEN,
                     "Permission denied, user needs to be authenticated.");
     return;
   }
+  session_t *s = sf_http_req_alloc(req, sizeof(*s));
+  if (!s) {
+    qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
+                    "out of memory");
+    return;
+  }
+  s->cb = cb;
+  s->ud = ud;
+  sf_authn_check_token(p->authn, req, token, on_session, s);
+}
+
+qry_calls_t *qry_parse_calls(qry_parse_t *p) { return p->calls; }
+
+qry_parse_writes_t *qry_parse_writes_of(qry_parse_t *p) { return p->writes; }
+
+sf_log_t *qry_parse_log(qry_parse_t *p) { return p->log; }
+
+static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
+                       const char *object_id, bool me) {
+  sf_http_req_t *req = e->pr.req;
   pending_read_t *pr = sf_http_req_alloc(req, sizeof(*pr));
   if (!pr) {
     qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
@@ -431,7 +469,7 @@ static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
   }
   pr->class_name = class_name;
   pr->object_id = object_id;
-  sf_authn_check_token(p->authn, req, e->pr.session_token, on_session, pr);
+  qry_parse_session(p, req, e->pr.session_token, on_read_session, pr);
 }
 
 /* ---- dispatch ---- */

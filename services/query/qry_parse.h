@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "qry_parse_query.h"
 #include "sf/authn.h"
 #include "sf/http.h"
 #include "sf/log.h"
@@ -128,6 +129,43 @@ int qry_parse_register(qry_parse_t *p, sf_http_server_t *http);
  * flight are answered); done fires on the loop once that is finished.
  * Call once, before the loop is drained. */
 void qry_parse_close(qry_parse_t *p, void (*done)(void *ud), void *ud);
+
+/* ---- the checks /graphql shares with /parse (qry_graphql.c) ---- */
+
+/* Checks the Parse credentials of a request: app_id (the application id
+ * sent, NULL when none) must be the facade's, else 403
+ * {"error": "unauthorized"}; master (a master key was sent) is refused 403
+ * code 119. Answers and returns false when refused. */
+bool qry_parse_check_app(qry_parse_t *p, sf_http_req_t *req,
+                         const char *app_id, bool master);
+
+/* Fires with the session's principal (request memory, borrowed). */
+typedef void (*qry_parse_session_cb)(sf_http_req_t *req,
+                                     const sf_principal_t *who, void *ud);
+
+/* Authenticates a Parse session token (a stockflow bearer token; borrowed,
+ * NULL when none) as the facade's reads do: cb fires once with a valid
+ * session (possibly before this returns); otherwise the request is
+ * answered in Parse's shape (no token: 403 code 119; invalid: 400 code
+ * 209; account database down: 503 code 100) and cb never fires. */
+void qry_parse_session(qry_parse_t *p, sf_http_req_t *req, const char *token,
+                       qry_parse_session_cb cb, void *ud);
+
+/* Moves a built query's SQL text and parameters (q, see qry_pq_build)
+ * into request memory, so that every way the request ends frees them, and
+ * frees them in q (the rest of q stays, for the render). Returns false on
+ * out of memory (q still owns them then). */
+bool qry_parse_move_sql(sf_http_req_t *req, qry_pq_t *q, const char **sql,
+                        const char ***params, int *n_params);
+
+/* The query service's call context and log, borrowed by the facade. */
+qry_calls_t *qry_parse_calls(qry_parse_t *p);
+
+/* The facade's write side (qry_parse_write.h), or NULL once it is closed;
+ * borrowed. */
+typedef struct qry_parse_writes qry_parse_writes_t;
+qry_parse_writes_t *qry_parse_writes_of(qry_parse_t *p);
+sf_log_t *qry_parse_log(qry_parse_t *p);
 
 /* True once the close above has finished. */
 bool qry_parse_closed(const qry_parse_t *p);

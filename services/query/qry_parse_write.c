@@ -49,6 +49,8 @@ struct qry_parse_writes {
 struct job {
   qry_parse_writes_t *w;
   sf_http_req_t *req;
+  qry_parse_write_cb cb; /* set: the answer goes there, not to req */
+  void *cb_ud;
   qry_parse_op_t op;
   char *token;      /* the caller's session token, or NULL */
   char *request_id; /* X-Parse-Request-Id, or NULL */
@@ -85,15 +87,37 @@ static void job_free(job_t *j) {
   free(j);
 }
 
+/* An error answer: to the request, or to cb (qry_parse_writes_call). */
+static void answer_error(sf_http_req_t *req, qry_parse_write_cb cb, void *ud,
+                         int status, int code, const char *message,
+                         const char *retry_after) {
+  if (!cb) {
+    respond_error(req, status, code, message, retry_after);
+    return;
+  }
+  if (retry_after)
+    sf_http_add_header(req, "Retry-After", retry_after);
+  cb(ud, status,
+     json_pack("{s:i, s:s}", "code", code, "error", message ? message : ""));
+}
+
 /* The job's final answer: exactly once, then the job is gone. */
 static void job_answer(job_t *j, int status, json_t *body) {
-  sf_http_respond_json(j->req, status, body);
+  if (j->cb) {
+    sf_http_req_on_close(j->req, NULL, NULL);
+    j->cb(j->cb_ud, status, body);
+  } else {
+    sf_http_respond_json(j->req, status, body);
+  }
   job_free(j);
 }
 
 static void job_fail(job_t *j, const qry_parse_fault_t *f,
                      const char *retry_after) {
-  respond_error(j->req, f->status, f->code, f->message, retry_after);
+  if (j->cb)
+    sf_http_req_on_close(j->req, NULL, NULL);
+  answer_error(j->req, j->cb, j->cb_ud, f->status, f->code, f->message,
+               retry_after);
   job_free(j);
 }
 
@@ -101,7 +125,11 @@ static void client_gone_cb(sf_http_req_t *req, void *ud) {
   job_t *j = ud;
   sf_upstream_cancel(j->up);
   j->up = NULL;
-  sf_http_respond(req, 503, "text/plain", "", 0); /* dropped */
+  if (j->cb) /* its caller answers (dropped) */
+    answer_error(req, j->cb, j->cb_ud, 503, QRY_PARSE_CONNECTION_FAILED,
+                 "request canceled", NULL);
+  else
+    sf_http_respond(req, 503, "text/plain", "", 0); /* dropped */
   job_free(j);
 }
 
@@ -419,27 +447,27 @@ static bool first_step(job_t *j, qry_parse_req_t *pr, const char *class_name,
   return false;
 }
 
-void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
-                             qry_parse_op_t op, const char *class_name,
-                             const char *object_id) {
+static void start(qry_parse_writes_t *w, qry_parse_req_t *pr,
+                  qry_parse_op_t op, const char *class_name,
+                  const char *object_id, qry_parse_write_cb cb, void *ud) {
   sf_http_req_t *req = pr->req;
   const char *token = pr->session_token && *pr->session_token
                           ? pr->session_token
                           : NULL;
   if (w->closing) {
-    respond_error(req, 503, QRY_PARSE_CONNECTION_FAILED,
-                  "service shutting down", "1");
+    answer_error(req, cb, ud, 503, QRY_PARSE_CONNECTION_FAILED,
+                 "service shutting down", "1");
     return;
   }
   if (token && !printable(token, TOKEN_MAX)) {
-    respond_error(req, 400, QRY_PARSE_INVALID_SESSION_TOKEN,
-                  "Invalid session token", NULL);
+    answer_error(req, cb, ud, 400, QRY_PARSE_INVALID_SESSION_TOKEN,
+                 "Invalid session token", NULL);
     return;
   }
   if (pr->request_id && !printable(pr->request_id, 200)) {
-    respond_error(req, 400, QRY_PARSE_VALIDATION_ERROR,
-                  "X-Parse-Request-Id must be 1 to 200 printable characters",
-                  NULL);
+    answer_error(req, cb, ud, 400, QRY_PARSE_VALIDATION_ERROR,
+                 "X-Parse-Request-Id must be 1 to 200 printable characters",
+                 NULL);
     return;
   }
   job_t *j = calloc(1, sizeof(*j));
@@ -449,12 +477,14 @@ void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
     SF_ERROR(w->log, "parse", "out of memory for a write");
     if (j)
       job_free(j);
-    respond_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR, "out of memory",
-                  NULL);
+    answer_error(req, cb, ud, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
+                 "out of memory", NULL);
     return;
   }
   j->w = w;
   j->req = req;
+  j->cb = cb;
+  j->cb_ud = ud;
   j->op = op;
   snprintf(j->http_id, sizeof(j->http_id), "%s", sf_http_req_id(req));
   if (op == QRY_PARSE_LOGIN || op == QRY_PARSE_SIGNUP)
@@ -478,6 +508,19 @@ void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
     unavailable(&f, rc);
     job_fail(j, &f, "1");
   }
+}
+
+void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
+                             qry_parse_op_t op, const char *class_name,
+                             const char *object_id) {
+  start(w, pr, op, class_name, object_id, NULL, NULL);
+}
+
+void qry_parse_writes_call(qry_parse_writes_t *w, qry_parse_req_t *pr,
+                           qry_parse_op_t op, const char *class_name,
+                           const char *object_id, qry_parse_write_cb cb,
+                           void *ud) {
+  start(w, pr, op, class_name, object_id, cb, ud);
 }
 
 const char *qry_parse_writes_position(qry_parse_writes_t *w,

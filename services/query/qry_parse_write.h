@@ -44,6 +44,20 @@ void qry_parse_writes_handle(qry_parse_writes_t *w, qry_parse_req_t *pr,
                              qry_parse_op_t op, const char *class_name,
                              const char *object_id);
 
+/* The answer of a write for a caller that shapes it itself (/graphql's
+ * mutations): status and the Parse-shaped body (ownership passed; NULL on
+ * out of memory) that qry_parse_writes_handle would have answered. */
+typedef void (*qry_parse_write_cb)(void *ud, int status, json_t *body);
+
+/* As qry_parse_writes_handle, but the answer goes to cb, which fires
+ * exactly once (possibly before this returns; with status 503 code 100
+ * when the client goes away first), and the caller answers pr->req
+ * itself, after cb. pr and its request must stay valid until then. */
+void qry_parse_writes_call(qry_parse_writes_t *w, qry_parse_req_t *pr,
+                           qry_parse_op_t op, const char *class_name,
+                           const char *object_id, qry_parse_write_cb cb,
+                           void *ud);
+
 /* The position token of the last successful write of session_token
  * (NULL: none known, or expired). Borrowed until the next call into w. */
 const char *qry_parse_writes_position(qry_parse_writes_t *w,

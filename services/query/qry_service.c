@@ -11,6 +11,7 @@
 #include "qry_call.h"
 #include "qry_changes.h"
 #include "qry_handlers.h"
+#include "qry_graphql.h"
 #include "qry_parse.h"
 #include "qry_livequery.h"
 #include "qry_sql.h"
@@ -259,7 +260,8 @@ int qry_service_new(qry_service_t **out, uv_loop_t *loop,
       (rc = qry_handlers_register(s->calls, http)) != 0 ||
       (rc = qry_changes_register(s->changes, http)) != 0 ||
       (s->parse && (rc = qry_parse_register(s->parse, http)) != 0) ||
-      (rc = qry_livequery_register(s->livequery, http)) != 0) {
+      (rc = qry_livequery_register(s->livequery, http)) != 0 ||
+      (s->parse && (rc = qry_graphql_register(s->parse, http)) != 0)) {
     SF_ERROR(log, "query", "adding routes: %s", sf_strerror(rc));
     goto fail_setup;
   }
