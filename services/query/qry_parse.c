@@ -454,7 +454,7 @@ static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
   pr->r.e = e;
   pr->r.token = e->pr.session_token;
   pr->r.me = me;
-  if (me) {
+  if (me && e->pr.session_token) { /* none: qry_parse_session refuses */
     size_t n = strlen(e->pr.session_token);
     char *echo = sf_http_req_alloc(req, sizeof(QRY_PARSE_TOKEN_PREFIX) + n);
     if (!echo) {
