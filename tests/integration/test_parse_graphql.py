@@ -21,8 +21,9 @@ import urllib.parse
 
 import api
 import client
-from client import expect_json, get, post, request, with_position
-from test_auth_matrix import merge_positions, user_with_role
+from client import request
+from test_auth_matrix import user_with_role
+from test_parse_rest import seed as parse_rest_seed
 
 APP = "stockflow"  # STOCKFLOW_PARSE_APP_ID's default
 
@@ -113,38 +114,9 @@ def cursor(n):
 
 
 def seed(ctx):
-    """Two stores, two products, stock movements and one order; waits
-    until the read model has them all."""
-    positions = []
-    a = api.create_store(ctx)
-    b = api.create_store(ctx)
-    p1 = api.create_product(ctx, price="12.50", category="gql-it")
-    p2 = api.create_product(ctx, price="0.10", category="gql-it",
-                            reorder_level=50)
-    for x in (a, b, p1, p2):
-        positions.append(x["position"])
-    A, B, P1, P2 = a["id"], b["id"], p1["id"], p2["id"]
-    t = {}
-    t["a1_receipt"] = api.txn(ctx, A, P1, "receipt", 10, on_hand=10,
-                              version=1, reference="po-1")
-    t["a2_receipt"] = api.txn(ctx, A, P2, "receipt", 5, on_hand=5,
-                              version=1)
-    t["b1_receipt"] = api.txn(ctx, B, P1, "receipt", 7, on_hand=7,
-                              version=1)
-    t["a1_sale"] = api.txn(ctx, A, P1, "sale", 3, on_hand=7, version=2,
-                           reason="walk-in")
-    for x in t.values():
-        positions.append(x["position"])
-    r = post(ctx.cmd, f"/v1/stores/{A}/orders",
-             {"lines": [{"product_id": P2, "quantity": 2}],
-              "reference": "gql-order"})
-    order = expect_json(r, 201, "place order")
-    positions.append(order["position"])
-    pos = merge_positions(positions)
-    expect_json(get(ctx.qry, with_position(f"/v1/stores/{A}", pos)), 200,
-                "store A in the read model")
-    return {"A": A, "B": B, "P1": P1, "P2": P2, "t": t,
-            "order": order["order_id"], "a": a, "b": b, "p1": p1, "p2": p2}
+    """The /parse read tests' fixture (two stores, two products, stock
+    movements, one order; the read model has them all), tagged "gql"."""
+    return parse_rest_seed(ctx, tag="gql")
 
 
 # ---- the envelope ----

@@ -120,14 +120,14 @@ def date(iso):
 
 # ---- seeding through /v1 ----
 
-def seed(ctx):
+def seed(ctx, tag="parse"):
     """Two stores, two products (one cheap with a 0.10 price), stock
     movements and one order; waits until the read model has them all."""
     positions = []
     a = api.create_store(ctx)
     b = api.create_store(ctx)
-    p1 = api.create_product(ctx, price="12.50", category="parse-it")
-    p2 = api.create_product(ctx, price="0.10", category="parse-it",
+    p1 = api.create_product(ctx, price="12.50", category=f"{tag}-it")
+    p2 = api.create_product(ctx, price="0.10", category=f"{tag}-it",
                             reorder_level=50)
     for x in (a, b, p1, p2):
         positions.append(x["position"])
@@ -145,14 +145,14 @@ def seed(ctx):
         positions.append(x["position"])
     r = post(ctx.cmd, f"/v1/stores/{A}/orders",
              {"lines": [{"product_id": P2, "quantity": 2}],
-              "reference": "parse-order"})
+              "reference": f"{tag}-order"})
     order = expect_json(r, 201, "place order")
     positions.append(order["position"])
     pos = merge_positions(positions)
     expect_json(get(ctx.qry, with_position(f"/v1/stores/{A}", pos)), 200,
                 "store A in the read model")
     return {"A": A, "B": B, "P1": P1, "P2": P2, "t": t,
-            "order": order["order_id"], "a": a, "p1": p1}
+            "order": order["order_id"], "a": a, "b": b, "p1": p1, "p2": p2}
 
 
 # ---- the envelope ----
