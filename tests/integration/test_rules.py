@@ -251,8 +251,12 @@ def _command_with_ttl(ctx, ttl):
     return svc
 
 
-def _order(ctx, order_id):
-    return expect_json(get(ctx.qry, f"/v1/orders/{order_id}"), 200, "order")
+def _order(ctx, order):
+    """The order (a placement's answer) as the read model has it, read at
+    or after the placement's position: a read that comes before the
+    projector applied the placement would be 404."""
+    return expect_json(get(ctx.qry, client.with_position(
+        f"/v1/orders/{order['order_id']}", order["position"])), 200, "order")
 
 
 def test_reservations_expire_and_survive_a_restart(ctx):
@@ -268,11 +272,11 @@ def test_reservations_expire_and_survive_a_restart(ctx):
         a, b, c = place(4), place(3), place(2)
         expect_json(post(ctx.cmd, f"/v1/orders/{b['order_id']}/fulfil"), 200)
         expect_json(post(ctx.cmd, f"/v1/orders/{c['order_id']}/cancel"), 200)
-        until(lambda: _order(ctx, a["order_id"])["status"] == "cancelled",
+        until(lambda: _order(ctx, a)["status"] == "cancelled",
               "order A expired")
-        oa = _order(ctx, a["order_id"])
+        oa = _order(ctx, a)
         assert oa["cancel_cause"] == "expired", oa
-        ob, oc = _order(ctx, b["order_id"]), _order(ctx, c["order_id"])
+        ob, oc = _order(ctx, b), _order(ctx, c)
         assert (ob["status"], ob["cancel_cause"]) == ("fulfilled", None), ob
         assert (oc["status"], oc["cancel_cause"]) == ("cancelled", None), oc
         # the expiry released A's 4 units: fulfil B took 3 of 10
@@ -288,7 +292,7 @@ def test_reservations_expire_and_survive_a_restart(ctx):
         time.sleep(2.5)
         svc.start()
         svc.wait_ready(60)
-        until(lambda: _order(ctx, d["order_id"]).get("cancel_cause") ==
+        until(lambda: _order(ctx, d).get("cancel_cause") ==
               "expired", "order D expired after a restart")
         time.sleep(1.5)  # more sweeps: nothing expires twice
     finally:
@@ -311,7 +315,7 @@ def test_reservations_expire_and_survive_a_restart(ctx):
                          {"lines": [{"product_id": product, "quantity": 1}]}),
                     201)
     time.sleep(3)
-    assert _order(ctx, e["order_id"])["status"] == "placed"
+    assert _order(ctx, e)["status"] == "placed"
 
 
 # ---- the conservation check ----
