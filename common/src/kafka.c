@@ -515,6 +515,8 @@ void sf_kafka_producer_close(sf_kafka_producer_t *p, void (*done)(void *),
 struct sf_kafka_consumer {
   sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
   rd_kafka_t *rk;
+  rd_kafka_t *wm; /* sf_kafka_watermarks' own client (first use); NULL */
+  char *brokers;  /* for wm */
   sf_kafka_assign_cb on_assign;
   sf_kafka_revoke_cb on_revoke;
   void *cb_ud;
@@ -591,6 +593,11 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
   if (!c)
     return SF_ENOMEM;
   c->log = log;
+  c->brokers = strdup(opts->brokers);
+  if (!c->brokers) {
+    free(c);
+    return SF_ENOMEM;
+  }
   c->on_assign = opts->on_assign;
   c->on_revoke = opts->on_revoke;
   c->cb_ud = opts->cb_ud;
@@ -651,6 +658,9 @@ void sf_kafka_consumer_destroy(sf_kafka_consumer_t *c) {
   if (err)
     SF_WARN(c->log, MOD, "consumer close: %s", rd_kafka_err2str(err));
   rd_kafka_destroy(c->rk);
+  if (c->wm)
+    rd_kafka_destroy(c->wm);
+  free(c->brokers);
   free(c);
 }
 
@@ -802,13 +812,51 @@ int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
   return rc;
 }
 
+/* The client that sf_kafka_watermarks asks: one of its own, made on first
+ * use, because a ListOffsets request sent on the consumer's connection
+ * waits behind the fetch in flight there (the broker answers a
+ * connection's requests in order, and a fetch waits up to
+ * fetch.wait.max.ms for data): asking 7 partitions stalled the projector's
+ * loop for ~3 s every lag refresh. Falls back to the consumer itself when
+ * the client cannot be made. */
+static rd_kafka_t *watermark_client(sf_kafka_consumer_t *c) {
+  if (c->wm)
+    return c->wm;
+  char errstr[512];
+  char client_id[256];
+  snprintf(client_id, sizeof(client_id), "%s-watermarks", rd_kafka_name(c->rk));
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (!conf)
+    return c->rk;
+  int rc = conf_set(conf, c->log, "bootstrap.servers", c->brokers);
+  rc = rc ? rc : conf_set(conf, c->log, "isolation.level", "read_committed");
+  rc = rc ? rc : conf_set(conf, c->log, "enable.auto.commit", "false");
+  /* never joined nor committed to: only ListOffsets go out */
+  rc = rc ? rc : conf_set(conf, c->log, "group.id", "stockflow-watermarks");
+  rc = rc ? rc : conf_set(conf, c->log, "client.id", client_id);
+  if (rc) {
+    rd_kafka_conf_destroy(conf);
+    return c->rk;
+  }
+  rd_kafka_conf_set_opaque(conf, c);
+  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+  c->wm = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (!c->wm) {
+    SF_WARN(c->log, MOD, "watermark client: %s (asking through the consumer)",
+            errstr);
+    rd_kafka_conf_destroy(conf);
+    return c->rk;
+  }
+  return c->wm;
+}
+
 int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
                         int32_t partition, int timeout_ms, int64_t *low,
                         int64_t *high) {
   if (!c || !topic || !low || !high)
     return SF_EINVAL;
   rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-      c->rk, topic, partition, low, high, timeout_ms);
+      watermark_client(c), topic, partition, low, high, timeout_ms);
   if (err) {
     SF_WARN(c->log, MOD, "watermarks of %s [%d]: %s", topic, (int)partition,
             rd_kafka_err2str(err));

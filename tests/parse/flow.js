@@ -591,7 +591,7 @@ async function bench(rounds) {
   try { await sub.unsubscribe(); } catch (e) { /* closing anyway */ }
   const out = { target: TARGET, rounds, server: opt.server, ops: {} };
   for (const [k, xs] of Object.entries(times)) {
-    out.ops[k] = { n: xs.length, p50_ms: pct(xs, 50), p90_ms: pct(xs, 90), p99_ms: pct(xs, 99), mean_ms: xs.reduce((a, b) => a + b, 0) / (xs.length || 1) };
+    out.ops[k] = { n: xs.length, p50_ms: pct(xs, 50), p90_ms: pct(xs, 90), p99_ms: pct(xs, 99), mean_ms: xs.reduce((a, b) => a + b, 0) / (xs.length || 1), samples_ms: xs.map((x) => Math.round(x * 10) / 10) };
     console.log(`BENCH ${TARGET} ${k}: n ${xs.length}, p50 ${out.ops[k].p50_ms.toFixed(1)} ms, p99 ${out.ops[k].p99_ms.toFixed(1)} ms`);
   }
   fs.writeFileSync(opt.json, JSON.stringify(out, null, 1));

@@ -186,7 +186,9 @@ int sf_kafka_msg_header(const sf_kafka_msg_t *m, const char *name,
 int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
                              int timeout_ms, int32_t *count);
 /* Low and high watermark (the next offset to be written; with
- * read_committed, the last stable offset). */
+ * read_committed, the last stable offset). Asked through a client of its
+ * own (made on the first call, freed with c), so the query never waits
+ * behind the consumer's fetch in flight. */
 int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
                         int32_t partition, int timeout_ms, int64_t *low,
                         int64_t *high);
