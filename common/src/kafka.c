@@ -70,10 +70,75 @@ static int conf_set_int(rd_kafka_conf_t *conf, sf_log_t *log, const char *key,
   return conf_set(conf, log, key, buf);
 }
 
-static bool err_is_fatal(rd_kafka_resp_err_t err) {
-  return err == RD_KAFKA_RESP_ERR__FATAL || err == RD_KAFKA_RESP_ERR__FENCED ||
+/* A fence: a producer with our transactional id and a newer epoch exists.
+ * librdkafka turns PRODUCER_FENCED and INVALID_PRODUCER_EPOCH into a fatal
+ * _FENCED. */
+static bool err_is_fence(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR__FENCED ||
          err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
          err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+static bool err_is_fatal(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR__FATAL || err_is_fence(err);
+}
+
+/* Partition count of topic from rk's metadata (0 when the topic does not
+ * exist). Shared by the consumer and the transactional producer. */
+static int metadata_partition_count(rd_kafka_t *rk, sf_log_t *log,
+                                    const char *topic, int timeout_ms,
+                                    int32_t *count) {
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  if (!rkt)
+    return SF_EKAFKA;
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy(rkt);
+  if (err) {
+    SF_WARN(log, MOD, "metadata for %s: %s", topic, rd_kafka_err2str(err));
+    return err == RD_KAFKA_RESP_ERR__TIMED_OUT ? SF_ETIMEOUT : SF_EKAFKA;
+  }
+  int rc = 0;
+  *count = 0;
+  for (int i = 0; i < md->topic_cnt; i++) {
+    const struct rd_kafka_metadata_topic *t = &md->topics[i];
+    if (strcmp(t->topic, topic) != 0)
+      continue;
+    if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+      *count = t->partition_cnt;
+    else if (t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+             t->err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+      SF_WARN(log, MOD, "metadata for %s: %s", topic,
+              rd_kafka_err2str(t->err));
+      rc = SF_EKAFKA;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return rc;
+}
+
+/* Maps a producev error to an SF code. */
+static int produce_err(rd_kafka_t *rk, rd_kafka_resp_err_t err) {
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    return SF_EUNAVAILABLE;
+  if (err_is_fatal(err) || rd_kafka_fatal_error(rk, NULL, 0))
+    return SF_EKAFKA_FATAL;
+  if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+    return SF_ETOOBIG;
+  if (err == RD_KAFKA_RESP_ERR__STATE)
+    return SF_ESTATE;
+  return SF_EKAFKA;
+}
+
+/* Maps a ListOffsets error (query_watermark_offsets) to an SF code. */
+static int watermark_err(rd_kafka_resp_err_t err) {
+  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT)
+    return SF_ETIMEOUT;
+  if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+      err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+      err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+    return SF_ENOTFOUND;
+  return SF_EKAFKA;
 }
 
 /* ---- producer ---- */
@@ -355,17 +420,7 @@ int sf_kafka_produce(sf_kafka_producer_t *p, const char *topic,
     if (hdrs)
       rd_kafka_headers_destroy(hdrs);
     free(pm);
-    int rc;
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-      rc = SF_EUNAVAILABLE;
-    else if (err_is_fatal(err) || rd_kafka_fatal_error(p->rk, NULL, 0))
-      rc = SF_EKAFKA_FATAL;
-    else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-      rc = SF_ETOOBIG;
-    else if (err == RD_KAFKA_RESP_ERR__STATE)
-      rc = SF_ESTATE;
-    else
-      rc = SF_EKAFKA;
+    int rc = produce_err(p->rk, err);
     if (rc == SF_EKAFKA_FATAL)
       producer_note_fatal(p);
     SF_LOG(p->log, rc == SF_EUNAVAILABLE ? SF_LOG_DEBUG : SF_LOG_WARN, MOD,
@@ -417,18 +472,28 @@ static void conf_error_cb(rd_kafka_t *rk, int err, const char *reason,
           rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-struct rd_kafka_conf_s *sf_kafka_conf_new(const char *(*settings)[2],
-                                          size_t n, sf_log_t **log_ref,
-                                          char *errstr, size_t cap) {
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+/* Sets settings[0..n) on conf in order; false with errstr naming the bad
+ * one. */
+static bool conf_apply(rd_kafka_conf_t *conf, const char *(*settings)[2],
+                       size_t n, char *errstr, size_t cap) {
   for (size_t i = 0; i < n; i++) {
     char why[512];
     if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], why,
                           sizeof(why)) != RD_KAFKA_CONF_OK) {
       snprintf(errstr, cap, "%s=%s: %s", settings[i][0], settings[i][1], why);
-      rd_kafka_conf_destroy(conf);
-      return NULL;
+      return false;
     }
+  }
+  return true;
+}
+
+struct rd_kafka_conf_s *sf_kafka_conf_new(const char *(*settings)[2],
+                                          size_t n, sf_log_t **log_ref,
+                                          char *errstr, size_t cap) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (!conf_apply(conf, settings, n, errstr, cap)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
   }
   rd_kafka_conf_set_opaque(conf, log_ref);
   rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
@@ -444,6 +509,332 @@ int sf_kafka_await_delivery(struct rd_kafka_s *rk, int timeout_ms) {
     rd_kafka_poll(rk, 1);
   }
   return 0;
+}
+
+/* A client of type made by sf_kafka_conf_new(settings) with fixed applied
+ * over them (what the module's contract needs) and an optional delivery
+ * report callback; NULL with errstr set. */
+static rd_kafka_t *client_new(rd_kafka_type_t type, const char *(*settings)[2],
+                              size_t n, const char *(*fixed)[2], size_t n_fixed,
+                              sf_log_t **log_ref,
+                              void (*dr_cb)(rd_kafka_t *,
+                                            const rd_kafka_message_t *, void *),
+                              char *errstr, size_t cap) {
+  rd_kafka_conf_t *conf = sf_kafka_conf_new(settings, n, log_ref, errstr, cap);
+  if (!conf)
+    return NULL;
+  if (!conf_apply(conf, fixed, n_fixed, errstr, cap)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  if (dr_cb)
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  /* rd_kafka_new owns conf on success only */
+  rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, cap);
+  if (!rk)
+    rd_kafka_conf_destroy(conf);
+  return rk;
+}
+
+int32_t sf_kafka_partition_for_key(const char *key, size_t len,
+                                   int32_t partitions) {
+  if (partitions <= 0)
+    return -1;
+  /* librdkafka's murmur2 reads no topic state: NULL topic and opaques */
+  return rd_kafka_msg_partitioner_murmur2(NULL, key, len, partitions, NULL,
+                                          NULL);
+}
+
+/* ---- transactional producer, driven by one thread ---- */
+
+/* One per accepted message until its report is served; cb is cleared when
+ * the transaction ends (its report then goes nowhere). */
+typedef struct txn_pending {
+  struct txn_pending *prev, *next;
+  sf_kafka_delivery_cb cb;
+  void *ud;
+} txn_pending_t;
+
+struct sf_kafka_txn_producer {
+  sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
+  rd_kafka_t *rk;
+  txn_pending_t pending; /* list head (sentinel) */
+};
+
+const char *sf_kafka_txn_outcome_name(sf_kafka_txn_outcome_t o) {
+  switch (o) {
+  case SF_KAFKA_TXN_OK: return "ok";
+  case SF_KAFKA_TXN_RETRY: return "retry";
+  case SF_KAFKA_TXN_ABORTABLE: return "abortable";
+  case SF_KAFKA_TXN_BROKEN: return "broken";
+  case SF_KAFKA_TXN_FENCED: return "fenced";
+  }
+  return "unknown";
+}
+
+static void txn_pending_unlink(txn_pending_t *pm) {
+  pm->prev->next = pm->next;
+  pm->next->prev = pm->prev;
+}
+
+/* The transaction ended: reports still to come go nowhere. */
+static void txn_detach_all(sf_kafka_txn_producer_t *p) {
+  for (txn_pending_t *pm = p->pending.next; pm != &p->pending; pm = pm->next)
+    pm->cb = NULL;
+}
+
+static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                      void *opaque) {
+  (void)rk;
+  (void)opaque;
+  txn_pending_t *pm = m->_private;
+  if (!pm)
+    return;
+  if (pm->cb) {
+    int err = 0;
+    const char *errstr = NULL;
+    if (m->err) {
+      err = err_is_fatal(m->err) ? SF_EKAFKA_FATAL : SF_EKAFKA;
+      errstr = rd_kafka_message_errstr(m);
+    }
+    pm->cb(pm->ud, err, m->partition, m->err ? -1 : m->offset, errstr);
+  }
+  txn_pending_unlink(pm);
+  free(pm);
+}
+
+int sf_kafka_txn_producer_new(sf_kafka_txn_producer_t **out,
+                              const char *(*settings)[2], size_t n,
+                              const char *transactional_id, sf_log_t *log,
+                              char *errstr, size_t cap) {
+  if (!out || (n && !settings) || !transactional_id || !*transactional_id) {
+    snprintf(errstr, cap, "no transactional id");
+    return SF_EINVAL;
+  }
+  sf_kafka_txn_producer_t *p = calloc(1, sizeof(*p));
+  if (!p)
+    return SF_ENOMEM;
+  p->log = log;
+  p->pending.prev = p->pending.next = &p->pending;
+  /* what makes it the producer a writer needs, over the caller's tuning */
+  const char *fixed[][2] = {
+      {"transactional.id", transactional_id},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"partitioner", "murmur2_random"},
+  };
+  p->rk = client_new(RD_KAFKA_PRODUCER, settings, n, fixed,
+                     sizeof(fixed) / sizeof(fixed[0]), &p->log, txn_dr_cb,
+                     errstr, cap);
+  if (!p->rk) {
+    free(p);
+    return SF_ECONFIG;
+  }
+  *out = p;
+  return 0;
+}
+
+void sf_kafka_txn_producer_destroy(sf_kafka_txn_producer_t *p) {
+  if (!p)
+    return;
+  /* nothing of ours may still be wanted: purge instead of a long flush */
+  txn_detach_all(p);
+  rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_flush(p->rk, 100);
+  rd_kafka_destroy(p->rk);
+  /* reports librdkafka dropped at destroy */
+  while (p->pending.next != &p->pending) {
+    txn_pending_t *pm = p->pending.next;
+    txn_pending_unlink(pm);
+    free(pm);
+  }
+  free(p);
+}
+
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_fatal(sf_kafka_txn_producer_t *p,
+                                                   char *errstr, size_t cap) {
+  char reason[256] = "";
+  rd_kafka_resp_err_t err = rd_kafka_fatal_error(p->rk, reason,
+                                                 sizeof(reason));
+  if (!err) {
+    if (cap)
+      errstr[0] = '\0';
+    return SF_KAFKA_TXN_OK;
+  }
+  snprintf(errstr, cap, "%s (%s)", reason, rd_kafka_err2name(err));
+  return err_is_fence(err) ? SF_KAFKA_TXN_FENCED : SF_KAFKA_TXN_BROKEN;
+}
+
+/* Classifies a transactional API error into what to do next; frees it. */
+static sf_kafka_txn_outcome_t txn_outcome(sf_kafka_txn_producer_t *p,
+                                          rd_kafka_error_t *e, char *errstr,
+                                          size_t cap) {
+  if (!e)
+    return SF_KAFKA_TXN_OK;
+  /* anything else (not retriable, no abort asked): abort and start again */
+  sf_kafka_txn_outcome_t o = SF_KAFKA_TXN_ABORTABLE;
+  if (rd_kafka_error_is_fatal(e)) {
+    char ignored[8];
+    o = sf_kafka_txn_producer_fatal(p, ignored, sizeof(ignored));
+    if (o == SF_KAFKA_TXN_OK)
+      o = SF_KAFKA_TXN_BROKEN;
+  } else if (rd_kafka_error_txn_requires_abort(e)) {
+    o = SF_KAFKA_TXN_ABORTABLE;
+  } else if (rd_kafka_error_is_retriable(e)) {
+    o = SF_KAFKA_TXN_RETRY;
+  }
+  snprintf(errstr, cap, "%s (%s)", rd_kafka_error_string(e),
+           rd_kafka_error_name(e));
+  rd_kafka_error_destroy(e);
+  return o;
+}
+
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_init(sf_kafka_txn_producer_t *p,
+                                                  int timeout_ms, char *errstr,
+                                                  size_t cap) {
+  return txn_outcome(p, rd_kafka_init_transactions(p->rk, timeout_ms), errstr,
+                     cap);
+}
+
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_begin(sf_kafka_txn_producer_t *p,
+                                                   char *errstr, size_t cap) {
+  return txn_outcome(p, rd_kafka_begin_transaction(p->rk), errstr, cap);
+}
+
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_commit(sf_kafka_txn_producer_t *p,
+                                                    int timeout_ms,
+                                                    char *errstr, size_t cap) {
+  sf_kafka_txn_outcome_t o = txn_outcome(
+      p, rd_kafka_commit_transaction(p->rk, timeout_ms), errstr, cap);
+  txn_detach_all(p);
+  return o;
+}
+
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_abort(sf_kafka_txn_producer_t *p,
+                                                   int timeout_ms,
+                                                   char *errstr, size_t cap) {
+  sf_kafka_txn_outcome_t o = txn_outcome(
+      p, rd_kafka_abort_transaction(p->rk, timeout_ms), errstr, cap);
+  /* the purged messages' reports are on the main queue */
+  rd_kafka_poll(p->rk, 0);
+  txn_detach_all(p);
+  return o;
+}
+
+int sf_kafka_txn_producer_send(sf_kafka_txn_producer_t *p, const char *topic,
+                               int32_t partition, const void *key,
+                               size_t key_len, const void *value,
+                               size_t value_len,
+                               const sf_kafka_header_t *headers,
+                               size_t n_headers, sf_kafka_delivery_cb cb,
+                               void *ud, char *errstr, size_t cap) {
+  if (!p || !topic || (n_headers && !headers)) {
+    snprintf(errstr, cap, "invalid argument");
+    return SF_EINVAL;
+  }
+  txn_pending_t *pm = malloc(sizeof(*pm));
+  if (!pm) {
+    snprintf(errstr, cap, "out of memory");
+    return SF_ENOMEM;
+  }
+  pm->cb = cb;
+  pm->ud = ud;
+  rd_kafka_resp_err_t err;
+  for (;;) {
+    rd_kafka_headers_t *hdrs = NULL;
+    if (n_headers) {
+      hdrs = rd_kafka_headers_new(n_headers);
+      for (size_t i = 0; i < n_headers; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                            (ssize_t)headers[i].len);
+    }
+    /* on success librdkafka owns hdrs; on failure we still do */
+    err = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic),
+        RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA
+                                           : partition),
+        RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, value_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(pm), RD_KAFKA_V_END);
+    if (!err)
+      break;
+    if (hdrs)
+      rd_kafka_headers_destroy(hdrs);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      free(pm);
+      snprintf(errstr, cap, "%s", rd_kafka_err2str(err));
+      return produce_err(p->rk, err);
+    }
+    rd_kafka_poll(p->rk, 10);
+  }
+  pm->next = &p->pending;
+  pm->prev = p->pending.prev;
+  pm->prev->next = pm;
+  p->pending.prev = pm;
+  return 0;
+}
+
+int sf_kafka_txn_producer_await(sf_kafka_txn_producer_t *p, int timeout_ms) {
+  return sf_kafka_await_delivery(p->rk, timeout_ms);
+}
+
+int sf_kafka_txn_producer_partition_count(sf_kafka_txn_producer_t *p,
+                                          const char *topic, int timeout_ms,
+                                          int32_t *count) {
+  if (!p || !topic || !count)
+    return SF_EINVAL;
+  return metadata_partition_count(p->rk, p->log, topic, timeout_ms, count);
+}
+
+/* ---- last stable offsets ---- */
+
+struct sf_kafka_lso {
+  sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
+  rd_kafka_t *rk;
+};
+
+int sf_kafka_lso_new(sf_kafka_lso_t **out, const char *(*settings)[2],
+                     size_t n, sf_log_t *log, char *errstr, size_t cap) {
+  if (!out || (n && !settings)) {
+    snprintf(errstr, cap, "invalid argument");
+    return SF_EINVAL;
+  }
+  sf_kafka_lso_t *l = calloc(1, sizeof(*l));
+  if (!l)
+    return SF_ENOMEM;
+  l->log = log;
+  const char *fixed[][2] = {
+      {"isolation.level", "read_committed"},
+      {"enable.auto.commit", "false"},
+  };
+  l->rk = client_new(RD_KAFKA_CONSUMER, settings, n, fixed,
+                     sizeof(fixed) / sizeof(fixed[0]), &l->log, NULL, errstr,
+                     cap);
+  if (!l->rk) {
+    free(l);
+    return SF_ECONFIG;
+  }
+  *out = l;
+  return 0;
+}
+
+void sf_kafka_lso_destroy(sf_kafka_lso_t *l) {
+  if (!l)
+    return;
+  rd_kafka_destroy(l->rk);
+  free(l);
+}
+
+int sf_kafka_lso_get(sf_kafka_lso_t *l, const char *topic, int32_t partition,
+                     int timeout_ms, int64_t *offset, const char **why) {
+  int64_t low = 0;
+  /* with isolation.level=read_committed, "high" is the last stable offset */
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+      l->rk, topic, partition, &low, offset, timeout_ms);
+  if (why)
+    *why = err ? rd_kafka_err2name(err) : NULL;
+  return err ? watermark_err(err) : 0;
 }
 
 int sf_kafka_producer_inflight(const sf_kafka_producer_t *p) {
@@ -783,33 +1174,7 @@ int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
                              int timeout_ms, int32_t *count) {
   if (!c || !topic || !count)
     return SF_EINVAL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, topic, NULL);
-  if (!rkt)
-    return SF_EKAFKA;
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(c->rk, 0, rkt, &md, timeout_ms);
-  rd_kafka_topic_destroy(rkt);
-  if (err) {
-    SF_WARN(c->log, MOD, "metadata for %s: %s", topic, rd_kafka_err2str(err));
-    return err == RD_KAFKA_RESP_ERR__TIMED_OUT ? SF_ETIMEOUT : SF_EKAFKA;
-  }
-  int rc = 0;
-  *count = 0;
-  for (int i = 0; i < md->topic_cnt; i++) {
-    const struct rd_kafka_metadata_topic *t = &md->topics[i];
-    if (strcmp(t->topic, topic) != 0)
-      continue;
-    if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-      *count = t->partition_cnt;
-    else if (t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
-             t->err != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
-      SF_WARN(c->log, MOD, "metadata for %s: %s", topic,
-              rd_kafka_err2str(t->err));
-      rc = SF_EKAFKA;
-    }
-  }
-  rd_kafka_metadata_destroy(md);
-  return rc;
+  return metadata_partition_count(c->rk, c->log, topic, timeout_ms, count);
 }
 
 /* The client that sf_kafka_watermarks asks: one of its own, made on first
@@ -860,13 +1225,7 @@ int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
   if (err) {
     SF_WARN(c->log, MOD, "watermarks of %s [%d]: %s", topic, (int)partition,
             rd_kafka_err2str(err));
-    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT)
-      return SF_ETIMEOUT;
-    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-        err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-        err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
-      return SF_ENOTFOUND;
-    return SF_EKAFKA;
+    return watermark_err(err);
   }
   return 0;
 }

@@ -2,7 +2,6 @@
  * cmd_lanes.h for the contract. */
 #include "cmd_lanes.h"
 
-#include <librdkafka/rdkafka.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 
 #include "cmd_rebuild.h"
 #include "sf/err.h"
+#include "sf/kafka.h"
 
 typedef enum phase {
   PHASE_STARTING,   /* waiting for every lane's init_transactions */
@@ -76,11 +76,8 @@ unsigned cmd_lanes_of_owned_partition(int32_t partition, unsigned instances,
 }
 
 int32_t cmd_lanes_partition(const char *key, int32_t partitions) {
-  if (partitions <= 0)
-    return -1;
-  /* librdkafka's own murmur2 (Java-compatible); it reads no topic state */
-  return rd_kafka_msg_partitioner_murmur2(NULL, key, strlen(key), partitions,
-                                          NULL, NULL);
+  /* librdkafka's own murmur2 (Java-compatible) */
+  return sf_kafka_partition_for_key(key, strlen(key), partitions);
 }
 
 static int popcount64(uint64_t x) { return __builtin_popcountll(x); }

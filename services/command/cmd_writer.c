@@ -1,12 +1,12 @@
 /* cmd_writer: one writer lane: group commit over a transactional producer,
- * on its own thread (rd_kafka_commit_transaction blocks, the loop must
- * not), with the producer replaced when it breaks. See cmd_writer.h for the
- * contract. The thread drives librdkafka directly: the sf_kafka producer
- * wrapper dispatches delivery reports on a libuv loop, which does not fit a
- * thread that must see every report of a batch before it commits. */
+ * on its own thread (a commit blocks, the loop must not), with the producer
+ * replaced when it breaks. See cmd_writer.h for the contract. Kafka is
+ * reached through sf_kafka's transactional producer, which serves delivery
+ * reports on this thread, so a batch sees every report before it commits;
+ * its outcomes (retry, abortable, broken, fenced) drive the recovery
+ * below. */
 #include "cmd_writer.h"
 
-#include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,9 +51,9 @@ struct cmd_writer {
   cmd_writer_stats_t stats;
   uint64_t next_batch_id;
   /* writer thread only */
-  rd_kafka_t *rk;
-  rd_kafka_t *watch;  /* read_committed consumer for wait_visible (lazy) */
-  double txn_started; /* monotonic seconds of the open transaction's begin */
+  sf_kafka_txn_producer_t *producer;
+  sf_kafka_lso_t *watch; /* read_committed offsets for wait_visible (lazy) */
+  double txn_started;    /* monotonic seconds of the open transaction's begin */
 };
 
 /* The producer's transaction.timeout.ms: the coordinator aborts (and bumps
@@ -158,35 +158,33 @@ static void drain_outbox(cmd_writer_t *w) {
 
 static void async_cb(uv_async_t *h) { drain_outbox(h->data); }
 
-/* ---- librdkafka ---- */
+/* ---- Kafka ---- */
 
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-  (void)rk;
-  (void)opaque;
-  cmd_msg_t *msg = m->_private;
-  if (!msg)
-    return;
-  if (m->err) {
+/* A message's delivery report (on the writer thread, inside the producer's
+ * send, await, commit or abort). */
+static void delivered_cb(void *ud, int err, int32_t partition, int64_t offset,
+                         const char *errstr) {
+  cmd_msg_t *msg = ud;
+  (void)errstr;
+  if (err) {
     msg->err = SF_EKAFKA;
   } else {
     msg->err = 0;
-    msg->partition = m->partition;
-    msg->offset = m->offset;
+    msg->partition = partition;
+    msg->offset = offset;
   }
 }
 
-static rd_kafka_t *make_producer(cmd_writer_t *w) {
+static sf_kafka_txn_producer_t *make_producer(cmd_writer_t *w) {
   char errstr[512];
   char timeout[32], txn_timeout[32];
   snprintf(timeout, sizeof(timeout), "%d", w->opts.txn_timeout_ms);
   snprintf(txn_timeout, sizeof(txn_timeout), "%d", TXN_COORDINATOR_TIMEOUT_MS);
+  /* the producer adds transactional.id, enable.idempotence=true, acks=all
+   * and partitioner=murmur2_random */
   const char *settings[][2] = {
       {"bootstrap.servers", w->opts.brokers},
       {"client.id", "stockflow-command"},
-      {"transactional.id", w->opts.transactional_id},
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
-      {"partitioner", "murmur2_random"},
       {"linger.ms", "0"},
       {"compression.type", "lz4"},
       {"transaction.timeout.ms", txn_timeout},
@@ -203,60 +201,49 @@ static rd_kafka_t *make_producer(cmd_writer_t *w) {
       {"reconnect.backoff.ms", "50"},
       {"reconnect.backoff.max.ms", "1000"},
   };
-  rd_kafka_conf_t *conf = sf_kafka_conf_new(
-      settings, sizeof(settings) / sizeof(settings[0]), &w->log, errstr,
-      sizeof(errstr));
-  if (!conf) {
-    SF_ERROR(w->log, "kafka", "lane %u producer config: %s", w->opts.lane,
-             errstr);
-    return NULL;
-  }
-  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (!rk) {
+  sf_kafka_txn_producer_t *p = NULL;
+  if (sf_kafka_txn_producer_new(&p, settings,
+                                sizeof(settings) / sizeof(settings[0]),
+                                w->opts.transactional_id, w->log, errstr,
+                                sizeof(errstr)))
     SF_ERROR(w->log, "kafka", "lane %u: creating producer: %s", w->opts.lane,
              errstr);
-    rd_kafka_conf_destroy(conf);
-  }
-  return rk;
+  return p;
 }
 
-/* Classifies a transactional API error; logs it; frees it. */
-typedef enum txn_outcome { TXN_OK,
-                           TXN_RETRY,
-                           TXN_ABORT,
-                           TXN_FATAL } txn_outcome_t;
+static bool outcome_fatal(sf_kafka_txn_outcome_t o) {
+  return o == SF_KAFKA_TXN_BROKEN || o == SF_KAFKA_TXN_FENCED;
+}
 
-static txn_outcome_t txn_check(cmd_writer_t *w, rd_kafka_error_t *error,
-                               const char *what, char *reason, size_t cap) {
-  if (!error)
-    return TXN_OK;
-  txn_outcome_t o = TXN_ABORT;
-  if (rd_kafka_error_is_fatal(error))
-    o = TXN_FATAL;
-  else if (rd_kafka_error_txn_requires_abort(error))
-    o = TXN_ABORT;
-  else if (rd_kafka_error_is_retriable(error))
-    o = TXN_RETRY;
-  snprintf(reason, cap, "lane %u: %s: %s (%s)", w->opts.lane, what,
-           rd_kafka_error_string(error), rd_kafka_error_name(error));
-  SF_LOG(w->log, o == TXN_RETRY ? SF_LOG_WARN : SF_LOG_ERROR, "kafka", "%s%s",
-         reason, o == TXN_FATAL ? " [fatal]" : "");
-  rd_kafka_error_destroy(error);
+/* Writes the reason of a transactional call that did not succeed and logs
+ * it; returns o. */
+static sf_kafka_txn_outcome_t txn_note(cmd_writer_t *w,
+                                       sf_kafka_txn_outcome_t o,
+                                       const char *what, const char *why,
+                                       char *reason, size_t cap) {
+  if (o == SF_KAFKA_TXN_OK)
+    return o;
+  snprintf(reason, cap, "lane %u: %s: %s", w->opts.lane, what, why);
+  SF_LOG(w->log, o == SF_KAFKA_TXN_RETRY ? SF_LOG_WARN : SF_LOG_ERROR,
+         "kafka", "%s%s", reason, outcome_fatal(o) ? " [fatal]" : "");
   return o;
 }
 
-static rd_kafka_headers_t *make_headers(const cmd_msg_t *m) {
-  rd_kafka_headers_t *h = rd_kafka_headers_new(7);
-  rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
-  rd_kafka_header_add(h, "ce_id", -1, m->ce_id, -1);
-  rd_kafka_header_add(h, "ce_type", -1, m->ce_type, -1);
-  rd_kafka_header_add(h, "ce_source", -1, "/stockflow/command", -1);
-  rd_kafka_header_add(h, "ce_time", -1, m->ce_time, -1);
+/* The CloudEvents Kafka binding headers of m (values borrowed from m). */
+static size_t make_headers(const cmd_msg_t *m, sf_kafka_header_t h[7]) {
+  size_t n = 0;
+#define HDR(name, value) \
+  h[n++] = (sf_kafka_header_t){(name), (value), strlen(value)}
+  HDR("ce_specversion", "1.0");
+  HDR("ce_id", m->ce_id);
+  HDR("ce_type", m->ce_type);
+  HDR("ce_source", "/stockflow/command");
+  HDR("ce_time", m->ce_time);
   if (m->ce_subject[0])
-    rd_kafka_header_add(h, "ce_subject", -1, m->ce_subject, -1);
-  rd_kafka_header_add(h, "content-type", -1, "application/avro", -1);
-  return h;
+    HDR("ce_subject", m->ce_subject);
+  HDR("content-type", "application/avro");
+#undef HDR
+  return n;
 }
 
 /* Result of one batch. */
@@ -276,15 +263,12 @@ typedef enum batch_result {
  * init_transactions with our id. */
 static batch_result_t fatal_kind(cmd_writer_t *w, char *reason, size_t cap) {
   char fatal[256] = "";
-  rd_kafka_resp_err_t err = rd_kafka_fatal_error(w->rk, fatal, sizeof(fatal));
-  bool fence = err == RD_KAFKA_RESP_ERR__FENCED ||
-               err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-               err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+  sf_kafka_txn_outcome_t o =
+      sf_kafka_txn_producer_fatal(w->producer, fatal, sizeof(fatal));
   double age_ms = (now_s() - w->txn_started) * 1000.0;
   if (fatal[0])
-    snprintf(reason, cap, "lane %u: %s (%s)", w->opts.lane, fatal,
-             rd_kafka_err2name(err));
-  if (fence && age_ms < 0.9 * TXN_COORDINATOR_TIMEOUT_MS)
+    snprintf(reason, cap, "lane %u: %s", w->opts.lane, fatal);
+  if (o == SF_KAFKA_TXN_FENCED && age_ms < 0.9 * TXN_COORDINATOR_TIMEOUT_MS)
     return BATCH_FENCED;
   return BATCH_BROKEN;
 }
@@ -292,45 +276,35 @@ static batch_result_t fatal_kind(cmd_writer_t *w, char *reason, size_t cap) {
 /* Produces every message of units in one transaction and commits. */
 static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
                                 char *reason, size_t cap) {
-  rd_kafka_t *rk = w->rk;
+  sf_kafka_txn_producer_t *p = w->producer;
+  char why[160];
   w->txn_started = now_s();
-  txn_outcome_t o = txn_check(w, rd_kafka_begin_transaction(rk),
-                              "begin_transaction", reason, cap);
-  if (o == TXN_FATAL)
+  sf_kafka_txn_outcome_t o =
+      txn_note(w, sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+               "begin_transaction", why, reason, cap);
+  if (outcome_fatal(o))
     return fatal_kind(w, reason, cap);
-  if (o != TXN_OK)
+  if (o != SF_KAFKA_TXN_OK)
     return BATCH_BROKEN; /* a transaction we cannot begin: start afresh */
 
   bool failed = false;
   for (cmd_unit_t *u = units; u && !failed; u = u->next) {
     for (cmd_msg_t *m = u->msgs; m && !failed; m = m->next) {
       m->err = SF_EINTERNAL; /* until its delivery report says otherwise */
-      for (;;) {
-        rd_kafka_headers_t *h = make_headers(m);
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(m->topic),
-            RD_KAFKA_V_PARTITION(m->to_partition >= 0 ? m->to_partition
-                                                      : RD_KAFKA_PARTITION_UA),
-            RD_KAFKA_V_KEY(m->key, strlen(m->key)),
-            RD_KAFKA_V_VALUE(m->value, m->value_len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
-        if (!err)
-          break;
-        rd_kafka_headers_destroy(h);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-          rd_kafka_poll(rk, 10);
-          continue;
-        }
+      sf_kafka_header_t h[7];
+      size_t n_h = make_headers(m, h);
+      if (sf_kafka_txn_producer_send(p, m->topic, m->to_partition, m->key,
+                                     strlen(m->key), m->value, m->value_len,
+                                     h, n_h, delivered_cb, m, why,
+                                     sizeof(why))) {
         snprintf(reason, cap, "lane %u: produce to %s: %s", w->opts.lane,
-                 m->topic, rd_kafka_err2str(err));
+                 m->topic, why);
         SF_ERROR(w->log, "kafka", "%s", reason);
         failed = true;
-        break;
       }
     }
   }
-  if (!failed && sf_kafka_await_delivery(rk, w->opts.txn_timeout_ms)) {
+  if (!failed && sf_kafka_txn_producer_await(p, w->opts.txn_timeout_ms)) {
     snprintf(reason, cap, "lane %u: delivery reports not in within %d ms",
              w->opts.lane, w->opts.txn_timeout_ms);
     failed = true;
@@ -352,31 +326,35 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
       int left_ms = (int)((deadline - now_s()) * 1000.0);
       if (left_ms < 1000)
         left_ms = 1000;
-      o = txn_check(w, rd_kafka_commit_transaction(rk, left_ms),
-                    "commit_transaction", reason, cap);
-      if (o == TXN_RETRY && now_s() < deadline && !atomic_load(&w->stop))
+      o = txn_note(w,
+                   sf_kafka_txn_producer_commit(p, left_ms, why, sizeof(why)),
+                   "commit_transaction", why, reason, cap);
+      if (o == SF_KAFKA_TXN_RETRY && now_s() < deadline &&
+          !atomic_load(&w->stop))
         continue;
       break;
     }
-    if (o == TXN_OK)
+    if (o == SF_KAFKA_TXN_OK)
       return BATCH_OK;
-    if (o == TXN_FATAL)
+    if (outcome_fatal(o))
       return fatal_kind(w, reason, cap);
-    /* a commit still undecided after its retries (TXN_RETRY): the
-     * outcome is unknown to us; the new producer's init_transactions
-     * settles it (the coordinator completes or aborts it) and the rebuild
-     * reads what the log holds */
-    if (o == TXN_RETRY)
+    /* a commit still undecided after its retries (RETRY): the outcome is
+     * unknown to us; the new producer's init_transactions settles it (the
+     * coordinator completes or aborts it) and the rebuild reads what the
+     * log holds */
+    if (o == SF_KAFKA_TXN_RETRY)
       return BATCH_BROKEN;
   }
-  if (rd_kafka_fatal_error(rk, NULL, 0))
+  if (sf_kafka_txn_producer_fatal(p, why, sizeof(why)) != SF_KAFKA_TXN_OK)
     return fatal_kind(w, reason, cap);
   char abort_reason[256];
-  o = txn_check(w, rd_kafka_abort_transaction(rk, w->opts.txn_timeout_ms),
-                "abort_transaction", abort_reason, sizeof(abort_reason));
-  if (o == TXN_OK)
+  o = txn_note(w,
+               sf_kafka_txn_producer_abort(p, w->opts.txn_timeout_ms, why,
+                                           sizeof(why)),
+               "abort_transaction", why, abort_reason, sizeof(abort_reason));
+  if (o == SF_KAFKA_TXN_OK)
     return BATCH_ABORTED;
-  if (o == TXN_FATAL)
+  if (outcome_fatal(o))
     return fatal_kind(w, reason, cap);
   return BATCH_BROKEN;
 }
@@ -389,32 +367,22 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
  * topics). The query goes through a read_committed consumer handle (a
  * producer's ListOffsets read uncommitted: its "high" would be the high
  * watermark, past the events at once), so "high" is the stable offset. */
-static rd_kafka_t *make_watcher(cmd_writer_t *w) {
+static sf_kafka_lso_t *make_watcher(cmd_writer_t *w) {
   char errstr[512];
+  /* the reader adds isolation.level=read_committed and no auto commit */
   const char *settings[][2] = {
       {"bootstrap.servers", w->opts.brokers},
       {"client.id", "stockflow-command-visibility"},
       /* never joined nor committed to: only ListOffsets go out */
       {"group.id", "stockflow-command-visibility"},
-      {"isolation.level", "read_committed"},
-      {"enable.auto.commit", "false"},
       {"socket.nagle.disable", "true"},
   };
-  rd_kafka_conf_t *conf = sf_kafka_conf_new(
-      settings, sizeof(settings) / sizeof(settings[0]), &w->log, errstr,
-      sizeof(errstr));
-  if (!conf) {
-    SF_ERROR(w->log, "kafka", "lane %u visibility consumer config: %s",
-             w->opts.lane, errstr);
-    return NULL;
-  }
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-  if (!rk) {
+  sf_kafka_lso_t *l = NULL;
+  if (sf_kafka_lso_new(&l, settings, sizeof(settings) / sizeof(settings[0]),
+                       w->log, errstr, sizeof(errstr)))
     SF_ERROR(w->log, "kafka", "lane %u: visibility consumer: %s", w->opts.lane,
              errstr);
-    rd_kafka_conf_destroy(conf);
-  }
-  return rk;
+  return l;
 }
 
 static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
@@ -428,17 +396,18 @@ static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
       continue;
     for (const cmd_msg_t *m = u->msgs; m; m = m->next) {
       for (;;) {
-        int64_t lo = 0, hi = -1;
-        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-            w->watch, m->topic, m->partition, &lo, &hi, 1000);
-        if (!err && hi > m->offset)
+        int64_t stable = -1;
+        const char *why = NULL;
+        int err = sf_kafka_lso_get(w->watch, m->topic, m->partition, 1000,
+                                   &stable, &why);
+        if (!err && stable > m->offset)
           break;
         if (now_s() > deadline || atomic_load(&w->stop)) {
           SF_WARN(w->log, "writer", "lane %u: %s [%d] offset %lld not yet "
                                     "readable after 2 s (%s)",
-                  w->opts.lane, m->topic,
-                  (int)m->partition, (long long)m->offset,
-                  err ? rd_kafka_err2name(err) : "stable offset behind");
+                  w->opts.lane, m->topic, (int)m->partition,
+                  (long long)m->offset,
+                  err ? why : "stable offset behind");
           return;
         }
         uv_sleep(1);
@@ -449,17 +418,10 @@ static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
 
 /* The stock topic's partition count, or 0 when unknown. */
 static int32_t stock_partitions(cmd_writer_t *w) {
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, w->opts.topic_stock, NULL);
-  if (!rkt)
-    return 0;
-  const struct rd_kafka_metadata *md = NULL;
   int32_t n = 0;
-  if (rd_kafka_metadata(w->rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    if (md->topic_cnt == 1 && !md->topics[0].err)
-      n = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-  }
-  rd_kafka_topic_destroy(rkt);
+  if (sf_kafka_txn_producer_partition_count(w->producer, w->opts.topic_stock,
+                                            5000, &n))
+    n = 0;
   return n;
 }
 
@@ -474,29 +436,31 @@ static int start_producer(cmd_writer_t *w) {
   for (;;) {
     if (atomic_load(&w->stop))
       return SF_ECANCELED;
-    if (!w->rk) {
-      w->rk = make_producer(w);
-      if (!w->rk) {
+    if (!w->producer) {
+      w->producer = make_producer(w);
+      if (!w->producer) {
         post_reason(w, OUT_FATAL, "cannot create the Kafka producer (see the "
                                   "log)",
                     false);
         return SF_EKAFKA_FATAL;
       }
     }
-    txn_outcome_t o = txn_check(w, rd_kafka_init_transactions(w->rk, 5000),
-                                "init_transactions", reason, sizeof(reason));
-    if (o == TXN_OK)
+    char why[160];
+    sf_kafka_txn_outcome_t o = txn_note(
+        w, sf_kafka_txn_producer_init(w->producer, 5000, why, sizeof(why)),
+        "init_transactions", why, reason, sizeof(reason));
+    if (o == SF_KAFKA_TXN_OK)
       break;
-    if (o == TXN_FATAL) {
+    if (outcome_fatal(o)) {
       /* e.g. not authorised for the id, or the broker is too old: a new
        * producer would fail the same way */
       post_reason(w, OUT_FATAL, reason, false);
       return SF_EKAFKA_FATAL;
     }
-    if (o == TXN_ABORT) {
+    if (o == SF_KAFKA_TXN_ABORTABLE) {
       /* a producer that cannot initialise: start again with a new one */
-      rd_kafka_destroy(w->rk);
-      w->rk = NULL;
+      sf_kafka_txn_producer_destroy(w->producer);
+      w->producer = NULL;
     }
     nap(w, backoff_ms);
     if (backoff_ms < 2000)
@@ -516,13 +480,10 @@ static int start_producer(cmd_writer_t *w) {
 }
 
 static void destroy_producer(cmd_writer_t *w) {
-  if (!w->rk)
-    return;
-  /* nothing of ours may be in flight: purge instead of a long flush */
-  rd_kafka_purge(w->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  rd_kafka_flush(w->rk, 100);
-  rd_kafka_destroy(w->rk);
-  w->rk = NULL;
+  /* purges: nothing of ours may be in flight, and no report of a batch
+   * already answered reaches its messages */
+  sf_kafka_txn_producer_destroy(w->producer);
+  w->producer = NULL;
 }
 
 /* Takes queued units up to max_batch messages (at least one unit). */
@@ -671,10 +632,8 @@ out:;
   uv_mutex_unlock(&w->mu);
   post_all(w, left, SF_ECANCELED);
   destroy_producer(w);
-  if (w->watch) {
-    rd_kafka_destroy(w->watch);
-    w->watch = NULL;
-  }
+  sf_kafka_lso_destroy(w->watch);
+  w->watch = NULL;
 }
 
 static void vt_submit(cmd_sink_t *s, cmd_unit_t *u) {

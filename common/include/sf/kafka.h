@@ -58,6 +58,152 @@ struct rd_kafka_conf_s *sf_kafka_conf_new(const char *(*settings)[2],
                                           size_t n, sf_log_t **log_ref,
                                           char *errstr, size_t cap);
 
+/* Partition of key among partitions by murmur2 (the Java client's
+ * partitioner, the one every producer here uses), or -1 when partitions is
+ * not positive. Pure and thread-safe. */
+int32_t sf_kafka_partition_for_key(const char *key, size_t len,
+                                   int32_t partitions);
+
+/* ---- transactional producer, driven by one thread ----
+ *
+ * What a writer lane needs: a transactional, idempotent producer (acks=all,
+ * partitioner murmur2_random) whose calls block on the calling thread and
+ * whose delivery reports are served on that thread too, so that the thread
+ * can see every report of a transaction before it commits. It has no loop:
+ * reports are served inside _send (while the local queue is full), _await,
+ * _commit and _abort. Not thread-safe: one thread at a time (the lane's).
+ *
+ * The transactional calls answer with an outcome that says what to do
+ * next, rather than an error code. */
+
+typedef struct sf_kafka_txn_producer sf_kafka_txn_producer_t;
+
+typedef enum sf_kafka_txn_outcome {
+  SF_KAFKA_TXN_OK = 0,
+  /* nothing decided yet (timed out, the coordinator is busy or away):
+   * the same call may be made again */
+  SF_KAFKA_TXN_RETRY,
+  /* the transaction cannot commit: abort it; the producer goes on */
+  SF_KAFKA_TXN_ABORTABLE,
+  /* fatal: this producer is unusable; destroy it and make a new one (its
+   * init fences what it left open) */
+  SF_KAFKA_TXN_BROKEN,
+  /* fatal, a fence: a producer with the same transactional id and a newer
+   * epoch exists (another instance ran init with our id, or the
+   * coordinator aborted a transaction left open past
+   * transaction.timeout.ms and bumped the epoch itself) */
+  SF_KAFKA_TXN_FENCED
+} sf_kafka_txn_outcome_t;
+
+/* "ok", "retry", "abortable", "broken", "fenced"; never NULL. */
+const char *sf_kafka_txn_outcome_name(sf_kafka_txn_outcome_t o);
+
+/* Makes the producer (no broker contact yet). settings[i] = {key, value}
+ * as for sf_kafka_conf_new (bootstrap.servers, client.id and tuning:
+ * linger.ms, transaction.timeout.ms, ...); the producer then sets
+ * transactional.id, enable.idempotence=true, acks=all and
+ * partitioner=murmur2_random over them. settings and transactional_id are
+ * copied; log is borrowed and must outlive the producer. Returns 0,
+ * SF_EINVAL, SF_ENOMEM or SF_ECONFIG (errstr says why). */
+int sf_kafka_txn_producer_new(sf_kafka_txn_producer_t **out,
+                              const char *(*settings)[2], size_t n,
+                              const char *transactional_id, sf_log_t *log,
+                              char *errstr, size_t cap);
+
+/* Anything still queued or in flight is purged (its callback never fires),
+ * then the producer is destroyed. An open transaction is left to the
+ * coordinator (the next init with the same id aborts it). NULL is fine. */
+void sf_kafka_txn_producer_destroy(sf_kafka_txn_producer_t *p);
+
+/* The transactional calls. Each blocks up to timeout_ms (begin does not
+ * block) and returns an outcome; on anything but SF_KAFKA_TXN_OK errstr
+ * gets librdkafka's reason and error name, "reason (NAME)".
+ * init: registers the transactional id with the coordinator, which fences
+ * every earlier producer with this id and completes or aborts what they
+ * left open; once per producer (RETRY: call it again).
+ * commit: flushes and commits (delivery callbacks fire inside); RETRY
+ * means the outcome is still undecided and commit may be called again.
+ * abort: purges what was not delivered (those callbacks fire with an
+ * error) and aborts.
+ * After commit or abort returns, whatever the outcome, no callback of a
+ * message sent before fires any more. */
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_init(sf_kafka_txn_producer_t *p,
+                                                  int timeout_ms, char *errstr,
+                                                  size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_begin(sf_kafka_txn_producer_t *p,
+                                                   char *errstr, size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_commit(sf_kafka_txn_producer_t *p,
+                                                    int timeout_ms,
+                                                    char *errstr, size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_abort(sf_kafka_txn_producer_t *p,
+                                                   int timeout_ms,
+                                                   char *errstr, size_t cap);
+
+/* SF_KAFKA_TXN_OK while the producer has no fatal error; otherwise
+ * SF_KAFKA_TXN_FENCED (the fatal error is a fence) or SF_KAFKA_TXN_BROKEN,
+ * with errstr = "reason (NAME)". */
+sf_kafka_txn_outcome_t sf_kafka_txn_producer_fatal(sf_kafka_txn_producer_t *p,
+                                                   char *errstr, size_t cap);
+
+/* The report of one sent message: err is 0 (then partition and offset say
+ * where it was written), SF_EKAFKA, or SF_EKAFKA_FATAL (the producer is
+ * fenced or broken); errstr is borrowed for the call. */
+typedef void (*sf_kafka_delivery_cb)(void *ud, int err, int32_t partition,
+                                     int64_t offset, const char *errstr);
+
+/* Sends one message in the open transaction. partition < 0 partitions by
+ * key. key, value and headers are copied. While the local queue is full
+ * it serves reports and tries again. Returns 0: cb (may be NULL) fires at
+ * most once, on this thread, inside a later _send, _await, _commit or
+ * _abort. Or a negative code (cb never fires) with errstr set:
+ * SF_EKAFKA_FATAL (fenced or broken), SF_ETOOBIG, SF_ESTATE (no
+ * transaction open), SF_ENOMEM, SF_EKAFKA. */
+int sf_kafka_txn_producer_send(sf_kafka_txn_producer_t *p, const char *topic,
+                               int32_t partition, const void *key,
+                               size_t key_len, const void *value,
+                               size_t value_len,
+                               const sf_kafka_header_t *headers,
+                               size_t n_headers, sf_kafka_delivery_cb cb,
+                               void *ud, char *errstr, size_t cap);
+
+/* Serves delivery reports until every sent message has its report: 0, or
+ * SF_ETIMEOUT after timeout_ms (see sf_kafka_await_delivery: this is the
+ * low-latency wait, not rd_kafka_flush). */
+int sf_kafka_txn_producer_await(sf_kafka_txn_producer_t *p, int timeout_ms);
+
+/* Number of partitions of topic from the broker's metadata, waiting up to
+ * timeout_ms: 0 with *count (0 when the topic does not exist), or
+ * SF_ETIMEOUT / SF_EKAFKA. */
+int sf_kafka_txn_producer_partition_count(sf_kafka_txn_producer_t *p,
+                                          const char *topic, int timeout_ms,
+                                          int32_t *count);
+
+/* ---- last stable offsets ----
+ *
+ * The offset below which a read_committed reader sees every committed
+ * message of a partition. A commit returns before the coordinator has
+ * written the commit markers; a writer that must not go on until its
+ * messages are readable asks for this. The question goes through a
+ * read_committed consumer handle (never subscribed, never committing): a
+ * producer handle's ListOffsets reads uncommitted, and its answer (the high
+ * watermark) would be past the messages at once. One thread at a time. */
+
+typedef struct sf_kafka_lso sf_kafka_lso_t;
+
+/* settings as for sf_kafka_conf_new (bootstrap.servers, client.id,
+ * group.id: a name never joined); isolation.level=read_committed and
+ * enable.auto.commit=false are set over them. log is borrowed. Returns 0,
+ * SF_EINVAL, SF_ENOMEM or SF_ECONFIG (errstr says why). */
+int sf_kafka_lso_new(sf_kafka_lso_t **out, const char *(*settings)[2],
+                     size_t n, sf_log_t *log, char *errstr, size_t cap);
+void sf_kafka_lso_destroy(sf_kafka_lso_t *l);
+
+/* Asks the partition leader, waiting up to timeout_ms. Returns 0 with
+ * *offset, or SF_ETIMEOUT / SF_ENOTFOUND / SF_EKAFKA with *why set to
+ * librdkafka's error name (static). Logs nothing: callers poll this. */
+int sf_kafka_lso_get(sf_kafka_lso_t *l, const char *topic, int32_t partition,
+                     int timeout_ms, int64_t *offset, const char **why);
+
 /* ---- producer ---- */
 
 typedef struct sf_kafka_producer sf_kafka_producer_t;
@@ -72,10 +218,8 @@ typedef struct sf_kafka_producer_opts {
                              librdkafka's default (100000) when <= 0 */
 } sf_kafka_producer_opts_t;
 
-/* Fires once per accepted sf_kafka_produce, on the loop thread. err is 0 or
- * SF_EKAFKA/SF_EKAFKA_FATAL; errstr is borrowed for the call. */
-typedef void (*sf_kafka_delivery_cb)(void *ud, int err, int32_t partition,
-                                     int64_t offset, const char *errstr);
+/* The loop producer's callback is sf_kafka_delivery_cb (above); here it
+ * fires once per accepted sf_kafka_produce, on the loop thread. */
 
 /* Creates the producer and hooks it to loop (borrowed). With a
  * transactional id, also runs init_transactions (blocking, bounded by 30 s).
