@@ -1,13 +1,13 @@
-/* kafka: producer and consumer wrappers over librdkafka. See sf/kafka.h.
+/* kafka: the one door to librdkafka. See sf/kafka.h.
  *
- * The producer is married to a libuv loop: librdkafka writes a byte to a
- * pipe whenever its main queue (delivery reports, errors) becomes non-empty;
- * a uv_poll on the read end drains the pipe and serves the queue with
- * rd_kafka_poll(rk, 0), so every delivery callback runs on the loop thread.
- * A 100 ms timer serves the queue too, as a safety net. Each accepted
- * message carries a small heap record (callback, user data) as its opaque;
- * the records form a list so that messages librdkafka drops at destroy
- * still get their one callback.
+ * Every librdkafka handle of stockflow is configured here
+ * (sf_kafka_conf_new: one log hook, one error hook). The transactional
+ * producer has no loop of its own: the one thread that drives it serves
+ * the main queue (delivery reports, errors) with rd_kafka_poll inside its
+ * calls, so a writer sees every report of a transaction before it commits.
+ * Each accepted message carries a small heap record (callback, user data)
+ * as its opaque; the records form a list so that the reports of a finished
+ * transaction can be cut off and the records freed at destroy.
  *
  * The consumer is driven by whoever calls sf_kafka_consumer_poll. With a
  * group it uses the EAGER rebalance protocol (librdkafka's default
@@ -18,19 +18,14 @@
 
 #include "sf/err.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
+#include <uv.h>
 
 #define MOD "kafka"
-#define POLL_SAFETY_MS 100
-#define CLOSE_FLUSH_MS 5000
-#define INIT_TXN_MS 30000
 
 _Static_assert(SF_KAFKA_OFFSET_BEGINNING == RD_KAFKA_OFFSET_BEGINNING,
                "offset constants match librdkafka");
@@ -61,13 +56,6 @@ static int conf_set(rd_kafka_conf_t *conf, sf_log_t *log, const char *key,
     return SF_ECONFIG;
   }
   return 0;
-}
-
-static int conf_set_int(rd_kafka_conf_t *conf, sf_log_t *log, const char *key,
-                        int value) {
-  char buf[24];
-  snprintf(buf, sizeof(buf), "%d", value);
-  return conf_set(conf, log, key, buf);
 }
 
 /* A fence: a producer with our transactional id and a newer epoch exists.
@@ -139,330 +127,6 @@ static int watermark_err(rd_kafka_resp_err_t err) {
       err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
     return SF_ENOTFOUND;
   return SF_EKAFKA;
-}
-
-/* ---- producer ---- */
-
-/* One per accepted message; owned by the producer's pending list until its
- * callback has fired. */
-typedef struct pending {
-  struct pending *prev, *next;
-  sf_kafka_delivery_cb cb;
-  void *ud;
-} pending_t;
-
-struct sf_kafka_producer {
-  sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
-  uv_loop_t *loop;
-  rd_kafka_t *rk;
-  rd_kafka_queue_t *mainq;
-  uv_poll_t poll;
-  uv_timer_t timer;
-  int pipefd[2];
-  int open_handles;
-  int inflight;
-  bool fatal;
-  bool transactional;
-  bool closing;
-  pending_t pending; /* list head (sentinel) */
-  void (*done)(void *);
-  void *done_ud;
-};
-
-static void pending_unlink(pending_t *pm) {
-  pm->prev->next = pm->next;
-  pm->next->prev = pm->prev;
-}
-
-static void producer_note_fatal(sf_kafka_producer_t *p) {
-  char reason[512] = "";
-  rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(p->rk, reason,
-                                                  sizeof(reason));
-  if (!p->fatal)
-    SF_ERROR(p->log, MOD, "producer %s fatal error: %s: %s",
-             rd_kafka_name(p->rk), rd_kafka_err2name(ferr), reason);
-  p->fatal = true;
-}
-
-static void producer_error_cb(rd_kafka_t *rk, int err, const char *reason,
-                              void *opaque) {
-  sf_kafka_producer_t *p = opaque;
-  (void)rk;
-  if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    producer_note_fatal(p);
-    return;
-  }
-  SF_WARN(p->log, MOD, "producer %s: %s: %s", rd_kafka_name(p->rk),
-          rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-}
-
-static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
-                           void *opaque) {
-  sf_kafka_producer_t *p = opaque;
-  pending_t *pm = m->_private;
-  (void)rk;
-  if (!pm)
-    return;
-  int err = 0;
-  const char *errstr = NULL;
-  if (m->err) {
-    err = err_is_fatal(m->err) ? SF_EKAFKA_FATAL : SF_EKAFKA;
-    if (err == SF_EKAFKA_FATAL)
-      producer_note_fatal(p);
-    errstr = rd_kafka_message_errstr(m);
-    SF_WARN(p->log, MOD, "delivery to %s [%d] failed: %s: %s",
-            m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
-            rd_kafka_err2name(m->err), errstr);
-  }
-  pending_unlink(pm);
-  p->inflight--;
-  pm->cb(pm->ud, err, m->partition, m->err ? -1 : m->offset, errstr);
-  free(pm);
-}
-
-static void producer_serve(sf_kafka_producer_t *p) {
-  if (p->rk && !p->closing)
-    rd_kafka_poll(p->rk, 0);
-}
-
-static void producer_poll_cb(uv_poll_t *h, int status, int events) {
-  sf_kafka_producer_t *p = h->data;
-  char buf[64];
-  (void)events;
-  if (status < 0)
-    SF_WARN(p->log, MOD, "producer wakeup pipe: %s", uv_strerror(status));
-  while (read(p->pipefd[0], buf, sizeof(buf)) > 0)
-    ;
-  producer_serve(p);
-}
-
-static void producer_timer_cb(uv_timer_t *t) {
-  producer_serve(t->data);
-}
-
-static int make_pipe(int fds[2]) {
-  if (pipe(fds) != 0)
-    return SF_EIO;
-  for (int i = 0; i < 2; i++) {
-    int fl = fcntl(fds[i], F_GETFL);
-    if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
-      close(fds[0]);
-      close(fds[1]);
-      return SF_EIO;
-    }
-  }
-  return 0;
-}
-
-static int producer_conf(sf_kafka_producer_t *p, rd_kafka_conf_t *conf,
-                         const sf_kafka_producer_opts_t *o) {
-  int rc = 0;
-  rc = rc ? rc : conf_set(conf, p->log, "bootstrap.servers", o->brokers);
-  rc = rc ? rc : conf_set(conf, p->log, "enable.idempotence", "true");
-  rc = rc ? rc : conf_set(conf, p->log, "acks", "all");
-  rc = rc ? rc : conf_set(conf, p->log, "partitioner", "murmur2_random");
-  rc = rc ? rc : conf_set(conf, p->log, "compression.type", "lz4");
-  rc = rc ? rc
-          : conf_set_int(conf, p->log, "linger.ms",
-                         o->linger_ms < 0 ? 1 : o->linger_ms);
-  rc = rc ? rc
-          : conf_set_int(conf, p->log, "message.timeout.ms",
-                         o->message_timeout_ms <= 0 ? 30000
-                                                    : o->message_timeout_ms);
-  if (!rc && o->queue_max_messages > 0)
-    rc = conf_set_int(conf, p->log, "queue.buffering.max.messages",
-                      o->queue_max_messages);
-  if (!rc && o->client_id)
-    rc = conf_set(conf, p->log, "client.id", o->client_id);
-  if (!rc && o->transactional_id)
-    rc = conf_set(conf, p->log, "transactional.id", o->transactional_id);
-  return rc;
-}
-
-/* Maps a transactional API error; logs it with op as context. */
-static int txn_error(sf_kafka_producer_t *p, const char *op,
-                     rd_kafka_error_t *e) {
-  if (!e)
-    return 0;
-  int rc;
-  if (rd_kafka_error_is_fatal(e)) {
-    rc = SF_EKAFKA_FATAL;
-    p->fatal = true;
-  } else if (rd_kafka_error_txn_requires_abort(e)) {
-    rc = SF_EKAFKA;
-  } else if (rd_kafka_error_is_retriable(e)) {
-    rc = SF_ETIMEOUT;
-  } else if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__STATE) {
-    rc = SF_ESTATE;
-  } else {
-    rc = SF_EKAFKA;
-  }
-  SF_LOG(p->log, rc == SF_EKAFKA_FATAL ? SF_LOG_ERROR : SF_LOG_WARN, MOD,
-         "producer %s: %s: %s (%s)", rd_kafka_name(p->rk), op,
-         rd_kafka_error_string(e), sf_err_name(rc));
-  rd_kafka_error_destroy(e);
-  return rc;
-}
-
-int sf_kafka_producer_new(sf_kafka_producer_t **out, uv_loop_t *loop,
-                          const sf_kafka_producer_opts_t *opts, sf_log_t *log) {
-  char errstr[512];
-  int rc;
-  if (!out || !loop || !opts || !opts->brokers)
-    return SF_EINVAL;
-  sf_kafka_producer_t *p = calloc(1, sizeof(*p));
-  if (!p)
-    return SF_ENOMEM;
-  p->log = log;
-  p->loop = loop;
-  p->pending.prev = p->pending.next = &p->pending;
-  p->transactional = opts->transactional_id != NULL;
-
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  if (!conf) {
-    rc = SF_ENOMEM;
-    goto fail_conf;
-  }
-  rc = producer_conf(p, conf, opts);
-  if (rc)
-    goto fail_conf;
-  rd_kafka_conf_set_opaque(conf, p);
-  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
-  rd_kafka_conf_set_error_cb(conf, producer_error_cb);
-  rd_kafka_conf_set_dr_msg_cb(conf, producer_dr_cb);
-  /* rd_kafka_new owns conf on success only. */
-  p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (!p->rk) {
-    SF_ERROR(log, MOD, "cannot create producer: %s", errstr);
-    rc = SF_ECONFIG;
-    goto fail_conf;
-  }
-  conf = NULL;
-
-  rc = make_pipe(p->pipefd);
-  if (rc) {
-    SF_ERROR(log, MOD, "producer wakeup pipe: %s", strerror(errno));
-    goto fail_pipe;
-  }
-  p->mainq = rd_kafka_queue_get_main(p->rk);
-  rd_kafka_queue_io_event_enable(p->mainq, p->pipefd[1], "1", 1);
-
-  if (p->transactional) {
-    rc = txn_error(p, "init_transactions",
-                   rd_kafka_init_transactions(p->rk, INIT_TXN_MS));
-    if (rc) {
-      rc = rc == SF_EKAFKA_FATAL ? rc : SF_EKAFKA;
-      goto fail_txn;
-    }
-  }
-
-  int uvrc = uv_poll_init(loop, &p->poll, p->pipefd[0]);
-  if (uvrc) {
-    SF_ERROR(log, MOD, "uv_poll_init: %s", uv_strerror(uvrc));
-    rc = SF_EIO;
-    goto fail_txn;
-  }
-  p->poll.data = p;
-  uv_timer_init(loop, &p->timer);
-  p->timer.data = p;
-  p->open_handles = 2;
-  uv_poll_start(&p->poll, UV_READABLE, producer_poll_cb);
-  uv_timer_start(&p->timer, producer_timer_cb, POLL_SAFETY_MS, POLL_SAFETY_MS);
-  *out = p;
-  return 0;
-
-fail_txn:
-  rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
-  rd_kafka_queue_destroy(p->mainq);
-  close(p->pipefd[0]);
-  close(p->pipefd[1]);
-fail_pipe:
-  rd_kafka_destroy(p->rk);
-fail_conf:
-  if (conf)
-    rd_kafka_conf_destroy(conf);
-  free(p);
-  return rc;
-}
-
-int sf_kafka_produce(sf_kafka_producer_t *p, const char *topic,
-                     int32_t partition, const void *key, size_t key_len,
-                     const void *value, size_t value_len,
-                     const sf_kafka_header_t *headers, size_t n_headers,
-                     sf_kafka_delivery_cb cb, void *ud) {
-  if (!p || !topic || !cb || (n_headers && !headers))
-    return SF_EINVAL;
-  if (p->closing)
-    return SF_ESTATE;
-  if (p->fatal)
-    return SF_EKAFKA_FATAL;
-  pending_t *pm = malloc(sizeof(*pm));
-  if (!pm)
-    return SF_ENOMEM;
-  pm->cb = cb;
-  pm->ud = ud;
-  rd_kafka_headers_t *hdrs = NULL;
-  if (n_headers) {
-    hdrs = rd_kafka_headers_new(n_headers);
-    for (size_t i = 0; i < n_headers; i++)
-      rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
-                          (ssize_t)headers[i].len);
-  }
-  /* On success librdkafka owns hdrs; on failure we still do. */
-  rd_kafka_resp_err_t err = rd_kafka_producev(
-      p->rk, RD_KAFKA_V_TOPIC(topic),
-      RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
-      RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-      RD_KAFKA_V_OPAQUE(pm), RD_KAFKA_V_END);
-  if (err) {
-    if (hdrs)
-      rd_kafka_headers_destroy(hdrs);
-    free(pm);
-    int rc = produce_err(p->rk, err);
-    if (rc == SF_EKAFKA_FATAL)
-      producer_note_fatal(p);
-    SF_LOG(p->log, rc == SF_EUNAVAILABLE ? SF_LOG_DEBUG : SF_LOG_WARN, MOD,
-           "produce to %s [%d]: %s", topic, (int)partition,
-           rd_kafka_err2str(err));
-    return rc;
-  }
-  pm->next = &p->pending;
-  pm->prev = p->pending.prev;
-  pm->prev->next = pm;
-  p->pending.prev = pm;
-  p->inflight++;
-  return 0;
-}
-
-int sf_kafka_txn_begin(sf_kafka_producer_t *p) {
-  if (!p || !p->transactional)
-    return SF_ESTATE;
-  if (p->fatal)
-    return SF_EKAFKA_FATAL;
-  return txn_error(p, "begin_transaction", rd_kafka_begin_transaction(p->rk));
-}
-
-int sf_kafka_txn_commit(sf_kafka_producer_t *p, int timeout_ms) {
-  if (!p || !p->transactional)
-    return SF_ESTATE;
-  if (p->fatal)
-    return SF_EKAFKA_FATAL;
-  return txn_error(p, "commit_transaction",
-                   rd_kafka_commit_transaction(p->rk, timeout_ms));
-}
-
-int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms) {
-  if (!p || !p->transactional)
-    return SF_ESTATE;
-  if (p->fatal)
-    return SF_EKAFKA_FATAL;
-  int rc = txn_error(p, "abort_transaction",
-                     rd_kafka_abort_transaction(p->rk, timeout_ms));
-  /* Purged messages report their failure through the main queue. */
-  rd_kafka_poll(p->rk, 0);
-  return rc;
 }
 
 static void conf_error_cb(rd_kafka_t *rk, int err, const char *reason,
@@ -835,70 +499,6 @@ int sf_kafka_lso_get(sf_kafka_lso_t *l, const char *topic, int32_t partition,
   if (why)
     *why = err ? rd_kafka_err2name(err) : NULL;
   return err ? watermark_err(err) : 0;
-}
-
-int sf_kafka_producer_inflight(const sf_kafka_producer_t *p) {
-  return p ? p->inflight : 0;
-}
-
-int sf_kafka_producer_flush(sf_kafka_producer_t *p, int timeout_ms) {
-  if (!p || p->closing)
-    return SF_ESTATE;
-  rd_kafka_resp_err_t err = rd_kafka_flush(p->rk, timeout_ms);
-  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT)
-    return SF_ETIMEOUT;
-  return err ? SF_EKAFKA : 0;
-}
-
-bool sf_kafka_producer_fatal(const sf_kafka_producer_t *p) {
-  return p && p->fatal;
-}
-
-static void producer_handle_closed(uv_handle_t *h) {
-  sf_kafka_producer_t *p = h->data;
-  if (--p->open_handles > 0)
-    return;
-  close(p->pipefd[0]);
-  close(p->pipefd[1]);
-  if (p->done)
-    p->done(p->done_ud);
-  free(p);
-}
-
-void sf_kafka_producer_close(sf_kafka_producer_t *p, void (*done)(void *),
-                             void *ud) {
-  if (!p || p->closing)
-    return;
-  p->done = done;
-  p->done_ud = ud;
-  uv_poll_stop(&p->poll);
-  uv_timer_stop(&p->timer);
-
-  /* Delivery callbacks fire inside flush; anything still undelivered after
-   * the bound is purged so that its failure is reported too. */
-  if (rd_kafka_flush(p->rk, CLOSE_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    SF_WARN(p->log, MOD, "producer %s: %d message(s) undelivered at close",
-            rd_kafka_name(p->rk), p->inflight);
-    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_flush(p->rk, 500);
-  }
-  p->closing = true;
-  rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
-  rd_kafka_queue_destroy(p->mainq);
-  rd_kafka_destroy(p->rk);
-  p->rk = NULL;
-
-  /* Whatever librdkafka dropped without a report still gets its one
-   * callback. */
-  while (p->pending.next != &p->pending) {
-    pending_t *pm = p->pending.next;
-    pending_unlink(pm);
-    p->inflight--;
-    pm->cb(pm->ud, SF_EKAFKA, -1, -1, "producer closed before delivery");
-    free(pm);
-  }
-  uv_close((uv_handle_t *)&p->poll, producer_handle_closed);
-  uv_close((uv_handle_t *)&p->timer, producer_handle_closed);
 }
 
 /* ---- consumer ---- */

@@ -1,11 +1,12 @@
-/* kafka: producer and consumer wrappers over librdkafka.
+/* kafka: the one door to librdkafka.
  *
- * The producer is idempotent (acks=all, enable.idempotence) and, when given
- * a transactional id, transactional. It lives on a libuv loop: delivery
- * reports are dispatched on the loop's thread (librdkafka's queue IO event
- * wakes a uv_poll), so a handler can answer its HTTP request from the
- * delivery callback. Keys are partitioned with murmur2_random, the Java
- * client's partitioner, so every client maps a store to the same partition.
+ * One configuration builder and log hook for every handle
+ * (sf_kafka_conf_new); the transactional producer a writer lane drives
+ * from its own thread, whose calls answer with a named outcome (ok, retry,
+ * abortable, broken, fenced); the read_committed view of last stable
+ * offsets; murmur2 partitioning; and the consumer. Keys are partitioned
+ * with murmur2_random, the Java client's partitioner, so every client maps
+ * a store to the same partition.
  *
  * The consumer reads with isolation.level=read_committed and never commits
  * offsets itself (enable.auto.commit=false, enable.auto.offset.store=false):
@@ -22,7 +23,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "sf/log.h"
 
@@ -203,60 +203,6 @@ void sf_kafka_lso_destroy(sf_kafka_lso_t *l);
  * librdkafka's error name (static). Logs nothing: callers poll this. */
 int sf_kafka_lso_get(sf_kafka_lso_t *l, const char *topic, int32_t partition,
                      int timeout_ms, int64_t *offset, const char **why);
-
-/* ---- producer ---- */
-
-typedef struct sf_kafka_producer sf_kafka_producer_t;
-
-typedef struct sf_kafka_producer_opts {
-  const char *brokers;          /* "127.0.0.1:9092" */
-  const char *transactional_id; /* NULL: idempotent, not transactional */
-  const char *client_id;        /* for broker logs; may be NULL */
-  int linger_ms;                /* batching delay; default 1 when < 0 */
-  int message_timeout_ms;       /* delivery timeout; default 30000 when <= 0 */
-  int queue_max_messages;       /* local queue bound (queue.buffering.max.messages);
-                             librdkafka's default (100000) when <= 0 */
-} sf_kafka_producer_opts_t;
-
-/* The loop producer's callback is sf_kafka_delivery_cb (above); here it
- * fires once per accepted sf_kafka_produce, on the loop thread. */
-
-/* Creates the producer and hooks it to loop (borrowed). With a
- * transactional id, also runs init_transactions (blocking, bounded by 30 s).
- * Returns 0, SF_ECONFIG, SF_EKAFKA. */
-int sf_kafka_producer_new(sf_kafka_producer_t **out, uv_loop_t *loop,
-                          const sf_kafka_producer_opts_t *opts, sf_log_t *log);
-
-/* Produces one message. partition < 0 partitions by key. key, value and
- * headers are copied. Returns 0 (cb will fire exactly once) or a negative
- * code (cb never fires): SF_EUNAVAILABLE when the local queue is full,
- * SF_EKAFKA_FATAL when the producer is fenced or broken. */
-int sf_kafka_produce(sf_kafka_producer_t *p, const char *topic,
-                     int32_t partition, const void *key, size_t key_len,
-                     const void *value, size_t value_len,
-                     const sf_kafka_header_t *headers, size_t n_headers,
-                     sf_kafka_delivery_cb cb, void *ud);
-
-/* Transactions (only with a transactional id). begin is immediate;
- * commit and abort block up to timeout_ms (delivery callbacks of the
- * transaction's messages fire inside commit). Failures: SF_ETIMEOUT when the
- * same call may simply be retried; SF_EKAFKA when the transaction must be
- * aborted (sf_kafka_txn_abort) and redone; SF_EKAFKA_FATAL when the producer
- * is fenced or broken (recreate it); SF_ESTATE when called out of order. */
-int sf_kafka_txn_begin(sf_kafka_producer_t *p);
-int sf_kafka_txn_commit(sf_kafka_producer_t *p, int timeout_ms);
-int sf_kafka_txn_abort(sf_kafka_producer_t *p, int timeout_ms);
-
-/* Messages produced but not yet delivered. */
-int sf_kafka_producer_inflight(const sf_kafka_producer_t *p);
-/* Waits up to timeout_ms for every delivery (callbacks fire inside). */
-int sf_kafka_producer_flush(sf_kafka_producer_t *p, int timeout_ms);
-/* True once a fatal error (fencing, broken idempotence) happened. */
-bool sf_kafka_producer_fatal(const sf_kafka_producer_t *p);
-/* Stops the uv_poll and destroys the producer after a bounded flush.
- * done fires on the loop when the handle is closed; then it is freed. */
-void sf_kafka_producer_close(sf_kafka_producer_t *p, void (*done)(void *),
-                             void *ud);
 
 /* ---- consumer ---- */
 
