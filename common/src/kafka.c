@@ -219,7 +219,7 @@ typedef struct txn_pending {
   void *ud;
 } txn_pending_t;
 
-struct sf_kafka_txn_producer {
+struct sf_kafka_producer {
   sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
   rd_kafka_t *rk;
   txn_pending_t pending; /* list head (sentinel) */
@@ -242,7 +242,7 @@ static void txn_pending_unlink(txn_pending_t *pm) {
 }
 
 /* The transaction ended: reports still to come go nowhere. */
-static void txn_detach_all(sf_kafka_txn_producer_t *p) {
+static void txn_detach_all(sf_kafka_producer_t *p) {
   for (txn_pending_t *pm = p->pending.next; pm != &p->pending; pm = pm->next)
     pm->cb = NULL;
 }
@@ -259,7 +259,9 @@ static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     const char *errstr = NULL;
     if (m->err) {
       err = err_is_fatal(m->err) ? SF_EKAFKA_FATAL : SF_EKAFKA;
-      errstr = rd_kafka_message_errstr(m);
+      /* not rd_kafka_message_errstr: for a failed delivery it returns the
+       * message's payload, which is no string */
+      errstr = rd_kafka_err2str(m->err);
     }
     pm->cb(pm->ud, err, m->partition, m->err ? -1 : m->offset, errstr);
   }
@@ -267,29 +269,28 @@ static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
   free(pm);
 }
 
-int sf_kafka_txn_producer_new(sf_kafka_txn_producer_t **out,
-                              const char *(*settings)[2], size_t n,
-                              const char *transactional_id, sf_log_t *log,
-                              char *errstr, size_t cap) {
-  if (!out || (n && !settings) || !transactional_id || !*transactional_id) {
-    snprintf(errstr, cap, "no transactional id");
+int sf_kafka_producer_new(sf_kafka_producer_t **out,
+                          const char *(*settings)[2], size_t n,
+                          const char *transactional_id, sf_log_t *log,
+                          char *errstr, size_t cap) {
+  if (!out || (n && !settings) || (transactional_id && !*transactional_id)) {
+    snprintf(errstr, cap, "invalid argument");
     return SF_EINVAL;
   }
-  sf_kafka_txn_producer_t *p = calloc(1, sizeof(*p));
+  sf_kafka_producer_t *p = calloc(1, sizeof(*p));
   if (!p)
     return SF_ENOMEM;
   p->log = log;
   p->pending.prev = p->pending.next = &p->pending;
-  /* what makes it the producer a writer needs, over the caller's tuning */
+  /* what the contract promises, over the caller's tuning */
   const char *fixed[][2] = {
-      {"transactional.id", transactional_id},
       {"enable.idempotence", "true"},
       {"acks", "all"},
-      {"partitioner", "murmur2_random"},
+      {"transactional.id", transactional_id},
   };
   p->rk = client_new(RD_KAFKA_PRODUCER, settings, n, fixed,
-                     sizeof(fixed) / sizeof(fixed[0]), &p->log, txn_dr_cb,
-                     errstr, cap);
+                     transactional_id ? 3 : 2, &p->log, txn_dr_cb, errstr,
+                     cap);
   if (!p->rk) {
     free(p);
     return SF_ECONFIG;
@@ -298,7 +299,7 @@ int sf_kafka_txn_producer_new(sf_kafka_txn_producer_t **out,
   return 0;
 }
 
-void sf_kafka_txn_producer_destroy(sf_kafka_txn_producer_t *p) {
+void sf_kafka_producer_destroy(sf_kafka_producer_t *p) {
   if (!p)
     return;
   /* nothing of ours may still be wanted: purge instead of a long flush */
@@ -315,8 +316,8 @@ void sf_kafka_txn_producer_destroy(sf_kafka_txn_producer_t *p) {
   free(p);
 }
 
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_fatal(sf_kafka_txn_producer_t *p,
-                                                   char *errstr, size_t cap) {
+sf_kafka_txn_outcome_t sf_kafka_producer_fatal(sf_kafka_producer_t *p,
+                                               char *errstr, size_t cap) {
   char reason[256] = "";
   rd_kafka_resp_err_t err = rd_kafka_fatal_error(p->rk, reason,
                                                  sizeof(reason));
@@ -330,7 +331,7 @@ sf_kafka_txn_outcome_t sf_kafka_txn_producer_fatal(sf_kafka_txn_producer_t *p,
 }
 
 /* Classifies a transactional API error into what to do next; frees it. */
-static sf_kafka_txn_outcome_t txn_outcome(sf_kafka_txn_producer_t *p,
+static sf_kafka_txn_outcome_t txn_outcome(sf_kafka_producer_t *p,
                                           rd_kafka_error_t *e, char *errstr,
                                           size_t cap) {
   if (!e)
@@ -339,7 +340,7 @@ static sf_kafka_txn_outcome_t txn_outcome(sf_kafka_txn_producer_t *p,
   sf_kafka_txn_outcome_t o = SF_KAFKA_TXN_ABORTABLE;
   if (rd_kafka_error_is_fatal(e)) {
     char ignored[8];
-    o = sf_kafka_txn_producer_fatal(p, ignored, sizeof(ignored));
+    o = sf_kafka_producer_fatal(p, ignored, sizeof(ignored));
     if (o == SF_KAFKA_TXN_OK)
       o = SF_KAFKA_TXN_BROKEN;
   } else if (rd_kafka_error_txn_requires_abort(e)) {
@@ -353,30 +354,30 @@ static sf_kafka_txn_outcome_t txn_outcome(sf_kafka_txn_producer_t *p,
   return o;
 }
 
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_init(sf_kafka_txn_producer_t *p,
-                                                  int timeout_ms, char *errstr,
-                                                  size_t cap) {
+sf_kafka_txn_outcome_t sf_kafka_producer_init(sf_kafka_producer_t *p,
+                                              int timeout_ms, char *errstr,
+                                              size_t cap) {
   return txn_outcome(p, rd_kafka_init_transactions(p->rk, timeout_ms), errstr,
                      cap);
 }
 
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_begin(sf_kafka_txn_producer_t *p,
-                                                   char *errstr, size_t cap) {
+sf_kafka_txn_outcome_t sf_kafka_producer_begin(sf_kafka_producer_t *p,
+                                               char *errstr, size_t cap) {
   return txn_outcome(p, rd_kafka_begin_transaction(p->rk), errstr, cap);
 }
 
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_commit(sf_kafka_txn_producer_t *p,
-                                                    int timeout_ms,
-                                                    char *errstr, size_t cap) {
+sf_kafka_txn_outcome_t sf_kafka_producer_commit(sf_kafka_producer_t *p,
+                                                int timeout_ms,
+                                                char *errstr, size_t cap) {
   sf_kafka_txn_outcome_t o = txn_outcome(
       p, rd_kafka_commit_transaction(p->rk, timeout_ms), errstr, cap);
   txn_detach_all(p);
   return o;
 }
 
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_abort(sf_kafka_txn_producer_t *p,
-                                                   int timeout_ms,
-                                                   char *errstr, size_t cap) {
+sf_kafka_txn_outcome_t sf_kafka_producer_abort(sf_kafka_producer_t *p,
+                                               int timeout_ms,
+                                               char *errstr, size_t cap) {
   sf_kafka_txn_outcome_t o = txn_outcome(
       p, rd_kafka_abort_transaction(p->rk, timeout_ms), errstr, cap);
   /* the purged messages' reports are on the main queue */
@@ -385,13 +386,13 @@ sf_kafka_txn_outcome_t sf_kafka_txn_producer_abort(sf_kafka_txn_producer_t *p,
   return o;
 }
 
-int sf_kafka_txn_producer_send(sf_kafka_txn_producer_t *p, const char *topic,
-                               int32_t partition, const void *key,
-                               size_t key_len, const void *value,
-                               size_t value_len,
-                               const sf_kafka_header_t *headers,
-                               size_t n_headers, sf_kafka_delivery_cb cb,
-                               void *ud, char *errstr, size_t cap) {
+int sf_kafka_producer_send(sf_kafka_producer_t *p, const char *topic,
+                           int32_t partition, const void *key,
+                           size_t key_len, const void *value,
+                           size_t value_len,
+                           const sf_kafka_header_t *headers,
+                           size_t n_headers, sf_kafka_delivery_cb cb,
+                           void *ud, char *errstr, size_t cap) {
   if (!p || !topic || (n_headers && !headers)) {
     snprintf(errstr, cap, "invalid argument");
     return SF_EINVAL;
@@ -439,13 +440,13 @@ int sf_kafka_txn_producer_send(sf_kafka_txn_producer_t *p, const char *topic,
   return 0;
 }
 
-int sf_kafka_txn_producer_await(sf_kafka_txn_producer_t *p, int timeout_ms) {
+int sf_kafka_producer_await(sf_kafka_producer_t *p, int timeout_ms) {
   return sf_kafka_await_delivery(p->rk, timeout_ms);
 }
 
-int sf_kafka_txn_producer_partition_count(sf_kafka_txn_producer_t *p,
-                                          const char *topic, int timeout_ms,
-                                          int32_t *count) {
+int sf_kafka_producer_partition_count(sf_kafka_producer_t *p,
+                                      const char *topic, int timeout_ms,
+                                      int32_t *count) {
   if (!p || !topic || !count)
     return SF_EINVAL;
   return metadata_partition_count(p->rk, p->log, topic, timeout_ms, count);

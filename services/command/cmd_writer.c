@@ -51,7 +51,7 @@ struct cmd_writer {
   cmd_writer_stats_t stats;
   uint64_t next_batch_id;
   /* writer thread only */
-  sf_kafka_txn_producer_t *producer;
+  sf_kafka_producer_t *producer;
   sf_kafka_lso_t *watch; /* read_committed offsets for wait_visible (lazy) */
   double txn_started;    /* monotonic seconds of the open transaction's begin */
 };
@@ -175,16 +175,17 @@ static void delivered_cb(void *ud, int err, int32_t partition, int64_t offset,
   }
 }
 
-static sf_kafka_txn_producer_t *make_producer(cmd_writer_t *w) {
+static sf_kafka_producer_t *make_producer(cmd_writer_t *w) {
   char errstr[512];
   char timeout[32], txn_timeout[32];
   snprintf(timeout, sizeof(timeout), "%d", w->opts.txn_timeout_ms);
   snprintf(txn_timeout, sizeof(txn_timeout), "%d", TXN_COORDINATOR_TIMEOUT_MS);
-  /* the producer adds transactional.id, enable.idempotence=true, acks=all
-   * and partitioner=murmur2_random */
+  /* the producer adds transactional.id, enable.idempotence=true and
+   * acks=all */
   const char *settings[][2] = {
       {"bootstrap.servers", w->opts.brokers},
       {"client.id", "stockflow-command"},
+      {"partitioner", "murmur2_random"},
       {"linger.ms", "0"},
       {"compression.type", "lz4"},
       {"transaction.timeout.ms", txn_timeout},
@@ -201,11 +202,11 @@ static sf_kafka_txn_producer_t *make_producer(cmd_writer_t *w) {
       {"reconnect.backoff.ms", "50"},
       {"reconnect.backoff.max.ms", "1000"},
   };
-  sf_kafka_txn_producer_t *p = NULL;
-  if (sf_kafka_txn_producer_new(&p, settings,
-                                sizeof(settings) / sizeof(settings[0]),
-                                w->opts.transactional_id, w->log, errstr,
-                                sizeof(errstr)))
+  sf_kafka_producer_t *p = NULL;
+  if (sf_kafka_producer_new(&p, settings,
+                            sizeof(settings) / sizeof(settings[0]),
+                            w->opts.transactional_id, w->log, errstr,
+                            sizeof(errstr)))
     SF_ERROR(w->log, "kafka", "lane %u: creating producer: %s", w->opts.lane,
              errstr);
   return p;
@@ -264,7 +265,7 @@ typedef enum batch_result {
 static batch_result_t fatal_kind(cmd_writer_t *w, char *reason, size_t cap) {
   char fatal[256] = "";
   sf_kafka_txn_outcome_t o =
-      sf_kafka_txn_producer_fatal(w->producer, fatal, sizeof(fatal));
+      sf_kafka_producer_fatal(w->producer, fatal, sizeof(fatal));
   double age_ms = (now_s() - w->txn_started) * 1000.0;
   if (fatal[0])
     snprintf(reason, cap, "lane %u: %s", w->opts.lane, fatal);
@@ -276,11 +277,11 @@ static batch_result_t fatal_kind(cmd_writer_t *w, char *reason, size_t cap) {
 /* Produces every message of units in one transaction and commits. */
 static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
                                 char *reason, size_t cap) {
-  sf_kafka_txn_producer_t *p = w->producer;
+  sf_kafka_producer_t *p = w->producer;
   char why[160];
   w->txn_started = now_s();
   sf_kafka_txn_outcome_t o =
-      txn_note(w, sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+      txn_note(w, sf_kafka_producer_begin(p, why, sizeof(why)),
                "begin_transaction", why, reason, cap);
   if (outcome_fatal(o))
     return fatal_kind(w, reason, cap);
@@ -293,10 +294,10 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
       m->err = SF_EINTERNAL; /* until its delivery report says otherwise */
       sf_kafka_header_t h[7];
       size_t n_h = make_headers(m, h);
-      if (sf_kafka_txn_producer_send(p, m->topic, m->to_partition, m->key,
-                                     strlen(m->key), m->value, m->value_len,
-                                     h, n_h, delivered_cb, m, why,
-                                     sizeof(why))) {
+      if (sf_kafka_producer_send(p, m->topic, m->to_partition, m->key,
+                                 strlen(m->key), m->value, m->value_len,
+                                 h, n_h, delivered_cb, m, why,
+                                 sizeof(why))) {
         snprintf(reason, cap, "lane %u: produce to %s: %s", w->opts.lane,
                  m->topic, why);
         SF_ERROR(w->log, "kafka", "%s", reason);
@@ -304,7 +305,7 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
       }
     }
   }
-  if (!failed && sf_kafka_txn_producer_await(p, w->opts.txn_timeout_ms)) {
+  if (!failed && sf_kafka_producer_await(p, w->opts.txn_timeout_ms)) {
     snprintf(reason, cap, "lane %u: delivery reports not in within %d ms",
              w->opts.lane, w->opts.txn_timeout_ms);
     failed = true;
@@ -327,7 +328,7 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
       if (left_ms < 1000)
         left_ms = 1000;
       o = txn_note(w,
-                   sf_kafka_txn_producer_commit(p, left_ms, why, sizeof(why)),
+                   sf_kafka_producer_commit(p, left_ms, why, sizeof(why)),
                    "commit_transaction", why, reason, cap);
       if (o == SF_KAFKA_TXN_RETRY && now_s() < deadline &&
           !atomic_load(&w->stop))
@@ -345,12 +346,12 @@ static batch_result_t run_batch(cmd_writer_t *w, cmd_unit_t *units,
     if (o == SF_KAFKA_TXN_RETRY)
       return BATCH_BROKEN;
   }
-  if (sf_kafka_txn_producer_fatal(p, why, sizeof(why)) != SF_KAFKA_TXN_OK)
+  if (sf_kafka_producer_fatal(p, why, sizeof(why)) != SF_KAFKA_TXN_OK)
     return fatal_kind(w, reason, cap);
   char abort_reason[256];
   o = txn_note(w,
-               sf_kafka_txn_producer_abort(p, w->opts.txn_timeout_ms, why,
-                                           sizeof(why)),
+               sf_kafka_producer_abort(p, w->opts.txn_timeout_ms, why,
+                                       sizeof(why)),
                "abort_transaction", why, abort_reason, sizeof(abort_reason));
   if (o == SF_KAFKA_TXN_OK)
     return BATCH_ABORTED;
@@ -419,8 +420,8 @@ static void wait_visible(cmd_writer_t *w, const cmd_unit_t *units) {
 /* The stock topic's partition count, or 0 when unknown. */
 static int32_t stock_partitions(cmd_writer_t *w) {
   int32_t n = 0;
-  if (sf_kafka_txn_producer_partition_count(w->producer, w->opts.topic_stock,
-                                            5000, &n))
+  if (sf_kafka_producer_partition_count(w->producer, w->opts.topic_stock,
+                                        5000, &n))
     n = 0;
   return n;
 }
@@ -447,7 +448,7 @@ static int start_producer(cmd_writer_t *w) {
     }
     char why[160];
     sf_kafka_txn_outcome_t o = txn_note(
-        w, sf_kafka_txn_producer_init(w->producer, 5000, why, sizeof(why)),
+        w, sf_kafka_producer_init(w->producer, 5000, why, sizeof(why)),
         "init_transactions", why, reason, sizeof(reason));
     if (o == SF_KAFKA_TXN_OK)
       break;
@@ -459,7 +460,7 @@ static int start_producer(cmd_writer_t *w) {
     }
     if (o == SF_KAFKA_TXN_ABORTABLE) {
       /* a producer that cannot initialise: start again with a new one */
-      sf_kafka_txn_producer_destroy(w->producer);
+      sf_kafka_producer_destroy(w->producer);
       w->producer = NULL;
     }
     nap(w, backoff_ms);
@@ -482,7 +483,7 @@ static int start_producer(cmd_writer_t *w) {
 static void destroy_producer(cmd_writer_t *w) {
   /* purges: nothing of ours may be in flight, and no report of a batch
    * already answered reaches its messages */
-  sf_kafka_txn_producer_destroy(w->producer);
+  sf_kafka_producer_destroy(w->producer);
   w->producer = NULL;
 }
 

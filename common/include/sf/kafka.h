@@ -1,12 +1,11 @@
 /* kafka: the one door to librdkafka.
  *
  * One configuration builder and log hook for every handle
- * (sf_kafka_conf_new); the transactional producer a writer lane drives
- * from its own thread, whose calls answer with a named outcome (ok, retry,
+ * (sf_kafka_conf_new); the producer a thread drives (a writer lane's
+ * transactional one, whose calls answer with a named outcome: ok, retry,
  * abortable, broken, fenced); the read_committed view of last stable
- * offsets; murmur2 partitioning; and the consumer. Keys are partitioned
- * with murmur2_random, the Java client's partitioner, so every client maps
- * a store to the same partition.
+ * offsets; murmur2 partitioning (the Java client's, so every client maps a
+ * store to the same partition); and the consumer.
  *
  * The consumer reads with isolation.level=read_committed and never commits
  * offsets itself (enable.auto.commit=false, enable.auto.offset.store=false):
@@ -59,24 +58,25 @@ struct rd_kafka_conf_s *sf_kafka_conf_new(const char *(*settings)[2],
                                           char *errstr, size_t cap);
 
 /* Partition of key among partitions by murmur2 (the Java client's
- * partitioner, the one every producer here uses), or -1 when partitions is
- * not positive. Pure and thread-safe. */
+ * partitioner; librdkafka's murmur2_random for keyed messages), or -1 when
+ * partitions is not positive. Pure and thread-safe. */
 int32_t sf_kafka_partition_for_key(const char *key, size_t len,
                                    int32_t partitions);
 
-/* ---- transactional producer, driven by one thread ----
+/* ---- producer, driven by one thread ----
  *
- * What a writer lane needs: a transactional, idempotent producer (acks=all,
- * partitioner murmur2_random) whose calls block on the calling thread and
- * whose delivery reports are served on that thread too, so that the thread
- * can see every report of a transaction before it commits. It has no loop:
- * reports are served inside _send (while the local queue is full), _await,
- * _commit and _abort. Not thread-safe: one thread at a time (the lane's).
+ * An idempotent producer (acks=all), transactional when given a
+ * transactional id (what a writer lane needs), whose calls block on the
+ * calling thread and whose delivery reports are served on that thread too,
+ * so that the thread sees every report of a transaction before it commits.
+ * It has no loop: reports are served inside _send (while the local queue
+ * is full), _await, _commit and _abort. Not thread-safe: one thread at a
+ * time (a lane's, the projector worker's).
  *
  * The transactional calls answer with an outcome that says what to do
  * next, rather than an error code. */
 
-typedef struct sf_kafka_txn_producer sf_kafka_txn_producer_t;
+typedef struct sf_kafka_producer sf_kafka_producer_t;
 
 typedef enum sf_kafka_txn_outcome {
   SF_KAFKA_TXN_OK = 0,
@@ -99,23 +99,24 @@ typedef enum sf_kafka_txn_outcome {
 const char *sf_kafka_txn_outcome_name(sf_kafka_txn_outcome_t o);
 
 /* Makes the producer (no broker contact yet). settings[i] = {key, value}
- * as for sf_kafka_conf_new (bootstrap.servers, client.id and tuning:
- * linger.ms, transaction.timeout.ms, ...); the producer then sets
- * transactional.id, enable.idempotence=true, acks=all and
- * partitioner=murmur2_random over them. settings and transactional_id are
- * copied; log is borrowed and must outlive the producer. Returns 0,
- * SF_EINVAL, SF_ENOMEM or SF_ECONFIG (errstr says why). */
-int sf_kafka_txn_producer_new(sf_kafka_txn_producer_t **out,
-                              const char *(*settings)[2], size_t n,
-                              const char *transactional_id, sf_log_t *log,
-                              char *errstr, size_t cap);
+ * as for sf_kafka_conf_new (bootstrap.servers, client.id, partitioner and
+ * tuning: linger.ms, transaction.timeout.ms, ...); the producer then sets
+ * enable.idempotence=true, acks=all and, unless transactional_id is NULL,
+ * transactional.id over them. settings and transactional_id are copied;
+ * log is borrowed and must outlive the producer. Returns 0, SF_EINVAL,
+ * SF_ENOMEM or SF_ECONFIG (errstr says why). */
+int sf_kafka_producer_new(sf_kafka_producer_t **out,
+                          const char *(*settings)[2], size_t n,
+                          const char *transactional_id, sf_log_t *log,
+                          char *errstr, size_t cap);
 
 /* Anything still queued or in flight is purged (its callback never fires),
  * then the producer is destroyed. An open transaction is left to the
  * coordinator (the next init with the same id aborts it). NULL is fine. */
-void sf_kafka_txn_producer_destroy(sf_kafka_txn_producer_t *p);
+void sf_kafka_producer_destroy(sf_kafka_producer_t *p);
 
-/* The transactional calls. Each blocks up to timeout_ms (begin does not
+/* The transactional calls (with a transactional id only: otherwise
+ * librdkafka refuses them, ABORTABLE). Each blocks up to timeout_ms (begin does not
  * block) and returns an outcome; on anything but SF_KAFKA_TXN_OK errstr
  * gets librdkafka's reason and error name, "reason (NAME)".
  * init: registers the transactional id with the coordinator, which fences
@@ -127,23 +128,23 @@ void sf_kafka_txn_producer_destroy(sf_kafka_txn_producer_t *p);
  * error) and aborts.
  * After commit or abort returns, whatever the outcome, no callback of a
  * message sent before fires any more. */
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_init(sf_kafka_txn_producer_t *p,
-                                                  int timeout_ms, char *errstr,
-                                                  size_t cap);
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_begin(sf_kafka_txn_producer_t *p,
-                                                   char *errstr, size_t cap);
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_commit(sf_kafka_txn_producer_t *p,
-                                                    int timeout_ms,
-                                                    char *errstr, size_t cap);
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_abort(sf_kafka_txn_producer_t *p,
-                                                   int timeout_ms,
-                                                   char *errstr, size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_producer_init(sf_kafka_producer_t *p,
+                                              int timeout_ms, char *errstr,
+                                              size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_producer_begin(sf_kafka_producer_t *p,
+                                               char *errstr, size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_producer_commit(sf_kafka_producer_t *p,
+                                                int timeout_ms,
+                                                char *errstr, size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_producer_abort(sf_kafka_producer_t *p,
+                                               int timeout_ms,
+                                               char *errstr, size_t cap);
 
 /* SF_KAFKA_TXN_OK while the producer has no fatal error; otherwise
  * SF_KAFKA_TXN_FENCED (the fatal error is a fence) or SF_KAFKA_TXN_BROKEN,
  * with errstr = "reason (NAME)". */
-sf_kafka_txn_outcome_t sf_kafka_txn_producer_fatal(sf_kafka_txn_producer_t *p,
-                                                   char *errstr, size_t cap);
+sf_kafka_txn_outcome_t sf_kafka_producer_fatal(sf_kafka_producer_t *p,
+                                               char *errstr, size_t cap);
 
 /* The report of one sent message: err is 0 (then partition and offset say
  * where it was written), SF_EKAFKA, or SF_EKAFKA_FATAL (the producer is
@@ -158,25 +159,25 @@ typedef void (*sf_kafka_delivery_cb)(void *ud, int err, int32_t partition,
  * _abort. Or a negative code (cb never fires) with errstr set:
  * SF_EKAFKA_FATAL (fenced or broken), SF_ETOOBIG, SF_ESTATE (no
  * transaction open), SF_ENOMEM, SF_EKAFKA. */
-int sf_kafka_txn_producer_send(sf_kafka_txn_producer_t *p, const char *topic,
-                               int32_t partition, const void *key,
-                               size_t key_len, const void *value,
-                               size_t value_len,
-                               const sf_kafka_header_t *headers,
-                               size_t n_headers, sf_kafka_delivery_cb cb,
-                               void *ud, char *errstr, size_t cap);
+int sf_kafka_producer_send(sf_kafka_producer_t *p, const char *topic,
+                           int32_t partition, const void *key,
+                           size_t key_len, const void *value,
+                           size_t value_len,
+                           const sf_kafka_header_t *headers,
+                           size_t n_headers, sf_kafka_delivery_cb cb,
+                           void *ud, char *errstr, size_t cap);
 
 /* Serves delivery reports until every sent message has its report: 0, or
  * SF_ETIMEOUT after timeout_ms (see sf_kafka_await_delivery: this is the
  * low-latency wait, not rd_kafka_flush). */
-int sf_kafka_txn_producer_await(sf_kafka_txn_producer_t *p, int timeout_ms);
+int sf_kafka_producer_await(sf_kafka_producer_t *p, int timeout_ms);
 
 /* Number of partitions of topic from the broker's metadata, waiting up to
  * timeout_ms: 0 with *count (0 when the topic does not exist), or
  * SF_ETIMEOUT / SF_EKAFKA. */
-int sf_kafka_txn_producer_partition_count(sf_kafka_txn_producer_t *p,
-                                          const char *topic, int timeout_ms,
-                                          int32_t *count);
+int sf_kafka_producer_partition_count(sf_kafka_producer_t *p,
+                                      const char *topic, int timeout_ms,
+                                      int32_t *count);
 
 /* ---- last stable offsets ----
  *

@@ -107,51 +107,52 @@ static void on_report(void *ud, int err, int32_t partition, int64_t offset,
     assert_non_null(errstr);
 }
 
-static sf_kafka_txn_producer_t *new_txn(fixture_t *f, const char *id,
-                                        const char *linger) {
+static sf_kafka_producer_t *new_txn(fixture_t *f, const char *id,
+                                    const char *linger) {
   const char *settings[][2] = {
       {"bootstrap.servers", f->brokers},
       {"client.id", "test-txn"},
+      {"partitioner", "murmur2_random"}, /* the writer's */
       {"linger.ms", linger},
       {"retry.backoff.ms", "20"},
   };
   char errstr[512] = "";
-  sf_kafka_txn_producer_t *p = NULL;
-  assert_int_equal(sf_kafka_txn_producer_new(&p, settings, 4, id, f->log,
-                                             errstr, sizeof(errstr)),
+  sf_kafka_producer_t *p = NULL;
+  assert_int_equal(sf_kafka_producer_new(&p, settings, 5, id, f->log,
+                                         errstr, sizeof(errstr)),
                    0);
   assert_non_null(p);
   return p;
 }
 
-static void txn_init_ok(sf_kafka_txn_producer_t *p) {
+static void txn_init_ok(sf_kafka_producer_t *p) {
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_init(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_init(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
 }
 
 /* Sends one message in the open transaction. */
-static void txn_send(sf_kafka_txn_producer_t *p, const char *topic,
+static void txn_send(sf_kafka_producer_t *p, const char *topic,
                      int32_t partition, const char *key, const char *value,
                      report_t *r) {
   char why[256] = "";
   sf_kafka_header_t h[] = {{"ce_type", "StockAdjusted", 13}};
-  assert_int_equal(sf_kafka_txn_producer_send(p, topic, partition, key,
-                                              strlen(key), value,
-                                              strlen(value), h, 1, on_report,
-                                              r, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_send(p, topic, partition, key,
+                                          strlen(key), value,
+                                          strlen(value), h, 1, on_report,
+                                          r, why, sizeof(why)),
                    0);
 }
 
 /* One transaction of one message to tx [0] that must commit. */
-static void commit_value(sf_kafka_txn_producer_t *p, const char *value) {
+static void commit_value(sf_kafka_producer_t *p, const char *value) {
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   report_t r = {0};
   txn_send(p, "tx", 0, "store-1", value, &r);
-  assert_int_equal(sf_kafka_txn_producer_await(p, 10000), 0);
-  assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_await(p, 10000), 0);
+  assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   assert_int_equal(r.n, 1);
   assert_int_equal(r.err, 0);
@@ -190,10 +191,10 @@ static void test_consumer_invalid_args(void **state) {
 
 static void test_produce_and_consume(void **state) {
   fixture_t *f = *state;
-  sf_kafka_txn_producer_t *p = new_txn(f, "writer", "5");
+  sf_kafka_producer_t *p = new_txn(f, "writer", "5");
   txn_init_ok(p);
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   enum { N = 20 };
   report_t r[N];
@@ -205,22 +206,22 @@ static void test_produce_and_consume(void **state) {
     snprintf(seq, sizeof(seq), "%d", i);
     sf_kafka_header_t h[2] = {{"type", "StockAdjusted", 13},
                               {"seq", seq, strlen(seq)}};
-    assert_int_equal(sf_kafka_txn_producer_send(p, "t", 0, key, strlen(key),
-                                                val, strlen(val), h, 2,
-                                                on_report, &r[i], why,
-                                                sizeof(why)),
+    assert_int_equal(sf_kafka_producer_send(p, "t", 0, key, strlen(key),
+                                            val, strlen(val), h, 2,
+                                            on_report, &r[i], why,
+                                            sizeof(why)),
                      0);
   }
-  assert_int_equal(sf_kafka_txn_producer_await(p, 20000), 0);
+  assert_int_equal(sf_kafka_producer_await(p, 20000), 0);
   for (int i = 0; i < N; i++) {
     assert_int_equal(r[i].n, 1);
     assert_int_equal(r[i].err, 0);
     assert_int_equal(r[i].partition, 0);
     assert_int_equal(r[i].offset, i);
   }
-  assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 
   sf_kafka_consumer_t *c = new_consumer(f, NULL, NULL, NULL, NULL);
   int32_t count = -1;
@@ -275,17 +276,17 @@ static void test_produce_and_consume(void **state) {
 
 static void test_txn_unknown_partition(void **state) {
   fixture_t *f = *state;
-  sf_kafka_txn_producer_t *p = new_txn(f, "writer", "0");
+  sf_kafka_producer_t *p = new_txn(f, "writer", "0");
   txn_init_ok(p);
   commit_value(p, "a"); /* learn the metadata first */
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   report_t r = {0};
-  int rc = sf_kafka_txn_producer_send(p, "t", 99, "k", 1, "v", 1, NULL, 0,
-                                      on_report, &r, why, sizeof(why));
+  int rc = sf_kafka_producer_send(p, "t", 99, "k", 1, "v", 1, NULL, 0,
+                                  on_report, &r, why, sizeof(why));
   if (rc == 0) { /* accepted: the failure arrives as a report */
-    sf_kafka_txn_producer_await(p, 10000);
+    sf_kafka_producer_await(p, 10000);
     assert_int_equal(r.n, 1);
     assert_int_equal(r.err, SF_EKAFKA);
     assert_int_equal(r.offset, -1);
@@ -294,9 +295,9 @@ static void test_txn_unknown_partition(void **state) {
     assert_true(strlen(why) > 0);
     assert_int_equal(r.n, 0);
   }
-  assert_int_equal(sf_kafka_txn_producer_abort(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_abort(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 }
 
 static void test_txn_send_waits_on_full_queue(void **state) {
@@ -307,12 +308,12 @@ static void test_txn_send_waits_on_full_queue(void **state) {
                                {"linger.ms", "100"},
                                {"queue.buffering.max.messages", "1"}};
   char why[256] = "";
-  sf_kafka_txn_producer_t *p = NULL;
-  assert_int_equal(sf_kafka_txn_producer_new(&p, settings, 3, "writer",
-                                             f->log, why, sizeof(why)),
+  sf_kafka_producer_t *p = NULL;
+  assert_int_equal(sf_kafka_producer_new(&p, settings, 3, "writer",
+                                         f->log, why, sizeof(why)),
                    0);
   txn_init_ok(p);
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   report_t r[3] = {{0}};
   for (int i = 0; i < 3; i++) {
@@ -320,14 +321,14 @@ static void test_txn_send_waits_on_full_queue(void **state) {
     if (i > 0) /* the previous one's report came inside this send */
       assert_int_equal(r[i - 1].n, 1);
   }
-  assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(r[i].n, 1);
     assert_int_equal(r[i].err, 0);
     assert_int_equal(r[i].offset, i);
   }
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 }
 
 typedef struct group_state {
@@ -355,22 +356,22 @@ static void on_revoke(void *ud, const sf_kafka_tp_t *tps, size_t n) {
 
 static void test_group_assign_offsets(void **state) {
   fixture_t *f = *state;
-  sf_kafka_txn_producer_t *p = new_txn(f, "writer", "1");
+  sf_kafka_producer_t *p = new_txn(f, "writer", "1");
   txn_init_ok(p);
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   for (int i = 0; i < 10; i++) {
     char v[8];
     snprintf(v, sizeof(v), "%d", i);
-    assert_int_equal(sf_kafka_txn_producer_send(p, "g", 0, NULL, 0, v,
-                                                strlen(v), NULL, 0, NULL,
-                                                NULL, why, sizeof(why)),
+    assert_int_equal(sf_kafka_producer_send(p, "g", 0, NULL, 0, v,
+                                            strlen(v), NULL, 0, NULL,
+                                            NULL, why, sizeof(why)),
                      0);
   }
-  assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 
   group_state_t g = {.start = 6};
   sf_kafka_consumer_t *c = new_consumer(f, "grp", on_assign, on_revoke, &g);
@@ -402,33 +403,40 @@ static void test_txn_new_invalid(void **state) {
   const char *bad[][2] = {{"bootstrap.servers", f->brokers},
                           {"linger.ms", "5000000"}};
   char errstr[512] = "";
-  sf_kafka_txn_producer_t *p = NULL;
-  assert_int_equal(sf_kafka_txn_producer_new(&p, bad, 1, NULL, f->log, errstr,
-                                             sizeof(errstr)),
+  sf_kafka_producer_t *p = NULL;
+  assert_int_equal(sf_kafka_producer_new(&p, bad, 1, "", f->log, errstr,
+                                         sizeof(errstr)),
                    SF_EINVAL);
-  assert_int_equal(sf_kafka_txn_producer_new(&p, bad, 2, "id", f->log, errstr,
-                                             sizeof(errstr)),
+  assert_int_equal(sf_kafka_producer_new(&p, bad, 2, "id", f->log, errstr,
+                                         sizeof(errstr)),
                    SF_ECONFIG);
   assert_null(p);
   assert_non_null(strstr(errstr, "linger.ms=5000000"));
-  sf_kafka_txn_producer_destroy(NULL);
+  sf_kafka_producer_destroy(NULL);
   assert_string_equal(sf_kafka_txn_outcome_name(SF_KAFKA_TXN_FENCED),
                       "fenced");
+  /* without a transactional id: idempotent, no transactions */
+  assert_int_equal(sf_kafka_producer_new(&p, bad, 1, NULL, f->log, errstr,
+                                         sizeof(errstr)),
+                   0);
+  assert_int_equal(sf_kafka_producer_begin(p, errstr, sizeof(errstr)),
+                   SF_KAFKA_TXN_ABORTABLE);
+  sf_kafka_producer_destroy(p);
 }
 
 static void test_txn_commit_offsets(void **state) {
   fixture_t *f = *state;
-  sf_kafka_txn_producer_t *p = new_txn(f, "lane-0", "0");
+  sf_kafka_producer_t *p = new_txn(f, "lane-0", "0");
   txn_init_ok(p);
   char why[256] = "";
   int64_t next = 0;
   for (int round = 0; round < 2; round++) {
-    assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+    assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                      SF_KAFKA_TXN_OK);
     report_t r[3] = {{0}};
     for (int i = 0; i < 3; i++)
       txn_send(p, "tx", 0, "store-1", round ? "b" : "a", &r[i]);
-    assert_int_equal(sf_kafka_txn_producer_await(p, 10000), 0);
+    assert_int_equal(sf_kafka_producer_await(p, 10000), 0);
     for (int i = 0; i < 3; i++) {
       assert_int_equal(r[i].n, 1);
       assert_int_equal(r[i].err, 0);
@@ -441,17 +449,17 @@ static void test_txn_commit_offsets(void **state) {
         assert_int_equal(r[i].offset, r[i - 1].offset + 1);
     }
     next = r[2].offset + 1;
-    assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+    assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                      SF_KAFKA_TXN_OK);
     for (int i = 0; i < 3; i++)
       assert_int_equal(r[i].n, 1); /* exactly once */
   }
   /* a key without a partition goes where murmur2 puts it */
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   report_t k = {0};
   txn_send(p, "t", -1, "store-42", "k", &k);
-  assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   assert_int_equal(k.n, 1); /* its report came inside commit */
   assert_int_equal(k.err, 0);
@@ -459,14 +467,14 @@ static void test_txn_commit_offsets(void **state) {
   assert_int_equal(sf_kafka_partition_for_key("store-42", 8, 0), -1);
 
   int32_t count = -1;
-  assert_int_equal(sf_kafka_txn_producer_partition_count(p, "t", 5000, &count),
+  assert_int_equal(sf_kafka_producer_partition_count(p, "t", 5000, &count),
                    0);
   assert_int_equal(count, 3);
   /* (the mock cluster creates any topic asked for: no "missing" case) */
-  assert_int_equal(sf_kafka_txn_producer_fatal(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_fatal(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   assert_string_equal(why, "");
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 
   char seen[17];
   read_committed_tx(f, 6, seen);
@@ -496,15 +504,15 @@ static void test_txn_abort(void **state) {
    * 2.0.2's mock cluster writes no abort markers, so a read_committed
    * reader could still see an aborted batch that reached it; hiding those
    * is left to the integration tests against a real broker */
-  sf_kafka_txn_producer_t *p = new_txn(f, "lane-0", "2000");
+  sf_kafka_producer_t *p = new_txn(f, "lane-0", "2000");
   txn_init_ok(p);
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   report_t r[2] = {{0}};
   txn_send(p, "tx", 0, "store-1", "x", &r[0]);
   txn_send(p, "tx", 0, "store-1", "x", &r[1]);
-  assert_int_equal(sf_kafka_txn_producer_abort(p, 10000, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_abort(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   for (int i = 0; i < 2; i++) {
     assert_true(r[i].n <= 1);
@@ -516,7 +524,7 @@ static void test_txn_abort(void **state) {
   /* the producer goes on; no report of the aborted ones comes any more */
   commit_value(p, "c");
   assert_memory_equal(r, before, sizeof(before));
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 
   char seen[17];
   read_committed_tx(f, 1, seen);
@@ -525,7 +533,7 @@ static void test_txn_abort(void **state) {
 
 static void test_txn_fenced(void **state) {
   fixture_t *f = *state;
-  sf_kafka_txn_producer_t *p = new_txn(f, "lane-0", "0");
+  sf_kafka_producer_t *p = new_txn(f, "lane-0", "0");
   txn_init_ok(p);
   commit_value(p, "a");
   char why[256] = "";
@@ -537,31 +545,31 @@ static void test_txn_fenced(void **state) {
    * integration tests run that against a real broker.) */
   rd_kafka_mock_push_request_errors(f->mc, API_ADD_PARTITIONS_TO_TXN, 1,
                                     RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   report_t z = {0};
   txn_send(p, "tx", 0, "store-1", "z", &z);
-  sf_kafka_txn_producer_await(p, 2000);
-  assert_int_equal(sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why)),
+  sf_kafka_producer_await(p, 2000);
+  assert_int_equal(sf_kafka_producer_commit(p, 10000, why, sizeof(why)),
                    SF_KAFKA_TXN_FENCED);
-  assert_int_equal(sf_kafka_txn_producer_fatal(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_fatal(p, why, sizeof(why)),
                    SF_KAFKA_TXN_FENCED);
   assert_non_null(strstr(why, "FENCED"));
   /* nothing more from this producer */
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_FENCED);
   char serr[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_send(p, "tx", 0, "k", 1, "z", 1,
-                                              NULL, 0, on_report, &z, serr,
-                                              sizeof(serr)),
+  assert_int_equal(sf_kafka_producer_send(p, "tx", 0, "k", 1, "z", 1,
+                                          NULL, 0, on_report, &z, serr,
+                                          sizeof(serr)),
                    SF_EKAFKA_FATAL);
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 
   /* a new producer with the same id takes over */
-  sf_kafka_txn_producer_t *q = new_txn(f, "lane-0", "0");
+  sf_kafka_producer_t *q = new_txn(f, "lane-0", "0");
   txn_init_ok(q);
   commit_value(q, "b");
-  sf_kafka_txn_producer_destroy(q);
+  sf_kafka_producer_destroy(q);
   char seen[17];
   read_committed_tx(f, 2, seen);
   assert_string_equal(seen, "ab");
@@ -572,10 +580,10 @@ static void test_txn_fenced(void **state) {
 static sf_kafka_txn_outcome_t commit_meeting(fixture_t *f, int16_t api,
                                              rd_kafka_resp_err_t err,
                                              size_t times, int timeout_ms) {
-  sf_kafka_txn_producer_t *p = new_txn(f, "lane-0", "0");
+  sf_kafka_producer_t *p = new_txn(f, "lane-0", "0");
   txn_init_ok(p);
   char why[256] = "";
-  assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)),
+  assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
   rd_kafka_resp_err_t errs[64];
   assert_true(times <= 64);
@@ -584,26 +592,26 @@ static sf_kafka_txn_outcome_t commit_meeting(fixture_t *f, int16_t api,
   rd_kafka_mock_push_request_errors_array(f->mc, api, times, errs);
   report_t r = {0};
   txn_send(p, "tx", 0, "store-1", "e", &r);
-  sf_kafka_txn_producer_await(p, 2000);
+  sf_kafka_producer_await(p, 2000);
   sf_kafka_txn_outcome_t o =
-      sf_kafka_txn_producer_commit(p, timeout_ms, why, sizeof(why));
+      sf_kafka_producer_commit(p, timeout_ms, why, sizeof(why));
   if (o != SF_KAFKA_TXN_OK)
     assert_non_null(strchr(why, '(')); /* "reason (NAME)" */
   if (o == SF_KAFKA_TXN_RETRY) {
     /* undecided: the same call again, once the coordinator answers */
-    o = sf_kafka_txn_producer_commit(p, 10000, why, sizeof(why));
+    o = sf_kafka_producer_commit(p, 10000, why, sizeof(why));
     assert_int_equal(o, SF_KAFKA_TXN_OK);
     o = SF_KAFKA_TXN_RETRY;
   } else if (o == SF_KAFKA_TXN_ABORTABLE) {
     /* abort, and the producer goes on */
-    assert_int_equal(sf_kafka_txn_producer_abort(p, 10000, why, sizeof(why)),
+    assert_int_equal(sf_kafka_producer_abort(p, 10000, why, sizeof(why)),
                      SF_KAFKA_TXN_OK);
     commit_value(p, "f");
   } else if (o == SF_KAFKA_TXN_BROKEN || o == SF_KAFKA_TXN_FENCED) {
-    assert_int_equal(sf_kafka_txn_producer_fatal(p, why, sizeof(why)), o);
-    assert_int_equal(sf_kafka_txn_producer_begin(p, why, sizeof(why)), o);
+    assert_int_equal(sf_kafka_producer_fatal(p, why, sizeof(why)), o);
+    assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)), o);
   }
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
   return o;
 }
 
@@ -639,14 +647,14 @@ static void test_txn_init_unreachable(void **state) {
   const char *settings[][2] = {{"bootstrap.servers", "127.0.0.1:1"},
                                {"reconnect.backoff.max.ms", "100"}};
   char errstr[256] = "";
-  sf_kafka_txn_producer_t *p = NULL;
-  assert_int_equal(sf_kafka_txn_producer_new(&p, settings, 2, "lane-0",
-                                             f->log, errstr, sizeof(errstr)),
+  sf_kafka_producer_t *p = NULL;
+  assert_int_equal(sf_kafka_producer_new(&p, settings, 2, "lane-0",
+                                         f->log, errstr, sizeof(errstr)),
                    0);
   /* no broker: nothing decided, init may be called again */
-  assert_int_equal(sf_kafka_txn_producer_init(p, 300, errstr, sizeof(errstr)),
+  assert_int_equal(sf_kafka_producer_init(p, 300, errstr, sizeof(errstr)),
                    SF_KAFKA_TXN_RETRY);
-  sf_kafka_txn_producer_destroy(p);
+  sf_kafka_producer_destroy(p);
 }
 
 int main(void) {
