@@ -223,6 +223,7 @@ struct sf_kafka_producer {
   sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
   rd_kafka_t *rk;
   txn_pending_t pending; /* list head (sentinel) */
+  size_t inflight;       /* records in the list */
 };
 
 const char *sf_kafka_txn_outcome_name(sf_kafka_txn_outcome_t o) {
@@ -250,7 +251,7 @@ static void txn_detach_all(sf_kafka_producer_t *p) {
 static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
                       void *opaque) {
   (void)rk;
-  (void)opaque;
+  sf_kafka_producer_t *p = opaque;
   txn_pending_t *pm = m->_private;
   if (!pm)
     return;
@@ -266,6 +267,7 @@ static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     pm->cb(pm->ud, err, m->partition, m->err ? -1 : m->offset, errstr);
   }
   txn_pending_unlink(pm);
+  p->inflight--;
   free(pm);
 }
 
@@ -437,7 +439,12 @@ int sf_kafka_producer_send(sf_kafka_producer_t *p, const char *topic,
   pm->prev = p->pending.prev;
   pm->prev->next = pm;
   p->pending.prev = pm;
+  p->inflight++;
   return 0;
+}
+
+size_t sf_kafka_producer_inflight(const sf_kafka_producer_t *p) {
+  return p ? p->inflight : 0;
 }
 
 int sf_kafka_producer_await(sf_kafka_producer_t *p, int timeout_ms) {

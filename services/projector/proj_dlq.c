@@ -1,12 +1,10 @@
-/* proj_dlq: an idempotent librdkafka producer for dead letters, used by
- * the worker thread only (see proj_dlq.h for the contract and the choice of
- * librdkafka over sf_kafka). Delivery reports are counted per flush: the
- * worker produces a batch's dead letters, flushes, and learns whether all
- * of them reached the broker. */
+/* proj_dlq: an idempotent producer for dead letters, used by the worker
+ * thread only (see proj_dlq.h for the contract). Delivery reports are
+ * counted per flush: the worker produces a batch's dead letters, flushes,
+ * and learns whether all of them reached the broker. */
 #include "proj_dlq.h"
 
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,22 +18,22 @@
 struct proj_dlq {
   sf_log_t *log; /* borrowed */
   const char *topic;
-  rd_kafka_t *rk;
+  sf_kafka_producer_t *producer;
   size_t queued, delivered, failed; /* since the last flush */
 };
 
-/* Runs inside rd_kafka_flush/rd_kafka_poll, on the worker thread. */
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-  (void)rk;
-  proj_dlq_t *d = opaque;
-  if (m->err) {
+/* Runs inside sf_kafka_producer_await, on the worker thread. */
+static void delivered_cb(void *ud, int err, int32_t partition, int64_t offset,
+                         const char *errstr) {
+  proj_dlq_t *d = ud;
+  if (err) {
     d->failed++;
-    SF_ERROR(d->log, MOD, "dead letter not delivered to %s: %s",
-             d->topic, rd_kafka_err2str(m->err));
+    SF_ERROR(d->log, MOD, "dead letter not delivered to %s: %s", d->topic,
+             errstr);
   } else {
     d->delivered++;
     SF_DEBUG(d->log, MOD, "dead letter delivered to %s [%d] at %" PRId64,
-             d->topic, (int)m->partition, (int64_t)m->offset);
+             d->topic, (int)partition, offset);
   }
 }
 
@@ -48,48 +46,33 @@ int proj_dlq_new(proj_dlq_t **out, const char *brokers, const char *topic,
     return SF_ENOMEM;
   d->log = log;
   d->topic = topic;
-  int rc = SF_ECONFIG;
   char errstr[512];
+  /* the producer adds enable.idempotence=true and acks=all */
   const char *settings[][2] = {
       {"bootstrap.servers", brokers},
       {"client.id", "stockflow-projector-dlq"},
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
       {"linger.ms", "5"},
       {"message.timeout.ms", "15000"},
   };
-  /* the opaque is d itself: its first member is the logger (sf/kafka.h) */
-  rd_kafka_conf_t *conf = sf_kafka_conf_new(
-      settings, sizeof(settings) / sizeof(settings[0]), &d->log, errstr,
-      sizeof(errstr));
-  if (!conf) {
-    SF_ERROR(log, MOD, "producer setting %s", errstr);
-    goto fail_conf;
-  }
-  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-  d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  if (!d->rk) {
+  int rc = sf_kafka_producer_new(&d->producer, settings,
+                                 sizeof(settings) / sizeof(settings[0]), NULL,
+                                 log, errstr, sizeof(errstr));
+  if (rc) {
     SF_ERROR(log, MOD, "cannot create the dead-letter producer: %s", errstr);
-    rc = SF_ECONFIG;
-    goto fail_conf;
+    free(d);
+    return rc;
   }
-  *out = d; /* conf now belongs to rk */
+  *out = d;
   return 0;
-
-fail_conf:
-  if (conf)
-    rd_kafka_conf_destroy(conf);
-  free(d);
-  return rc;
 }
 
 void proj_dlq_destroy(proj_dlq_t *d) {
   if (!d)
     return;
-  if (rd_kafka_flush(d->rk, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-    SF_WARN(d->log, MOD, "%d dead letter(s) still queued at exit",
-            rd_kafka_outq_len(d->rk));
-  rd_kafka_destroy(d->rk);
+  if (sf_kafka_producer_await(d->producer, 5000))
+    SF_WARN(d->log, MOD, "%zu dead letter(s) still queued at exit",
+            sf_kafka_producer_inflight(d->producer));
+  sf_kafka_producer_destroy(d->producer);
   free(d);
 }
 
@@ -99,34 +82,34 @@ int proj_dlq_add(proj_dlq_t *d, const void *key, size_t key_len,
                  const void *value, size_t value_len, const char *error,
                  const char *src_topic, int32_t src_partition,
                  int64_t src_offset) {
-  char part[16], off[24];
+  char part[16], off[24], why[256];
   snprintf(part, sizeof part, "%d", (int)src_partition);
   snprintf(off, sizeof off, "%" PRId64, src_offset);
-  rd_kafka_resp_err_t err = rd_kafka_producev(
-      d->rk, RD_KAFKA_V_TOPIC(d->topic),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_KEY(key_len ? (void *)key : NULL, key_len),
-      RD_KAFKA_V_VALUE(value_len ? (void *)value : NULL, value_len),
-      RD_KAFKA_V_HEADER("x-error", error, -1),
-      RD_KAFKA_V_HEADER("x-source-topic", src_topic, -1),
-      RD_KAFKA_V_HEADER("x-source-partition", part, -1),
-      RD_KAFKA_V_HEADER("x-source-offset", off, -1), RD_KAFKA_V_END);
-  if (err) {
+  const sf_kafka_header_t h[] = {
+      {"x-error", error, strlen(error)},
+      {"x-source-topic", src_topic, strlen(src_topic)},
+      {"x-source-partition", part, strlen(part)},
+      {"x-source-offset", off, strlen(off)},
+  };
+  /* an empty key or value is a null one */
+  int rc = sf_kafka_producer_send(d->producer, d->topic, -1,
+                                  key_len ? key : NULL, key_len,
+                                  value_len ? value : NULL, value_len, h, 4,
+                                  delivered_cb, d, why, sizeof(why));
+  if (rc) {
     SF_ERROR(d->log, MOD, "cannot queue a dead letter for %s [%d] at %s: %s",
-             src_topic, (int)src_partition, off, rd_kafka_err2str(err));
+             src_topic, (int)src_partition, off, why);
     return SF_EKAFKA;
   }
   d->queued++;
-  rd_kafka_poll(d->rk, 0); /* serve earlier reports, never blocks */
   return 0;
 }
 
 int proj_dlq_flush(proj_dlq_t *d, int timeout_ms) {
-  rd_kafka_resp_err_t err = rd_kafka_flush(d->rk, timeout_ms);
   int rc = 0;
-  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
-    SF_ERROR(d->log, MOD, "%d dead letter(s) not acknowledged after %d ms",
-             rd_kafka_outq_len(d->rk), timeout_ms);
+  if (sf_kafka_producer_await(d->producer, timeout_ms)) {
+    SF_ERROR(d->log, MOD, "%zu dead letter(s) not acknowledged after %d ms",
+             sf_kafka_producer_inflight(d->producer), timeout_ms);
     rc = SF_ETIMEOUT;
   } else if (d->failed > 0 || d->delivered < d->queued) {
     rc = SF_EKAFKA;

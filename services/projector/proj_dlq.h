@@ -12,13 +12,10 @@
  * batch's commit can write the same dead letter twice (the source headers
  * identify duplicates).
  *
- * Why librdkafka directly rather than sf_kafka: sf_kafka's producer is
- * driven by a libuv loop and fires its delivery callbacks on the loop's
- * thread, while dead letters are produced and awaited by the worker thread
- * in the middle of a batch. A plain idempotent producer (acks=all) whose
- * rd_kafka_flush() runs the delivery callbacks on the calling thread is
- * the simplest correct tool; it needs no transactions because the batch's
- * PostgreSQL commit, not Kafka, decides what is consumed.
+ * The producer is sf_kafka's, driven by the worker thread: its delivery
+ * reports are served inside the flush on that thread. It needs no
+ * transactions because the batch's PostgreSQL commit, not Kafka, decides
+ * what is consumed.
  *
  * One thread at a time (the worker's). No global state. */
 #ifndef PROJ_DLQ_H
@@ -40,8 +37,9 @@ int proj_dlq_new(proj_dlq_t **out, const char *brokers, const char *topic,
 void proj_dlq_destroy(proj_dlq_t *d);
 
 /* Queues one dead letter. key/value (may be NULL with length 0), error and
- * src_topic are copied. Returns 0 or SF_EKAFKA (the local queue refused
- * it; the batch should be retried). */
+ * src_topic are copied. While the local queue is full it waits for room
+ * (bounded by the message timeout). Returns 0 or SF_EKAFKA (librdkafka
+ * refused it; the batch should be retried). */
 int proj_dlq_add(proj_dlq_t *d, const void *key, size_t key_len,
                  const void *value, size_t value_len, const char *error,
                  const char *src_topic, int32_t src_partition,

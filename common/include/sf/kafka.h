@@ -167,6 +167,9 @@ int sf_kafka_producer_send(sf_kafka_producer_t *p, const char *topic,
                            size_t n_headers, sf_kafka_delivery_cb cb,
                            void *ud, char *errstr, size_t cap);
 
+/* Messages sent whose report has not been served yet. */
+size_t sf_kafka_producer_inflight(const sf_kafka_producer_t *p);
+
 /* Serves delivery reports until every sent message has its report: 0, or
  * SF_ETIMEOUT after timeout_ms (see sf_kafka_await_delivery: this is the
  * low-latency wait, not rd_kafka_flush). */

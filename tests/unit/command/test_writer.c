@@ -12,22 +12,15 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
+#include "../mock_kafka.h"
 #include "cmd_writer.h"
 #include "sf/err.h"
 
 #define TOPIC_STOCK "t.stock"
 #define TOPIC_CATALOG "t.catalog"
 
-/* Kafka protocol API keys, for the mock cluster's injected errors. */
-enum { API_ADD_PARTITIONS_TO_TXN = 24,
-       API_END_TXN = 26 };
-
 typedef struct world {
-  rd_kafka_t *mock_rk;
-  rd_kafka_mock_cluster_t *mc;
+  mock_kafka_t kafka;
   sf_log_t *log;
   uv_loop_t loop;
   cmd_writer_t *writer;
@@ -84,18 +77,12 @@ static void run_until(world_t *w, const int *counter, int want) {
 static int setup(void **state) {
   world_t *w = calloc(1, sizeof(*w));
   assert_non_null(w);
-  char errstr[256];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
-  w->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  assert_non_null(w->mock_rk);
-  w->mc = rd_kafka_mock_cluster_new(w->mock_rk, 1);
-  assert_non_null(w->mc);
-  assert_int_equal(rd_kafka_mock_topic_create(w->mc, TOPIC_STOCK, 6, 1), 0);
-  assert_int_equal(rd_kafka_mock_topic_create(w->mc, TOPIC_CATALOG, 1, 1), 0);
+  assert_int_equal(mock_kafka_start(&w->kafka), 0);
+  assert_int_equal(mock_kafka_topic(&w->kafka, TOPIC_STOCK, 6), 0);
+  assert_int_equal(mock_kafka_topic(&w->kafka, TOPIC_CATALOG, 1), 0);
   assert_int_equal(sf_log_new(&w->log, "test", SF_LOG_ERROR, stderr), 0);
   assert_int_equal(uv_loop_init(&w->loop), 0);
-  cmd_writer_opts_t o = {.brokers = rd_kafka_mock_cluster_bootstraps(w->mc),
+  cmd_writer_opts_t o = {.brokers = w->kafka.brokers,
                          .transactional_id = "test-lane-3",
                          .topic_stock = TOPIC_STOCK,
                          .lane = 3,
@@ -119,8 +106,7 @@ static int teardown(void **state) {
   for (int i = 0; i < w->n_done; i++)
     cmd_unit_free(w->done[i]);
   sf_log_destroy(w->log);
-  rd_kafka_mock_cluster_destroy(w->mc);
-  rd_kafka_destroy(w->mock_rk);
+  mock_kafka_stop(&w->kafka);
   free(w);
   return 0;
 }
@@ -215,7 +201,7 @@ static void test_abortable_failure(void **state) {
   /* the coordinator refuses the partition: the batch is aborted and
    * fails, the producer goes on */
   rd_kafka_mock_push_request_errors(
-      w->mc, API_ADD_PARTITIONS_TO_TXN, 1,
+      w->kafka.mc, MOCK_API_ADD_PARTITIONS_TO_TXN, 1,
       RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
   cmd_unit_t *u = commit_one(w, 1, "x");
   assert_int_equal(u->err, SF_EUNAVAILABLE);
@@ -238,7 +224,7 @@ static void test_broken_producer_replaced(void **state) {
   world_t *w = *state;
   cmd_writer_accept(w->writer, 1);
   /* a fatal error that is not a fence: a new producer, ready again */
-  rd_kafka_mock_push_request_errors(w->mc, API_END_TXN, 1,
+  rd_kafka_mock_push_request_errors(w->kafka.mc, MOCK_API_END_TXN, 1,
                                     RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
   cmd_unit_t *u = commit_one(w, 1, "x");
   assert_int_equal(u->err, SF_EUNAVAILABLE);
@@ -261,7 +247,7 @@ static void test_fenced_is_fatal(void **state) {
   cmd_writer_accept(w->writer, 1);
   /* another instance holds a newer epoch of our id (a fence of a young
    * transaction: not the coordinator's own timeout) */
-  rd_kafka_mock_push_request_errors(w->mc, API_END_TXN, 1,
+  rd_kafka_mock_push_request_errors(w->kafka.mc, MOCK_API_END_TXN, 1,
                                     RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
   cmd_unit_t *u = commit_one(w, 1, "x");
   assert_int_equal(u->err, SF_EUNAVAILABLE);

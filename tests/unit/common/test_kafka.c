@@ -7,8 +7,6 @@
 #include "sf/kafka.h"
 #include "sf/log.h"
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,9 +16,11 @@
 
 #include <cmocka.h>
 
+#include "../mock_kafka.h"
+
 typedef struct fixture {
-  rd_kafka_t *mock_rk;
-  rd_kafka_mock_cluster_t *mc;
+  mock_kafka_t kafka;
+  rd_kafka_mock_cluster_t *mc; /* kafka.mc */
   const char *brokers;
   sf_log_t *log;
 } fixture_t;
@@ -28,17 +28,12 @@ typedef struct fixture {
 static int setup(void **state) {
   fixture_t *f = calloc(1, sizeof(*f));
   assert_non_null(f);
-  char errstr[256];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
-  f->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  assert_non_null(f->mock_rk);
-  f->mc = rd_kafka_mock_cluster_new(f->mock_rk, 1);
-  assert_non_null(f->mc);
-  f->brokers = rd_kafka_mock_cluster_bootstraps(f->mc);
-  assert_int_equal(rd_kafka_mock_topic_create(f->mc, "t", 3, 1), 0);
-  assert_int_equal(rd_kafka_mock_topic_create(f->mc, "g", 1, 1), 0);
-  assert_int_equal(rd_kafka_mock_topic_create(f->mc, "tx", 1, 1), 0);
+  assert_int_equal(mock_kafka_start(&f->kafka), 0);
+  f->mc = f->kafka.mc;
+  f->brokers = f->kafka.brokers;
+  assert_int_equal(mock_kafka_topic(&f->kafka, "t", 3), 0);
+  assert_int_equal(mock_kafka_topic(&f->kafka, "g", 1), 0);
+  assert_int_equal(mock_kafka_topic(&f->kafka, "tx", 1), 0);
   assert_int_equal(sf_log_new(&f->log, "test", SF_LOG_ERROR, stderr), 0);
   *state = f;
   return 0;
@@ -47,8 +42,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture_t *f = *state;
   sf_log_destroy(f->log);
-  rd_kafka_mock_cluster_destroy(f->mc);
-  rd_kafka_destroy(f->mock_rk);
+  mock_kafka_stop(&f->kafka);
   free(f);
   return 0;
 }
@@ -80,13 +74,6 @@ static int poll_n(sf_kafka_consumer_t *c, sf_kafka_msg_t *msgs, int want,
 }
 
 /* ---- the transactional producer a writer lane drives ---- */
-
-/* Kafka protocol API keys, for the mock cluster's injected errors. */
-enum {
-  API_PRODUCE = 0,
-  API_ADD_PARTITIONS_TO_TXN = 24,
-  API_END_TXN = 26
-};
 
 typedef struct report {
   int n;
@@ -543,7 +530,7 @@ static void test_txn_fenced(void **state) {
    * a second producer with the same id a new producer id instead of
    * bumping the epoch, so two real producers do not meet there; the
    * integration tests run that against a real broker.) */
-  rd_kafka_mock_push_request_errors(f->mc, API_ADD_PARTITIONS_TO_TXN, 1,
+  rd_kafka_mock_push_request_errors(f->mc, MOCK_API_ADD_PARTITIONS_TO_TXN, 1,
                                     RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
   assert_int_equal(sf_kafka_producer_begin(p, why, sizeof(why)),
                    SF_KAFKA_TXN_OK);
@@ -618,25 +605,25 @@ static sf_kafka_txn_outcome_t commit_meeting(fixture_t *f, int16_t api,
 static void test_txn_injected_errors(void **state) {
   fixture_t *f = *state;
   /* the coordinator busy past the commit's bound: undecided, call again */
-  assert_int_equal(commit_meeting(f, API_END_TXN,
+  assert_int_equal(commit_meeting(f, MOCK_API_END_TXN,
                                   RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS,
                                   40, 200),
                    SF_KAFKA_TXN_RETRY);
   /* the coordinator refuses the transaction: abort and redo */
-  assert_int_equal(commit_meeting(f, API_ADD_PARTITIONS_TO_TXN,
+  assert_int_equal(commit_meeting(f, MOCK_API_ADD_PARTITIONS_TO_TXN,
                                   RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                   1, 10000),
                    SF_KAFKA_TXN_ABORTABLE);
   /* the coordinator lost the transaction's state: replace the producer */
-  assert_int_equal(commit_meeting(f, API_END_TXN,
+  assert_int_equal(commit_meeting(f, MOCK_API_END_TXN,
                                   RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, 1,
                                   10000),
                    SF_KAFKA_TXN_BROKEN);
   /* a newer epoch holds the id, said by the coordinator or the leader */
-  assert_int_equal(commit_meeting(f, API_END_TXN,
+  assert_int_equal(commit_meeting(f, MOCK_API_END_TXN,
                                   RD_KAFKA_RESP_ERR_PRODUCER_FENCED, 1, 10000),
                    SF_KAFKA_TXN_FENCED);
-  assert_int_equal(commit_meeting(f, API_PRODUCE,
+  assert_int_equal(commit_meeting(f, MOCK_API_PRODUCE,
                                   RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH, 1,
                                   10000),
                    SF_KAFKA_TXN_FENCED);
