@@ -443,6 +443,8 @@ int sf_kafka_producer_send(sf_kafka_producer_t *p, const char *topic,
   return 0;
 }
 
+void sf_kafka_producer_serve(sf_kafka_producer_t *p) { rd_kafka_poll(p->rk, 0); }
+
 size_t sf_kafka_producer_inflight(const sf_kafka_producer_t *p) {
   return p ? p->inflight : 0;
 }
@@ -520,6 +522,7 @@ struct sf_kafka_consumer {
   sf_kafka_revoke_cb on_revoke;
   void *cb_ud;
   bool has_group;
+  bool partition_eof;
   bool fatal;
 };
 
@@ -601,6 +604,7 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
   c->on_revoke = opts->on_revoke;
   c->cb_ud = opts->cb_ud;
   c->has_group = opts->group_id != NULL;
+  c->partition_eof = opts->partition_eof;
 
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (!conf) {
@@ -612,7 +616,9 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
   rc = rc ? rc : conf_set(conf, log, "enable.auto.commit", "false");
   rc = rc ? rc : conf_set(conf, log, "enable.auto.offset.store", "false");
   rc = rc ? rc : conf_set(conf, log, "auto.offset.reset", "earliest");
-  rc = rc ? rc : conf_set(conf, log, "enable.partition.eof", "false");
+  rc = rc ? rc
+          : conf_set(conf, log, "enable.partition.eof",
+                     opts->partition_eof ? "true" : "false");
   /* A member that died (SIGKILL, power loss) holds its partitions until its
    * session times out: 6 s (the broker's minimum by default) instead of
    * librdkafka's 45 s, so a restarted projector or a surviving instance
@@ -626,6 +632,12 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
                      opts->group_id ? opts->group_id : "stockflow-assign-only");
   if (!rc && opts->client_id)
     rc = conf_set(conf, log, "client.id", opts->client_id);
+  if (!rc && opts->n_settings &&
+      !conf_apply(conf, opts->settings, opts->n_settings, errstr,
+                  sizeof(errstr))) {
+    SF_ERROR(log, MOD, "config %s", errstr);
+    rc = SF_ECONFIG;
+  }
   if (rc)
     goto fail_conf;
   rd_kafka_conf_set_opaque(conf, c);
@@ -684,19 +696,44 @@ int sf_kafka_consumer_subscribe(sf_kafka_consumer_t *c,
   return 0;
 }
 
-int sf_kafka_consumer_assign(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
-                             size_t n) {
-  if (!c || (n && !tps))
-    return SF_EINVAL;
+/* A librdkafka list of tps, with their offsets (the caller destroys it). */
+static rd_kafka_topic_partition_list_t *list_from_tps(const sf_kafka_tp_t *tps,
+                                                      size_t n) {
   rd_kafka_topic_partition_list_t *l =
       rd_kafka_topic_partition_list_new((int)n);
   for (size_t i = 0; i < n; i++)
     rd_kafka_topic_partition_list_add(l, tps[i].topic, tps[i].partition)
         ->offset = tps[i].offset;
+  return l;
+}
+
+int sf_kafka_consumer_assign(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
+                             size_t n) {
+  if (!c || (n && !tps))
+    return SF_EINVAL;
+  /* NULL: take everything away */
+  rd_kafka_topic_partition_list_t *l = n ? list_from_tps(tps, n) : NULL;
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk, l);
-  rd_kafka_topic_partition_list_destroy(l);
+  if (l)
+    rd_kafka_topic_partition_list_destroy(l);
   if (err) {
     SF_ERROR(c->log, MOD, "assign: %s", rd_kafka_err2str(err));
+    return SF_EKAFKA;
+  }
+  return 0;
+}
+
+int sf_kafka_consumer_commit(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
+                             size_t n) {
+  if (!c || (n && !tps))
+    return SF_EINVAL;
+  if (!n)
+    return 0;
+  rd_kafka_topic_partition_list_t *l = list_from_tps(tps, n);
+  rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    SF_WARN(c->log, MOD, "commit: %s", rd_kafka_err2str(err));
     return SF_EKAFKA;
   }
   return 0;
@@ -726,8 +763,9 @@ int sf_kafka_consumer_poll(sf_kafka_consumer_t *c, sf_kafka_msg_t *msgs,
         break;
       continue;
     }
-    if (m->err) {
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+    bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+    if (m->err && !(eof && c->partition_eof)) {
+      if (eof)
         SF_DEBUG(c->log, MOD, "end of %s [%d] at %lld",
                  m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
                  (int)m->partition, (long long)m->offset);
@@ -744,15 +782,19 @@ int sf_kafka_consumer_poll(sf_kafka_consumer_t *c, sf_kafka_msg_t *msgs,
       continue;
     }
     sf_kafka_msg_t *o = &msgs[n++];
+    memset(o, 0, sizeof(*o));
     o->topic = rd_kafka_topic_name(m->rkt);
     o->partition = m->partition;
     o->offset = m->offset;
+    o->eof = eof;
+    o->priv_ = m;
+    if (eof)
+      continue;
     o->key = m->key;
     o->key_len = m->key_len;
     o->value = m->payload;
     o->value_len = m->len;
     o->timestamp_ms = rd_kafka_message_timestamp(m, NULL);
-    o->priv_ = m;
   }
   if (n == 0 && c->fatal)
     return SF_EKAFKA_FATAL;

@@ -1,11 +1,11 @@
 /* cmd_bus: the bus intake's consumer thread and its hand-off to the loop.
- * See cmd_bus.h. The thread drives librdkafka directly: it consumes
- * commands, publishes results with an idempotent producer, and commits a
- * partition's offset only past commands whose results the broker has
- * acknowledged (flush before commit). */
+ * See cmd_bus.h. The thread consumes commands (an sf_kafka consumer in the
+ * intake group, starting from the group's committed offsets), publishes
+ * results with an idempotent sf_kafka producer, and commits a partition's
+ * offset only past commands whose results the broker has acknowledged
+ * (await before commit). */
 #include "cmd_bus.h"
 
-#include <librdkafka/rdkafka.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,8 +58,9 @@ struct cmd_bus {
   item_t *out_head, *out_tail;
   size_t inflight;
   cmd_bus_stats_t stats;
-  /* thread only */
-  rd_kafka_t *consumer, *producer;
+  /* thread only (the consumer is closed by the thread as it ends) */
+  sf_kafka_consumer_t *consumer;
+  sf_kafka_producer_t *producer;
   plist_t parts[MAX_PARTITIONS];
   bool commit_blocked;
 };
@@ -172,45 +173,46 @@ static void async_cb(uv_async_t *h) {
 
 /* ---- thread side ---- */
 
-static rd_kafka_t *make_client(cmd_bus_t *b, rd_kafka_type_t type) {
+/* Starts from the group's committed offsets (earliest when none). */
+static void assign_cb(void *ud, sf_kafka_tp_t *tps, size_t n) {
+  (void)ud;
+  for (size_t i = 0; i < n; i++)
+    tps[i].offset = SF_KAFKA_OFFSET_STORED;
+}
+
+static int make_clients(cmd_bus_t *b) {
   char errstr[512];
-  const char *consumer[][2] = {
-      {"bootstrap.servers", b->opts.brokers},
-      {"group.id", b->opts.group_id},
-      {"client.id", "stockflow-command-intake"},
-      {"isolation.level", "read_committed"},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"auto.offset.reset", "earliest"},
-      {"session.timeout.ms", "6000"},
-      {"heartbeat.interval.ms", "2000"},
-  };
+  /* the consumer is read_committed, never auto-commits nor auto-stores,
+   * starts at the earliest offset, session 6 s, heartbeat 2 s */
+  sf_kafka_consumer_opts_t co = {.brokers = b->opts.brokers,
+                                 .group_id = b->opts.group_id,
+                                 .client_id = "stockflow-command-intake",
+                                 .on_assign = assign_cb,
+                                 .cb_ud = b};
+  int rc = sf_kafka_consumer_new(&b->consumer, &co, b->log);
+  if (rc) {
+    SF_ERROR(b->log, "bus", "creating a Kafka client: %s", sf_strerror(rc));
+    return rc;
+  }
+  /* the producer adds enable.idempotence=true and acks=all */
   const char *producer[][2] = {
       {"bootstrap.servers", b->opts.brokers},
       {"client.id", "stockflow-command-results"},
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
       {"partitioner", "murmur2_random"},
       {"linger.ms", "1"},
   };
-  const char *(*settings)[2] = type == RD_KAFKA_CONSUMER ? consumer : producer;
-  size_t n = type == RD_KAFKA_CONSUMER ? sizeof(consumer) / sizeof(consumer[0])
-                                       : sizeof(producer) / sizeof(producer[0]);
-  rd_kafka_conf_t *conf = sf_kafka_conf_new(settings, n, &b->log, errstr,
-                                            sizeof(errstr));
-  if (!conf) {
-    SF_ERROR(b->log, "bus", "config: %s", errstr);
-    return NULL;
-  }
-  rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
-  if (!rk) {
+  rc = sf_kafka_producer_new(&b->producer, producer,
+                             sizeof(producer) / sizeof(producer[0]), NULL,
+                             b->log, errstr, sizeof(errstr));
+  if (rc) {
     SF_ERROR(b->log, "bus", "creating a Kafka client: %s", errstr);
-    rd_kafka_conf_destroy(conf);
+    sf_kafka_consumer_destroy(b->consumer);
+    b->consumer = NULL;
   }
-  return rk;
+  return rc;
 }
 
-static void take_message(cmd_bus_t *b, rd_kafka_message_t *m) {
+static void take_message(cmd_bus_t *b, const sf_kafka_msg_t *m) {
   if (m->partition < 0 || m->partition >= MAX_PARTITIONS) {
     SF_ERROR(b->log, "bus", "partition %d of %s is beyond %d: ignored",
              (int)m->partition, b->opts.topic_commands, MAX_PARTITIONS);
@@ -230,9 +232,9 @@ static void take_message(cmd_bus_t *b, rd_kafka_message_t *m) {
                                                  : sizeof(it->key) - 1;
   if (m->key)
     memcpy(it->key, m->key, klen);
-  it->decode_err = sf_command_decode(m->payload, m->len, b->fp, &it->cmd);
+  it->decode_err = sf_command_decode(m->value, m->value_len, b->fp, &it->cmd);
   unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, m->payload, m->len);
+  crypto_hash_sha256(digest, m->value, m->value_len);
   sodium_bin2hex(it->hash, sizeof(it->hash), digest, sizeof(digest));
   if (it->decode_err)
     SF_WARN(b->log, "bus", "malformed command at %s/%d@%lld: %s",
@@ -281,30 +283,21 @@ static size_t publish_results(cmd_bus_t *b) {
     const char *key = it->key[0]       ? it->key
                       : it->decode_err ? ""
                                        : it->cmd.store_id;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    int err = 0;
+    char why[256] = "out of memory";
     if (text) {
-      rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-      rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
-      for (;;) {
-        err = rd_kafka_producev(
-            b->producer, RD_KAFKA_V_TOPIC(b->opts.topic_results),
-            RD_KAFKA_V_KEY(key, strlen(key)),
-            RD_KAFKA_V_VALUE(text, strlen(text)),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_END);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-          break;
-        rd_kafka_poll(b->producer, 10);
-      }
-      if (err)
-        rd_kafka_headers_destroy(h);
+      const sf_kafka_header_t h[] = {
+          {"content-type", "application/json", 16}};
+      /* waits while the local queue is full */
+      err = sf_kafka_producer_send(b->producer, b->opts.topic_results, -1, key,
+                                   strlen(key), text, strlen(text), h, 1, NULL,
+                                   NULL, why, sizeof(why));
     }
     if (!text || err) {
       SF_ERROR(b->log, "bus", "could not publish the result of %s/%d@%lld: "
                               "%s; offsets stop here until a restart redelivers it",
                b->opts.topic_commands, (int)it->partition,
-               (long long)it->offset,
-               text ? rd_kafka_err2str(err) : "out of memory");
+               (long long)it->offset, why);
       b->commit_blocked = true;
     }
     free(text);
@@ -315,7 +308,7 @@ static size_t publish_results(cmd_bus_t *b) {
     n++;
     it = next;
   }
-  if (n && sf_kafka_await_delivery(b->producer, 10000)) {
+  if (n && sf_kafka_producer_await(b->producer, 10000)) {
     SF_ERROR(b->log, "bus", "results not acknowledged by the broker within "
                             "10 s; offsets stop here until a restart redelivers them");
     b->commit_blocked = true;
@@ -332,7 +325,8 @@ static size_t publish_results(cmd_bus_t *b) {
 static void commit_offsets(cmd_bus_t *b) {
   if (b->commit_blocked)
     return;
-  rd_kafka_topic_partition_list_t *l = NULL;
+  sf_kafka_tp_t tps[MAX_PARTITIONS];
+  size_t n = 0;
   for (int p = 0; p < MAX_PARTITIONS; p++) {
     plist_t *pl = &b->parts[p];
     int64_t next = -1;
@@ -344,21 +338,12 @@ static void commit_offsets(cmd_bus_t *b) {
       next = it->offset + 1;
       free(it);
     }
-    if (next < 0)
-      continue;
-    if (!l)
-      l = rd_kafka_topic_partition_list_new(8);
-    rd_kafka_topic_partition_list_add(l, b->opts.topic_commands, p)->offset =
-        next;
+    if (next >= 0)
+      tps[n++] = (sf_kafka_tp_t){b->opts.topic_commands, p, next};
   }
-  if (!l)
-    return;
-  rd_kafka_resp_err_t err = rd_kafka_commit(b->consumer, l, 0);
-  if (err)
-    SF_WARN(b->log, "bus", "committing intake offsets: %s (the commands "
-                           "will be delivered again and answered from their first answer)",
-            rd_kafka_err2str(err));
-  rd_kafka_topic_partition_list_destroy(l);
+  if (n && sf_kafka_consumer_commit(b->consumer, tps, n))
+    SF_WARN(b->log, "bus", "committing intake offsets failed (the commands "
+                           "will be delivered again and answered from their first answer)");
 }
 
 static void thread_main(void *arg) {
@@ -366,7 +351,7 @@ static void thread_main(void *arg) {
   while (!atomic_load(&b->stop)) {
     if (publish_results(b))
       commit_offsets(b);
-    rd_kafka_poll(b->producer, 0);
+    sf_kafka_producer_serve(b->producer);
     uv_mutex_lock(&b->mu);
     bool full = b->inflight >= b->opts.max_inflight;
     uv_mutex_unlock(&b->mu);
@@ -374,22 +359,23 @@ static void thread_main(void *arg) {
       uv_sleep(10);
       continue;
     }
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(b->consumer, 20);
-    if (!m)
+    /* errors are logged by the consumer; a fatal one is not retried
+     * faster than the poll would wait */
+    sf_kafka_msg_t m;
+    int got = sf_kafka_consumer_poll(b->consumer, &m, 1, 20);
+    if (got < 0)
+      uv_sleep(20);
+    if (got <= 0)
       continue;
-    if (m->err) {
-      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-        SF_WARN(b->log, "bus", "consume %s: %s", b->opts.topic_commands,
-                rd_kafka_message_errstr(m));
-    } else {
-      take_message(b, m);
-    }
-    rd_kafka_message_destroy(m);
+    take_message(b, &m);
+    sf_kafka_msg_destroy(&m);
   }
   /* the last answers (the writer has answered everything in flight) */
   if (publish_results(b))
     commit_offsets(b);
-  rd_kafka_consumer_close(b->consumer);
+  /* leaves the group */
+  sf_kafka_consumer_destroy(b->consumer);
+  b->consumer = NULL;
 }
 
 int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
@@ -414,23 +400,17 @@ int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
   b->async.data = b;
   uv_timer_init(loop, &b->retry_timer);
   b->retry_timer.data = b;
-  rc = SF_EKAFKA;
-  b->consumer = make_client(b, RD_KAFKA_CONSUMER);
-  if (!b->consumer)
-    goto fail_consumer;
-  rd_kafka_poll_set_consumer(b->consumer);
-  b->producer = make_client(b, RD_KAFKA_PRODUCER);
-  if (!b->producer)
-    goto fail_producer;
-  rd_kafka_topic_partition_list_t *topics =
-      rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, b->opts.topic_commands,
-                                    RD_KAFKA_PARTITION_UA);
-  rd_kafka_resp_err_t err = rd_kafka_subscribe(b->consumer, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
-  if (err) {
+  rc = make_clients(b);
+  if (rc) {
+    rc = SF_EKAFKA;
+    goto fail_clients;
+  }
+  const char *topics[] = {b->opts.topic_commands};
+  rc = sf_kafka_consumer_subscribe(b->consumer, topics, 1);
+  if (rc) {
     SF_ERROR(log, "bus", "subscribing to %s: %s", b->opts.topic_commands,
-             rd_kafka_err2str(err));
+             sf_strerror(rc));
+    rc = SF_EKAFKA;
     goto fail_subscribe;
   }
   rc = SF_EINTERNAL;
@@ -443,11 +423,9 @@ int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
   return 0;
 
 fail_subscribe:
-  rd_kafka_destroy(b->producer);
-fail_producer:
-  rd_kafka_consumer_close(b->consumer);
-  rd_kafka_destroy(b->consumer);
-fail_consumer:
+  sf_kafka_producer_destroy(b->producer);
+  sf_kafka_consumer_destroy(b->consumer);
+fail_clients:
   uv_close((uv_handle_t *)&b->retry_timer, NULL);
   uv_close((uv_handle_t *)&b->async, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
@@ -481,9 +459,11 @@ void cmd_bus_destroy(cmd_bus_t *b) {
   atomic_store(&b->stop, true);
   if (b->thread_started)
     uv_thread_join(&b->thread);
-  rd_kafka_flush(b->producer, 5000);
-  rd_kafka_destroy(b->producer);
-  rd_kafka_destroy(b->consumer);
+  if (sf_kafka_producer_await(b->producer, 5000))
+    SF_WARN(b->log, "bus", "%zu result(s) still queued at exit",
+            sf_kafka_producer_inflight(b->producer));
+  sf_kafka_producer_destroy(b->producer);
+  sf_kafka_consumer_destroy(b->consumer); /* NULL once the thread ran */
   /* items never answered or never handed over: redelivered next time */
   for (int p = 0; p < MAX_PARTITIONS; p++) {
     item_t *it = b->parts[p].head;

@@ -1,7 +1,6 @@
-/* cmd_rebuild: replays the log into a fresh cmd_state. It drives
- * librdkafka's consumer directly (assign, no group, partition EOF events)
- * because it needs to know when it reached the end of every partition; the
- * sf_kafka consumer wrapper hides EOF on purpose.
+/* cmd_rebuild: replays the log into a fresh cmd_state. It reads through an
+ * sf_kafka consumer (assign, no group) that reports partition EOF, because
+ * it needs to know when it reached the end of every partition.
  *
  * Progress: every partition's low and high watermarks are read before the
  * replay (total = the sum of high - low); a partition's done is its next
@@ -11,7 +10,6 @@
 #include "cmd_rebuild.h"
 
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,48 +208,31 @@ static void progress_tick(replay_t *r, bool force) {
   }
 }
 
-static int partition_count(rd_kafka_t *rk, const char *topic, sf_log_t *log,
-                           int *out) {
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  if (!rkt)
-    return SF_ENOMEM;
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-  int rc = 0;
-  if (err) {
-    SF_ERROR(log, "rebuild", "metadata for topic %s: %s", topic,
-             rd_kafka_err2str(err));
-    rc = SF_EKAFKA;
-  } else if (md->topic_cnt != 1 || md->topics[0].err ||
-             md->topics[0].partition_cnt < 1) {
-    SF_ERROR(log, "rebuild", "topic %s is missing or has no partitions (%s)",
-             topic,
-             md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "?");
-    rc = SF_EKAFKA;
-  } else {
-    *out = md->topics[0].partition_cnt;
-  }
-  if (md)
-    rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
-  return rc;
-}
-
 /* Partitions of a topic with their watermarks (the replay's bounds). */
-static int measure(rd_kafka_t *rk, topic_parts_t *tp, sf_log_t *log) {
-  int rc = partition_count(rk, tp->name, log, &tp->n);
-  if (rc)
-    return rc;
+static int measure(sf_kafka_consumer_t *c, topic_parts_t *tp, sf_log_t *log) {
+  int32_t n = 0;
+  int rc = sf_kafka_partition_count(c, tp->name, 10000, &n);
+  if (rc) {
+    SF_ERROR(log, "rebuild", "metadata for topic %s: %s", tp->name,
+             sf_strerror(rc));
+    return SF_EKAFKA;
+  }
+  if (n < 1) {
+    SF_ERROR(log, "rebuild", "topic %s is missing or has no partitions",
+             tp->name);
+    return SF_EKAFKA;
+  }
+  tp->n = n;
   tp->p = calloc((size_t)tp->n, sizeof *tp->p);
   if (!tp->p)
     return SF_ENOMEM;
   for (int i = 0; i < tp->n; i++) {
     int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t err =
-        rd_kafka_query_watermark_offsets(rk, tp->name, i, &low, &high, 10000);
-    if (err) {
+    /* read_committed: high is the last stable offset */
+    rc = sf_kafka_watermarks(c, tp->name, i, 10000, &low, &high);
+    if (rc) {
       SF_ERROR(log, "rebuild", "watermarks of %s/%d: %s", tp->name, i,
-               rd_kafka_err2str(err));
+               sf_strerror(rc));
       return SF_EKAFKA;
     }
     tp->p[i] = (part_t){low, high > low ? high : low, low};
@@ -284,40 +265,97 @@ static int learn(replay_t *r, const void *payload, size_t len,
   }
 }
 
-static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
-                        const atomic_bool *stop) {
-  sf_event_codec_t *codec = r->codec;
-  cmd_state_t *state = r->state;
+/* Applies one event read from tp; false when the replay must stop (rc
+ * says why). */
+static bool replay_one(replay_t *r, topic_parts_t *tp, const sf_kafka_msg_t *m,
+                       const atomic_bool *stop, int *rc) {
+  cmd_rebuild_stats_t *st = r->st;
+  sf_log_t *log = r->log;
+  const char *topic = tp->name;
+  if (m->partition >= 0 && m->partition < tp->n &&
+      m->offset + 1 > tp->p[m->partition].next)
+    tp->p[m->partition].next = m->offset + 1;
+  progress_tick(r, false);
+  if (learn(r, m->value, m->value_len, stop)) {
+    *rc = SF_ECANCELED;
+    return false;
+  }
+  sf_event_t e;
+  int drc = sf_event_decode(r->codec, m->value, m->value_len, &e);
+  if (drc) {
+    SF_ERROR(log, "rebuild", "skipping undecodable event %s/%d@%lld: %s",
+             topic, (int)m->partition, (long long)m->offset,
+             sf_err_name(drc));
+    st->skipped++;
+    return true;
+  }
+  cmd_apply_result_t res;
+  int arc = cmd_state_apply(r->state, &e, &res);
+  if (arc == SF_ENOMEM) {
+    sf_event_clear(&e);
+    *rc = SF_ENOMEM;
+    return false;
+  }
+  if (arc) {
+    SF_ERROR(log, "rebuild", "event %s (%s) at %s/%d@%lld breaks the "
+                             "state's rules; skipped",
+             e.event_id, sf_event_type_name(e.type), topic,
+             (int)m->partition, (long long)m->offset);
+    st->skipped++;
+  } else if (res == CMD_APPLY_DUPLICATE) {
+    SF_DEBUG(log, "rebuild", "duplicate event %s of command %s at "
+                             "%s/%d@%lld skipped",
+             e.event_id, e.command_id, topic, (int)m->partition,
+             (long long)m->offset);
+    st->duplicates++;
+  } else {
+    st->events++;
+    char position[64];
+    cmd_reply_position(position, sizeof(position), tp->catalog, m->partition,
+                       m->offset);
+    if (after_apply(r, &e, position))
+      sf_event_init(&e); /* held: ownership moved */
+  }
+  sf_event_clear(&e);
+  return true;
+}
+
+#define POLL_BATCH 64
+
+static int replay_topic(sf_kafka_consumer_t *c, topic_parts_t *tp,
+                        replay_t *r, const atomic_bool *stop) {
   sf_log_t *log = r->log;
   cmd_rebuild_stats_t *st = r->st;
   const char *topic = tp->name;
-  bool catalog = tp->catalog;
   int n = tp->n;
   int rc = 0;
-  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
-  for (int p = 0; p < n; p++)
-    rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
-        RD_KAFKA_OFFSET_BEGINNING;
-  rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
-  rd_kafka_topic_partition_list_destroy(parts);
-  if (err) {
-    SF_ERROR(log, "rebuild", "assign %s: %s", topic, rd_kafka_err2str(err));
-    return SF_EKAFKA;
-  }
+  sf_kafka_tp_t *tps = calloc((size_t)n, sizeof *tps);
   bool *at_end = calloc((size_t)n, sizeof(bool));
-  if (!at_end) {
-    rd_kafka_assign(rk, NULL);
+  if (!tps || !at_end) {
+    free(tps);
+    free(at_end);
     return SF_ENOMEM;
+  }
+  for (int p = 0; p < n; p++)
+    tps[p] = (sf_kafka_tp_t){topic, p, SF_KAFKA_OFFSET_BEGINNING};
+  rc = sf_kafka_consumer_assign(c, tps, (size_t)n);
+  free(tps);
+  if (rc) {
+    SF_ERROR(log, "rebuild", "assign %s: %s", topic, sf_strerror(rc));
+    free(at_end);
+    return SF_EKAFKA;
   }
   int remaining = n;
   double last_note = now_s();
-  while (remaining > 0) {
+  sf_kafka_msg_t msgs[POLL_BATCH];
+  while (remaining > 0 && !rc) {
     if (atomic_load(stop)) {
       rc = SF_ECANCELED;
       break;
     }
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-    if (!m) {
+    /* errors are logged by the consumer */
+    int got = sf_kafka_consumer_poll(c, msgs, POLL_BATCH, 200);
+    if (got <= 0) {
       progress_tick(r, true);
       if (now_s() - last_note > 10.0) {
         SF_WARN(log, "rebuild", "still reading %s: %d of %d partitions left, "
@@ -328,74 +366,29 @@ static int replay_topic(rd_kafka_t *rk, topic_parts_t *tp, replay_t *r,
       }
       continue;
     }
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      if (m->partition >= 0 && m->partition < n && !at_end[m->partition]) {
-        at_end[m->partition] = true;
-        remaining--;
-        /* This partition ends here, whatever the watermark said. */
-        part_t *p = &tp->p[m->partition];
-        if (m->offset > p->next)
-          p->next = m->offset;
-        p->end = p->next;
-        progress_tick(r, true);
-      }
-    } else if (m->err) {
-      SF_WARN(log, "rebuild", "consume %s: %s", topic,
-              rd_kafka_message_errstr(m));
-    } else {
-      if (m->partition >= 0 && m->partition < n &&
-          m->offset + 1 > tp->p[m->partition].next)
-        tp->p[m->partition].next = m->offset + 1;
-      progress_tick(r, false);
-      if (learn(r, m->payload, m->len, stop)) {
-        rd_kafka_message_destroy(m);
-        rc = SF_ECANCELED;
-        break;
-      }
-      sf_event_t e;
-      int drc = sf_event_decode(codec, m->payload, m->len, &e);
-      if (drc) {
-        SF_ERROR(log, "rebuild", "skipping undecodable event %s/%d@%lld: %s",
-                 topic, (int)m->partition, (long long)m->offset,
-                 sf_err_name(drc));
-        st->skipped++;
+    for (int i = 0; i < got; i++) {
+      const sf_kafka_msg_t *m = &msgs[i];
+      if (rc) {
+        /* stopping: the rest of the batch is dropped */
+      } else if (m->eof) {
+        if (m->partition >= 0 && m->partition < n && !at_end[m->partition]) {
+          at_end[m->partition] = true;
+          remaining--;
+          /* This partition ends here, whatever the watermark said. */
+          part_t *p = &tp->p[m->partition];
+          if (m->offset > p->next)
+            p->next = m->offset;
+          p->end = p->next;
+          progress_tick(r, true);
+        }
       } else {
-        cmd_apply_result_t res;
-        int arc = cmd_state_apply(state, &e, &res);
-        if (arc == SF_ENOMEM) {
-          sf_event_clear(&e);
-          rd_kafka_message_destroy(m);
-          rc = SF_ENOMEM;
-          break;
-        }
-        if (arc) {
-          SF_ERROR(log, "rebuild", "event %s (%s) at %s/%d@%lld breaks the "
-                                   "state's rules; skipped",
-                   e.event_id,
-                   sf_event_type_name(e.type), topic, (int)m->partition,
-                   (long long)m->offset);
-          st->skipped++;
-        } else if (res == CMD_APPLY_DUPLICATE) {
-          SF_DEBUG(log, "rebuild", "duplicate event %s of command %s at "
-                                   "%s/%d@%lld skipped",
-                   e.event_id, e.command_id, topic,
-                   (int)m->partition, (long long)m->offset);
-          st->duplicates++;
-        } else {
-          st->events++;
-          char position[64];
-          cmd_reply_position(position, sizeof(position), catalog, m->partition,
-                             m->offset);
-          if (after_apply(r, &e, position))
-            sf_event_init(&e); /* held: ownership moved */
-        }
+        replay_one(r, tp, m, stop, &rc);
       }
-      sf_event_clear(&e);
+      sf_kafka_msg_destroy(&msgs[i]);
     }
-    rd_kafka_message_destroy(m);
   }
   free(at_end);
-  rd_kafka_assign(rk, NULL);
+  sf_kafka_consumer_assign(c, NULL, 0);
   return rc;
 }
 
@@ -405,14 +398,13 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
                     const atomic_bool *stop, sf_log_t *log, cmd_state_t **out,
                     cmd_rebuild_stats_t *stats,
                     cmd_rebuild_progress_t *progress) {
-  char errstr[512];
   memset(stats, 0, sizeof(*stats));
   double t0 = now_s();
   int rc = 0;
   cmd_state_t *state = NULL;
   sf_event_codec_t *codec = NULL;
   sf_registry_t *reg = NULL;
-  rd_kafka_t *rk = NULL;
+  sf_kafka_consumer_t *consumer = NULL;
 
   rc = cmd_state_new(&state);
   if (rc)
@@ -424,40 +416,34 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
       (rc = sf_registry_new(&reg, registry_url, REGISTRY_TIMEOUT_MS)))
     goto fail;
 
-  const char *settings[][2] = {
-      {"bootstrap.servers", brokers},
+  /* read_committed, no offsets committed nor stored, earliest, and the
+   * end of every partition reported */
+  const char *tuning[][2] = {
+      /* never joined nor committed to */
       {"group.id", "stockflow-command-rebuild"},
-      {"client.id", "stockflow-command-rebuild"},
-      {"isolation.level", "read_committed"},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"enable.partition.eof", "true"},
-      {"auto.offset.reset", "earliest"},
       {"fetch.max.bytes", "52428800"},
       {"queued.max.messages.kbytes", "65536"},
   };
-  rd_kafka_conf_t *conf = sf_kafka_conf_new(
-      settings, sizeof(settings) / sizeof(settings[0]), &log, errstr,
-      sizeof(errstr));
-  if (!conf) {
-    SF_ERROR(log, "rebuild", "config: %s", errstr);
-    rc = SF_ECONFIG;
+  sf_kafka_consumer_opts_t co = {
+      .brokers = brokers,
+      .group_id = NULL, /* assign only */
+      .client_id = "stockflow-command-rebuild",
+      .partition_eof = true,
+      .settings = tuning,
+      .n_settings = sizeof(tuning) / sizeof(tuning[0]),
+  };
+  rc = sf_kafka_consumer_new(&consumer, &co, log);
+  if (rc) {
+    SF_ERROR(log, "rebuild", "creating consumer: %s", sf_strerror(rc));
+    rc = rc == SF_ECONFIG ? rc : SF_EKAFKA;
     goto fail;
   }
-  rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-  if (!rk) {
-    SF_ERROR(log, "rebuild", "creating consumer: %s", errstr);
-    rd_kafka_conf_destroy(conf);
-    rc = SF_EKAFKA;
-    goto fail;
-  }
-  rd_kafka_poll_set_consumer(rk);
 
   /* Catalog first: stock events refer to its products and stores. */
   replay_t r = {.state = state, .codec = codec, .reg = reg, .idem_retention_us = idem_retention_us, .now_us = wall_us(), .log = log, .st = stats, .shared = progress, .tops = {{.name = topic_catalog, .catalog = true}, {.name = topic_stock, .catalog = false}}};
-  rc = measure(rk, &r.tops[0], log);
+  rc = measure(consumer, &r.tops[0], log);
   if (!rc)
-    rc = measure(rk, &r.tops[1], log);
+    rc = measure(consumer, &r.tops[1], log);
   if (!rc) {
     uint64_t total = 0;
     for (int t = 0; t < 2; t++)
@@ -477,10 +463,10 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
                             "partition(s)): %" PRIu64 " offsets",
             topic_catalog, r.tops[0].n,
             topic_stock, r.tops[1].n, total);
-    rc = replay_topic(rk, &r.tops[0], &r, stop);
+    rc = replay_topic(consumer, &r.tops[0], &r, stop);
   }
   if (!rc)
-    rc = replay_topic(rk, &r.tops[1], &r, stop);
+    rc = replay_topic(consumer, &r.tops[1], &r, stop);
   /* instances: where the tail of the other instances' events starts */
   for (int t = 0; !rc && t < 2; t++)
     for (int i = 0; !rc && i < (r.tops[t].catalog ? 1 : r.tops[t].n); i++)
@@ -502,8 +488,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   if (rc)
     goto fail;
 
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
+  sf_kafka_consumer_destroy(consumer);
   sf_registry_destroy(reg);
   sf_event_codec_destroy(codec);
   stats->seconds = now_s() - t0;
@@ -511,10 +496,7 @@ int cmd_rebuild_run(const char *brokers, const char *topic_catalog,
   return 0;
 
 fail:
-  if (rk) {
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-  }
+  sf_kafka_consumer_destroy(consumer);
   sf_registry_destroy(reg);
   sf_event_codec_destroy(codec);
   cmd_state_destroy(state);

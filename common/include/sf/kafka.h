@@ -167,6 +167,10 @@ int sf_kafka_producer_send(sf_kafka_producer_t *p, const char *topic,
                            size_t n_headers, sf_kafka_delivery_cb cb,
                            void *ud, char *errstr, size_t cap);
 
+/* Serves whatever is ready (reports, error events) without waiting: for a
+ * thread that sends without awaiting every time. */
+void sf_kafka_producer_serve(sf_kafka_producer_t *p);
+
 /* Messages sent whose report has not been served yet. */
 size_t sf_kafka_producer_inflight(const sf_kafka_producer_t *p);
 
@@ -236,6 +240,13 @@ typedef struct sf_kafka_consumer_opts {
   sf_kafka_assign_cb on_assign; /* may be NULL */
   sf_kafka_revoke_cb on_revoke; /* may be NULL */
   void *cb_ud;
+  /* report the end of each partition (a message with eof set) each time
+   * the consumer reaches it: for a reader that stops at the end */
+  bool partition_eof;
+  /* more librdkafka settings ({key, value}, applied last; e.g.
+   * fetch.max.bytes); may be NULL */
+  const char *(*settings)[2];
+  size_t n_settings;
 } sf_kafka_consumer_opts_t;
 
 typedef struct sf_kafka_msg {
@@ -247,6 +258,9 @@ typedef struct sf_kafka_msg {
   const void *value;
   size_t value_len;
   int64_t timestamp_ms;
+  /* the end of the partition (opts.partition_eof): offset is the next one
+   * to be written; no key, value nor headers */
+  bool eof;
   void *priv_; /* private: the rd_kafka_message_t */
 } sf_kafka_msg_t;
 
@@ -259,8 +273,15 @@ void sf_kafka_consumer_destroy(sf_kafka_consumer_t *c);
  * protocol: a revoke of everything, then a fresh assign. */
 int sf_kafka_consumer_subscribe(sf_kafka_consumer_t *c,
                                 const char *const *topics, size_t n);
-/* Assigns explicit partitions and start offsets (no group). */
+/* Assigns explicit partitions and start offsets (no group); n == 0 takes
+ * every partition away. */
 int sf_kafka_consumer_assign(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
+                             size_t n);
+
+/* Commits offsets for the group (each tp's offset: the next one to read),
+ * synchronously, for an owner that keeps its offsets in Kafka. Returns 0
+ * or SF_EKAFKA (logged with the broker's reason). */
+int sf_kafka_consumer_commit(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
                              size_t n);
 
 /* Waits up to timeout_ms and fills msgs with at most max messages (owned

@@ -373,8 +373,64 @@ static void test_group_assign_offsets(void **state) {
     assert_int_equal(((const char *)msgs[i].value)[0], '6' + i);
     sf_kafka_msg_destroy(&msgs[i]);
   }
+  /* an owner that keeps its offsets in Kafka commits them */
+  sf_kafka_tp_t done = {"g", 0, 8};
+  assert_int_equal(sf_kafka_consumer_commit(c, &done, 1), 0);
   sf_kafka_consumer_destroy(c);
   assert_int_equal(g.revoked, 1); /* leaving the group revokes */
+
+  /* the next member starts where the group committed */
+  group_state_t h = {.start = SF_KAFKA_OFFSET_STORED};
+  c = new_consumer(f, "grp", on_assign, on_revoke, &h);
+  assert_int_equal(sf_kafka_consumer_subscribe(c, topics, 1), 0);
+  assert_int_equal(poll_n(c, msgs, 2, 30000), 2);
+  assert_int_equal(msgs[0].offset, 8);
+  assert_int_equal(msgs[1].offset, 9);
+  sf_kafka_msg_destroy(&msgs[0]);
+  sf_kafka_msg_destroy(&msgs[1]);
+  sf_kafka_consumer_destroy(c);
+}
+
+static void test_consumer_partition_eof(void **state) {
+  fixture_t *f = *state;
+  sf_kafka_producer_t *p = new_txn(f, "writer", "0");
+  txn_init_ok(p);
+  commit_value(p, "a");
+  commit_value(p, "b");
+  sf_kafka_producer_destroy(p);
+
+  const char *tuning[][2] = {{"fetch.max.bytes", "1048576"}};
+  sf_kafka_consumer_opts_t o = {.brokers = f->brokers,
+                                .partition_eof = true,
+                                .settings = tuning,
+                                .n_settings = 1};
+  sf_kafka_consumer_t *c = NULL;
+  assert_int_equal(sf_kafka_consumer_new(&c, &o, f->log), 0);
+  sf_kafka_tp_t tp = {"tx", 0, SF_KAFKA_OFFSET_BEGINNING};
+  assert_int_equal(sf_kafka_consumer_assign(c, &tp, 1), 0);
+  sf_kafka_msg_t msgs[3];
+  assert_int_equal(poll_n(c, msgs, 3, 20000), 3);
+  assert_false(msgs[0].eof);
+  assert_false(msgs[1].eof);
+  assert_memory_equal(msgs[1].value, "b", 1);
+  /* then the end, at the next offset to be written */
+  assert_true(msgs[2].eof);
+  assert_string_equal(msgs[2].topic, "tx");
+  assert_int_equal(msgs[2].offset, msgs[1].offset + 1);
+  assert_null(msgs[2].value);
+  for (int i = 0; i < 3; i++)
+    sf_kafka_msg_destroy(&msgs[i]);
+  /* taking every partition away: nothing more comes */
+  assert_int_equal(sf_kafka_consumer_assign(c, NULL, 0), 0);
+  assert_int_equal(sf_kafka_consumer_poll(c, msgs, 3, 300), 0);
+  sf_kafka_consumer_destroy(c);
+
+  /* a bad extra setting is a configuration error */
+  const char *bad[][2] = {{"fetch.max.bytes", "-1"}};
+  o.settings = bad;
+  c = NULL;
+  assert_int_equal(sf_kafka_consumer_new(&c, &o, f->log), SF_ECONFIG);
+  assert_null(c);
 }
 
 static void test_subscribe_without_group(void **state) {
@@ -652,6 +708,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_txn_send_waits_on_full_queue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_assign_offsets, setup, teardown),
       cmocka_unit_test_setup_teardown(test_subscribe_without_group, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_consumer_partition_eof, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_new_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_commit_offsets, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_abort, setup, teardown),
