@@ -8,8 +8,9 @@
  * store to the same partition); and the consumer.
  *
  * The consumer reads with isolation.level=read_committed and never commits
- * offsets itself (enable.auto.commit=false, enable.auto.offset.store=false):
- * the owner stores offsets where it applies the data. It is driven by the
+ * offsets on its own (enable.auto.commit=false, enable.auto.offset.store=
+ * false): the owner stores offsets where it applies the data, or commits
+ * them explicitly (sf_kafka_consumer_commit). It is driven by the
  * thread that calls sf_kafka_consumer_poll (no loop needed), and may be used
  * with a consumer group (subscribe, with assign/revoke callbacks that can
  * choose the start offsets) or without (explicit assign).
@@ -286,8 +287,8 @@ int sf_kafka_consumer_commit(sf_kafka_consumer_t *c, const sf_kafka_tp_t *tps,
 
 /* Waits up to timeout_ms and fills msgs with at most max messages (owned
  * by the caller: release each with sf_kafka_msg_destroy). Returns the
- * count (0 on timeout) or a negative code. Partition EOF and transient
- * errors are logged, not returned. */
+ * count (0 on timeout) or a negative code. Partition EOF (unless
+ * opts.partition_eof) and transient errors are logged, not returned. */
 int sf_kafka_consumer_poll(sf_kafka_consumer_t *c, sf_kafka_msg_t *msgs,
                            size_t max, int timeout_ms);
 void sf_kafka_msg_destroy(sf_kafka_msg_t *m);

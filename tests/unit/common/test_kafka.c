@@ -2,7 +2,8 @@
  * (one broker, created per test): the transactional producer a writer lane
  * drives (reports, commit, abort, the outcomes of injected errors, fences),
  * the last stable offset, murmur2, and the consumer (keys, values, headers,
- * positions, group assignment with chosen start offsets). */
+ * positions, group assignment with chosen start offsets, commits, partition
+ * EOF). */
 #include "sf/err.h"
 #include "sf/kafka.h"
 #include "sf/log.h"
