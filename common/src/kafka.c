@@ -516,8 +516,10 @@ int sf_kafka_lso_get(sf_kafka_lso_t *l, const char *topic, int32_t partition,
 struct sf_kafka_consumer {
   sf_log_t *log; /* first member: kafka_log_cb reads it via the opaque */
   rd_kafka_t *rk;
-  rd_kafka_t *wm; /* sf_kafka_watermarks' own client (first use); NULL */
-  char *brokers;  /* for wm */
+  rd_kafka_t *wm;     /* sf_kafka_watermarks' own client (first use); NULL */
+  uv_mutex_t wm_lock; /* its making: sf_kafka_watermarks may be called from
+                         several threads (the command tail's thread pool) */
+  char *brokers;      /* for wm */
   sf_kafka_assign_cb on_assign;
   sf_kafka_revoke_cb on_revoke;
   void *cb_ud;
@@ -605,6 +607,11 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
   c->cb_ud = opts->cb_ud;
   c->has_group = opts->group_id != NULL;
   c->partition_eof = opts->partition_eof;
+  if (uv_mutex_init(&c->wm_lock)) {
+    free(c->brokers);
+    free(c);
+    return SF_ENOMEM;
+  }
 
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (!conf) {
@@ -658,6 +665,8 @@ int sf_kafka_consumer_new(sf_kafka_consumer_t **out,
 fail_conf:
   if (conf)
     rd_kafka_conf_destroy(conf);
+  uv_mutex_destroy(&c->wm_lock);
+  free(c->brokers);
   free(c);
   return rc;
 }
@@ -671,6 +680,7 @@ void sf_kafka_consumer_destroy(sf_kafka_consumer_t *c) {
   rd_kafka_destroy(c->rk);
   if (c->wm)
     rd_kafka_destroy(c->wm);
+  uv_mutex_destroy(&c->wm_lock);
   free(c->brokers);
   free(c);
 }
@@ -834,9 +844,7 @@ int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
  * fetch.wait.max.ms for data): asking 7 partitions stalled the projector's
  * loop for ~3 s every lag refresh. Falls back to the consumer itself when
  * the client cannot be made. */
-static rd_kafka_t *watermark_client(sf_kafka_consumer_t *c) {
-  if (c->wm)
-    return c->wm;
+static rd_kafka_t *make_watermark_client(sf_kafka_consumer_t *c) {
   char errstr[512];
   char client_id[256];
   snprintf(client_id, sizeof(client_id), "%s-watermarks", rd_kafka_name(c->rk));
@@ -863,6 +871,14 @@ static rd_kafka_t *watermark_client(sf_kafka_consumer_t *c) {
     return c->rk;
   }
   return c->wm;
+}
+
+/* Thread-safe: the client is made once, under the consumer's lock. */
+static rd_kafka_t *watermark_client(sf_kafka_consumer_t *c) {
+  uv_mutex_lock(&c->wm_lock);
+  rd_kafka_t *rk = c->wm ? c->wm : make_watermark_client(c);
+  uv_mutex_unlock(&c->wm_lock);
+  return rk;
 }
 
 int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,

@@ -2,7 +2,6 @@
  * See cmd_tail.h. */
 #include "cmd_tail.h"
 
-#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 /* Messages folded per timer tick at most, so that a burst of foreign
  * events does not stall the loop: the rest waits for the next tick. */
 #define TAIL_PER_TICK 2000
+#define TAIL_POLL_BATCH 64
 
 typedef struct tail_part {
   bool catalog;
@@ -39,7 +39,7 @@ struct cmd_tail {
   sf_log_t *log; /* first member: the librdkafka opaque convention */
   uv_loop_t *loop;
   cmd_tail_opts_t opts;
-  rd_kafka_t *rk;
+  sf_kafka_consumer_t *consumer;
   sf_event_codec_t *codec;
   sf_registry_t *reg; /* NULL without a registry */
   uv_timer_t timer;
@@ -56,8 +56,7 @@ struct cmd_tail {
 static void maybe_free(cmd_tail_t *t) {
   if (!t->closing || !t->timer_closed || t->works)
     return;
-  rd_kafka_consumer_close(t->rk);
-  rd_kafka_destroy(t->rk);
+  sf_kafka_consumer_destroy(t->consumer);
   sf_event_codec_destroy(t->codec);
   sf_registry_destroy(t->reg);
   free(t->parts);
@@ -107,15 +106,15 @@ static void reach(cmd_tail_t *t, tail_part_t *p, int64_t offset) {
                             "memory)");
 }
 
-static void fold(cmd_tail_t *t, tail_part_t *p, rd_kafka_message_t *m) {
-  const char *topic = rd_kafka_topic_name(m->rkt);
+static void fold(cmd_tail_t *t, tail_part_t *p, const sf_kafka_msg_t *m) {
+  const char *topic = m->topic;
   if (m->offset < p->reached) /* folded already (rebuild or earlier) */
     return;
   sf_event_t e;
-  if (t->reg && sf_registry_learn(t->reg, t->codec, m->payload, m->len) != 0)
+  if (t->reg && sf_registry_learn(t->reg, t->codec, m->value, m->value_len) != 0)
     SF_WARN(t->log, "tail", "schema registry %s: %s", sf_registry_url(t->reg),
             sf_registry_error(t->reg));
-  int rc = sf_event_decode(t->codec, m->payload, m->len, &e);
+  int rc = sf_event_decode(t->codec, m->value, m->value_len, &e);
   if (rc) {
     SF_ERROR(t->log, "tail", "skipping undecodable event %s/%d@%lld: %s",
              topic, (int)m->partition, (long long)m->offset, sf_err_name(rc));
@@ -136,21 +135,21 @@ static void fold(cmd_tail_t *t, tail_part_t *p, rd_kafka_message_t *m) {
 
 static void tick_cb(uv_timer_t *h) {
   cmd_tail_t *t = h->data;
-  for (int i = 0; i < TAIL_PER_TICK && t->state; i++) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(t->rk, 0);
-    if (!m)
-      break;
-    tail_part_t *p =
-        m->rkt ? find_part(t, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      if (p)
+  sf_kafka_msg_t msgs[TAIL_POLL_BATCH];
+  for (int done = 0; done < TAIL_PER_TICK && t->state;) {
+    int got = sf_kafka_consumer_poll(t->consumer, msgs, TAIL_POLL_BATCH, 0);
+    if (got <= 0)
+      break; /* nothing more now, or an error the consumer logged */
+    for (int i = 0; i < got; i++) {
+      const sf_kafka_msg_t *m = &msgs[i];
+      tail_part_t *p = t->state ? find_part(t, m->topic, m->partition) : NULL;
+      if (p && m->eof)
         reach(t, p, m->offset);
-    } else if (m->err) {
-      SF_WARN(t->log, "tail", "consume: %s", rd_kafka_message_errstr(m));
-    } else if (p) {
-      fold(t, p, m);
+      else if (p)
+        fold(t, p, m);
+      sf_kafka_msg_destroy(&msgs[i]);
     }
-    rd_kafka_message_destroy(m);
+    done += got;
   }
   check_syncs(t, false);
 }
@@ -171,34 +170,26 @@ int cmd_tail_new(cmd_tail_t **out, uv_loop_t *loop, const cmd_tail_opts_t *o,
     if (rc)
       goto fail_conf;
   }
-  const char *settings[][2] = {
-      {"bootstrap.servers", o->brokers},
-      {"group.id", "stockflow-command-tail"}, /* never joins or commits */
-      {"client.id", "stockflow-command-tail"},
-      {"isolation.level", "read_committed"},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"enable.partition.eof", "true"},
-      {"auto.offset.reset", "earliest"},
+  /* read_committed, assigned (no group), the end of each partition
+   * reported: a partition at its end is caught up with */
+  const char *tuning[][2] = {
+      {"group.id", "stockflow-command-tail"}, /* never joined nor committed */
       {"fetch.wait.max.ms", "20"},
   };
-  char errstr[512];
-  rd_kafka_conf_t *conf = sf_kafka_conf_new(
-      settings, sizeof(settings) / sizeof(settings[0]), &t->log, errstr,
-      sizeof(errstr));
-  if (!conf) {
-    SF_ERROR(log, "tail", "config: %s", errstr);
-    rc = SF_ECONFIG;
+  sf_kafka_consumer_opts_t co = {
+      .brokers = o->brokers,
+      .group_id = NULL,
+      .client_id = "stockflow-command-tail",
+      .partition_eof = true,
+      .settings = tuning,
+      .n_settings = sizeof(tuning) / sizeof(tuning[0]),
+  };
+  rc = sf_kafka_consumer_new(&t->consumer, &co, log);
+  if (rc) {
+    SF_ERROR(log, "tail", "creating consumer: %s", sf_strerror(rc));
+    rc = rc == SF_ECONFIG ? rc : SF_EKAFKA;
     goto fail_conf;
   }
-  t->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-  if (!t->rk) {
-    SF_ERROR(log, "tail", "creating consumer: %s", errstr);
-    rd_kafka_conf_destroy(conf);
-    rc = SF_EKAFKA;
-    goto fail_conf;
-  }
-  rd_kafka_poll_set_consumer(t->rk);
   uv_timer_init(loop, &t->timer);
   t->timer.data = t;
   uv_timer_start(&t->timer, tick_cb, o->poll_ms, o->poll_ms);
@@ -217,7 +208,7 @@ int cmd_tail_reset(cmd_tail_t *t, cmd_state_t *state) {
   t->state = NULL;
   t->parts_gen++;
   check_syncs(t, true);
-  rd_kafka_assign(t->rk, NULL);
+  sf_kafka_consumer_assign(t->consumer, NULL, 0);
   free(t->parts);
   t->parts = NULL;
   t->n_parts = 0;
@@ -225,10 +216,10 @@ int cmd_tail_reset(cmd_tail_t *t, cmd_state_t *state) {
     return 0;
   int32_t n_stock = cmd_state_stock_partitions(state);
   tail_part_t *parts = calloc((size_t)n_stock + 1, sizeof(*parts));
-  rd_kafka_topic_partition_list_t *list =
-      parts ? rd_kafka_topic_partition_list_new(n_stock + 1) : NULL;
-  if (!list) {
+  sf_kafka_tp_t *list = calloc((size_t)n_stock + 1, sizeof(*list));
+  if (!parts || !list) {
     free(parts);
+    free(list);
     return SF_ENOMEM;
   }
   size_t n = 0;
@@ -240,18 +231,17 @@ int cmd_tail_reset(cmd_tail_t *t, cmd_state_t *state) {
       continue;
     int64_t next = cmd_state_log_next(state, catalog, partition);
     parts[n] = (tail_part_t){catalog, partition, next < 0 ? 0 : next};
-    rd_kafka_topic_partition_list_add(
-        list, catalog ? t->opts.topic_catalog : t->opts.topic_stock,
-        partition)
-        ->offset = next < 0 ? RD_KAFKA_OFFSET_BEGINNING : next;
+    list[n] = (sf_kafka_tp_t){
+        catalog ? t->opts.topic_catalog : t->opts.topic_stock, partition,
+        next < 0 ? SF_KAFKA_OFFSET_BEGINNING : next};
     n++;
   }
-  rd_kafka_resp_err_t err = rd_kafka_assign(t->rk, list);
-  rd_kafka_topic_partition_list_destroy(list);
-  if (err) {
-    SF_ERROR(t->log, "tail", "assign: %s", rd_kafka_err2str(err));
+  /* n == 0 (this instance owns everything) assigns nothing */
+  int rc = sf_kafka_consumer_assign(t->consumer, list, n);
+  free(list);
+  if (rc) {
     free(parts);
-    return SF_EKAFKA;
+    return rc;
   }
   t->parts = parts;
   t->n_parts = n;
@@ -268,13 +258,11 @@ static void sync_work_cb(uv_work_t *w) {
   sync_req_t *s = w->data;
   for (size_t i = 0; i < s->n && !s->rc; i++) {
     int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-        s->t->rk,
+    s->rc = sf_kafka_watermarks(
+        s->t->consumer,
         s->parts[i].catalog ? s->t->opts.topic_catalog : s->t->opts.topic_stock,
-        s->parts[i].partition, &lo, &hi, 2000);
-    if (err)
-      s->rc = SF_EKAFKA;
-    else
+        s->parts[i].partition, 2000, &lo, &hi);
+    if (!s->rc)
       s->parts[i].reached = hi;
   }
 }

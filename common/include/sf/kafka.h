@@ -304,7 +304,8 @@ int sf_kafka_partition_count(sf_kafka_consumer_t *c, const char *topic,
 /* Low and high watermark (the next offset to be written; with
  * read_committed, the last stable offset). Asked through a client of its
  * own (made on the first call, freed with c), so the query never waits
- * behind the consumer's fetch in flight. */
+ * behind the consumer's fetch in flight. Thread-safe: may be called from
+ * threads other than the polling one. */
 int sf_kafka_watermarks(sf_kafka_consumer_t *c, const char *topic,
                         int32_t partition, int timeout_ms, int64_t *low,
                         int64_t *high);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "../mock_kafka.h"
 
@@ -144,6 +145,15 @@ static void commit_value(sf_kafka_producer_t *p, const char *value) {
                    SF_KAFKA_TXN_OK);
   assert_int_equal(r.n, 1);
   assert_int_equal(r.err, 0);
+}
+
+/* Two committed transactions, "a" then "b", on tx [0]. */
+static void commit_ab(fixture_t *f) {
+  sf_kafka_producer_t *p = new_txn(f, "writer", "0");
+  txn_init_ok(p);
+  commit_value(p, "a");
+  commit_value(p, "b");
+  sf_kafka_producer_destroy(p);
 }
 
 /* Reads what a read_committed reader sees of tx [0]: the values, in order,
@@ -394,11 +404,7 @@ static void test_group_assign_offsets(void **state) {
 
 static void test_consumer_partition_eof(void **state) {
   fixture_t *f = *state;
-  sf_kafka_producer_t *p = new_txn(f, "writer", "0");
-  txn_init_ok(p);
-  commit_value(p, "a");
-  commit_value(p, "b");
-  sf_kafka_producer_destroy(p);
+  commit_ab(f);
 
   const char *tuning[][2] = {{"fetch.max.bytes", "1048576"}};
   sf_kafka_consumer_opts_t o = {.brokers = f->brokers,
@@ -540,6 +546,49 @@ static void test_txn_commit_offsets(void **state) {
   assert_int_not_equal(sf_kafka_lso_get(l, "tx", 7, 2000, &lso, &w), 0);
   assert_non_null(w);
   sf_kafka_lso_destroy(l);
+}
+
+/* ---- watermarks from several threads ---- */
+
+typedef struct wm_ask {
+  sf_kafka_consumer_t *c;
+  int rc;
+  int64_t lo, hi;
+} wm_ask_t;
+
+static void ask_watermarks(void *arg) {
+  wm_ask_t *a = arg;
+  a->rc = sf_kafka_watermarks(a->c, "tx", 0, 10000, &a->lo, &a->hi);
+}
+
+/* The command tail asks from the thread pool while its loop polls: the
+ * watermark client, made on first use, is made once (a second one would
+ * leak, which LeakSanitizer reports) and every thread gets the answer. */
+static void test_watermarks_from_threads(void **state) {
+  fixture_t *f = *state;
+  commit_ab(f);
+
+  sf_kafka_consumer_t *c = new_consumer(f, NULL, NULL, NULL, NULL);
+  enum { T = 6 };
+  wm_ask_t asks[T];
+  uv_thread_t th[T];
+  for (int i = 0; i < T; i++) {
+    asks[i] = (wm_ask_t){c, -1, -1, -1};
+    assert_int_equal(uv_thread_create(&th[i], ask_watermarks, &asks[i]), 0);
+  }
+  for (int i = 0; i < T; i++) {
+    assert_int_equal(uv_thread_join(&th[i]), 0);
+    assert_int_equal(asks[i].rc, 0);
+    assert_int_equal(asks[i].lo, 0);
+    /* two messages; a real broker's commit markers take an offset each,
+     * the mock cluster writes none */
+    assert_true(asks[i].hi >= 2);
+    assert_int_equal(asks[i].hi, asks[0].hi);
+  }
+  /* an unknown partition is an error, not a zero */
+  int64_t lo = -1, hi = -1;
+  assert_int_not_equal(sf_kafka_watermarks(c, "tx", 7, 2000, &lo, &hi), 0);
+  sf_kafka_consumer_destroy(c);
 }
 
 static void test_txn_abort(void **state) {
@@ -713,6 +762,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_txn_new_invalid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_commit_offsets, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_abort, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_watermarks_from_threads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_fenced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_injected_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_txn_init_unreachable, setup, teardown),
