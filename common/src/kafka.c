@@ -141,7 +141,7 @@ static void conf_error_cb(rd_kafka_t *rk, int err, const char *reason,
 static bool conf_apply(rd_kafka_conf_t *conf, const char *(*settings)[2],
                        size_t n, char *errstr, size_t cap) {
   for (size_t i = 0; i < n; i++) {
-    char why[512];
+    char why[256];
     if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], why,
                           sizeof(why)) != RD_KAFKA_CONF_OK) {
       snprintf(errstr, cap, "%s=%s: %s", settings[i][0], settings[i][1], why);
