@@ -574,6 +574,10 @@ static void writer_main(void *arg) {
     double t0 = now_s();
     batch_result_t res = run_batch(w, live, reason, sizeof(reason));
     double dt = now_s() - t0;
+    if (res == BATCH_OK && dt > 1.0)
+      SF_WARN(w->log, "writer", "lane %u: batch %llu of %zu commands took "
+                                "%.3f s to commit",
+              w->opts.lane, (unsigned long long)batch_id, n_units, dt);
     if (res == BATCH_OK)
       wait_visible(w, live);
 

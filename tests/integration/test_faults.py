@@ -567,7 +567,8 @@ class FaultRun:
             # commit markers are written just after the commit returns: a
             # read_committed reader may lag by a moment
             assert not missing, f"{len(missing)} acknowledged command(s) " \
-                f"not in the log, e.g. {missing[:3]}"
+                f"not in the log, e.g. " + "; ".join(
+                    _history(_wall, acked[k]) for k in missing[:3])
             for k, evs in by_key.items():
                 c = ours[k]
                 if len(evs) > 1:
@@ -717,6 +718,25 @@ def _warnings(path, offset):
         kind = (rec["level"], rec.get("module"), NUMBER_RE.sub("N", msg))
         out.setdefault(kind, [0, msg])[0] += 1
     return out
+
+
+def _wall(t):
+    """A monotonic time as the UTC wall clock the services' logs use."""
+    w = time.time() - (_now() - t)
+    return time.strftime("%H:%M:%S", time.gmtime(w)) + f".{int(w % 1 * 1000):03d}"
+
+
+def _history(rel, c):
+    """A command's key, its attempts (rel: a time as in the services' logs) and
+    its final answer: what a lost acknowledgement needs to be traced in the
+    services' logs and the broker's."""
+    tries = ", ".join(f"{a!r} sent {rel(a.t_sent)}" for a in c.attempts)
+    body = c.final.body if isinstance(c.final.body, dict) else {}
+    return (f"{c.key} (store {c.store}; attempts: {tries}; final "
+            f"{c.final.status} transaction_id "
+            f"{body.get('transaction_id')} on_hand {body.get('on_hand')} "
+            f"version {body.get('version')} position "
+            f"{body.get('position')})")
 
 
 def _negative(payload):
