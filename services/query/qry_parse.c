@@ -71,6 +71,33 @@ void qry_parse_error(sf_http_req_t *req, int status, int code,
                     json_pack("{s:i,s:s}", "code", code, "error", message));
 }
 
+/* ---- the session token's prefix (qry_parse.h) ---- */
+
+#define TOKEN_PREFIX "r:"
+#define TOKEN_PREFIX_LEN (sizeof(TOKEN_PREFIX) - 1)
+
+const char *qry_parse_bare_token(const char *token) {
+  if (token && strncmp(token, TOKEN_PREFIX, TOKEN_PREFIX_LEN) == 0)
+    return token + TOKEN_PREFIX_LEN;
+  return token;
+}
+
+const char *qry_parse_client_token(sf_http_req_t *req, const char *bare) {
+  if (!bare)
+    return NULL;
+  size_t n = strlen(bare);
+  char *t = sf_http_req_alloc(req, TOKEN_PREFIX_LEN + n + 1);
+  if (!t)
+    return NULL;
+  memcpy(t, TOKEN_PREFIX, TOKEN_PREFIX_LEN);
+  memcpy(t + TOKEN_PREFIX_LEN, bare, n + 1);
+  return t;
+}
+
+json_t *qry_parse_client_token_json(const char *bare) {
+  return bare ? json_sprintf("%s%s", TOKEN_PREFIX, bare) : NULL;
+}
+
 /* Failures of a read's call (qry_call_t.fail): Parse's codes. */
 static void read_fail(qry_call_t *c, int status, const char *code,
                       const char *detail) {
@@ -257,7 +284,7 @@ typedef struct read {
   const char **params;
   int n_params;
   const char *token;      /* bare: for the position of the last write */
-  const char *echo_token; /* /users/me: token with QRY_PARSE_TOKEN_PREFIX */
+  const char *echo_token; /* /users/me: qry_parse_client_token */
   bool me;
 } read_t;
 
@@ -454,18 +481,11 @@ static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
   pr->r.e = e;
   pr->r.token = e->pr.session_token;
   pr->r.me = me;
-  if (me && e->pr.session_token) { /* none: qry_parse_session refuses */
-    size_t n = strlen(e->pr.session_token);
-    char *echo = sf_http_req_alloc(req, sizeof(QRY_PARSE_TOKEN_PREFIX) + n);
-    if (!echo) {
-      qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
-                      "out of memory");
-      return;
-    }
-    memcpy(echo, QRY_PARSE_TOKEN_PREFIX, sizeof(QRY_PARSE_TOKEN_PREFIX) - 1);
-    memcpy(echo + sizeof(QRY_PARSE_TOKEN_PREFIX) - 1, e->pr.session_token,
-           n + 1);
-    pr->r.echo_token = echo;
+  if (me && e->pr.session_token && /* none: qry_parse_session refuses */
+      !(pr->r.echo_token = qry_parse_client_token(req, e->pr.session_token))) {
+    qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
+                    "out of memory");
+    return;
   }
   pr->class_name = class_name;
   pr->object_id = object_id;

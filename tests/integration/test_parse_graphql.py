@@ -327,9 +327,13 @@ def test_graphql_viewer_and_store_scope(ctx):
     tok = viewer["token"]
     d = data(gql(ctx, """{ viewer { sessionToken user { objectId username
                  role storeIds } } }""", token=tok))
-    assert d == {"viewer": {"sessionToken": tok, "user": {
+    # the token as logIn and /parse hand it out ("r:" + the bearer token),
+    # whether it was sent bare or with the prefix
+    assert d == {"viewer": {"sessionToken": "r:" + tok, "user": {
         "objectId": viewer["id"], "username": viewer["username"],
         "role": "viewer", "storeIds": [A]}}}, d
+    d = data(gql(ctx, "{ viewer { sessionToken } }", token="r:" + tok))
+    assert d == {"viewer": {"sessionToken": "r:" + tok}}, d
     q = """{ stores(where: {objectId: {in: ["%s", "%s"]}}) { count edges {
            node { objectId } } } inventories(where: {product: {have:
            {objectId: {equalTo: "%s"}}}}) { edges { node { objectId } } }
