@@ -65,10 +65,24 @@ void qry_parse_respond(sf_http_req_t *req, int status, json_t *body) {
   sf_http_respond_json(req, status, body);
 }
 
+json_t *qry_parse_error_body(int code, const char *message) {
+  return json_pack("{s:i,s:s}", "code", code, "error",
+                   message ? message : "");
+}
+
+void qry_parse_error_retry(sf_http_req_t *req, int status, int code,
+                           const char *message, const char *retry_after) {
+  /* The header is advice: when it cannot be added (out of memory, or a
+   * value relayed from /v1 that is not a valid header), the answer still
+   * goes out without it. */
+  if (retry_after)
+    (void)sf_http_add_header(req, "Retry-After", retry_after);
+  qry_parse_respond(req, status, qry_parse_error_body(code, message));
+}
+
 void qry_parse_error(sf_http_req_t *req, int status, int code,
                      const char *message) {
-  qry_parse_respond(req, status,
-                    json_pack("{s:i,s:s}", "code", code, "error", message));
+  qry_parse_error_retry(req, status, code, message, NULL);
 }
 
 /* ---- the session token's prefix (qry_parse.h) ---- */
@@ -432,9 +446,8 @@ static void on_session(sf_http_req_t *req, sf_authn_outcome_t outcome,
                     "Invalid session token");
     return;
   case SF_AUTHN_UNAVAILABLE:
-    sf_http_add_header(req, "Retry-After", "1");
-    qry_parse_error(req, 503, QRY_PARSE_CONNECTION_FAILED,
-                    "the account database is unreachable");
+    qry_parse_error_retry(req, 503, QRY_PARSE_CONNECTION_FAILED,
+                          "the account database is unreachable", "1");
     return;
   case SF_AUTHN_INTERNAL:
     break;
@@ -560,9 +573,8 @@ static void dispatch(qry_parse_t *p, route_kind_t kind, envelope_t *e) {
   return;
 write:
   if (!p->writes) {
-    sf_http_add_header(req, "Retry-After", "1");
-    qry_parse_error(req, 503, QRY_PARSE_CONNECTION_FAILED,
-                    "service shutting down");
+    qry_parse_error_retry(req, 503, QRY_PARSE_CONNECTION_FAILED,
+                          "service shutting down", "1");
     return;
   }
   qry_parse_writes_handle(p->writes, pr, op, cls, id);

@@ -98,7 +98,17 @@ const char *qry_parse_client_token(sf_http_req_t *req, const char *bare);
  * NULL or out of memory. */
 json_t *qry_parse_client_token_json(const char *bare);
 
-/* Answers {"code": code, "error": message} with status. */
+/* Parse's error body {"code": code, "error": message} (message borrowed;
+ * NULL is ""), new; NULL on out of memory. */
+json_t *qry_parse_error_body(int code, const char *message);
+
+/* Answers status with qry_parse_error_body(code, message), and with a
+ * Retry-After header when retry_after is not NULL (503s and 429s: when to
+ * try again, in seconds). The one writer of the facade's errors. */
+void qry_parse_error_retry(sf_http_req_t *req, int status, int code,
+                           const char *message, const char *retry_after);
+
+/* qry_parse_error_retry without Retry-After. */
 void qry_parse_error(sf_http_req_t *req, int status, int code,
                      const char *message);
 
