@@ -23,6 +23,7 @@ import api
 import client
 from client import request
 from test_auth_matrix import user_with_role
+from test_parse_rest import end_session_then_refused
 from test_parse_rest import seed as parse_rest_seed
 
 APP = "stockflow"  # STOCKFLOW_PARSE_APP_ID's default
@@ -103,6 +104,11 @@ def parse_error(r, status, code, what=""):
                                              "error": r.body.get("error")}, \
         f"{what}: {r!r}"
     return r.body["error"]
+
+
+def typename(ctx, token):
+    """The smallest query, as token's session."""
+    return gql(ctx, "{ __typename }", token=token)
 
 
 def gid(cls, oid):
@@ -353,14 +359,7 @@ def test_graphql_viewer_and_store_scope(ctx):
     d = data(gql(ctx, q))
     assert d["stores"]["count"] == 2, d
     # a logged-out token is refused at once
-    r = request(ctx.cmd, "DELETE", "/v1/sessions/current", None,
-                {"Authorization": f"Bearer {tok}"})
-    assert r.status in (200, 204), r
-
-    def gone():
-        parse_error(gql(ctx, "{ __typename }", token=tok), 400, 209,
-                    "after logout")
-    client.eventually(gone, timeout=5, what="logged-out token refused")
+    end_session_then_refused(ctx, tok, lambda t: typename(ctx, t))
 
 
 # ---- bad queries ----
@@ -529,10 +528,9 @@ def test_graphql_mutations_login_logout_and_roles(ctx):
     r = gql(ctx, tx % (other, product), token=tok)
     field_error(r, "createTransaction", 119, "another store")
     # logOut ends the session at once
-    d = data(gql(ctx, "mutation { logOut(input: {}) { ok } }", token=tok))
-    assert d == {"logOut": {"ok": True}}, d
 
-    def gone():
-        parse_error(gql(ctx, "{ __typename }", token=tok), 400, 209,
-                    "after logOut")
-    client.eventually(gone, timeout=5, what="logged-out token refused")
+    def log_out(t):
+        d = data(gql(ctx, "mutation { logOut(input: {}) { ok } }", token=t))
+        assert d == {"logOut": {"ok": True}}, d
+    end_session_then_refused(ctx, tok, lambda t: typename(ctx, t),
+                             logout=log_out)
