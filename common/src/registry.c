@@ -3,10 +3,10 @@
  * One curl easy handle per client, reused so that the connection stays
  * open between calls. Answers are small (a schema is a few KiB): the body
  * is gathered into a buffer capped at MAX_BODY and parsed with jansson.
- * curl_easy_init() initialises libcurl on first use; since libcurl 7.84
- * that is thread-safe (CURL_VERSION_THREADSAFE; Debian 12 ships 7.88), so
- * clients may be created on several threads without a global init in
- * main. */
+ * libcurl must have been set up by the process (curl_global_init, in
+ * sf_service_run before any thread starts): curl_easy_init would otherwise
+ * do it lazily, on whichever thread comes first, which libcurl documents
+ * as unsafe before 7.84 and as "not recommended" even since. */
 #include "sf/registry.h"
 #include "sf/err.h"
 
@@ -63,7 +63,7 @@ int sf_registry_new(sf_registry_t **out, const char *url, long timeout_ms) {
     n--;
   r->url = strndup(url, n);
   r->timeout_ms = timeout_ms;
-  r->curl = curl_easy_init(); /* initialises libcurl on first use */
+  r->curl = curl_easy_init();
   if (!r->url || !r->curl) {
     sf_registry_destroy(r);
     return SF_ENOMEM;

@@ -2,6 +2,7 @@
 #include "sf/service.h"
 #include "sf/err.h"
 
+#include <curl/curl.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -69,10 +70,16 @@ int sf_service_run(const sf_service_def_t *def, const void *cfg,
     SF_ERROR(r.log, MOD, "process setup (SIGPIPE, libsodium) failed");
     goto fail_setup;
   }
+  /* libcurl (sf_registry, sf_upstream) once, before any thread starts:
+   * the modules rely on it instead of initialising it lazily. */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    SF_ERROR(r.log, MOD, "process setup (libcurl) failed");
+    goto fail_setup;
+  }
   int rc = uv_loop_init(&r.loop);
   if (rc) {
     SF_ERROR(r.log, MOD, "uv_loop_init: %s", uv_strerror(rc));
-    goto fail_setup;
+    goto fail_curl;
   }
   rc = def->app->create(cfg, &r.loop, r.log, &r.app);
   if (rc) {
@@ -106,6 +113,8 @@ fail_signals:
 fail_app:
   if (uv_loop_close(&r.loop) != 0)
     SF_WARN(r.log, MOD, "the loop still had open handles at exit");
+fail_curl:
+  curl_global_cleanup();
 fail_setup:
   sf_log_destroy(r.log);
   return status;

@@ -6,6 +6,7 @@
  * reverse. With --check it runs the conservation check (proj_check)
  * instead and exits 0 (the read model matches the log), 1 (it differs) or
  * 2 (the check could not run). */
+#include <curl/curl.h>
 #include <stdio.h>
 
 #include "proj_app.h"
@@ -28,6 +29,13 @@ static int run_check(const proj_config_t *cfg) {
     fprintf(stderr, "stockflow-projector: cannot create the logger\n");
     return 2;
   }
+  /* The check reads the log through sf_registry (libcurl): set libcurl up
+   * here, once, as sf_service_run does for the services. */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    SF_ERROR(log, "main", "process setup (libcurl) failed");
+    sf_log_destroy(log);
+    return 2;
+  }
   proj_check_opts_t co = {.brokers = cfg->kafka_brokers,
                           .group = cfg->group,
                           .topic_stock = cfg->topic_stock,
@@ -38,6 +46,7 @@ static int run_check(const proj_config_t *cfg) {
   int rc = proj_check_run(&co, stdout, log, &differences);
   if (rc)
     SF_ERROR(log, "main", "check failed: %s", sf_strerror(rc));
+  curl_global_cleanup();
   sf_log_destroy(log);
   return rc ? 2 : differences ? 1
                               : 0;

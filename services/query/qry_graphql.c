@@ -146,6 +146,17 @@ static bool field_message(exec_t *x, const qry_gqlm_root_t *r, int code,
 
 static void step(exec_t *x);
 
+/* The viewer answers the session token as logIn hands it out: with the
+ * prefix Parse clients take as revocable, whatever way it was sent (Parse
+ * Server echoes the token sent, and its tokens all carry the prefix). */
+static int shape_viewer(exec_t *x, const qry_gqlm_root_t *r,
+                        const json_t *user, json_t **out) {
+  const char *token = qry_parse_client_token(x->req, x->token);
+  if (!token)
+    return SF_ENOMEM;
+  return qry_gqlm_shape_viewer(x->doc, r, user, token, out);
+}
+
 static void on_rows(qry_call_t *c, const PGresult *res) {
   exec_t *x = c->ext;
   qry_gqlm_root_t *r = &x->roots[x->next];
@@ -178,7 +189,7 @@ static void on_rows(qry_call_t *c, const PGresult *res) {
              ? qry_gqlm_shape_one(x->doc, r, parse_json, &shaped)
          : r->kind == QRY_GQLM_CREATE
              ? qry_gqlm_shape_payload(x->doc, r, parse_json, &shaped)
-             : qry_gqlm_shape_viewer(x->doc, r, parse_json, x->token, &shaped);
+             : shape_viewer(x, r, parse_json, &shaped);
   }
   free(text);
   json_decref(parse_json);

@@ -65,10 +65,51 @@ void qry_parse_respond(sf_http_req_t *req, int status, json_t *body) {
   sf_http_respond_json(req, status, body);
 }
 
+json_t *qry_parse_error_body(int code, const char *message) {
+  return json_pack("{s:i,s:s}", "code", code, "error",
+                   message ? message : "");
+}
+
+void qry_parse_error_retry(sf_http_req_t *req, int status, int code,
+                           const char *message, const char *retry_after) {
+  /* The header is advice: when it cannot be added (out of memory, or a
+   * value relayed from /v1 that is not a valid header), the answer still
+   * goes out without it. */
+  if (retry_after)
+    (void)sf_http_add_header(req, "Retry-After", retry_after);
+  qry_parse_respond(req, status, qry_parse_error_body(code, message));
+}
+
 void qry_parse_error(sf_http_req_t *req, int status, int code,
                      const char *message) {
-  qry_parse_respond(req, status,
-                    json_pack("{s:i,s:s}", "code", code, "error", message));
+  qry_parse_error_retry(req, status, code, message, NULL);
+}
+
+/* ---- the session token's prefix (qry_parse.h) ---- */
+
+#define TOKEN_PREFIX "r:"
+#define TOKEN_PREFIX_LEN (sizeof(TOKEN_PREFIX) - 1)
+
+const char *qry_parse_bare_token(const char *token) {
+  if (token && strncmp(token, TOKEN_PREFIX, TOKEN_PREFIX_LEN) == 0)
+    return token + TOKEN_PREFIX_LEN;
+  return token;
+}
+
+const char *qry_parse_client_token(sf_http_req_t *req, const char *bare) {
+  if (!bare)
+    return NULL;
+  size_t n = strlen(bare);
+  char *t = sf_http_req_alloc(req, TOKEN_PREFIX_LEN + n + 1);
+  if (!t)
+    return NULL;
+  memcpy(t, TOKEN_PREFIX, TOKEN_PREFIX_LEN);
+  memcpy(t + TOKEN_PREFIX_LEN, bare, n + 1);
+  return t;
+}
+
+json_t *qry_parse_client_token_json(const char *bare) {
+  return bare ? json_sprintf("%s%s", TOKEN_PREFIX, bare) : NULL;
 }
 
 /* Failures of a read's call (qry_call_t.fail): Parse's codes. */
@@ -257,7 +298,7 @@ typedef struct read {
   const char **params;
   int n_params;
   const char *token;      /* bare: for the position of the last write */
-  const char *echo_token; /* /users/me: token with QRY_PARSE_TOKEN_PREFIX */
+  const char *echo_token; /* /users/me: qry_parse_client_token */
   bool me;
 } read_t;
 
@@ -405,9 +446,8 @@ static void on_session(sf_http_req_t *req, sf_authn_outcome_t outcome,
                     "Invalid session token");
     return;
   case SF_AUTHN_UNAVAILABLE:
-    sf_http_add_header(req, "Retry-After", "1");
-    qry_parse_error(req, 503, QRY_PARSE_CONNECTION_FAILED,
-                    "the account database is unreachable");
+    qry_parse_error_retry(req, 503, QRY_PARSE_CONNECTION_FAILED,
+                          "the account database is unreachable", "1");
     return;
   case SF_AUTHN_INTERNAL:
     break;
@@ -454,18 +494,11 @@ static void start_read(qry_parse_t *p, envelope_t *e, const char *class_name,
   pr->r.e = e;
   pr->r.token = e->pr.session_token;
   pr->r.me = me;
-  if (me && e->pr.session_token) { /* none: qry_parse_session refuses */
-    size_t n = strlen(e->pr.session_token);
-    char *echo = sf_http_req_alloc(req, sizeof(QRY_PARSE_TOKEN_PREFIX) + n);
-    if (!echo) {
-      qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
-                      "out of memory");
-      return;
-    }
-    memcpy(echo, QRY_PARSE_TOKEN_PREFIX, sizeof(QRY_PARSE_TOKEN_PREFIX) - 1);
-    memcpy(echo + sizeof(QRY_PARSE_TOKEN_PREFIX) - 1, e->pr.session_token,
-           n + 1);
-    pr->r.echo_token = echo;
+  if (me && e->pr.session_token && /* none: qry_parse_session refuses */
+      !(pr->r.echo_token = qry_parse_client_token(req, e->pr.session_token))) {
+    qry_parse_error(req, 500, QRY_PARSE_INTERNAL_SERVER_ERROR,
+                    "out of memory");
+    return;
   }
   pr->class_name = class_name;
   pr->object_id = object_id;
@@ -540,9 +573,8 @@ static void dispatch(qry_parse_t *p, route_kind_t kind, envelope_t *e) {
   return;
 write:
   if (!p->writes) {
-    sf_http_add_header(req, "Retry-After", "1");
-    qry_parse_error(req, 503, QRY_PARSE_CONNECTION_FAILED,
-                    "service shutting down");
+    qry_parse_error_retry(req, 503, QRY_PARSE_CONNECTION_FAILED,
+                          "service shutting down", "1");
     return;
   }
   qry_parse_writes_handle(p->writes, pr, op, cls, id);

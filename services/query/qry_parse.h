@@ -80,19 +80,35 @@ typedef struct qry_parse_req {
 /* Parse SDKs end a session on the server (POST /logout) only when its
  * token is "revocable", which they tell by an "r:" in it. The facade hands
  * out stockflow bearer tokens with this prefix (sign-up, login,
- * /users/me) and takes them with or without it everywhere (REST, SDK
- * body, LiveQuery, GraphQL); /v1 takes only the bare token. */
-#define QRY_PARSE_TOKEN_PREFIX "r:"
+ * /users/me, GraphQL's viewer) and takes them with or without it
+ * everywhere (REST, SDK body, LiveQuery, GraphQL); /v1 takes only the bare
+ * token. These three functions are the only place that knows the prefix:
+ * every entry point strips it with qry_parse_bare_token, every answer adds
+ * it with qry_parse_client_token or qry_parse_client_token_json. */
 
-/* token without QRY_PARSE_TOKEN_PREFIX (a pointer into token; NULL stays
- * NULL). */
-static inline const char *qry_parse_bare_token(const char *token) {
-  if (token && token[0] == 'r' && token[1] == ':')
-    return token + 2;
-  return token;
-}
+/* token without the prefix: a pointer into token (NULL stays NULL). */
+const char *qry_parse_bare_token(const char *token);
 
-/* Answers {"code": code, "error": message} with status. */
+/* The token a Parse client is given for bare (a stockflow bearer token;
+ * borrowed): the prefix, then bare, in req's memory. NULL when bare is NULL
+ * or out of memory. */
+const char *qry_parse_client_token(sf_http_req_t *req, const char *bare);
+
+/* The same as a new JSON string (the caller owns it); NULL when bare is
+ * NULL or out of memory. */
+json_t *qry_parse_client_token_json(const char *bare);
+
+/* Parse's error body {"code": code, "error": message} (message borrowed;
+ * NULL is ""), new; NULL on out of memory. */
+json_t *qry_parse_error_body(int code, const char *message);
+
+/* Answers status with qry_parse_error_body(code, message), and with a
+ * Retry-After header when retry_after is not NULL (503s and 429s: when to
+ * try again, in seconds). The one writer of the facade's errors. */
+void qry_parse_error_retry(sf_http_req_t *req, int status, int code,
+                           const char *message, const char *retry_after);
+
+/* qry_parse_error_retry without Retry-After. */
 void qry_parse_error(sf_http_req_t *req, int status, int code,
                      const char *message);
 

@@ -664,9 +664,9 @@ json_t *qry_parse_map_answer(qry_parse_shape_t shape, const json_t *v1,
       copy_if(out, "storeIds", user, "store_ids");
     }
     /* with the prefix the SDK takes as revocable (qry_parse.h) */
-    json_object_set_new(
-        out, "sessionToken",
-        json_sprintf("%s%s", QRY_PARSE_TOKEN_PREFIX, token));
+    if (json_object_set_new(out, "sessionToken",
+                            qry_parse_client_token_json(token)))
+      goto fail;
     break;
   }
   }

@@ -68,15 +68,6 @@ struct job {
 
 /* ---- answers ---- */
 
-static void respond_error(sf_http_req_t *req, int status, int code,
-                          const char *message, const char *retry_after) {
-  if (retry_after)
-    sf_http_add_header(req, "Retry-After", retry_after);
-  sf_http_respond_json(req, status,
-                       json_pack("{s:i, s:s}", "code", code, "error",
-                                 message ? message : ""));
-}
-
 static void job_free(job_t *j) {
   free(j->token);
   free(j->request_id);
@@ -92,13 +83,14 @@ static void answer_error(sf_http_req_t *req, qry_parse_write_cb cb, void *ud,
                          int status, int code, const char *message,
                          const char *retry_after) {
   if (!cb) {
-    respond_error(req, status, code, message, retry_after);
+    qry_parse_error_retry(req, status, code, message, retry_after);
     return;
   }
+  /* The caller (GraphQL) answers req in its own shape; the advice to retry
+   * stays on it. */
   if (retry_after)
-    sf_http_add_header(req, "Retry-After", retry_after);
-  cb(ud, status,
-     json_pack("{s:i, s:s}", "code", code, "error", message ? message : ""));
+    (void)sf_http_add_header(req, "Retry-After", retry_after);
+  cb(ud, status, qry_parse_error_body(code, message));
 }
 
 /* The job's final answer: exactly once, then the job is gone. */
@@ -291,8 +283,8 @@ static void batch_next(job_t *j);
 static void batch_record(job_t *j, json_t *answer, const qry_parse_fault_t *f) {
   json_t *entry =
       answer ? json_pack("{s:o}", "success", answer)
-             : json_pack("{s:{s:i, s:s}}", "error", "code", f->code, "error",
-                         f->message);
+             : json_pack("{s:o}", "error",
+                         qry_parse_error_body(f->code, f->message));
   json_array_append_new(j->results, entry);
   j->index++;
 }

@@ -17,12 +17,15 @@ login and a logout."""
 import base64
 import json
 import os
+import time
 import urllib.parse
 
 import api
 import client
+import test_parse_write as parse_write
 from client import request
 from test_auth_matrix import user_with_role
+from test_parse_rest import end_session_then_refused
 from test_parse_rest import seed as parse_rest_seed
 
 APP = "stockflow"  # STOCKFLOW_PARSE_APP_ID's default
@@ -103,6 +106,11 @@ def parse_error(r, status, code, what=""):
                                              "error": r.body.get("error")}, \
         f"{what}: {r!r}"
     return r.body["error"]
+
+
+def typename(ctx, token):
+    """The smallest query, as token's session."""
+    return gql(ctx, "{ __typename }", token=token)
 
 
 def gid(cls, oid):
@@ -327,9 +335,13 @@ def test_graphql_viewer_and_store_scope(ctx):
     tok = viewer["token"]
     d = data(gql(ctx, """{ viewer { sessionToken user { objectId username
                  role storeIds } } }""", token=tok))
-    assert d == {"viewer": {"sessionToken": tok, "user": {
+    # the token as logIn and /parse hand it out ("r:" + the bearer token),
+    # whether it was sent bare or with the prefix
+    assert d == {"viewer": {"sessionToken": "r:" + tok, "user": {
         "objectId": viewer["id"], "username": viewer["username"],
         "role": "viewer", "storeIds": [A]}}}, d
+    d = data(gql(ctx, "{ viewer { sessionToken } }", token="r:" + tok))
+    assert d == {"viewer": {"sessionToken": "r:" + tok}}, d
     q = """{ stores(where: {objectId: {in: ["%s", "%s"]}}) { count edges {
            node { objectId } } } inventories(where: {product: {have:
            {objectId: {equalTo: "%s"}}}}) { edges { node { objectId } } }
@@ -349,14 +361,7 @@ def test_graphql_viewer_and_store_scope(ctx):
     d = data(gql(ctx, q))
     assert d["stores"]["count"] == 2, d
     # a logged-out token is refused at once
-    r = request(ctx.cmd, "DELETE", "/v1/sessions/current", None,
-                {"Authorization": f"Bearer {tok}"})
-    assert r.status in (200, 204), r
-
-    def gone():
-        parse_error(gql(ctx, "{ __typename }", token=tok), 400, 209,
-                    "after logout")
-    client.eventually(gone, timeout=5, what="logged-out token refused")
+    end_session_then_refused(ctx, tok, lambda t: typename(ctx, t))
 
 
 # ---- bad queries ----
@@ -475,7 +480,9 @@ def test_graphql_mutations_sale_oversell_order(ctx):
     inv = data(gql(ctx, """{ inventory(id: "%s_%s") { onHand reserved
                    available } }""" % (store, product)))["inventory"]
     assert inv == {"onHand": 8, "reserved": 2, "available": 6}, inv
-    # read-your-writes: a sale through GraphQL, then at once a read
+    # a sale through GraphQL, then at once a read: it sees the sale (the
+    # mutation's read-back already waited for it; that the session's reads
+    # wait by themselves is test_graphql_read_waits_for_the_sessions_write)
     d = data(gql(ctx, tx, {"s": store, "p": product, "type": "sale",
                            "q": 1}), "sale 1")
     inv = data(gql(ctx, """{ inventory(id: "%s_%s") { onHand version } }"""
@@ -489,6 +496,42 @@ def test_graphql_mutations_sale_oversell_order(ctx):
                       "type": "receipt", "q": 1})
     assert r.body["data"]["createTransaction"] is None, r
     assert r.body["errors"][0]["extensions"]["code"] in (101, 142), r
+
+
+def test_graphql_read_waits_for_the_sessions_write(ctx):
+    """Read-your-writes on /graphql is a wait for the session's last write,
+    not luck: with the projector stopped, a sale through the facade (the
+    /parse write path that GraphQL's mutations share) leaves the read model
+    stale; another session's GraphQL read answers the stale stock at once,
+    while the writing session's read waits for its write and times out
+    (504, code 124). Once the projector is back, that read sees the sale."""
+    store, product = api.store_and_product(ctx)
+    t = api.txn(ctx, store, product, "receipt", 2, on_hand=2, version=1)
+    api.expect_stock(ctx, store, product, on_hand=2, version=1,
+                     position=t["position"])
+    manager = user_with_role(ctx, "manager", [store])
+    tok = manager["token"]
+    q = """{ inventory(id: "%s_%s") { onHand } }""" % (store, product)
+    proj = ctx.stack["projector"]
+    proj.stop()
+    try:
+        r = parse_write.rest(ctx, "POST", "/classes/Transaction",
+                             parse_write.parse_txn(store, product, "sale", 1),
+                             token=tok)
+        assert client.expect_json(r, 201, "the sale")["onHand"] == 1, r
+        # another session: no write of its own to wait for, the old stock
+        inv = data(gql(ctx, q, token=admin_token()), "admin")["inventory"]
+        assert inv == {"onHand": 2}, inv
+        started = time.monotonic()
+        r = gql(ctx, q, token=tok)
+        waited = time.monotonic() - started
+        assert r.status == 504 and r.body["data"] is None and \
+            r.body["errors"][0]["extensions"]["code"] == 124, r
+        assert waited >= 1.0, f"the read did not wait ({waited:.2f}s)"
+    finally:
+        ctx.stack.start(["projector"])
+    inv = data(gql(ctx, q, token=tok), "after")["inventory"]
+    assert inv == {"onHand": 1}, inv
 
 
 def test_graphql_mutations_login_logout_and_roles(ctx):
@@ -525,10 +568,9 @@ def test_graphql_mutations_login_logout_and_roles(ctx):
     r = gql(ctx, tx % (other, product), token=tok)
     field_error(r, "createTransaction", 119, "another store")
     # logOut ends the session at once
-    d = data(gql(ctx, "mutation { logOut(input: {}) { ok } }", token=tok))
-    assert d == {"logOut": {"ok": True}}, d
 
-    def gone():
-        parse_error(gql(ctx, "{ __typename }", token=tok), 400, 209,
-                    "after logOut")
-    client.eventually(gone, timeout=5, what="logged-out token refused")
+    def log_out(t):
+        d = data(gql(ctx, "mutation { logOut(input: {}) { ok } }", token=t))
+        assert d == {"logOut": {"ok": True}}, d
+    end_session_then_refused(ctx, tok, lambda t: typename(ctx, t),
+                             logout=log_out)

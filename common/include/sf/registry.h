@@ -11,7 +11,11 @@
  * Blocking HTTP through libcurl, bounded by the handle's timeout: call it
  * from a worker thread, never from an event loop. A handle is used by one
  * thread at a time (it keeps one curl handle and its connection); separate
- * handles are independent. Never prints: callers log sf_registry_error(). */
+ * handles are independent. Never prints: callers log sf_registry_error().
+ *
+ * Needs libcurl set up once per process, before threads start:
+ * curl_global_init(CURL_GLOBAL_DEFAULT) (sf_service_run does it; a test or
+ * tool that uses this module without it must call it itself). */
 #ifndef SF_REGISTRY_H
 #define SF_REGISTRY_H
 

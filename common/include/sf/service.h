@@ -3,7 +3,8 @@
  * Each service is an app object with new / start / stop / destroy (and an
  * optional wait); main.c parses its settings and hands the app's functions
  * to sf_service_run, which wires everything in a stated order: the logger,
- * process setup (SIGPIPE ignored, libsodium), the loop, the app, SIGINT and
+ * process setup (SIGPIPE ignored, libsodium, libcurl's
+ * curl_global_init before any thread starts), the loop, the app, SIGINT and
  * SIGTERM, start; run the loop; then stop the app on a signal, close the
  * signal handles, drain the loop, wait for the app and free in reverse.
  * The signal handles are unreferenced, so the loop also ends when the app

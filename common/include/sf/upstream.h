@@ -16,7 +16,11 @@
  * requests with SF_ECANCELED (their callbacks fire inside the call), then
  * closes every handle; done fires on the loop when the last one is closed,
  * after which sf_upstream_destroy frees the client. Loop thread only;
- * nothing here is thread-safe. */
+ * nothing here is thread-safe.
+ *
+ * Needs libcurl set up once per process, before threads start:
+ * curl_global_init(CURL_GLOBAL_DEFAULT) (sf_service_run does it; a test or
+ * tool that uses this module without it must call it itself). */
 #ifndef SF_UPSTREAM_H
 #define SF_UPSTREAM_H
 

@@ -23,6 +23,8 @@
 #include "sf/event.h"
 #include "sf/registry.h"
 
+#include "../curl_fixture.h"
+
 /* A server that answers each of its connections with the next of up to 4
  * canned answers and keeps the requests it read. */
 typedef struct fake {
@@ -222,6 +224,8 @@ static void test_unreachable(void **state) {
   sf_registry_destroy(r);
 }
 
+/* libcurl is set up once per process before the module is used, as
+ * sf_service_run does in the services (sf/registry.h). */
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_rejects),
@@ -229,5 +233,5 @@ int main(void) {
       cmocka_unit_test(test_fetch_and_learn),
       cmocka_unit_test(test_unreachable),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, curl_group_setup, curl_group_teardown);
 }

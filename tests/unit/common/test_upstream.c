@@ -16,6 +16,8 @@
 #include "sf/http.h"
 #include "sf/upstream.h"
 
+#include "../curl_fixture.h"
+
 #define MAX_BODY 4096
 #define NRES 64
 
@@ -502,6 +504,8 @@ static void test_bad_arguments(void **state) {
   assert_null(u);
 }
 
+/* libcurl is set up once per process before the module is used, as
+ * sf_service_run does in the services (sf/upstream.h). */
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_get, setup, teardown),
@@ -522,5 +526,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_oversized_answer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, curl_group_setup, curl_group_teardown);
 }

@@ -10,10 +10,11 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <curl/curl.h>
 
 #include "ctl_http.h"
 #include "ctl_tail.h"
+
+#include "../curl_fixture.h"
 
 static void test_format(void **state) {
   (void)state;
@@ -104,17 +105,6 @@ static void test_report(void **state) {
   free(buf);
 }
 
-static int setup(void **state) {
-  (void)state;
-  return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  curl_global_cleanup();
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_format),
@@ -122,5 +112,5 @@ int main(void) {
       cmocka_unit_test(test_exit_codes),
       cmocka_unit_test(test_report),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, curl_group_setup, curl_group_teardown);
 }

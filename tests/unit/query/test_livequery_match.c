@@ -280,6 +280,19 @@ static void test_messages(void **state) {
   assert_int_equal(m.kind, QRY_LQ_MSG_SUBSCRIBE);
   assert_int_equal(m.request_id, 3);
   assert_non_null(m.query);
+  assert_string_equal(m.session_token, "t");
+  qry_lq_msg_clear(&m);
+  /* a Parse session token's "r:" is dropped (qry_parse_bare_token) */
+  assert_int_equal(msg("{\"op\":\"connect\",\"sessionToken\":\"r:t\"}", &m,
+                       &code, &rid),
+                   0);
+  assert_string_equal(m.session_token, "t");
+  qry_lq_msg_clear(&m);
+  assert_int_equal(msg("{\"op\":\"subscribe\",\"requestId\":4,\"query\":{"
+                       "\"className\":\"Inventory\"},\"sessionToken\":\"r:t\"}",
+                       &m, &code, &rid),
+                   0);
+  assert_string_equal(m.session_token, "t");
   qry_lq_msg_clear(&m);
   assert_int_equal(msg("{\"op\":\"update\",\"requestId\":3,\"query\":{}}", &m,
                        &code, &rid),
