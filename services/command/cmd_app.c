@@ -511,6 +511,7 @@ int cmd_app_start(cmd_app_t *a) {
       .instances = a->ins.count,
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
+      .commit_gap_us = a->cfg->commit_gap_us,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
       .idem_retention_us = idem_retention_us(a->cfg),
       .rebuild_progress = &a->rebuild_progress,

@@ -62,6 +62,14 @@ static const sf_cfg_entry_t entries[] = {
       "extra wait before a commit to gather a fuller batch (0: commit at "
       "once; batches still form while a commit is in flight)",
       linger_us),
+    E("commit-gap-us", SF_CFG_INT, "2000", 0, 100000,
+      "STOCKFLOW_COMMIT_GAP_US",
+      "least time between a commit and the next transaction of the same "
+      "lane: the broker completes a commit a moment after answering it, and "
+      "a transaction begun before that is refused "
+      "(CONCURRENT_TRANSACTIONS) and retried by librdkafka 20 ms later; "
+      "0: begin at once",
+      commit_gap_us),
     E("txn-timeout-ms", SF_CFG_INT, "10000", 100, 600000,
       "STOCKFLOW_COMMIT_TIMEOUT_MS",
       "bound on one transaction's flush and commit", txn_timeout_ms),

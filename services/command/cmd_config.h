@@ -26,6 +26,7 @@ typedef struct cmd_settings {
   long long max_batch;
   long long writer_lanes;
   long long linger_us;
+  long long commit_gap_us;
   long long txn_timeout_ms;
   long long header_timeout_ms;
   long long idle_timeout_ms;

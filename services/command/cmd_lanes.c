@@ -469,6 +469,7 @@ int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
         .lane = (unsigned)k,
         .max_batch = opts->max_batch,
         .linger_us = opts->linger_us,
+        .commit_gap_us = opts->commit_gap_us,
         .txn_timeout_ms = opts->txn_timeout_ms,
     };
     int rc;

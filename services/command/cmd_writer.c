@@ -7,6 +7,7 @@
  * below. */
 #include "cmd_writer.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ struct cmd_writer {
   sf_kafka_producer_t *producer;
   sf_kafka_lso_t *watch; /* read_committed offsets for wait_visible (lazy) */
   double txn_started;    /* monotonic seconds of the open transaction's begin */
+  double committed_at;   /* when the last commit returned; 0: none yet */
 };
 
 /* The producer's transaction.timeout.ms: the coordinator aborts (and bumps
@@ -533,6 +535,25 @@ static void post_all(cmd_writer_t *w, cmd_unit_t *u, int err) {
   }
 }
 
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+/* See cmd_writer.h. Without the gap a busy lane paid librdkafka's fixed
+ * 20 ms CONCURRENT_TRANSACTIONS backoff on most transactions. */
+double cmd_writer_pause(int64_t linger_us, int64_t gap_us,
+                        double committed_at, double now) {
+  double pause = (double)linger_us / 1e6;
+  if (committed_at > 0) {
+    double rest = committed_at + (double)gap_us / 1e6 - now;
+    if (rest > pause)
+      pause = rest;
+  }
+  return pause;
+}
+
 static void writer_main(void *arg) {
   cmd_writer_t *w = arg;
   char reason[256];
@@ -549,9 +570,11 @@ static void writer_main(void *arg) {
       uv_mutex_unlock(&w->mu);
       break;
     }
-    if (w->opts.linger_us > 0) {
+    double pause = cmd_writer_pause(w->opts.linger_us, w->opts.commit_gap_us,
+                                    w->committed_at, now_s());
+    if (pause > 0) {
       uv_mutex_unlock(&w->mu);
-      uv_sleep((unsigned)((w->opts.linger_us + 999) / 1000));
+      sleep_s(pause);
       uv_mutex_lock(&w->mu);
     }
     cmd_unit_t *batch = take_batch(w);
@@ -585,6 +608,8 @@ static void writer_main(void *arg) {
       SF_WARN(w->log, "writer", "lane %u: batch %llu of %zu commands took "
                                 "%.3f s to commit",
               w->opts.lane, (unsigned long long)batch_id, n_units, dt);
+    if (res == BATCH_OK)
+      w->committed_at = now_s();
     if (res == BATCH_OK)
       wait_visible(w, live);
 

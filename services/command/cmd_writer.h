@@ -110,8 +110,22 @@ typedef struct cmd_writer_opts {
   unsigned lane;           /* for logs */
   size_t max_batch;        /* messages per transaction */
   int64_t linger_us;       /* extra wait for a fuller batch; 0: none */
-  int txn_timeout_ms;      /* commit/abort bound */
+  /* least time from a commit's return to the next transaction's first
+   * message (the units queue meanwhile); 0: none */
+  int64_t commit_gap_us;
+  int txn_timeout_ms; /* commit/abort bound */
 } cmd_writer_opts_t;
+
+/* Seconds a lane waits before taking its next batch: linger_us, or the
+ * rest of gap_us after the last commit returned (committed_at, monotonic
+ * seconds; 0: none yet) when that is longer. The broker's coordinator
+ * completes a commit (commit markers, then its own record) a moment after
+ * answering it and refuses, with CONCURRENT_TRANSACTIONS, a transaction of
+ * the same producer that registers partitions before that; librdkafka
+ * retries after a fixed 20 ms. A lane idle for longer than the gap waits
+ * for nothing. Pure. */
+double cmd_writer_pause(int64_t linger_us, int64_t gap_us, double committed_at,
+                        double now);
 
 typedef struct cmd_writer_cbs {
   /* once per unit; takes ownership of unit */

@@ -3,6 +3,7 @@
  * of each message; a stale generation never reaches Kafka; an abortable
  * failure, a broken producer (replaced, ready again) and a fence (fatal)
  * each reach the callbacks the lanes act on. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -258,6 +259,25 @@ static void test_fenced_is_fatal(void **state) {
   assert_int_equal(w->ready, 1); /* never replaced */
 }
 
+/* The pause before a lane's next batch: the linger, or the rest of the
+ * gap after the last commit when longer; nothing after an idle spell. */
+static void test_pause_after_commit(void **state) {
+  (void)state;
+  const double eps = 1e-9;
+  /* no commit yet: the linger only */
+  assert_true(cmd_writer_pause(0, 2000, 0, 5.0) == 0);
+  assert_true(fabs(cmd_writer_pause(300, 2000, 0, 5.0) - 0.0003) < eps);
+  /* 0.5 ms after a commit, a 2 ms gap leaves 1.5 ms */
+  assert_true(fabs(cmd_writer_pause(0, 2000, 10.0, 10.0005) - 0.0015) < eps);
+  /* a longer linger wins */
+  assert_true(fabs(cmd_writer_pause(5000, 2000, 10.0, 10.0005) - 0.005) <
+              eps);
+  /* past the gap (an idle lane): nothing */
+  assert_true(cmd_writer_pause(0, 2000, 10.0, 10.5) <= 0);
+  /* gap 0: the old behaviour */
+  assert_true(cmd_writer_pause(0, 0, 10.0, 10.0) <= 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_commit_gives_offsets, setup,
@@ -266,6 +286,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_broken_producer_replaced, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_fenced_is_fatal, setup, teardown),
+      cmocka_unit_test(test_pause_after_commit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
