@@ -14,12 +14,18 @@
  *   sf-kafka-limit --brokers B --topic T [--catalog-topic C] [--events 1M]
  *       [--stores 20] [--products 1000] [--txn 1000] [--salt N]
  *       [--transactional-id ID] [--linger-ms MS] [--producers K]
+ *       [--gap-us US]
  *       [--set key=value]... [--json FILE]
  * --producers K (default 1) commits on K transactional producers (ids ID,
  * ID-1 ... ID-(K-1)) in parallel, each on its own thread with every K-th
  * transaction, as the command service's K writer lanes do
  * (STOCKFLOW_WRITER_LANES): the limit next to the command mix with K
  * lanes.
+ * --gap-us US (default 2000, the command service's STOCKFLOW_COMMIT_GAP_US)
+ * pauses a producer that long between a commit and its next transaction,
+ * as a writer lane does: the coordinator refuses a transaction begun before
+ * it completed the previous commit (CONCURRENT_TRANSACTIONS), and
+ * librdkafka retries after a fixed 20 ms.
  * --set passes any librdkafka property (to try a setting against the same
  * load); the run's figure uses the command service's settings. */
 #include <getopt.h>
@@ -209,6 +215,7 @@ typedef struct lane_job {
   const char *topic;
   encoded_t *msgs;
   uint64_t events, txn, k, n;
+  long gap_us;
   phases_t ph;
   int rc;
 } lane_job_t;
@@ -218,6 +225,10 @@ static void lane_main(void *arg) {
   for (uint64_t t = j->k; t * j->txn < j->events && !j->rc; t += j->n) {
     uint64_t i = t * j->txn;
     size_t len = (size_t)(j->events - i < j->txn ? j->events - i : j->txn);
+    if (t != j->k && j->gap_us > 0) {
+      struct timespec ts = {j->gap_us / 1000000, (j->gap_us % 1000000) * 1000};
+      nanosleep(&ts, NULL);
+    }
     j->rc = produce_txn(j->rk, j->topic, j->msgs + i, len, &j->ph);
   }
 }
@@ -227,6 +238,8 @@ int main(int argc, char **argv) {
   const char *json_out = NULL, *txn_id = "sf-kafka-limit", *linger = "0";
   uint64_t events = 1000000, stores = 20, products = 1000, txn = 1000;
   uint64_t n_rk = 1;
+  long gap_us = 2000;
+  char *end = NULL;
   uint32_t salt = 1;
   char *sets[MAX_SETS];
   size_t n_sets = 0;
@@ -243,6 +256,7 @@ int main(int argc, char **argv) {
       {"transactional-id", required_argument, NULL, 'i'},
       {"linger-ms", required_argument, NULL, 'l'},
       {"producers", required_argument, NULL, 'P'},
+      {"gap-us", required_argument, NULL, 'g'},
       {"json", required_argument, NULL, 'j'},
       {NULL, 0, NULL, 0}};
   int ch;
@@ -263,6 +277,10 @@ int main(int argc, char **argv) {
       bad = bench_parse_count(optarg, &n_rk) || n_rk < 1 || n_rk > MAX_PRODUCERS;
       break;
     case 'j': json_out = optarg; break;
+    case 'g':
+      gap_us = strtol(optarg, &end, 10);
+      bad = *end != '\0' || gap_us < 0 || gap_us > 1000000;
+      break;
     case 'K':
       if (n_sets == MAX_SETS)
         bad = 1;
@@ -350,7 +368,7 @@ int main(int argc, char **argv) {
   lane_job_t jobs[MAX_PRODUCERS];
   uv_thread_t threads[MAX_PRODUCERS];
   for (uint64_t k = 0; k < n_rk; k++) {
-    jobs[k] = (lane_job_t){rks[k], topic, msgs, events, txn, k, n_rk, {0, 0, 0}, 0};
+    jobs[k] = (lane_job_t){rks[k], topic, msgs, events, txn, k, n_rk, gap_us, {0, 0, 0}, 0};
     if (uv_thread_create(&threads[k], lane_main, &jobs[k])) {
       fprintf(stderr, "sf-kafka-limit: cannot start a thread\n");
       for (uint64_t j = 0; j < k; j++)
@@ -374,10 +392,11 @@ int main(int argc, char **argv) {
          "events/s, %.1f MB/s, %.0f commits/s\n",
          events, ntx, txn, n_rk, secs, eps, (double)bytes / 1e6 / secs,
          (double)ntx / secs);
-  printf("  per transaction: produce %.2f ms, flush %.2f ms, commit %.2f ms\n",
+  printf("  per transaction: produce %.2f ms, flush %.2f ms, commit %.2f ms "
+         "(%ld us between a commit and the next)\n",
          (double)ph.produce / 1e6 / (double)ntx,
          (double)ph.flush / 1e6 / (double)ntx,
-         (double)ph.commit / 1e6 / (double)ntx);
+         (double)ph.commit / 1e6 / (double)ntx, gap_us);
   if (json_out) {
     json_t *doc = json_pack(
         "{s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "events",
