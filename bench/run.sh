@@ -522,6 +522,7 @@ for L in $LANE_SET; do
   "$B/sf-kafka-limit" --brokers "$STOCKFLOW_KAFKA_BROKERS" --topic bench.c.stock \
     --events "$LANE_EVENTS" --stores "$STORES" --products "$PRODUCTS" \
     --txn "$TXN_SIZE" --salt "$((10 + L))" --producers "$L" \
+    --gap-us "${STOCKFLOW_COMMIT_GAP_US:-2000}" \
     --transactional-id "bench-lanes-$L" --json "$OUT/kafka-limit-lanes-$L.json" \
     2>>"$LOGS/kafka-limit.log" | tee -a "$LOGS/results.log" >&2 || die "sf-kafka-limit --producers $L failed (log $LOGS/kafka-limit.log)"
 done
