@@ -645,22 +645,19 @@ static void writer_main(void *arg) {
                                "(%s): answering 503; %s",
              w->opts.lane,
              (unsigned long long)batch_id, n_units, reason,
-             res == BATCH_FENCED   ? "another instance took over this lane"
-             : res == BATCH_BROKEN ? "replacing the producer"
-                                   : "the state is rebuilt from the log");
+             res == BATCH_FENCED ? "another instance took over this lane"
+                                 : "replacing the producer");
     if (res == BATCH_FENCED) {
       post_reason(w, OUT_FATAL, reason, false);
       break;
     }
-    post_reason(w, OUT_FAILED, reason, res == BATCH_BROKEN);
-    if (res == BATCH_BROKEN) {
-      uv_mutex_lock(&w->mu);
-      w->stats.recoveries++;
-      uv_mutex_unlock(&w->mu);
-      destroy_producer(w);
-      if (start_producer(w))
-        break;
-    }
+    post_reason(w, OUT_FAILED, reason, true);
+    uv_mutex_lock(&w->mu);
+    w->stats.recoveries++;
+    uv_mutex_unlock(&w->mu);
+    destroy_producer(w);
+    if (start_producer(w))
+      break;
   }
 
 out:;
