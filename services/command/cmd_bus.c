@@ -257,6 +257,25 @@ static void take_message(cmd_bus_t *b, const sf_kafka_msg_t *m) {
   uv_async_send(&b->async);
 }
 
+/* A result's delivery report (on the thread, inside _send, _serve or
+ * _await; the item lives until its report: items are freed only after an
+ * await that served every report). A result the broker did not take is
+ * not acknowledged: the command's offset must not be committed past it. */
+static void result_delivered_cb(void *ud, int err, int32_t partition,
+                                int64_t offset, const char *errstr) {
+  item_t *it = ud;
+  cmd_bus_t *b = it->bus;
+  (void)partition;
+  (void)offset;
+  if (!err)
+    return;
+  SF_ERROR(b->log, "bus", "the result of %s/%d@%lld was not delivered: %s; "
+                          "offsets stop here until a restart redelivers it",
+           b->opts.topic_commands, (int)it->partition, (long long)it->offset,
+           errstr ? errstr : sf_strerror(err));
+  b->commit_blocked = true;
+}
+
 /* Publishes the answered commands' results and returns how many. */
 static size_t publish_results(cmd_bus_t *b) {
   uv_mutex_lock(&b->mu);
@@ -290,8 +309,8 @@ static size_t publish_results(cmd_bus_t *b) {
           {"content-type", "application/json", 16}};
       /* waits while the local queue is full */
       err = sf_kafka_producer_send(b->producer, b->opts.topic_results, -1, key,
-                                   strlen(key), text, strlen(text), h, 1, NULL,
-                                   NULL, why, sizeof(why));
+                                   strlen(key), text, strlen(text), h, 1,
+                                   result_delivered_cb, it, why, sizeof(why));
     }
     if (!text || err) {
       SF_ERROR(b->log, "bus", "could not publish the result of %s/%d@%lld: "

@@ -521,6 +521,30 @@ static void test_refused_by_the_rules(void **st) {
   wait_committed(w, 4);
 }
 
+static void test_result_not_acknowledged_not_committed(void **st) {
+  world_t *w = *st;
+  sf_command_t c = command(CMD1, STORE, SF_MOVE_RECEIPT, 5);
+  publish(w, &c);
+  run_until(w, &w->held.submitted, 1);
+  /* the broker refuses the result for good (nothing else produces now) */
+  rd_kafka_mock_push_request_errors(w->kafka.mc, MOCK_API_PRODUCE, 1,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  held_units_finish(&w->held, w->pl, 0, 9);
+  /* the bus's thread has tried, awaited and committed what it could */
+  destroy_bus_and_drain(w);
+  assert_int_equal(w->n_results, 0);
+  assert_int_equal(committed(w), RD_KAFKA_OFFSET_INVALID);
+  /* so the command comes again at the next start: answered from its
+   * first answer, not applied twice, and now committed */
+  start_bus(w);
+  run_until(w, &w->n_results, 1);
+  assert_int_equal(status_of(w, 0), 201);
+  assert_string_equal(command_id_of(w, 0), CMD1);
+  assert_string_equal(body_str(w, 0, "position"), "stock-0-9");
+  assert_int_equal(w->held.submitted, 1);
+  wait_committed(w, 1);
+}
+
 static void test_stop_with_commands_in_flight(void **st) {
   world_t *w = *st;
   sf_command_t c1 = command(CMD1, STORE, SF_MOVE_RECEIPT, 1);
@@ -569,6 +593,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_refused_by_the_rules, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_result_not_acknowledged_not_committed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_with_commands_in_flight,
                                       setup, teardown),
   };
