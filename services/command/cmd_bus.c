@@ -78,6 +78,14 @@ static void push(item_t **head, item_t **tail, item_t *it) {
 
 static void run_command(cmd_bus_t *b, item_t *it);
 
+/* A command dropped on the loop without a result: its offset stays
+ * uncommitted, so it is delivered again at the next start. */
+static void leave_for_redelivery(cmd_bus_t *b) {
+  uv_mutex_lock(&b->mu);
+  b->inflight--;
+  uv_mutex_unlock(&b->mu);
+}
+
 static void retry_cb(uv_timer_t *t) {
   cmd_bus_t *b = t->data;
   item_t *it = b->retry;
@@ -92,13 +100,10 @@ static void retry_cb(uv_timer_t *t) {
   }
   while (rev) {
     item_t *next = rev->next;
-    if (b->stopping) {
-      uv_mutex_lock(&b->mu);
-      b->inflight--;
-      uv_mutex_unlock(&b->mu);
-    } else {
+    if (b->stopping)
+      leave_for_redelivery(b);
+    else
       run_command(b, rev);
-    }
     rev = next;
   }
 }
@@ -106,12 +111,16 @@ static void retry_cb(uv_timer_t *t) {
 static void answer_cb(void *ud, int status, const char *body) {
   item_t *it = ud;
   cmd_bus_t *b = it->bus;
-  /* Nothing was written (the service is rebuilding its state, or the first
-   * delivery of this command is still committing): try again shortly
-   * rather than publish a result that would end the command's delivery. */
-  if (!b->stopping &&
-      (status == 503 ||
-       (status == 409 && body && strstr(body, "idempotency_key_in_flight")))) {
+  /* Nothing was written (the service is rebuilding its state or shutting
+   * down, or the first delivery of this command is still committing): try
+   * again shortly rather than publish a result that would end the
+   * command's delivery; once stopping, leave it to the next start. */
+  if (status == 503 ||
+      (status == 409 && body && strstr(body, "idempotency_key_in_flight"))) {
+    if (b->stopping) {
+      leave_for_redelivery(b);
+      return;
+    }
     it->next = b->retry;
     b->retry = it;
     if (!uv_is_active((uv_handle_t *)&b->retry_timer))
@@ -159,14 +168,10 @@ static void async_cb(uv_async_t *h) {
   uv_mutex_unlock(&b->mu);
   while (it) {
     item_t *next = it->next;
-    if (b->stopping) {
-      /* not handed over: its offset stays uncommitted, it comes again */
-      uv_mutex_lock(&b->mu);
-      b->inflight--;
-      uv_mutex_unlock(&b->mu);
-    } else {
+    if (b->stopping)
+      leave_for_redelivery(b); /* not handed over */
+    else
       run_command(b, it);
-    }
     it = next;
   }
 }

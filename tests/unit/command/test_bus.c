@@ -545,15 +545,20 @@ static void test_result_not_acknowledged_not_committed(void **st) {
   wait_committed(w, 1);
 }
 
-static void test_stop_with_commands_in_flight(void **st) {
-  world_t *w = *st;
+/* Two receipts, CMD1 then CMD2, held by the sink; then the intake stops
+ * with both in flight. */
+static void stop_with_two_in_flight(world_t *w) {
   sf_command_t c1 = command(CMD1, STORE, SF_MOVE_RECEIPT, 1);
   sf_command_t c2 = command(CMD2, STORE, SF_MOVE_RECEIPT, 2);
   publish(w, &c1);
   publish(w, &c2);
   run_until(w, &w->held.submitted, 2);
-
   cmd_bus_stop_intake(w->bus);
+}
+
+static void test_stop_with_commands_in_flight(void **st) {
+  world_t *w = *st;
+  stop_with_two_in_flight(w);
   /* not taken any more: left for the next start */
   sf_command_t c3 = command(CMD3, STORE, SF_MOVE_RECEIPT, 3);
   publish(w, &c3);
@@ -583,6 +588,34 @@ static void test_stop_with_commands_in_flight(void **st) {
   wait_committed(w, 3);
 }
 
+static void test_stop_leaves_what_was_not_written(void **st) {
+  world_t *w = *st;
+  stop_with_two_in_flight(w);
+  /* the first commits; the second never does: the lanes fail what they
+   * still hold at a stop, and the pipeline answers it 503 */
+  held_units_finish(&w->held, w->pl, 0, 30);
+  held_units_finish(&w->held, w->pl, SF_ECANCELED, 0);
+  destroy_bus_and_drain(w);
+  /* no final 503 for a command that was not applied: its offset stays
+   * uncommitted */
+  assert_int_equal(w->n_results, 1);
+  assert_string_equal(command_id_of(w, 0), CMD1);
+  assert_int_equal(status_of(w, 0), 201);
+  assert_int_equal(committed(w), 1);
+
+  /* the next start (after the rebuild a restart makes: a fresh state
+   * stands in for it) applies it */
+  cmd_pipeline_set_state(w->pl, new_state(), 2);
+  start_bus(w);
+  run_until(w, &w->held.submitted, 3);
+  held_units_finish(&w->held, w->pl, 0, 31);
+  run_until(w, &w->n_results, 2);
+  assert_string_equal(command_id_of(w, 1), CMD2);
+  assert_int_equal(status_of(w, 1), 201);
+  assert_string_equal(body_str(w, 1, "position"), "stock-0-31");
+  wait_committed(w, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_answered_then_committed,
@@ -596,6 +629,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_result_not_acknowledged_not_committed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_with_commands_in_flight,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stop_leaves_what_was_not_written,
                                       setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
