@@ -45,7 +45,11 @@ int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
 void cmd_bus_stop_intake(cmd_bus_t *b);
 
 /* Publishes the answers it has, commits what they cover, stops the thread
- * and frees (the async handle is freed on the next loop iteration). */
+ * and frees (the async handle is freed on the next loop iteration). Call
+ * it after cmd_bus_stop_intake once the pipeline has answered every
+ * command handed to it (cmd_app destroys the lanes first, which answers
+ * what they hold): an answer that comes later would reach freed memory.
+ * Commands not answered by then are delivered again at the next start. */
 void cmd_bus_destroy(cmd_bus_t *b);
 
 /* Counters for /metrics. */
