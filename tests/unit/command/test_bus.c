@@ -521,6 +521,32 @@ static void test_refused_by_the_rules(void **st) {
   wait_committed(w, 4);
 }
 
+static void test_commit_waits_for_earlier_commands(void **st) {
+  world_t *w = *st;
+  sf_command_t c1 = command(CMD1, STORE, SF_MOVE_RECEIPT, 1);
+  publish(w, &c1);
+  run_until(w, &w->held.submitted, 1); /* offset 0, not answered yet */
+  /* a later command refused at once: its result goes out first */
+  sf_command_t c2 = command(CMD2, STORE, SF_MOVE_SALE, ON_HAND + 5);
+  publish(w, &c2);
+  run_until(w, &w->n_results, 1);
+  assert_string_equal(command_id_of(w, 0), CMD2);
+  assert_int_equal(source_offset_of(w, 0), 1);
+  /* once the thread takes the next command it has done the commit that
+   * followed that result: still nothing, the first is unanswered */
+  sf_command_t c3 = command(CMD3, STORE, SF_MOVE_SALE, ON_HAND + 6);
+  publish(w, &c3);
+  run_until(w, &w->received, 3);
+  assert_int_equal(committed(w), RD_KAFKA_OFFSET_INVALID);
+  run_until(w, &w->n_results, 2);
+  assert_string_equal(command_id_of(w, 1), CMD3);
+  /* the first answered: past all three */
+  held_units_finish(&w->held, w->pl, 0, 50);
+  run_until(w, &w->n_results, 3);
+  assert_string_equal(command_id_of(w, 2), CMD1);
+  wait_committed(w, 3);
+}
+
 static void test_result_not_acknowledged_not_committed(void **st) {
   world_t *w = *st;
   sf_command_t c = command(CMD1, STORE, SF_MOVE_RECEIPT, 5);
@@ -626,6 +652,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_refused_by_the_rules, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_commit_waits_for_earlier_commands,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_result_not_acknowledged_not_committed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_with_commands_in_flight,
