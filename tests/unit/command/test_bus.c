@@ -415,29 +415,36 @@ static void test_malformed_answered_400_intake_goes_on(void **st) {
   size_t len = encode(w, &c, buf, sizeof(buf));
   buf[5] ^= 0x40;
   publish_raw(w, "k-schema", buf, len);
+  /* one cut short */
+  buf[5] ^= 0x40;
+  publish_raw(w, "k-short", buf, len / 2);
+  /* no value at all (a tombstone) */
+  publish_raw(w, "k-null", NULL, 0);
   /* then a valid one */
   sf_command_t ok = command(CMD3, STORE, SF_MOVE_SALE, 2);
   publish(w, &ok);
 
   run_until(w, &w->held.submitted, 1);
-  run_until(w, &w->n_results, 2);
-  const char *keys[] = {"k-garbage", "k-schema"};
-  for (size_t i = 0; i < 2; i++) {
+  run_until(w, &w->n_results, 4);
+  const char *keys[] = {"k-garbage", "k-schema", "k-short", "k-null"};
+  const int why[] = {SF_EPARSE, SF_ESCHEMA, SF_ETRUNCATED, SF_ETRUNCATED};
+  for (size_t i = 0; i < 4; i++) {
     assert_string_equal(w->results[i].key, keys[i]);
     assert_int_equal(status_of(w, i), 400);
     assert_true(json_is_null(field(w, i, "command_id")));
     assert_string_equal(body_str(w, i, "code"), "malformed_command");
+    assert_non_null(strstr(body_str(w, i, "detail"), sf_strerror(why[i])));
     assert_int_equal(source_offset_of(w, i), (int64_t)i);
   }
-  assert_int_equal(w->malformed, 2);
-  assert_int_equal(w->received, 3);
+  assert_int_equal(w->malformed, 4);
+  assert_int_equal(w->received, 5);
 
   held_units_finish(&w->held, w->pl, 0, 7);
-  run_until(w, &w->n_results, 3);
-  assert_int_equal(status_of(w, 2), 201);
-  assert_string_equal(command_id_of(w, 2), CMD3);
-  assert_string_equal(body_str(w, 2, "type"), "sale");
-  wait_committed(w, 3);
+  run_until(w, &w->n_results, 5);
+  assert_int_equal(status_of(w, 4), 201);
+  assert_string_equal(command_id_of(w, 4), CMD3);
+  assert_string_equal(body_str(w, 4, "type"), "sale");
+  wait_committed(w, 5);
 }
 
 static void test_redelivery_applied_once(void **st) {
