@@ -4,10 +4,12 @@
  * The test publishes StockCommands as a warehouse system would, reads the
  * results topic, and asks the intake group's committed offset through a
  * client of its own that never joins the group: a command's result and its
- * answer, the commit only after the result is acknowledged, malformed
+ * answer, the commit only after the result is acknowledged and never past
+ * an unanswered earlier command, a result the broker refuses, malformed
  * payloads, redelivery answered once, refusals by the rules, and the stop
- * with commands in flight. The loop runs on the test thread until a
- * condition holds; the bounds are there only so that nothing hangs. */
+ * with commands in flight (what wrote nothing is left for the next start).
+ * The loop runs on the test thread until a condition holds; the bounds are
+ * there only so that nothing hangs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,7 +121,7 @@ static void publish(world_t *w, const sf_command_t *c) {
   publish_raw(w, c->store_id, buf, len);
 }
 
-/* Reads whatever results are there without waiting. */
+/* Reads the results there are, waiting up to timeout_ms for each. */
 static void read_results(world_t *w, int timeout_ms) {
   sf_kafka_msg_t m;
   while (sf_kafka_consumer_poll(w->reader, &m, 1, timeout_ms) == 1) {
