@@ -78,6 +78,14 @@ static void push(item_t **head, item_t **tail, item_t *it) {
 
 static void run_command(cmd_bus_t *b, item_t *it);
 
+/* A command dropped on the loop without a result: its offset stays
+ * uncommitted, so it is delivered again at the next start. */
+static void leave_for_redelivery(cmd_bus_t *b) {
+  uv_mutex_lock(&b->mu);
+  b->inflight--;
+  uv_mutex_unlock(&b->mu);
+}
+
 static void retry_cb(uv_timer_t *t) {
   cmd_bus_t *b = t->data;
   item_t *it = b->retry;
@@ -92,13 +100,10 @@ static void retry_cb(uv_timer_t *t) {
   }
   while (rev) {
     item_t *next = rev->next;
-    if (b->stopping) {
-      uv_mutex_lock(&b->mu);
-      b->inflight--;
-      uv_mutex_unlock(&b->mu);
-    } else {
+    if (b->stopping)
+      leave_for_redelivery(b);
+    else
       run_command(b, rev);
-    }
     rev = next;
   }
 }
@@ -106,12 +111,16 @@ static void retry_cb(uv_timer_t *t) {
 static void answer_cb(void *ud, int status, const char *body) {
   item_t *it = ud;
   cmd_bus_t *b = it->bus;
-  /* Nothing was written (the service is rebuilding its state, or the first
-   * delivery of this command is still committing): try again shortly
-   * rather than publish a result that would end the command's delivery. */
-  if (!b->stopping &&
-      (status == 503 ||
-       (status == 409 && body && strstr(body, "idempotency_key_in_flight")))) {
+  /* Nothing was written (the service is rebuilding its state or shutting
+   * down, or the first delivery of this command is still committing): try
+   * again shortly rather than publish a result that would end the
+   * command's delivery; once stopping, leave it to the next start. */
+  if (status == 503 ||
+      (status == 409 && body && strstr(body, "idempotency_key_in_flight"))) {
+    if (b->stopping) {
+      leave_for_redelivery(b);
+      return;
+    }
     it->next = b->retry;
     b->retry = it;
     if (!uv_is_active((uv_handle_t *)&b->retry_timer))
@@ -159,14 +168,10 @@ static void async_cb(uv_async_t *h) {
   uv_mutex_unlock(&b->mu);
   while (it) {
     item_t *next = it->next;
-    if (b->stopping) {
-      /* not handed over: its offset stays uncommitted, it comes again */
-      uv_mutex_lock(&b->mu);
-      b->inflight--;
-      uv_mutex_unlock(&b->mu);
-    } else {
+    if (b->stopping)
+      leave_for_redelivery(b); /* not handed over */
+    else
       run_command(b, it);
-    }
     it = next;
   }
 }
@@ -257,6 +262,25 @@ static void take_message(cmd_bus_t *b, const sf_kafka_msg_t *m) {
   uv_async_send(&b->async);
 }
 
+/* A result's delivery report (on the thread, inside _send, _serve or
+ * _await; the item lives until its report: items are freed only after an
+ * await that served every report). A result the broker did not take is
+ * not acknowledged: the command's offset must not be committed past it. */
+static void result_delivered_cb(void *ud, int err, int32_t partition,
+                                int64_t offset, const char *errstr) {
+  item_t *it = ud;
+  cmd_bus_t *b = it->bus;
+  (void)partition;
+  (void)offset;
+  if (!err)
+    return;
+  SF_ERROR(b->log, "bus", "the result of %s/%d@%lld was not delivered: %s; "
+                          "offsets stop here until a restart redelivers it",
+           b->opts.topic_commands, (int)it->partition, (long long)it->offset,
+           errstr ? errstr : sf_strerror(err));
+  b->commit_blocked = true;
+}
+
 /* Publishes the answered commands' results and returns how many. */
 static size_t publish_results(cmd_bus_t *b) {
   uv_mutex_lock(&b->mu);
@@ -290,8 +314,8 @@ static size_t publish_results(cmd_bus_t *b) {
           {"content-type", "application/json", 16}};
       /* waits while the local queue is full */
       err = sf_kafka_producer_send(b->producer, b->opts.topic_results, -1, key,
-                                   strlen(key), text, strlen(text), h, 1, NULL,
-                                   NULL, why, sizeof(why));
+                                   strlen(key), text, strlen(text), h, 1,
+                                   result_delivered_cb, it, why, sizeof(why));
     }
     if (!text || err) {
       SF_ERROR(b->log, "bus", "could not publish the result of %s/%d@%lld: "

@@ -38,11 +38,18 @@ int cmd_bus_new(cmd_bus_t **out, uv_loop_t *loop, cmd_pipeline_t *pipeline,
                 const cmd_bus_opts_t *opts, sf_log_t *log);
 
 /* Stops taking new commands (those not yet handed over are delivered again
- * at the next start). Answers of commands in flight still go out. */
+ * at the next start). Answers of commands in flight still go out, except
+ * those that wrote nothing (503: the service is shutting down or
+ * rebuilding): their offsets stay uncommitted and they are delivered again
+ * at the next start. */
 void cmd_bus_stop_intake(cmd_bus_t *b);
 
 /* Publishes the answers it has, commits what they cover, stops the thread
- * and frees (the async handle is freed on the next loop iteration). */
+ * and frees (the async handle is freed on the next loop iteration). Call
+ * it after cmd_bus_stop_intake once the pipeline has answered every
+ * command handed to it (cmd_app destroys the lanes first, which answers
+ * what they hold): an answer that comes later would reach freed memory.
+ * Commands not answered by then are delivered again at the next start. */
 void cmd_bus_destroy(cmd_bus_t *b);
 
 /* Counters for /metrics. */

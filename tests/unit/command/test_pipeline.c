@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "cmd_pipeline.h"
+#include "held_units.h"
 #include "sf/err.h"
 
 #define STORE "0190a1b2-0000-7000-8000-0000000000a1"
@@ -25,8 +26,7 @@ typedef struct world {
   cmd_settings_t cfg;
   sf_log_t *log;
   cmd_pipeline_t *pl;
-  cmd_unit_t *units[16]; /* submitted, not yet handed back */
-  size_t n_units;
+  held_units_t held; /* the sink's */
   int resyncs;
   /* the last answer */
   int answers;
@@ -36,8 +36,7 @@ typedef struct world {
 
 static void sink_submit(void *ud, cmd_unit_t *u) {
   world_t *w = ud;
-  assert_true(w->n_units < 16);
-  w->units[w->n_units++] = u;
+  held_units_add(&w->held, u);
 }
 
 static void sink_resync(void *ud, const char *reason) {
@@ -69,10 +68,7 @@ static int setup(void **st) {
 static int teardown(void **st) {
   world_t *w = *st;
   /* every submitted unit must come back before the pipeline goes */
-  for (size_t i = 0; i < w->n_units; i++) {
-    w->units[i]->err = SF_ECANCELED;
-    cmd_pipeline_unit_done(w->pl, w->units[i]);
-  }
+  held_units_cancel(&w->held, w->pl);
   cmd_pipeline_destroy(w->pl);
   sf_log_destroy(w->log);
   free(w);
@@ -83,21 +79,6 @@ static void give_state(world_t *w) {
   cmd_state_t *s = NULL;
   assert_int_equal(cmd_state_new(&s), 0);
   cmd_pipeline_set_state(w->pl, s, 1);
-}
-
-/* Hands the oldest held unit back, committed at the given offset (every
- * message gets consecutive offsets) or failed with err. */
-static void finish_unit(world_t *w, int err, int64_t offset) {
-  assert_true(w->n_units > 0);
-  cmd_unit_t *u = w->units[0];
-  memmove(w->units, w->units + 1, (w->n_units - 1) * sizeof(w->units[0]));
-  w->n_units--;
-  u->err = err;
-  for (cmd_msg_t *m = u->msgs; m; m = m->next) {
-    m->partition = 0;
-    m->offset = offset++;
-  }
-  cmd_pipeline_unit_done(w->pl, u);
 }
 
 /* A bus command that opens STORE under key: decided, committed, held. */
@@ -124,7 +105,7 @@ static void no_state_answers_503(void **st) {
   /* a system command is simply not started */
   assert_null(cmd_pipeline_begin_system(w->pl, answer_cb, w));
   assert_int_equal(w->answers, 1);
-  assert_int_equal(w->n_units, 0);
+  assert_int_equal(w->held.n, 0);
 }
 
 static void commit_answers_with_position_after_the_unit(void **st) {
@@ -135,15 +116,15 @@ static void commit_answers_with_position_after_the_unit(void **st) {
   /* folded at once: the next command sees the store */
   cmd_store_view_t sv;
   assert_true(cmd_state_store(cmd_pipeline_state(w->pl), STORE, &sv));
-  assert_int_equal(w->n_units, 1);
-  assert_int_equal(w->units[0]->n_msgs, 1);
-  assert_string_equal(w->units[0]->msgs->topic, "t.catalog");
-  assert_string_equal(w->units[0]->msgs->key, STORE);
+  assert_int_equal(w->held.n, 1);
+  assert_int_equal(w->held.units[0]->n_msgs, 1);
+  assert_string_equal(w->held.units[0]->msgs->topic, "t.catalog");
+  assert_string_equal(w->held.units[0]->msgs->key, STORE);
   assert_int_equal(w->answers, 0); /* nothing before the commit */
   cmd_pipeline_stats_t s;
   cmd_pipeline_stats(w->pl, &s);
   assert_int_equal(s.pending, 1);
-  finish_unit(w, 0, 41);
+  held_units_finish(&w->held, w->pl, 0, 41);
   assert_int_equal(w->answers, 1);
   assert_int_equal(w->status, 201);
   assert_non_null(strstr(w->body, "\"position\":\"catalog-0-41\""));
@@ -162,7 +143,7 @@ static void same_key_replays_other_body_refused(void **st) {
       cmd_pipeline_begin_bus(w->pl, "k-open", "h-open", NULL, answer_cb, w));
   assert_int_equal(w->status, 409);
   assert_non_null(strstr(w->body, "idempotency_key_in_flight"));
-  finish_unit(w, 0, 7);
+  held_units_finish(&w->held, w->pl, 0, 7);
   char first[2048];
   snprintf(first, sizeof(first), "%s", w->body);
   /* the same key and command: the first answer, byte for byte */
@@ -175,7 +156,7 @@ static void same_key_replays_other_body_refused(void **st) {
       cmd_pipeline_begin_bus(w->pl, "k-open", "h-other", NULL, answer_cb, w));
   assert_int_equal(w->status, 422);
   assert_non_null(strstr(w->body, "idempotency_key_reused"));
-  assert_int_equal(w->n_units, 0);
+  assert_int_equal(w->held.n, 0);
   cmd_pipeline_stats_t s;
   cmd_pipeline_stats(w->pl, &s);
   assert_int_equal(s.replayed, 1);
@@ -186,7 +167,7 @@ static void failed_commit_answers_503_and_frees_the_key(void **st) {
   world_t *w = *st;
   give_state(w);
   open_store(w, "k-fail", "h-fail");
-  finish_unit(w, SF_EKAFKA, 0);
+  held_units_finish(&w->held, w->pl, SF_EKAFKA, 0);
   assert_int_equal(w->status, 503);
   assert_non_null(strstr(w->body, "did not commit"));
   cmd_pipeline_stats_t s;
@@ -196,8 +177,8 @@ static void failed_commit_answers_503_and_frees_the_key(void **st) {
    * lanes rebuild the state; here a fresh one stands in for it) */
   give_state(w);
   open_store(w, "k-fail", "h-fail");
-  assert_int_equal(w->n_units, 1);
-  finish_unit(w, 0, 3);
+  assert_int_equal(w->held.n, 1);
+  held_units_finish(&w->held, w->pl, 0, 3);
   assert_int_equal(w->status, 201);
 }
 
@@ -218,7 +199,7 @@ static void paused_and_stopped_answer_503(void **st) {
   assert_int_equal(w->status, 503);
   assert_non_null(strstr(w->body, "fenced by a newer instance"));
   assert_null(cmd_pipeline_begin_system(w->pl, answer_cb, w));
-  assert_int_equal(w->n_units, 0);
+  assert_int_equal(w->held.n, 0);
 }
 
 static void fold_disagreement_asks_for_a_resync(void **st) {
@@ -235,7 +216,7 @@ static void fold_disagreement_asks_for_a_resync(void **st) {
   e.stream_version = 2;
   cmd_outgoing_t o = {&e, true, PRODUCT};
   cmd_pipeline_commit(w->pl, c, &o, 1);
-  assert_int_equal(w->n_units, 0); /* nothing submitted */
+  assert_int_equal(w->held.n, 0); /* nothing submitted */
   assert_int_equal(w->answers, 1);
   assert_int_equal(w->status, 500);
   assert_int_equal(w->resyncs, 1);
@@ -249,7 +230,7 @@ static void expired_keys_are_forgotten(void **st) {
   w->cfg.idem_retention_s = -1;                         /* every answer is already expired */
   give_state(w);
   open_store(w, "k-old", "h-old");
-  finish_unit(w, 0, 1);
+  held_units_finish(&w->held, w->pl, 0, 1);
   assert_int_equal(cmd_pipeline_expire_keys(w->pl), 1);
   /* the key is new again: another command may use it */
   cmd_req_t *c =
