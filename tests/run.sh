@@ -404,7 +404,8 @@ integration_tests() {
   fi
   if ! run_child "$LOCAL/kafka.sh" topics "$prefix.inventory.catalog:1" \
       "$prefix.inventory.stock:6" "$prefix.inventory.dlq:1" \
-      "$prefix.inventory.commands:6" "$prefix.inventory.command-results:6"; then
+      "$prefix.inventory.commands:6" "$prefix.inventory.command-results:6" \
+      "$prefix.inventory.commands-instances:5"; then
     fail "integration $b: kafka.sh topics failed"
     return
   fi

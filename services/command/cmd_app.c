@@ -60,6 +60,7 @@ struct cmd_app {
   cmd_instances_t ins;
   char txn_prefix[256];
   cmd_tail_t *tail;
+  char intake_group[300]; /* the bus intake's group, per instance */
 };
 
 static int64_t idem_retention_us(const cmd_settings_t *cfg) {
@@ -312,6 +313,10 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
     sf_metrics_counter(&m, "bus_results_total",
                        "Bus command results acknowledged by the broker.",
                        bs.results);
+    sf_metrics_counter(&m, "bus_skipped_total",
+                       "Bus commands left to the instance that owns their "
+                       "store.",
+                       bs.skipped);
   }
   /* instances */
   sf_metrics_gauge(&m, "instance_index", "This command instance's number.",
@@ -546,10 +551,17 @@ int cmd_app_start(cmd_app_t *a) {
                         a->log);
   if (rc || !a->cfg->intake)
     return rc;
+  /* instances: each reads every command in a group of its own and
+   * answers those of its stores (cmd_instances_intake) */
+  if (cmd_instances_intake_group(&a->ins, a->cfg->intake_group,
+                                 a->intake_group, sizeof(a->intake_group))) {
+    SF_ERROR(a->log, "command", "intake-group is too long");
+    return SF_ECONFIG;
+  }
   cmd_bus_opts_t bo = {.brokers = a->cfg->kafka_brokers,
                        .topic_commands = a->cfg->topic_commands,
                        .topic_results = a->cfg->topic_results,
-                       .group_id = a->cfg->intake_group,
+                       .group_id = a->intake_group,
                        .max_inflight = 1000};
   return cmd_bus_new(&a->bus, a->loop, a->pipeline, &bo, a->log);
 }

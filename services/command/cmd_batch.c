@@ -39,10 +39,12 @@ static void item_hash(json_t *item, char *out, size_t cap) {
 }
 
 /* Decides one item. On success fills e (folded by the caller) and returns
- * 0; else sets *status and *problem. */
+ * 0; else sets *status and *problem, and *verdict when the state refused
+ * it (CMD_OK for a validation failure). */
 static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
-                       int *status, json_t **problem) {
+                       int *status, json_t **problem, cmd_verdict_t *verdict) {
   char err[256];
+  *verdict = CMD_OK;
   cmd_movement_fields_t f;
   if (!json_is_object(item)) {
     *status = 422;
@@ -71,6 +73,7 @@ static int decide_item(const cmd_state_t *st, json_t *item, sf_event_t *e,
   cmd_movement_cmd_t mc = {store_id, product_id, m, q, f.reason, f.reference,
                            -1};
   cmd_verdict_t v = cmd_decide_movement(st, &mc, e);
+  *verdict = v;
   if (v != CMD_OK) {
     char detail[200];
     cmd_stock_row_t row;
@@ -192,7 +195,18 @@ static void h_batch(sf_http_req_t *req, void *ud) {
     e.request_hash = batch_key ? hash : NULL;
     int status = 0;
     json_t *problem = NULL;
-    if (decide_item(st, item, &e, &status, &problem) != 0) {
+    cmd_verdict_t v;
+    if (decide_item(st, item, &e, &status, &problem, &v) != 0) {
+      /* instances: an unknown store or product may be one another
+       * instance just wrote; the whole batch waits for the tail once and
+       * is decided again (nothing of it is written yet) */
+      if ((v == CMD_NOT_FOUND_STORE || v == CMD_NOT_FOUND_PRODUCT) &&
+          cmd_pipeline_catch_up(pl, c, true, h_batch)) {
+        json_decref(problem);
+        cmd_state_rollback(st);
+        cmd_pipeline_batch_discard(b);
+        goto out;
+      }
       set_result(results, i, status, problem);
       refused++;
       continue;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_instances.h"
 #include "cmd_stock.h"
 #include "sf/command.h"
 #include "sf/err.h"
@@ -30,8 +31,11 @@ typedef struct item {
   sf_command_t cmd;
   char hash[2 * crypto_hash_sha256_BYTES + 1];
   char bus_key[64];
-  bool done;  /* its result is published (thread only) */
-  int status; /* the answer (set on the loop, then handed over) */
+  bool done;      /* its result is published (thread only) */
+  int status;     /* the answer (set on the loop, then handed over) */
+  bool skip;      /* instances: another instance answers it; no result */
+  bool parked;    /* loop side: waiting for the tail (cmd_tail_sync) */
+  bool caught_up; /* loop side: parked once already, never twice */
   char *body;
 } item_t;
 
@@ -49,6 +53,10 @@ struct cmd_bus {
   bool thread_started;
   atomic_bool stop, stop_intake;
   bool stopping; /* loop side: hand nothing more to the pipeline */
+  /* loop side: commands parked for the tail, which still point here; the
+   * bus is freed once the last has come back after destroy */
+  size_t parked;
+  bool destroyed, async_closed;
   item_t *retry; /* loop side: answered 503 or "in flight": run again */
   uv_timer_t retry_timer;
   uv_mutex_t mu;
@@ -108,6 +116,23 @@ static void retry_cb(uv_timer_t *t) {
   }
 }
 
+static void run_later(cmd_bus_t *b, item_t *it) {
+  it->next = b->retry;
+  b->retry = it;
+  if (!uv_is_active((uv_handle_t *)&b->retry_timer))
+    uv_timer_start(&b->retry_timer, retry_cb, 200, 0);
+}
+
+/* Hands an answered (or skipped) command to the thread. */
+static void hand_back(cmd_bus_t *b, item_t *it) {
+  uv_mutex_lock(&b->mu);
+  push(&b->out_head, &b->out_tail, it);
+  b->inflight--;
+  if (it->skip)
+    b->stats.skipped++;
+  uv_mutex_unlock(&b->mu);
+}
+
 static void answer_cb(void *ud, int status, const char *body) {
   item_t *it = ud;
   cmd_bus_t *b = it->bus;
@@ -121,22 +146,65 @@ static void answer_cb(void *ud, int status, const char *body) {
       leave_for_redelivery(b);
       return;
     }
-    it->next = b->retry;
-    b->retry = it;
-    if (!uv_is_active((uv_handle_t *)&b->retry_timer))
-      uv_timer_start(&b->retry_timer, retry_cb, 200, 0);
+    run_later(b, it);
     return;
   }
   it->status = status;
   it->body = strdup(body ? body : "{}");
-  uv_mutex_lock(&b->mu);
-  push(&b->out_head, &b->out_tail, it);
-  b->inflight--;
-  uv_mutex_unlock(&b->mu);
+  hand_back(b, it);
 }
+
+static void maybe_free(cmd_bus_t *b) {
+  if (b->async_closed && b->parked == 0)
+    free(b);
+}
+
+/* instances: the command named a store or product this instance had not
+ * read yet; it waits for the tail (cmd_pipeline_catch_up) */
+static void parked_cb(void *ud) {
+  item_t *it = ud;
+  it->parked = true;
+  it->bus->parked++;
+}
+
+static void again_cb(void *ud) {
+  item_t *it = ud;
+  cmd_bus_t *b = it->bus;
+  it->parked = false;
+  it->caught_up = true;
+  b->parked--;
+  if (b->destroyed) { /* left out of destroy's frees: ours now */
+    free(it);
+    maybe_free(b);
+  } else if (b->stopping) { /* its offset stays uncommitted: it comes again */
+    uv_mutex_lock(&b->mu);
+    b->inflight--;
+    uv_mutex_unlock(&b->mu);
+  } else {
+    run_command(b, it);
+  }
+}
+
+static const cmd_catch_up_cbs_t catch_up_cbs = {parked_cb, again_cb};
 
 static void run_command(cmd_bus_t *b, item_t *it) {
   it->bus = b;
+  /* instances: every instance reads every command (a group of its own);
+   * only the owner of the store's stock partition answers it */
+  const char *store = it->decode_err ? it->key : it->cmd.store_id;
+  switch (cmd_instances_intake(cmd_pipeline_instances(b->pipeline), store,
+                               strlen(store),
+                               cmd_pipeline_stock_partitions(b->pipeline))) {
+  case CMD_INTAKE_SKIP:
+    it->skip = true;
+    hand_back(b, it);
+    return;
+  case CMD_INTAKE_WAIT: /* no state yet: the partition count comes with it */
+    run_later(b, it);
+    return;
+  case CMD_INTAKE_ANSWER:
+    break;
+  }
   if (it->decode_err) {
     char body[300];
     snprintf(body, sizeof(body),
@@ -154,7 +222,9 @@ static void run_command(cmd_bus_t *b, item_t *it) {
                                           c->actor[0] ? c->actor : NULL, answer_cb,
                                           it);
   if (!req)
-    return; /* answered at once */
+    return;           /* answered at once */
+  if (!it->caught_up) /* instances: a 404 waits for the tail once */
+    cmd_req_allow_catch_up(req, &catch_up_cbs);
   cmd_stock_movement(b->pipeline, req, c->store_id, c->product_id, c->movement,
                      c->quantity, c->has_reason ? c->reason : NULL,
                      c->has_reference ? c->reference : NULL, -1);
@@ -281,16 +351,24 @@ static void result_delivered_cb(void *ud, int err, int32_t partition,
   b->commit_blocked = true;
 }
 
-/* Publishes the answered commands' results and returns how many. */
+/* Publishes the answered commands' results and returns how many commands
+ * are done (skipped ones included: their offsets may move too). */
 static size_t publish_results(cmd_bus_t *b) {
   uv_mutex_lock(&b->mu);
   item_t *it = b->out_head;
   b->out_head = b->out_tail = NULL;
   uv_mutex_unlock(&b->mu);
-  size_t n = 0;
+  size_t n = 0, sent = 0;
   item_t *done_list = NULL;
   while (it) {
     item_t *next = it->next;
+    if (it->skip) { /* another instance answers it: only the offset moves */
+      it->next = done_list;
+      done_list = it;
+      n++;
+      it = next;
+      continue;
+    }
     json_t *body = json_loads(it->body ? it->body : "{}", 0, NULL);
     json_t *res = json_pack(
         "{s:o, s:i, s:o, s:o, s:{s:s, s:i, s:I}}", "command_id",
@@ -330,9 +408,10 @@ static size_t publish_results(cmd_bus_t *b) {
     it->next = done_list;
     done_list = it;
     n++;
+    sent++;
     it = next;
   }
-  if (n && sf_kafka_producer_await(b->producer, 10000)) {
+  if (sent && sf_kafka_producer_await(b->producer, 10000)) {
     SF_ERROR(b->log, "bus", "results not acknowledged by the broker within "
                             "10 s; offsets stop here until a restart redelivers them");
     b->commit_blocked = true;
@@ -340,7 +419,7 @@ static size_t publish_results(cmd_bus_t *b) {
   for (item_t *d = done_list; d; d = d->next)
     d->done = true;
   uv_mutex_lock(&b->mu);
-  b->stats.results += n;
+  b->stats.results += sent;
   uv_mutex_unlock(&b->mu);
   return n;
 }
@@ -473,7 +552,11 @@ void cmd_bus_stats(cmd_bus_t *b, cmd_bus_stats_t *out) {
   uv_mutex_unlock(&b->mu);
 }
 
-static void async_closed_cb(uv_handle_t *h) { free(h->data); }
+static void async_closed_cb(uv_handle_t *h) {
+  cmd_bus_t *b = h->data;
+  b->async_closed = true;
+  maybe_free(b);
+}
 
 void cmd_bus_destroy(cmd_bus_t *b) {
   if (!b)
@@ -488,16 +571,20 @@ void cmd_bus_destroy(cmd_bus_t *b) {
             sf_kafka_producer_inflight(b->producer));
   sf_kafka_producer_destroy(b->producer);
   sf_kafka_consumer_destroy(b->consumer); /* NULL once the thread ran */
-  /* items never answered or never handed over: redelivered next time */
+  /* items never answered or never handed over: redelivered next time;
+   * parked ones are freed when the tail hands them back (again_cb) */
   for (int p = 0; p < MAX_PARTITIONS; p++) {
     item_t *it = b->parts[p].head;
     while (it) {
       item_t *next = it->pnext;
-      free(it->body);
-      free(it);
+      if (!it->parked) {
+        free(it->body);
+        free(it);
+      }
       it = next;
     }
   }
+  b->destroyed = true;
   uv_mutex_destroy(&b->mu);
   /* libuv runs close callbacks newest first: the one that frees b is
    * closed first so that it runs last */

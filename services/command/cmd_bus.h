@@ -13,6 +13,14 @@
  * redelivered command is answered with its first answer and applied once.
  * A result may therefore be published twice; consumers dedupe by command id.
  *
+ * Instances (cmd_instances.h): with several, each instance's intake reads
+ * the whole topic in a group of its own (opts->group_id, made by
+ * cmd_instances_intake_group) and answers only the commands whose store's
+ * stock partition it owns (cmd_instances_intake); it skips the others
+ * without a result, so every command has one answer, from its owner. A
+ * command naming a store or product this instance has not read yet waits
+ * for the tail once (cmd_pipeline_catch_up) before it is answered 404.
+ *
  * cmd_bus_new/_stop_intake/_destroy run on the loop thread. */
 #ifndef CMD_BUS_H
 #define CMD_BUS_H
@@ -55,6 +63,7 @@ void cmd_bus_destroy(cmd_bus_t *b);
 /* Counters for /metrics. */
 typedef struct cmd_bus_stats {
   uint64_t received, malformed, results;
+  uint64_t skipped; /* instances: commands another instance answers */
 } cmd_bus_stats_t;
 void cmd_bus_stats(cmd_bus_t *b, cmd_bus_stats_t *out);
 

@@ -41,7 +41,9 @@ static const sf_cfg_entry_t entries[] = {
       topic_results),
     E("intake-group", SF_CFG_STRING, "stockflow-command-intake", 0, 0,
       "STOCKFLOW_COMMAND_INTAKE_GROUP",
-      "consumer group of the bus intake", intake_group),
+      "consumer group of the bus intake (with several instances, each uses "
+      "<group>-i<index>of<count>)",
+      intake_group),
     S(SF_CFG_LOG_LEVEL, NULL, log_level),
     E("max-body", SF_CFG_INT, "65536", 1024, 16777216, "STOCKFLOW_MAX_BODY",
       "largest accepted request body in bytes (413 above)", max_body),

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sf/kafka.h"
+
 /* The k-th comma-separated entry of list, trimmed of spaces and of
  * trailing '/', as [*start, *start + *len). false when there is none. */
 static bool nth_entry(const char *list, unsigned k, const char **start,
@@ -110,12 +112,18 @@ bool cmd_instances_url(const cmd_instances_t *ins, unsigned k, char *out,
   return true;
 }
 
+/* base itself for a single instance, else "<base>-<tag><index>of<count>". */
+static int with_assignment(const cmd_instances_t *ins, const char *base,
+                           char tag, char *out, size_t cap) {
+  int n = ins->count <= 1 ? snprintf(out, cap, "%s", base)
+                          : snprintf(out, cap, "%s-%c%uof%u", base, tag,
+                                     ins->index, ins->count);
+  return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 int cmd_instances_txn_prefix(const cmd_instances_t *ins, const char *base,
                              char *out, size_t cap) {
-  int n = ins->count <= 1
-              ? snprintf(out, cap, "%s", base)
-              : snprintf(out, cap, "%s-p%uof%u", base, ins->index, ins->count);
-  return n < 0 || (size_t)n >= cap ? -1 : 0;
+  return with_assignment(ins, base, 'p', out, cap);
 }
 
 void cmd_instances_route(const cmd_instances_t *ins, int32_t partition,
@@ -150,4 +158,24 @@ int cmd_route_status(cmd_route_kind_t kind) {
   default:
     return 0;
   }
+}
+
+int cmd_instances_intake_group(const cmd_instances_t *ins, const char *base,
+                               char *out, size_t cap) {
+  return with_assignment(ins, base, 'i', out, cap);
+}
+
+cmd_intake_verdict_t cmd_instances_intake(const cmd_instances_t *ins,
+                                          const char *store, size_t len,
+                                          int32_t stock_partitions) {
+  if (ins->count <= 1)
+    return CMD_INTAKE_ANSWER;
+  unsigned owner = 0;
+  if (store && len > 0) {
+    if (stock_partitions <= 0)
+      return CMD_INTAKE_WAIT;
+    owner = cmd_instances_owner_of_partition(
+        sf_kafka_partition_for_key(store, len, stock_partitions), ins->count);
+  }
+  return owner == ins->index ? CMD_INTAKE_ANSWER : CMD_INTAKE_SKIP;
 }

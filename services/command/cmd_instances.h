@@ -85,4 +85,32 @@ void cmd_instances_route(const cmd_instances_t *ins, int32_t partition,
 /* HTTP status of a route kind: 0 (local), 307 or 421. */
 int cmd_route_status(cmd_route_kind_t kind);
 
+/* ---- the bus intake ---- */
+
+/* The consumer group of this instance's bus intake: base itself for a
+ * single instance (the group every deployment had before), else
+ * "<base>-i<index>of<count>": each instance reads the whole commands topic
+ * in a group of its own and commits its own offsets. Returns 0, or -1 when
+ * out is too small. */
+int cmd_instances_intake_group(const cmd_instances_t *ins, const char *base,
+                               char *out, size_t cap);
+
+typedef enum cmd_intake_verdict {
+  CMD_INTAKE_ANSWER = 0, /* this instance decides and answers the command */
+  CMD_INTAKE_SKIP,       /* another instance answers it: nothing from here */
+  CMD_INTAKE_WAIT,       /* the stock partition count is not known yet */
+} cmd_intake_verdict_t;
+
+/* Whether this instance answers a bus command for store id store (len
+ * bytes; for a command that cannot be decoded, its record key, which
+ * publishers set to the store id): the owner of the store's *stock*
+ * partition, murmur2 of the id over stock_partitions, answers it, whatever
+ * partition of the commands topic it came on (that topic may have another
+ * partition count, a publisher another partitioner). A command with no
+ * store (len 0) is instance 0's. A single instance answers everything;
+ * otherwise stock_partitions <= 0 (unknown) gives WAIT. */
+cmd_intake_verdict_t cmd_instances_intake(const cmd_instances_t *ins,
+                                          const char *store, size_t len,
+                                          int32_t stock_partitions);
+
 #endif

@@ -38,8 +38,10 @@ struct cmd_pipeline {
 /* A request waiting for the other instances' events (catch_up). */
 typedef struct parked {
   cmd_pipeline_t *pl;
-  sf_http_req_t *req;
+  sf_http_req_t *req; /* NULL for a bus command: then bus_again, bus_ud */
   sf_http_handler_cb again;
+  const cmd_catch_up_cbs_t *bus;
+  void *bus_ud;
 } parked_t;
 
 struct cmd_req {
@@ -52,6 +54,7 @@ struct cmd_req {
   char key_buf[300];
   const char *idem_key; /* the Idempotency-Key header, or NULL */
   char hash[2 * crypto_hash_sha256_BYTES + 1];
+  const cmd_catch_up_cbs_t *catch_up; /* bus: may be parked once */
 };
 
 /* One message of a batch: where its answer goes. */
@@ -414,6 +417,15 @@ static int32_t store_partition(const cmd_pipeline_t *pl, const char *store_id) {
   return n > 0 && store_id ? cmd_lanes_partition(store_id, n) : -1;
 }
 
+const cmd_instances_t *cmd_pipeline_instances(const cmd_pipeline_t *pl) {
+  return &pl->ins;
+}
+
+int32_t cmd_pipeline_stock_partitions(const cmd_pipeline_t *pl) {
+  int32_t n = pl->state ? cmd_state_stock_partitions(pl->state) : 0;
+  return n > 0 ? n : 0;
+}
+
 bool cmd_pipeline_store_is_local(const cmd_pipeline_t *pl,
                                  const char *store_id) {
   int32_t p = store_partition(pl, store_id);
@@ -510,8 +522,14 @@ static void parked_done_cb(void *ud, bool caught_up) {
   cmd_pipeline_t *pl = p->pl;
   sf_http_req_t *req = p->req;
   sf_http_handler_cb again = p->again;
+  const cmd_catch_up_cbs_t *bus = p->bus;
+  void *bus_ud = p->bus_ud;
   free(p);
   (void)caught_up; /* either way the request is decided again */
+  if (!req) {      /* a bus command: its origin starts it anew */
+    bus->again(bus_ud);
+    return;
+  }
   if (pl->fatal) {
     unavailable(req, pl->fatal_reason);
     return;
@@ -523,7 +541,8 @@ static void parked_done_cb(void *ud, bool caught_up) {
 
 bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c, bool catalog,
                            sf_http_handler_cb again) {
-  if (!pl->sink.park || !c->req || c->req == pl->rerun || pl->fatal ||
+  if (!pl->sink.park || pl->fatal ||
+      (c->req ? c->req == pl->rerun : !c->catch_up) ||
       (catalog && cmd_instances_owns_catalog(&pl->ins)))
     return false;
   parked_t *p = calloc(1, sizeof(*p));
@@ -532,13 +551,23 @@ bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c, bool catalog,
   p->pl = pl;
   p->req = c->req;
   p->again = again;
+  p->bus = c->catch_up;
+  p->bus_ud = c->answer_ud;
   if (!pl->sink.park(pl->sink.ud, parked_done_cb, p)) {
     free(p);
     return false;
   }
   if (c->idem_key && pl->state)
     cmd_state_idem_drop(pl->state, c->idem_key);
+  if (!c->req) { /* the bus command starts anew: this context is done */
+    c->catch_up->parked(c->answer_ud);
+    free(c);
+  }
   return true;
+}
+
+void cmd_req_allow_catch_up(cmd_req_t *c, const cmd_catch_up_cbs_t *cbs) {
+  c->catch_up = cbs;
 }
 
 /* ---- authorization (accounts) ---- */

@@ -198,6 +198,10 @@ const char *cmd_req_idem_key(const cmd_req_t *c);
  * partition count is unknown: the write then answers 503 anyway). */
 bool cmd_pipeline_store_is_local(const cmd_pipeline_t *pl,
                                  const char *store_id);
+/* This instance's share (valid for the pipeline's life). */
+const cmd_instances_t *cmd_pipeline_instances(const cmd_pipeline_t *pl);
+/* The stock topic's partition count, 0 while unknown (no state yet). */
+int32_t cmd_pipeline_stock_partitions(const cmd_pipeline_t *pl);
 /* The instance that owns store_id's stock partition. */
 unsigned cmd_pipeline_store_owner(const cmd_pipeline_t *pl,
                                   const char *store_id);
@@ -217,15 +221,31 @@ void cmd_pipeline_cross_instance(cmd_pipeline_t *pl, cmd_req_t *c,
                                  const char *from, const char *to);
 /* A store, product (catalog true) or order (catalog false) c names is
  * unknown, and other instances write to the log this instance folds with a
- * delay (cmd_tail.h): when that can be the reason (an HTTP request, a sink
- * that can park, not the catalog's own writer for a catalog entry, not
- * asked already for this request), releases c's Idempotency-Key, parks the
- * request until the tail has folded everything committed so far, runs
- * again(req, pl) then (which decides again with the newer state) and
- * returns true; the caller returns without answering. Otherwise false:
- * answer 404 as usual. */
+ * delay (cmd_tail.h): when that can be the reason (an HTTP request, or a
+ * bus command allowed to by cmd_req_allow_catch_up; a sink that can park;
+ * not the catalog's own writer for a catalog entry; not asked already for
+ * this request), releases c's Idempotency-Key, parks the request until the
+ * tail has folded everything committed so far and returns true; the caller
+ * returns without answering. Then an HTTP request runs again(req, pl)
+ * (which decides again with the newer state); a bus command's c is freed
+ * at once and its origin's cbs->again fires. Otherwise false: answer 404 as
+ * usual. A handler deciding many items (a batch) asks once, at the first
+ * unknown one, and decides them all again. */
 bool cmd_pipeline_catch_up(cmd_pipeline_t *pl, cmd_req_t *c, bool catalog,
                            sf_http_handler_cb again);
+
+/* What a bus command's origin hears of a catch-up (both get the ud given to
+ * cmd_pipeline_begin_bus). */
+typedef struct cmd_catch_up_cbs {
+  void (*parked)(void *ud); /* fires inside the call that parks the command */
+  void (*again)(void *ud);  /* fires once, later, on the loop: start the
+                             * command anew (cmd_pipeline_begin_bus) */
+} cmd_catch_up_cbs_t;
+
+/* Lets cmd_pipeline_catch_up park c, a command of the bus, once (cbs
+ * borrowed for c's life: a static table). Without this call a bus command
+ * is answered 404 at once. */
+void cmd_req_allow_catch_up(cmd_req_t *c, const cmd_catch_up_cbs_t *cbs);
 
 /* ---- authorization (sf/authn.h) ---- */
 

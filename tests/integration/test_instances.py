@@ -10,6 +10,11 @@ are not the stack's, so nobody fences anybody until the last test starts a
 third instance with B's assignment). Ports: the stack's command port + 5,
 + 6, + 7 (18086.. by default; 18081 + 50 and + 57 are other tests').
 Every process started here is stopped by its pid (also at exit).
+
+A and B run the bus intake on a commands topic of their own
+(<commands>-instances, 5 partitions where the stock topic has 6, created by
+tests/run.sh), so the stack's single intake never sees their commands; the
+results go to the stack's results topic.
 """
 
 import atexit
@@ -21,6 +26,7 @@ import time
 import api
 import client
 import stack as stackmod
+import test_bus_intake as bus
 from client import expect_json, expect_problem, get, post
 
 PARTITIONS = 6  # tests/run.sh creates the stock topic with 6 partitions
@@ -61,13 +67,22 @@ def owner_of(store_id):
     return partition_of(store_id) % COUNT
 
 
+def commands_topic(env):
+    return env["STOCKFLOW_TOPIC_COMMANDS"] + "-instances"
+
+
 class Instance(stackmod.Service):
     def __init__(self, ctx, tag, index, port, peers):
         main = ctx.stack["command"]
         env = dict(main.env)
         env.update({
             "STOCKFLOW_COMMAND_LISTEN": f"127.0.0.1:{port}",
-            "STOCKFLOW_COMMAND_INTAKE": "false",  # the stack's intake only
+            # the bus intake on the pair's own commands topic, a group
+            # per instance (<group>-pair-i<k>of2)
+            "STOCKFLOW_COMMAND_INTAKE": "true",
+            "STOCKFLOW_TOPIC_COMMANDS": commands_topic(main.env),
+            "STOCKFLOW_COMMAND_INTAKE_GROUP":
+                main.env["STOCKFLOW_COMMAND_INTAKE_GROUP"] + "-pair",
             "STOCKFLOW_INSTANCE_INDEX": str(index),
             "STOCKFLOW_INSTANCE_COUNT": str(COUNT),
             "STOCKFLOW_PEER_URLS": ",".join(
@@ -358,6 +373,114 @@ def test_product_created_on_instance_0_is_usable_on_instance_1(ctx):
         f"the unknown product did not make instance 1 catch up: {metrics}"
 
 
+class Publisher:
+    """Publishes on the pair's commands topic, keyed by store id, with
+    librdkafka's default partitioner (CRC32, not murmur2: which command
+    partition a command lands on must not matter). Connected once, so a
+    command goes out within milliseconds of the call."""
+
+    def __init__(self, ctx):
+        from confluent_kafka import Producer
+        self.topic = commands_topic(ctx.stack["command"].env)
+        self.prod = Producer({
+            "bootstrap.servers": ctx.env["STOCKFLOW_KAFKA_BROKERS"],
+            "partitioner": "consistent_random", "linger.ms": 0})
+        self.prod.list_topics(self.topic, timeout=30)
+
+    def send(self, commands):
+        """commands: [(store, payload)]; waits for the broker's acks."""
+        errors = []
+        for store, payload in commands:
+            self.prod.produce(
+                self.topic, payload, key=store.encode(),
+                on_delivery=lambda err, _m: err and errors.append(err))
+        assert self.prod.flush(30) == 0 and not errors, f"publish: {errors}"
+
+
+def metric(inst, name):
+    for line in get(inst.port, "/metrics").body.split("\n"):
+        if line.startswith(f"stockflow_command_{name} "):
+            return float(line.split(" ")[1])
+    return 0.0
+
+
+def test_bus_command_is_answered_once_by_its_owner(ctx):
+    p = pair(ctx)
+    product = product_on_a(p)
+    owned = stores_of_both(ctx, p, 2)
+    before = {i: metric(p.by_index(i), "bus_skipped_total") for i in (0, 1)}
+    sent = {}  # command id -> (owner, store)
+    commands = []
+    for idx, stores in owned.items():
+        for store in stores:
+            cid, payload = bus._encode(store, product, "receipt", 6)
+            sent[cid] = (idx, store)
+            commands.append((store, payload))
+    Publisher(ctx).send(commands)
+    for cid, (idx, store) in sent.items():
+        res = bus._result_of(ctx, cid)[0]
+        assert res["status"] == 201, res
+        body = res["body"]
+        assert body["store_id"] == store and body["on_hand"] == 6, body
+        part = int(body["position"].split("-")[1])
+        assert part == partition_of(store) and part % 2 == idx, \
+            f"command for instance {idx}'s store written to partition {part}"
+    # each instance read every command and left the other's alone: once
+    # both have skipped theirs, no second answer (and no 421) can come
+    def skipped_all(i):
+        got = metric(p.by_index(i), "bus_skipped_total") - before[i]
+        assert got >= len(owned[1 - i]), f"instance {i} skipped {got}"
+
+    for idx in (0, 1):
+        client.eventually(lambda i=idx: skipped_all(i), timeout=30,
+                          what=f"instance {idx} skips the other's commands")
+    results = bus._results(ctx)
+    for cid, (idx, store) in sent.items():
+        got = [r for r in results if r.get("command_id") == cid]
+        assert [r["status"] for r in got] == [201], \
+            f"command for instance {idx}'s store answered {got}"
+        api.expect_stock(ctx, store, product, on_hand=6, version=1,
+                         position=got[0]["body"]["position"])
+    assert not [r for r in results if r.get("status") == 421], \
+        "a bus command was answered wrong_instance"
+
+
+def test_new_product_is_usable_at_once_in_a_batch_and_on_the_bus(ctx):
+    p = pair(ctx)
+    store_b = stores_of_both(ctx, p, 1)[1][0]
+    syncs = metric(p.b, "tail_syncs_total")
+    for _ in range(3):
+        product = product_on_a(p)
+        # at once: a batch on B with the product A just created
+        r = post(p.b.port, "/v1/batches", {"transactions": [
+            dict(txn_body(product, "receipt", 4), store_id=store_b),
+            dict(txn_body(product, "sale", 1), store_id=store_b)]})
+        results = expect_json(r, 200, "batch with a brand-new product")
+        assert [x["status"] for x in results["results"]] == [201, 201], \
+            results
+        assert results["results"][1]["body"]["on_hand"] == 3, results
+    pub = Publisher(ctx)
+    for _ in range(3):
+        product = product_on_a(p)
+        cid, payload = bus._encode(store_b, product, "receipt", 2)
+        pub.send([(store_b, payload)])
+        res = bus._result_of(ctx, cid)[0]
+        assert res["status"] == 201 and res["body"]["on_hand"] == 2, res
+    # an unknown product is still a 404, in a batch and on the bus, after
+    # one catch-up each
+    r = post(p.b.port, "/v1/batches", {"transactions": [
+        dict(txn_body(client.new_uuid(), "receipt", 1), store_id=store_b),
+        dict(txn_body(client.new_uuid(), "receipt", 1), store_id=store_b)]})
+    results = expect_json(r, 200, "batch of unknown products")["results"]
+    assert [x["status"] for x in results] == [404, 404], results
+    cid, payload = bus._encode(store_b, client.new_uuid(), "receipt", 1)
+    pub.send([(store_b, payload)])
+    res = bus._result_of(ctx, cid)[0]
+    assert res["status"] == 404 and res["body"]["code"] == "not_found", res
+    assert metric(p.b, "tail_syncs_total") >= syncs + 2, \
+        "the unknown products did not make instance 1 catch up"
+
+
 def test_same_assignment_fences_the_older_instance(ctx):
     p = pair(ctx)
     product = product_on_a(p)
@@ -409,3 +532,4 @@ def test_same_assignment_fences_the_older_instance(ctx):
              for line in s.log_text(since_start=False).split("\n")
              if any(m in line for m in stackmod.SANITIZER_MARKERS)]
     assert not found, "\n".join(found[:10])
+

@@ -1,7 +1,8 @@
 /* Unit tests of cmd_instances: the static partition assignment (disjoint,
  * covering), the transactional ids derived from it (same assignment, same
  * ids: a fence; disjoint ones never meet), the peer URLs and the redirect
- * decision; plus the lane of an owned partition (cmd_lanes) and the log
+ * decision, the bus intake's share (its group, which commands it
+ * answers); plus the lane of an owned partition (cmd_lanes) and the log
  * positions the tail starts from (cmd_state). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,6 +176,72 @@ static void test_owned_partitions_spread_over_lanes(void **st) {
                      cmd_lanes_of_partition(p, 4));
 }
 
+/* The bus intake: each instance has a group of its own; a single
+ * instance keeps the configured one. */
+static void test_intake_group_per_instance(void **st) {
+  (void)st;
+  char out[64];
+  cmd_instances_t one = {0, 1, ""}, i1 = {1, 3, ""};
+  assert_int_equal(cmd_instances_intake_group(&one, "intake", out, sizeof(out)),
+                   0);
+  assert_string_equal(out, "intake");
+  assert_int_equal(cmd_instances_intake_group(&i1, "intake", out, sizeof(out)),
+                   0);
+  assert_string_equal(out, "intake-i1of3");
+  assert_int_equal(cmd_instances_intake_group(&i1, "intake", out, 12), -1);
+}
+
+/* A bus command is answered by the owner of its store's stock partition
+ * (murmur2 over the stock topic's count, not the commands topic's): the
+ * store of stock partition 3 of 6 is instance 1's of 2, although on a
+ * commands topic of 5 partitions it would land on partition 2 (which
+ * p mod 2 would give instance 0). */
+static void test_intake_owner_by_stock_partition(void **st) {
+  (void)st;
+  const char *store = "0190a1b2-0000-7000-8000-000000000001";
+  size_t len = strlen(store);
+  assert_int_equal(cmd_lanes_partition(store, 6), 3);
+  assert_int_equal(cmd_lanes_partition(store, 5), 2);
+  cmd_instances_t i0 = {0, 2, ""}, i1 = {1, 2, ""}, one = {0, 1, ""};
+  assert_int_equal(cmd_instances_intake(&i1, store, len, 6), CMD_INTAKE_ANSWER);
+  assert_int_equal(cmd_instances_intake(&i0, store, len, 6), CMD_INTAKE_SKIP);
+  /* the partition count is not known before the first rebuild */
+  assert_int_equal(cmd_instances_intake(&i0, store, len, 0), CMD_INTAKE_WAIT);
+  assert_int_equal(cmd_instances_intake(&i1, store, len, -1), CMD_INTAKE_WAIT);
+  /* a single instance answers everything, at once */
+  assert_int_equal(cmd_instances_intake(&one, store, len, 0),
+                   CMD_INTAKE_ANSWER);
+  /* no store (an undecodable command without a key): instance 0's */
+  assert_int_equal(cmd_instances_intake(&i0, "", 0, 6), CMD_INTAKE_ANSWER);
+  assert_int_equal(cmd_instances_intake(&i1, "", 0, 6), CMD_INTAKE_SKIP);
+  assert_int_equal(cmd_instances_intake(&i1, NULL, 0, 0), CMD_INTAKE_SKIP);
+}
+
+/* Every command has exactly one answering instance, and it is the one that
+ * writes the store (cmd_instances_owns_partition), for any count. */
+static void test_intake_exactly_one_owner(void **st) {
+  (void)st;
+  for (unsigned n = 1; n <= 5; n++) {
+    for (int k = 0; k < 200; k++) {
+      char store[40];
+      snprintf(store, sizeof(store), "store-%d", k);
+      unsigned answering = 0;
+      for (unsigned i = 0; i < n; i++) {
+        cmd_instances_t ins = {i, n, ""};
+        cmd_intake_verdict_t v =
+            cmd_instances_intake(&ins, store, strlen(store), 6);
+        assert_int_not_equal(v, CMD_INTAKE_WAIT);
+        if (v == CMD_INTAKE_ANSWER) {
+          answering++;
+          assert_true(
+              cmd_instances_owns_partition(&ins, cmd_lanes_partition(store, 6)));
+        }
+      }
+      assert_int_equal(answering, 1);
+    }
+  }
+}
+
 static void test_state_log_positions(void **st) {
   (void)st;
   cmd_state_t *s = NULL;
@@ -204,6 +271,9 @@ int main(void) {
       cmocka_unit_test(test_store_owner_by_partition),
       cmocka_unit_test(test_owned_partitions_spread_over_lanes),
       cmocka_unit_test(test_state_log_positions),
+      cmocka_unit_test(test_intake_group_per_instance),
+      cmocka_unit_test(test_intake_owner_by_stock_partition),
+      cmocka_unit_test(test_intake_exactly_one_owner),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,8 @@
  * cmd_state, committed as units the test holds, and answered when the test
  * hands the units back: the position in the answer, the Idempotency-Key
  * replay and reuse rules, 503 while paused, stopped or after a failed
- * commit, and the resync request when a fold disagrees with the decision. */
+ * commit, the resync request when a fold disagrees with the decision, and
+ * (instances) a bus command that waits for the tail once before a 404. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "cmd_pipeline.h"
+#include "cmd_stock.h"
 #include "held_units.h"
 #include "sf/err.h"
 
@@ -32,7 +34,32 @@ typedef struct world {
   int answers;
   int status;
   char body[2048];
+  /* instances: the parked request (sink park) and the catch-up callbacks */
+  int parks, parked, agains;
+  void (*park_done)(void *, bool);
+  void *park_ud;
 } world_t;
+
+static bool sink_park(void *ud, void (*done)(void *, bool), void *done_ud) {
+  world_t *w = ud;
+  assert_null(w->park_done); /* one at a time in these tests */
+  w->parks++;
+  w->park_done = done;
+  w->park_ud = done_ud;
+  return true;
+}
+
+static void parked_cb(void *ud) {
+  world_t *w = ud;
+  w->parked++;
+}
+
+static void again_cb(void *ud) {
+  world_t *w = ud;
+  w->agains++;
+}
+
+static const cmd_catch_up_cbs_t catch_up_cbs = {parked_cb, again_cb};
 
 static void sink_submit(void *ud, cmd_unit_t *u) {
   world_t *w = ud;
@@ -63,6 +90,16 @@ static int setup(void **st) {
   assert_int_equal(cmd_pipeline_new(&w->pl, &w->cfg, NULL, NULL, &sink, w->log), 0);
   *st = w;
   return 0;
+}
+
+/* Makes w's pipeline instance index of 2, with a sink that parks. */
+static void become_instance(world_t *w, unsigned index) {
+  cmd_pipeline_destroy(w->pl);
+  cmd_pipeline_sink_t sink = {sink_submit, sink_resync, sink_park, w};
+  assert_int_equal(
+      cmd_pipeline_new(&w->pl, &w->cfg, NULL, NULL, &sink, w->log), 0);
+  cmd_instances_t ins = {index, 2, ""};
+  cmd_pipeline_set_instances(w->pl, &ins);
 }
 
 static int teardown(void **st) {
@@ -240,6 +277,61 @@ static void expired_keys_are_forgotten(void **st) {
   assert_int_equal(w->status, 422);
 }
 
+/* A bus command under key: a receipt of 5 for STORE (which no test here
+ * opens), allowed to wait for the tail when allow is true. */
+static void bus_receipt(world_t *w, const char *key, bool allow) {
+  cmd_req_t *c = cmd_pipeline_begin_bus(w->pl, key, "h", NULL, answer_cb, w);
+  assert_non_null(c);
+  if (allow)
+    cmd_req_allow_catch_up(c, &catch_up_cbs);
+  /* c is freed by its answer, or by the park */
+  cmd_stock_movement(w->pl, c, STORE, PRODUCT, SF_MOVE_RECEIPT, 5, NULL, NULL,
+                     -1);
+}
+
+/* A bus command for a store this instance has not read yet waits for the
+ * tail (the sink's park) instead of a 404: nothing is answered, its key is
+ * released, its origin hears parked then again, and the command started
+ * anew (not allowed to park twice) is answered 404 if still unknown. */
+static void bus_command_waits_for_the_tail_once(void **st) {
+  world_t *w = *st;
+  become_instance(w, 1); /* not the catalog's writer */
+  give_state(w);
+  bus_receipt(w, "k-new", true);
+  assert_int_equal(w->parks, 1);
+  assert_int_equal(w->parked, 1);
+  assert_int_equal(w->answers, 0);
+  assert_int_equal(w->agains, 0);
+  cmd_idem_view_t v;
+  assert_false(cmd_state_idem_get(cmd_pipeline_state(w->pl), "k-new", &v));
+  w->park_done(w->park_ud, true);
+  w->park_done = NULL;
+  assert_int_equal(w->agains, 1);
+  assert_int_equal(w->answers, 0);
+  bus_receipt(w, "k-new", false); /* started anew, as cmd_bus does */
+  assert_int_equal(w->parks, 1);
+  assert_int_equal(w->answers, 1);
+  assert_int_equal(w->status, 404);
+  /* without cmd_req_allow_catch_up a bus command is answered at once */
+  bus_receipt(w, "k-other", false);
+  assert_int_equal(w->parks, 1);
+  assert_int_equal(w->answers, 2);
+  assert_int_equal(w->status, 404);
+}
+
+/* The instance that writes the catalog knows every store and product:
+ * a bus command it cannot find is answered 404 without waiting. */
+static void catalog_writer_does_not_wait(void **st) {
+  world_t *w = *st;
+  become_instance(w, 0);
+  give_state(w);
+  bus_receipt(w, "k0", true);
+  assert_int_equal(w->parks, 0);
+  assert_int_equal(w->parked, 0);
+  assert_int_equal(w->answers, 1);
+  assert_int_equal(w->status, 404);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(no_state_answers_503, setup, teardown),
@@ -254,6 +346,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(fold_disagreement_asks_for_a_resync,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(expired_keys_are_forgotten, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(bus_command_waits_for_the_tail_once,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(catalog_writer_does_not_wait, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
