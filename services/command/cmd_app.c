@@ -317,6 +317,11 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
                        "Bus commands left to the instance that owns their "
                        "store.",
                        bs.skipped);
+    sf_metrics_gauge(&m, "bus_commits_blocked",
+                     "1 once a bus result could not be published: the "
+                     "intake commits no offset until a restart redelivers "
+                     "those commands.",
+                     (int64_t)bs.commits_blocked);
   }
   /* instances */
   sf_metrics_gauge(&m, "instance_index", "This command instance's number.",

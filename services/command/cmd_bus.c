@@ -332,6 +332,15 @@ static void take_message(cmd_bus_t *b, const sf_kafka_msg_t *m) {
   uv_async_send(&b->async);
 }
 
+/* On the thread: no offset is committed from now on (a result is missing);
+ * the metrics show it until a restart redelivers those commands. */
+static void block_commits(cmd_bus_t *b) {
+  b->commit_blocked = true;
+  uv_mutex_lock(&b->mu);
+  b->stats.commits_blocked = 1;
+  uv_mutex_unlock(&b->mu);
+}
+
 /* A result's delivery report (on the thread, inside _send, _serve or
  * _await; the item lives until its report: items are freed only after an
  * await that served every report). A result the broker did not take is
@@ -348,7 +357,7 @@ static void result_delivered_cb(void *ud, int err, int32_t partition,
                           "offsets stop here until a restart redelivers it",
            b->opts.topic_commands, (int)it->partition, (long long)it->offset,
            errstr ? errstr : sf_strerror(err));
-  b->commit_blocked = true;
+  block_commits(b);
 }
 
 /* Publishes the answered commands' results and returns how many commands
@@ -400,7 +409,7 @@ static size_t publish_results(cmd_bus_t *b) {
                               "%s; offsets stop here until a restart redelivers it",
                b->opts.topic_commands, (int)it->partition,
                (long long)it->offset, why);
-      b->commit_blocked = true;
+      block_commits(b);
     }
     free(text);
     free(it->body);
@@ -414,7 +423,7 @@ static size_t publish_results(cmd_bus_t *b) {
   if (sent && sf_kafka_producer_await(b->producer, 10000)) {
     SF_ERROR(b->log, "bus", "results not acknowledged by the broker within "
                             "10 s; offsets stop here until a restart redelivers them");
-    b->commit_blocked = true;
+    block_commits(b);
   }
   for (item_t *d = done_list; d; d = d->next)
     d->done = true;

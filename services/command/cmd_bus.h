@@ -64,6 +64,9 @@ void cmd_bus_destroy(cmd_bus_t *b);
 typedef struct cmd_bus_stats {
   uint64_t received, malformed, results;
   uint64_t skipped; /* instances: commands another instance answers */
+  /* 1 once a result could not be published or acknowledged: offsets stop
+   * there until a restart redelivers (and replays) those commands */
+  uint64_t commits_blocked;
 } cmd_bus_stats_t;
 void cmd_bus_stats(cmd_bus_t *b, cmd_bus_stats_t *out);
 
