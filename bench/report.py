@@ -687,7 +687,7 @@ def main():
     if top:
         top += ["## Against the targets (stockflow and the physical limits)", ""]
     text = "\n".join(head + top + table + [""] + ["## Details", ""] + det)
-    text += "\n## Analysis (bench/notes.md: written from the full run of 2026-11-26; rerun, then update it)\n\n"
+    text += "\n## Analysis (bench/notes.md: each section names the run it was written from)\n\n"
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
         text += open(notes).read()
