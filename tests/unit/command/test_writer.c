@@ -196,21 +196,20 @@ static void test_commit_gives_offsets(void **state) {
   assert_int_equal(st.failed_batches, 0);
 }
 
-static void test_abortable_failure(void **state) {
-  world_t *w = *state;
+/* A batch that fails for the error err injected on request api: its unit
+ * answers 503, the lane reports it recovering, a new producer becomes
+ * ready, nothing is accepted until the lanes say so, then writes go on. */
+static void failure_replaces_producer(world_t *w, int api,
+                                      rd_kafka_resp_err_t err) {
   cmd_writer_accept(w->writer, 1);
-  /* the coordinator refuses the partition: the batch is aborted and
-   * fails, and the producer is replaced even so (a new epoch: nothing of
-   * the aborted transaction can be taken for a retry of the next one) */
-  rd_kafka_mock_push_request_errors(
-      w->kafka.mc, MOCK_API_ADD_PARTITIONS_TO_TXN, 1,
-      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors(w->kafka.mc, api, 1, err);
   cmd_unit_t *u = commit_one(w, 1, "x");
   assert_int_equal(u->err, SF_EUNAVAILABLE);
   run_until(w, &w->failed, 1);
   assert_true(w->recovering);
+  assert_non_null(strstr(w->reason, "lane 3"));
   run_until(w, &w->ready, 2); /* replaced */
-  /* nothing is accepted until the lanes say so */
+  assert_int_equal(w->partitions, 6);
   cmd_unit_t *v = commit_one(w, 1, "y");
   assert_int_equal(v->err, SF_EUNAVAILABLE);
   cmd_writer_accept(w->writer, 2);
@@ -220,28 +219,21 @@ static void test_abortable_failure(void **state) {
   cmd_writer_stats(w->writer, &st);
   assert_int_equal(st.failed_batches, 1);
   assert_int_equal(st.recoveries, 1);
+  assert_int_equal(w->fatal, 0);
 }
 
+/* The coordinator refuses the partition: the batch is aborted, and the
+ * producer is replaced even so (a new epoch: nothing of the aborted
+ * transaction can be taken for a retry of the next one). */
+static void test_abortable_failure(void **state) {
+  failure_replaces_producer(*state, MOCK_API_ADD_PARTITIONS_TO_TXN,
+                            RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+}
+
+/* A fatal error that is not a fence: a new producer, ready again. */
 static void test_broken_producer_replaced(void **state) {
-  world_t *w = *state;
-  cmd_writer_accept(w->writer, 1);
-  /* a fatal error that is not a fence: a new producer, ready again */
-  rd_kafka_mock_push_request_errors(w->kafka.mc, MOCK_API_END_TXN, 1,
-                                    RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
-  cmd_unit_t *u = commit_one(w, 1, "x");
-  assert_int_equal(u->err, SF_EUNAVAILABLE);
-  run_until(w, &w->failed, 1);
-  assert_true(w->recovering);
-  assert_non_null(strstr(w->reason, "lane 3"));
-  run_until(w, &w->ready, 2);
-  assert_int_equal(w->partitions, 6);
-  cmd_writer_accept(w->writer, 2);
-  cmd_unit_t *z = commit_one(w, 2, "z");
-  assert_int_equal(z->err, 0);
-  cmd_writer_stats_t st;
-  cmd_writer_stats(w->writer, &st);
-  assert_int_equal(st.recoveries, 1);
-  assert_int_equal(w->fatal, 0);
+  failure_replaces_producer(*state, MOCK_API_END_TXN,
+                            RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
 }
 
 static void test_fenced_is_fatal(void **state) {
