@@ -33,6 +33,15 @@ typedef struct lane {
   char txn_id[256];
 } lane_t;
 
+/* Streams in flight (cmd_msg_t.streams), by hash slot: how many units
+ * handed to a writer move a stream of the slot, all on one lane. Two
+ * streams that share a slot are ordered as one (a wait, never a reorder). */
+#define STREAM_SLOTS 32768u
+typedef struct stream_slot {
+  uint32_t count;
+  uint32_t lane;
+} stream_slot_t;
+
 struct cmd_lanes {
   sf_log_t *log; /* first member: the lanes' librdkafka opaque convention */
   uv_loop_t *loop;
@@ -47,7 +56,13 @@ struct cmd_lanes {
   /* units waiting for a barrier, in decision order (linked by ->next) */
   cmd_unit_t *wait_head, *wait_tail;
   size_t n_waiting;
-  uint64_t wait_mask; /* lanes the waiting units touch (a superset) */
+  uint64_t wait_mask;    /* lanes the waiting barriers touch (a superset) */
+  uint64_t wait_touched; /* lanes any waiting unit touches (a superset) */
+  /* with more than one lane: the streams in flight, the streams of the
+   * waiting units (counts, by slot) and a scratch set for pump() */
+  stream_slot_t *inflight_streams;
+  uint32_t *waiting_streams;
+  uint8_t *claimed_streams;
   /* the rebuild thread */
   uv_thread_t rebuild_thread;
   bool rebuild_running;
@@ -88,13 +103,91 @@ static unsigned first_lane(uint64_t mask) {
 
 /* ---- routing and order ---- */
 
+static bool tracks_streams(const cmd_lanes_t *l) {
+  return l->inflight_streams != NULL;
+}
+
+static uint32_t slot_of(uint64_t stream) {
+  return (uint32_t)(stream % STREAM_SLOTS);
+}
+
+/* Whether a stream of u is in flight on a lane other than u's. */
+static bool streams_busy_elsewhere(const cmd_lanes_t *l, const cmd_unit_t *u) {
+  for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+    for (size_t i = 0; i < m->n_streams; i++) {
+      const stream_slot_t *s = &l->inflight_streams[slot_of(m->streams[i])];
+      if (s->count && s->lane != u->lane)
+        return true;
+    }
+  return false;
+}
+
+/* Counts u's streams in (on) or out of flight on u's lane. */
+static void streams_inflight(cmd_lanes_t *l, const cmd_unit_t *u, bool on) {
+  for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+    for (size_t i = 0; i < m->n_streams; i++) {
+      stream_slot_t *s = &l->inflight_streams[slot_of(m->streams[i])];
+      if (on) {
+        s->count++;
+        s->lane = u->lane;
+      } else if (s->count) {
+        s->count--;
+      }
+    }
+}
+
+/* Counts u's streams in (on) or out of the waiting units' claims. */
+static void streams_waiting(cmd_lanes_t *l, const cmd_unit_t *u, bool on) {
+  for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+    for (size_t i = 0; i < m->n_streams; i++) {
+      uint32_t *c = &l->waiting_streams[slot_of(m->streams[i])];
+      if (on)
+        (*c)++;
+      else if (*c)
+        (*c)--;
+    }
+}
+
+static bool streams_claimed_by_waiting(const cmd_lanes_t *l,
+                                       const cmd_unit_t *u) {
+  for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+    for (size_t i = 0; i < m->n_streams; i++)
+      if (l->waiting_streams[slot_of(m->streams[i])])
+        return true;
+  return false;
+}
+
+/* pump()'s scratch set: the streams of the units it has passed over. */
+static bool streams_claimed_in_pass(const cmd_lanes_t *l, const cmd_unit_t *u) {
+  for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+    for (size_t i = 0; i < m->n_streams; i++) {
+      uint32_t k = slot_of(m->streams[i]);
+      if (l->claimed_streams[k / 8] & (1u << (k % 8)))
+        return true;
+    }
+  return false;
+}
+
+static void claim_streams_in_pass(cmd_lanes_t *l, const cmd_unit_t *u) {
+  for (const cmd_msg_t *m = u->msgs; m; m = m->next)
+    for (size_t i = 0; i < m->n_streams; i++) {
+      uint32_t k = slot_of(m->streams[i]);
+      l->claimed_streams[k / 8] |= (uint8_t)(1u << (k % 8));
+    }
+}
+
 /* Pins each stock message on its partition and says which lanes the unit
- * touches; catalog units touch every lane and wait until readable. */
+ * touches; catalog units touch every lane and wait until readable. A stock
+ * unit whose messages all name their streams commits on its first
+ * message's lane whatever partitions it writes: its streams, not its lanes,
+ * keep it in order. */
 static void route(cmd_lanes_t *l, cmd_unit_t *u) {
   uint64_t mask = 0;
   unsigned primary = 0;
-  bool first = true;
+  bool first = true, all_named = true;
   for (cmd_msg_t *m = u->msgs; m; m = m->next) {
+    if (m->n_streams == 0)
+      all_named = false;
     if (strcmp(m->topic, l->opts.topic_stock) == 0 && l->partitions > 0) {
       m->to_partition = cmd_lanes_partition(m->key, l->partitions);
       unsigned k = cmd_lanes_of_owned_partition(m->to_partition,
@@ -110,6 +203,8 @@ static void route(cmd_lanes_t *l, cmd_unit_t *u) {
     first = false;
   }
   if (!mask)
+    mask = UINT64_C(1) << primary;
+  if (tracks_streams(l) && !u->wait_visible && all_named)
     mask = UINT64_C(1) << primary;
   u->lanes = mask;
   u->lane = (mask & (UINT64_C(1) << primary)) ? primary : first_lane(mask);
@@ -130,6 +225,8 @@ static bool lanes_idle(const cmd_lanes_t *l, uint64_t mask) {
  * barrier in the same writer, so order holds and consecutive barriers of
  * one lane (catalog commands) still share a group commit. */
 static bool may_go(const cmd_lanes_t *l, const cmd_unit_t *u) {
+  if (tracks_streams(l) && streams_busy_elsewhere(l, u))
+    return false;
   for (size_t k = 0; k < l->n; k++) {
     if (!(u->lanes & (UINT64_C(1) << k)))
       continue;
@@ -161,21 +258,35 @@ static void hold_lanes(cmd_lanes_t *l, const cmd_unit_t *u, bool on) {
 static void hand_over(cmd_lanes_t *l, cmd_unit_t *u) {
   lane_t *ln = &l->lanes[u->lane];
   ln->inflight++;
+  if (tracks_streams(l))
+    streams_inflight(l, u, true);
   if (is_barrier(u))
     hold_lanes(l, u, true);
   ln->sink->vt->submit(ln->sink, u);
 }
 
-/* Hands over every waiting unit that may go now, in order: a unit goes
- * when no earlier waiting unit touches its lanes and may_go says so. */
+/* Hands over every waiting unit that may go now, in decision order. A
+ * barrier goes when no earlier waiting unit touches its lanes; any other
+ * unit when no earlier waiting barrier touches its lane and no earlier
+ * waiting unit shares a stream with it; and either only if may_go says so.
+ * A unit kept waiting by a stream never holds up its lane's other work. */
 static void pump(cmd_lanes_t *l) {
-  uint64_t claimed = 0;
+  uint64_t barred = 0, touched = 0;
+  bool streams = tracks_streams(l);
+  if (streams && l->wait_head)
+    memset(l->claimed_streams, 0, STREAM_SLOTS / 8);
   cmd_unit_t **pp = &l->wait_head, *prev = NULL;
   while (*pp) {
     cmd_unit_t *u = *pp;
-    bool go = !(u->lanes & claimed) && may_go(l, u);
+    bool barrier = is_barrier(u);
+    bool go = !(u->lanes & (barrier ? touched : barred)) &&
+              !(streams && streams_claimed_in_pass(l, u)) && may_go(l, u);
     if (!go) {
-      claimed |= u->lanes;
+      touched |= u->lanes;
+      if (barrier)
+        barred |= u->lanes;
+      if (streams)
+        claim_streams_in_pass(l, u);
       prev = u;
       pp = &u->next;
       continue;
@@ -185,9 +296,12 @@ static void pump(cmd_lanes_t *l) {
       l->wait_tail = prev;
     u->next = NULL;
     l->n_waiting--;
+    if (streams)
+      streams_waiting(l, u, false);
     hand_over(l, u);
   }
-  l->wait_mask = claimed;
+  l->wait_mask = barred;
+  l->wait_touched = touched;
 }
 
 static void fail_unit(cmd_lanes_t *l, cmd_unit_t *u, int err) {
@@ -199,13 +313,26 @@ static void fail_waiting(cmd_lanes_t *l, int err) {
   cmd_unit_t *u = l->wait_head;
   l->wait_head = l->wait_tail = NULL;
   l->n_waiting = 0;
-  l->wait_mask = 0;
+  l->wait_mask = l->wait_touched = 0;
+  if (tracks_streams(l))
+    memset(l->waiting_streams, 0, STREAM_SLOTS * sizeof(*l->waiting_streams));
   while (u) {
     cmd_unit_t *next = u->next;
     u->next = NULL;
     fail_unit(l, u, err);
     u = next;
   }
+}
+
+/* Whether u may pass every waiting unit: as in pump(), against all of
+ * them. */
+static bool may_pass_waiting(const cmd_lanes_t *l, const cmd_unit_t *u) {
+  if (!l->wait_head)
+    return true;
+  if (is_barrier(u))
+    return !(u->lanes & l->wait_touched);
+  return !(u->lanes & l->wait_mask) &&
+         !(tracks_streams(l) && streams_claimed_by_waiting(l, u));
 }
 
 void cmd_lanes_submit(cmd_lanes_t *l, cmd_unit_t *u) {
@@ -215,8 +342,7 @@ void cmd_lanes_submit(cmd_lanes_t *l, cmd_unit_t *u) {
     return;
   }
   route(l, u);
-  /* it may pass waiting units only if it touches none of their lanes */
-  if (!(u->lanes & l->wait_mask) && may_go(l, u)) {
+  if (may_pass_waiting(l, u) && may_go(l, u)) {
     hand_over(l, u);
     return;
   }
@@ -226,7 +352,11 @@ void cmd_lanes_submit(cmd_lanes_t *l, cmd_unit_t *u) {
     l->wait_head = u;
   l->wait_tail = u;
   l->n_waiting++;
-  l->wait_mask |= u->lanes;
+  l->wait_touched |= u->lanes;
+  if (is_barrier(u))
+    l->wait_mask |= u->lanes;
+  if (tracks_streams(l))
+    streams_waiting(l, u, true);
 }
 
 /* ---- the rebuild ---- */
@@ -376,6 +506,8 @@ static void lane_done_cb(void *ud, cmd_unit_t *u) {
   lane_t *ln = &l->lanes[u->lane < l->n ? u->lane : 0];
   if (ln->inflight)
     ln->inflight--;
+  if (tracks_streams(l))
+    streams_inflight(l, u, false);
   if (is_barrier(u))
     hold_lanes(l, u, false);
   l->cbs.done(l->cbs.ud, u);
@@ -430,6 +562,8 @@ static void lane_fatal_cb(void *ud, unsigned lane, const char *reason) {
 
 /* ---- lifecycle ---- */
 
+static void lanes_free(cmd_lanes_t *l);
+
 int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
                   const cmd_lanes_opts_t *opts, const cmd_lanes_cbs_t *cbs,
                   sf_log_t *log) {
@@ -445,9 +579,18 @@ int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
   l->n = opts->lanes;
   l->all_mask = l->n == 64 ? UINT64_MAX : (UINT64_C(1) << l->n) - 1;
   l->phase = PHASE_STARTING;
+  if (l->n > 1) { /* one lane keeps decision order by itself */
+    l->inflight_streams = calloc(STREAM_SLOTS, sizeof(*l->inflight_streams));
+    l->waiting_streams = calloc(STREAM_SLOTS, sizeof(*l->waiting_streams));
+    l->claimed_streams = calloc(STREAM_SLOTS / 8, 1);
+    if (!l->inflight_streams || !l->waiting_streams || !l->claimed_streams) {
+      lanes_free(l);
+      return SF_ENOMEM;
+    }
+  }
   atomic_init(&l->stop, false);
   if (uv_async_init(loop, &l->rebuild_async, rebuild_done_cb)) {
-    free(l);
+    lanes_free(l);
     return SF_EINTERNAL;
   }
   l->rebuild_async.data = l;
@@ -519,7 +662,14 @@ void cmd_lanes_stats(cmd_lanes_t *l, cmd_writer_stats_t *sum,
   }
 }
 
-static void rebuild_async_closed_cb(uv_handle_t *h) { free(h->data); }
+static void lanes_free(cmd_lanes_t *l) {
+  free(l->inflight_streams);
+  free(l->waiting_streams);
+  free(l->claimed_streams);
+  free(l);
+}
+
+static void rebuild_async_closed_cb(uv_handle_t *h) { lanes_free(h->data); }
 
 void cmd_lanes_destroy(cmd_lanes_t *l) {
   if (!l)

@@ -13,16 +13,22 @@
  *
  * Order. A unit goes to the lane of its store's partition, computed here
  * with the partitioner every client uses (murmur2, as the Java client) and
- * pinned on the message, so the lane that decided where a message goes is
- * the one that writes it. Units of one lane commit in decision order. A
- * unit that spans lanes (a transfer between stores of two lanes, a batch
- * over many stores) is a barrier: it waits until every lane it touches has
- * nothing in flight, commits on the first lane's producer as ONE Kafka
- * transaction (both legs or neither), and the lanes it touches take nothing
- * else until it is done; units behind it keep their order. A catalog unit
- * spans every lane and, once committed, waits until its events are readable
+ * pinned on the message, so each message lands on the partition the lanes
+ * routed it to. What must keep decision order is each event stream (a store
+ * x product, an order: cmd_msg_t.streams), the unit a stream's log is
+ * folded in. So a stock unit that writes partitions of several lanes (a
+ * transfer between stores of two lanes, a batch over many stores) commits
+ * on its first message's lane as ONE Kafka transaction (both legs or
+ * neither) and holds up no lane: it waits only while one of its streams is
+ * in flight on another lane, and a unit that shares a stream with a unit
+ * waiting or in flight on another lane waits for it in turn. Units of one
+ * lane commit in decision order, except that one waiting for a stream lets
+ * the lane's other work pass. A catalog unit spans every lane: it is a
+ * barrier that waits until every lane has nothing in flight, and the lanes
+ * take nothing else until it is committed and, once committed, readable
  * (cmd_writer: wait_visible), so a store or product is visible before any
- * stock event naming it.
+ * stock event naming it. (A stock unit whose messages name no stream is a
+ * barrier too; the pipeline names them all.)
  *
  * Recovery. When a lane's batch fails (or the loop asks, cmd_lanes_resync),
  * writes pause: every lane stops accepting and fails what it has queued,

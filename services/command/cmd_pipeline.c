@@ -609,6 +609,29 @@ static void format_time(int64_t us, char *out, size_t cap) {
   sf_json_format_time(us, out, cap);
 }
 
+/* The streams e moves (cmd_msg_t.streams): its store x product, or for an
+ * order event the order and each line's store x product; none for catalog
+ * events. Returns 0 or SF_ENOMEM. */
+static int add_streams(cmd_msg_t *m, const sf_event_t *e) {
+  bool order = e->type >= SF_EV_ORDER_PLACED && e->type <= SF_EV_ORDER_CANCELLED;
+  size_t n = order ? 1 + e->order.n_lines
+                   : (e->store_id[0] && e->product_id[0] ? 1 : 0);
+  if (n == 0)
+    return 0;
+  m->streams = malloc(n * sizeof(*m->streams));
+  if (!m->streams)
+    return SF_ENOMEM;
+  if (order) {
+    m->streams[m->n_streams++] = cmd_stream_hash("order", e->order.order_id);
+    for (size_t i = 0; i < e->order.n_lines; i++)
+      m->streams[m->n_streams++] =
+          cmd_stream_hash(e->store_id, e->order.lines[i].product_id);
+  } else {
+    m->streams[m->n_streams++] = cmd_stream_hash(e->store_id, e->product_id);
+  }
+  return 0;
+}
+
 /* Builds the Kafka message of e. Returns NULL on failure (logged). */
 static cmd_msg_t *make_msg(cmd_pipeline_t *pl, const sf_event_t *e, const char *topic,
                            const char *key) {
@@ -626,6 +649,10 @@ static cmd_msg_t *make_msg(cmd_pipeline_t *pl, const sf_event_t *e, const char *
   }
   m->topic = topic;
   snprintf(m->key, sizeof(m->key), "%s", key);
+  if (add_streams(m, e) != 0) {
+    cmd_msg_free(m);
+    return NULL;
+  }
   snprintf(m->ce_id, sizeof(m->ce_id), "%s", e->event_id);
   snprintf(m->ce_type, sizeof(m->ce_type), "stockflow.%s",
            sf_event_type_name(e->type));
@@ -749,8 +776,7 @@ static void batch_free(cmd_batch_t *b) {
     return;
   while (b->extra) { /* crossings that never joined the unit */
     cmd_msg_t *next = b->extra->next;
-    free(b->extra->value);
-    free(b->extra);
+    cmd_msg_free(b->extra);
     b->extra = next;
   }
   for (size_t i = 0; i < b->n_items; i++) {

@@ -62,14 +62,32 @@ struct cmd_writer {
  * the epoch of) a transaction left open longer. */
 #define TXN_COORDINATOR_TIMEOUT_MS 10000
 
+uint64_t cmd_stream_hash(const char *a, const char *b) {
+  /* FNV-1a, 64 bits, over a, a separator, b */
+  uint64_t h = UINT64_C(14695981039346656037);
+  for (const char *s = a; s && *s; s++)
+    h = (h ^ (uint8_t)*s) * UINT64_C(1099511628211);
+  h = (h ^ (uint8_t)'/') * UINT64_C(1099511628211);
+  for (const char *s = b; s && *s; s++)
+    h = (h ^ (uint8_t)*s) * UINT64_C(1099511628211);
+  return h;
+}
+
+void cmd_msg_free(cmd_msg_t *m) {
+  if (!m)
+    return;
+  free(m->streams);
+  free(m->value);
+  free(m);
+}
+
 void cmd_unit_free(cmd_unit_t *u) {
   if (!u)
     return;
   cmd_msg_t *m = u->msgs;
   while (m) {
     cmd_msg_t *next = m->next;
-    free(m->value);
-    free(m);
+    cmd_msg_free(m);
     m = next;
   }
   free(u);

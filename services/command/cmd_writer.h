@@ -55,11 +55,25 @@ typedef struct cmd_msg {
   char ce_type[64];
   char ce_time[40];
   char ce_subject[128];
+  /* The event streams the message moves, hashed (cmd_stream_hash): the
+   * store x product of a stock event, and for an order event the order and
+   * each line's store x product. The lanes keep units that share a stream
+   * in decision order across lanes (cmd_lanes.h). Owned; none for catalog
+   * events. */
+  uint64_t *streams;
+  size_t n_streams;
   /* results */
   int err; /* 0 or a negative SF_E code */
   int32_t partition;
   int64_t offset;
 } cmd_msg_t;
+
+/* The hash of the stream named by a and b (e.g. a store id and a product
+ * id; b may be ""). Pure. */
+uint64_t cmd_stream_hash(const char *a, const char *b);
+
+/* Frees one message (not the ones after it). */
+void cmd_msg_free(cmd_msg_t *m);
 
 /* A unit: the messages of one command; they commit or fail together. */
 typedef struct cmd_unit {

@@ -193,6 +193,22 @@ static cmd_unit_t *unit(world_t *w, const char *k1, const char *k2) {
   return u;
 }
 
+/* A stock unit like the pipeline's: one message per key, each naming its
+ * stream (store x product) as make_msg does. k2 may be NULL. */
+static cmd_unit_t *named_unit(world_t *w, const char *k1, const char *p1,
+                              const char *k2, const char *p2) {
+  cmd_unit_t *u = unit(w, k1, k2);
+  const char *products[2] = {p1, p2};
+  size_t i = 0;
+  for (cmd_msg_t *m = u->msgs; m; m = m->next, i++) {
+    m->streams = malloc(sizeof(*m->streams));
+    assert_non_null(m->streams);
+    m->streams[0] = cmd_stream_hash(m->key, products[i]);
+    m->n_streams = 1;
+  }
+  return u;
+}
+
 static cmd_unit_t *catalog_unit(world_t *w, const char *key) {
   cmd_unit_t *u = calloc(1, sizeof(*u));
   assert_non_null(u);
@@ -275,6 +291,78 @@ static void test_cross_lane_unit_is_a_barrier(void **st) {
   assert_ptr_equal(w->sinks[1]->handed[1], d);
   finish(w, 0, 2, 0);
   finish(w, 1, 1, 0);
+  assert_int_equal(w->n_done, 5);
+}
+
+static void test_transfer_across_lanes_holds_up_no_lane(void **st) {
+  world_t *w = *st;
+  cmd_unit_t *a = named_unit(w, KEY_LANE0, "p1", NULL, NULL);
+  cmd_unit_t *b = named_unit(w, KEY_LANE1, "p1", NULL, NULL);
+  cmd_lanes_submit(w->lanes, a);
+  cmd_lanes_submit(w->lanes, b);
+  /* a transfer of p2 from a lane-0 store to a lane-1 store: no stream of
+   * it is in flight, so it goes at once, on lane 0, while b commits */
+  cmd_unit_t *x = named_unit(w, KEY_LANE0, "p2", KEY_LANE1, "p2");
+  cmd_lanes_submit(w->lanes, x);
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 0);
+  assert_int_equal(w->sinks[0]->n_handed, 2);
+  assert_ptr_equal(w->sinks[0]->handed[1], x);
+  assert_int_equal(x->lane, 0);
+  assert_int_equal(x->lanes, 1);                    /* not a barrier */
+  assert_int_equal(x->msgs->next->to_partition, 3); /* lane 1's partition */
+  /* lane 1 is not held: its next unit goes while x is in flight */
+  cmd_unit_t *c = named_unit(w, KEY_LANE1, "p3", NULL, NULL);
+  cmd_lanes_submit(w->lanes, c);
+  assert_int_equal(w->sinks[1]->n_handed, 2);
+  assert_ptr_equal(w->sinks[1]->handed[1], c);
+  finish(w, 0, 0, 0);
+  finish(w, 1, 0, 0);
+  finish(w, 0, 1, 0);
+  finish(w, 1, 1, 0);
+  assert_int_equal(w->n_done, 4);
+}
+
+static void test_shared_stream_keeps_decision_order(void **st) {
+  world_t *w = *st;
+  /* b: a sale of p1 at the lane-1 store, in flight on lane 1 */
+  cmd_unit_t *b = named_unit(w, KEY_LANE1, "p1", NULL, NULL);
+  cmd_lanes_submit(w->lanes, b);
+  /* x: a transfer of p1 into that store, decided after b: its second leg
+   * moves b's stream, so it waits for b rather than race it on lane 0 */
+  cmd_unit_t *x = named_unit(w, KEY_LANE0, "p1", KEY_LANE1, "p1");
+  cmd_lanes_submit(w->lanes, x);
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 1);
+  assert_int_equal(w->sinks[0]->n_handed, 0);
+  /* c: other work of lane 0 is not held up by x */
+  cmd_unit_t *c = named_unit(w, KEY_LANE0, "p9", NULL, NULL);
+  cmd_lanes_submit(w->lanes, c);
+  assert_int_equal(w->sinks[0]->n_handed, 1);
+  assert_ptr_equal(w->sinks[0]->handed[0], c);
+  /* d: a sale of p1 at the lane-1 store, decided after x: it must not
+   * pass x (its stream is x's), though lane 1 could take it */
+  cmd_unit_t *d = named_unit(w, KEY_LANE1, "p1", NULL, NULL);
+  cmd_lanes_submit(w->lanes, d);
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 2);
+  assert_int_equal(w->sinks[1]->n_handed, 1);
+  /* e: other work of lane 1 goes */
+  cmd_unit_t *e = named_unit(w, KEY_LANE1, "p8", NULL, NULL);
+  cmd_lanes_submit(w->lanes, e);
+  assert_int_equal(w->sinks[1]->n_handed, 2);
+  assert_ptr_equal(w->sinks[1]->handed[1], e);
+  /* b committed: x goes on lane 0; d now waits for x */
+  finish(w, 1, 0, 0);
+  assert_int_equal(w->sinks[0]->n_handed, 2);
+  assert_ptr_equal(w->sinks[0]->handed[1], x);
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 1);
+  assert_int_equal(w->sinks[1]->n_handed, 2);
+  /* x committed: d goes on lane 1, after x in the log of that partition */
+  finish(w, 0, 1, 0);
+  assert_int_equal(cmd_lanes_waiting(w->lanes), 0);
+  assert_int_equal(w->sinks[1]->n_handed, 3);
+  assert_ptr_equal(w->sinks[1]->handed[2], d);
+  finish(w, 0, 0, 0);
+  finish(w, 1, 1, 0);
+  finish(w, 1, 2, 0);
   assert_int_equal(w->n_done, 5);
 }
 
@@ -440,6 +528,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_units_go_to_their_lane_at_once,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_cross_lane_unit_is_a_barrier,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_transfer_across_lanes_holds_up_no_lane, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_stream_keeps_decision_order,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_catalog_unit_spans_every_lane,
                                       setup, teardown),

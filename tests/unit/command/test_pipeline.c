@@ -38,6 +38,7 @@ typedef struct world {
   int parks, parked, agains;
   void (*park_done)(void *, bool);
   void *park_ud;
+  cmd_req_t *last_req;
 } world_t;
 
 static bool sink_park(void *ud, void (*done)(void *, bool), void *done_ud) {
@@ -130,6 +131,21 @@ static void open_store(world_t *w, const char *key, const char *hash) {
                    CMD_OK);
   cmd_outgoing_t o = {&e, true, STORE};
   cmd_pipeline_commit(w->pl, c, &o, 1);
+}
+
+/* A system command deciding and committing one stock or order event. */
+static void commit_one(world_t *w, sf_event_t *e, cmd_verdict_t verdict,
+                       bool catalog, const char *key) {
+  assert_int_equal(verdict, CMD_OK);
+  cmd_outgoing_t o = {e, catalog, key};
+  cmd_pipeline_commit(w->pl, w->last_req, &o, 1);
+}
+
+static cmd_req_t *system_req(world_t *w, sf_event_t *e) {
+  w->last_req = cmd_pipeline_begin_system(w->pl, answer_cb, w);
+  assert_non_null(w->last_req);
+  cmd_pipeline_envelope(w->pl, w->last_req, e, NULL);
+  return w->last_req;
 }
 
 static void no_state_answers_503(void **st) {
@@ -239,6 +255,50 @@ static void paused_and_stopped_answer_503(void **st) {
   assert_int_equal(w->held.n, 0);
 }
 
+/* The lanes order units across lanes by the streams their messages name
+ * (cmd_lanes.h): a stock event names its store x product, an order event
+ * its order and each line's store x product, a catalog event none. */
+static void messages_name_their_streams(void **st) {
+  world_t *w = *st;
+  give_state(w);
+  open_store(w, "k-open", "h-open");
+  assert_int_equal(w->held.units[0]->msgs->n_streams, 0);
+  held_units_finish(&w->held, w->pl, 0, 1);
+  sf_event_t e;
+  const cmd_state_t *s = cmd_pipeline_state(w->pl);
+  system_req(w, &e);
+  commit_one(w,
+             &e,
+             cmd_decide_product_create(s, PRODUCT, "SKU-1", "Tea", NULL,
+                                       "1.00", 0, &e),
+             true, PRODUCT);
+  held_units_finish(&w->held, w->pl, 0, 2);
+  system_req(w, &e);
+  cmd_movement_cmd_t mv = {STORE, PRODUCT, SF_MOVE_RECEIPT, 5, NULL, NULL, -1};
+  commit_one(w, &e, cmd_decide_movement(s, &mv, &e), false, STORE);
+  assert_int_equal(w->held.n, 1);
+  const cmd_msg_t *m = w->held.units[0]->msgs;
+  assert_int_equal(m->n_streams, 1);
+  assert_true(m->streams[0] == cmd_stream_hash(STORE, PRODUCT));
+  held_units_finish(&w->held, w->pl, 0, 3);
+  system_req(w, &e);
+  sf_order_line_t line = {.quantity = 2}, out[1];
+  snprintf(line.product_id, sizeof(line.product_id), "%s", PRODUCT);
+  bool shorts[1];
+  const char *order = "0190a1b2-0000-7000-8000-0000000000c1";
+  commit_one(w, &e,
+             cmd_decide_order_place(s, STORE, order, &line, 1, NULL, out,
+                                    shorts, &e),
+             false, STORE);
+  assert_int_equal(w->held.n, 1);
+  m = w->held.units[0]->msgs;
+  assert_int_equal(m->n_streams, 2);
+  assert_true(m->streams[0] == cmd_stream_hash("order", order));
+  assert_true(m->streams[1] == cmd_stream_hash(STORE, PRODUCT));
+  held_units_finish(&w->held, w->pl, 0, 4);
+  assert_int_equal(w->status, 201);
+}
+
 static void fold_disagreement_asks_for_a_resync(void **st) {
   world_t *w = *st;
   give_state(w);
@@ -342,6 +402,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           failed_commit_answers_503_and_frees_the_key, setup, teardown),
       cmocka_unit_test_setup_teardown(paused_and_stopped_answer_503, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(messages_name_their_streams, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(fold_disagreement_asks_for_a_resync,
                                       setup, teardown),
