@@ -58,6 +58,7 @@ typedef struct world {
   sf_kafka_producer_t *publisher; /* the warehouse systems' */
   sf_kafka_consumer_t *reader;    /* the results topic, from the start */
   rd_kafka_t *group;              /* asks the intake group's offsets */
+  size_t max_inflight;            /* the bus's, at every start */
   held_units_t held;              /* the sink's */
   /* the results read so far */
   result_t results[MAX_RESULTS];
@@ -172,21 +173,28 @@ static void refresh(world_t *w) {
   }
 }
 
-/* Runs the loop, reading results, until *counter reaches want (or the
- * bound passes: then the assertion fails). */
-static void run_until(world_t *w, const size_t *counter, size_t want) {
+/* Runs the loop, reading results, until *counter reaches want (counter
+ * NULL: never) or ms pass. */
+static void run_loop(world_t *w, const size_t *counter, size_t want,
+                     uint64_t ms) {
   uv_update_time(&w->loop);
-  uint64_t deadline = uv_now(&w->loop) + BOUND_MS;
+  uint64_t deadline = uv_now(&w->loop) + ms;
   uv_timer_t tick;
   uv_timer_init(&w->loop, &tick);
   uv_timer_start(&tick, on_tick, 10, 10);
   refresh(w);
-  while (*counter < want && uv_now(&w->loop) < deadline) {
+  while ((!counter || *counter < want) && uv_now(&w->loop) < deadline) {
     uv_run(&w->loop, UV_RUN_DEFAULT);
     refresh(w);
   }
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(&w->loop, UV_RUN_NOWAIT);
+}
+
+/* Runs the loop until *counter reaches want (or the bound passes: then the
+ * assertion fails). */
+static void run_until(world_t *w, const size_t *counter, size_t want) {
+  run_loop(w, counter, want, BOUND_MS);
   assert_int_equal(*counter, want);
 }
 
@@ -221,7 +229,7 @@ static void start_bus(world_t *w) {
                       .topic_commands = T_COMMANDS,
                       .topic_results = T_RESULTS,
                       .group_id = GROUP,
-                      .max_inflight = 8};
+                      .max_inflight = w->max_inflight};
   assert_int_equal(cmd_bus_new(&w->bus, &w->loop, w->pl, &o, w->log), 0);
 }
 
@@ -287,7 +295,11 @@ static cmd_state_t *new_state(void) {
   return s;
 }
 
-static int setup(void **st) {
+/* A world whose pipeline is instance 0 of instances, with new_state's
+ * state or (with_state false) none yet, and whose bus takes up to
+ * max_inflight commands at a time. */
+static int setup_world(void **st, bool with_state, unsigned instances,
+                       size_t max_inflight) {
   world_t *w = calloc(1, sizeof(*w));
   assert_non_null(w);
   assert_int_equal(mock_kafka_start(&w->kafka), 0);
@@ -303,7 +315,12 @@ static int setup(void **st) {
   cmd_pipeline_sink_t sink = {sink_submit, sink_resync, NULL, w};
   assert_int_equal(cmd_pipeline_new(&w->pl, &w->cfg, NULL, NULL, &sink, w->log),
                    0);
-  cmd_pipeline_set_state(w->pl, new_state(), 1);
+  if (instances > 1) {
+    cmd_instances_t ins = {0, instances, ""};
+    cmd_pipeline_set_instances(w->pl, &ins);
+  }
+  if (with_state)
+    cmd_pipeline_set_state(w->pl, new_state(), 1);
 
   const char *ps[][2] = {{"bootstrap.servers", w->kafka.brokers},
                          {"client.id", "test-publisher"},
@@ -333,10 +350,13 @@ static int setup(void **st) {
   w->group = rd_kafka_new(RD_KAFKA_CONSUMER, gc, why, sizeof(why));
   assert_non_null(w->group);
 
+  w->max_inflight = max_inflight;
   start_bus(w);
   *st = w;
   return 0;
 }
+
+static int setup(void **st) { return setup_world(st, true, 1, 8); }
 
 static int teardown(void **st) {
   world_t *w = *st;
