@@ -6,8 +6,10 @@
  * client of its own that never joins the group: a command's result and its
  * answer, the commit only after the result is acknowledged and never past
  * an unanswered earlier command, a result the broker refuses, malformed
- * payloads, redelivery answered once, refusals by the rules, and the stop
- * with commands in flight (what wrote nothing is left for the next start).
+ * payloads, redelivery answered once, refusals by the rules, the stop
+ * with commands in flight (what wrote nothing is left for the next start),
+ * and a command that comes before the state (instances: it waits, neither
+ * answered nor committed past, and is applied once the state is there).
  * The loop runs on the test thread until a condition holds; the bounds are
  * there only so that nothing hangs. */
 #include <setjmp.h>
@@ -41,6 +43,7 @@
 #define ON_HAND 10 /* the stock of PRODUCT at STORE in every test */
 #define MAX_RESULTS 16
 #define BOUND_MS 20000
+#define QUIET_MS 1000 /* five of the bus's 200 ms retries */
 
 typedef struct result {
   char key[128];
@@ -191,6 +194,10 @@ static void run_loop(world_t *w, const size_t *counter, size_t want,
   uv_run(&w->loop, UV_RUN_NOWAIT);
 }
 
+/* Runs the loop for ms: time enough for the bus to do what it must not (take
+ * one command too many, answer or commit too early). */
+static void run_for(world_t *w, uint64_t ms) { run_loop(w, NULL, 0, ms); }
+
 /* Runs the loop until *counter reaches want (or the bound passes: then the
  * assertion fails). */
 static void run_until(world_t *w, const size_t *counter, size_t want) {
@@ -298,6 +305,15 @@ static cmd_state_t *new_state(void) {
 /* A world whose pipeline is instance 0 of instances, with new_state's
  * state or (with_state false) none yet, and whose bus takes up to
  * max_inflight commands at a time. */
+/* new_state's, as a rebuild with instances leaves it: the position of the
+ * one stock partition recorded, so the partition count (1) is known and
+ * instance 0 of 2 owns STORE. */
+static cmd_state_t *new_state_one_partition(void) {
+  cmd_state_t *s = new_state();
+  assert_int_equal(cmd_state_set_log_next(s, false, 0, 0), 0);
+  return s;
+}
+
 static int setup_world(void **st, bool with_state, unsigned instances,
                        size_t max_inflight) {
   world_t *w = calloc(1, sizeof(*w));
@@ -357,6 +373,12 @@ static int setup_world(void **st, bool with_state, unsigned instances,
 }
 
 static int setup(void **st) { return setup_world(st, true, 1, 8); }
+
+/* Instance 0 of 2 before its first rebuild: no state, so no stock
+ * partition count, so no owner known for any store. */
+static int setup_no_state_yet(void **st) {
+  return setup_world(st, false, 2, 8);
+}
 
 static int teardown(void **st) {
   world_t *w = *st;
@@ -674,6 +696,45 @@ static void test_stop_leaves_what_was_not_written(void **st) {
   wait_committed(w, 2);
 }
 
+static void test_command_waits_for_the_state(void **st) {
+  world_t *w = *st;
+  sf_command_t c = command(CMD1, STORE, SF_MOVE_RECEIPT, 5);
+  publish(w, &c);
+  /* a malformed one without a key names no store: instance 0 answers it
+   * at once, so the thread has a result to commit after */
+  const char garbage[] = "not a StockCommand";
+  publish_raw(w, "", garbage, sizeof(garbage) - 1);
+  run_until(w, &w->n_results, 1);
+  assert_int_equal(status_of(w, 0), 400);
+  assert_int_equal(source_offset_of(w, 0), 1);
+
+  /* the first waits for the state through several retries: not decided,
+   * not answered (no 503, no skip), not committed past */
+  run_for(w, QUIET_MS);
+  assert_int_equal(w->received, 2);
+  assert_int_equal(w->held.submitted, 0);
+  assert_int_equal(w->n_results, 1);
+  assert_int_equal(committed(w), RD_KAFKA_OFFSET_INVALID);
+
+  /* the state comes: decided, answered once, committed past both */
+  cmd_pipeline_set_state(w->pl, new_state_one_partition(), 1);
+  run_until(w, &w->held.submitted, 1);
+  held_units_finish(&w->held, w->pl, 0, 60);
+  run_until(w, &w->n_results, 2);
+  assert_string_equal(command_id_of(w, 1), CMD1);
+  assert_int_equal(status_of(w, 1), 201);
+  assert_int_equal(source_offset_of(w, 1), 0);
+  assert_string_equal(body_str(w, 1, "position"), "stock-0-60");
+  wait_committed(w, 2);
+  destroy_bus_and_drain(w);
+  assert_int_equal(w->n_results, 2);
+  assert_int_equal(w->received, 2);
+  assert_int_equal(w->held.submitted, 1);
+  cmd_stock_row_t row;
+  cmd_state_stock(cmd_pipeline_state(w->pl), STORE, PRODUCT, &row);
+  assert_int_equal(row.on_hand, ON_HAND + 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_answered_then_committed,
@@ -692,6 +753,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_leaves_what_was_not_written,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_waits_for_the_state,
+                                      setup_no_state_yet, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
