@@ -8,8 +8,9 @@
  * an unanswered earlier command, a result the broker refuses, malformed
  * payloads, redelivery answered once, refusals by the rules, the stop
  * with commands in flight (what wrote nothing is left for the next start),
- * and a command that comes before the state (instances: it waits, neither
- * answered nor committed past, and is applied once the state is there).
+ * a command that comes before the state (instances: it waits, neither
+ * answered nor committed past, and is applied once the state is there),
+ * and the intake that takes no more than max_inflight commands at a time.
  * The loop runs on the test thread until a condition holds; the bounds are
  * there only so that nothing hangs. */
 #include <setjmp.h>
@@ -40,10 +41,12 @@
 #define CMD2 "0190a1b2-0000-7000-8000-0000000000c2"
 #define CMD3 "0190a1b2-0000-7000-8000-0000000000c3"
 #define CMD4 "0190a1b2-0000-7000-8000-0000000000c4"
+#define CMD5 "0190a1b2-0000-7000-8000-0000000000c5"
 #define ON_HAND 10 /* the stock of PRODUCT at STORE in every test */
 #define MAX_RESULTS 16
 #define BOUND_MS 20000
 #define QUIET_MS 1000 /* five of the bus's 200 ms retries */
+#define SMALL_INFLIGHT 2
 
 typedef struct result {
   char key[128];
@@ -378,6 +381,10 @@ static int setup(void **st) { return setup_world(st, true, 1, 8); }
  * partition count, so no owner known for any store. */
 static int setup_no_state_yet(void **st) {
   return setup_world(st, false, 2, 8);
+}
+
+static int setup_small_inflight(void **st) {
+  return setup_world(st, true, 1, SMALL_INFLIGHT);
 }
 
 static int teardown(void **st) {
@@ -735,6 +742,47 @@ static void test_command_waits_for_the_state(void **st) {
   assert_int_equal(row.on_hand, ON_HAND + 5);
 }
 
+static void test_intake_takes_at_most_max_inflight(void **st) {
+  world_t *w = *st;
+  const char *ids[] = {CMD1, CMD2, CMD3, CMD4, CMD5};
+  const size_t n = sizeof(ids) / sizeof(ids[0]);
+  for (size_t i = 0; i < n; i++) {
+    sf_command_t c = command(ids[i], STORE, SF_MOVE_RECEIPT, (int64_t)i + 1);
+    publish(w, &c);
+  }
+  /* the sink holds every unit: the intake takes SMALL_INFLIGHT commands,
+   * then one more each time one of them is answered */
+  for (size_t answered = 0; answered < n; answered++) {
+    size_t taken = answered + SMALL_INFLIGHT;
+    if (taken > n)
+      taken = n;
+    run_until(w, &w->held.submitted, taken);
+    run_for(w, QUIET_MS / 4);
+    assert_int_equal(w->received, taken);
+    assert_int_equal(w->held.submitted, taken);
+    assert_int_equal(w->held.n, taken - answered);
+    held_units_finish(&w->held, w->pl, 0, 70 + (int64_t)answered);
+    run_until(w, &w->n_results, answered + 1);
+  }
+  /* each taken once, applied once and answered once, in order */
+  wait_committed(w, (int64_t)n);
+  destroy_bus_and_drain(w);
+  assert_int_equal(w->n_results, n);
+  for (size_t i = 0; i < n; i++) {
+    assert_string_equal(command_id_of(w, i), ids[i]);
+    assert_int_equal(status_of(w, i), 201);
+    assert_int_equal(source_offset_of(w, i), (int64_t)i);
+  }
+  assert_int_equal(w->received, n);
+  assert_int_equal(w->held.submitted, n);
+  cmd_pipeline_stats_t ps;
+  cmd_pipeline_stats(w->pl, &ps);
+  assert_int_equal(ps.accepted, n);
+  cmd_stock_row_t row;
+  cmd_state_stock(cmd_pipeline_state(w->pl), STORE, PRODUCT, &row);
+  assert_int_equal(row.on_hand, ON_HAND + 1 + 2 + 3 + 4 + 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_answered_then_committed,
@@ -755,6 +803,8 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_command_waits_for_the_state,
                                       setup_no_state_yet, teardown),
+      cmocka_unit_test_setup_teardown(test_intake_takes_at_most_max_inflight,
+                                      setup_small_inflight, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
