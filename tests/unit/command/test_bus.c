@@ -6,8 +6,11 @@
  * client of its own that never joins the group: a command's result and its
  * answer, the commit only after the result is acknowledged and never past
  * an unanswered earlier command, a result the broker refuses, malformed
- * payloads, redelivery answered once, refusals by the rules, and the stop
- * with commands in flight (what wrote nothing is left for the next start).
+ * payloads, redelivery answered once, refusals by the rules, the stop
+ * with commands in flight (what wrote nothing is left for the next start),
+ * a command that comes before the state (instances: it waits, neither
+ * answered nor committed past, and is applied once the state is there),
+ * and the intake that takes no more than max_inflight commands at a time.
  * The loop runs on the test thread until a condition holds; the bounds are
  * there only so that nothing hangs. */
 #include <setjmp.h>
@@ -38,9 +41,12 @@
 #define CMD2 "0190a1b2-0000-7000-8000-0000000000c2"
 #define CMD3 "0190a1b2-0000-7000-8000-0000000000c3"
 #define CMD4 "0190a1b2-0000-7000-8000-0000000000c4"
+#define CMD5 "0190a1b2-0000-7000-8000-0000000000c5"
 #define ON_HAND 10 /* the stock of PRODUCT at STORE in every test */
 #define MAX_RESULTS 16
 #define BOUND_MS 20000
+#define QUIET_MS 1000 /* five of the bus's 200 ms retries */
+#define SMALL_INFLIGHT 2
 
 typedef struct result {
   char key[128];
@@ -58,6 +64,7 @@ typedef struct world {
   sf_kafka_producer_t *publisher; /* the warehouse systems' */
   sf_kafka_consumer_t *reader;    /* the results topic, from the start */
   rd_kafka_t *group;              /* asks the intake group's offsets */
+  size_t max_inflight;            /* the bus's, at every start */
   held_units_t held;              /* the sink's */
   /* the results read so far */
   result_t results[MAX_RESULTS];
@@ -172,21 +179,32 @@ static void refresh(world_t *w) {
   }
 }
 
-/* Runs the loop, reading results, until *counter reaches want (or the
- * bound passes: then the assertion fails). */
-static void run_until(world_t *w, const size_t *counter, size_t want) {
+/* Runs the loop, reading results, until *counter reaches want (counter
+ * NULL: never) or ms pass. */
+static void run_loop(world_t *w, const size_t *counter, size_t want,
+                     uint64_t ms) {
   uv_update_time(&w->loop);
-  uint64_t deadline = uv_now(&w->loop) + BOUND_MS;
+  uint64_t deadline = uv_now(&w->loop) + ms;
   uv_timer_t tick;
   uv_timer_init(&w->loop, &tick);
   uv_timer_start(&tick, on_tick, 10, 10);
   refresh(w);
-  while (*counter < want && uv_now(&w->loop) < deadline) {
+  while ((!counter || *counter < want) && uv_now(&w->loop) < deadline) {
     uv_run(&w->loop, UV_RUN_DEFAULT);
     refresh(w);
   }
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(&w->loop, UV_RUN_NOWAIT);
+}
+
+/* Runs the loop for ms: time enough for the bus to do what it must not (take
+ * one command too many, answer or commit too early). */
+static void run_for(world_t *w, uint64_t ms) { run_loop(w, NULL, 0, ms); }
+
+/* Runs the loop until *counter reaches want (or the bound passes: then the
+ * assertion fails). */
+static void run_until(world_t *w, const size_t *counter, size_t want) {
+  run_loop(w, counter, want, BOUND_MS);
   assert_int_equal(*counter, want);
 }
 
@@ -221,7 +239,7 @@ static void start_bus(world_t *w) {
                       .topic_commands = T_COMMANDS,
                       .topic_results = T_RESULTS,
                       .group_id = GROUP,
-                      .max_inflight = 8};
+                      .max_inflight = w->max_inflight};
   assert_int_equal(cmd_bus_new(&w->bus, &w->loop, w->pl, &o, w->log), 0);
 }
 
@@ -287,7 +305,20 @@ static cmd_state_t *new_state(void) {
   return s;
 }
 
-static int setup(void **st) {
+/* A world whose pipeline is instance 0 of instances, with new_state's
+ * state or (with_state false) none yet, and whose bus takes up to
+ * max_inflight commands at a time. */
+/* new_state's, as a rebuild with instances leaves it: the position of the
+ * one stock partition recorded, so the partition count (1) is known and
+ * instance 0 of 2 owns STORE. */
+static cmd_state_t *new_state_one_partition(void) {
+  cmd_state_t *s = new_state();
+  assert_int_equal(cmd_state_set_log_next(s, false, 0, 0), 0);
+  return s;
+}
+
+static int setup_world(void **st, bool with_state, unsigned instances,
+                       size_t max_inflight) {
   world_t *w = calloc(1, sizeof(*w));
   assert_non_null(w);
   assert_int_equal(mock_kafka_start(&w->kafka), 0);
@@ -303,7 +334,12 @@ static int setup(void **st) {
   cmd_pipeline_sink_t sink = {sink_submit, sink_resync, NULL, w};
   assert_int_equal(cmd_pipeline_new(&w->pl, &w->cfg, NULL, NULL, &sink, w->log),
                    0);
-  cmd_pipeline_set_state(w->pl, new_state(), 1);
+  if (instances > 1) {
+    cmd_instances_t ins = {0, instances, ""};
+    cmd_pipeline_set_instances(w->pl, &ins);
+  }
+  if (with_state)
+    cmd_pipeline_set_state(w->pl, new_state(), 1);
 
   const char *ps[][2] = {{"bootstrap.servers", w->kafka.brokers},
                          {"client.id", "test-publisher"},
@@ -333,9 +369,22 @@ static int setup(void **st) {
   w->group = rd_kafka_new(RD_KAFKA_CONSUMER, gc, why, sizeof(why));
   assert_non_null(w->group);
 
+  w->max_inflight = max_inflight;
   start_bus(w);
   *st = w;
   return 0;
+}
+
+static int setup(void **st) { return setup_world(st, true, 1, 8); }
+
+/* Instance 0 of 2 before its first rebuild: no state, so no stock
+ * partition count, so no owner known for any store. */
+static int setup_no_state_yet(void **st) {
+  return setup_world(st, false, 2, 8);
+}
+
+static int setup_small_inflight(void **st) {
+  return setup_world(st, true, 1, SMALL_INFLIGHT);
 }
 
 static int teardown(void **st) {
@@ -654,6 +703,86 @@ static void test_stop_leaves_what_was_not_written(void **st) {
   wait_committed(w, 2);
 }
 
+static void test_command_waits_for_the_state(void **st) {
+  world_t *w = *st;
+  sf_command_t c = command(CMD1, STORE, SF_MOVE_RECEIPT, 5);
+  publish(w, &c);
+  /* a malformed one without a key names no store: instance 0 answers it
+   * at once, so the thread has a result to commit after */
+  const char garbage[] = "not a StockCommand";
+  publish_raw(w, "", garbage, sizeof(garbage) - 1);
+  run_until(w, &w->n_results, 1);
+  assert_int_equal(status_of(w, 0), 400);
+  assert_int_equal(source_offset_of(w, 0), 1);
+
+  /* the first waits for the state through several retries: not decided,
+   * not answered (no 503, no skip), not committed past */
+  run_for(w, QUIET_MS);
+  assert_int_equal(w->received, 2);
+  assert_int_equal(w->held.submitted, 0);
+  assert_int_equal(w->n_results, 1);
+  assert_int_equal(committed(w), RD_KAFKA_OFFSET_INVALID);
+
+  /* the state comes: decided, answered once, committed past both */
+  cmd_pipeline_set_state(w->pl, new_state_one_partition(), 1);
+  run_until(w, &w->held.submitted, 1);
+  held_units_finish(&w->held, w->pl, 0, 60);
+  run_until(w, &w->n_results, 2);
+  assert_string_equal(command_id_of(w, 1), CMD1);
+  assert_int_equal(status_of(w, 1), 201);
+  assert_int_equal(source_offset_of(w, 1), 0);
+  assert_string_equal(body_str(w, 1, "position"), "stock-0-60");
+  wait_committed(w, 2);
+  destroy_bus_and_drain(w);
+  assert_int_equal(w->n_results, 2);
+  assert_int_equal(w->received, 2);
+  assert_int_equal(w->held.submitted, 1);
+  cmd_stock_row_t row;
+  cmd_state_stock(cmd_pipeline_state(w->pl), STORE, PRODUCT, &row);
+  assert_int_equal(row.on_hand, ON_HAND + 5);
+}
+
+static void test_intake_takes_at_most_max_inflight(void **st) {
+  world_t *w = *st;
+  const char *ids[] = {CMD1, CMD2, CMD3, CMD4, CMD5};
+  const size_t n = sizeof(ids) / sizeof(ids[0]);
+  for (size_t i = 0; i < n; i++) {
+    sf_command_t c = command(ids[i], STORE, SF_MOVE_RECEIPT, (int64_t)i + 1);
+    publish(w, &c);
+  }
+  /* the sink holds every unit: the intake takes SMALL_INFLIGHT commands,
+   * then one more each time one of them is answered */
+  for (size_t answered = 0; answered < n; answered++) {
+    size_t taken = answered + SMALL_INFLIGHT;
+    if (taken > n)
+      taken = n;
+    run_until(w, &w->held.submitted, taken);
+    run_for(w, QUIET_MS / 4);
+    assert_int_equal(w->received, taken);
+    assert_int_equal(w->held.submitted, taken);
+    assert_int_equal(w->held.n, taken - answered);
+    held_units_finish(&w->held, w->pl, 0, 70 + (int64_t)answered);
+    run_until(w, &w->n_results, answered + 1);
+  }
+  /* each taken once, applied once and answered once, in order */
+  wait_committed(w, (int64_t)n);
+  destroy_bus_and_drain(w);
+  assert_int_equal(w->n_results, n);
+  for (size_t i = 0; i < n; i++) {
+    assert_string_equal(command_id_of(w, i), ids[i]);
+    assert_int_equal(status_of(w, i), 201);
+    assert_int_equal(source_offset_of(w, i), (int64_t)i);
+  }
+  assert_int_equal(w->received, n);
+  assert_int_equal(w->held.submitted, n);
+  cmd_pipeline_stats_t ps;
+  cmd_pipeline_stats(w->pl, &ps);
+  assert_int_equal(ps.accepted, n);
+  cmd_stock_row_t row;
+  cmd_state_stock(cmd_pipeline_state(w->pl), STORE, PRODUCT, &row);
+  assert_int_equal(row.on_hand, ON_HAND + 1 + 2 + 3 + 4 + 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_command_answered_then_committed,
@@ -672,6 +801,10 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_leaves_what_was_not_written,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_command_waits_for_the_state,
+                                      setup_no_state_yet, teardown),
+      cmocka_unit_test_setup_teardown(test_intake_takes_at_most_max_inflight,
+                                      setup_small_inflight, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
