@@ -251,11 +251,12 @@ static void h_metrics(sf_http_req_t *req, void *ud) {
   sf_metrics_u64(&m, "commit_batch_commands_count", NULL, 0, ws.batches);
   sf_metrics_counter(&m, "events_produced_total",
                      "Events in committed transactions.", ws.batch_msgs);
-  sf_metrics_family(&m, "commit_seconds", SF_METRIC_SUMMARY,
-                    "Time of a transaction from its first message to its "
-                    "commit.");
-  sf_metrics_f64(&m, "commit_seconds_sum", NULL, 0, ws.commit_seconds_sum);
-  sf_metrics_u64(&m, "commit_seconds_count", NULL, 0, ws.batches);
+  sf_metrics_family(&m, "commit_seconds", SF_METRIC_HISTOGRAM,
+                    "Time of a committed transaction from its first message "
+                    "to its commit.");
+  sf_metrics_histogram(&m, "commit_seconds", NULL, 0, cmd_commit_bounds,
+                       ws.commit_buckets, CMD_COMMIT_BUCKETS, ws.batches,
+                       ws.commit_seconds_sum);
   sf_metrics_family(&m, "rebuild_seconds", SF_METRIC_GAUGE,
                     "Time of the last rebuild of the state from the log.");
   sf_metrics_f64(&m, "rebuild_seconds", NULL, 0, a->rebuild_seconds);
@@ -522,6 +523,7 @@ int cmd_app_start(cmd_app_t *a) {
       .max_batch = (size_t)a->cfg->max_batch,
       .linger_us = a->cfg->linger_us,
       .commit_gap_us = a->cfg->commit_gap_us,
+      .kafka_debug = a->cfg->kafka_debug,
       .txn_timeout_ms = (int)a->cfg->txn_timeout_ms,
       .idem_retention_us = idem_retention_us(a->cfg),
       .rebuild_progress = &a->rebuild_progress,

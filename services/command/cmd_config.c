@@ -72,6 +72,11 @@ static const sf_cfg_entry_t entries[] = {
       "(CONCURRENT_TRANSACTIONS) and retried by librdkafka 20 ms later; "
       "0: begin at once",
       commit_gap_us),
+    E("kafka-debug", SF_CFG_STRING, "", 0, 0, "STOCKFLOW_COMMAND_KAFKA_DEBUG",
+      "librdkafka debug contexts of the writer lanes' producers (e.g. "
+      "eos,protocol: each transaction's requests with their round trips), "
+      "logged at debug level (--log-level debug); empty: none",
+      kafka_debug),
     E("txn-timeout-ms", SF_CFG_INT, "10000", 100, 600000,
       "STOCKFLOW_COMMIT_TIMEOUT_MS",
       "bound on one transaction's flush and commit", txn_timeout_ms),

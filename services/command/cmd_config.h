@@ -27,6 +27,7 @@ typedef struct cmd_settings {
   long long writer_lanes;
   long long linger_us;
   long long commit_gap_us;
+  const char *kafka_debug; /* librdkafka "debug" of the writers; "" none */
   long long txn_timeout_ms;
   long long header_timeout_ms;
   long long idle_timeout_ms;

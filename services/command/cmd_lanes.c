@@ -613,6 +613,7 @@ int cmd_lanes_new(cmd_lanes_t **out, uv_loop_t *loop,
         .max_batch = opts->max_batch,
         .linger_us = opts->linger_us,
         .commit_gap_us = opts->commit_gap_us,
+        .kafka_debug = opts->kafka_debug,
         .txn_timeout_ms = opts->txn_timeout_ms,
     };
     int rc;
@@ -659,6 +660,8 @@ void cmd_lanes_stats(cmd_lanes_t *l, cmd_writer_stats_t *sum,
     sum->failed_batches += s.failed_batches;
     sum->recoveries += s.recoveries;
     sum->commit_seconds_sum += s.commit_seconds_sum;
+    for (size_t b = 0; b < CMD_COMMIT_BUCKETS; b++)
+      sum->commit_buckets[b] += s.commit_buckets[b];
   }
 }
 

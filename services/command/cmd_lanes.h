@@ -73,6 +73,7 @@ typedef struct cmd_lanes_opts {
   size_t max_batch;          /* messages per transaction */
   int64_t linger_us;         /* extra wait for a fuller batch; 0: none */
   int64_t commit_gap_us;     /* least time from a commit to the next */
+  const char *kafka_debug;   /* librdkafka debug contexts; NULL/"": none */
   int txn_timeout_ms;        /* commit/abort bound */
   int64_t idem_retention_us; /* idempotency keys restored by the rebuild */
   /* optional, borrowed: kept current by every rebuild (cmd_rebuild.h) */

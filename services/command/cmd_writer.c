@@ -62,6 +62,16 @@ struct cmd_writer {
  * the epoch of) a transaction left open longer. */
 #define TXN_COORDINATOR_TIMEOUT_MS 10000
 
+const double cmd_commit_bounds[CMD_COMMIT_BUCKETS] = {
+    0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5};
+
+size_t cmd_writer_commit_bucket(double seconds) {
+  size_t i = 0;
+  while (i < CMD_COMMIT_BUCKETS && seconds > cmd_commit_bounds[i])
+    i++;
+  return i;
+}
+
 uint64_t cmd_stream_hash(const char *a, const char *b) {
   /* FNV-1a, 64 bits, over a, a separator, b */
   uint64_t h = UINT64_C(14695981039346656037);
@@ -221,10 +231,14 @@ static sf_kafka_producer_t *make_producer(cmd_writer_t *w) {
       /* A broker that went away is retried quickly once it is back. */
       {"reconnect.backoff.ms", "50"},
       {"reconnect.backoff.max.ms", "1000"},
+      /* last: left out when empty */
+      {"debug", w->opts.kafka_debug},
   };
+  size_t n = sizeof(settings) / sizeof(settings[0]);
+  if (!w->opts.kafka_debug || !*w->opts.kafka_debug)
+    n--;
   sf_kafka_producer_t *p = NULL;
-  if (sf_kafka_producer_new(&p, settings,
-                            sizeof(settings) / sizeof(settings[0]),
+  if (sf_kafka_producer_new(&p, settings, n,
                             w->opts.transactional_id, w->log, errstr,
                             sizeof(errstr)))
     SF_ERROR(w->log, "kafka", "lane %u: creating producer: %s", w->opts.lane,
@@ -638,6 +652,9 @@ static void writer_main(void *arg) {
       w->stats.batch_units += n_units;
       w->stats.batch_msgs += n_msgs;
       w->stats.commit_seconds_sum += dt;
+      size_t bucket = cmd_writer_commit_bucket(dt);
+      if (bucket < CMD_COMMIT_BUCKETS)
+        w->stats.commit_buckets[bucket]++;
     } else {
       /* Everything decided after the failed batch assumed it. */
       w->stats.failed_batches++;

@@ -98,10 +98,23 @@ void cmd_unit_free(cmd_unit_t *u);
  * A small vtable so that the lanes can run over Kafka (cmd_writer) or over
  * an in-memory sink in the unit tests; the base struct is the first member
  * of each implementation. */
+/* Upper bounds (seconds) of the commit-duration histogram's buckets: a
+ * transaction takes a few ms here; 20 ms and more is librdkafka's fixed
+ * CONCURRENT_TRANSACTIONS backoff, a broker pause or a busy machine. */
+#define CMD_COMMIT_BUCKETS 9
+extern const double cmd_commit_bounds[CMD_COMMIT_BUCKETS];
+
 typedef struct cmd_writer_stats {
   uint64_t batches, batch_units, batch_msgs, failed_batches, recoveries;
   double commit_seconds_sum;
+  /* committed batches by duration: [i] counts (bounds[i-1], bounds[i]];
+   * those above the last bound are only in batches */
+  uint64_t commit_buckets[CMD_COMMIT_BUCKETS];
 } cmd_writer_stats_t;
+
+/* The bucket of a commit that took seconds, or CMD_COMMIT_BUCKETS when it
+ * is above the last bound. Pure. */
+size_t cmd_writer_commit_bucket(double seconds);
 
 typedef struct cmd_sink cmd_sink_t;
 typedef struct cmd_sink_vt {
@@ -127,7 +140,8 @@ typedef struct cmd_writer_opts {
   /* least time from a commit's return to the next transaction's first
    * message (the units queue meanwhile); 0: none */
   int64_t commit_gap_us;
-  int txn_timeout_ms; /* commit/abort bound */
+  const char *kafka_debug; /* librdkafka debug contexts; NULL or "": none */
+  int txn_timeout_ms;      /* commit/abort bound */
 } cmd_writer_opts_t;
 
 /* Seconds a lane waits before taking its next batch: linger_us, or the

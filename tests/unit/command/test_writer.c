@@ -270,6 +270,19 @@ static void test_pause_after_commit(void **state) {
   assert_true(cmd_writer_pause(0, 0, 10.0, 10.0) <= 0);
 }
 
+static void test_commit_buckets(void **state) {
+  (void)state;
+  /* each bound belongs to its own bucket (le), the next value to the next */
+  assert_int_equal(cmd_writer_commit_bucket(0.0001), 0);
+  assert_int_equal(cmd_writer_commit_bucket(0.002), 0);
+  assert_int_equal(cmd_writer_commit_bucket(0.0021), 1);
+  assert_int_equal(cmd_writer_commit_bucket(0.021), 4); /* the 20 ms retry */
+  assert_int_equal(cmd_writer_commit_bucket(5), CMD_COMMIT_BUCKETS - 1);
+  assert_int_equal(cmd_writer_commit_bucket(6), CMD_COMMIT_BUCKETS);
+  for (size_t i = 1; i < CMD_COMMIT_BUCKETS; i++)
+    assert_true(cmd_commit_bounds[i - 1] < cmd_commit_bounds[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_commit_gives_offsets, setup,
@@ -279,6 +292,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_fenced_is_fatal, setup, teardown),
       cmocka_unit_test(test_pause_after_commit),
+      cmocka_unit_test(test_commit_buckets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
